@@ -1,0 +1,59 @@
+"""Ledger stream → day buckets. Triggered by INSERT records of the events table only."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.aggregator.settings import AggregatorSettings
+from shared.counters.aggregate import CountedEvent, aggregate, counted_event
+from shared.counters.store import CounterStore
+from shared.observability import logger, metrics, tracer
+from shared.settings import load_settings
+from shared.storage.dynamo import dynamodb_client
+
+
+@cache
+def counter_store() -> CounterStore:
+    settings = load_settings(AggregatorSettings)
+    return CounterStore(dynamodb_client(), settings.counters_table, settings.retention_days)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_stream_batch(event, counter_store())
+
+
+def process_stream_batch(event: dict[str, Any], store: CounterStore) -> dict[str, Any]:
+    """Apply the batch; report the earliest failed record so Lambda retries from there.
+
+    A stream batch is retried from the lowest reported sequence number on, so everything after it
+    comes back too; that is safe because buckets skip what they have already absorbed. A record
+    that cannot be decoded fails the same way and, after the retries and bisections, reaches the
+    on-failure destination instead of blocking the shard.
+    """
+    counted: list[CountedEvent] = []
+    failed: list[str] = []
+    for record in event.get("Records", []):
+        stream_data = record.get("dynamodb", {})
+        if record.get("eventName") != "INSERT":
+            continue  # the event-source filter drops these already; a local pump may not
+        try:
+            counted.append(counted_event(stream_data["SequenceNumber"], stream_data["NewImage"]))
+        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+            logger.error("undecodable ledger record", extra={"error": type(error).__name__})
+            failed.append(stream_data.get("SequenceNumber", ""))
+    result = aggregate(counted, store)
+    failed.extend(event.stream_sequence for event in result.failed)
+    metrics.add_metric(name="EventsCounted", unit=MetricUnit.Count, value=result.applied)
+    metrics.add_metric(name="EventsReplayed", unit=MetricUnit.Count, value=result.replayed)
+    if not failed:
+        return {"batchItemFailures": []}
+    metrics.add_metric(name="AggregationFailures", unit=MetricUnit.Count, value=len(failed))
+    earliest = min(failed, key=lambda sequence: (len(sequence), sequence))
+    return {"batchItemFailures": [{"itemIdentifier": earliest}]}

@@ -1,0 +1,207 @@
+"""The HTTP API: events in, account profiles, counters out, and the OpenAPI document.
+
+Every route is behind the producer-key authorizer; the producer it names is recorded with each
+accepted event. Domain errors become HTTP answers in one place (the exception handlers below).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import TypeAdapter, ValidationError
+
+from functions.api.settings import ApiSettings
+from shared.accounts.models import AccountProfile
+from shared.accounts.store import AccountStore
+from shared.counters.store import CounterStore
+from shared.counters.view import bucket_view
+from shared.events.ingest import Ingestor, Status, ingestor_for, summarize
+from shared.events.ledger import Channel
+from shared.events.models import Identifier
+from shared.events.validation import BadRequest, describe_errors, parse_events_request
+from shared.observability import logger, metrics, tracer
+from shared.openapi import openapi_document
+from shared.settings import load_settings
+from shared.storage.dynamo import dynamodb_client
+
+app = APIGatewayRestResolver()
+MAX_COUNTER_DAYS = 400
+_ACCOUNT_ID = TypeAdapter(Identifier)
+
+
+class NotFound(Exception):
+    pass
+
+
+class StorageUnavailable(Exception):
+    pass
+
+
+@cache
+def settings() -> ApiSettings:
+    return load_settings(ApiSettings)
+
+
+@cache
+def ingestor() -> Ingestor:
+    config = settings()
+    return ingestor_for(dynamodb_client(), config.events_table, config.registry_table, config.retention_days)
+
+
+@cache
+def accounts() -> AccountStore:
+    return AccountStore(dynamodb_client(), settings().accounts_table)
+
+
+@cache
+def counters() -> CounterStore:
+    return CounterStore(dynamodb_client(), settings().counters_table, settings().retention_days)
+
+
+@app.post("/v1/events")
+@tracer.capture_method
+def post_events() -> Response:
+    request = app.current_event
+    raw_events = parse_events_request(
+        request.body, request.headers.get("content-type"), request.is_base64_encoded or False
+    )
+    outcomes = ingestor().ingest(raw_events, _producer(), Channel.HTTPS, datetime.now(UTC))
+    summary = summarize(outcomes)
+    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=summary.accepted)
+    metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=summary.duplicates)
+    metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=len(summary.rejected))
+    if any(outcome.status is Status.FAILED for outcome in outcomes):
+        raise StorageUnavailable(
+            f"{summary.accepted} of {len(outcomes)} events were stored before storage became unavailable. "
+            "Retry the whole request: events already stored are recognised and not counted twice."
+        )
+    return _json(202, summary.model_dump(mode="json"))
+
+
+@app.put("/v1/accounts/<account_id>")
+def put_account(account_id: str) -> Response:
+    account_id = _account_id(account_id)
+    document = app.current_event.json_body if app.current_event.body else None
+    if not isinstance(document, dict):
+        raise BadRequest(400, "The body must be a JSON object with the account profile (at least a name).")
+    profile = AccountProfile.model_validate(document)
+    stored, created = accounts().put(account_id, profile)
+    return _json(201 if created else 200, stored.model_dump(mode="json"))
+
+
+@app.get("/v1/accounts/<account_id>")
+def get_account(account_id: str) -> Response:
+    account_id = _account_id(account_id)
+    stored = accounts().get(account_id)
+    if stored is None:
+        raise NotFound(f"No account {account_id!r}: create it with PUT /v1/accounts/{{account_id}}.")
+    return _json(200, stored.model_dump(mode="json"))
+
+
+@app.get("/v1/accounts/<account_id>/counters")
+def get_counters(account_id: str) -> Response:
+    account_id = _account_id(account_id)
+    today = datetime.now(UTC).date()
+    first, last = _day_range(
+        app.current_event.get_query_string_value("from"),
+        app.current_event.get_query_string_value("to"),
+        default_last=today,
+    )
+    buckets = counters().read_range(account_id, first.isoformat(), last.isoformat())
+    return _json(
+        200,
+        {
+            "account_id": account_id,
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "days": [bucket_view(bucket) for bucket in buckets],
+        },
+    )
+
+
+@app.get("/v1/openapi.json")
+def get_openapi() -> Response:
+    return _json(200, openapi_document())
+
+
+@app.exception_handler(BadRequest)
+def bad_request(error: BadRequest) -> Response:
+    return _message(error.status, error.message)
+
+
+@app.exception_handler(ValidationError)
+def invalid_document(error: ValidationError) -> Response:
+    return _json(400, {"message": "The profile is not valid.", "errors": describe_errors(error)})
+
+
+@app.exception_handler(NotFound)
+def not_found(error: NotFound) -> Response:
+    return _message(404, str(error))
+
+
+@app.exception_handler(StorageUnavailable)
+def storage_unavailable(error: StorageUnavailable) -> Response:
+    return _message(503, str(error))
+
+
+@app.not_found
+def unknown_route(_: Exception) -> Response:
+    return _message(
+        404, f"No route {app.current_event.http_method} {app.current_event.path}; see /v1/openapi.json."
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+def _producer() -> str:
+    authorizer = app.current_event.request_context.authorizer
+    producer = authorizer.get("producer_id") if authorizer else None
+    if not producer:
+        # API Gateway only routes here after the authorizer allowed the call; a missing
+        # producer means the deployment is miswired, never the caller's fault.
+        raise RuntimeError("the authorizer did not name a producer")
+    return str(producer)
+
+
+def _account_id(raw: str) -> str:
+    try:
+        return _ACCOUNT_ID.validate_python(raw)
+    except ValidationError:
+        raise BadRequest(400, "account_id must be 1-128 printable characters.") from None
+
+
+def _day_range(first: str | None, last: str | None, default_last: date) -> tuple[date, date]:
+    try:
+        last_day = date.fromisoformat(last) if last else default_last
+        first_day = date.fromisoformat(first) if first else last_day - timedelta(days=29)
+    except ValueError:
+        raise BadRequest(400, "from and to must be dates like 2026-11-23.") from None
+    if first_day > last_day:
+        raise BadRequest(400, "from must not be after to.")
+    if (last_day - first_day).days >= MAX_COUNTER_DAYS:
+        raise BadRequest(400, f"Ask for at most {MAX_COUNTER_DAYS} days at a time.")
+    return first_day, last_day
+
+
+def _message(status: int, message: str) -> Response:
+    return _json(status, {"message": message})
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+    )

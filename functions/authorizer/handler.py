@@ -1,0 +1,59 @@
+"""API Gateway TOKEN authorizer: a producer key in, an allow policy naming the producer out.
+
+API Gateway caches the answer per key for a minute, for every route of the API (the policy
+allows the whole API), so a revoked key stops working within that minute.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.authorizer.settings import AuthorizerSettings
+from shared.observability import logger
+from shared.producers import ProducerKeys
+from shared.settings import load_settings
+from shared.storage.dynamo import dynamodb_client
+
+
+@cache
+def producer_keys() -> ProducerKeys:
+    return ProducerKeys(dynamodb_client(), load_settings(AuthorizerSettings).registry_table)
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return authorize(event, producer_keys())
+
+
+def authorize(event: dict[str, Any], keys: ProducerKeys) -> dict[str, Any]:
+    token = event.get("authorizationToken") or ""
+    scheme, _, key = token.partition(" ")
+    producer = keys.verify(key.strip()) if scheme.lower() == "bearer" else None
+    if producer is None:
+        # API Gateway answers 401 with the UNAUTHORIZED gateway response for this exception text.
+        logger.info("producer key refused")
+        raise Exception("Unauthorized")
+    logger.append_keys(producer_id=producer.producer_id, key_id=producer.key_id)
+    return {
+        "principalId": producer.producer_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow",
+                    "Resource": _whole_api(event["methodArn"]),
+                }
+            ],
+        },
+        "context": {"producer_id": producer.producer_id, "key_id": producer.key_id},
+    }
+
+
+def _whole_api(method_arn: str) -> str:
+    """arn:aws:execute-api:region:account:api-id/stage/VERB/path → .../api-id/stage/*"""
+    api, stage = method_arn.split("/")[:2]
+    return f"{api}/{stage}/*"

@@ -1,0 +1,50 @@
+"""Deployment settings: the few knobs that differ between stages, read from CDK context."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# The functions read how long events and counters are kept from this variable.
+RETENTION_DAYS_ENV = "RETENTION_DAYS"
+
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+
+
+@dataclass(frozen=True)
+class UpswingSettings:
+    stage: str = "dev"
+    alarm_email: str | None = None
+    api_rate_limit: int = 100
+    api_burst_limit: int = 200
+    retention_days: int = 400
+
+    def __post_init__(self) -> None:
+        # The stage ends up in the stack name and the event bus name: keep it to safe characters.
+        if not _STAGE_NAME.match(self.stage):
+            raise ValueError(f"stage {self.stage!r} must be 1-20 of a-z 0-9 - (starting with a letter)")
+        for name in ("api_rate_limit", "api_burst_limit", "retention_days"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
+
+    @property
+    def is_prod(self) -> bool:
+        return self.stage == "prod"
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> UpswingSettings:
+        """Settings from `cdk -c key=value` / cdk.json context (CLI values arrive as strings)."""
+        defaults = cls()
+        return cls(
+            stage=str(get("stage") or defaults.stage),
+            alarm_email=str(get("alarm_email")) if get("alarm_email") else None,
+            api_rate_limit=_as_int(get("api_rate_limit"), defaults.api_rate_limit),
+            api_burst_limit=_as_int(get("api_burst_limit"), defaults.api_burst_limit),
+            retention_days=_as_int(get("retention_days"), defaults.retention_days),
+        )
+
+
+def _as_int(value: Any, default: int) -> int:
+    return default if value is None or value == "" else int(value)

@@ -1,0 +1,157 @@
+"""A day of one account's usage: the unit the counters are stored and read in.
+
+Pure data and arithmetic, no I/O: the aggregator folds ledger events into buckets and stores
+them; the backtest (later) folds the same events into the same buckets in memory.
+
+What a bucket keeps per metric name, for the rules to use:
+- counts: the sum of values and the number of events;
+- gauges: the same, plus the latest value by event time (ties: the later arrival) and the
+  day's low and high;
+- per dimension, the set of distinct values seen (as short hashes: equality is all a distinct
+  count needs, and raw user ids or emails never sit in the counters).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from shared.events.models import EventKind
+
+# A stream sequence number, zero-padded so that string order is numeric order (DynamoDB compares
+# strings byte by byte in condition expressions and so do we).
+SEQUENCE_WIDTH = 40
+# Distinct values kept per metric, dimension and day. Past it the set stops growing and the
+# (metric, dimension) pair is listed in `capped`, so a rule can tell "≥ 1000" from "exactly".
+MAX_DISTINCT_PER_DAY = 1000
+
+
+def padded_sequence(sequence_number: str) -> str:
+    return sequence_number.zfill(SEQUENCE_WIDTH)
+
+
+def distinct_token(value: str) -> str:
+    digest = hashlib.blake2b(value.encode(), digest_size=8).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class CountedEvent:
+    """An accepted event as the counters see it, in ledger (stream) order."""
+
+    sequence: str  # padded, for ordering
+    stream_sequence: str  # as the stream wrote it, for reporting a failure back to Lambda
+    account_id: str
+    event_id: str
+    name: str
+    kind: EventKind
+    value: Decimal
+    occurred_at: str  # ISO 8601 UTC, fixed width, so string order is time order
+    day: str
+    dimensions: dict[str, str]
+
+
+@dataclass
+class MetricDay:
+    kind: EventKind
+    total: Decimal = Decimal(0)
+    events: int = 0
+    last: Decimal | None = None
+    last_at: str | None = None
+    low: Decimal | None = None
+    high: Decimal | None = None
+
+    def add(self, value: Decimal, occurred_at: str) -> None:
+        self.total += value
+        self.events += 1
+        if self.kind is EventKind.GAUGE:
+            if self.last_at is None or occurred_at >= self.last_at:
+                self.last, self.last_at = value, occurred_at
+            self.low = value if self.low is None else min(self.low, value)
+            self.high = value if self.high is None else max(self.high, value)
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {"kind": self.kind.value, "total": self.total, "events": self.events}
+        if self.kind is EventKind.GAUGE:
+            item |= {"last": self.last, "last_at": self.last_at, "low": self.low, "high": self.high}
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> MetricDay:
+        return cls(
+            kind=EventKind(item["kind"]),
+            total=Decimal(item["total"]),
+            events=int(item["events"]),
+            last=item.get("last"),
+            last_at=item.get("last_at"),
+            low=item.get("low"),
+            high=item.get("high"),
+        )
+
+
+@dataclass
+class DayBucket:
+    account_id: str
+    day: str
+    metrics: dict[str, MetricDay] = field(default_factory=dict)
+    distinct: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    capped: set[str] = field(default_factory=set)
+    applied_sequence: str = ""
+
+    def apply(self, event: CountedEvent) -> bool:
+        """Fold one event in, unless this bucket has already seen it (by stream sequence)."""
+        if event.sequence <= self.applied_sequence:
+            return False
+        metric = self.metrics.get(event.name)
+        if metric is None:
+            metric = self.metrics[event.name] = MetricDay(event.kind)
+        metric.add(event.value, event.occurred_at)
+        for dimension, value in event.dimensions.items():
+            self._add_distinct(event.name, dimension, value)
+        self.applied_sequence = event.sequence
+        return True
+
+    def distinct_count(self, name: str, dimension: str) -> int:
+        return len(self.distinct.get(name, {}).get(dimension, ()))
+
+    def _add_distinct(self, name: str, dimension: str, value: str) -> None:
+        values = self.distinct.setdefault(name, {}).setdefault(dimension, set())
+        token = distinct_token(value)
+        if token in values:
+            return
+        if len(values) >= MAX_DISTINCT_PER_DAY:
+            self.capped.add(f"{name}/{dimension}")
+            return
+        values.add(token)
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "account_id": self.account_id,
+            "day": self.day,
+            "metrics": {name: metric.to_item() for name, metric in self.metrics.items()},
+            "distinct": {
+                name: {dimension: values for dimension, values in dimensions.items() if values}
+                for name, dimensions in self.distinct.items()
+            },
+            "applied_sequence": self.applied_sequence,
+        }
+        if self.capped:
+            item["capped"] = set(self.capped)
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> DayBucket:
+        return cls(
+            account_id=item["account_id"],
+            day=item["day"],
+            metrics={name: MetricDay.from_item(m) for name, m in item.get("metrics", {}).items()},
+            distinct={
+                name: {dimension: set(values) for dimension, values in dimensions.items()}
+                for name, dimensions in item.get("distinct", {}).items()
+            },
+            capped=set(item.get("capped", ())),
+            applied_sequence=item.get("applied_sequence", ""),
+        )

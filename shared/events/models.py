@@ -1,0 +1,135 @@
+"""The usage event as producers send it (contract v1), and what ingestion answers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+from shared.events.contract import MAX_ABS_VALUE, MAX_DIMENSIONS, MAX_PROPERTIES_BYTES
+
+
+class EventKind(StrEnum):
+    COUNT = "count"
+    GAUGE = "gauge"
+
+
+def _printable(value: str) -> str:
+    if any(not ch.isprintable() for ch in value):
+        raise ValueError("must not contain control or non-printable characters")
+    if value != value.strip():
+        raise ValueError("must not start or end with whitespace")
+    return value
+
+
+def _rfc3339_string(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 timestamp string, e.g. 2026-11-23T10:15:00Z")
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _finite_json(value: Any) -> Any:
+    """Properties are free-form, but must be JSON a consumer can read back: no NaN/Infinity."""
+
+    def walk(node: Any) -> None:
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ValueError("must not contain NaN or Infinity")
+        if isinstance(node, dict):
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(value)
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_PROPERTIES_BYTES:
+        raise ValueError(
+            f"is {size:,} bytes of JSON; the limit is {MAX_PROPERTIES_BYTES:,} bytes "
+            "(keep large payloads elsewhere and send a reference)"
+        )
+    return value
+
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable)]
+MetricName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$"),
+    Field(description="Letters, digits and _ . : / -, starting with a letter or digit; at most 128."),
+]
+DimensionKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+DimensionValue = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_printable)]
+EventTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string), AfterValidator(_to_utc)]
+
+
+class UsageEvent(BaseModel):
+    """One usage fact. Unknown fields are rejected so a misspelt field never silently vanishes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: Identifier = Field(description="Producer-unique id; the deduplication key within an account.")
+    account_id: Identifier = Field(description="The customer account the usage belongs to.")
+    name: MetricName = Field(description="What happened or what is measured, e.g. seats.active.")
+    occurred_at: EventTime = Field(description="RFC 3339 event time with a timezone; decides the bucket.")
+    value: float = Field(
+        default=1.0,
+        strict=True,
+        allow_inf_nan=False,
+        ge=-MAX_ABS_VALUE,
+        le=MAX_ABS_VALUE,
+        description="A finite number (JSON number, not a string).",
+    )
+    kind: EventKind = Field(
+        default=EventKind.COUNT,
+        description="count: added up over time; gauge: a level, the latest value (by event time) wins.",
+    )
+    dimensions: dict[DimensionKey, DimensionValue] = Field(
+        default_factory=dict,
+        max_length=MAX_DIMENSIONS,
+        description="Small string map used by rules for distinct counts, e.g. {team: t-42}.",
+    )
+    properties: Annotated[dict[str, Any], AfterValidator(_finite_json)] = Field(
+        default_factory=dict, description="Free context kept with the event, not used by rules."
+    )
+
+    def fingerprint(self) -> str:
+        """A short digest of the event's content: tells a true resend from a reused event id."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+class Rejection(BaseModel):
+    index: int = Field(description="Position of the event in the request's events array.")
+    event_id: str | None = Field(description="The event's id when it could be read.")
+    errors: list[str] = Field(description="What is wrong, one plain sentence per problem.")
+
+
+class IngestResponse(BaseModel):
+    accepted: int = Field(description="Events stored and counted for the first time.")
+    duplicates: int = Field(description="Events whose event_id was already accepted (not counted again).")
+    rejected: list[Rejection] = Field(description="Events not stored, with the reasons.")
+
+
+class EventBatch(BaseModel):
+    """The request body of POST /v1/events (documentation model: events are validated one by one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[UsageEvent] = Field(min_length=1, max_length=500)

@@ -1,0 +1,154 @@
+"""Turning untrusted input into valid events, with errors a producer can act on.
+
+Both channels (HTTPS and EventBridge) go through `validate_event`; the HTTPS request envelope
+(content type, size, JSON, the `events` list) is checked by `parse_events_request`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.events.contract import (
+    FUTURE_TOLERANCE,
+    MAX_BODY_BYTES,
+    MAX_EVENTS_PER_REQUEST,
+)
+from shared.events.models import UsageEvent
+
+_EVENT_FIELDS = ", ".join(UsageEvent.model_fields)
+
+
+class BadRequest(Exception):
+    """The request as a whole cannot be processed; nothing was written."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class InvalidEvent:
+    event_id: str | None
+    errors: list[str]
+
+
+def parse_events_request(body: str | None, content_type: str | None, is_base64: bool = False) -> list[Any]:
+    """Check the envelope of POST /v1/events and return the raw event objects, not yet validated."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise BadRequest(415, f"Content-Type must be application/json (got {content_type or 'none'!r}).")
+    raw = _body_bytes(body, is_base64)
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest(
+            413,
+            f"The body is {len(raw):,} bytes; the limit is {MAX_BODY_BYTES:,} bytes. "
+            "Split the events over several requests.",
+        )
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadRequest(400, f"The body is not valid JSON: {error}.") from None
+    if not isinstance(document, dict) or "events" not in document:
+        raise BadRequest(400, 'The body must be a JSON object with an "events" array: {"events": [...]}.')
+    unknown = sorted(set(document) - {"events"})
+    if unknown:
+        raise BadRequest(400, f'Unknown top-level field(s) {", ".join(map(repr, unknown))}; only "events".')
+    events = document["events"]
+    if not isinstance(events, list):
+        raise BadRequest(400, '"events" must be an array of event objects.')
+    if not events:
+        raise BadRequest(400, '"events" is empty: send between 1 and 500 events.')
+    if len(events) > MAX_EVENTS_PER_REQUEST:
+        raise BadRequest(
+            413,
+            f'"events" holds {len(events)} events; the limit is {MAX_EVENTS_PER_REQUEST} per request. '
+            "Split the batch.",
+        )
+    return events
+
+
+def validate_event(raw: Any, now: datetime, retention_days: int) -> UsageEvent | InvalidEvent:
+    """Validate one event against the contract and the acceptance window around `now`."""
+    event_id = _peek_event_id(raw)
+    if not isinstance(raw, dict):
+        return InvalidEvent(event_id, [f"an event must be a JSON object, got {_json_type(raw)}"])
+    try:
+        event = UsageEvent.model_validate(raw)
+    except ValidationError as error:
+        return InvalidEvent(event_id, describe_errors(error))
+    if event.occurred_at > now + FUTURE_TOLERANCE:
+        return InvalidEvent(
+            event_id,
+            [
+                f"occurred_at {event.occurred_at.isoformat()} is in the future (more than "
+                f"{int(FUTURE_TOLERANCE.total_seconds() // 60)} minutes ahead of {now.isoformat()}); "
+                "check the producer's clock and timezone"
+            ],
+        )
+    oldest = now - timedelta(days=retention_days)
+    if event.occurred_at < oldest:
+        return InvalidEvent(
+            event_id,
+            [
+                f"occurred_at {event.occurred_at.isoformat()} is older than the {retention_days}-day "
+                f"retention (oldest accepted: {oldest.isoformat()})"
+            ],
+        )
+    return event
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """Pydantic's errors as sentences that name the field."""
+    messages = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"]) or "event"
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            messages.append(f"unknown field {field!r} (event fields are: {_EVENT_FIELDS})")
+        elif kind == "missing":
+            messages.append(f"{field} is required")
+        elif kind in ("float_type", "float_parsing") and field == "value":
+            messages.append(f"value must be a JSON number, got {_json_type(item['input'])}")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            messages.append(f"{field}: {message[0].lower()}{message[1:]}")
+    return messages
+
+
+def _body_bytes(body: str | None, is_base64: bool) -> bytes:
+    if body is None:
+        return b""
+    if is_base64:
+        try:
+            return base64.b64decode(body, validate=True)
+        except binascii.Error:
+            raise BadRequest(400, "The body could not be decoded.") from None
+    return body.encode()
+
+
+def _peek_event_id(raw: Any) -> str | None:
+    if isinstance(raw, dict) and isinstance(raw.get("event_id"), str):
+        return raw["event_id"][:128]
+    return None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

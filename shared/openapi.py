@@ -1,0 +1,173 @@
+"""The OpenAPI 3.1 document of the HTTP API, generated from the pydantic models.
+
+The API serves it at GET /v1/openapi.json and `upswing openapi` writes it to docs/openapi.json
+(a test keeps that copy in step with the code).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from shared.accounts.models import AccountProfile, StoredAccount
+from shared.events.contract import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST
+from shared.events.models import EventBatch, IngestResponse, UsageEvent
+
+API_VERSION = "1.0.0"
+_REF = "#/components/schemas/{model}"
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    _, schemas = models_json_schema(
+        [(model, "validation") for model in (EventBatch, UsageEvent, AccountProfile)]
+        + [(model, "serialization") for model in (IngestResponse, StoredAccount)],
+        ref_template=_REF,
+    )
+    components = schemas["$defs"]
+    components["Message"] = {
+        "type": "object",
+        "properties": {
+            "message": {"type": "string"},
+            "errors": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["message"],
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Upswing API",
+            "version": API_VERSION,
+            "description": (
+                "Usage events in, account profiles and counters out. Every call needs a producer key: "
+                "`Authorization: Bearer <key>`. See docs/api.md."
+            ),
+        },
+        "security": [{"producerKey": []}],
+        "paths": {
+            "/v1/events": {"post": _post_events()},
+            "/v1/accounts/{account_id}": {"put": _put_account(), "get": _get_account()},
+            "/v1/accounts/{account_id}/counters": {"get": _get_counters()},
+            "/v1/openapi.json": {
+                "get": {
+                    "operationId": "getOpenApi",
+                    "summary": "This document.",
+                    "responses": {
+                        "200": {"description": "The OpenAPI document.", **_json_body({"type": "object"})}
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "producerKey": {"type": "http", "scheme": "bearer", "description": "A producer key."}
+            },
+        },
+    }
+
+
+def _post_events() -> dict[str, Any]:
+    return {
+        "operationId": "postEvents",
+        "summary": "Send a batch of usage events.",
+        "description": (
+            f"1 to {MAX_EVENTS_PER_REQUEST} events, at most {MAX_BODY_BYTES:,} bytes. "
+            "Each event is validated on its own: valid events are stored even when others "
+            "are rejected, and a rejected event writes nothing. Sending an event again "
+            "(same account_id and event_id) is safe: it is reported as a duplicate and not "
+            "counted twice."
+        ),
+        "requestBody": {"required": True, **_json_body(_ref("EventBatch"))},
+        "responses": {
+            "202": {"description": "Per-event outcome.", **_json_body(_ref("IngestResponse"))},
+            **_errors(
+                {
+                    "400": 'The body is not JSON, or not {"events": [...]} with at least one event.',
+                    "413": "More than 500 events or more than 1 MiB.",
+                    "415": "Content-Type is not application/json.",
+                    "503": "Storage is unavailable; retry the whole request (stored events count once).",
+                }
+            ),
+        },
+    }
+
+
+def _put_account() -> dict[str, Any]:
+    return {
+        "operationId": "putAccount",
+        "summary": "Create or replace an account's profile.",
+        "parameters": [_account_parameter()],
+        "requestBody": {"required": True, **_json_body(_ref("AccountProfile"))},
+        "responses": {
+            "200": {"description": "Profile replaced.", **_json_body(_ref("StoredAccount"))},
+            "201": {"description": "Account created.", **_json_body(_ref("StoredAccount"))},
+            **_errors({"400": "The profile is not valid; `errors` lists why."}),
+        },
+    }
+
+
+def _get_account() -> dict[str, Any]:
+    return {
+        "operationId": "getAccount",
+        "summary": "Read an account's profile.",
+        "parameters": [_account_parameter()],
+        "responses": {
+            "200": {"description": "The profile.", **_json_body(_ref("StoredAccount"))},
+            **_errors({"404": "No such account."}),
+        },
+    }
+
+
+def _get_counters() -> dict[str, Any]:
+    day = {"type": "string", "format": "date"}
+    return {
+        "operationId": "getCounters",
+        "summary": "An account's daily counters (UTC days, by event time).",
+        "parameters": [
+            _account_parameter(),
+            {
+                "name": "from",
+                "in": "query",
+                "schema": day,
+                "description": "First day; default: 29 days before `to`.",
+            },
+            {
+                "name": "to",
+                "in": "query",
+                "schema": day,
+                "description": "Last day, inclusive; default: today.",
+            },
+        ],
+        "responses": {
+            "200": {"description": "One entry per day with data.", **_json_body({"type": "object"})},
+            **_errors({"400": "Bad dates, or more than 400 days."}),
+        },
+    }
+
+
+def _account_parameter() -> dict[str, Any]:
+    return {
+        "name": "account_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "maxLength": 128},
+    }
+
+
+def _errors(cases: dict[str, str]) -> dict[str, Any]:
+    shared = {"401": "Missing or unknown producer key.", "403": "Revoked producer key."}
+    return {
+        status: {"description": text, **_json_body(_ref("Message"))}
+        for status, text in (cases | shared).items()
+    }
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _ref(model: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model)}

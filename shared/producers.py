@@ -1,0 +1,135 @@
+"""Producer keys: issued and revoked by the operator, stored only as SHA-256 hashes.
+
+A key is `upk_` + 32 random bytes (base64url). Its id is the first 16 hex digits of its hash,
+which is what the operator sees, lists and revokes; the key itself is shown once, at issue.
+Keys are long random secrets, so a fast hash is enough (nothing to brute-force).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.storage.dynamo import deserialize
+
+KEY_PREFIX = "upk_"
+_PRODUCER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+class ProducerKeyError(ValueError):
+    """An operator asked for something about keys that cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class Producer:
+    producer_id: str
+    key_id: str
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: str
+    key_id: str
+    producer_id: str
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    key_id: str
+    producer_id: str
+    created_at: str
+    revoked_at: str | None
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ProducerKeys:
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def issue(self, producer_id: str, now: datetime | None = None) -> IssuedKey:
+        if not _PRODUCER_NAME.match(producer_id):
+            raise ProducerKeyError(
+                f"producer name {producer_id!r} must be 1-64 of a-z 0-9 _ . - "
+                "(starting with a letter or digit)"
+            )
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        digest = key_hash(key)
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                "pk": {"S": _pk(digest[:16])},
+                "hash": {"S": digest},
+                "producer_id": {"S": producer_id},
+                "created_at": {"S": _stamp(now)},
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+        return IssuedKey(key=key, key_id=digest[:16], producer_id=producer_id)
+
+    def verify(self, key: str) -> Producer | None:
+        """The producer a presented key belongs to, or None if unknown or revoked."""
+        if not key.startswith(KEY_PREFIX) or len(key) > 128:
+            return None
+        digest = key_hash(key)
+        item = self._client.get_item(TableName=self._table, Key={"pk": {"S": _pk(digest[:16])}}).get("Item")
+        if not item or "revoked_at" in item:
+            return None
+        if not hmac.compare_digest(item["hash"]["S"], digest):
+            return None
+        return Producer(producer_id=item["producer_id"]["S"], key_id=digest[:16])
+
+    def revoke(self, key_id: str, now: datetime | None = None) -> None:
+        if not re.fullmatch(r"[0-9a-f]{16}", key_id):
+            raise ProducerKeyError(
+                f"{key_id!r} is not a key id (16 hex digits, as `upswing keys list` shows)"
+            )
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(key_id)}},
+                UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :now)",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":now": {"S": _stamp(now)}},
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            raise ProducerKeyError(f"no producer key with id {key_id}") from None
+
+    def list(self) -> list[KeyRecord]:
+        records = []
+        scan: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(pk, :prefix)",
+            "ExpressionAttributeValues": {":prefix": {"S": "key#"}},
+        }
+        while True:
+            page = self._client.scan(**scan)
+            for raw in page.get("Items", []):
+                item = deserialize(raw)
+                records.append(
+                    KeyRecord(
+                        key_id=item["pk"].removeprefix("key#"),
+                        producer_id=item["producer_id"],
+                        created_at=item["created_at"],
+                        revoked_at=item.get("revoked_at"),
+                    )
+                )
+            if "LastEvaluatedKey" not in page:
+                return sorted(records, key=lambda record: record.created_at)
+            scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _pk(key_id: str) -> str:
+    return f"key#{key_id}"
+
+
+def _stamp(now: datetime | None) -> str:
+    return (now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")

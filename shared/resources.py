@@ -1,0 +1,81 @@
+"""Every AWS resource Upswing needs, described once.
+
+The CDK stack (infra/) and the local stack (upswing/local/) both build their tables, queues and
+bus from these specs, so keys, stream settings and names cannot drift apart. Functions find the
+deployed names through the environment variables named here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class StreamView(StrEnum):
+    NEW_IMAGE = "NEW_IMAGE"
+    NEW_AND_OLD_IMAGES = "NEW_AND_OLD_IMAGES"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    construct_id: str
+    env_var: str
+    partition_key: str
+    sort_key: str | None = None
+    ttl_attribute: str | None = None
+    stream: StreamView | None = None
+
+    def local_name(self, prefix: str) -> str:
+        return f"{prefix}-{self.construct_id.lower()}"
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    construct_id: str
+    env_var: str
+    retention_days: int = 4
+    max_receive_count: int = 5
+
+    def local_name(self, prefix: str) -> str:
+        return f"{prefix}-{self.construct_id.lower()}"
+
+
+# Event ledger: one item per accepted event, keyed (account_id, event_id). The conditional put
+# of this item *is* the deduplication; its stream feeds the aggregator.
+EVENTS_TABLE = TableSpec(
+    construct_id="Events",
+    env_var="EVENTS_TABLE",
+    partition_key="pk",
+    sort_key="sk",
+    ttl_attribute="expires_at",
+    stream=StreamView.NEW_IMAGE,
+)
+
+# Counters: one item per (account, UTC day) holding every metric of that day. Its stream (old and
+# new images) feeds the rules evaluator.
+COUNTERS_TABLE = TableSpec(
+    construct_id="Counters",
+    env_var="COUNTERS_TABLE",
+    partition_key="pk",
+    sort_key="sk",
+    ttl_attribute="expires_at",
+    stream=StreamView.NEW_AND_OLD_IMAGES,
+)
+
+# Account profiles (segment, plan, owners, flags) written by PUT /v1/accounts/{account_id}.
+ACCOUNTS_TABLE = TableSpec(construct_id="Accounts", env_var="ACCOUNTS_TABLE", partition_key="pk")
+
+# Small configuration items: producer key hashes and the kind each metric name is registered as.
+REGISTRY_TABLE = TableSpec(construct_id="Registry", env_var="REGISTRY_TABLE", partition_key="pk")
+
+TABLES = (EVENTS_TABLE, COUNTERS_TABLE, ACCOUNTS_TABLE, REGISTRY_TABLE)
+
+# EventBridge → this queue → the bus ingest function.
+BUS_INGEST_QUEUE = QueueSpec(construct_id="BusIngestQueue", env_var="BUS_INGEST_QUEUE_URL")
+# Events that arrived on the bus and failed validation, kept with the reason for 14 days.
+REJECTS_QUEUE = QueueSpec(construct_id="RejectsQueue", env_var="REJECTS_QUEUE_URL", retention_days=14)
+
+EVENT_BUS_ENV = "EVENT_BUS_NAME"
+USAGE_EVENT_DETAIL_TYPE = "usage.event"
+SERVICE_NAME = "upswing"
+METRICS_NAMESPACE = "Upswing"

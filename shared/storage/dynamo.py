@@ -1,0 +1,105 @@
+"""Small DynamoDB helpers shared by the adapters: clients, the attribute-value codec, errors.
+
+Clients come from botocore directly: importing boto3 pulls in s3transfer, about 0.3 s of every
+cold start, and nothing here needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Context, Decimal
+from functools import cache
+from typing import Any
+
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+# DynamoDB numbers carry 38 significant digits.
+_DECIMAL_CONTEXT = Context(prec=38)
+
+# Retries with jitter for throttling; enough connections for the ingest's parallel puts.
+CLIENT_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32)
+
+
+def aws_client(service: str, config: Config = CLIENT_CONFIG) -> Any:
+    """A botocore client honouring the usual AWS_* environment (region, endpoint, credentials)."""
+    # Lambda sets AWS_REGION; botocore on its own only reads AWS_DEFAULT_REGION.
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return botocore.session.get_session().create_client(service, region_name=region, config=config)
+
+
+@cache
+def dynamodb_client() -> Any:
+    """One client per process, created on first use (never at import time)."""
+    return aws_client("dynamodb")
+
+
+def table_name(env_var: str) -> str:
+    try:
+        return os.environ[env_var]
+    except KeyError:
+        raise RuntimeError(f"{env_var} is not set: the function's environment names its tables") from None
+
+
+def to_decimal(value: float | int | Decimal) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    # str() gives the shortest repr, so 0.1 stays 0.1 instead of its binary expansion.
+    return _DECIMAL_CONTEXT.create_decimal(str(value))
+
+
+def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: to_attribute(value) for key, value in item.items()}
+
+
+def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: from_attribute(value) for key, value in item.items()}
+
+
+def to_attribute(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, int | float | Decimal):
+        return {"N": str(to_decimal(value))}
+    if isinstance(value, Mapping):
+        return {"M": serialize(value)}
+    if isinstance(value, set | frozenset):
+        if not value:
+            raise ValueError("DynamoDB cannot store an empty set")
+        if all(isinstance(member, str) for member in value):
+            return {"SS": sorted(value)}
+        return {"NS": sorted(str(to_decimal(member)) for member in value)}
+    if isinstance(value, list | tuple):
+        return {"L": [to_attribute(member) for member in value]}
+    raise TypeError(f"cannot store {type(value).__name__} in DynamoDB")
+
+
+def from_attribute(attribute: Mapping[str, Any]) -> Any:
+    ((kind, value),) = attribute.items()
+    match kind:
+        case "S" | "BOOL":
+            return value
+        case "N":
+            return Decimal(value)
+        case "NULL":
+            return None
+        case "M":
+            return deserialize(value)
+        case "L":
+            return [from_attribute(member) for member in value]
+        case "SS":
+            return set(value)
+        case "NS":
+            return {Decimal(member) for member in value}
+        case _:
+            raise TypeError(f"unsupported DynamoDB attribute type {kind}")
+
+
+def is_conditional_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
