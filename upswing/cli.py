@@ -1,0 +1,159 @@
+"""`upswing`: the local stack, the demo, producer keys and the OpenAPI document."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from upswing.local.stack import QUIET_POWERTOOLS
+
+
+def main(argv: list[str] | None = None) -> int:
+    for name, value in QUIET_POWERTOOLS.items():
+        os.environ.setdefault(name, value)
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except UserError as error:
+        print(f"upswing: {error}", file=sys.stderr)
+        return 2
+
+
+class UserError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="upswing", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    local = commands.add_parser("local", help="run Upswing on this machine (AWS emulated on 127.0.0.1)")
+    local.add_argument("--serve", action="store_true", help="stay up for your own requests (Ctrl-C stops)")
+    local.add_argument("--port", type=int, default=8787, help="HTTP port on 127.0.0.1 (default 8787, 0: any)")
+    local.set_defaults(run=_local)
+
+    keys = commands.add_parser("keys", help="issue, list and revoke producer keys")
+    keys.add_argument("--registry-table", help="registry table name (default: $REGISTRY_TABLE)")
+    keys.add_argument("--stack", help="read the table name from this CloudFormation stack's outputs")
+    actions = keys.add_subparsers(required=True, metavar="ACTION")
+    issue = actions.add_parser("issue", help="issue a key for a producer; the key is shown once")
+    issue.add_argument("producer", help="producer name, e.g. billing-service")
+    issue.set_defaults(run=_keys_issue)
+    revoke = actions.add_parser("revoke", help="revoke a key by its id (effective within a minute)")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(run=_keys_revoke)
+    actions.add_parser("list", help="list keys (ids, producers, dates)").set_defaults(run=_keys_list)
+
+    openapi = commands.add_parser("openapi", help="print the OpenAPI document (or write it with --out)")
+    openapi.add_argument("--out", type=Path)
+    openapi.set_defaults(run=_openapi)
+    return parser
+
+
+def _local(args: argparse.Namespace) -> int:
+    from upswing.local.demo import run_demo
+    from upswing.local.stack import LocalStack
+
+    with LocalStack(port=args.port) as stack:
+        print(f"Upswing local stack\n  API      {stack.endpoint}\n  AWS      {stack.aws_endpoint} (emulated)")
+        print(f"  key      {stack.producer_key}   (producer 'local-dev')\n")
+        if not args.serve:
+            run_demo(stack, sys.stdout)
+            failures = stack.pump_failures()
+            if failures:
+                print(f"\n{len(failures)} stream records could not be processed", file=sys.stderr)
+                return 1
+            return 0
+        _print_serve_help(stack)
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stopped.wait()
+        return 0
+
+
+def _print_serve_help(stack: Any) -> None:
+    example = json.dumps(
+        {
+            "events": [
+                {
+                    "event_id": "e-1",
+                    "account_id": "acme",
+                    "name": "seats.active",
+                    "kind": "gauge",
+                    "value": 42,
+                    "occurred_at": "<now, e.g. 2026-11-23T10:00:00Z>",
+                }
+            ]
+        }
+    )
+    print("Try it:")
+    print(f"  curl -s {stack.endpoint}/v1/events -H 'Authorization: Bearer {stack.producer_key}' \\")
+    print(f"       -H 'Content-Type: application/json' -d '{example}'")
+    auth = f"-H 'Authorization: Bearer {stack.producer_key}'"
+    print(f"  curl -s {stack.endpoint}/v1/accounts/acme/counters {auth}")
+    print("Serving until Ctrl-C.", flush=True)
+
+
+def _producer_keys(args: argparse.Namespace) -> Any:
+    from shared.producers import ProducerKeys
+    from shared.resources import REGISTRY_TABLE
+    from shared.storage.dynamo import aws_client, dynamodb_client
+
+    table = args.registry_table or os.environ.get(REGISTRY_TABLE.env_var)
+    if args.stack:
+        outputs = (
+            aws_client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0].get("Outputs", [])
+        )
+        table = next((o["OutputValue"] for o in outputs if o["OutputKey"] == "RegistryTableName"), None)
+    if not table:
+        raise UserError("name the registry table: --registry-table NAME, --stack STACK or $REGISTRY_TABLE")
+    return ProducerKeys(dynamodb_client(), table)
+
+
+def _keys_issue(args: argparse.Namespace) -> None:
+    from shared.producers import ProducerKeyError
+
+    try:
+        issued = _producer_keys(args).issue(args.producer)
+    except ProducerKeyError as error:
+        raise UserError(str(error)) from None
+    print(f"key id   {issued.key_id}\nproducer {issued.producer_id}\nkey      {issued.key}")
+    print("Store the key in the producer's secret store now: it is not shown again.", file=sys.stderr)
+
+
+def _keys_revoke(args: argparse.Namespace) -> None:
+    from shared.producers import ProducerKeyError
+
+    try:
+        _producer_keys(args).revoke(args.key_id)
+    except ProducerKeyError as error:
+        raise UserError(str(error)) from None
+    print(f"revoked {args.key_id} (API Gateway may honour a cached answer for up to a minute)")
+
+
+def _keys_list(args: argparse.Namespace) -> None:
+    for record in _producer_keys(args).list():
+        state = f"revoked {record.revoked_at}" if record.revoked_at else "active"
+        print(f"{record.key_id}  {record.producer_id:<24} created {record.created_at}  {state}")
+
+
+def _openapi(args: argparse.Namespace) -> None:
+    from shared.openapi import openapi_document
+
+    text = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+    if args.out:
+        args.out.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

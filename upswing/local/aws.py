@@ -1,0 +1,118 @@
+"""AWS emulated on loopback (moto's server) and the resources Upswing needs, from shared/resources."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from shared.resources import (
+    BUS_INGEST_QUEUE,
+    REJECTS_QUEUE,
+    TABLES,
+    USAGE_EVENT_DETAIL_TYPE,
+    QueueSpec,
+    TableSpec,
+)
+from shared.storage.dynamo import aws_client
+
+LOCAL_REGION = "us-east-1"
+LOCAL_PREFIX = "upswing-local"
+BUS_NAME = f"{LOCAL_PREFIX}-bus"
+
+# Fake credentials and no account-id endpoints: nothing local can reach real AWS.
+FAKE_AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_REGION": LOCAL_REGION,
+    "AWS_DEFAULT_REGION": LOCAL_REGION,
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+}
+
+
+class EmulatedAws:
+    """moto's threaded server on 127.0.0.1 at a free port."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.endpoint = ""
+
+    def start(self) -> str:
+        os.environ.update(FAKE_AWS_ENVIRONMENT)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        os.environ["AWS_ENDPOINT_URL"] = self.endpoint
+        return self.endpoint
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+@dataclass(frozen=True)
+class LocalResources:
+    tables: dict[str, str]  # env var → table name
+    stream_arns: dict[str, str]  # env var → stream ARN
+    queues: dict[str, str]  # env var → queue URL
+    bus_name: str
+
+    def environment(self) -> dict[str, str]:
+        return {**self.tables, **self.queues}
+
+
+def create_resources() -> LocalResources:
+    dynamodb, sqs, events = aws_client("dynamodb"), aws_client("sqs"), aws_client("events")
+    tables, streams = {}, {}
+    for spec in TABLES:
+        name = spec.local_name(LOCAL_PREFIX)
+        description = dynamodb.create_table(**table_definition(spec, name))["TableDescription"]
+        tables[spec.env_var] = name
+        if spec.ttl_attribute:
+            dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
+            )
+        if spec.stream:
+            streams[spec.env_var] = description["LatestStreamArn"]
+    queues = {spec.env_var: _create_queue(sqs, spec) for spec in (BUS_INGEST_QUEUE, REJECTS_QUEUE)}
+    events.create_event_bus(Name=BUS_NAME)
+    events.put_rule(
+        Name=f"{LOCAL_PREFIX}-usage-events",
+        EventBusName=BUS_NAME,
+        EventPattern=f'{{"detail-type": ["{USAGE_EVENT_DETAIL_TYPE}"]}}',
+    )
+    ingest_arn = sqs.get_queue_attributes(
+        QueueUrl=queues[BUS_INGEST_QUEUE.env_var], AttributeNames=["QueueArn"]
+    )
+    events.put_targets(
+        Rule=f"{LOCAL_PREFIX}-usage-events",
+        EventBusName=BUS_NAME,
+        Targets=[{"Id": "bus-ingest", "Arn": ingest_arn["Attributes"]["QueueArn"]}],
+    )
+    return LocalResources(tables=tables, stream_arns=streams, queues=queues, bus_name=BUS_NAME)
+
+
+def table_definition(spec: TableSpec, name: str) -> dict[str, Any]:
+    keys = [(spec.partition_key, "HASH")] + ([(spec.sort_key, "RANGE")] if spec.sort_key else [])
+    definition: dict[str, Any] = {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": key, "KeyType": kind} for key, kind in keys],
+        "AttributeDefinitions": [{"AttributeName": key, "AttributeType": "S"} for key, _ in keys],
+    }
+    if spec.stream:
+        definition["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": spec.stream.value}
+    return definition
+
+
+def _create_queue(sqs: Any, spec: QueueSpec) -> str:
+    name = spec.local_name(LOCAL_PREFIX)
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = f'{{"deadLetterTargetArn": "{dlq_arn}", "maxReceiveCount": "{spec.max_receive_count}"}}'
+    attributes = {"RedrivePolicy": redrive, "VisibilityTimeout": "5"}
+    return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]

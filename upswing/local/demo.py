@@ -1,0 +1,220 @@
+"""The demo scenario: a few accounts use the product for two weeks; we send it and read it back."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from shared.resources import USAGE_EVENT_DETAIL_TYPE
+from shared.storage.dynamo import aws_client
+from upswing.local.stack import LocalStack
+
+DEMO_DAYS = 14
+ACCOUNTS: dict[str, dict[str, Any]] = {
+    "acme": {
+        "name": "Acme Corp",
+        "segment": "enterprise",
+        "plan": {"name": "Business", "tier": 2, "limits": {"seats": 200, "api.calls": 2_000_000}},
+        "arr": 120000,
+        "renewal_date": "2027-03-31",
+        "owners": {"csm": {"name": "Dana CSM", "email": "dana@example.com", "hubspot_owner_id": "1001"}},
+        "hubspot": {"company_id": "5001"},
+    },
+    "globex": {
+        "name": "Globex",
+        "segment": "mid-market",
+        "plan": {"name": "Team", "tier": 1, "limits": {"seats": 50, "api.calls": 250_000}},
+        "arr": 24000,
+        "owners": {"csm": {"name": "Lee CSM", "email": "lee@example.com", "hubspot_owner_id": "1002"}},
+        "hubspot": {"company_id": "5002"},
+    },
+    "initech": {
+        "name": "Initech",
+        "segment": "smb",
+        "plan": {"name": "Starter", "tier": 0, "limits": {"seats": 10, "api.calls": 20_000}},
+        "arr": 3000,
+        "hubspot": {"company_id": "5003"},
+    },
+}
+# (teams, users, seats at start, daily seat growth, api calls per day) — acme and globex grow.
+PROFILES = {"acme": (6, 60, 150, 3, 90_000), "globex": (4, 30, 38, 1, 14_000), "initech": (1, 4, 5, 0, 300)}
+
+
+def run_demo(stack: LocalStack, out: Any) -> dict[str, Any]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    api = httpx.Client(
+        base_url=stack.endpoint, headers={"Authorization": f"Bearer {stack.producer_key}"}, timeout=30
+    )
+    with api:
+        for account_id, profile in ACCOUNTS.items():
+            api.put(f"/v1/accounts/{account_id}", json=profile).raise_for_status()
+        events = list(demo_events(now))
+        https_events, bus_events = events[:-40], events[-40:]
+        print(f"Posting {len(https_events)} events over HTTPS in batches of 500 …", file=out)
+        totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
+        for start in range(0, len(https_events), 500):
+            _add(totals, _post(api, https_events[start : start + 500]))
+        print(f"  {_summary(totals)}", file=out)
+
+        print("Sending the first batch again (a producer retry) …", file=out)
+        print(f"  {_summary(_add({}, _post(api, https_events[:500])))}", file=out)
+
+        bad = [
+            {**https_events[0], "event_id": "bad-1", "value": "12"},
+            {**https_events[0], "event_id": "bad-2", "occurred_at": "2026-13-01T00:00:00Z"},
+            {**https_events[0], "event_id": "bad-3", "colour": "blue"},
+        ]
+        answer = _post(api, bad)
+        print("Posting 3 malformed events:", file=out)
+        for rejection in answer["rejected"]:
+            print(f"  rejected {rejection['event_id']}: {'; '.join(rejection['errors'])}", file=out)
+
+        print(f"Putting {len(bus_events)} events on the EventBridge bus (twice: a redelivery) …", file=out)
+        for _ in range(2):
+            _put_on_bus(stack, bus_events)
+        stack.settle()
+
+        print(f"\nCounters per account, last {DEMO_DAYS} days (UTC, by event time):", file=out)
+        report = {}
+        for account_id in ACCOUNTS:
+            counters = api.get(
+                f"/v1/accounts/{account_id}/counters", params={"from": _day(now, DEMO_DAYS - 1)}
+            )
+            counters.raise_for_status()
+            report[account_id] = summarize_counters(counters.json()["days"])
+            print(render_account(account_id, report[account_id]), file=out)
+    return report
+
+
+def demo_events(now: datetime) -> Iterator[dict[str, Any]]:
+    """Two weeks of plausible usage, the same every run for the same `now`."""
+    rng = random.Random(42)  # noqa: S311 - reproducible demo data, not a secret
+    for account_id, (teams, users, seats, growth, api_calls) in PROFILES.items():
+        for days_ago in range(DEMO_DAYS - 1, -1, -1):
+            day = now - timedelta(days=days_ago)
+            moment = min(day.replace(hour=9, minute=0, second=0), now)  # never in the future
+            stamp = moment.isoformat().replace("+00:00", "Z")
+            yield _event(
+                account_id,
+                f"seats-{days_ago}",
+                "seats.active",
+                stamp,
+                seats + growth * (DEMO_DAYS - days_ago),
+                "gauge",
+            )
+            yield _event(account_id, f"api-{days_ago}", "api.calls", stamp, api_calls)
+            for use in range(users // 2):
+                user = rng.randrange(users)
+                dims = {"team": f"t-{user % teams}", "user": f"u-{user}"}
+                yield _event(
+                    account_id, f"an-{days_ago}-{use}", "feature.analytics.used", stamp, 1, dims=dims
+                )
+            if rng.random() < 0.3:
+                yield _event(account_id, f"dash-{days_ago}", "dashboard.created", stamp, rng.randint(1, 3))
+            if rng.random() < 0.2:
+                yield _event(
+                    account_id, f"tix-{days_ago}", "ticket.created", stamp, 1, dims={"tag": "integration"}
+                )
+
+
+def summarize_counters(days: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fold the daily view into per-metric totals (counts) and the latest level (gauges)."""
+    summary: dict[str, Any] = {}
+    for day in days:
+        for name, metric in day["metrics"].items():
+            entry = summary.setdefault(name, {"kind": metric["kind"], "total": 0, "events": 0, "days": 0})
+            entry["total"] += metric["total"]
+            entry["events"] += metric["events"]
+            entry["days"] += 1
+            if metric["kind"] == "gauge":
+                entry["latest"] = metric["last"]
+            for dimension, count in metric.get("distinct", {}).items():
+                entry.setdefault("max_daily_distinct", {})
+                entry["max_daily_distinct"][dimension] = max(
+                    entry["max_daily_distinct"].get(dimension, 0), count
+                )
+    return summary
+
+
+def render_account(account_id: str, summary: dict[str, Any]) -> str:
+    lines = [f"  {account_id} ({ACCOUNTS[account_id]['segment']})"]
+    for name, entry in sorted(summary.items()):
+        if entry["kind"] == "gauge":
+            shown = f"latest {_number(entry['latest'])}"
+        else:
+            shown = f"total {_number(entry['total'])} over {entry['events']} events"
+        distinct = entry.get("max_daily_distinct")
+        if distinct:
+            shown += " · busiest day: " + ", ".join(
+                f"{count} distinct {dim}" for dim, count in distinct.items()
+            )
+        lines.append(f"    {name:<24} {shown}")
+    return "\n".join(lines)
+
+
+def _event(
+    account_id: str,
+    suffix: str,
+    name: str,
+    stamp: str,
+    value: float,
+    kind: str = "count",
+    dims: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    event = {
+        "event_id": f"{account_id}-{suffix}",
+        "account_id": account_id,
+        "name": name,
+        "occurred_at": stamp,
+        "value": value,
+        "kind": kind,
+    }
+    if dims:
+        event["dimensions"] = dims
+    return event
+
+
+def _post(api: httpx.Client, events: list[dict[str, Any]]) -> dict[str, Any]:
+    answer = api.post("/v1/events", json={"events": events})
+    answer.raise_for_status()
+    return answer.json()
+
+
+def _put_on_bus(stack: LocalStack, events: list[dict[str, Any]]) -> None:
+    assert stack.resources
+    bus = aws_client("events")
+    for start in range(0, len(events), 10):
+        entries = [
+            {
+                "Source": "demo.billing",
+                "DetailType": USAGE_EVENT_DETAIL_TYPE,
+                "Detail": json.dumps(event),
+                "EventBusName": stack.resources.bus_name,
+            }
+            for event in events[start : start + 10]
+        ]
+        bus.put_events(Entries=entries)
+
+
+def _add(totals: dict[str, int], answer: dict[str, Any]) -> dict[str, int]:
+    for key in ("accepted", "duplicates"):
+        totals[key] = totals.get(key, 0) + answer[key]
+    totals["rejected"] = totals.get("rejected", 0) + len(answer["rejected"])
+    return totals
+
+
+def _summary(totals: dict[str, int]) -> str:
+    return f"accepted {totals['accepted']}, duplicates {totals['duplicates']}, rejected {totals['rejected']}"
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _day(now: datetime, days_ago: int) -> str:
+    return (now - timedelta(days=days_ago)).date().isoformat()
