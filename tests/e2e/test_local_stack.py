@@ -1,0 +1,229 @@
+"""End to end: `upswing local --serve` in its own process, driven over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from upswing.local.aws import BUS_NAME, FAKE_AWS_ENVIRONMENT, LOCAL_PREFIX
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class RunningStack:
+    api: str
+    aws: str
+    key: str
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.api, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=30
+        )
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        environment = {**os.environ, **FAKE_AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": self.aws}
+        return subprocess.run(
+            [sys.executable, "-m", "upswing.cli", *args],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[RunningStack]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "upswing.cli", "local", "--serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"},
+    )
+    try:
+        banner = _read_until(process, "Serving until Ctrl-C.", timeout=60)
+        # Keep reading what the stack prints so a full pipe can never stall it.
+        threading.Thread(target=process.stdout.read, daemon=True).start()
+        yield RunningStack(
+            api=re.search(r"API\s+(http://127\.0\.0\.1:\d+)", banner).group(1),
+            aws=re.search(r"AWS\s+(http://127\.0\.0\.1:\d+)", banner).group(1),
+            key=re.search(r"key\s+(upk_\S+)", banner).group(1),
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_given_events_posted_over_http_when_counted_then_counters_read_back_per_day(
+    stack: RunningStack,
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    yesterday = now - timedelta(days=1)
+    events = [
+        _event("e2e-1", "acme-e2e", "api.calls", now, 100),
+        _event("e2e-2", "acme-e2e", "api.calls", now, 50),
+        _event("e2e-3", "acme-e2e", "api.calls", yesterday, 7),
+        _event("e2e-4", "acme-e2e", "seats.active", yesterday, 30, kind="gauge"),
+        _event("e2e-5", "acme-e2e", "seats.active", now, 32, kind="gauge"),
+        _event("e2e-6", "acme-e2e", "feature.used", now, 1, dimensions={"team": "t-1"}),
+        _event("e2e-7", "acme-e2e", "feature.used", now, 1, dimensions={"team": "t-2"}),
+    ]
+    with stack.client() as api:
+        answer = api.post("/v1/events", json={"events": events})
+        assert answer.status_code == 202
+        assert answer.json() == {"accepted": 7, "duplicates": 0, "rejected": []}
+
+        days = _wait_for_counters(api, "acme-e2e", lambda days: _total(days, "api.calls") == 157)
+
+    by_day = {day["day"]: day["metrics"] for day in days}
+    today, before = by_day[now.date().isoformat()], by_day[yesterday.date().isoformat()]
+    assert today["api.calls"]["total"] == 150
+    assert before["api.calls"]["total"] == 7
+    assert today["seats.active"]["last"] == 32
+    assert before["seats.active"]["last"] == 30
+    assert today["feature.used"]["distinct"] == {"team": 2}
+
+
+def test_given_the_same_batch_sent_three_times_then_counted_once(stack: RunningStack) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    events = [_event(f"dup-{n}", "dup-e2e", "api.calls", now, 10) for n in range(5)]
+    with stack.client() as api:
+        answers = [api.post("/v1/events", json={"events": events}).json() for _ in range(3)]
+        assert [a["accepted"] for a in answers] == [5, 0, 0]
+        assert [a["duplicates"] for a in answers] == [0, 5, 5]
+        days = _wait_for_counters(api, "dup-e2e", lambda days: _total(days, "api.calls") >= 50)
+        time.sleep(0.5)  # give a wrongly double-counted event time to show up
+        days = api.get("/v1/accounts/dup-e2e/counters").json()["days"]
+    assert _total(days, "api.calls") == 50
+
+
+def test_given_events_on_the_bus_when_delivered_twice_then_counted_once(stack: RunningStack) -> None:
+    from shared.storage.dynamo import aws_client
+
+    os.environ.update({**FAKE_AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": stack.aws})
+    try:
+        bus = aws_client("events")
+        now = datetime.now(UTC).replace(microsecond=0)
+        entries = [
+            {
+                "Source": "billing",
+                "DetailType": "usage.event",
+                "EventBusName": BUS_NAME,
+                "Detail": json.dumps(_event(f"bus-{n}", "bus-e2e", "invoice.paid", now, 3)),
+            }
+            for n in range(4)
+        ]
+        for _ in range(2):
+            assert bus.put_events(Entries=entries)["FailedEntryCount"] == 0
+    finally:
+        os.environ.pop("AWS_ENDPOINT_URL")
+    with stack.client() as api:
+        days = _wait_for_counters(api, "bus-e2e", lambda days: _total(days, "invoice.paid") >= 12)
+        time.sleep(0.5)
+        days = api.get("/v1/accounts/bus-e2e/counters").json()["days"]
+    assert _total(days, "invoice.paid") == 12
+
+
+def test_given_no_or_a_wrong_key_then_401_with_a_message(stack: RunningStack) -> None:
+    body = {"events": [_event("k-1", "acme", "x", datetime.now(UTC), 1)]}
+    without = httpx.post(f"{stack.api}/v1/events", json=body, timeout=10)
+    wrong = httpx.post(
+        f"{stack.api}/v1/events", json=body, headers={"Authorization": "Bearer upk_nope"}, timeout=10
+    )
+    for answer in (without, wrong):
+        assert answer.status_code == 401
+        assert "Authorization: Bearer" in answer.json()["message"]
+
+
+def test_given_a_key_issued_by_the_cli_when_revoked_then_it_stops_working(stack: RunningStack) -> None:
+    table = f"{LOCAL_PREFIX}-registry"
+    issued = stack.cli("keys", "--registry-table", table, "issue", "e2e-producer")
+    assert issued.returncode == 0, issued.stderr
+    key = re.search(r"key\s+(upk_\S+)", issued.stdout).group(1)
+    key_id = re.search(r"key id\s+([0-9a-f]{16})", issued.stdout).group(1)
+    body = {"events": [_event("cli-1", "cli-e2e", "x", datetime.now(UTC), 1)]}
+    with stack.client(key) as api:
+        assert api.post("/v1/events", json=body).status_code == 202
+
+        revoked = stack.cli("keys", "--registry-table", table, "revoke", key_id)
+        assert revoked.returncode == 0, revoked.stderr
+        assert api.post("/v1/events", json=body).status_code == 401
+    listing = stack.cli("keys", "--registry-table", table, "list")
+    assert re.search(rf"{key_id}\s+e2e-producer\s+.*revoked", listing.stdout)
+
+
+def test_given_bad_requests_then_4xx_with_messages_and_nothing_written(stack: RunningStack) -> None:
+    with stack.client() as api:
+        not_json = api.post("/v1/events", content=b"{nope", headers={"Content-Type": "application/json"})
+        wrong_type = api.post("/v1/events", content=b"{}", headers={"Content-Type": "text/plain"})
+        too_big = api.post(
+            "/v1/events",
+            content=b'{"events": [' + b" " * (2 * 1024 * 1024) + b"]}",
+            headers={"Content-Type": "application/json"},
+        )
+    assert (not_json.status_code, wrong_type.status_code, too_big.status_code) == (400, 415, 413)
+    assert "not valid JSON" in not_json.json()["message"]
+    assert "application/json" in wrong_type.json()["message"]
+    assert "limit" in too_big.json()["message"]
+
+
+def test_the_served_openapi_document_describes_the_events_route(stack: RunningStack) -> None:
+    with stack.client() as api:
+        document = api.get("/v1/openapi.json").json()
+    assert "post" in document["paths"]["/v1/events"]
+
+
+def _event(
+    event_id: str, account: str, name: str, when: datetime, value: float, **extra: Any
+) -> dict[str, Any]:
+    stamp = when.isoformat().replace("+00:00", "Z")
+    return {
+        "event_id": event_id,
+        "account_id": account,
+        "name": name,
+        "occurred_at": stamp,
+        "value": value,
+        **extra,
+    }
+
+
+def _total(days: list[dict[str, Any]], name: str) -> float:
+    return sum(day["metrics"].get(name, {}).get("total", 0) for day in days)
+
+
+def _wait_for_counters(
+    api: httpx.Client, account: str, ready: Any, timeout: float = 20
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        days = api.get(f"/v1/accounts/{account}/counters").json()["days"]
+        if ready(days) or time.monotonic() > deadline:
+            return days
+        time.sleep(0.1)
+
+
+def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    seen = []
+    assert process.stdout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise RuntimeError("the local stack did not start:\n" + "".join(seen))
