@@ -1,0 +1,76 @@
+"""Counting: the events table's stream feeds the aggregator, which keeps per-day counters."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from shared.resources import COUNTERS_TABLE, EVENTS_TABLE
+
+from .function import LambdaPackage, UpswingFunction
+from .queues import dead_letter_queue
+from .settings import RETENTION_DAYS_ENV, UpswingSettings
+from .storage import Storage
+
+_AGGREGATOR_TIMEOUT = Duration.seconds(60)
+
+
+class Counting(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        package: LambdaPackage,
+        storage: Storage,
+        settings: UpswingSettings,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        events_table = storage.table(EVENTS_TABLE)
+        counters_table = storage.table(COUNTERS_TABLE)
+
+        self.aggregator = UpswingFunction(
+            self,
+            "Aggregator",
+            handler="functions.aggregator.handler.handler",
+            package=package,
+            timeout=_AGGREGATOR_TIMEOUT,
+            description="Adds newly recorded events to the per-day counters",
+            environment={
+                COUNTERS_TABLE.env_var: counters_table.table_name,
+                RETENTION_DAYS_ENV: str(settings.retention_days),
+            },
+            wildcard_resource_reasons=(
+                "The DynamoDB stream event source also needs dynamodb:ListStreams, which cannot "
+                "be scoped to a table (CDK grant_stream_read); reading records is scoped to the "
+                "events table's stream.",
+            ),
+        )
+        # Load the day buckets (BatchGetItem/GetItem), write them back with a conditional put.
+        self.aggregator.allow(
+            ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem"], counters_table.table_arn
+        )
+
+        # Batches that still fail after the retries land here (as stream pointers) for replay.
+        self.failures = dead_letter_queue(
+            self, "AggregatorFailures", used_by="on-failure destination of the aggregator's stream mapping"
+        )
+        self.dead_letter_queues: list[sqs.IQueue] = [self.failures]
+        self.aggregator.function.add_event_source(
+            event_sources.DynamoEventSource(
+                events_table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=500,
+                max_batching_window=Duration.seconds(1),
+                # A poison record is isolated by halving the batch instead of blocking the shard.
+                bisect_batch_on_error=True,
+                retry_attempts=5,
+                report_batch_item_failures=True,
+                on_failure=event_sources.SqsDlq(self.failures),
+                # Only new ledger items count: MODIFY and TTL-expiry REMOVE records must not invoke it.
+                filters=[lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.is_equal("INSERT")})],
+            )
+        )

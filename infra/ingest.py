@@ -1,0 +1,285 @@
+"""The two ways usage events get in: the HTTP API (producer keys) and the EventBridge bus."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
+from shared.resources import (
+    ACCOUNTS_TABLE,
+    BUS_INGEST_QUEUE,
+    COUNTERS_TABLE,
+    EVENTS_TABLE,
+    REGISTRY_TABLE,
+    REJECTS_QUEUE,
+    USAGE_EVENT_DETAIL_TYPE,
+)
+
+from .acknowledge import acknowledge
+from .function import LambdaPackage, UpswingFunction
+from .queues import dead_letter_queue, queue_with_dlq
+from .settings import RETENTION_DAYS_ENV, UpswingSettings
+from .storage import Storage
+
+API_STAGE_NAME = "api"
+# A revoked key keeps working for at most this long (API Gateway caches the authorizer's answer).
+AUTHORIZER_CACHE_TTL = Duration.seconds(60)
+
+_API_TIMEOUT = Duration.seconds(10)
+_AUTHORIZER_TIMEOUT = Duration.seconds(5)
+_BUS_INGEST_TIMEOUT = Duration.seconds(30)
+
+
+class IngestApi(Construct):
+    """REST API: POST /v1/events, PUT|GET /v1/accounts/{account_id}, GET .../{account_id}/counters,
+    GET /v1/openapi.json (the routes functions/api/handler.py serves).
+
+    Every method is behind the producer-key TOKEN authorizer and proxies to one api function.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        package: LambdaPackage,
+        storage: Storage,
+        settings: UpswingSettings,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        events_table = storage.table(EVENTS_TABLE)
+        registry_table = storage.table(REGISTRY_TABLE)
+        accounts_table = storage.table(ACCOUNTS_TABLE)
+        counters_table = storage.table(COUNTERS_TABLE)
+
+        self.api_function = UpswingFunction(
+            self,
+            "Api",
+            handler="functions.api.handler.handler",
+            package=package,
+            timeout=_API_TIMEOUT,
+            description="HTTP API: accepts usage events and account profiles",
+            environment={
+                EVENTS_TABLE.env_var: events_table.table_name,
+                REGISTRY_TABLE.env_var: registry_table.table_name,
+                ACCOUNTS_TABLE.env_var: accounts_table.table_name,
+                COUNTERS_TABLE.env_var: counters_table.table_name,
+                RETENTION_DAYS_ENV: str(settings.retention_days),
+            },
+        )
+        # Conditional put of the ledger item is the deduplication; nothing is read back from it.
+        self.api_function.allow(["dynamodb:PutItem"], events_table.table_arn)
+        # Metric-kind registrations (registry) and account profiles (accounts).
+        self.api_function.allow(
+            ["dynamodb:GetItem", "dynamodb:PutItem"], registry_table.table_arn, accounts_table.table_arn
+        )
+        # GET .../counters reads a range of an account's day buckets; only the aggregator writes them.
+        self.api_function.allow(["dynamodb:Query"], counters_table.table_arn)
+
+        self.authorizer_function = UpswingFunction(
+            self,
+            "Authorizer",
+            handler="functions.authorizer.handler.handler",
+            package=package,
+            timeout=_AUTHORIZER_TIMEOUT,
+            description="Verifies producer keys for the HTTP API",
+            environment={REGISTRY_TABLE.env_var: registry_table.table_name},
+        )
+        # Verifying a key is one GetItem by its hash; the authorizer can never write.
+        self.authorizer_function.allow(["dynamodb:GetItem"], registry_table.table_arn)
+        authorizer = apigateway.TokenAuthorizer(
+            self,
+            "ProducerKeyAuthorizer",
+            handler=self.authorizer_function.function,
+            identity_source=apigateway.IdentitySource.header("Authorization"),
+            results_cache_ttl=AUTHORIZER_CACHE_TTL,
+        )
+
+        self.rest_api = apigateway.RestApi(
+            self,
+            "RestApi",
+            rest_api_name=f"upswing-{settings.stage}",
+            description="Upswing usage-event ingestion",
+            endpoint_types=[apigateway.EndpointType.REGIONAL],
+            # API Gateway needs an account-level role to write execution logs (logging_level below).
+            # Retained: other APIs in the account may rely on it after this stack is gone.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            deploy_options=self._stage_options(settings),
+            default_method_options=apigateway.MethodOptions(
+                authorizer=authorizer, authorization_type=apigateway.AuthorizationType.CUSTOM
+            ),
+        )
+        self._add_routes(apigateway.LambdaIntegration(self.api_function.function, allow_test_invoke=False))
+        self._add_gateway_responses()
+        self._acknowledge_findings()
+
+    def _stage_options(self, settings: UpswingSettings) -> apigateway.StageOptions:
+        access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=logs.RetentionDays.THREE_MONTHS, removal_policy=RemovalPolicy.RETAIN
+        )
+        return apigateway.StageOptions(
+            stage_name=API_STAGE_NAME,
+            access_log_destination=apigateway.LogGroupLogDestination(access_logs),
+            access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
+                # IAM caller fields are empty behind a Lambda authorizer.
+                caller=False,
+                http_method=True,
+                ip=True,
+                protocol=True,
+                request_time=True,
+                resource_path=True,
+                response_length=True,
+                status=True,
+                user=True,
+            ),
+            throttling_rate_limit=settings.api_rate_limit,
+            throttling_burst_limit=settings.api_burst_limit,
+            tracing_enabled=True,
+            logging_level=apigateway.MethodLoggingLevel.INFO,
+            # Request and response bodies carry account properties: never copy them into logs.
+            data_trace_enabled=False,
+            metrics_enabled=True,
+        )
+
+    def _add_routes(self, integration: apigateway.LambdaIntegration) -> None:
+        validator = apigateway.RequestValidator(
+            self,
+            "RequestValidator",
+            rest_api=self.rest_api,
+            validate_request_parameters=True,
+            # No request models are attached, so there is no body schema to check yet (the handler
+            # parses bodies); it is on so a model added later is enforced, and cdk-nag APIG2 asks for it.
+            validate_request_body=True,
+        )
+        v1 = self.rest_api.root.add_resource("v1")
+        account = v1.add_resource("accounts").add_resource("{account_id}")
+        account_id_required = {"method.request.path.account_id": True}
+        methods = [
+            v1.add_resource("events").add_method("POST", integration, request_validator=validator),
+            account.add_method(
+                "GET", integration, request_validator=validator, request_parameters=account_id_required
+            ),
+            account.add_method(
+                "PUT", integration, request_validator=validator, request_parameters=account_id_required
+            ),
+            account.add_resource("counters").add_method(
+                "GET", integration, request_validator=validator, request_parameters=account_id_required
+            ),
+            v1.add_resource("openapi.json").add_method("GET", integration, request_validator=validator),
+        ]
+        for method in methods:
+            acknowledge(
+                method,
+                "AwsSolutions-COG4",
+                "Producers are services, not users: this method uses the producer-key TOKEN Lambda "
+                "authorizer (AuthorizationType CUSTOM) instead of a Cognito user pool.",
+            )
+
+    def _add_gateway_responses(self) -> None:
+        self.rest_api.add_gateway_response(
+            "Unauthorized",
+            type=apigateway.ResponseType.UNAUTHORIZED,
+            status_code="401",
+            response_headers={"WWW-Authenticate": "'Bearer'"},
+            templates={"application/json": json.dumps({"message": UNAUTHORIZED_MESSAGE})},
+        )
+        self.rest_api.add_gateway_response(
+            "AccessDenied",
+            type=apigateway.ResponseType.ACCESS_DENIED,
+            status_code="403",
+            templates={"application/json": json.dumps({"message": FORBIDDEN_MESSAGE})},
+        )
+        # Every other gateway-made 4xx keeps the same {"message": ...} shape the handlers use.
+        self.rest_api.add_gateway_response(
+            "Default4xx",
+            type=apigateway.ResponseType.DEFAULT_4_XX,
+            templates={"application/json": '{"message": $context.error.messageString}'},
+        )
+
+    def _acknowledge_findings(self) -> None:
+        acknowledge(
+            self.rest_api.node.find_child("CloudWatchRole"),
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+            "The account-level role API Gateway uses to write execution and access logs; this AWS "
+            "managed policy is the documented one and covers only CloudWatch Logs actions.",
+        )
+        acknowledge(
+            self.rest_api.deployment_stage,
+            "AwsSolutions-APIG3",
+            "Callers are machine producers authenticated by a producer key that the Lambda "
+            "authorizer verifies, and the stage is throttled; a WAF web ACL is an optional add-on "
+            "the platform team attaches per environment, outside this stack.",
+        )
+
+
+class BusIngest(Construct):
+    """EventBridge bus → rule on `usage.event` → SQS → bus ingest function; invalid events → rejects."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        package: LambdaPackage,
+        storage: Storage,
+        settings: UpswingSettings,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        events_table = storage.table(EVENTS_TABLE)
+        registry_table = storage.table(REGISTRY_TABLE)
+
+        self.event_bus = events.EventBus(self, "EventBus", event_bus_name=f"upswing-{settings.stage}")
+        inbox = queue_with_dlq(self, BUS_INGEST_QUEUE, consumer_timeout=_BUS_INGEST_TIMEOUT)
+        rejects = queue_with_dlq(self, REJECTS_QUEUE, consumer_timeout=None)
+        self.rejects_queue = rejects.queue
+        undeliverable = dead_letter_queue(self, "BusDeliveryDlq", used_by="EventBridge rule target DLQ")
+        self.dead_letter_queues: list[sqs.IQueue] = [
+            inbox.dead_letter_queue,
+            rejects.dead_letter_queue,
+            undeliverable,
+        ]
+
+        events.Rule(
+            self,
+            "UsageEventRule",
+            event_bus=self.event_bus,
+            description="Usage events published on the bus go to the bus ingest queue",
+            event_pattern=events.EventPattern(detail_type=[USAGE_EVENT_DETAIL_TYPE]),
+            targets=[targets.SqsQueue(inbox.queue, dead_letter_queue=undeliverable)],
+        )
+
+        self.function = UpswingFunction(
+            self,
+            "BusIngest",
+            handler="functions.bus_ingest.handler.handler",
+            package=package,
+            timeout=_BUS_INGEST_TIMEOUT,
+            description="Validates and records usage events that arrived on the event bus",
+            environment={
+                EVENTS_TABLE.env_var: events_table.table_name,
+                REGISTRY_TABLE.env_var: registry_table.table_name,
+                REJECTS_QUEUE.env_var: rejects.queue.queue_url,
+                RETENTION_DAYS_ENV: str(settings.retention_days),
+            },
+        )
+        self.function.allow(["dynamodb:PutItem"], events_table.table_arn)
+        self.function.allow(["dynamodb:GetItem", "dynamodb:PutItem"], registry_table.table_arn)
+        self.function.allow(["sqs:SendMessage"], rejects.queue.queue_arn)
+        self.function.function.add_event_source(
+            event_sources.SqsEventSource(
+                inbox.queue,
+                batch_size=100,
+                max_batching_window=Duration.seconds(1),
+                report_batch_item_failures=True,
+            )
+        )

@@ -1,0 +1,183 @@
+"""Alarms (to one encrypted SNS topic) and a dashboard for the whole ingestion path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+ITERATOR_AGE_LIMIT = Duration.seconds(60)
+_ONE_MINUTE = Duration.minutes(1)
+_FIVE_MINUTES = Duration.minutes(5)
+
+
+class Observability(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: str,
+        alarm_email: str | None,
+        functions: Mapping[str, lambda_.IFunction],
+        aggregator: lambda_.IFunction,
+        api_stage: apigateway.Stage,
+        dead_letter_queues: Mapping[str, sqs.IQueue],
+        rejects_queue: sqs.IQueue,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.alarm_topic = self._alarm_topic(alarm_email)
+        self.alarms: list[cloudwatch.Alarm] = []
+
+        for name, function in functions.items():
+            self._alarm(
+                f"{name}Errors",
+                function.metric_errors(period=_ONE_MINUTE, statistic="Sum"),
+                threshold=0,
+                description=f"The {name} function raised errors.",
+            )
+        iterator_age = aggregator.metric("IteratorAge", period=_ONE_MINUTE, statistic="Maximum")
+        self._alarm(
+            "AggregatorIteratorAge",
+            iterator_age,
+            threshold=ITERATOR_AGE_LIMIT.to_milliseconds(),
+            description="Counters are falling behind the event ledger (stream iterator age over 60 s).",
+        )
+        self._alarm(
+            "Api5xx",
+            api_stage.metric_server_error(period=_FIVE_MINUTES, statistic="Sum"),
+            threshold=0,
+            description="The HTTP API answered with 5XX errors.",
+        )
+        for name, queue in dead_letter_queues.items():
+            self._alarm(
+                f"{name}Depth",
+                _queue_depth(queue),
+                threshold=0,
+                description=f"Messages are waiting in the {name} dead-letter queue.",
+            )
+        self._alarm(
+            "RejectsDepth",
+            _queue_depth(rejects_queue),
+            threshold=0,
+            description="Events on the bus failed validation; the rejects queue holds them with reasons.",
+        )
+
+        self._dashboard(
+            stage, functions, iterator_age, api_stage, {**dead_letter_queues, "Rejects": rejects_queue}
+        )
+
+    def _alarm_topic(self, alarm_email: str | None) -> sns.Topic:
+        key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            description="Encrypts Upswing alarm notifications",
+            enable_key_rotation=True,
+        )
+        # CloudWatch publishes alarm notifications to the topic, so it must use the key.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
+        )
+        topic = sns.Topic(self, "AlarmTopic", display_name="Upswing alarms", master_key=key, enforce_ssl=True)
+        if alarm_email:
+            topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        return topic
+
+    def _alarm(
+        self, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float, description: str
+    ) -> None:
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            # No data means nothing happened (no errors, empty queue), which is healthy.
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic))
+        self.alarms.append(alarm)
+
+    def _dashboard(
+        self,
+        stage: str,
+        functions: Mapping[str, lambda_.IFunction],
+        iterator_age: cloudwatch.IMetric,
+        api_stage: apigateway.Stage,
+        queues: Mapping[str, sqs.IQueue],
+    ) -> None:
+        def per_function(metric_name: str, statistic: str) -> list[cloudwatch.IMetric]:
+            return [
+                function.metric(metric_name, statistic=statistic, period=_FIVE_MINUTES, label=name)
+                for name, function in functions.items()
+            ]
+
+        cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"upswing-{stage}",
+            widgets=[
+                [cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24)],
+                [
+                    cloudwatch.GraphWidget(
+                        title="API requests and errors",
+                        left=[
+                            api_stage.metric_count(period=_FIVE_MINUTES, statistic="Sum", label="requests")
+                        ],
+                        right=[
+                            api_stage.metric_client_error(period=_FIVE_MINUTES, statistic="Sum", label="4XX"),
+                            api_stage.metric_server_error(period=_FIVE_MINUTES, statistic="Sum", label="5XX"),
+                        ],
+                        width=12,
+                    ),
+                    cloudwatch.GraphWidget(
+                        title="API latency (ms)",
+                        left=[
+                            api_stage.metric_latency(period=_FIVE_MINUTES, statistic="p50", label="p50"),
+                            api_stage.metric_latency(period=_FIVE_MINUTES, statistic="p99", label="p99"),
+                        ],
+                        width=12,
+                    ),
+                ],
+                [
+                    cloudwatch.GraphWidget(
+                        title="Function errors", left=per_function("Errors", "Sum"), width=8
+                    ),
+                    cloudwatch.GraphWidget(
+                        title="Function duration p99 (ms)", left=per_function("Duration", "p99"), width=8
+                    ),
+                    cloudwatch.GraphWidget(
+                        title="Aggregator iterator age (ms)", left=[iterator_age], width=8
+                    ),
+                ],
+                [
+                    cloudwatch.GraphWidget(
+                        title="Dead-letter and rejects queue depth",
+                        left=[_queue_depth(queue, label=name) for name, queue in queues.items()],
+                        width=24,
+                    )
+                ],
+            ],
+        )
+
+
+def _queue_depth(queue: sqs.IQueue, label: str | None = None) -> cloudwatch.Metric:
+    return queue.metric_approximate_number_of_messages_visible(
+        period=_ONE_MINUTE, statistic="Maximum", label=label
+    )

@@ -1,0 +1,63 @@
+"""The Upswing stack: composes one construct per capability and publishes what callers need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from .assets import LambdaAssets
+from .counting import Counting
+from .function import LambdaPackage, dependencies_layer
+from .ingest import BusIngest, IngestApi
+from .observability import Observability
+from .settings import UpswingSettings
+from .storage import Storage
+
+
+class UpswingStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        assets: LambdaAssets,
+        settings: UpswingSettings,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("description", f"Upswing usage-event ingestion ({settings.stage})")
+        kwargs.setdefault("tags", {"project": "upswing", "stage": settings.stage})
+        super().__init__(scope, construct_id, **kwargs)
+
+        package = LambdaPackage(
+            code=assets.code, layer=dependencies_layer(self, "DependenciesLayer", assets.layer)
+        )
+        storage = Storage(self, "Storage", deletion_protection=settings.is_prod)
+        api = IngestApi(self, "IngestApi", package=package, storage=storage, settings=settings)
+        bus = BusIngest(self, "BusIngest", package=package, storage=storage, settings=settings)
+        counting = Counting(self, "Counting", package=package, storage=storage, settings=settings)
+        Observability(
+            self,
+            "Observability",
+            stage=settings.stage,
+            alarm_email=settings.alarm_email,
+            functions={
+                "Api": api.api_function.function,
+                "Authorizer": api.authorizer_function.function,
+                "BusIngest": bus.function.function,
+                "Aggregator": counting.aggregator.function,
+            },
+            aggregator=counting.aggregator.function,
+            api_stage=api.rest_api.deployment_stage,
+            dead_letter_queues={
+                queue.node.id: queue for queue in (*bus.dead_letter_queues, *counting.dead_letter_queues)
+            },
+            rejects_queue=bus.rejects_queue,
+        )
+
+        CfnOutput(self, "ApiUrl", value=api.rest_api.url, description="Base URL; routes start with v1/")
+        CfnOutput(self, "EventBusName", value=bus.event_bus.event_bus_name)
+        for spec, table in storage.named_tables():
+            CfnOutput(self, f"{spec.construct_id}TableName", value=table.table_name)
+        CfnOutput(self, "RejectsQueueUrl", value=bus.rejects_queue.queue_url)

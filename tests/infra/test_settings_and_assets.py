@@ -1,0 +1,74 @@
+"""Context parsing and asset staging: what `python app.py` does before building the stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.assets import default_assets
+from infra.settings import UpswingSettings
+
+
+def test_given_no_context_then_the_documented_defaults_apply() -> None:
+    settings = UpswingSettings.from_context(lambda key: None)
+
+    assert settings == UpswingSettings(
+        stage="dev", alarm_email=None, api_rate_limit=100, api_burst_limit=200, retention_days=400
+    )
+    assert not settings.is_prod
+
+
+def test_given_cli_context_strings_then_numbers_are_parsed_and_prod_is_recognised() -> None:
+    context = {
+        "stage": "prod",
+        "alarm_email": "ops@example.com",
+        "api_rate_limit": "50",
+        "retention_days": "90",
+    }
+
+    settings = UpswingSettings.from_context(context.get)
+
+    assert settings.is_prod
+    assert settings.alarm_email == "ops@example.com"
+    assert (settings.api_rate_limit, settings.api_burst_limit, settings.retention_days) == (50, 200, 90)
+
+
+@pytest.mark.parametrize("stage", ["Prod", "dev_1", "", "-dev", "a" * 21])
+def test_given_a_stage_unfit_for_resource_names_then_settings_refuse_it(stage: str) -> None:
+    with pytest.raises(ValueError, match="stage"):
+        UpswingSettings(stage=stage)
+
+
+def test_given_a_repo_without_a_built_layer_when_assets_are_made_then_it_says_to_run_make_layer(
+    tmp_path: Path,
+) -> None:
+    for package in ("functions", "shared"):
+        (tmp_path / package).mkdir()
+
+    with pytest.raises(FileNotFoundError, match="run `make layer` first"):
+        default_assets(tmp_path)
+
+
+def test_given_a_repo_with_a_layer_when_assets_are_made_then_only_clean_sources_are_staged(
+    tmp_path: Path,
+) -> None:
+    for package in ("functions", "shared"):
+        (tmp_path / package / "__pycache__").mkdir(parents=True)
+        (tmp_path / package / "__init__.py").write_text("")
+        (tmp_path / package / "__pycache__" / "x.cpython-312.pyc").write_bytes(b"\0")
+        (tmp_path / package / "stale.pyc").write_bytes(b"\0")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_x.py").write_text("")
+    (tmp_path / "build" / "lambda" / "app" / "removed_module").mkdir(parents=True)
+    (tmp_path / "build" / "layer" / "python").mkdir(parents=True)
+
+    default_assets(tmp_path)
+
+    staged = tmp_path / "build" / "lambda" / "app"
+    assert sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*")) == [
+        "functions",
+        "functions/__init__.py",
+        "shared",
+        "shared/__init__.py",
+    ]

@@ -1,0 +1,565 @@
+"""What the synthesized Upswing stack must guarantee, read from the CloudFormation template.
+
+Resources are found by what they are (a table through the output named after its spec, a function
+by its handler, a queue by who points at it), never by logical id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Template
+
+from infra.ingest import AUTHORIZER_CACHE_TTL
+from infra.settings import RETENTION_DAYS_ENV, UpswingSettings
+from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
+from shared.openapi import openapi_document
+from shared.resources import (
+    ACCOUNTS_TABLE,
+    BUS_INGEST_QUEUE,
+    COUNTERS_TABLE,
+    EVENTS_TABLE,
+    REGISTRY_TABLE,
+    REJECTS_QUEUE,
+    TABLES,
+    USAGE_EVENT_DETAIL_TYPE,
+    TableSpec,
+)
+
+from .synth import SETTINGS, synthesize
+
+API_HANDLER = "functions.api.handler.handler"
+AUTHORIZER_HANDLER = "functions.authorizer.handler.handler"
+BUS_INGEST_HANDLER = "functions.bus_ingest.handler.handler"
+AGGREGATOR_HANDLER = "functions.aggregator.handler.handler"
+DYNAMODB_WRITES = {
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:TransactWriteItems",
+    "dynamodb:*",
+}
+
+
+@pytest.fixture(scope="module")
+def template(
+    tiny_asset_dirs: tuple[Path, Path], cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The stack synthesized once for the module, on an app without cdk-nag (tested separately)."""
+    _, stack = synthesize(tiny_asset_dirs, cdk_context, tmp_path_factory.mktemp("cdk.out"))
+    return dict(Template.from_stack(stack).to_json())
+
+
+# --- helpers: find things by meaning ----------------------------------------------------------
+
+
+def of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == resource_type}
+
+
+def referenced_ids(value: Any) -> Iterator[str]:
+    """Logical ids a property refers to through Ref / Fn::GetAtt, however deeply nested."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str):
+                if not inner.startswith("AWS::"):  # pseudo parameters are not resources
+                    yield inner
+            elif key == "Fn::GetAtt":
+                yield inner[0]
+            else:
+                yield from referenced_ids(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from referenced_ids(inner)
+
+
+def table_id(template: dict[str, Any], spec: TableSpec) -> str:
+    """The table behind the `<Spec>TableName` output the stack publishes."""
+    (table,) = referenced_ids(template["Outputs"][f"{spec.construct_id}TableName"]["Value"])
+    return table
+
+
+def function_id(template: dict[str, Any], handler: str) -> str:
+    (function,) = [
+        name
+        for name, function in of_type(template, "AWS::Lambda::Function").items()
+        if function["Properties"]["Handler"] == handler
+    ]
+    return function
+
+
+def role_statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    (role,) = referenced_ids(template["Resources"][function]["Properties"]["Role"])
+    return [
+        statement
+        for policy in of_type(template, "AWS::IAM::Policy").values()
+        if role in referenced_ids(policy["Properties"]["Roles"])
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def allowed_actions(statements: list[dict[str, Any]], resource_id: str | None = None) -> set[str]:
+    actions: set[str] = set()
+    for statement in statements:
+        if resource_id is None or resource_id in referenced_ids(statement["Resource"]):
+            action = statement["Action"]
+            actions.update([action] if isinstance(action, str) else action)
+    return actions
+
+
+def dead_letter_queue_ids(template: dict[str, Any]) -> set[str]:
+    """Queues something else sends its failures to: SQS redrive, EventBridge target DLQ, Lambda on-failure."""
+    resources = template["Resources"].values()
+    return {
+        *(
+            queue_id
+            for r in resources
+            if r["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in r["Properties"]
+            for queue_id in referenced_ids(r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+        ),
+        *(
+            queue_id
+            for r in resources
+            if r["Type"] == "AWS::Events::Rule"
+            for target in r["Properties"]["Targets"]
+            for queue_id in referenced_ids(target.get("DeadLetterConfig", {}))
+        ),
+        *(
+            queue_id
+            for r in resources
+            if r["Type"] == "AWS::Lambda::EventSourceMapping"
+            for queue_id in referenced_ids(r["Properties"].get("DestinationConfig", {}))
+        ),
+    }
+
+
+def api_routes(template: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(HTTP method, path) -> method properties, rebuilding paths from the resource tree."""
+    resources = of_type(template, "AWS::ApiGateway::Resource")
+
+    def path(resource_ref: Any) -> str:
+        ids = list(referenced_ids(resource_ref))
+        resource = resources.get(ids[0]) if len(ids) == 1 else None
+        if resource is None:  # the API's root resource
+            return ""
+        return f"{path(resource['Properties']['ParentId'])}/{resource['Properties']['PathPart']}"
+
+    return {
+        (method["Properties"]["HttpMethod"], path(method["Properties"]["ResourceId"])): method["Properties"]
+        for method in of_type(template, "AWS::ApiGateway::Method").values()
+    }
+
+
+# --- storage ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", [spec for spec in TABLES if spec.stream], ids=lambda spec: spec.construct_id)
+def test_given_a_table_spec_with_a_stream_when_synthesized_then_the_table_streams_that_view(
+    template: dict[str, Any], spec: TableSpec
+) -> None:
+    table = template["Resources"][table_id(template, spec)]["Properties"]
+
+    assert spec.stream is not None
+    assert table["StreamSpecification"] == {"StreamViewType": spec.stream.value}
+
+
+@pytest.mark.parametrize("spec", TABLES, ids=lambda spec: spec.construct_id)
+def test_given_a_table_spec_when_synthesized_then_keys_and_ttl_come_from_the_spec(
+    template: dict[str, Any], spec: TableSpec
+) -> None:
+    table = template["Resources"][table_id(template, spec)]["Properties"]
+
+    expected_keys = [{"AttributeName": spec.partition_key, "KeyType": "HASH"}]
+    if spec.sort_key:
+        expected_keys.append({"AttributeName": spec.sort_key, "KeyType": "RANGE"})
+    assert table["KeySchema"] == expected_keys
+    assert {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]} == {
+        key["AttributeName"]: "S" for key in expected_keys
+    }
+    if spec.ttl_attribute:
+        assert table["TimeToLiveSpecification"] == {"AttributeName": spec.ttl_attribute, "Enabled": True}
+    else:
+        assert "TimeToLiveSpecification" not in table
+    if not spec.stream:
+        assert "StreamSpecification" not in table
+
+
+def test_given_any_table_then_it_is_on_demand_encrypted_recoverable_and_retained(
+    template: dict[str, Any],
+) -> None:
+    tables = of_type(template, "AWS::DynamoDB::Table")
+
+    assert len(tables) == len(TABLES)
+    for table in tables.values():
+        properties = table["Properties"]
+        assert properties["BillingMode"] == "PAY_PER_REQUEST"
+        assert properties["SSESpecification"]["SSEEnabled"] is True
+        assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        assert table["DeletionPolicy"] == "Retain"
+        # Deletion protection is for prod only (see the prod test below).
+        assert properties.get("DeletionProtectionEnabled") is False
+
+
+def test_given_the_prod_stage_when_synthesized_then_every_table_has_deletion_protection(
+    tiny_asset_dirs: tuple[Path, Path], cdk_context: dict[str, Any], tmp_path: Path
+) -> None:
+    _, stack = synthesize(tiny_asset_dirs, cdk_context, tmp_path, UpswingSettings(stage="prod"))
+
+    tables = of_type(dict(Template.from_stack(stack).to_json()), "AWS::DynamoDB::Table")
+
+    assert tables
+    assert all(table["Properties"]["DeletionProtectionEnabled"] is True for table in tables.values())
+
+
+# --- HTTP API ---------------------------------------------------------------------------------
+
+
+def test_given_the_published_openapi_document_then_the_api_serves_exactly_its_routes_via_the_api_function(
+    template: dict[str, Any],
+) -> None:
+    documented = {
+        (verb.upper(), path)
+        for path, operations in openapi_document()["paths"].items()
+        for verb in operations
+        if verb in {"get", "put", "post", "patch", "delete"}
+    }
+    routes = api_routes(template)
+    api_function = function_id(template, API_HANDLER)
+
+    assert set(routes) == documented
+    assert ("POST", "/v1/events") in routes
+    for (_, path), method in routes.items():
+        assert method["Integration"]["Type"] == "AWS_PROXY"
+        assert api_function in referenced_ids(method["Integration"]["Uri"])
+        if "{account_id}" in path:
+            assert method["RequestParameters"] == {"method.request.path.account_id": True}
+
+
+def test_given_any_api_method_except_options_then_it_requires_the_producer_key_authorizer(
+    template: dict[str, Any],
+) -> None:
+    (authorizer_id, authorizer), *others = of_type(template, "AWS::ApiGateway::Authorizer").items()
+    methods = [m for (verb, _), m in api_routes(template).items() if verb != "OPTIONS"]
+
+    assert not others
+    assert authorizer["Properties"]["Type"] == "TOKEN"
+    assert authorizer["Properties"]["IdentitySource"] == "method.request.header.Authorization"
+    assert authorizer["Properties"]["AuthorizerResultTtlInSeconds"] == AUTHORIZER_CACHE_TTL.to_seconds() == 60
+    assert function_id(template, AUTHORIZER_HANDLER) in referenced_ids(
+        authorizer["Properties"]["AuthorizerUri"]
+    )
+    assert methods
+    for method in methods:
+        assert method["AuthorizationType"] == "CUSTOM"
+        assert authorizer_id in referenced_ids(method["AuthorizerId"])
+        assert "RequestValidatorId" in method
+
+
+def test_given_a_missing_or_revoked_key_then_the_gateway_answers_json_with_the_shared_messages(
+    template: dict[str, Any],
+) -> None:
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in of_type(template, "AWS::ApiGateway::GatewayResponse").values()
+    }
+
+    unauthorized = responses["UNAUTHORIZED"]
+    assert unauthorized["StatusCode"] == "401"
+    assert json.loads(unauthorized["ResponseTemplates"]["application/json"]) == {
+        "message": UNAUTHORIZED_MESSAGE
+    }
+    denied = responses["ACCESS_DENIED"]
+    assert denied["StatusCode"] == "403"
+    assert json.loads(denied["ResponseTemplates"]["application/json"]) == {"message": FORBIDDEN_MESSAGE}
+    assert "$context.error.messageString" in responses["DEFAULT_4XX"]["ResponseTemplates"]["application/json"]
+
+
+def test_given_the_api_stage_then_it_logs_access_as_json_throttles_traces_and_never_logs_bodies(
+    template: dict[str, Any],
+) -> None:
+    (stage,) = [s["Properties"] for s in of_type(template, "AWS::ApiGateway::Stage").values()]
+    (settings,) = stage["MethodSettings"]
+
+    assert stage["StageName"] == "api"
+    (access_log_group,) = referenced_ids(stage["AccessLogSetting"]["DestinationArn"])
+    assert access_log_group in of_type(template, "AWS::Logs::LogGroup")
+    assert json.loads(stage["AccessLogSetting"]["Format"])["status"] == "$context.status"
+    assert stage["TracingEnabled"] is True
+    assert settings["ThrottlingRateLimit"] == SETTINGS.api_rate_limit
+    assert settings["ThrottlingBurstLimit"] == SETTINGS.api_burst_limit
+    assert settings["LoggingLevel"] == "INFO"
+    assert settings["DataTraceEnabled"] is False
+    assert settings["MetricsEnabled"] is True
+
+
+# --- functions and their permissions ----------------------------------------------------------
+
+
+def test_given_any_function_then_it_runs_python_3_14_on_arm64_traced_with_its_own_log_group(
+    template: dict[str, Any],
+) -> None:
+    functions = of_type(template, "AWS::Lambda::Function")
+    log_groups = set(of_type(template, "AWS::Logs::LogGroup"))
+    (layer,) = of_type(template, "AWS::Lambda::LayerVersion")
+
+    assert {f["Properties"]["Handler"] for f in functions.values()} == {
+        API_HANDLER,
+        AUTHORIZER_HANDLER,
+        BUS_INGEST_HANDLER,
+        AGGREGATOR_HANDLER,
+    }
+    own_log_groups = set()
+    for function in functions.values():
+        properties = function["Properties"]
+        assert properties["Runtime"] == "python3.14"
+        assert properties["Architectures"] == ["arm64"]
+        assert properties["TracingConfig"] == {"Mode": "Active"}
+        assert layer in referenced_ids(properties["Layers"])
+        environment = properties["Environment"]["Variables"]
+        assert environment["POWERTOOLS_SERVICE_NAME"] == "upswing"
+        assert environment["POWERTOOLS_METRICS_NAMESPACE"] == "Upswing"
+        (log_group,) = referenced_ids(properties["LoggingConfig"]["LogGroup"])
+        assert log_group in log_groups
+        own_log_groups.add(log_group)
+    assert len(own_log_groups) == len(functions)
+
+
+@pytest.mark.parametrize(
+    ("handler", "tables"),
+    [
+        (API_HANDLER, [EVENTS_TABLE, REGISTRY_TABLE, ACCOUNTS_TABLE, COUNTERS_TABLE]),
+        (AUTHORIZER_HANDLER, [REGISTRY_TABLE]),
+        (BUS_INGEST_HANDLER, [EVENTS_TABLE, REGISTRY_TABLE]),
+        (AGGREGATOR_HANDLER, [COUNTERS_TABLE]),
+    ],
+)
+def test_given_a_function_then_its_table_env_vars_name_the_tables_of_the_same_spec(
+    template: dict[str, Any], handler: str, tables: list[TableSpec]
+) -> None:
+    environment = template["Resources"][function_id(template, handler)]["Properties"]["Environment"][
+        "Variables"
+    ]
+
+    table_variables = {name for name in environment if name in {spec.env_var for spec in TABLES}}
+    assert table_variables == {spec.env_var for spec in tables}
+    for spec in tables:
+        assert list(referenced_ids(environment[spec.env_var])) == [table_id(template, spec)]
+
+
+def test_given_the_ingesting_functions_then_they_know_the_retention_and_where_to_send_rejects(
+    template: dict[str, Any],
+) -> None:
+    for handler in (API_HANDLER, BUS_INGEST_HANDLER, AGGREGATOR_HANDLER):
+        environment = template["Resources"][function_id(template, handler)]["Properties"]["Environment"]
+        assert environment["Variables"][RETENTION_DAYS_ENV] == str(SETTINGS.retention_days)
+    bus_environment = template["Resources"][function_id(template, BUS_INGEST_HANDLER)]["Properties"]
+    rejects_url = template["Outputs"]["RejectsQueueUrl"]["Value"]
+    assert bus_environment["Environment"]["Variables"][REJECTS_QUEUE.env_var] == rejects_url
+
+
+def test_given_any_lambda_role_then_it_has_no_managed_policies(template: dict[str, Any]) -> None:
+    lambda_roles = [
+        role["Properties"]
+        for role in of_type(template, "AWS::IAM::Role").values()
+        if role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"].get("Service")
+        == "lambda.amazonaws.com"
+    ]
+
+    assert len(lambda_roles) == len(of_type(template, "AWS::Lambda::Function"))
+    assert all(not role.get("ManagedPolicyArns") for role in lambda_roles)
+
+
+def test_given_the_authorizer_then_it_can_only_read_one_key_from_the_registry(
+    template: dict[str, Any],
+) -> None:
+    statements = role_statements(template, function_id(template, AUTHORIZER_HANDLER))
+    dynamodb_actions = {a for a in allowed_actions(statements) if a.startswith("dynamodb:")}
+
+    assert "dynamodb:PutItem" not in dynamodb_actions
+    assert not dynamodb_actions & DYNAMODB_WRITES
+    assert allowed_actions(statements, table_id(template, REGISTRY_TABLE)) == {"dynamodb:GetItem"}
+
+
+def test_given_the_api_function_then_it_gets_exactly_the_item_actions_it_performs(
+    template: dict[str, Any],
+) -> None:
+    statements = role_statements(template, function_id(template, API_HANDLER))
+
+    assert allowed_actions(statements, table_id(template, EVENTS_TABLE)) == {"dynamodb:PutItem"}
+    for spec in (REGISTRY_TABLE, ACCOUNTS_TABLE):
+        assert allowed_actions(statements, table_id(template, spec)) == {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+        }
+    assert allowed_actions(statements, table_id(template, COUNTERS_TABLE)) == {"dynamodb:Query"}
+
+
+def test_given_the_aggregator_then_it_writes_only_counters(template: dict[str, Any]) -> None:
+    statements = role_statements(template, function_id(template, AGGREGATOR_HANDLER))
+
+    assert allowed_actions(statements, table_id(template, COUNTERS_TABLE)) == {
+        "dynamodb:BatchGetItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+    }
+    assert not allowed_actions(statements) & (DYNAMODB_WRITES - {"dynamodb:PutItem"})
+    for spec in (EVENTS_TABLE, REGISTRY_TABLE, ACCOUNTS_TABLE):
+        assert not allowed_actions(statements, table_id(template, spec)) & DYNAMODB_WRITES
+
+
+# --- event sources, bus and queues ------------------------------------------------------------
+
+
+def test_given_the_events_stream_then_the_aggregator_gets_only_inserts_with_bisect_and_a_failure_queue(
+    template: dict[str, Any],
+) -> None:
+    aggregator = function_id(template, AGGREGATOR_HANDLER)
+    (mapping,) = [
+        m["Properties"]
+        for m in of_type(template, "AWS::Lambda::EventSourceMapping").values()
+        if aggregator in referenced_ids(m["Properties"]["FunctionName"])
+    ]
+
+    assert list(referenced_ids(mapping["EventSourceArn"])) == [table_id(template, EVENTS_TABLE)]
+    assert [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]] == [
+        {"eventName": ["INSERT"]}
+    ]
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    assert mapping["BatchSize"] == 500
+    assert mapping["MaximumBatchingWindowInSeconds"] == 1
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["MaximumRetryAttempts"] == 5
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    (failure_queue,) = referenced_ids(mapping["DestinationConfig"]["OnFailure"]["Destination"])
+    assert template["Resources"][failure_queue]["Type"] == "AWS::SQS::Queue"
+
+
+def test_given_a_usage_event_on_the_bus_then_it_reaches_the_bus_ingest_function_through_a_queue(
+    template: dict[str, Any],
+) -> None:
+    (bus_id,) = referenced_ids(template["Outputs"]["EventBusName"]["Value"])
+    (rule,) = [r["Properties"] for r in of_type(template, "AWS::Events::Rule").values()]
+    (target,) = rule["Targets"]
+    bus_ingest = function_id(template, BUS_INGEST_HANDLER)
+    (mapping,) = [
+        m["Properties"]
+        for m in of_type(template, "AWS::Lambda::EventSourceMapping").values()
+        if bus_ingest in referenced_ids(m["Properties"]["FunctionName"])
+    ]
+
+    assert template["Resources"][bus_id]["Properties"]["Name"] == f"upswing-{SETTINGS.stage}"
+    assert bus_id in referenced_ids(rule["EventBusName"])
+    assert rule["EventPattern"] == {"detail-type": [USAGE_EVENT_DETAIL_TYPE]}
+    (queue,) = referenced_ids(target["Arn"])
+    assert "DeadLetterConfig" in target
+    assert list(referenced_ids(mapping["EventSourceArn"])) == [queue]
+    assert mapping["BatchSize"] == 100
+    assert mapping["MaximumBatchingWindowInSeconds"] == 1
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue_properties = template["Resources"][queue]["Properties"]
+    assert queue_properties["RedrivePolicy"]["maxReceiveCount"] == BUS_INGEST_QUEUE.max_receive_count
+    timeout = template["Resources"][bus_ingest]["Properties"]["Timeout"]
+    assert queue_properties["VisibilityTimeout"] == 6 * timeout
+
+
+def test_given_any_queue_then_it_is_encrypted_tls_only_and_either_is_a_dlq_or_has_one(
+    template: dict[str, Any],
+) -> None:
+    queues = of_type(template, "AWS::SQS::Queue")
+    dead_letter_queues = dead_letter_queue_ids(template)
+    tls_only_queues = {
+        queue_id
+        for policy in of_type(template, "AWS::SQS::QueuePolicy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Deny"
+        and statement.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+        for queue_id in referenced_ids(policy["Properties"]["Queues"])
+    }
+
+    assert dead_letter_queues < set(queues)
+    for queue_id, queue in queues.items():
+        properties = queue["Properties"]
+        assert properties.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in properties, queue_id
+        assert queue_id in tls_only_queues
+        if queue_id in dead_letter_queues:
+            assert properties["MessageRetentionPeriod"] == 14 * 24 * 3600
+        else:
+            assert "RedrivePolicy" in properties, f"{queue_id} has no dead-letter queue"
+
+
+# --- observability ----------------------------------------------------------------------------
+
+
+def test_given_any_dead_letter_queue_or_the_rejects_queue_then_a_message_in_it_raises_an_alarm(
+    template: dict[str, Any],
+) -> None:
+    (rejects_queue,) = [
+        queue_id
+        for queue_id in of_type(template, "AWS::SQS::Queue")
+        if f'"{queue_id}"' in json.dumps(template["Outputs"]["RejectsQueueUrl"]["Value"])
+    ]
+    depth_alarms = [
+        a["Properties"]
+        for a in of_type(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    ]
+    watched = {
+        queue_id
+        for alarm in depth_alarms
+        if alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        for queue_id in referenced_ids(alarm["Dimensions"])
+    }
+
+    assert dead_letter_queue_ids(template) | {rejects_queue} <= watched
+
+
+def test_given_the_alarms_then_each_function_errors_and_the_aggregator_lag_notify_the_encrypted_topic(
+    template: dict[str, Any],
+) -> None:
+    (topic_id, topic), *others = of_type(template, "AWS::SNS::Topic").items()
+    (key_id, key) = next(iter(of_type(template, "AWS::KMS::Key").items()))
+    alarms = [a["Properties"] for a in of_type(template, "AWS::CloudWatch::Alarm").values()]
+    errors_watched = {
+        function
+        for alarm in alarms
+        if alarm["MetricName"] == "Errors"
+        for function in referenced_ids(alarm["Dimensions"])
+    }
+    (iterator_age,) = [alarm for alarm in alarms if alarm["MetricName"] == "IteratorAge"]
+
+    assert not others
+    assert list(referenced_ids(topic["Properties"]["KmsMasterKeyId"])) == [key_id]
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert errors_watched == set(of_type(template, "AWS::Lambda::Function"))
+    assert list(referenced_ids(iterator_age["Dimensions"])) == [function_id(template, AGGREGATOR_HANDLER)]
+    assert iterator_age["Threshold"] == 60_000
+    assert any(alarm["MetricName"] == "5XXError" for alarm in alarms)
+    for alarm in alarms:
+        assert list(referenced_ids(alarm["AlarmActions"])) == [topic_id]
+
+
+def test_given_an_alarm_email_in_the_settings_then_the_topic_mails_it(
+    tiny_asset_dirs: tuple[Path, Path], cdk_context: dict[str, Any], tmp_path: Path
+) -> None:
+    settings = UpswingSettings(stage="mail", alarm_email="oncall@example.com")
+    _, stack = synthesize(tiny_asset_dirs, cdk_context, tmp_path, settings)
+
+    Template.from_stack(stack).has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "oncall@example.com"}
+    )
+
+
+def test_given_the_stack_then_it_publishes_the_api_url_bus_tables_and_rejects_queue(
+    template: dict[str, Any],
+) -> None:
+    assert set(template["Outputs"]) >= {
+        "ApiUrl",
+        "EventBusName",
+        "RejectsQueueUrl",
+        *(f"{spec.construct_id}TableName" for spec in TABLES),
+    }
