@@ -88,7 +88,10 @@ def post_events() -> Response:
 @app.put("/v1/accounts/<account_id>")
 def put_account(account_id: str) -> Response:
     account_id = _account_id(account_id)
-    document = app.current_event.json_body if app.current_event.body else None
+    try:
+        document = app.current_event.json_body if app.current_event.body else None
+    except ValueError:  # not JSON, or not UTF-8: the caller's mistake, never a 5xx
+        document = None
     if not isinstance(document, dict):
         raise BadRequest(400, "The body must be a JSON object with the account profile (at least a name).")
     profile = AccountProfile.model_validate(document)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.events.models import Identifier
+from shared.events.models import Identifier, MetricName
 
 Label = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 # Deliberately loose: the mail system is the judge of deliverability, we only catch obvious slips.
@@ -24,7 +24,7 @@ class Plan(_Strict):
     name: str = Field(min_length=1, max_length=128, description="The plan's name, e.g. Growth.")
     tier: int | None = Field(default=None, ge=0, description="Rank among plans; the highest is the top tier.")
     top_tier: bool = Field(default=False, description="True when no upgrade exists above this plan.")
-    limits: dict[Label, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+    limits: dict[MetricName, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
         default_factory=dict, description="Plan limits by metric, e.g. {seats: 50, api_calls: 1000000}."
     )
 

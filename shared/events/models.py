@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -35,14 +36,21 @@ def _printable(value: str) -> str:
     return value
 
 
+# A date, then a time. Without this, pydantic would also read "1795000000" as Unix seconds.
+_RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
 def _rfc3339_string(value: Any) -> Any:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _RFC3339_START.match(value):
         raise ValueError("must be an RFC 3339 timestamp string, e.g. 2026-11-23T10:15:00Z")
     return value
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: past the last representable UTC time
+        raise ValueError("is outside the range of representable times") from None
 
 
 def _finite_json(value: Any) -> Any:
