@@ -8,11 +8,11 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from shared.resources import COUNTERS_TABLE, EVENTS_TABLE
+from shared.resources import COUNTERS_TABLE, EVENTS_TABLE, RETENTION_DAYS_ENV
 
 from .function import LambdaPackage, UpswingFunction
 from .queues import dead_letter_queue
-from .settings import RETENTION_DAYS_ENV, UpswingSettings
+from .settings import UpswingSettings
 from .storage import Storage
 
 _AGGREGATOR_TIMEOUT = Duration.seconds(60)

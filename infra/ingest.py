@@ -21,13 +21,14 @@ from shared.resources import (
     EVENTS_TABLE,
     REGISTRY_TABLE,
     REJECTS_QUEUE,
+    RETENTION_DAYS_ENV,
     USAGE_EVENT_DETAIL_TYPE,
 )
 
 from .acknowledge import acknowledge
 from .function import LambdaPackage, UpswingFunction
 from .queues import dead_letter_queue, queue_with_dlq
-from .settings import RETENTION_DAYS_ENV, UpswingSettings
+from .settings import UpswingSettings
 from .storage import Storage
 
 API_STAGE_NAME = "api"

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 # The functions read how long events and counters are kept from this variable.
-RETENTION_DAYS_ENV = "RETENTION_DAYS"
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 

@@ -76,6 +76,8 @@ BUS_INGEST_QUEUE = QueueSpec(construct_id="BusIngestQueue", env_var="BUS_INGEST_
 REJECTS_QUEUE = QueueSpec(construct_id="RejectsQueue", env_var="REJECTS_QUEUE_URL", retention_days=14)
 
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
+# How far back events are accepted and how long ledger and counters keep them (days).
+RETENTION_DAYS_ENV = "RETENTION_DAYS"
 USAGE_EVENT_DETAIL_TYPE = "usage.event"
 SERVICE_NAME = "upswing"
 METRICS_NAMESPACE = "Upswing"

@@ -1,9 +1,9 @@
 from pydantic import BaseModel, Field
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
-from shared.resources import COUNTERS_TABLE
+from shared.resources import COUNTERS_TABLE, RETENTION_DAYS_ENV
 
 
 class AggregatorSettings(BaseModel):
     counters_table: str = Field(min_length=1, validation_alias=COUNTERS_TABLE.env_var)
-    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias="RETENTION_DAYS")
+    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)

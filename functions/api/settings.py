@@ -1,7 +1,7 @@
 from pydantic import BaseModel, Field
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
-from shared.resources import ACCOUNTS_TABLE, COUNTERS_TABLE, EVENTS_TABLE, REGISTRY_TABLE
+from shared.resources import ACCOUNTS_TABLE, COUNTERS_TABLE, EVENTS_TABLE, REGISTRY_TABLE, RETENTION_DAYS_ENV
 
 
 class ApiSettings(BaseModel):
@@ -9,4 +9,4 @@ class ApiSettings(BaseModel):
     registry_table: str = Field(min_length=1, validation_alias=REGISTRY_TABLE.env_var)
     accounts_table: str = Field(min_length=1, validation_alias=ACCOUNTS_TABLE.env_var)
     counters_table: str = Field(min_length=1, validation_alias=COUNTERS_TABLE.env_var)
-    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias="RETENTION_DAYS")
+    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)

@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.producers import ProducerKeys
-from shared.resources import BUS_INGEST_QUEUE, EVENTS_TABLE, REGISTRY_TABLE
+from shared.resources import BUS_INGEST_QUEUE, EVENTS_TABLE, REGISTRY_TABLE, RETENTION_DAYS_ENV
 from shared.storage import dynamo
 from upswing.local.aws import EmulatedAws, LocalResources, create_resources
 from upswing.local.gateway import LocalGateway
@@ -52,7 +52,7 @@ class LocalStack:
         self.aws_endpoint = self._aws.start()
         self.resources = create_resources()
         os.environ.update(self.resources.environment())
-        os.environ["RETENTION_DAYS"] = str(self._retention_days)
+        os.environ[RETENTION_DAYS_ENV] = str(self._retention_days)
 
         from functions.aggregator import handler as aggregator
         from functions.api import handler as api
