@@ -15,7 +15,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from infra.ingest import AUTHORIZER_CACHE_TTL
-from infra.settings import RETENTION_DAYS_ENV, UpswingSettings
+from infra.settings import UpswingSettings
 from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
 from shared.openapi import openapi_document
 from shared.resources import (
@@ -25,6 +25,7 @@ from shared.resources import (
     EVENTS_TABLE,
     REGISTRY_TABLE,
     REJECTS_QUEUE,
+    RETENTION_DAYS_ENV,
     TABLES,
     USAGE_EVENT_DETAIL_TYPE,
     TableSpec,
