@@ -71,7 +71,7 @@ class CounterStore:
 
     def read_range(self, account_id: str, first_day: str, last_day: str) -> list[DayBucket]:
         """The account's buckets from first_day to last_day inclusive, oldest first."""
-        buckets = []
+        buckets: list[DayBucket] = []
         query: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :account AND sk BETWEEN :first AND :last",
