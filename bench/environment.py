@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from shared.resources import TABLES
-from upswing.local.aws import FAKE_AWS_ENVIRONMENT, table_definition
+from upswing.local.aws import FAKE_AWS_ENVIRONMENT, number_moto_stream_records_uniquely, table_definition
 
 BENCH_TABLES = {spec.env_var: f"bench-{spec.construct_id.lower()}" for spec in TABLES}
 QUIET = {
@@ -25,6 +25,7 @@ def fake_aws() -> Iterator[None]:
 
     from shared.storage.dynamo import aws_client
 
+    number_moto_stream_records_uniquely()
     with mock_aws():
         dynamodb = aws_client("dynamodb")
         for spec in TABLES:

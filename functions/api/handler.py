@@ -10,6 +10,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
@@ -180,7 +181,8 @@ def _producer() -> str:
 
 def _account_id(raw: str) -> str:
     try:
-        return _ACCOUNT_ID.validate_python(raw)
+        # API Gateway (REST) passes path parameters percent-encoded: "soci%C3%A9t%C3%A9".
+        return _ACCOUNT_ID.validate_python(unquote(raw))
     except ValidationError:
         raise BadRequest(400, "account_id must be 1-128 printable characters.") from None
 

@@ -227,3 +227,11 @@ def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> 
         if marker in line:
             return "".join(seen)
     raise RuntimeError("the local stack did not start:\n" + "".join(seen))
+
+
+def test_given_a_unicode_account_id_in_the_path_then_it_round_trips(stack: RunningStack) -> None:
+    with stack.client() as api:
+        created = api.put("/v1/accounts/société-générale ☕", json={"name": "Société Générale"})
+        read = api.get("/v1/accounts/société-générale ☕")
+    assert created.status_code == 201
+    assert read.json()["account_id"] == "société-générale ☕"

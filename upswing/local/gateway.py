@@ -8,7 +8,7 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from shared.http_messages import UNAUTHORIZED_MESSAGE
 from upswing.local.lambda_runtime import LocalFunction
@@ -53,7 +53,7 @@ class LocalGateway:
             return
         body = request.rfile.read(length) if length else b""
         url = urlsplit(request.path)
-        path = unquote(url.path)
+        path = url.path  # REST APIs hand Lambda the path still percent-encoded; so do we
         context = self._authorize(request, path)
         if context is None:
             _reply(request, 401, {"message": UNAUTHORIZED_MESSAGE})

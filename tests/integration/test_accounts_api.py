@@ -1,0 +1,235 @@
+"""Account profiles, counters and the OpenAPI document through the real API function."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from functions.aggregator.handler import process_stream_batch
+from shared.counters.store import CounterStore
+from shared.openapi import openapi_document
+from tests.conftest import TEST_RETENTION_DAYS, Aws
+from tests.integration.builders import (
+    account_path,
+    an_hour,
+    call_api,
+    post_events,
+    proxy_event,
+    rfc3339,
+    stream_event,
+    usage_event,
+)
+
+NORTHWIND = {
+    "name": "Northwind Traders",
+    "segment": "mid-market",
+    "industry": "wholesale",
+    "employees": 240,
+    "plan": {"name": "Growth", "tier": 2, "limits": {"seats": 50, "api.calls": 1_000_000}},
+    "arr": "48000.00",
+    "currency": "EUR",
+    "renewal_date": "2027-03-31",
+    "owners": {
+        "csm": {"name": "Dana Kim", "email": "dana@upswing.example", "hubspot_owner_id": "7712"},
+        "ae": {"name": "Lee Park", "hubspot_owner_id": "7713"},
+    },
+    "hubspot": {"company_id": "9000123"},
+    "flags": {"churn_risk": False, "open_expansion_opportunity": True},
+}
+
+
+def put_account(account_id: str, profile: Any) -> tuple[int, Any]:
+    body = profile if isinstance(profile, str) else json.dumps(profile)
+    return call_api(proxy_event("PUT", account_path(account_id), body, resource="/v1/accounts/{account_id}"))
+
+
+def get(path: str, query: dict[str, str] | None = None) -> tuple[int, Any]:
+    return call_api(proxy_event("GET", path, None, content_type=None, query=query))
+
+
+def test_given_a_new_account_when_put_then_201_and_get_returns_the_profile(aws):
+    status, stored = put_account("acct-northwind", NORTHWIND)
+
+    assert status == 201
+    assert stored["account_id"] == "acct-northwind"
+    assert stored["updated_at"].endswith("Z")
+    status, fetched = get(account_path("acct-northwind"))
+    assert status == 200
+    assert fetched == stored
+    assert fetched["plan"]["limits"] == {"seats": 50, "api.calls": 1_000_000}
+    assert fetched["owners"]["csm"]["email"] == "dana@upswing.example"
+    assert fetched["flags"]["open_expansion_opportunity"] is True
+    assert fetched["flags"]["do_not_contact"] is False  # defaults are filled in
+
+
+def test_given_an_existing_account_when_put_again_then_200_and_the_profile_is_replaced(aws):
+    put_account("acct-northwind", NORTHWIND)
+
+    status, stored = put_account(
+        "acct-northwind", {"name": "Northwind Traders GmbH", "segment": "enterprise"}
+    )
+
+    assert status == 200
+    _, fetched = get(account_path("acct-northwind"))
+    assert fetched["name"] == "Northwind Traders GmbH"
+    assert fetched["segment"] == "enterprise"
+    assert fetched["plan"] is None  # a PUT replaces, it does not merge
+    assert fetched == stored
+
+
+def test_given_a_unicode_account_id_in_a_decoded_path_when_put_and_read_then_it_round_trips(aws):
+    # The path arrives decoded here, as the local gateway delivers it (see the report on encoding).
+    path = "/v1/accounts/société-générale"
+    body = json.dumps({"name": "Société Générale"})
+
+    status, stored = call_api(proxy_event("PUT", path, body, resource="/v1/accounts/{account_id}"))
+
+    assert status == 201
+    assert stored["account_id"] == "société-générale"
+    assert get(path)[1]["name"] == "Société Générale"
+
+
+@pytest.mark.parametrize(
+    ("profile", "named_field"),
+    [
+        ({}, "name"),
+        ({"name": "N", "segment": "Mid Market"}, "segment"),
+        ({"name": "N", "arr": -5}, "arr"),
+        ({"name": "N", "renewal_date": "next spring"}, "renewal_date"),
+        ({"name": "N", "owners": {"csm": {"email": "not-an-email"}}}, "owners.csm.email"),
+        ({"name": "N", "hubspot": {"company_id": "ACME"}}, "hubspot.company_id"),
+        ({"name": "N", "plan": {"name": "Growth", "limits": {"seats": -1}}}, "plan.limits.seats"),
+        ({"name": "N", "tier": "gold"}, "tier"),
+    ],
+)
+def test_given_an_invalid_profile_when_put_then_400_lists_what_is_wrong_and_nothing_is_stored(
+    aws, profile, named_field
+):
+    status, answer = put_account("acct-northwind", profile)
+
+    assert status == 400
+    assert answer["message"] == "The profile is not valid."
+    assert any(named_field in error for error in answer["errors"]), answer["errors"]
+    assert get(account_path("acct-northwind"))[0] == 404
+
+
+@pytest.mark.parametrize("body", ["{not json", '["a list"]', '"a string"', "", "null"])
+def test_given_a_body_that_is_not_a_json_object_when_put_then_400_not_a_crash(aws, body):
+    status, answer = put_account("acct-northwind", body)
+
+    assert status == 400
+    assert "JSON object" in answer["message"]
+
+
+def test_given_an_account_id_of_129_chars_when_put_then_400(aws):
+    status, answer = put_account("a" * 129, {"name": "Too long"})
+
+    assert status == 400
+    assert "account_id" in answer["message"]
+
+
+def test_given_an_unknown_account_when_read_then_404_says_how_to_create_it(aws):
+    status, answer = get(account_path("acct-nobody"))
+
+    assert status == 404
+    assert "acct-nobody" in answer["message"]
+    assert "PUT /v1/accounts/{account_id}" in answer["message"]
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/things"), ("DELETE", "/v1/accounts/acct-1")])
+def test_given_an_unknown_route_when_called_then_404_json_points_at_the_document(aws, method, path):
+    status, answer = call_api(proxy_event(method, path, None, content_type=None))
+
+    assert status == 404
+    assert f"No route {method} {path}" in answer["message"]
+    assert "/v1/openapi.json" in answer["message"]
+
+
+def test_given_the_api_when_the_document_is_asked_for_then_it_is_the_generated_one(aws):
+    status, document = get("/v1/openapi.json")
+
+    assert status == 200
+    assert document == json.loads(json.dumps(openapi_document()))
+
+
+# --- Counters ------------------------------------------------------------------------------------
+
+
+def aggregate_everything(aws: Aws) -> None:
+    store = CounterStore(aws.dynamodb, aws.counters_table, TEST_RETENTION_DAYS)
+    answer = process_stream_batch(stream_event(aws.events_stream().new_records()), store)
+    assert answer == {"batchItemFailures": []}
+
+
+def test_given_aggregated_events_when_counters_are_read_then_each_day_shows_its_metrics(aws):
+    day, three_days_before = an_hour(0, 9), an_hour(-3, 9)
+    call_api(
+        post_events(
+            [
+                usage_event(account_id="acct-northwind", value=2, dimensions={"user": "u-1"}),
+                usage_event(account_id="acct-northwind", value=3, dimensions={"user": "u-2"}),
+                usage_event(account_id="acct-northwind", occurred_at=rfc3339(three_days_before)),
+                usage_event(
+                    account_id="acct-northwind",
+                    name="seats.active",
+                    kind="gauge",
+                    value=41,
+                    occurred_at=rfc3339(day),
+                    dimensions={},
+                ),
+                usage_event(account_id="acct-other", value=100),
+            ]
+        )
+    )
+    aggregate_everything(aws)
+
+    status, answer = get(account_path("acct-northwind", "/counters"))
+
+    assert status == 200
+    today = datetime.now(UTC).date()
+    assert (answer["account_id"], answer["to"]) == ("acct-northwind", today.isoformat())
+    assert answer["from"] == (today - timedelta(days=29)).isoformat()
+    by_day = {entry["day"]: entry["metrics"] for entry in answer["days"]}
+    assert list(by_day) == [three_days_before.date().isoformat(), day.date().isoformat()]
+    used = by_day[day.date().isoformat()]["feature.analytics.used"]
+    assert used == {"kind": "count", "total": 5, "events": 2, "distinct": {"user": 2}}
+    seats = by_day[day.date().isoformat()]["seats.active"]
+    assert (seats["last"], seats["low"], seats["high"]) == (41, 41, 41)
+    assert by_day[three_days_before.date().isoformat()]["feature.analytics.used"]["total"] == 1
+
+
+def test_given_a_date_range_when_counters_are_read_then_only_those_days_are_returned(aws):
+    recent, older = an_hour(0, 9), an_hour(-5, 9)
+    call_api(post_events([usage_event(occurred_at=rfc3339(recent)), usage_event(occurred_at=rfc3339(older))]))
+    aggregate_everything(aws)
+    day = older.date().isoformat()
+
+    status, answer = get(account_path("acct-northwind", "/counters"), {"from": day, "to": day})
+
+    assert status == 200
+    assert [entry["day"] for entry in answer["days"]] == [day]
+
+
+def test_given_an_account_without_usage_when_counters_are_read_then_the_days_list_is_empty(aws):
+    status, answer = get(account_path("acct-quiet", "/counters"))
+
+    assert status == 200
+    assert answer["days"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ({"from": "last week"}, "dates like"),
+        ({"from": "2026-11-20", "to": "2026-11-10"}, "must not be after"),
+        ({"from": "2025-01-01", "to": "2026-11-20"}, "at most 400 days"),
+    ],
+)
+def test_given_a_bad_date_range_when_counters_are_read_then_400_says_why(aws, query, words):
+    status, answer = get(account_path("acct-northwind", "/counters"), query)
+
+    assert status == 400
+    assert words in answer["message"]

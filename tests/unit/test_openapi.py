@@ -1,0 +1,86 @@
+"""The published OpenAPI document: generated from the models, and the committed copy kept in step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.events.contract import MAX_EVENTS_PER_REQUEST
+from shared.openapi import openapi_document
+
+COMMITTED_COPY = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+REGENERATE = "upswing openapi --out docs/openapi.json"
+
+
+def test_given_the_committed_docs_openapi_json_then_it_matches_what_the_code_generates():
+    assert COMMITTED_COPY.exists(), f"docs/openapi.json is missing: create it with `{REGENERATE}`"
+    expected = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+
+    if COMMITTED_COPY.read_text() != expected:
+        pytest.fail(
+            f"docs/openapi.json is out of date with the models in shared/: regenerate it with "
+            f"`{REGENERATE}` and commit the result.",
+            pytrace=False,
+        )
+
+
+def test_given_the_document_then_it_lists_the_four_routes_of_the_api():
+    paths = openapi_document()["paths"]
+
+    assert set(paths) == {
+        "/v1/events",
+        "/v1/accounts/{account_id}",
+        "/v1/accounts/{account_id}/counters",
+        "/v1/openapi.json",
+    }
+    assert set(paths["/v1/events"]) == {"post"}
+    assert set(paths["/v1/accounts/{account_id}"]) == {"put", "get"}
+    assert set(paths["/v1/accounts/{account_id}/counters"]) == {"get"}
+
+
+def test_given_the_document_then_every_call_needs_a_bearer_producer_key():
+    document = openapi_document()
+
+    assert document["security"] == [{"producerKey": []}]
+    scheme = document["components"]["securitySchemes"]["producerKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert "security" not in operation, f"{method.upper()} {path} must not opt out of the key"
+
+
+def test_given_every_operation_then_it_has_an_id_and_documents_the_auth_failures():
+    for path, operations in openapi_document()["paths"].items():
+        for method, operation in operations.items():
+            assert operation.get("operationId"), f"{method.upper()} {path} has no operationId"
+            if path != "/v1/openapi.json":
+                assert {"401", "403"} <= set(operation["responses"]), f"{method.upper()} {path}"
+
+
+def test_given_every_schema_reference_then_it_resolves_to_a_component():
+    document = openapi_document()
+    text = json.dumps(document)
+    references = {part.split('"')[0] for part in text.split('"$ref": "#/components/schemas/')[1:]}
+
+    assert references
+    assert references <= set(document["components"]["schemas"])
+
+
+def test_given_the_events_operation_then_it_documents_the_contract_limits_and_outcomes():
+    operation = openapi_document()["paths"]["/v1/events"]["post"]
+    batch = openapi_document()["components"]["schemas"]["EventBatch"]
+
+    assert {"202", "400", "413", "415", "503"} <= set(operation["responses"])
+    assert batch["properties"]["events"]["maxItems"] == MAX_EVENTS_PER_REQUEST
+    event = openapi_document()["components"]["schemas"]["UsageEvent"]
+    assert set(event["required"]) == {"event_id", "account_id", "name", "occurred_at"}
+    assert event["additionalProperties"] is False
+
+
+def test_given_the_document_then_it_is_valid_json_for_the_3_1_dialect():
+    document = openapi_document()
+
+    assert document["openapi"] == "3.1.0"
+    assert json.loads(json.dumps(document)) == document
