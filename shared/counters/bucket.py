@@ -27,6 +27,11 @@ SEQUENCE_WIDTH = 40
 # Distinct values kept per metric, dimension and day. Past it the set stops growing and the
 # (metric, dimension) pair is listed in `capped`, so a rule can tell "≥ 1000" from "exactly".
 MAX_DISTINCT_PER_DAY = 1000
+# A bucket is one DynamoDB item (400 KB at most): these bounds keep it well under, whatever
+# producers send (≈ 12 bytes a distinct value, ≈ 100 bytes a metric). Events past the metric
+# bound are counted in `overflow_events`, never silently lost from view.
+MAX_DISTINCT_PER_BUCKET = 20_000
+MAX_METRICS_PER_BUCKET = 500
 
 
 def padded_sequence(sequence_number: str) -> str:
@@ -99,19 +104,23 @@ class DayBucket:
     metrics: dict[str, MetricDay] = field(default_factory=dict)
     distinct: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     capped: set[str] = field(default_factory=set)
+    overflow_events: int = 0
     applied_sequence: str = ""
 
     def apply(self, event: CountedEvent) -> bool:
         """Fold one event in, unless this bucket has already seen it (by stream sequence)."""
         if event.sequence <= self.applied_sequence:
             return False
+        self.applied_sequence = event.sequence
         metric = self.metrics.get(event.name)
         if metric is None:
+            if len(self.metrics) >= MAX_METRICS_PER_BUCKET:
+                self.overflow_events += 1
+                return True
             metric = self.metrics[event.name] = MetricDay(event.kind)
         metric.add(event.value, event.occurred_at)
         for dimension, value in event.dimensions.items():
             self._add_distinct(event.name, dimension, value)
-        self.applied_sequence = event.sequence
         return True
 
     def distinct_count(self, name: str, dimension: str) -> int:
@@ -122,10 +131,13 @@ class DayBucket:
         token = distinct_token(value)
         if token in values:
             return
-        if len(values) >= MAX_DISTINCT_PER_DAY:
+        if len(values) >= MAX_DISTINCT_PER_DAY or self._distinct_total() >= MAX_DISTINCT_PER_BUCKET:
             self.capped.add(f"{name}/{dimension}")
             return
         values.add(token)
+
+    def _distinct_total(self) -> int:
+        return sum(len(values) for dimensions in self.distinct.values() for values in dimensions.values())
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -140,6 +152,8 @@ class DayBucket:
         }
         if self.capped:
             item["capped"] = set(self.capped)
+        if self.overflow_events:
+            item["overflow_events"] = self.overflow_events
         return item
 
     @classmethod
@@ -153,5 +167,6 @@ class DayBucket:
                 for name, dimensions in item.get("distinct", {}).items()
             },
             capped=set(item.get("capped", ())),
+            overflow_events=int(item.get("overflow_events", 0)),
             applied_sequence=item.get("applied_sequence", ""),
         )

@@ -32,6 +32,8 @@ def bucket_view(bucket: DayBucket) -> dict[str, Any]:
     view: dict[str, Any] = {"day": bucket.day, "metrics": metrics}
     if bucket.capped:
         view["distinct_capped"] = sorted(bucket.capped)
+    if bucket.overflow_events:
+        view["overflow_events"] = bucket.overflow_events
     return view
 
 

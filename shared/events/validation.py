@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from shared.events.contract import (
     FUTURE_TOLERANCE,
+    MAX_ABS_VALUE,
     MAX_BODY_BYTES,
     MAX_EVENTS_PER_REQUEST,
 )
@@ -116,7 +117,11 @@ def describe_errors(error: ValidationError) -> list[str]:
         elif kind == "missing":
             messages.append(f"{field} is required")
         elif kind in ("float_type", "float_parsing") and field == "value":
-            messages.append(f"value must be a JSON number, got {_json_type(item['input'])}")
+            given = item["input"]
+            if isinstance(given, int) and not isinstance(given, bool):  # too big even for a float
+                messages.append(f"value must be between -{MAX_ABS_VALUE:g} and {MAX_ABS_VALUE:g}")
+            else:
+                messages.append(f"value must be a JSON number, got {_json_type(given)}")
         else:
             message = item["msg"].removeprefix("Value error, ")
             messages.append(f"{field}: {message[0].lower()}{message[1:]}")

@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.counters.bucket import (
+    MAX_DISTINCT_PER_BUCKET,
     MAX_DISTINCT_PER_DAY,
+    MAX_METRICS_PER_BUCKET,
     CountedEvent,
     DayBucket,
     distinct_token,
@@ -164,6 +166,33 @@ def test_given_a_full_set_when_a_known_value_comes_again_then_it_is_not_marked_c
     bucket.apply(counted(dimensions={"user": "u-0"}))
 
     assert bucket.capped == set()
+
+
+def test_given_a_bucket_at_its_metric_bound_when_a_new_name_arrives_then_it_is_counted_as_overflow():
+    bucket = bucket_with(*(counted(name=f"metric.{n}") for n in range(MAX_METRICS_PER_BUCKET)))
+
+    assert bucket.apply(counted(name="one.too.many"))
+    assert bucket.apply(counted(name="metric.0"))  # known names keep counting
+
+    assert "one.too.many" not in bucket.metrics
+    assert bucket.overflow_events == 1
+    assert bucket.metrics["metric.0"].events == 2
+    assert DayBucket.from_item(bucket.to_item()).overflow_events == 1
+    assert bucket_view(bucket)["overflow_events"] == 1
+
+
+def test_given_a_bucket_at_its_distinct_bound_when_a_new_value_arrives_then_the_pair_is_capped():
+    per_dimension = MAX_DISTINCT_PER_DAY
+    dimensions = MAX_DISTINCT_PER_BUCKET // per_dimension
+    bucket = DayBucket(ACCOUNT, DAY)
+    for dimension in range(dimensions):
+        for value in range(per_dimension):
+            bucket.apply(counted(dimensions={f"d{dimension}": f"v{value}"}))
+
+    bucket.apply(counted(dimensions={"fresh": "value"}))
+
+    assert bucket.distinct_count("feature.analytics.used", "fresh") == 0
+    assert "feature.analytics.used/fresh" in bucket.capped
 
 
 def test_given_an_event_at_or_below_the_applied_sequence_when_applied_then_it_is_skipped():

@@ -428,3 +428,21 @@ def test_given_the_same_instant_in_two_offsets_when_fingerprinted_then_the_finge
 
 def test_given_the_same_id_with_another_value_when_fingerprinted_then_the_fingerprints_differ():
     assert accepted(an_event(value=1)).fingerprint() != accepted(an_event(value=2)).fingerprint()
+
+
+def test_given_an_integer_beyond_any_float_when_validated_then_the_message_names_the_range():
+    from datetime import UTC, datetime
+
+    from shared.events.validation import InvalidEvent, validate_event
+
+    raw = {
+        "event_id": "e",
+        "account_id": "a",
+        "name": "x",
+        "occurred_at": "2026-11-23T10:00:00Z",
+        "value": 10**400,
+    }
+    checked = validate_event(raw, datetime(2026, 11, 23, 12, tzinfo=UTC), 400)
+
+    assert isinstance(checked, InvalidEvent)
+    assert checked.errors == ["value must be between -1e+15 and 1e+15"]
