@@ -9,6 +9,7 @@ read 1 RCU per started 4 KB (summed per item for batch reads, per page for queri
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,8 @@ class Meter:
     requests: Counter[str] = field(default_factory=Counter)
     write_units: float = 0
     read_units: float = 0
+    # The ingest writes from a thread pool: += on a float is not atomic across threads.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def attach(self, client: Any, shadow: Any) -> None:
         """Meter `client`; `shadow` is an unmetered client used to look at the old items."""
@@ -52,6 +55,14 @@ class Meter:
         client.meta.events.register("after-call.dynamodb.*", self._after)
 
     def _before(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            self._charge_request(model, params)
+
+    def _after(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            self._charge_response(model, parsed)
+
+    def _charge_request(self, model: Any, params: dict[str, Any]) -> None:
         self.requests[model.name] += 1
         if model.name == "PutItem":
             key = {name: params["Item"][name] for name in ("pk", "sk") if name in params["Item"]}
@@ -63,7 +74,7 @@ class Meter:
         elif model.name == "BatchGetItem":
             self.read_units += sum(len(request["Keys"]) for request in params["RequestItems"].values())
 
-    def _after(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
+    def _charge_response(self, model: Any, parsed: dict[str, Any]) -> None:
         # Items over 4 KB cost one more read unit per started 4 KB beyond the first.
         if model.name == "GetItem" and "Item" in parsed:
             self.read_units += math.ceil(item_size(parsed["Item"]) / 4096) - 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -30,6 +30,7 @@ class LambdaPackage:
 
     code: lambda_.Code
     layer: lambda_.ILayerVersion
+    environment: Mapping[str, str] = field(default_factory=dict)  # for every function
 
 
 def dependencies_layer(scope: Construct, construct_id: str, code: lambda_.Code) -> lambda_.LayerVersion:
@@ -102,6 +103,7 @@ class UpswingFunction(Construct):
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "LOG_LEVEL": "INFO",
+                **package.environment,
                 **environment,
             },
         )

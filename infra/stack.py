@@ -7,6 +7,8 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from shared.resources import DETAILED_TRACING_ENV
+
 from .assets import LambdaAssets
 from .counting import Counting
 from .function import LambdaPackage, dependencies_layer
@@ -31,7 +33,9 @@ class UpswingStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
 
         package = LambdaPackage(
-            code=assets.code, layer=dependencies_layer(self, "DependenciesLayer", assets.layer)
+            code=assets.code,
+            layer=dependencies_layer(self, "DependenciesLayer", assets.layer),
+            environment={DETAILED_TRACING_ENV: str(settings.detailed_tracing).lower()},
         )
         storage = Storage(self, "Storage", deletion_protection=settings.is_prod)
         api = IngestApi(self, "IngestApi", package=package, storage=storage, settings=settings)

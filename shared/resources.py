@@ -78,6 +78,8 @@ REJECTS_QUEUE = QueueSpec(construct_id="RejectsQueue", env_var="REJECTS_QUEUE_UR
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
 # How far back events are accepted and how long ledger and counters keep them (days).
 RETENTION_DAYS_ENV = "RETENTION_DAYS"
+# "true" loads Powertools' Tracer (X-Ray SDK) in every function: see shared/observability.py.
+DETAILED_TRACING_ENV = "UPSWING_DETAILED_TRACING"
 USAGE_EVENT_DETAIL_TYPE = "usage.event"
 SERVICE_NAME = "upswing"
 METRICS_NAMESPACE = "Upswing"

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.aggregator.settings import AggregatorSettings
 from shared.counters.aggregate import CountedEvent, aggregate, counted_event
 from shared.counters.store import CounterStore
-from shared.observability import logger, metrics, tracer
+from shared.observability import logger, metrics, traced
 from shared.settings import load_settings
 from shared.storage.dynamo import dynamodb_client
 
@@ -24,7 +24,7 @@ def counter_store() -> CounterStore:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_stream_batch(event, counter_store())
 

@@ -27,7 +27,7 @@ from shared.events.ingest import Ingestor, Status, ingestor_for, summarize
 from shared.events.ledger import Channel
 from shared.events.models import Identifier
 from shared.events.validation import BadRequest, describe_errors, parse_events_request
-from shared.observability import logger, metrics, tracer
+from shared.observability import logger, metrics, traced
 from shared.openapi import openapi_document
 from shared.settings import load_settings
 from shared.storage.dynamo import dynamodb_client
@@ -67,7 +67,6 @@ def counters() -> CounterStore:
 
 
 @app.post("/v1/events")
-@tracer.capture_method
 def post_events() -> Response:
     request = app.current_event
     raw_events = parse_events_request(
@@ -164,7 +163,7 @@ def unknown_route(_: Exception) -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
 

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from functions.bus_ingest.settings import BusIngestSettings
 from shared.events.ingest import Ingestor, Outcome, Status, ingestor_for
 from shared.events.ledger import Channel
-from shared.observability import logger, metrics, tracer
+from shared.observability import logger, metrics, traced
 from shared.resources import USAGE_EVENT_DETAIL_TYPE
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client, dynamodb_client
@@ -49,7 +49,7 @@ def sqs_client() -> Any:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_messages(event, ingestor(), sqs_client(), settings().rejects_queue_url, datetime.now(UTC))
 
