@@ -290,6 +290,7 @@ def test_given_the_api_stage_then_it_logs_access_as_json_throttles_traces_and_ne
     (access_log_group,) = referenced_ids(stage["AccessLogSetting"]["DestinationArn"])
     assert access_log_group in of_type(template, "AWS::Logs::LogGroup")
     assert json.loads(stage["AccessLogSetting"]["Format"])["status"] == "$context.status"
+    assert json.loads(stage["AccessLogSetting"]["Format"])["producer"] == "$context.authorizer.producer_id"
     assert stage["TracingEnabled"] is True
     assert settings["ThrottlingRateLimit"] == SETTINGS.api_rate_limit
     assert settings["ThrottlingBurstLimit"] == SETTINGS.api_burst_limit
