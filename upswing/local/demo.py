@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from shared.resources import USAGE_EVENT_DETAIL_TYPE
+from shared.resources import REJECTS_QUEUE, USAGE_EVENT_DETAIL_TYPE
 from shared.storage.dynamo import aws_client
 from upswing.local.stack import LocalStack
 
@@ -77,7 +77,14 @@ def run_demo(stack: LocalStack, out: Any) -> dict[str, Any]:
         print(f"Putting {len(bus_events)} events on the EventBridge bus (twice: a redelivery) …", file=out)
         for _ in range(2):
             _put_on_bus(stack, bus_events)
+        _put_on_bus(stack, [{**bus_events[0], "event_id": "bad-bus-1", "occurred_at": "yesterday"}])
         stack.settle()
+        for reject in _rejects(stack):
+            print(
+                f"  rejects queue: {reject['event']['event_id']} from {reject['source']}: "
+                f"{'; '.join(reject['errors'])}",
+                file=out,
+            )
 
         print(f"\nCounters per account, last {DEMO_DAYS} days (UTC, by event time):", file=out)
         report = {}
@@ -199,6 +206,15 @@ def _put_on_bus(stack: LocalStack, events: list[dict[str, Any]]) -> None:
             for event in events[start : start + 10]
         ]
         bus.put_events(Entries=entries)
+
+
+def _rejects(stack: LocalStack) -> list[dict[str, Any]]:
+    assert stack.resources
+    queue_url = stack.resources.queues[REJECTS_QUEUE.env_var]
+    messages = (
+        aws_client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    )
+    return [json.loads(message["Body"]) for message in messages]
 
 
 def _add(totals: dict[str, int], answer: dict[str, Any]) -> dict[str, int]:
