@@ -38,8 +38,7 @@ def settings() -> BusIngestSettings:
 
 @cache
 def ingestor() -> Ingestor:
-    config = settings()
-    return ingestor_for(dynamodb_client(), config.events_table, config.registry_table, config.retention_days)
+    return ingestor_for(dynamodb_client(), settings())
 
 
 @cache

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, Field
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.ledger import Channel, EventLedger, Existing, ledger_item
@@ -23,6 +24,7 @@ from shared.events.metric_kinds import MetricKinds
 from shared.events.models import IngestResponse, Rejection, UsageEvent
 from shared.events.validation import InvalidEvent, validate_event
 from shared.observability import logger
+from shared.resources import EVENTS_TABLE, REGISTRY_TABLE, RETENTION_DAYS_ENV
 
 _PARALLEL_WRITES = 16
 
@@ -154,5 +156,17 @@ def _outcome_of_put(index: int, event: UsageEvent, result: Existing | Exception 
     )
 
 
-def ingestor_for(client: Any, events_table: str, registry_table: str, retention_days: int) -> Ingestor:
-    return Ingestor(EventLedger(client, events_table), MetricKinds(client, registry_table), retention_days)
+class IngestSettings(BaseModel):
+    """What every function that ingests events reads from its environment (both channels)."""
+
+    events_table: str = Field(min_length=1, validation_alias=EVENTS_TABLE.env_var)
+    registry_table: str = Field(min_length=1, validation_alias=REGISTRY_TABLE.env_var)
+    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
+
+
+def ingestor_for(client: Any, settings: IngestSettings) -> Ingestor:
+    return Ingestor(
+        EventLedger(client, settings.events_table),
+        MetricKinds(client, settings.registry_table),
+        settings.retention_days,
+    )

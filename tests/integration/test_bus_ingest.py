@@ -9,16 +9,17 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from functions.bus_ingest.handler import handler, process_messages
-from shared.events.ingest import Ingestor, ingestor_for
+from shared.events.ingest import Ingestor, IngestSettings, ingestor_for
 from shared.events.ledger import EventLedger
 from shared.events.metric_kinds import MetricKinds
+from shared.settings import load_settings
 from tests.conftest import TEST_RETENTION_DAYS, Aws
 from tests.integration.builders import bus_event, call_api, post_events, sqs_event, usage_event
 from upswing.local.lambda_runtime import LocalContext
 
 
 def an_ingestor(aws: Aws) -> Ingestor:
-    return ingestor_for(aws.dynamodb, aws.events_table, aws.registry_table, TEST_RETENTION_DAYS)
+    return ingestor_for(aws.dynamodb, load_settings(IngestSettings))  # from the fixture's environment
 
 
 def deliver(aws: Aws, event: dict[str, Any], ingestor: Ingestor | None = None) -> dict[str, Any]:
