@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import TypeAdapter, ValidationError
 
 from functions.api.settings import ApiSettings
@@ -151,6 +152,14 @@ def not_found(error: NotFound) -> Response:
 @app.exception_handler(StorageUnavailable)
 def storage_unavailable(error: StorageUnavailable) -> Response:
     return _message(503, str(error))
+
+
+@app.exception_handler([ClientError, BotoCoreError])
+def aws_unavailable(error: Exception) -> Response:
+    # Throttling or an outage after botocore's own retries: the caller can retry; nothing is
+    # half-written (every write is a single conditional item write).
+    logger.error("storage call failed", extra={"error": type(error).__name__})
+    return _message(503, "Storage is unavailable right now; retry the request in a few seconds.")
 
 
 @app.not_found

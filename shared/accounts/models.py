@@ -25,7 +25,9 @@ class Plan(_Strict):
     tier: int | None = Field(default=None, ge=0, description="Rank among plans; the highest is the top tier.")
     top_tier: bool = Field(default=False, description="True when no upgrade exists above this plan.")
     limits: dict[MetricName, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
-        default_factory=dict, description="Plan limits by metric, e.g. {seats: 50, api_calls: 1000000}."
+        default_factory=dict,
+        max_length=100,
+        description="Plan limits by metric, e.g. {seats: 50, api_calls: 1000000}.",
     )
 
 
@@ -61,7 +63,9 @@ class AccountProfile(_Strict):
     )
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
     renewal_date: date | None = None
-    owners: dict[Label, Owner] = Field(default_factory=dict, description="Owners by role: csm, ae, ...")
+    owners: dict[Label, Owner] = Field(
+        default_factory=dict, max_length=20, description="Owners by role: csm, ae, ..."
+    )
     hubspot: HubSpotRefs = Field(default_factory=HubSpotRefs)
     flags: Flags = Field(default_factory=Flags)
 

@@ -233,3 +233,35 @@ def test_given_a_bad_date_range_when_counters_are_read_then_400_says_why(aws, qu
 
     assert status == 400
     assert words in answer["message"]
+
+
+def test_given_percent_encoded_account_ids_as_rest_apis_send_them_then_they_are_decoded(aws):
+    status, stored = put_account("soci%C3%A9t%C3%A9%20g%C3%A9n%C3%A9rale", {"name": "Société Générale"})
+
+    assert status == 201
+    assert stored["account_id"] == "société générale"
+
+
+def test_given_storage_failing_when_an_account_is_read_then_503_with_a_retry_message(aws, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from shared.accounts.store import AccountStore
+
+    def throttled(self, account_id):
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "GetItem")
+
+    monkeypatch.setattr(AccountStore, "get", throttled)
+
+    status, body = get(account_path("acct-northwind"))
+
+    assert status == 503
+    assert "retry" in body["message"]
+
+
+def test_given_too_many_owner_roles_when_put_then_400(aws):
+    owners = {f"role-{n}": {"name": "x"} for n in range(21)}
+
+    status, body = put_account("acct-many-owners", {"name": "Many", "owners": owners})
+
+    assert status == 400
+    assert any("owners" in error for error in body["errors"])
