@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 CDK := node_modules/.bin/cdk
 STAGE ?= dev
 # The Lambda runtime the layer is built for (infra/function.py uses the same).
-LAMBDA_PYTHON := 3.14
+LAMBDA_PYTHON := 3.12
 LAMBDA_PLATFORM := aarch64-manylinux2014
 
 export UV_PYTHON_DOWNLOADS := never
@@ -44,11 +44,12 @@ node_modules/.installed: package.json package-lock.json
 
 # Runtime dependencies for the Lambda layer, for the Lambda's Python and CPU, without Docker.
 layer: build/.layer-built
-build/.layer-built: $(UV) uv.lock
+build/.layer-built: $(VENV)/.installed uv.lock infra/bytecode.py
 	rm -rf build/layer && mkdir -p build/layer
 	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --no-header --quiet > build/layer-requirements.txt
 	$(UV) pip install --quiet --target build/layer/python --python-version $(LAMBDA_PYTHON) \
 		--python-platform $(LAMBDA_PLATFORM) --only-binary :all: -r build/layer-requirements.txt
+	$(BIN)/python -m infra.bytecode build/layer/python
 	touch $@
 
 demo: install
@@ -77,7 +78,7 @@ cfn-lint: synth
 deploy: install layer
 	$(CDK) deploy --context stage=$(STAGE) $(CDK_ARGS)
 
-bench: install
+bench: install layer
 	$(BIN)/python -m bench
 
 openapi: install

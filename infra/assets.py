@@ -12,6 +12,8 @@ from pathlib import Path
 
 from aws_cdk import aws_lambda as lambda_
 
+from .bytecode import compile_for_lambda
+
 # Only what the functions import: hashing the whole repo would redeploy on every README edit.
 _CODE_PACKAGES = ("functions", "shared")
 _NOT_CODE = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -34,6 +36,7 @@ def _staged_code(repo_root: Path) -> lambda_.Code:
     staging.mkdir(parents=True)
     for package in _CODE_PACKAGES:
         shutil.copytree(repo_root / package, staging / package, ignore=_NOT_CODE)
+    compile_for_lambda(staging)
     return lambda_.Code.from_asset(str(staging))
 
 

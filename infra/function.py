@@ -15,7 +15,10 @@ from shared.resources import METRICS_NAMESPACE, SERVICE_NAME
 
 from .acknowledge import acknowledge
 
-RUNTIME = lambda_.Runtime.PYTHON_3_14
+# 3.12, not the newest runtime: the bundle ships bytecode (see infra/bytecode.py), which only an
+# interpreter of the runtime's own minor version can compile, and 3.12 is the one this project is
+# built and tested with. Moving on means building and testing with that version first.
+RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
 _XRAY_REASON = (
@@ -106,6 +109,12 @@ class UpswingFunction(Construct):
                 **package.environment,
                 **environment,
             },
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            "Python 3.12 (supported until 2028) is the version the code is tested with and the only one "
+            "whose bytecode the build can compile; shipping bytecode cuts cold starts by about two thirds.",
         )
         acknowledge(
             self.role,

