@@ -51,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     revoke.set_defaults(run=_keys_revoke)
     actions.add_parser("list", help="list keys (ids, producers, dates)").set_defaults(run=_keys_list)
 
+    rules = commands.add_parser("rules", help="validate rules files, print the rules JSON Schema")
+    rule_actions = rules.add_subparsers(required=True, metavar="ACTION")
+    validate = rule_actions.add_parser("validate", help="check rules files: every problem with file:line")
+    validate.add_argument("path", type=Path, nargs="?", default=Path("rules"), help="file or folder (rules/)")
+    validate.set_defaults(run=_rules_validate)
+    schema = rule_actions.add_parser("schema", help="the JSON Schema of rules files (write it with --out)")
+    schema.add_argument("--out", type=Path)
+    schema.set_defaults(run=_rules_schema)
+
     openapi = commands.add_parser("openapi", help="print the OpenAPI document (or write it with --out)")
     openapi.add_argument("--out", type=Path)
     openapi.set_defaults(run=_openapi)
@@ -145,14 +154,45 @@ def _keys_list(args: argparse.Namespace) -> None:
         print(f"{record.key_id}  {record.producer_id:<24} created {record.created_at}  {state}")
 
 
+def _rules_validate(args: argparse.Namespace) -> int:
+    from shared.rules.loading import RulesetError, load_ruleset, rules_files
+
+    if not args.path.exists():
+        raise UserError(f"{args.path} does not exist")
+    files = rules_files(args.path)
+    if not files:
+        raise UserError(f"no .yaml or .yml files in {args.path}")
+    failed = 0
+    for file in files:
+        try:
+            ruleset = load_ruleset(file)
+        except RulesetError as error:
+            failed += 1
+            print(error, file=sys.stderr)
+            continue
+        counts = f"{len(ruleset.signals)} signals, {len(ruleset.triggers)} triggers"
+        print(f"{file}: ruleset {ruleset.version}: {counts}")
+    return 1 if failed else 0
+
+
+def _rules_schema(args: argparse.Namespace) -> None:
+    from shared.rules.schema import rules_json_schema
+
+    _write_json(rules_json_schema(), args.out)
+
+
+def _write_json(document: Any, out: Path | None) -> None:
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if out:
+        out.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
 def _openapi(args: argparse.Namespace) -> None:
     from shared.openapi import openapi_document
 
-    text = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
-    if args.out:
-        args.out.write_text(text)
-    else:
-        sys.stdout.write(text)
+    _write_json(openapi_document(), args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,184 @@
+"""Rules files: the reference ruleset loads, and every kind of mistake gets a located, plain message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.rules.language import CompositeSignal, MetricSignal, days
+from shared.rules.loading import RulesetError, load_ruleset, parse_ruleset
+from shared.rules.schema import rules_json_schema
+
+REPO = Path(__file__).resolve().parents[2]
+
+VALID = """\
+version: 2026-11-23
+metrics: {seats.active: gauge, api.calls: count}
+signals:
+  seats_full: {measure: latest, metric: seats.active, window: 30d, per_limit: seats, at_least: 0.9}
+  api_heavy: {measure: sum, metric: api.calls, window: 30d, at_least: {default: 1000, segments: {smb: 100}}}
+  both: {signals: [seats_full, api_heavy], n_of: 2, within: 30d}
+triggers:
+  upgrade:
+    category: commercial
+    owner_role: ae
+    play: upgrade-proposal
+    when: both
+    unless: [do_not_contact, {renewal_within: 60d}]
+    cooldown: 30d
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(RulesetError) as caught:
+        parse_ruleset(text, "rules/x.yaml")
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_given_the_reference_ruleset_then_it_loads_with_every_capability():
+    ruleset = load_ruleset(REPO / "rules" / "reference.yaml")
+
+    measures = {
+        signal.measure.value for signal in ruleset.signals.values() if isinstance(signal, MetricSignal)
+    }
+    assert measures == {"sum", "distinct", "active_days", "latest", "low", "share"}
+    modifiers = [s for s in ruleset.signals.values() if isinstance(s, MetricSignal)]
+    for modifier in ("per_limit", "sustained", "rising", "growth"):
+        assert any(getattr(signal, modifier) for signal in modifiers), modifier
+    assert any(isinstance(s, CompositeSignal) for s in ruleset.signals.values())
+    assert {t.category.value for t in ruleset.triggers.values()} >= {
+        "commercial",
+        "adoption",
+        "intent",
+        "risk",
+    }
+
+
+def test_given_a_valid_file_then_dates_as_versions_and_calibrated_thresholds_are_read():
+    ruleset = parse_ruleset(VALID, "rules/x.yaml")
+
+    assert ruleset.version == "2026-11-23"
+    assert ruleset.signals["api_heavy"].at_least.segments == {"smb": 100}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("- a\n- b\n", "rules/x.yaml:1:1: a ruleset must be a mapping"),
+        ("version: [1,\n", "rules/x.yaml:2:1: not valid YAML"),
+        (
+            VALID.replace("window: 30d, per_limit", "window: 0d, per_limit"),
+            "rules/x.yaml:4:63: signals.seats_full.window: '0d' is not a duration",
+        ),
+        (
+            VALID.replace("per_limit: seats,", "per_limit: seats, colour: red,"),
+            "signals.seats_full.colour: unknown key 'colour'",
+        ),
+        (
+            VALID.replace("at_least: 0.9", "at_least: ninety"),
+            "signals.seats_full.at_least: must be a number, got 'ninety'",
+        ),
+        (
+            VALID.replace("category: commercial", "category: money"),
+            "triggers.upgrade.category: 'money' is not one of",
+        ),
+        (VALID.replace("    play: upgrade-proposal\n", ""), "triggers.upgrade.play: is required"),
+        (
+            VALID.replace("[do_not_contact,", "[do_not_call,"),
+            "triggers.upgrade.unless[0]: 'do_not_call' is not one of",
+        ),
+        (VALID.replace("n_of: 2", "n_of: 3"), "signals.both: n_of is 3 but only 2 signals are listed"),
+        (VALID.replace("upgrade:\n", "upgrade:\n    cooldown: 1d\n"), "'cooldown' appears twice"),
+    ],
+)
+def test_given_a_schema_mistake_then_the_message_names_file_line_path_and_what_is_wrong(text, expected):
+    assert any(expected in problem for problem in problems(text)), problems(text)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("metric: api.calls", "metric: api.call"),
+            "signals.api_heavy.metric: metric 'api.call' is not declared under metrics "
+            "(did you mean 'api.calls'?)",
+        ),
+        (
+            ("measure: latest", "measure: sum"),
+            "signals.seats_full.measure: sum adds up counts, but 'seats.active' is a gauge",
+        ),
+        (
+            ("measure: sum, metric: api.calls", "measure: peak, metric: api.calls"),
+            "peak reads a gauge, but 'api.calls' is a count",
+        ),
+        (
+            ("when: both", "when: bothh"),
+            "triggers.upgrade.when: no signal named 'bothh' (did you mean 'both'?)",
+        ),
+        (
+            ("[seats_full, api_heavy]", "[seats_full, ghost]"),
+            "signals.both.signals[1]: no signal named 'ghost'",
+        ),
+        (("window: 30d, at_least: {", "window: 30d, sustained: 14, at_least: {"), "less than or equal to 12"),
+    ],
+)
+def test_given_a_reference_mistake_then_it_is_reported_at_its_place(change, expected):
+    found = problems(VALID.replace(*change))
+    assert any(expected in problem for problem in found), found
+
+
+def test_given_a_window_longer_than_the_retention_then_it_is_an_impossible_window():
+    too_long = VALID.replace("window: 30d, at_least: {", "window: 30w, sustained: 2, at_least: {")
+    # 53 weeks, plus 29 more days for the composite that looks at it over 30 days: 400.
+    just_fits = VALID.replace("window: 30d, at_least: {", "window: 53w, at_least: {")
+
+    assert any(
+        "looks back 420 days, more than the 400 days counters are kept" in p for p in problems(too_long)
+    )
+    parse_ruleset(just_fits, "rules/x.yaml")
+
+
+def test_given_composites_that_refer_to_each_other_then_the_cycle_is_named():
+    text = VALID.replace(
+        "  both: {signals: [seats_full, api_heavy], n_of: 2, within: 30d}\n",
+        "  both: {signals: [seats_full, loop], n_of: 2, within: 30d}\n"
+        "  loop: {signals: [both, api_heavy], n_of: 1, within: 30d}\n",
+    )
+
+    assert any("cycle: both → loop → both" in problem for problem in problems(text))
+
+
+def test_given_durations_then_days_and_weeks_are_whole_days():
+    assert (days("30d"), days("13w")) == (30, 91)
+
+
+def test_given_the_committed_schema_then_it_matches_the_models():
+    committed = json.loads((REPO / "docs" / "rules.schema.json").read_text())
+
+    assert committed == rules_json_schema(), (
+        "regenerate with `upswing rules schema --out docs/rules.schema.json`"
+    )
+
+
+def test_given_the_cli_then_validate_exits_non_zero_with_located_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(VALID.replace("window: 30d, per_limit", "window: 0d, per_limit"))
+
+    good = subprocess.run(
+        [sys.executable, "-m", "upswing.cli", "rules", "validate", str(REPO / "rules")],
+        capture_output=True,
+        text=True,
+    )
+    failed = subprocess.run(
+        [sys.executable, "-m", "upswing.cli", "rules", "validate", str(bad)], capture_output=True, text=True
+    )
+
+    assert good.returncode == 0, good.stderr
+    assert "13 signals, 11 triggers" in good.stdout
+    assert failed.returncode == 1
+    assert f"{bad}:4:63: signals.seats_full.window" in failed.stderr
+    assert "Traceback" not in failed.stderr
