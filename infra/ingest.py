@@ -19,9 +19,11 @@ from shared.resources import (
     BUS_INGEST_QUEUE,
     COUNTERS_TABLE,
     EVENTS_TABLE,
+    FIRINGS_TABLE,
     REGISTRY_TABLE,
     REJECTS_QUEUE,
     RETENTION_DAYS_ENV,
+    RULESET_PATH_ENV,
     USAGE_EVENT_DETAIL_TYPE,
 )
 
@@ -77,6 +79,7 @@ class IngestApi(Construct):
         registry_table = storage.table(REGISTRY_TABLE)
         accounts_table = storage.table(ACCOUNTS_TABLE)
         counters_table = storage.table(COUNTERS_TABLE)
+        firings_table = storage.table(FIRINGS_TABLE)
 
         self.api_function = UpswingFunction(
             self,
@@ -90,6 +93,8 @@ class IngestApi(Construct):
                 REGISTRY_TABLE.env_var: registry_table.table_name,
                 ACCOUNTS_TABLE.env_var: accounts_table.table_name,
                 COUNTERS_TABLE.env_var: counters_table.table_name,
+                FIRINGS_TABLE.env_var: firings_table.table_name,
+                RULESET_PATH_ENV: settings.ruleset_path,
                 RETENTION_DAYS_ENV: str(settings.retention_days),
             },
         )
@@ -101,6 +106,8 @@ class IngestApi(Construct):
         )
         # GET .../counters reads a range of an account's day buckets; only the aggregator writes them.
         self.api_function.allow(["dynamodb:Query"], counters_table.table_arn)
+        # GET .../signals previews the rules: the account's trigger state and recent firings.
+        self.api_function.allow(["dynamodb:GetItem", "dynamodb:Query"], firings_table.table_arn)
 
         self.authorizer_function = UpswingFunction(
             self,
@@ -179,6 +186,9 @@ class IngestApi(Construct):
                 "PUT", integration, request_validator=validator, request_parameters=account_id_required
             ),
             account.add_resource("counters").add_method(
+                "GET", integration, request_validator=validator, request_parameters=account_id_required
+            ),
+            account.add_resource("signals").add_method(
                 "GET", integration, request_validator=validator, request_parameters=account_id_required
             ),
             v1.add_resource("openapi.json").add_method("GET", integration, request_validator=validator),

@@ -30,7 +30,7 @@ class Observability(Construct):
         stage: str,
         alarm_email: str | None,
         functions: Mapping[str, lambda_.IFunction],
-        aggregator: lambda_.IFunction,
+        stream_consumers: Mapping[str, lambda_.IFunction],
         api_stage: apigateway.Stage,
         dead_letter_queues: Mapping[str, sqs.IQueue],
         rejects_queue: sqs.IQueue,
@@ -46,13 +46,17 @@ class Observability(Construct):
                 threshold=0,
                 description=f"The {name} function raised errors.",
             )
-        iterator_age = aggregator.metric("IteratorAge", period=_ONE_MINUTE, statistic="Maximum")
-        self._alarm(
-            "AggregatorIteratorAge",
-            iterator_age,
-            threshold=ITERATOR_AGE_LIMIT.to_milliseconds(),
-            description="Counters are falling behind the event ledger (stream iterator age over 60 s).",
-        )
+        iterator_ages = {
+            name: function.metric("IteratorAge", period=_ONE_MINUTE, statistic="Maximum")
+            for name, function in stream_consumers.items()
+        }
+        for name, iterator_age in iterator_ages.items():
+            self._alarm(
+                f"{name}IteratorAge",
+                iterator_age,
+                threshold=ITERATOR_AGE_LIMIT.to_milliseconds(),
+                description=f"The {name} is falling behind its stream (iterator age over 60 s).",
+            )
         self._alarm(
             "Api5xx",
             api_stage.metric_server_error(period=_FIVE_MINUTES, statistic="Sum"),
@@ -74,7 +78,11 @@ class Observability(Construct):
         )
 
         self._dashboard(
-            stage, functions, iterator_age, api_stage, {**dead_letter_queues, "Rejects": rejects_queue}
+            stage,
+            functions,
+            list(iterator_ages.values()),
+            api_stage,
+            {**dead_letter_queues, "Rejects": rejects_queue},
         )
 
     def _alarm_topic(self, alarm_email: str | None) -> sns.Topic:
@@ -118,7 +126,7 @@ class Observability(Construct):
         self,
         stage: str,
         functions: Mapping[str, lambda_.IFunction],
-        iterator_age: cloudwatch.IMetric,
+        iterator_ages: list[cloudwatch.IMetric],
         api_stage: apigateway.Stage,
         queues: Mapping[str, sqs.IQueue],
     ) -> None:
@@ -162,9 +170,7 @@ class Observability(Construct):
                     cloudwatch.GraphWidget(
                         title="Function duration p99 (ms)", left=per_function("Duration", "p99"), width=8
                     ),
-                    cloudwatch.GraphWidget(
-                        title="Aggregator iterator age (ms)", left=[iterator_age], width=8
-                    ),
+                    cloudwatch.GraphWidget(title="Stream iterator age (ms)", left=iterator_ages, width=8),
                 ],
                 [
                     cloudwatch.GraphWidget(

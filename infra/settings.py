@@ -19,6 +19,8 @@ class UpswingSettings:
     retention_days: int = 400
     # Powertools' Tracer (a subsegment per AWS call) at ~0.2 s per cold start; see shared/observability.
     detailed_tracing: bool = False
+    # The ruleset the evaluator runs, a file under rules/ (packaged with the code).
+    ruleset_path: str = "rules/reference.yaml"
 
     def __post_init__(self) -> None:
         # The stage ends up in the stack name and the event bus name: keep it to safe characters.
@@ -43,6 +45,7 @@ class UpswingSettings:
             api_burst_limit=_as_int(get("api_burst_limit"), defaults.api_burst_limit),
             retention_days=_as_int(get("retention_days"), defaults.retention_days),
             detailed_tracing=str(get("detailed_tracing")).lower() == "true",
+            ruleset_path=str(get("ruleset") or defaults.ruleset_path),
         )
 
 

@@ -11,6 +11,7 @@ from shared.resources import DETAILED_TRACING_ENV
 
 from .assets import LambdaAssets
 from .counting import Counting
+from .evaluation import Evaluation
 from .function import LambdaPackage, dependencies_layer
 from .ingest import BusIngest, IngestApi
 from .observability import Observability
@@ -41,6 +42,7 @@ class UpswingStack(Stack):
         api = IngestApi(self, "IngestApi", package=package, storage=storage, settings=settings)
         bus = BusIngest(self, "BusIngest", package=package, storage=storage, settings=settings)
         counting = Counting(self, "Counting", package=package, storage=storage, settings=settings)
+        evaluation = Evaluation(self, "Evaluation", package=package, storage=storage, settings=settings)
         Observability(
             self,
             "Observability",
@@ -51,11 +53,20 @@ class UpswingStack(Stack):
                 "Authorizer": api.authorizer_function.function,
                 "BusIngest": bus.function.function,
                 "Aggregator": counting.aggregator.function,
+                "Evaluator": evaluation.evaluator.function,
             },
-            aggregator=counting.aggregator.function,
+            stream_consumers={
+                "Aggregator": counting.aggregator.function,
+                "Evaluator": evaluation.evaluator.function,
+            },
             api_stage=api.rest_api.deployment_stage,
             dead_letter_queues={
-                queue.node.id: queue for queue in (*bus.dead_letter_queues, *counting.dead_letter_queues)
+                queue.node.id: queue
+                for queue in (
+                    *bus.dead_letter_queues,
+                    *counting.dead_letter_queues,
+                    *evaluation.dead_letter_queues,
+                )
             },
             rejects_queue=bus.rejects_queue,
         )
@@ -65,3 +76,9 @@ class UpswingStack(Stack):
         for spec, table in storage.named_tables():
             CfnOutput(self, f"{spec.construct_id}TableName", value=table.table_name)
         CfnOutput(self, "RejectsQueueUrl", value=bus.rejects_queue.queue_url)
+        CfnOutput(
+            self,
+            "FiredQueueUrl",
+            value=evaluation.fired_queue.queue_url,
+            description="trigger.fired messages",
+        )

@@ -50,6 +50,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/events": {"post": _post_events()},
             "/v1/accounts/{account_id}": {"put": _put_account(), "get": _get_account()},
             "/v1/accounts/{account_id}/counters": {"get": _get_counters()},
+            "/v1/accounts/{account_id}/signals": {"get": _get_signals()},
             "/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -144,6 +145,20 @@ def _get_counters() -> dict[str, Any]:
         "responses": {
             "200": {"description": "One entry per day with data.", **_json_body({"type": "object"})},
             **_errors({"400": "Bad dates, or more than 400 days."}),
+        },
+    }
+
+
+def _get_signals() -> dict[str, Any]:
+    return {
+        "operationId": "getSignals",
+        "summary": "What the rules say about an account now, and its recent firings with their evidence.",
+        "description": "Each trigger's status (fired, not held, excluded, cooling down, not re-armed, "
+        "other segment) with its condition as evaluated now; recent firings newest first (docs/rules.md).",
+        "parameters": [_account_parameter()],
+        "responses": {
+            "200": {"description": "Signals and firings.", **_json_body({"type": "object"})},
+            **_errors({"400": "account_id is not valid."}),
         },
     }
 

@@ -68,18 +68,33 @@ ACCOUNTS_TABLE = TableSpec(construct_id="Accounts", env_var="ACCOUNTS_TABLE", pa
 # Small configuration items: producer key hashes and the kind each metric name is registered as.
 REGISTRY_TABLE = TableSpec(construct_id="Registry", env_var="REGISTRY_TABLE", partition_key="pk")
 
-TABLES = (EVENTS_TABLE, COUNTERS_TABLE, ACCOUNTS_TABLE, REGISTRY_TABLE)
+# The firing ledger: per account, one `state` item (trigger cooldowns, arming, last contact,
+# firings not yet handed off) and one item per firing with its evidence.
+FIRINGS_TABLE = TableSpec(
+    construct_id="Firings",
+    env_var="FIRINGS_TABLE",
+    partition_key="pk",
+    sort_key="sk",
+    ttl_attribute="expires_at",
+)
+
+TABLES = (EVENTS_TABLE, COUNTERS_TABLE, ACCOUNTS_TABLE, REGISTRY_TABLE, FIRINGS_TABLE)
 
 # EventBridge → this queue → the bus ingest function.
 BUS_INGEST_QUEUE = QueueSpec(construct_id="BusIngestQueue", env_var="BUS_INGEST_QUEUE_URL")
 # Events that arrived on the bus and failed validation, kept with the reason for 14 days.
 REJECTS_QUEUE = QueueSpec(construct_id="RejectsQueue", env_var="REJECTS_QUEUE_URL", retention_days=14)
+# `trigger.fired` messages, one per firing, for the play router.
+FIRED_QUEUE = QueueSpec(construct_id="FiredQueue", env_var="FIRED_QUEUE_URL", retention_days=14)
 
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
 # How far back events are accepted and how long ledger and counters keep them (days).
 RETENTION_DAYS_ENV = "RETENTION_DAYS"
 # "true" loads Powertools' Tracer (X-Ray SDK) in every function: see shared/observability.py.
 DETAILED_TRACING_ENV = "UPSWING_DETAILED_TRACING"
+# The ruleset file the evaluator runs, relative to the bundle (rules/ is packaged with the code).
+RULESET_PATH_ENV = "RULESET_PATH"
+DEFAULT_RULESET_PATH = "rules/reference.yaml"
 USAGE_EVENT_DETAIL_TYPE = "usage.event"
 SERVICE_NAME = "upswing"
 METRICS_NAMESPACE = "Upswing"

@@ -30,6 +30,9 @@ from shared.events.models import Identifier
 from shared.events.validation import BadRequest, describe_errors, parse_events_request
 from shared.observability import logger, metrics, traced
 from shared.openapi import openapi_document
+from shared.rules.aggregates import DynamoAggregates
+from shared.rules.firings import FiringStore
+from shared.rules.online import OnlineEvaluator, active_ruleset
 from shared.settings import load_settings
 from shared.storage.dynamo import dynamodb_client
 
@@ -64,6 +67,25 @@ def accounts() -> AccountStore:
 @cache
 def counters() -> CounterStore:
     return CounterStore(dynamodb_client(), settings().counters_table, settings().retention_days)
+
+
+@cache
+def signals() -> OnlineEvaluator:
+    """The rules, read-only: previews what they say now; firing is the evaluator's job."""
+    config = settings()
+    ruleset, plan = active_ruleset(config.ruleset_path)
+    return OnlineEvaluator(
+        ruleset=ruleset,
+        plan=plan,
+        aggregates=DynamoAggregates(counters()),
+        accounts=accounts(),
+        firings=FiringStore(dynamodb_client(), config.firings_table, config.retention_days),
+        publish=_never_publish,
+    )
+
+
+def _never_publish(messages: list[dict[str, Any]]) -> set[str]:
+    raise RuntimeError("the API previews rules; it never hands firings off")
 
 
 @app.post("/v1/events")
@@ -125,6 +147,31 @@ def get_counters(account_id: str) -> Response:
             "from": first.isoformat(),
             "to": last.isoformat(),
             "days": [bucket_view(bucket) for bucket in buckets],
+        },
+    )
+
+
+@app.get("/v1/accounts/<account_id>/signals")
+def get_signals(account_id: str) -> Response:
+    account_id = _account_id(account_id)
+    online = signals()
+    evaluation = online.preview(account_id, datetime.now(UTC))
+    return _json(
+        200,
+        {
+            "account_id": account_id,
+            "ruleset_version": online.ruleset.version,
+            "evaluated_at": evaluation.evaluated_at.isoformat().replace("+00:00", "Z"),
+            "triggers": [
+                {
+                    "trigger": outcome.trigger,
+                    "held": outcome.held,
+                    "status": outcome.reason,
+                    "condition": outcome.condition.as_evidence() if outcome.condition else None,
+                }
+                for outcome in evaluation.outcomes
+            ],
+            "recent_firings": online.firings.recent_firings(account_id),
         },
     )
 

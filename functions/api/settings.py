@@ -1,9 +1,17 @@
 from pydantic import Field
 
 from shared.events.ingest import IngestSettings
-from shared.resources import ACCOUNTS_TABLE, COUNTERS_TABLE
+from shared.resources import (
+    ACCOUNTS_TABLE,
+    COUNTERS_TABLE,
+    DEFAULT_RULESET_PATH,
+    FIRINGS_TABLE,
+    RULESET_PATH_ENV,
+)
 
 
 class ApiSettings(IngestSettings):
     accounts_table: str = Field(min_length=1, validation_alias=ACCOUNTS_TABLE.env_var)
     counters_table: str = Field(min_length=1, validation_alias=COUNTERS_TABLE.env_var)
+    firings_table: str = Field(min_length=1, validation_alias=FIRINGS_TABLE.env_var)
+    ruleset_path: str = Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)

@@ -45,7 +45,7 @@ def test_given_a_stage_unfit_for_resource_names_then_settings_refuse_it(stage: s
 def test_given_a_repo_without_a_built_layer_when_assets_are_made_then_it_says_to_run_make_layer(
     tmp_path: Path,
 ) -> None:
-    for package in ("functions", "shared"):
+    for package in ("functions", "shared", "rules"):
         (tmp_path / package).mkdir()
 
     with pytest.raises(FileNotFoundError, match="run `make layer` first"):
@@ -60,6 +60,8 @@ def test_given_a_repo_with_a_layer_when_assets_are_made_then_only_clean_sources_
         (tmp_path / package / "__init__.py").write_text("")
         (tmp_path / package / "__pycache__" / "x.cpython-312.pyc").write_bytes(b"\0")
         (tmp_path / package / "stale.pyc").write_bytes(b"\0")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "reference.yaml").write_text("version: x\n")
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_x.py").write_text("")
     (tmp_path / "build" / "lambda" / "app" / "removed_module").mkdir(parents=True)
@@ -70,7 +72,11 @@ def test_given_a_repo_with_a_layer_when_assets_are_made_then_only_clean_sources_
     staged = tmp_path / "build" / "lambda" / "app"
     files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
     # The sources, plus bytecode compiled afresh for the runtime; no stale copies, no tests.
-    assert [f for f in files if not f.endswith(".pyc")] == ["functions/__init__.py", "shared/__init__.py"]
+    assert [f for f in files if not f.endswith(".pyc")] == [
+        "functions/__init__.py",
+        "rules/reference.yaml",
+        "shared/__init__.py",
+    ]
     compiled_here = sys.version_info[:2] == LAMBDA_PYTHON  # only the runtime's own version can
     assert [f for f in files if f.endswith(".pyc")] == (
         ["functions/__pycache__/__init__.cpython-312.pyc", "shared/__pycache__/__init__.cpython-312.pyc"]

@@ -23,6 +23,7 @@ from shared.resources import (
     BUS_INGEST_QUEUE,
     COUNTERS_TABLE,
     EVENTS_TABLE,
+    FIRINGS_TABLE,
     REGISTRY_TABLE,
     REJECTS_QUEUE,
     RETENTION_DAYS_ENV,
@@ -37,6 +38,7 @@ API_HANDLER = "functions.api.handler.handler"
 AUTHORIZER_HANDLER = "functions.authorizer.handler.handler"
 BUS_INGEST_HANDLER = "functions.bus_ingest.handler.handler"
 AGGREGATOR_HANDLER = "functions.aggregator.handler.handler"
+EVALUATOR_HANDLER = "functions.evaluator.handler.handler"
 DYNAMODB_WRITES = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -302,7 +304,7 @@ def test_given_the_api_stage_then_it_logs_access_as_json_throttles_traces_and_ne
 # --- functions and their permissions ----------------------------------------------------------
 
 
-def test_given_any_function_then_it_runs_python_3_14_on_arm64_traced_with_its_own_log_group(
+def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_own_log_group(
     template: dict[str, Any],
 ) -> None:
     functions = of_type(template, "AWS::Lambda::Function")
@@ -314,6 +316,7 @@ def test_given_any_function_then_it_runs_python_3_14_on_arm64_traced_with_its_ow
         AUTHORIZER_HANDLER,
         BUS_INGEST_HANDLER,
         AGGREGATOR_HANDLER,
+        EVALUATOR_HANDLER,
     }
     own_log_groups = set()
     for function in functions.values():
@@ -334,10 +337,11 @@ def test_given_any_function_then_it_runs_python_3_14_on_arm64_traced_with_its_ow
 @pytest.mark.parametrize(
     ("handler", "tables"),
     [
-        (API_HANDLER, [EVENTS_TABLE, REGISTRY_TABLE, ACCOUNTS_TABLE, COUNTERS_TABLE]),
+        (API_HANDLER, [EVENTS_TABLE, REGISTRY_TABLE, ACCOUNTS_TABLE, COUNTERS_TABLE, FIRINGS_TABLE]),
         (AUTHORIZER_HANDLER, [REGISTRY_TABLE]),
         (BUS_INGEST_HANDLER, [EVENTS_TABLE, REGISTRY_TABLE]),
         (AGGREGATOR_HANDLER, [COUNTERS_TABLE]),
+        (EVALUATOR_HANDLER, [COUNTERS_TABLE, ACCOUNTS_TABLE, FIRINGS_TABLE]),
     ],
 )
 def test_given_a_function_then_its_table_env_vars_name_the_tables_of_the_same_spec(
@@ -532,14 +536,15 @@ def test_given_the_alarms_then_each_function_errors_and_the_aggregator_lag_notif
         if alarm["MetricName"] == "Errors"
         for function in referenced_ids(alarm["Dimensions"])
     }
-    (iterator_age,) = [alarm for alarm in alarms if alarm["MetricName"] == "IteratorAge"]
+    iterator_ages = [alarm for alarm in alarms if alarm["MetricName"] == "IteratorAge"]
 
     assert not others
     assert list(referenced_ids(topic["Properties"]["KmsMasterKeyId"])) == [key_id]
     assert key["Properties"]["EnableKeyRotation"] is True
     assert errors_watched == set(of_type(template, "AWS::Lambda::Function"))
-    assert list(referenced_ids(iterator_age["Dimensions"])) == [function_id(template, AGGREGATOR_HANDLER)]
-    assert iterator_age["Threshold"] == 60_000
+    stream_consumers = {function_id(template, AGGREGATOR_HANDLER), function_id(template, EVALUATOR_HANDLER)}
+    assert {fn for alarm in iterator_ages for fn in referenced_ids(alarm["Dimensions"])} == stream_consumers
+    assert {alarm["Threshold"] for alarm in iterator_ages} == {60_000}
     assert any(alarm["MetricName"] == "5XXError" for alarm in alarms)
     for alarm in alarms:
         assert list(referenced_ids(alarm["AlarmActions"])) == [topic_id]

@@ -26,13 +26,14 @@ def test_given_the_committed_docs_openapi_json_then_it_matches_what_the_code_gen
         )
 
 
-def test_given_the_document_then_it_lists_the_four_routes_of_the_api():
+def test_given_the_document_then_it_lists_the_routes_of_the_api():
     paths = openapi_document()["paths"]
 
     assert set(paths) == {
         "/v1/events",
         "/v1/accounts/{account_id}",
         "/v1/accounts/{account_id}/counters",
+        "/v1/accounts/{account_id}/signals",
         "/v1/openapi.json",
     }
     assert set(paths["/v1/events"]) == {"post"}

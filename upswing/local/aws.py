@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.resources import (
     BUS_INGEST_QUEUE,
+    FIRED_QUEUE,
     REJECTS_QUEUE,
     TABLES,
     USAGE_EVENT_DETAIL_TYPE,
@@ -101,7 +102,9 @@ def create_resources() -> LocalResources:
             )
         if spec.stream:
             streams[spec.env_var] = description["LatestStreamArn"]
-    queues = {spec.env_var: _create_queue(sqs, spec) for spec in (BUS_INGEST_QUEUE, REJECTS_QUEUE)}
+    queues = {
+        spec.env_var: _create_queue(sqs, spec) for spec in (BUS_INGEST_QUEUE, REJECTS_QUEUE, FIRED_QUEUE)
+    }
     events.create_event_bus(Name=BUS_NAME)
     events.put_rule(
         Name=f"{LOCAL_PREFIX}-usage-events",

@@ -95,7 +95,38 @@ def run_demo(stack: LocalStack, out: Any) -> dict[str, Any]:
             counters.raise_for_status()
             report[account_id] = summarize_counters(counters.json()["days"])
             print(render_account(account_id, report[account_id]), file=out)
+
+        print("\nFirings, with their evidence (the rules in rules/reference.yaml):", file=out)
+        for account_id in ACCOUNTS:
+            signals = api.get(f"/v1/accounts/{account_id}/signals")
+            signals.raise_for_status()
+            firings = signals.json()["recent_firings"]
+            report[account_id]["firings"] = firings
+            print(
+                f"  {account_id}: {len(firings) or 'no'} firing{'s' if len(firings) != 1 else ''}", file=out
+            )
+            for firing in reversed(firings):
+                print(render_firing(firing), file=out)
     return report
+
+
+def render_firing(firing: dict[str, Any]) -> str:
+    condition = firing["condition"]
+    lines = [
+        f"    {firing['trigger']} → {firing['owner_role']}, play {firing['play']} "
+        f"({firing['category']}, score {firing['score']['total']:.0f})",
+        f"      {condition['detail']} ({condition['comparison']} {condition['threshold']:g}, "
+        f"{condition['window']['from']}..{condition['window']['to']})",
+    ]
+    lines += [
+        f"      · {member['signal']}: {member['detail']}"
+        for member in condition.get("members", [])
+        if member["held"]
+    ]
+    checked = ", ".join(check["exclusion"] for check in firing["exclusions_checked"])
+    if checked:
+        lines.append(f"      checked, not applying: {checked}")
+    return "\n".join(lines)
 
 
 def demo_events(now: datetime) -> Iterator[dict[str, Any]]:

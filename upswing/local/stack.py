@@ -11,7 +11,13 @@ from typing import Any
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.producers import ProducerKeys
-from shared.resources import BUS_INGEST_QUEUE, EVENTS_TABLE, REGISTRY_TABLE, RETENTION_DAYS_ENV
+from shared.resources import (
+    BUS_INGEST_QUEUE,
+    COUNTERS_TABLE,
+    EVENTS_TABLE,
+    REGISTRY_TABLE,
+    RETENTION_DAYS_ENV,
+)
 from shared.storage import dynamo
 from upswing.local.aws import EmulatedAws, LocalResources, create_resources
 from upswing.local.gateway import LocalGateway
@@ -58,8 +64,9 @@ class LocalStack:
         from functions.api import handler as api
         from functions.authorizer import handler as authorizer
         from functions.bus_ingest import handler as bus_ingest
+        from functions.evaluator import handler as evaluator
 
-        _forget_cached_clients(aggregator, api, authorizer, bus_ingest)
+        _forget_cached_clients(aggregator, api, authorizer, bus_ingest, evaluator)
         self._gateway = LocalGateway(
             LocalFunction("authorizer", authorizer.handler), LocalFunction("api", api.handler), self._port
         )
@@ -71,6 +78,12 @@ class LocalStack:
             QueuePump(
                 self.resources.queues[BUS_INGEST_QUEUE.env_var],
                 LocalFunction("bus_ingest", bus_ingest.handler),
+            ),
+            # Counter changes → the rules (the CDK filter passes INSERT and MODIFY only, too).
+            StreamPump(
+                self.resources.stream_arns[COUNTERS_TABLE.env_var],
+                LocalFunction("evaluator", evaluator.handler),
+                event_names=("INSERT", "MODIFY"),
             ),
         ]
         self._gateway.start()

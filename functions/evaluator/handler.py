@@ -1,0 +1,79 @@
+"""Counters stream → the rules engine → firings (ledger) → `trigger.fired` (SQS).
+
+The event-source filter passes only INSERT and MODIFY records (TTL removals never invoke it).
+A batch is handled record by record by Powertools' batch processor, but each account is
+evaluated once per batch: its other records share the result (success, or the same failure,
+so Lambda retries the account's records together and bisects around a poison record).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.evaluator.settings import EvaluatorSettings
+from shared.accounts.store import AccountStore
+from shared.counters.store import CounterStore
+from shared.observability import logger, metrics, traced
+from shared.rules.aggregates import DynamoAggregates
+from shared.rules.firings import FiringStore
+from shared.rules.online import OnlineEvaluator, active_ruleset, sqs_publisher
+from shared.settings import load_settings
+from shared.storage.dynamo import aws_client, dynamodb_client
+
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+@cache
+def evaluator() -> OnlineEvaluator:
+    settings = load_settings(EvaluatorSettings)
+    ruleset, plan = active_ruleset(settings.ruleset_path)
+    client = dynamodb_client()
+    return OnlineEvaluator(
+        ruleset=ruleset,
+        plan=plan,
+        aggregates=DynamoAggregates(CounterStore(client, settings.counters_table, settings.retention_days)),
+        accounts=AccountStore(client, settings.accounts_table),
+        firings=FiringStore(client, settings.firings_table, settings.retention_days),
+        publish=sqs_publisher(aws_client("sqs"), settings.fired_queue_url),
+    )
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@traced
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return evaluate_changed_accounts(event, evaluator(), datetime.now(UTC), context)
+
+
+def evaluate_changed_accounts(
+    event: dict[str, Any], online: OnlineEvaluator, at: datetime, context: LambdaContext | None = None
+) -> dict[str, Any]:
+    results: dict[str, BaseException | None] = {}
+
+    def evaluate_record(record: DynamoDBRecord) -> None:
+        account_id = str(record.dynamodb.keys["pk"]) if record.dynamodb and record.dynamodb.keys else None
+        if not account_id:
+            raise ValueError("a counters stream record without a pk key")
+        if account_id not in results:
+            try:
+                evaluation = online.evaluate(account_id, at)
+            except Exception as error:  # handed to the batch processor below, per record
+                results[account_id] = error
+            else:
+                results[account_id] = None
+                for firing in evaluation.firings:
+                    logger.info("trigger fired", extra={"trigger": firing.trigger, "score": firing.score})
+        failure = results[account_id]
+        if failure is not None:
+            raise failure
+
+    answer = process_partial_response(
+        event=event, record_handler=evaluate_record, processor=processor, context=context
+    )
+    return dict(answer)

@@ -1,0 +1,105 @@
+"""Evaluation: the counters table's stream feeds the rules evaluator, which records firings and
+hands each one off as a `trigger.fired` message on the fired queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from shared.resources import (
+    ACCOUNTS_TABLE,
+    COUNTERS_TABLE,
+    FIRED_QUEUE,
+    FIRINGS_TABLE,
+    RETENTION_DAYS_ENV,
+    RULESET_PATH_ENV,
+)
+from shared.rules.loading import load_ruleset
+
+from .function import LambdaPackage, UpswingFunction
+from .queues import dead_letter_queue, queue_with_dlq
+from .settings import UpswingSettings
+from .storage import Storage
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+_EVALUATOR_TIMEOUT = Duration.seconds(60)
+# The play router (next) consumes the fired queue; its visibility timeout assumes this timeout.
+_ROUTER_TIMEOUT = Duration.seconds(30)
+
+
+class Evaluation(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        package: LambdaPackage,
+        storage: Storage,
+        settings: UpswingSettings,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # A ruleset with a mistake fails the synth, long before it could fail in Lambda.
+        load_ruleset(_REPO_ROOT / settings.ruleset_path)
+        counters_table = storage.table(COUNTERS_TABLE)
+        accounts_table = storage.table(ACCOUNTS_TABLE)
+        firings_table = storage.table(FIRINGS_TABLE)
+        fired = queue_with_dlq(self, FIRED_QUEUE, consumer_timeout=_ROUTER_TIMEOUT)
+        self.fired_queue = fired.queue
+
+        self.evaluator = UpswingFunction(
+            self,
+            "Evaluator",
+            handler="functions.evaluator.handler.handler",
+            package=package,
+            timeout=_EVALUATOR_TIMEOUT,
+            description="Evaluates the expansion rules when an account's counters change",
+            environment={
+                COUNTERS_TABLE.env_var: counters_table.table_name,
+                ACCOUNTS_TABLE.env_var: accounts_table.table_name,
+                FIRINGS_TABLE.env_var: firings_table.table_name,
+                FIRED_QUEUE.env_var: fired.queue.queue_url,
+                RULESET_PATH_ENV: settings.ruleset_path,
+                RETENTION_DAYS_ENV: str(settings.retention_days),
+            },
+            wildcard_resource_reasons=(
+                "The DynamoDB stream event source also needs dynamodb:ListStreams, which cannot "
+                "be scoped to a table (CDK grant_stream_read); reading records is scoped to the "
+                "counters table's stream.",
+            ),
+        )
+        # The read plan's days of one account (Query), its profile (GetItem).
+        self.evaluator.allow(["dynamodb:Query"], counters_table.table_arn)
+        self.evaluator.allow(["dynamodb:GetItem"], accounts_table.table_arn)
+        # The firing ledger: read the state, commit state + firings in one conditional transaction
+        # (PutItem per item), find pending firings (Query), clear them once sent (UpdateItem).
+        self.evaluator.allow(
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            firings_table.table_arn,
+        )
+        fired.queue.grant_send_messages(self.evaluator.function)
+
+        self.failures = dead_letter_queue(
+            self, "EvaluatorFailures", used_by="on-failure destination of the evaluator's stream mapping"
+        )
+        self.dead_letter_queues: list[sqs.IQueue] = [self.failures, fired.dead_letter_queue]
+        self.evaluator.function.add_event_source(
+            event_sources.DynamoEventSource(
+                counters_table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=100,
+                max_batching_window=Duration.seconds(1),
+                bisect_batch_on_error=True,
+                retry_attempts=5,
+                report_batch_item_failures=True,
+                on_failure=event_sources.SqsDlq(self.failures),
+                # Counter changes only: TTL expiry (REMOVE) never invokes the rules.
+                filters=[
+                    lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.or_("INSERT", "MODIFY")})
+                ],
+            )
+        )

@@ -1,0 +1,111 @@
+"""Evaluating an account online: read, evaluate, commit once, hand off — safe to run twice.
+
+Used by the evaluator function (on counter changes) and by the API's signals route (read-only).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from shared.accounts.store import AccountStore
+from shared.observability import logger
+from shared.rules.aggregates import Aggregates
+from shared.rules.engine import Evaluation, ReadPlan, evaluate_account, read_plan
+from shared.rules.firings import ConcurrentEvaluation, FiringStore, fired_message, firing_id
+from shared.rules.language import Ruleset
+from shared.rules.loading import load_ruleset
+
+BUNDLE_ROOT = Path(__file__).resolve().parents[2]  # functions/, shared/ and rules/ live here
+_COMMIT_ATTEMPTS = 3
+
+# Sends `trigger.fired` messages; returns the firing ids it could send.
+Publisher = Callable[[list[dict[str, Any]]], set[str]]
+
+
+@cache
+def active_ruleset(path: str) -> tuple[Ruleset, ReadPlan]:
+    """The ruleset the deployment runs (validated again at load: a bad file fails loudly, at once)."""
+    ruleset = load_ruleset(BUNDLE_ROOT / path)
+    return ruleset, read_plan(ruleset)
+
+
+@dataclass
+class OnlineEvaluator:
+    ruleset: Ruleset
+    plan: ReadPlan
+    aggregates: Aggregates
+    accounts: AccountStore
+    firings: FiringStore
+    publish: Publisher
+
+    def evaluate(self, account_id: str, at: datetime) -> Evaluation:
+        """Evaluate, commit the state and firings once, then hand the firings off."""
+        for _ in range(_COMMIT_ATTEMPTS):
+            stored = self.firings.load(account_id)
+            self._hand_off(account_id, self.firings.pending_firings(account_id, stored.pending))
+            evaluation = self.preview(account_id, at, stored.state)
+            try:
+                self.firings.commit(account_id, stored, evaluation.state, evaluation.firings)
+            except ConcurrentEvaluation:
+                logger.info("concurrent evaluation: evaluating again", extra={"attempt": _})
+                continue
+            self._hand_off(account_id, [fired_message(firing) for firing in evaluation.firings])
+            return evaluation
+        raise ConcurrentEvaluation(account_id)
+
+    def preview(self, account_id: str, at: datetime, state: Any = None) -> Evaluation:
+        """What the rules say now, without committing anything (GET .../signals)."""
+        if state is None:
+            state = self.firings.load(account_id).state
+        profile = self.accounts.get(account_id)
+        return evaluate_account(self.ruleset, self.aggregates, account_id, profile, state, at, self.plan)
+
+    def _hand_off(self, account_id: str, messages: list[dict[str, Any]]) -> None:
+        if not messages:
+            return
+        sent = self.publish(messages)
+        self.firings.mark_handed_off(account_id, sent)
+        if len(sent) < len(messages):
+            # Committed but not sent: the next evaluation of the account sends them again.
+            raise HandOffFailed(f"{len(messages) - len(sent)} of {len(messages)} firings not handed off yet")
+
+
+class HandOffFailed(Exception):
+    pass
+
+
+def sqs_publisher(sqs: Any, queue_url: str) -> Publisher:
+    def publish(messages: list[dict[str, Any]]) -> set[str]:
+        sent: set[str] = set()
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            entries = [
+                {
+                    "Id": str(index),
+                    "MessageBody": json.dumps(message, separators=(",", ":"), ensure_ascii=False),
+                    "MessageAttributes": {"type": {"DataType": "String", "StringValue": message["type"]}},
+                }
+                for index, message in enumerate(chunk)
+            ]
+            answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            failed = {int(failure["Id"]) for failure in answer.get("Failed", [])}
+            sent |= {message["firing_id"] for index, message in enumerate(chunk) if index not in failed}
+        return sent
+
+    return publish
+
+
+__all__ = [
+    "ConcurrentEvaluation",
+    "HandOffFailed",
+    "OnlineEvaluator",
+    "active_ruleset",
+    "firing_id",
+    "sqs_publisher",
+]
