@@ -26,6 +26,7 @@ HANDLERS = {
     "authorizer": ("functions.authorizer.handler", "producer_keys"),
     "bus_ingest": ("functions.bus_ingest.handler", "ingestor"),
     "aggregator": ("functions.aggregator.handler", "counter_store"),
+    "evaluator": ("functions.evaluator.handler", "evaluator"),  # includes loading the ruleset
 }
 _PROBE = """
 import time
@@ -62,7 +63,7 @@ def _bundle_replicas() -> tuple[Path, Path]:
         raise SystemExit("run `make layer` first: the benchmark replicates what the layer holds")
     site = Path(sysconfig.get_paths()["purelib"])
     sources = [site / entry.name for entry in layer.iterdir() if (site / entry.name).exists()]
-    sources += [Path("functions"), Path("shared")]
+    sources += [Path("functions"), Path("shared"), Path("rules")]
     replicas = []
     for name in ("with-bytecode", "without-bytecode"):
         replica = Path("build/bench-bundle") / name
@@ -84,6 +85,7 @@ def _run_all(label: str, bundle: Path) -> dict[str, Any]:
         **FAKE_AWS_ENVIRONMENT,
         **BENCH_TABLES,
         "REJECTS_QUEUE_URL": "http://127.0.0.1:1/queue/rejects",
+        "FIRED_QUEUE_URL": "http://127.0.0.1:1/queue/fired",
         "AWS_LAMBDA_FUNCTION_NAME": "bench",  # so Powertools behaves as in Lambda (tracer on)
         "POWERTOOLS_METRICS_DISABLED": "true",
         # The bundle first on the path, and no bytecode written: like Lambda's read-only /var/task.

@@ -3,7 +3,8 @@
 moto does not report consumed capacity faithfully, so units are computed with DynamoDB's
 documented rules: a write costs 1 WCU per started KB of the larger of the old and new item
 (a failed conditional write still costs the item's size, at least 1), a strongly consistent
-read 1 RCU per started 4 KB (summed per item for batch reads, per page for queries).
+read 1 RCU per started 4 KB (summed per item for batch reads, per page for queries), an
+eventually consistent read half that.
 """
 
 from __future__ import annotations
@@ -54,15 +55,17 @@ class Meter:
         client.meta.events.register("provide-client-params.dynamodb.*", self._before)
         client.meta.events.register("after-call.dynamodb.*", self._after)
 
-    def _before(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+    def _before(self, model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        read_factor = 1.0 if params.get("ConsistentRead") else 0.5
+        context["meter_read_factor"] = read_factor
         with self._lock:
-            self._charge_request(model, params)
+            self._charge_request(model, params, read_factor)
 
-    def _after(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
+    def _after(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         with self._lock:
-            self._charge_response(model, parsed)
+            self._charge_response(model, parsed, context.get("meter_read_factor", 1.0))
 
-    def _charge_request(self, model: Any, params: dict[str, Any]) -> None:
+    def _charge_request(self, model: Any, params: dict[str, Any], read_factor: float) -> None:
         self.requests[model.name] += 1
         if model.name == "PutItem":
             key = {name: params["Item"][name] for name in ("pk", "sk") if name in params["Item"]}
@@ -70,16 +73,18 @@ class Meter:
             self.write_units += max(1, math.ceil(max(item_size(params["Item"]), item_size(old)) / 1024))
 
         elif model.name == "GetItem":
-            self.read_units += 1  # a miss costs a read unit too
+            self.read_units += read_factor  # a miss costs a read unit too
         elif model.name == "BatchGetItem":
+            # Consistency is asked per table there; Upswing's batch reads are all consistent.
             self.read_units += sum(len(request["Keys"]) for request in params["RequestItems"].values())
 
-    def _charge_response(self, model: Any, parsed: dict[str, Any]) -> None:
+    def _charge_response(self, model: Any, parsed: dict[str, Any], read_factor: float) -> None:
         # Items over 4 KB cost one more read unit per started 4 KB beyond the first.
         if model.name == "GetItem" and "Item" in parsed:
-            self.read_units += math.ceil(item_size(parsed["Item"]) / 4096) - 1
+            self.read_units += read_factor * (math.ceil(item_size(parsed["Item"]) / 4096) - 1)
         elif model.name == "BatchGetItem":
             for items in parsed.get("Responses", {}).values():
                 self.read_units += sum(math.ceil(item_size(item) / 4096) - 1 for item in items)
         elif model.name == "Query":
-            self.read_units += max(1, math.ceil(sum(item_size(i) for i in parsed.get("Items", [])) / 4096))
+            size = sum(item_size(item) for item in parsed.get("Items", []))
+            self.read_units += read_factor * max(1, math.ceil(size / 4096))

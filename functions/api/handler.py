@@ -77,7 +77,7 @@ def signals() -> OnlineEvaluator:
     return OnlineEvaluator(
         ruleset=ruleset,
         plan=plan,
-        aggregates=DynamoAggregates(counters()),
+        aggregates=DynamoAggregates(counters(), consistent=False),  # a preview: eventual is enough
         accounts=accounts(),
         firings=FiringStore(dynamodb_client(), config.firings_table, config.retention_days),
         publish=_never_publish,

@@ -69,11 +69,14 @@ class CounterStore:
             raise
         return True
 
-    def read_range(self, account_id: str, first_day: str, last_day: str) -> list[DayBucket]:
+    def read_range(
+        self, account_id: str, first_day: str, last_day: str, *, consistent: bool = False
+    ) -> list[DayBucket]:
         """The account's buckets from first_day to last_day inclusive, oldest first."""
         buckets: list[DayBucket] = []
         query: dict[str, Any] = {
             "TableName": self._table,
+            "ConsistentRead": consistent,
             "KeyConditionExpression": "pk = :account AND sk BETWEEN :first AND :last",
             "ExpressionAttributeValues": {
                 ":account": {"S": account_id},

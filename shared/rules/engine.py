@@ -12,19 +12,26 @@ Semantics (docs/rules.md):
   hold, and its evidence says why.
 - A trigger fires when its signal holds, no exclusion applies, it is armed, and its cooldown has
   passed since it last fired. Firing disarms it; it re-arms when its signal stops holding.
+
+Fast by construction (`make bench`): the ruleset is compiled once into signal evaluators over
+integer days; window measures are prefix-sum lookups (shared/rules/history.py); "held within"
+(composites, scores) visits only the days on which a member's inputs change; evidence is built
+for firings, and for every trigger only when asked to `explain`.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 from shared.accounts.models import AccountProfile
-from shared.counters.bucket import DayBucket
 from shared.rules.aggregates import Aggregates
+from shared.rules.history import History, MetricSeries
 from shared.rules.language import (
     BySegment,
     CompositeSignal,
@@ -34,7 +41,6 @@ from shared.rules.language import (
     MetricSignal,
     RenewalWithin,
     Ruleset,
-    Threshold,
     Trigger,
     days,
 )
@@ -139,7 +145,7 @@ class TriggerOutcome:
     held: bool
     fired: bool
     reason: str  # fired | not held | excluded | cooling down | not re-armed | other segment
-    condition: Observation | None
+    condition: Observation | None  # None for another segment, or when not asked to explain
     firing: Firing | None = None
 
 
@@ -157,7 +163,7 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class ReadPlan:
-    """How many days of counters an evaluation reads: the longest lookback of any trigger."""
+    """How many days of counters an evaluation reads: the longest lookback any trigger needs."""
 
     lookback_days: int
 
@@ -166,7 +172,14 @@ class ReadPlan:
 
 
 def read_plan(ruleset: Ruleset) -> ReadPlan:
-    lookbacks = [lookback_days(ruleset, trigger.when) or 1 for trigger in ruleset.triggers.values()]
+    """Covers each trigger's signal and each signal its score weighs (held within the composite's window)."""
+    lookbacks = [1]
+    for trigger in ruleset.triggers.values():
+        lookbacks.append(lookback_days(ruleset, trigger.when) or 1)
+        within = _score_within(ruleset, trigger)
+        lookbacks.extend(
+            (lookback_days(ruleset, signal) or 1) + within - 1 for signal in _score_weights(ruleset, trigger)
+        )
     return ReadPlan(lookback_days=max(lookbacks))
 
 
@@ -181,96 +194,173 @@ def evaluate_account(
     state: AccountState,
     at: datetime,
     plan: ReadPlan | None = None,
+    *,
+    explain: bool = True,
 ) -> Evaluation:
-    plan = plan or read_plan(ruleset)
-    history = History(aggregates.buckets(account_id, plan.first_day(at), at.date()))
-    signals = _SignalEvaluator(ruleset, history, profile)
+    """Evaluate every trigger for the account at `at`.
+
+    With explain=False only firings carry their condition's evidence (what the evaluator and the
+    backtest need); with explain=True every outcome does (the signals route, tests).
+    """
+    compiled = compiled_ruleset(ruleset)
+    plan = plan or compiled.plan
+    today = at.date()
+    context = _Context(compiled.rules, aggregates.history(account_id, plan.first_day(at), today), profile)
+    day = today.toordinal()
     outcomes = []
     trigger_states = dict(state.triggers)
-    for name, trigger in ruleset.triggers.items():
+    fired = False
+    for trigger in compiled.triggers:
         # Exclusions see the contacts made *before* this evaluation, so the outcome does not
         # depend on the order of the triggers in the file (limiting simultaneous plays is routing's job).
-        outcome, new_state = _evaluate_trigger(
-            ruleset,
-            name,
-            trigger,
-            signals,
-            account_id,
-            profile,
-            trigger_states.get(name),
-            state.last_contacted_at,
-            at,
+        outcome, new_state = trigger.evaluate(
+            context, account_id, trigger_states.get(trigger.name), state.last_contacted_at, at, day, explain
         )
         outcomes.append(outcome)
+        fired = fired or outcome.fired
         if new_state is not None:
-            trigger_states[name] = new_state
-    fired = any(outcome.fired for outcome in outcomes)
+            trigger_states[trigger.name] = new_state
     last_contacted = at if fired else state.last_contacted_at
     return Evaluation(account_id, at, tuple(outcomes), AccountState(trigger_states, last_contacted))
 
 
-def _evaluate_trigger(
-    ruleset: Ruleset,
-    name: str,
-    trigger: Trigger,
-    signals: _SignalEvaluator,
-    account_id: str,
+class CompiledRuleset:
+    """A ruleset turned into evaluators once, reused for every account."""
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        self.ruleset = ruleset
+        self.plan = read_plan(ruleset)
+        self.rules: dict[str, _Rule] = {
+            name: _CompositeRule(name, signal)
+            if isinstance(signal, CompositeSignal)
+            else _MetricRule(name, signal)
+            for name, signal in ruleset.signals.items()
+        }
+        self.triggers = [
+            _CompiledTrigger(ruleset, name, trigger) for name, trigger in ruleset.triggers.items()
+        ]
+
+
+_compiled: dict[int, tuple[Ruleset, CompiledRuleset]] = {}
+
+
+def compiled_ruleset(ruleset: Ruleset) -> CompiledRuleset:
+    # Rulesets hold dicts, so they cannot be hashed: cache by identity, keeping the ruleset alive.
+    entry = _compiled.get(id(ruleset))
+    if entry is None or entry[0] is not ruleset:
+        if len(_compiled) >= 64:
+            _compiled.clear()
+        entry = _compiled[id(ruleset)] = (ruleset, CompiledRuleset(ruleset))
+    return entry[1]
+
+
+class _CompiledTrigger:
+    def __init__(self, ruleset: Ruleset, name: str, trigger: Trigger) -> None:
+        self.name = name
+        self.trigger = trigger
+        self.version = ruleset.version
+        self.segments = frozenset(trigger.segments) if trigger.segments is not None else None
+        self.cooldown = timedelta(days=days(trigger.cooldown))
+        self.base = trigger.score.base if trigger.score else 0.0
+        self.weights = list(_score_weights(ruleset, trigger).items())
+        self.within = _score_within(ruleset, trigger)
+        # Outcomes without evidence are the same every time: made once.
+        self.other_segment = TriggerOutcome(name, False, False, "other segment", None)
+        self.not_held = TriggerOutcome(name, False, False, "not held", None)
+
+    def evaluate(
+        self,
+        context: _Context,
+        account_id: str,
+        state: TriggerState | None,
+        last_contacted: datetime | None,
+        at: datetime,
+        day: int,
+        explain: bool,
+    ) -> tuple[TriggerOutcome, TriggerState | None]:
+        name, when = self.name, self.trigger.when
+        if self.segments is not None and context.segment not in self.segments:
+            return self.other_segment, state
+        held = context.held(when, day)
+        if not held and not explain:  # the common case, kept cheap
+            return self.not_held, (replace(state, armed=True) if state and not state.armed else None)
+        condition = context.observe(when, day) if explain else None
+        state = state or _FRESH
+        if not held:
+            rearmed = replace(state, armed=True) if not state.armed else None
+            return TriggerOutcome(name, False, False, "not held", condition), rearmed
+        profile = context.profile
+        if any(_excluded(exclusion, profile, last_contacted, at) for exclusion in self.trigger.unless):
+            return TriggerOutcome(name, True, False, "excluded", condition), None
+        if not state.armed:
+            return TriggerOutcome(name, True, False, "not re-armed", condition), None
+        if state.last_fired_at and at - state.last_fired_at < self.cooldown:
+            return TriggerOutcome(name, True, False, "cooling down", condition), None
+        condition = condition or context.observe(when, day)
+        firing = Firing(
+            ruleset_version=self.version,
+            trigger=name,
+            account_id=account_id,
+            evaluated_at=at,
+            category=self.trigger.category.value,
+            owner_role=self.trigger.owner_role,
+            play=self.trigger.play,
+            score_base=self.base,
+            condition=condition,
+            exclusions=tuple(
+                _check_exclusion(check, profile, last_contacted, at) for check in self.trigger.unless
+            ),
+            **self._score(context, day),
+        )
+        return TriggerOutcome(name, True, True, "fired", condition, firing), TriggerState(
+            last_fired_at=at, armed=False
+        )
+
+    def _score(self, context: _Context, day: int) -> dict[str, Any]:
+        held = [context.last_held(signal, day, self.within) is not None for signal, _ in self.weights]
+        total = self.base + sum(
+            weight for (_, weight), counted in zip(self.weights, held, strict=True) if counted
+        )
+        parts = tuple(
+            (signal, round(weight, 2), counted)
+            for (signal, weight), counted in zip(self.weights, held, strict=True)
+        )
+        return {"score": round(min(100.0, total), 2), "score_parts": parts}
+
+
+_FRESH = TriggerState()
+
+
+def _score_weights(ruleset: Ruleset, trigger: Trigger) -> dict[str, float]:
+    if trigger.score:
+        return dict(trigger.score.weights)
+    when = ruleset.signals[trigger.when]
+    members = when.signals if isinstance(when, CompositeSignal) else [trigger.when]
+    return {member: 100 / len(members) for member in members}
+
+
+def _score_within(ruleset: Ruleset, trigger: Trigger) -> int:
+    """A weighted signal counts if it held within the composite's window (else: today)."""
+    when = ruleset.signals[trigger.when]
+    return days(when.within) if isinstance(when, CompositeSignal) else 1
+
+
+def _excluded(
+    exclusion: Flag | RenewalWithin | ContactedWithin,
     profile: AccountProfile | None,
-    state: TriggerState | None,
     last_contacted: datetime | None,
     at: datetime,
-) -> tuple[TriggerOutcome, TriggerState | None]:
-    segment = profile.segment if profile else None
-    if trigger.segments is not None and segment not in trigger.segments:
-        return TriggerOutcome(name, False, False, "other segment", None), state
-    condition = signals.observe(trigger.when, at.date())
-    state = state or TriggerState()
-    if not condition.held:
-        rearmed = replace(state, armed=True) if not state.armed else None
-        return TriggerOutcome(name, False, False, "not held", condition), rearmed
-    checks = tuple(_check_exclusion(exclusion, profile, last_contacted, at) for exclusion in trigger.unless)
-    if any(check.applies for check in checks):
-        return TriggerOutcome(name, True, False, "excluded", condition), None
-    if not state.armed:
-        return TriggerOutcome(name, True, False, "not re-armed", condition), None
-    if state.last_fired_at and at - state.last_fired_at < timedelta(days=days(trigger.cooldown)):
-        return TriggerOutcome(name, True, False, "cooling down", condition), None
-    base, parts = _score(ruleset, trigger, signals, at.date())
-    firing = Firing(
-        ruleset_version=ruleset.version,
-        trigger=name,
-        account_id=account_id,
-        evaluated_at=at,
-        category=trigger.category.value,
-        owner_role=trigger.owner_role,
-        play=trigger.play,
-        score=min(100.0, base + sum(weight for _, weight, held in parts if held)),
-        score_parts=parts,
-        score_base=base,
-        condition=condition,
-        exclusions=checks,
-    )
-    return TriggerOutcome(name, True, True, "fired", condition, firing), TriggerState(
-        last_fired_at=at, armed=False
-    )
-
-
-def _score(
-    ruleset: Ruleset, trigger: Trigger, signals: _SignalEvaluator, day: date
-) -> tuple[float, tuple[tuple[str, float, bool], ...]]:
-    if trigger.score:
-        base, weights = trigger.score.base, trigger.score.weights
-    else:
-        when = ruleset.signals[trigger.when]
-        members = when.signals if isinstance(when, CompositeSignal) else [trigger.when]
-        base, weights = 0.0, {member: 100 / len(members) for member in members}
-    composite = ruleset.signals[trigger.when]
-    within = days(composite.within) if isinstance(composite, CompositeSignal) else 1
-    parts = tuple(
-        (signal, round(weight, 2), signals.held_within(signal, day, within))
-        for signal, weight in weights.items()
-    )
-    return base, parts
+) -> bool:
+    if isinstance(exclusion, RenewalWithin):
+        renewal = profile.renewal_date if profile else None
+        return renewal is not None and 0 <= (renewal - at.date()).days <= days(exclusion.renewal_within)
+    if isinstance(exclusion, ContactedWithin):
+        return last_contacted is not None and at - last_contacted < timedelta(
+            days=days(exclusion.contacted_within)
+        )
+    if exclusion is Flag.TOP_TIER:
+        return bool(profile and profile.plan and profile.plan.top_tier)
+    return bool(profile and getattr(profile.flags, exclusion.value))
 
 
 def _check_exclusion(
@@ -279,267 +369,485 @@ def _check_exclusion(
     last_contacted: datetime | None,
     at: datetime,
 ) -> ExclusionCheck:
+    """The exclusion as the evidence shows it: whether it applies, and what was seen."""
+    applies = _excluded(exclusion, profile, last_contacted, at)
     if isinstance(exclusion, RenewalWithin):
-        limit = days(exclusion.renewal_within)
         renewal = profile.renewal_date if profile else None
-        if renewal is None:
-            return ExclusionCheck(
-                f"renewal_within {exclusion.renewal_within}", False, "no renewal date on file"
-            )
-        ahead = (renewal - at.date()).days
-        return ExclusionCheck(
-            f"renewal_within {exclusion.renewal_within}",
-            0 <= ahead <= limit,
-            f"renewal on {renewal} ({ahead} days)",
+        seen = (
+            "no renewal date on file"
+            if renewal is None
+            else f"renewal on {renewal} ({(renewal - at.date()).days} days)"
         )
+        return ExclusionCheck(f"renewal_within {exclusion.renewal_within}", applies, seen)
     if isinstance(exclusion, ContactedWithin):
-        limit = days(exclusion.contacted_within)
-        if last_contacted is None:
-            return ExclusionCheck(f"contacted_within {exclusion.contacted_within}", False, "no play sent yet")
-        ago = (at - last_contacted).days
-        return ExclusionCheck(
-            f"contacted_within {exclusion.contacted_within}",
-            at - last_contacted < timedelta(days=limit),
-            f"last play {ago} days ago",
+        seen = (
+            "no play sent yet"
+            if last_contacted is None
+            else f"last play {(at - last_contacted).days} days ago"
         )
+        return ExclusionCheck(f"contacted_within {exclusion.contacted_within}", applies, seen)
     if exclusion is Flag.TOP_TIER:
-        top = bool(profile and profile.plan and profile.plan.top_tier)
-        return ExclusionCheck(exclusion.value, top, "on the top tier" if top else "not on the top tier")
-    flagged = bool(profile and getattr(profile.flags, exclusion.value))
-    return ExclusionCheck(exclusion.value, flagged, "flag set" if flagged else "flag not set")
+        return ExclusionCheck(
+            exclusion.value, applies, "on the top tier" if applies else "not on the top tier"
+        )
+    return ExclusionCheck(exclusion.value, applies, "flag set" if applies else "flag not set")
 
 
-# ── counters as the engine sees them ───────────────────────────────────────────────────────────
+# ── signals over one account's history ─────────────────────────────────────────────────────────
 
 
-class History:
-    """One account's day buckets, indexed by day."""
+class _Context:
+    """One account's evaluation: its history, its profile, and what has been computed so far."""
 
-    def __init__(self, buckets: Iterable[DayBucket]) -> None:
-        self._days = {date.fromisoformat(bucket.day): bucket for bucket in buckets}
+    __slots__ = (
+        "_held",
+        "_last_held",
+        "_observed",
+        "first",
+        "history",
+        "last",
+        "limits",
+        "metrics",
+        "profile",
+        "rules",
+        "segment",
+    )
 
-    def days_of(self, metric: str, first: date, last: date) -> list[tuple[date, Any]]:
-        found = []
-        day = first
-        while day <= last:
-            bucket = self._days.get(day)
-            if bucket is not None and metric in bucket.metrics:
-                found.append((day, bucket.metrics[metric]))
-            day += timedelta(days=1)
+    def __init__(self, rules: dict[str, _Rule], history: History, profile: AccountProfile | None) -> None:
+        self.rules = rules
+        self.history = history
+        self.metrics = history.series  # read in the hot loops: one attribute hop less
+        self.first, self.last = history.first, history.last
+        self.profile = profile
+        self.segment = profile.segment if profile else None
+        self.limits = profile.plan.limits if profile and profile.plan else {}
+        self._held: dict[tuple[str, int], bool] = {}
+        self._observed: dict[tuple[str, int], Observation] = {}
+        self._last_held: dict[tuple[str, int, int], int | None] = {}
+
+    def held(self, name: str, day: int) -> bool:
+        key = (name, day)
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = self.rules[name].held(self, day)
+        return held
+
+    def observe(self, name: str, day: int) -> Observation:
+        key = (name, day)
+        observation = self._observed.get(key)
+        if observation is None:
+            observation = self._observed[key] = self.rules[name].observe(self, day)
+        return observation
+
+    def last_held(self, name: str, day: int, within: int) -> int | None:
+        """The latest of the `within` days ending with `day` on which the signal held, if any."""
+        key = (name, day, within)
+        if key in self._last_held:
+            return self._last_held[key]
+        found = None
+        rule = self.rules[name]
+        first = day - within + 1
+        if self.held(name, day):
+            found = day
+        elif within > 1 and rule.could_hold(self, first, day):
+            # The signal is constant between two consecutive change days: test one day of each
+            # run, latest run first.
+            changes = rule.change_days(self, first, day)
+            for index in range(len(changes) - 1, -1, -1):
+                if self.held(name, changes[index]):
+                    found = day if index == len(changes) - 1 else changes[index + 1] - 1
+                    break
+        self._last_held[key] = found
         return found
 
-    def distinct(self, metric: str, dimension: str, first: date, last: date) -> set[str]:
-        values: set[str] = set()
-        day = first
-        while day <= last:
-            bucket = self._days.get(day)
-            if bucket is not None:
-                values |= bucket.distinct.get(metric, {}).get(dimension, set())
-            day += timedelta(days=1)
-        return values
+    def window(self, end: int, length: int) -> tuple[int, int]:
+        """The readable part of the `length` days ending with `end`."""
+        return max(end - length + 1, self.first), min(end, self.last)
 
 
-class _SignalEvaluator:
-    """Evaluates signals for one account at any day of its history, remembering what it computed."""
+class Missing(NamedTuple):
+    """Why a measure has no value. Formatted only when evidence is built."""
 
-    def __init__(self, ruleset: Ruleset, history: History, profile: AccountProfile | None) -> None:
-        self._ruleset = ruleset
-        self._history = history
-        self._profile = profile
-        self._memo: dict[tuple[str, date], Observation] = {}
+    reason: str  # may name {first} and {last}, the window's days
+    first: int = 0
+    last: int = 0
 
-    def observe(self, name: str, day: date) -> Observation:
-        key = (name, day)
-        if key not in self._memo:
-            signal = self._ruleset.signals[name]
-            self._memo[key] = (
-                self._composite(name, signal, day)
-                if isinstance(signal, CompositeSignal)
-                else self._metric_signal(name, signal, day)
-            )
-        return self._memo[key]
+    def text(self) -> str:
+        if not self.first:
+            return self.reason
+        return self.reason.format(first=date.fromordinal(self.first), last=date.fromordinal(self.last))
 
-    def held_within(self, name: str, day: date, within: int) -> bool:
-        return any(self.observe(name, day - timedelta(days=back)).held for back in range(within))
 
-    def _composite(self, name: str, signal: CompositeSignal, day: date) -> Observation:
-        within = days(signal.within)
-        members = []
-        for member in signal.signals:
-            # The most recent day in the window on which the member held (or today's view if none).
-            held_on = next(
-                (
-                    self.observe(member, day - timedelta(days=back))
-                    for back in range(within)
-                    if self.observe(member, day - timedelta(days=back)).held
-                ),
-                self.observe(member, day),
-            )
-            members.append(held_on)
-        count = sum(member.held for member in members)
-        first = day - timedelta(days=within - 1)
-        return Observation(
-            signal=name,
-            held=count >= signal.n_of,
-            observed=float(count),
-            comparison="at_least",
-            threshold=float(signal.n_of),
-            window_from=first,
-            window_to=day,
-            detail=f"{count} of {len(members)} signals held within {signal.within}",
-            members=tuple(members),
-        )
+# (context, the window's last day) → the measure, or why there is none
+Measurer = Callable[[_Context, int], float | Missing]
 
-    def _metric_signal(self, name: str, signal: MetricSignal, day: date) -> Observation:
-        window = days(signal.window)
-        if signal.rising:
-            return self._rising(name, signal, day, window)
-        periods = signal.sustained or 1
-        observations = []
-        for period in range(periods):
-            end = day - timedelta(days=window * period)
-            observations.append(self._compare(name, signal, end, window))
-        if periods == 1:
-            return observations[0]
-        held = all(observation.held for observation in observations)
-        shown = [f"{o.observed:.4g}" if o.observed is not None else "none" for o in reversed(observations)]
-        return replace(
-            observations[0],
-            held=held,
-            window_from=day - timedelta(days=window * periods - 1),
-            detail=f"{_describe(signal)} in each of {periods} consecutive {signal.window} windows, "
-            f"oldest first: {', '.join(shown)}",
-        )
+_COMPARATORS: dict[str, Callable[[float, float], bool]] = {
+    "at_least": operator.ge,
+    "more_than": operator.gt,
+    "at_most": operator.le,
+    "less_than": operator.lt,
+}
+_ADDITIVE: dict[Measure, Callable[[MetricSeries, int, int], Decimal | int]] = {
+    Measure.SUM: MetricSeries.total,
+    Measure.COUNT: MetricSeries.events,
+    Measure.ACTIVE_DAYS: MetricSeries.active_days,
+}
+_READING: dict[Measure, Callable[[MetricSeries, int, int], float | None]] = {
+    Measure.LATEST: MetricSeries.latest,
+    Measure.PEAK: MetricSeries.peak,
+    Measure.LOW: MetricSeries.low,
+}
 
-    def _compare(self, name: str, signal: MetricSignal, end: date, window: int) -> Observation:
-        first = end - timedelta(days=window - 1)
-        value, why_none = self._value(signal, end, window)
+
+def _measurer(signal: MetricSignal) -> Measurer:
+    """The signal's measure over the window ending on a given day, as a closure over its settings."""
+    span = days(signal.window) - 1
+    metric = signal.metric or ""
+    measure = signal.measure
+    if measure in _ADDITIVE:
+        add_up = _ADDITIVE[measure]
+
+        def additive(context: _Context, end: int) -> float | Missing:
+            series = context.metrics.get(metric)
+            if series is None:
+                return 0.0
+            return float(add_up(series, max(end - span, context.first), min(end, context.last)))
+
+        return additive
+    if measure in _READING:
+        read = _READING[measure]
+        no_reading = f"no {metric} reading in {{first}}..{{last}}"
+
+        def reading(context: _Context, end: int) -> float | Missing:
+            series = context.metrics.get(metric)
+            found = read(series, max(end - span, context.first), min(end, context.last)) if series else None
+            return Missing(no_reading, end - span, end) if found is None else found
+
+        return reading
+    if measure is Measure.DISTINCT:
+        dimension = signal.dimension or ""
+
+        def distinct(context: _Context, end: int) -> float | Missing:
+            first, last = max(end - span, context.first), min(end, context.last)
+            return float(len(context.history.distinct(metric, dimension, first, last)))
+
+        return distinct
+    of, among = signal.of, signal.among
+    assert of
+    assert among
+    no_among = f"no {among.dimension} of {among.metric} in {{first}}..{{last}}"
+
+    def share(context: _Context, end: int) -> float | Missing:
+        first, last = max(end - span, context.first), min(end, context.last)
+        among_values = context.history.distinct(among.metric, among.dimension, first, last)
+        if not among_values:
+            return Missing(no_among, end - span, end)
+        of_values = context.history.distinct(of.metric, of.dimension, first, last)
+        return len(of_values & among_values) / len(among_values)
+
+    return share
+
+
+class _MetricRule:
+    """A compiled MetricSignal: `held` is the fast path, `observe` builds the evidence."""
+
+    def __init__(self, name: str, signal: MetricSignal) -> None:
+        self.name = name
+        self.signal = signal
+        self.window = days(signal.window)
+        self.periods = signal.sustained or 1
+        self.rising = signal.rising or 0
         comparison, threshold = signal.threshold() or (None, None)
-        bound = self._calibrated(threshold) if threshold is not None else None
-        if value is None:
-            return Observation(name, False, None, comparison, bound, first, end, why_none)
-        held = bound is None or _holds(comparison, value, bound)
-        return Observation(
-            name, held, round(value, 6), comparison, bound, first, end, f"{_describe(signal)} = {value:.4g}"
+        self.comparison = comparison
+        self.compare = _COMPARATORS[comparison] if comparison else None
+        self.threshold = threshold
+        self.description = _describe(signal)
+        self.metric = signal.metric or ""
+        self.per_limit = signal.per_limit
+        self.growth = signal.growth
+        self.baseline_days = days(signal.growth.baseline_window or "1d") if signal.growth else 0
+        read = (
+            [signal.metric] if signal.metric else [part.metric for part in (signal.of, signal.among) if part]
         )
+        self.metrics_read = [metric for metric in read if metric]
+        self.change_offsets, self.reach = self._change_offsets()
+        self.measure = _measurer(signal)
+        self.value = self._valuer()
+        self.held: Callable[[_Context, int], bool] = self._holder()
+        self.upper_bound = self._upper_bounds().get(signal.measure) if self._prunable() else None
 
-    def _rising(self, name: str, signal: MetricSignal, day: date, window: int) -> Observation:
-        steps = signal.rising or 0
-        values = []
-        for period in range(steps, -1, -1):
-            value, _ = self._value(signal, day - timedelta(days=window * period), window)
-            values.append(value)
-        rose = all(
-            earlier is not None and later is not None and later > earlier
-            for earlier, later in itertools.pairwise(values)
-        )
-        latest = values[-1]
-        comparison, threshold = signal.threshold() or (None, None)
-        bound = self._calibrated(threshold) if threshold is not None else None
-        held = rose and (bound is None or (latest is not None and _holds(comparison, latest, bound)))
-        shown = ", ".join("none" if v is None else f"{v:.4g}" for v in values)
-        return Observation(
-            name,
-            held,
-            latest,
-            comparison or "rising",
-            bound if bound is not None else float(steps),
-            day - timedelta(days=window * (steps + 1) - 1),
-            day,
-            f"{_describe(signal)} per {signal.window} window, oldest first: {shown}",
-        )
-
-    def _value(self, signal: MetricSignal, end: date, window: int) -> tuple[float | None, str]:
-        value, why = self._measure(signal, end, window)
-        if value is None:
-            return None, why
-        if signal.growth:
-            baseline, why = self._baseline(signal, end, window)
-            if baseline is None:
-                return None, why
-            if baseline == 0:
-                return None, "the baseline is zero: growth is undefined"
-            value = (value - baseline) / baseline
-        if signal.per_limit:
-            limit = (
-                self._profile.plan.limits.get(signal.per_limit)
-                if self._profile and self._profile.plan
-                else None
-            )
-            if not limit:
-                return None, f"no plan limit for {signal.per_limit} on file"
-            value = value / limit
-        return value, ""
-
-    def _baseline(self, signal: MetricSignal, end: date, window: int) -> tuple[float | None, str]:
-        assert signal.growth
-        if signal.growth.over == "previous_window":
-            return self._measure(signal, end - timedelta(days=window), window)
-        span = days(signal.growth.baseline_window or "1d")
-        last = end - timedelta(days=window)
-        readings = [
-            m.last
-            for _, m in self._history.days_of(signal.metric or "", last - timedelta(days=span - 1), last)
-            if m.last is not None
-        ]
-        if not readings:
-            return None, f"no {signal.metric} readings in the {signal.growth.baseline_window} baseline"
-        return float(sum(readings)) / len(readings), ""
-
-    def _measure(self, signal: MetricSignal, end: date, window: int) -> tuple[float | None, str]:
-        first = end - timedelta(days=window - 1)
-        span = f"{first}..{end}"
-        match signal.measure:
-            case Measure.SHARE:
-                assert signal.of
-                assert signal.among
-                among = self._history.distinct(signal.among.metric, signal.among.dimension, first, end)
-                if not among:
-                    return None, f"no {signal.among.dimension} of {signal.among.metric} in {span}"
-                of = self._history.distinct(signal.of.metric, signal.of.dimension, first, end)
-                return len(of & among) / len(among), ""
-            case Measure.DISTINCT:
-                assert signal.metric
-                assert signal.dimension
-                return float(len(self._history.distinct(signal.metric, signal.dimension, first, end))), ""
-        assert signal.metric
-        found = self._history.days_of(signal.metric, first, end)
-        match signal.measure:
-            case Measure.SUM:
-                return float(sum(m.total for _, m in found)), ""
-            case Measure.COUNT:
-                return float(sum(m.events for _, m in found)), ""
-            case Measure.ACTIVE_DAYS:
-                return float(sum(1 for _, m in found if m.events > 0)), ""
-        readings = [m for _, m in found if m.last is not None]
-        if not readings:
-            return None, f"no {signal.metric} reading in {span}"
-        match signal.measure:
-            case Measure.LATEST:
-                return float(readings[-1].last), ""
-            case Measure.PEAK:
-                return float(max(m.high for m in readings)), ""
-            case _:
-                return float(min(m.low for m in readings)), ""
-
-    def _calibrated(self, threshold: Threshold) -> float:
+    def bound(self, segment: str | None) -> float | None:
+        threshold = self.threshold
+        if threshold is None:
+            return None
         if isinstance(threshold, BySegment):
-            segment = self._profile.segment if self._profile else None
             return threshold.segments.get(segment, threshold.default) if segment else threshold.default
         return float(threshold)
 
+    def _valuer(self) -> Measurer:
+        """The measure, then growth over its baseline, then per plan limit, as the signal asks."""
+        measure, growth, per_limit = self.measure, self.growth, self.per_limit
+        if not growth and not per_limit:
+            return measure
+        no_limit = Missing(f"no plan limit for {per_limit} on file")
+        zero_baseline = Missing("the baseline is zero: growth is undefined")
 
-def _holds(comparison: str | None, value: float, bound: float) -> bool:
-    match comparison:
-        case "at_least":
-            return value >= bound
-        case "more_than":
-            return value > bound
-        case "at_most":
-            return value <= bound
-        case "less_than":
-            return value < bound
-    return True
+        def value(context: _Context, end: int) -> float | Missing:
+            found = measure(context, end)
+            if isinstance(found, Missing):
+                return found
+            if growth:
+                baseline = self.baseline(context, end)
+                if isinstance(baseline, Missing):
+                    return baseline
+                if baseline == 0:
+                    return zero_baseline
+                found = (found - baseline) / baseline
+            if per_limit:
+                limit = context.limits.get(per_limit)
+                if not limit:
+                    return no_limit
+                found = found / limit
+            return found
+
+        return value
+
+    def baseline(self, context: _Context, end: int) -> float | Missing:
+        assert self.growth
+        if self.growth.over == "previous_window":
+            return self.measure(context, end - self.window)
+        series = context.metrics.get(self.metric)
+        total, readings = (
+            series.readings(*context.window(end - self.window, self.baseline_days)) if series else (0, 0)
+        )
+        if not readings:
+            return Missing(f"no {self.metric} readings in the {self.growth.baseline_window} baseline")
+        return float(total) / readings
+
+    def _holder(self) -> Callable[[_Context, int], bool]:
+        value, compare, bound = self.value, self.compare, self.bound
+        window, periods = self.window, self.periods
+        if self.rising:
+
+            def rising(context: _Context, day: int) -> bool:
+                values = self.rising_values(context, day)
+                latest, limit = values[-1], bound(context.segment)
+                if not _rose(values) or isinstance(latest, Missing):
+                    return False
+                return limit is None or compare is None or compare(latest, limit)
+
+            return rising
+        assert compare
+        if periods == 1:
+
+            def plain(context: _Context, day: int) -> bool:
+                found = value(context, day)
+                limit = bound(context.segment)
+                return not isinstance(found, Missing) and (limit is None or compare(found, limit))
+
+            return plain
+
+        def sustained(context: _Context, day: int) -> bool:
+            limit = bound(context.segment)
+            for period in range(periods):
+                found = value(context, day - window * period)
+                if isinstance(found, Missing) or (limit is not None and not compare(found, limit)):
+                    return False
+            return True
+
+        return sustained
+
+    def rising_values(self, context: _Context, day: int) -> list[float | Missing]:
+        return [self.value(context, day - self.window * period) for period in range(self.rising, -1, -1)]
+
+    # pruning: a bound on the measure over many days at once
+
+    def _prunable(self) -> bool:
+        plain = not (self.growth or self.rising or self.periods > 1)
+        return plain and self.comparison in ("at_least", "more_than")
+
+    def _upper_bounds(self) -> dict[Measure, Callable[[_Context, int, int], float | None]]:
+        """For measures that cannot exceed their value over a longer span: that value."""
+        metric = self.metric
+
+        def total(context: _Context, first: int, last: int) -> float | None:
+            series = context.metrics.get(metric)
+            return float(series.positive_total(first, last)) if series else 0.0
+
+        def events(context: _Context, first: int, last: int) -> float | None:
+            series = context.metrics.get(metric)
+            return float(series.events(first, last)) if series else 0.0
+
+        def active_days(context: _Context, first: int, last: int) -> float | None:
+            series = context.metrics.get(metric)
+            return float(series.active_days(first, last)) if series else 0.0
+
+        def distinct(context: _Context, first: int, last: int) -> float | None:
+            assert self.signal.dimension
+            return float(len(context.history.distinct(metric, self.signal.dimension, first, last)))
+
+        def highest(context: _Context, first: int, last: int) -> float | None:
+            series = context.metrics.get(metric)
+            return series.peak(first, last) if series else None
+
+        return {
+            Measure.SUM: total,
+            Measure.COUNT: events,
+            Measure.ACTIVE_DAYS: active_days,
+            Measure.DISTINCT: distinct,
+            Measure.LATEST: highest,
+            Measure.PEAK: highest,
+        }
+
+    def could_hold(self, context: _Context, first: int, last: int) -> bool:
+        """False when the signal holds on none of the days from first to last: an upper bound of
+        its measure over all their windows together already fails the threshold."""
+        if self.upper_bound is None or self.compare is None:
+            return True
+        highest = self.upper_bound(context, *context.window(last, last - first + self.window))
+        if highest is None:
+            return False
+        if self.per_limit:
+            limit = context.limits.get(self.per_limit)
+            if not limit:
+                return False
+            highest = highest / limit
+        bound = self.bound(context.segment)
+        return bound is None or self.compare(highest, bound)
+
+    # change days: between two of them nothing the signal reads changes
+
+    def _change_offsets(self) -> tuple[frozenset[int], int]:
+        """Offsets from a day of data to the days its entering or leaving a window can change the signal.
+
+        The signal at day t reads windows [t - a, t - b]; a day of data x is in one from t = x + b
+        to t = x + a, so the signal can change only at t = x + b and t = x + a + 1.
+        """
+        w = self.window
+        periods = self.rising + 1 if self.rising else self.periods
+        windows = [(p * w + w - 1, p * w) for p in range(periods)]
+        if self.growth and self.growth.over == "previous_window":
+            windows += [(a + w, b + w) for a, b in windows]
+        elif self.growth:
+            windows += [(b + w + self.baseline_days - 1, b + w) for _, b in windows]
+        offsets = frozenset(offset for a, b in windows for offset in (b, a + 1))
+        return offsets, max(a for a, _ in windows) + 1
+
+    def change_days(self, context: _Context, first: int, last: int) -> list[int]:
+        days_ = {first}
+        for metric in self.metrics_read:
+            series = context.metrics.get(metric)
+            if series is None:
+                continue
+            for data_day in series.days_between(first - self.reach, last):
+                for offset in self.change_offsets:
+                    if first < data_day + offset <= last:
+                        days_.add(data_day + offset)
+        return sorted(days_)
+
+    # observe: the evidence
+
+    def observe(self, context: _Context, day: int) -> Observation:
+        if self.rising:
+            return self._observe_rising(context, day)
+        observations = [
+            self._observe_window(context, day - self.window * period) for period in range(self.periods)
+        ]
+        if self.periods == 1:
+            return observations[0]
+        shown = [f"{o.observed:.4g}" if o.observed is not None else "none" for o in reversed(observations)]
+        return replace(
+            observations[0],
+            held=all(observation.held for observation in observations),
+            window_from=date.fromordinal(day - self.window * self.periods + 1),
+            detail=f"{self.description} in each of {self.periods} consecutive {self.signal.window} windows, "
+            f"oldest first: {', '.join(shown)}",
+        )
+
+    def _observe_window(self, context: _Context, end: int) -> Observation:
+        first, last = date.fromordinal(end - self.window + 1), date.fromordinal(end)
+        value = self.value(context, end)
+        bound = self.bound(context.segment)
+        if isinstance(value, Missing):
+            return Observation(self.name, False, None, self.comparison, bound, first, last, value.text())
+        held = bound is None or (self.compare is not None and self.compare(value, bound))
+        detail = f"{self.description} = {value:.4g}"
+        return Observation(self.name, held, round(value, 6), self.comparison, bound, first, last, detail)
+
+    def _observe_rising(self, context: _Context, day: int) -> Observation:
+        values = self.rising_values(context, day)
+        bound = self.bound(context.segment)
+        latest = values[-1]
+        shown = ", ".join("none" if isinstance(v, Missing) else f"{v:.4g}" for v in values)
+        return Observation(
+            self.name,
+            self.held(context, day),
+            None if isinstance(latest, Missing) else latest,
+            self.comparison or "rising",
+            bound if bound is not None else float(self.rising),
+            date.fromordinal(day - self.window * (self.rising + 1) + 1),
+            date.fromordinal(day),
+            f"{self.description} per {self.signal.window} window, oldest first: {shown}",
+        )
+
+
+def _rose(values: list[float | Missing]) -> bool:
+    return all(
+        not isinstance(earlier, Missing) and not isinstance(later, Missing) and later > earlier
+        for earlier, later in itertools.pairwise(values)
+    )
+
+
+class _CompositeRule:
+    """A compiled CompositeSignal: at least n_of members held on some day within the window."""
+
+    def __init__(self, name: str, signal: CompositeSignal) -> None:
+        self.name = name
+        self.members = list(signal.signals)
+        self.n_of = signal.n_of
+        self.within = days(signal.within)
+        self.within_text = signal.within
+
+    def held(self, context: _Context, day: int) -> bool:
+        needed, remaining = self.n_of, len(self.members)
+        for member in self.members:
+            remaining -= 1
+            if context.last_held(member, day, self.within) is not None:
+                needed -= 1
+                if not needed:
+                    return True
+            elif remaining < needed:
+                return False
+        return False
+
+    def observe(self, context: _Context, day: int) -> Observation:
+        members = []
+        for member in self.members:
+            # The most recent day in the window on which the member held (or today's view if none).
+            held_on = context.last_held(member, day, self.within)
+            members.append(context.observe(member, day if held_on is None else held_on))
+        count = sum(member.held for member in members)
+        return Observation(
+            signal=self.name,
+            held=count >= self.n_of,
+            observed=float(count),
+            comparison="at_least",
+            threshold=float(self.n_of),
+            window_from=date.fromordinal(day - self.within + 1),
+            window_to=date.fromordinal(day),
+            detail=f"{count} of {len(members)} signals held within {self.within_text}",
+            members=tuple(members),
+        )
+
+    def change_days(self, context: _Context, first: int, last: int) -> list[int]:
+        # A composite of composites: rare enough to test every day.
+        return list(range(first, last + 1))
+
+    def could_hold(self, context: _Context, first: int, last: int) -> bool:
+        return True
+
+
+_Rule = _MetricRule | _CompositeRule
 
 
 def _describe(signal: MetricSignal) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from shared.accounts.store import AccountStore
 from shared.observability import logger
 from shared.rules.aggregates import Aggregates
-from shared.rules.engine import Evaluation, ReadPlan, evaluate_account, read_plan
+from shared.rules.engine import AccountState, Evaluation, ReadPlan, evaluate_account, read_plan
 from shared.rules.firings import ConcurrentEvaluation, FiringStore, fired_message, firing_id
 from shared.rules.language import Ruleset
 from shared.rules.loading import load_ruleset
@@ -49,7 +49,7 @@ class OnlineEvaluator:
         for _ in range(_COMMIT_ATTEMPTS):
             stored = self.firings.load(account_id)
             self._hand_off(account_id, self.firings.pending_firings(account_id, stored.pending))
-            evaluation = self.preview(account_id, at, stored.state)
+            evaluation = self._evaluate(account_id, at, stored.state, explain=False)
             try:
                 self.firings.commit(account_id, stored, evaluation.state, evaluation.firings)
             except ConcurrentEvaluation:
@@ -59,12 +59,15 @@ class OnlineEvaluator:
             return evaluation
         raise ConcurrentEvaluation(account_id)
 
-    def preview(self, account_id: str, at: datetime, state: Any = None) -> Evaluation:
-        """What the rules say now, without committing anything (GET .../signals)."""
-        if state is None:
-            state = self.firings.load(account_id).state
+    def preview(self, account_id: str, at: datetime) -> Evaluation:
+        """What the rules say now, every condition explained, committing nothing (GET .../signals)."""
+        return self._evaluate(account_id, at, self.firings.load(account_id).state, explain=True)
+
+    def _evaluate(self, account_id: str, at: datetime, state: AccountState, *, explain: bool) -> Evaluation:
         profile = self.accounts.get(account_id)
-        return evaluate_account(self.ruleset, self.aggregates, account_id, profile, state, at, self.plan)
+        return evaluate_account(
+            self.ruleset, self.aggregates, account_id, profile, state, at, self.plan, explain=explain
+        )
 
     def _hand_off(self, account_id: str, messages: list[dict[str, Any]]) -> None:
         if not messages:

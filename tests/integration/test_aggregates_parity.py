@@ -22,6 +22,7 @@ from shared.accounts.models import AccountProfile
 from shared.counters.aggregate import aggregate
 from shared.counters.bucket import CountedEvent, padded_sequence
 from shared.counters.store import CounterStore
+from shared.rules import engine
 from shared.rules.aggregates import Aggregates, DynamoAggregates, InMemoryAggregates
 from shared.rules.engine import AccountState, Evaluation, ReadPlan, evaluate_account
 from shared.rules.language import Ruleset
@@ -254,3 +255,22 @@ def test_property_given_any_history_when_evaluated_with_the_read_plan_then_readi
         planned = evaluations(ruleset, memory, account_id, profile, at)
         everything = evaluations(ruleset, memory, account_id, profile, at, ReadPlan(lookback_days=400))
         assert planned == everything, name
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(accounts=_accounts_specs, moments=_moments)
+def test_property_given_any_history_when_held_within_skips_to_change_days_then_it_agrees_with_every_day(
+    monkeypatch, accounts, moments
+):
+    memory = InMemoryAggregates()
+    (specs, profile) = accounts[0]
+    account_id = f"acct-days-{next(_accounts)}"
+    memory.apply(arrive([counted(account_id, spec) for spec in specs]))
+    at = [datetime.combine(FIRST_DAY + timedelta(days=day), time(hour), UTC) for day, hour in moments]
+
+    for name, ruleset in RULESETS.items():
+        skipping = evaluations(ruleset, memory, account_id, profile, at)
+        with monkeypatch.context() as patch:
+            patch.setattr(engine._MetricRule, "change_days", engine._CompositeRule.change_days)
+            every_day = evaluations(ruleset, memory, account_id, profile, at)
+        assert skipping == every_day, name

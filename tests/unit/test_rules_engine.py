@@ -919,11 +919,6 @@ def parse_scored(base: int, dashboards_window: str = "7d") -> Ruleset:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: read_plan only covers the triggers' `when` signals; a score weight on a signal with a "
-    "longer lookback is judged on truncated counters (here: held 20 days ago in a 30d window → not held)",
-)
 def test_given_a_weighted_signal_with_a_longer_window_than_the_trigger_when_fired_then_its_weight_counts():
     rules = parse_scored(base=10, dashboards_window="30d")
     events = [counted("app.session"), counted("dashboard.created", ago(20))]
@@ -956,11 +951,6 @@ THREE_MEMBERS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: default weights are rounded to 2 decimals before they are added up, so a composite of "
-    "3 members that all held scores 99.99, not 100",
-)
 def test_given_no_score_when_every_member_of_a_3_member_composite_held_then_the_score_is_100():
     rules = ruleset(
         "{signals: [sessions_today, dashboards_that_day, seats_today], n_of: 3, within: 7d}",
@@ -1091,9 +1081,9 @@ def test_given_a_read_plan_when_evaluated_then_only_its_days_are_read():
             super().__init__()
             self.asked: list[tuple[date, date]] = []
 
-        def buckets(self, account_id: str, first_day: date, last_day: date) -> list[Any]:
+        def history(self, account_id: str, first_day: date, last_day: date) -> Any:
             self.asked.append((first_day, last_day))
-            return super().buckets(account_id, first_day, last_day)
+            return super().history(account_id, first_day, last_day)
 
     aggregates = RecordingAggregates()
 

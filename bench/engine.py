@@ -1,0 +1,184 @@
+"""The rules engine: account evaluations per second on one core, and read units per online evaluation.
+
+Throughput: a seeded population (bench/population.py) folded into in-memory aggregates, then
+every account evaluated at 23:00 on each of the last days of the year with its state carried
+over — the backtest's loop. One process, one thread: one core.
+
+Read units: a sample of the same accounts stored in (moto) DynamoDB as the aggregator stores
+them, then evaluated by the evaluator's own code path; units computed from item sizes by
+DynamoDB's rules (bench/dynamo_meter.py).
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
+from pathlib import Path
+from typing import Any
+
+from bench import population
+from bench.dynamo_meter import Meter
+from bench.environment import BENCH_TABLES, fake_aws
+from shared.resources import ACCOUNTS_TABLE, COUNTERS_TABLE, FIRINGS_TABLE
+from shared.rules.aggregates import InMemoryAggregates
+from shared.rules.engine import AccountState, evaluate_account
+from shared.rules.loading import load_ruleset
+
+ACCOUNTS = 600
+HISTORY_DAYS = 365
+EVALUATION_DAYS = 30
+ONLINE_SAMPLE = 60
+FIRST_DAY = date(2026, 1, 1)
+REFERENCE = Path("rules/reference.yaml")
+TARGET_EVALUATIONS_PER_SECOND = 25_000
+
+
+def run() -> dict[str, Any]:
+    ruleset = load_ruleset(REFERENCE)
+    people = population.accounts(ACCOUNTS)
+    started = time.perf_counter()
+    memory = InMemoryAggregates()
+    events = 0
+    for account in people:
+        batch = list(population.events(account, FIRST_DAY, HISTORY_DAYS))
+        events += len(batch)
+        memory.apply(batch)
+    folded = time.perf_counter() - started
+
+    last_day = FIRST_DAY + timedelta(days=HISTORY_DAYS - 1)
+    moments = [
+        datetime.combine(last_day - timedelta(days=back), clock(23), UTC)
+        for back in range(EVALUATION_DAYS - 1, -1, -1)
+    ]
+    quiet = _throughput(ruleset, memory, people, moments, explain=False)
+    explained = _throughput(ruleset, memory, people, moments[-1:], explain=True)
+    online = _online_read_units(ruleset, memory, people[:ONLINE_SAMPLE], moments[-1])
+    result = {
+        "population": {
+            "accounts": ACCOUNTS,
+            "days": HISTORY_DAYS,
+            "events": events,
+            "events_per_account_day": round(events / ACCOUNTS / HISTORY_DAYS, 2),
+            "levels": dict(Counter(account.level for account in people)),
+            "fold_seconds": round(folded, 2),
+        },
+        "throughput (firings' evidence only, as the evaluator and backtest run)": quiet,
+        "throughput (every condition explained, as GET /signals)": explained,
+        "online evaluation (DynamoDB)": online,
+        "target_evaluations_per_second": TARGET_EVALUATIONS_PER_SECOND,
+    }
+    _print(result)
+    return result
+
+
+def _throughput(
+    ruleset: Any,
+    memory: InMemoryAggregates,
+    people: list[population.Account],
+    moments: list[datetime],
+    *,
+    explain: bool,
+) -> dict[str, Any]:
+    states = {account.account_id: AccountState() for account in people}
+    firings = 0
+    gc.collect()
+    started_cpu, started = time.process_time(), time.perf_counter()
+    for at in moments:
+        for account in people:
+            evaluation = evaluate_account(
+                ruleset,
+                memory,
+                account.account_id,
+                account.profile,
+                states[account.account_id],
+                at,
+                explain=explain,
+            )
+            states[account.account_id] = evaluation.state
+            firings += len(evaluation.firings)
+    cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
+    evaluations = len(moments) * len(people)
+    return {
+        "evaluations": evaluations,
+        "firings": firings,
+        "cpu_seconds": round(cpu, 3),
+        "evaluations_per_second": round(evaluations / cpu),
+        "microseconds_per_evaluation": round(cpu / evaluations * 1e6, 1),
+        "wall_seconds": round(wall, 3),
+    }
+
+
+def _online_read_units(
+    ruleset: Any, memory: InMemoryAggregates, people: list[population.Account], at: datetime
+) -> dict[str, Any]:
+    with fake_aws():
+        from shared.accounts.store import AccountStore
+        from shared.counters.store import CounterStore
+        from shared.rules.aggregates import DynamoAggregates
+        from shared.rules.engine import read_plan
+        from shared.rules.firings import FiringStore
+        from shared.rules.online import OnlineEvaluator
+        from shared.storage.dynamo import aws_client, dynamodb_client
+
+        client = dynamodb_client()
+        counters = CounterStore(client, BENCH_TABLES[COUNTERS_TABLE.env_var], 400)
+        accounts = AccountStore(client, BENCH_TABLES[ACCOUNTS_TABLE.env_var])
+        plan = read_plan(ruleset)
+        for account in people:
+            accounts.put(account.account_id, account.profile)
+            for bucket in memory.buckets(account.account_id, plan.first_day(at), at.date()):
+                counters.save(bucket, "")
+        metered = dynamodb_client()
+        meter = Meter()
+        meter.attach(metered, aws_client("dynamodb"))
+        online = OnlineEvaluator(
+            ruleset=ruleset,
+            plan=plan,
+            aggregates=DynamoAggregates(CounterStore(metered, BENCH_TABLES[COUNTERS_TABLE.env_var], 400)),
+            accounts=AccountStore(metered, BENCH_TABLES[ACCOUNTS_TABLE.env_var]),
+            firings=FiringStore(metered, BENCH_TABLES[FIRINGS_TABLE.env_var], 400),
+            publish=lambda messages: {message["firing_id"] for message in messages},
+        )
+        units, firings = [], 0
+        for account in people:
+            before = meter.read_units
+            firings += len(online.evaluate(account.account_id, at).firings)
+            units.append(meter.read_units - before)
+        return {
+            "accounts": len(people),
+            "days_read": plan.lookback_days,
+            "read_units_mean": round(statistics.mean(units), 2),
+            "read_units_max": round(max(units), 2),
+            "requests": dict(meter.requests),
+            "write_units_total": meter.write_units,
+            "firings": firings,
+        }
+
+
+def _print(result: dict[str, Any]) -> None:
+    people = result["population"]
+    print(
+        f"\nRules engine, reference ruleset: {people['accounts']} accounts x {people['days']} days, "
+        f"{people['events']:,} events ({people['events_per_account_day']} per account-day), "
+        f"levels {people['levels']}; folded in memory in {people['fold_seconds']} s"
+    )
+    for label in (
+        "throughput (firings' evidence only, as the evaluator and backtest run)",
+        "throughput (every condition explained, as GET /signals)",
+    ):
+        row = result[label]
+        print(
+            f"  {label}: {row['evaluations_per_second']:,} evaluations/s "
+            f"({row['microseconds_per_evaluation']} µs each, {row['evaluations']:,} evaluations, "
+            f"{row['firings']:,} firings) — target ≥ {TARGET_EVALUATIONS_PER_SECOND:,}/s"
+        )
+    online = result["online evaluation (DynamoDB)"]
+    print(
+        f"  online evaluation: {online['read_units_mean']} RCU per account evaluation on average "
+        f"(max {online['read_units_max']}; {online['days_read']} days of counters, strongly consistent; "
+        f"requests {online['requests']})"
+    )
