@@ -26,12 +26,11 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any, NamedTuple
 
 from shared.accounts.models import AccountProfile
 from shared.rules.aggregates import Aggregates
-from shared.rules.history import History, MetricSeries
+from shared.rules.history import History
 from shared.rules.language import (
     BySegment,
     CompositeSignal,
@@ -196,16 +195,20 @@ def evaluate_account(
     plan: ReadPlan | None = None,
     *,
     explain: bool = True,
+    exhaustive: bool = False,
 ) -> Evaluation:
     """Evaluate every trigger for the account at `at`.
 
     With explain=False only firings carry their condition's evidence (what the evaluator and the
     backtest need); with explain=True every outcome does (the signals route, tests).
+    exhaustive=True tests every day where "held within" normally skips to the days a signal's
+    inputs change: slower, the same answer — the reference the tests compare against.
     """
     compiled = compiled_ruleset(ruleset)
     plan = plan or compiled.plan
     today = at.date()
-    context = _Context(compiled.rules, aggregates.history(account_id, plan.first_day(at), today), profile)
+    history = aggregates.history(account_id, plan.first_day(at), today)
+    context = _Context(compiled.rules, history, profile, exhaustive)
     day = today.toordinal()
     outcomes = []
     trigger_states = dict(state.triggers)
@@ -403,6 +406,7 @@ class _Context:
         "_held",
         "_last_held",
         "_observed",
+        "exhaustive",
         "first",
         "history",
         "last",
@@ -413,8 +417,11 @@ class _Context:
         "segment",
     )
 
-    def __init__(self, rules: dict[str, _Rule], history: History, profile: AccountProfile | None) -> None:
+    def __init__(
+        self, rules: dict[str, _Rule], history: History, profile: AccountProfile | None, exhaustive: bool
+    ) -> None:
         self.rules = rules
+        self.exhaustive = exhaustive
         self.history = history
         self.metrics = history.series  # read in the hot loops: one attribute hop less
         self.first, self.last = history.first, history.last
@@ -478,74 +485,143 @@ class Missing(NamedTuple):
         return self.reason.format(first=date.fromordinal(self.first), last=date.fromordinal(self.last))
 
 
-# (context, the window's last day) → the measure, or why there is none
-Measurer = Callable[[_Context, int], float | Missing]
+# ── measures: one class per kind, each a value over a window and, where it can, an upper bound ──
 
+
+class _Measure:
+    """A measure of one account over the window of `span + 1` days ending on a given day."""
+
+    prunable = False  # whether upper_bound bounds the measure over every window inside a span
+
+    def __init__(self, signal: MetricSignal) -> None:
+        self.metric = signal.metric or ""
+        self.span = days(signal.window) - 1
+
+    def value(self, context: _Context, end: int) -> float | Missing:
+        raise NotImplementedError
+
+    def upper_bound(self, context: _Context, first: int, last: int) -> float | None:
+        """At least the measure of any window within first..last (None: no value in any)."""
+        raise NotImplementedError
+
+
+class _Sum(_Measure):
+    prunable = True
+
+    def value(self, context: _Context, end: int) -> float | Missing:
+        series = context.metrics.get(self.metric)
+        if series is None:
+            return 0.0
+        return float(series.total(max(end - self.span, context.first), min(end, context.last)))
+
+    def upper_bound(self, context: _Context, first: int, last: int) -> float | None:
+        series = context.metrics.get(self.metric)
+        return float(series.positive_total(first, last)) if series else 0.0  # counts may be negative
+
+
+class _Count(_Measure):
+    prunable = True
+
+    def value(self, context: _Context, end: int) -> float | Missing:
+        series = context.metrics.get(self.metric)
+        if series is None:
+            return 0.0
+        return float(series.events(max(end - self.span, context.first), min(end, context.last)))
+
+    def upper_bound(self, context: _Context, first: int, last: int) -> float | None:
+        series = context.metrics.get(self.metric)
+        return float(series.events(first, last)) if series else 0.0
+
+
+class _ActiveDays(_Measure):
+    prunable = True
+
+    def value(self, context: _Context, end: int) -> float | Missing:
+        series = context.metrics.get(self.metric)
+        if series is None:
+            return 0.0
+        return float(series.active_days(max(end - self.span, context.first), min(end, context.last)))
+
+    def upper_bound(self, context: _Context, first: int, last: int) -> float | None:
+        series = context.metrics.get(self.metric)
+        return float(series.active_days(first, last)) if series else 0.0
+
+
+class _Reading(_Measure):
+    """latest, peak or low of a gauge's daily readings."""
+
+    def __init__(self, signal: MetricSignal) -> None:
+        super().__init__(signal)
+        self.which = signal.measure
+        self.prunable = signal.measure is not Measure.LOW  # latest and peak never exceed the peak
+        self.no_reading = f"no {self.metric} reading in {{first}}..{{last}}"
+
+    def value(self, context: _Context, end: int) -> float | Missing:
+        series = context.metrics.get(self.metric)
+        found = None
+        if series is not None:
+            first, last = max(end - self.span, context.first), min(end, context.last)
+            if self.which is Measure.LATEST:
+                found = series.latest(first, last)
+            elif self.which is Measure.PEAK:
+                found = series.peak(first, last)
+            else:
+                found = series.low(first, last)
+        return Missing(self.no_reading, end - self.span, end) if found is None else found
+
+    def upper_bound(self, context: _Context, first: int, last: int) -> float | None:
+        series = context.metrics.get(self.metric)
+        return series.peak(first, last) if series else None
+
+
+class _Distinct(_Measure):
+    prunable = True
+
+    def __init__(self, signal: MetricSignal) -> None:
+        super().__init__(signal)
+        self.dimension = signal.dimension or ""
+
+    def value(self, context: _Context, end: int) -> float | Missing:
+        first, last = max(end - self.span, context.first), min(end, context.last)
+        return float(len(context.history.distinct(self.metric, self.dimension, first, last)))
+
+    def upper_bound(self, context: _Context, first: int, last: int) -> float | None:
+        return float(len(context.history.distinct(self.metric, self.dimension, first, last)))
+
+
+class _Share(_Measure):
+    def __init__(self, signal: MetricSignal) -> None:
+        super().__init__(signal)
+        assert signal.of
+        assert signal.among
+        self.of, self.among = signal.of, signal.among
+        self.no_among = f"no {self.among.dimension} of {self.among.metric} in {{first}}..{{last}}"
+
+    def value(self, context: _Context, end: int) -> float | Missing:
+        first, last = max(end - self.span, context.first), min(end, context.last)
+        among = context.history.distinct(self.among.metric, self.among.dimension, first, last)
+        if not among:
+            return Missing(self.no_among, end - self.span, end)
+        of = context.history.distinct(self.of.metric, self.of.dimension, first, last)
+        return len(of & among) / len(among)
+
+
+_MEASURES: dict[Measure, type[_Measure]] = {
+    Measure.SUM: _Sum,
+    Measure.COUNT: _Count,
+    Measure.ACTIVE_DAYS: _ActiveDays,
+    Measure.LATEST: _Reading,
+    Measure.PEAK: _Reading,
+    Measure.LOW: _Reading,
+    Measure.DISTINCT: _Distinct,
+    Measure.SHARE: _Share,
+}
 _COMPARATORS: dict[str, Callable[[float, float], bool]] = {
     "at_least": operator.ge,
     "more_than": operator.gt,
     "at_most": operator.le,
     "less_than": operator.lt,
 }
-_ADDITIVE: dict[Measure, Callable[[MetricSeries, int, int], Decimal | int]] = {
-    Measure.SUM: MetricSeries.total,
-    Measure.COUNT: MetricSeries.events,
-    Measure.ACTIVE_DAYS: MetricSeries.active_days,
-}
-_READING: dict[Measure, Callable[[MetricSeries, int, int], float | None]] = {
-    Measure.LATEST: MetricSeries.latest,
-    Measure.PEAK: MetricSeries.peak,
-    Measure.LOW: MetricSeries.low,
-}
-
-
-def _measurer(signal: MetricSignal) -> Measurer:
-    """The signal's measure over the window ending on a given day, as a closure over its settings."""
-    span = days(signal.window) - 1
-    metric = signal.metric or ""
-    measure = signal.measure
-    if measure in _ADDITIVE:
-        add_up = _ADDITIVE[measure]
-
-        def additive(context: _Context, end: int) -> float | Missing:
-            series = context.metrics.get(metric)
-            if series is None:
-                return 0.0
-            return float(add_up(series, max(end - span, context.first), min(end, context.last)))
-
-        return additive
-    if measure in _READING:
-        read = _READING[measure]
-        no_reading = f"no {metric} reading in {{first}}..{{last}}"
-
-        def reading(context: _Context, end: int) -> float | Missing:
-            series = context.metrics.get(metric)
-            found = read(series, max(end - span, context.first), min(end, context.last)) if series else None
-            return Missing(no_reading, end - span, end) if found is None else found
-
-        return reading
-    if measure is Measure.DISTINCT:
-        dimension = signal.dimension or ""
-
-        def distinct(context: _Context, end: int) -> float | Missing:
-            first, last = max(end - span, context.first), min(end, context.last)
-            return float(len(context.history.distinct(metric, dimension, first, last)))
-
-        return distinct
-    of, among = signal.of, signal.among
-    assert of
-    assert among
-    no_among = f"no {among.dimension} of {among.metric} in {{first}}..{{last}}"
-
-    def share(context: _Context, end: int) -> float | Missing:
-        first, last = max(end - span, context.first), min(end, context.last)
-        among_values = context.history.distinct(among.metric, among.dimension, first, last)
-        if not among_values:
-            return Missing(no_among, end - span, end)
-        of_values = context.history.distinct(of.metric, of.dimension, first, last)
-        return len(of_values & among_values) / len(among_values)
-
-    return share
 
 
 class _MetricRule:
@@ -560,151 +636,92 @@ class _MetricRule:
         comparison, threshold = signal.threshold() or (None, None)
         self.comparison = comparison
         self.compare = _COMPARATORS[comparison] if comparison else None
-        self.threshold = threshold
+        self.fixed_bound = float(threshold) if isinstance(threshold, int | float) else None
+        self.segment_bounds = threshold if isinstance(threshold, BySegment) else None
         self.description = _describe(signal)
         self.metric = signal.metric or ""
-        self.per_limit = signal.per_limit
+        self.per_limit = signal.per_limit or ""
+        self.no_limit = Missing(f"no plan limit for {signal.per_limit} on file")
         self.growth = signal.growth
+        self.previous_window = bool(signal.growth and signal.growth.over == "previous_window")
         self.baseline_days = days(signal.growth.baseline_window or "1d") if signal.growth else 0
+        baseline_window = signal.growth.baseline_window if signal.growth else ""
+        self.no_baseline = Missing(f"no {self.metric} readings in the {baseline_window} baseline")
         read = (
             [signal.metric] if signal.metric else [part.metric for part in (signal.of, signal.among) if part]
         )
         self.metrics_read = [metric for metric in read if metric]
         self.change_offsets, self.reach = self._change_offsets()
-        self.measure = _measurer(signal)
-        self.value = self._valuer()
-        self.held: Callable[[_Context, int], bool] = self._holder()
-        self.upper_bound = self._upper_bounds().get(signal.measure) if self._prunable() else None
+        self.measure = _MEASURES[signal.measure](signal)
+        plain = not (self.growth or self.rising or self.periods > 1)
+        self.prunable = plain and self.measure.prunable and comparison in ("at_least", "more_than")
 
     def bound(self, segment: str | None) -> float | None:
-        threshold = self.threshold
-        if threshold is None:
-            return None
-        if isinstance(threshold, BySegment):
-            return threshold.segments.get(segment, threshold.default) if segment else threshold.default
-        return float(threshold)
+        """The threshold for the account's segment."""
+        calibrated = self.segment_bounds
+        if calibrated is None:
+            return self.fixed_bound
+        return calibrated.segments.get(segment, calibrated.default) if segment else calibrated.default
 
-    def _valuer(self) -> Measurer:
-        """The measure, then growth over its baseline, then per plan limit, as the signal asks."""
-        measure, growth, per_limit = self.measure, self.growth, self.per_limit
-        if not growth and not per_limit:
-            return measure
-        no_limit = Missing(f"no plan limit for {per_limit} on file")
-        zero_baseline = Missing("the baseline is zero: growth is undefined")
+    # held: the fast path, no evidence
 
-        def value(context: _Context, end: int) -> float | Missing:
-            found = measure(context, end)
-            if isinstance(found, Missing):
-                return found
-            if growth:
-                baseline = self.baseline(context, end)
-                if isinstance(baseline, Missing):
-                    return baseline
-                if baseline == 0:
-                    return zero_baseline
-                found = (found - baseline) / baseline
-            if per_limit:
-                limit = context.limits.get(per_limit)
-                if not limit:
-                    return no_limit
-                found = found / limit
-            return found
-
-        return value
-
-    def baseline(self, context: _Context, end: int) -> float | Missing:
-        assert self.growth
-        if self.growth.over == "previous_window":
-            return self.measure(context, end - self.window)
-        series = context.metrics.get(self.metric)
-        total, readings = (
-            series.readings(*context.window(end - self.window, self.baseline_days)) if series else (0, 0)
-        )
-        if not readings:
-            return Missing(f"no {self.metric} readings in the {self.growth.baseline_window} baseline")
-        return float(total) / readings
-
-    def _holder(self) -> Callable[[_Context, int], bool]:
-        value, compare, bound = self.value, self.compare, self.bound
-        window, periods = self.window, self.periods
+    def held(self, context: _Context, day: int) -> bool:
+        compare, bound = self.compare, self.bound(context.segment)
         if self.rising:
-
-            def rising(context: _Context, day: int) -> bool:
-                values = self.rising_values(context, day)
-                latest, limit = values[-1], bound(context.segment)
-                if not _rose(values) or isinstance(latest, Missing):
-                    return False
-                return limit is None or compare is None or compare(latest, limit)
-
-            return rising
-        assert compare
-        if periods == 1:
-
-            def plain(context: _Context, day: int) -> bool:
-                found = value(context, day)
-                limit = bound(context.segment)
-                return not isinstance(found, Missing) and (limit is None or compare(found, limit))
-
-            return plain
-
-        def sustained(context: _Context, day: int) -> bool:
-            limit = bound(context.segment)
-            for period in range(periods):
-                found = value(context, day - window * period)
-                if isinstance(found, Missing) or (limit is not None and not compare(found, limit)):
-                    return False
-            return True
-
-        return sustained
+            values = self.rising_values(context, day)
+            latest = values[-1]
+            if not _rose(values) or isinstance(latest, Missing):
+                return False
+            return bound is None or compare is None or compare(latest, bound)
+        for period in range(self.periods):
+            found = self.value(context, day - self.window * period)
+            if isinstance(found, Missing):
+                return False
+            if bound is not None and compare is not None and not compare(found, bound):
+                return False
+        return True
 
     def rising_values(self, context: _Context, day: int) -> list[float | Missing]:
         return [self.value(context, day - self.window * period) for period in range(self.rising, -1, -1)]
 
-    # pruning: a bound on the measure over many days at once
+    def value(self, context: _Context, end: int) -> float | Missing:
+        """The measure, then its growth over the baseline, then per plan limit, as the signal asks."""
+        found = self.measure.value(context, end)
+        if isinstance(found, Missing):
+            return found
+        if self.growth:
+            baseline = self.baseline(context, end)
+            if isinstance(baseline, Missing):
+                return baseline
+            if baseline == 0:
+                return _ZERO_BASELINE
+            found = (found - baseline) / baseline
+        if self.per_limit:
+            limit = context.limits.get(self.per_limit)
+            if not limit:
+                return self.no_limit
+            found = found / limit
+        return found
 
-    def _prunable(self) -> bool:
-        plain = not (self.growth or self.rising or self.periods > 1)
-        return plain and self.comparison in ("at_least", "more_than")
+    def baseline(self, context: _Context, end: int) -> float | Missing:
+        if self.previous_window:
+            return self.measure.value(context, end - self.window)
+        series = context.metrics.get(self.metric)
+        if series is None:
+            return self.no_baseline
+        total, readings = series.readings(*context.window(end - self.window, self.baseline_days))
+        if not readings:
+            return self.no_baseline
+        return float(total) / readings
 
-    def _upper_bounds(self) -> dict[Measure, Callable[[_Context, int, int], float | None]]:
-        """For measures that cannot exceed their value over a longer span: that value."""
-        metric = self.metric
-
-        def total(context: _Context, first: int, last: int) -> float | None:
-            series = context.metrics.get(metric)
-            return float(series.positive_total(first, last)) if series else 0.0
-
-        def events(context: _Context, first: int, last: int) -> float | None:
-            series = context.metrics.get(metric)
-            return float(series.events(first, last)) if series else 0.0
-
-        def active_days(context: _Context, first: int, last: int) -> float | None:
-            series = context.metrics.get(metric)
-            return float(series.active_days(first, last)) if series else 0.0
-
-        def distinct(context: _Context, first: int, last: int) -> float | None:
-            assert self.signal.dimension
-            return float(len(context.history.distinct(metric, self.signal.dimension, first, last)))
-
-        def highest(context: _Context, first: int, last: int) -> float | None:
-            series = context.metrics.get(metric)
-            return series.peak(first, last) if series else None
-
-        return {
-            Measure.SUM: total,
-            Measure.COUNT: events,
-            Measure.ACTIVE_DAYS: active_days,
-            Measure.DISTINCT: distinct,
-            Measure.LATEST: highest,
-            Measure.PEAK: highest,
-        }
+    # pruning: one bound over many days at once
 
     def could_hold(self, context: _Context, first: int, last: int) -> bool:
         """False when the signal holds on none of the days from first to last: an upper bound of
         its measure over all their windows together already fails the threshold."""
-        if self.upper_bound is None or self.compare is None:
+        if not self.prunable or self.compare is None:
             return True
-        highest = self.upper_bound(context, *context.window(last, last - first + self.window))
+        highest = self.measure.upper_bound(context, *context.window(last, last - first + self.window))
         if highest is None:
             return False
         if self.per_limit:
@@ -726,7 +743,7 @@ class _MetricRule:
         w = self.window
         periods = self.rising + 1 if self.rising else self.periods
         windows = [(p * w + w - 1, p * w) for p in range(periods)]
-        if self.growth and self.growth.over == "previous_window":
+        if self.previous_window:
             windows += [(a + w, b + w) for a, b in windows]
         elif self.growth:
             windows += [(b + w + self.baseline_days - 1, b + w) for _, b in windows]
@@ -734,6 +751,8 @@ class _MetricRule:
         return offsets, max(a for a, _ in windows) + 1
 
     def change_days(self, context: _Context, first: int, last: int) -> list[int]:
+        if context.exhaustive:
+            return list(range(first, last + 1))
         days_ = {first}
         for metric in self.metrics_read:
             series = context.metrics.get(metric)
@@ -848,6 +867,7 @@ class _CompositeRule:
 
 
 _Rule = _MetricRule | _CompositeRule
+_ZERO_BASELINE = Missing("the baseline is zero: growth is undefined")
 
 
 def _describe(signal: MetricSignal) -> str:

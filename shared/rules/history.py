@@ -76,8 +76,8 @@ class MetricSeries:
         """Entry indexes [lo, hi) of the days from first to last inclusive."""
         if self._fresh < len(self.days):
             self._refresh()
-        lo = bisect_left(self.days, first)
-        return lo, max(lo, bisect_right(self.days, last))
+        lo, hi = bisect_left(self.days, first), bisect_right(self.days, last)
+        return (lo, hi) if hi > lo else (lo, lo)
 
     def total(self, first: int, last: int) -> Decimal:
         lo, hi = self.span(first, last)
