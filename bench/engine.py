@@ -89,10 +89,13 @@ def _throughput(
 ) -> dict[str, Any]:
     states = {account.account_id: AccountState() for account in people}
     firings = 0
+    by_level: Counter[str] = Counter()
+    clock_now = time.perf_counter
     gc.collect()
     started_cpu, started = time.process_time(), time.perf_counter()
     for at in moments:
         for account in people:
+            before = clock_now()
             evaluation = evaluate_account(
                 ruleset,
                 memory,
@@ -102,6 +105,7 @@ def _throughput(
                 at,
                 explain=explain,
             )
+            by_level[account.level] += clock_now() - before
             states[account.account_id] = evaluation.state
             firings += len(evaluation.firings)
     cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
@@ -113,6 +117,12 @@ def _throughput(
         "evaluations_per_second": round(evaluations / cpu),
         "microseconds_per_evaluation": round(cpu / evaluations * 1e6, 1),
         "wall_seconds": round(wall, 3),
+        "microseconds_per_evaluation_by_level": {
+            level: round(
+                spent / (len(moments) * sum(1 for account in people if account.level == level)) * 1e6, 1
+            )
+            for level, spent in by_level.items()
+        },
     }
 
 
@@ -180,6 +190,7 @@ def _print(result: dict[str, Any]) -> None:
             f"({row['microseconds_per_evaluation']} µs each, {row['evaluations']:,} evaluations, "
             f"{row['firings']:,} firings) — target ≥ {TARGET_EVALUATIONS_PER_SECOND:,}/s"
         )
+        print(f"    µs per evaluation by activity level: {row['microseconds_per_evaluation_by_level']}")
     online = result["online evaluation (DynamoDB)"]
     print(
         f"  online evaluation: {online['read_units_mean']} RCU per account evaluation on average "

@@ -104,6 +104,7 @@ class Aws:
     tables: dict[str, str]  # env var → table name
     stream_arns: dict[str, str]  # env var → stream ARN
     rejects_queue_url: str
+    fired_queue_url: str
     streams_client: Any
 
     @property
@@ -153,7 +154,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     """A fresh in-process moto with all four tables and the queues; handlers see them via the env."""
     from moto import mock_aws
 
-    from shared.resources import BUS_INGEST_QUEUE, REJECTS_QUEUE, RETENTION_DAYS_ENV, TABLES
+    from shared.resources import BUS_INGEST_QUEUE, FIRED_QUEUE, REJECTS_QUEUE, RETENTION_DAYS_ENV, TABLES
     from upswing.local.aws import number_moto_stream_records_uniquely, table_definition
 
     for name, value in FAKE_AWS_ENVIRONMENT.items():
@@ -176,7 +177,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             monkeypatch.setenv(spec.env_var, name)
         queues = {
             spec.env_var: sqs.create_queue(QueueName=spec.local_name(TEST_PREFIX))["QueueUrl"]
-            for spec in (BUS_INGEST_QUEUE, REJECTS_QUEUE)
+            for spec in (BUS_INGEST_QUEUE, REJECTS_QUEUE, FIRED_QUEUE)
         }
         for env_var, url in queues.items():
             monkeypatch.setenv(env_var, url)
@@ -187,6 +188,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             tables=tables,
             stream_arns=stream_arns,
             rejects_queue_url=queues[REJECTS_QUEUE.env_var],
+            fired_queue_url=queues[FIRED_QUEUE.env_var],
             streams_client=_test_client("dynamodbstreams"),
         )
         _forget_cached_handler_clients()

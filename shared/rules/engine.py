@@ -35,6 +35,7 @@ from shared.rules.language import (
     BySegment,
     CompositeSignal,
     ContactedWithin,
+    Exclusion,
     Flag,
     Measure,
     MetricSignal,
@@ -293,8 +294,9 @@ class _CompiledTrigger:
             rearmed = replace(state, armed=True) if not state.armed else None
             return TriggerOutcome(name, False, False, "not held", condition), rearmed
         profile = context.profile
-        if any(_excluded(exclusion, profile, last_contacted, at) for exclusion in self.trigger.unless):
-            return TriggerOutcome(name, True, False, "excluded", condition), None
+        for exclusion in self.trigger.unless:
+            if context.excluded(exclusion, last_contacted, at):
+                return TriggerOutcome(name, True, False, "excluded", condition), None
         if not state.armed:
             return TriggerOutcome(name, True, False, "not re-armed", condition), None
         if state.last_fired_at and at - state.last_fired_at < self.cooldown:
@@ -403,6 +405,7 @@ class _Context:
     """One account's evaluation: its history, its profile, and what has been computed so far."""
 
     __slots__ = (
+        "_excluded",
         "_held",
         "_last_held",
         "_observed",
@@ -431,6 +434,7 @@ class _Context:
         self._held: dict[tuple[str, int], bool] = {}
         self._observed: dict[tuple[str, int], Observation] = {}
         self._last_held: dict[tuple[str, int, int], int | None] = {}
+        self._excluded: dict[Exclusion, bool] = {}
 
     def held(self, name: str, day: int) -> bool:
         key = (name, day)
@@ -445,6 +449,13 @@ class _Context:
         if observation is None:
             observation = self._observed[key] = self.rules[name].observe(self, day)
         return observation
+
+    def excluded(self, exclusion: Exclusion, last_contacted: datetime | None, at: datetime) -> bool:
+        """Whether the exclusion applies (the same for every trigger of the evaluation)."""
+        applies = self._excluded.get(exclusion)
+        if applies is None:
+            applies = self._excluded[exclusion] = _excluded(exclusion, self.profile, last_contacted, at)
+        return applies
 
     def last_held(self, name: str, day: int, within: int) -> int | None:
         """The latest of the `within` days ending with `day` on which the signal held, if any."""

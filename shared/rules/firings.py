@@ -68,11 +68,21 @@ class FiringStore:
         state = AccountState(triggers=triggers, last_contacted_at=_moment(raw.get("last_contacted_at")))
         return StoredState(state, int(raw.get("version", 0)), frozenset(raw.get("pending", ())))
 
-    def commit(self, account_id: str, read: StoredState, state: AccountState, firings: list[Firing]) -> None:
-        """Store the new state and the firings, unless the state changed since `read`."""
+    def commit(
+        self,
+        account_id: str,
+        read: StoredState,
+        state: AccountState,
+        firings: list[Firing],
+        handed_off: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
+        """Store the new state and the firings, unless the state changed since `read`.
+
+        `handed_off`: ids of the read state's pending firings sent since; they leave the outbox.
+        """
         if state == read.state and not firings:
             return
-        pending = set(read.pending) | {firing_id(firing) for firing in firings}
+        pending = (set(read.pending) - set(handed_off)) | {firing_id(firing) for firing in firings}
         state_item: dict[str, Any] = {
             **self._key_values(account_id, STATE_KEY),
             "version": read.version + 1,

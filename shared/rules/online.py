@@ -48,10 +48,10 @@ class OnlineEvaluator:
         """Evaluate, commit the state and firings once, then hand the firings off."""
         for _ in range(_COMMIT_ATTEMPTS):
             stored = self.firings.load(account_id)
-            self._hand_off(account_id, self.firings.pending_firings(account_id, stored.pending))
+            sent = self._hand_off(account_id, self.firings.pending_firings(account_id, stored.pending))
             evaluation = self._evaluate(account_id, at, stored.state, explain=False)
             try:
-                self.firings.commit(account_id, stored, evaluation.state, evaluation.firings)
+                self.firings.commit(account_id, stored, evaluation.state, evaluation.firings, handed_off=sent)
             except ConcurrentEvaluation:
                 logger.info("concurrent evaluation: evaluating again", extra={"attempt": _})
                 continue
@@ -69,14 +69,16 @@ class OnlineEvaluator:
             self.ruleset, self.aggregates, account_id, profile, state, at, self.plan, explain=explain
         )
 
-    def _hand_off(self, account_id: str, messages: list[dict[str, Any]]) -> None:
+    def _hand_off(self, account_id: str, messages: list[dict[str, Any]]) -> set[str]:
+        """Send the messages; the ids of those sent (all of them, or HandOffFailed)."""
         if not messages:
-            return
+            return set()
         sent = self.publish(messages)
         self.firings.mark_handed_off(account_id, sent)
         if len(sent) < len(messages):
             # Committed but not sent: the next evaluation of the account sends them again.
             raise HandOffFailed(f"{len(messages) - len(sent)} of {len(messages)} firings not handed off yet")
+        return sent
 
 
 class HandOffFailed(Exception):
