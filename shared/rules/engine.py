@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from shared.accounts.models import AccountProfile
 from shared.rules.aggregates import Aggregates
+from shared.rules.durations import days
 from shared.rules.history import History
 from shared.rules.language import (
     BySegment,
@@ -42,7 +43,6 @@ from shared.rules.language import (
     RenewalWithin,
     Ruleset,
     Trigger,
-    days,
 )
 from shared.rules.loading import lookback_days
 

@@ -9,7 +9,6 @@ their errors into file:line messages.
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -27,6 +26,7 @@ from pydantic import (
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.models import DimensionKey, EventKind, MetricName
+from shared.rules.plays import Play
 
 DURATION_PATTERN = r"^[1-9][0-9]{0,3}[dw]$"
 Duration = Annotated[
@@ -36,14 +36,6 @@ Duration = Annotated[
 ]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
 Label = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-
-
-def days(duration: str) -> int:
-    """'30d' → 30, '2w' → 14."""
-    match = re.fullmatch(r"([1-9][0-9]*)([dw])", duration)
-    if not match:
-        raise ValueError(f"{duration!r} is not a duration like 30d or 4w")
-    return int(match[1]) * (7 if match[2] == "w" else 1)
 
 
 class _Strict(BaseModel):
@@ -271,6 +263,9 @@ class Ruleset(_Strict):
     )
     signals: dict[Name, Signal] = Field(min_length=1)
     triggers: dict[Name, Trigger] = Field(min_length=1)
+    plays: dict[Name, Play] = Field(
+        default_factory=dict, description="What each trigger's play does: owners, SLA, channels, message."
+    )
 
 
 MAX_LOOKBACK_DAYS = DEFAULT_RETENTION_DAYS

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.events.models import EventKind
 from shared.rules import language
+from shared.rules.durations import days
 from shared.rules.language import (
     GAUGE_MEASURES,
     MAX_LOOKBACK_DAYS,
@@ -26,7 +27,6 @@ from shared.rules.language import (
     Measure,
     MetricSignal,
     Ruleset,
-    days,
 )
 
 Location = tuple[str | int, ...]
@@ -136,6 +136,11 @@ def check_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
         for weighted in trigger.score.weights if trigger.score else {}:
             if weighted not in ruleset.signals:
                 yield ("triggers", name, "score", "weights", weighted), f"no signal named {weighted!r}"
+        if trigger.play not in ruleset.plays:
+            yield (
+                ("triggers", name, "play"),
+                f"no play named {trigger.play!r} under plays{_did_you_mean(trigger.play, ruleset.plays)}",
+            )
 
 
 def lookback_days(ruleset: Ruleset, name: str, seen: frozenset[str] = frozenset()) -> int | None:

@@ -74,7 +74,8 @@ EVERY_MEASURE = parse_ruleset(
         + (", score: {base: 10, weights: {sessions_sum: 30, seats_growth: 40}}" if name == "busy" else "")
         + "}\n"
         for index, name in enumerate(_EVERY_MEASURE_SIGNALS)
-    ),
+    )
+    + "plays: {check-in: {}}\n",
     "parity.yaml",
 )
 RULESETS = {"reference": REFERENCE, "every-measure": EVERY_MEASURE}

@@ -64,6 +64,8 @@ triggers:
     when: building
     unless: [do_not_contact]
     cooldown: 30d
+plays:
+  analytics-showcase: {}
 """,
     "evaluator-test.yaml",
 )

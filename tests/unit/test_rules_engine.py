@@ -120,6 +120,8 @@ def ruleset(
         f"    unless: {unless}\n"
         f"    cooldown: {cooldown}\n"
         f"{optional}"
+        "plays:\n"
+        "  check-in: {}\n"
     )
     return parse_ruleset(text, "test.yaml")
 
@@ -714,6 +716,7 @@ triggers:
   second:
     {{category: value, owner_role: ae, play: value-review, when: dashboards, cooldown: 30d,
       unless: [{{contacted_within: 14d}}]}}
+plays: {{check-in: {{}}, value-review: {{}}}}
 """
 
 
@@ -979,6 +982,8 @@ triggers:
     when: paywall_attempts
     unless: [do_not_contact, top_tier]
     cooldown: 30d
+plays:
+  enterprise-trial: {}
 """
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.rules.language import CompositeSignal, MetricSignal, days
+from shared.rules.durations import days
+from shared.rules.language import CompositeSignal, MetricSignal
 from shared.rules.loading import RulesetError, load_ruleset, parse_ruleset
 from shared.rules.schema import rules_json_schema
 
@@ -30,6 +31,8 @@ triggers:
     when: both
     unless: [do_not_contact, {renewal_within: 60d}]
     cooldown: 30d
+plays:
+  upgrade-proposal: {channels: [hubspot_task, email]}
 """
 
 
@@ -182,3 +185,71 @@ def test_given_the_cli_then_validate_exits_non_zero_with_located_errors(tmp_path
     assert failed.returncode == 1
     assert f"{bad}:4:63: signals.seats_full.window" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+# ── plays ──────────────────────────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("play: upgrade-proposal", "play: upgrade-proposl"),
+            "rules/x.yaml:11:11: triggers.upgrade.play: no play named 'upgrade-proposl' under plays "
+            "(did you mean 'upgrade-proposal'?)",
+        ),
+        (
+            ("{channels: [hubspot_task, email]}", "{channels: [fax]}"),
+            "plays.upgrade-proposal.channels[0]: 'fax' is not one of",
+        ),
+        (
+            ("{channels: [hubspot_task, email]}", "{message: {subject: 'Hi $account.nme'}}"),
+            "plays.upgrade-proposal.message: unknown placeholder $account.nme",
+        ),
+        (
+            ("{channels: [hubspot_task, email]}", "{message: {body: 'costs 5 $'}}"),
+            "plays.upgrade-proposal.message: a `$` must start a placeholder",
+        ),
+        (
+            ("{channels: [hubspot_task, email]}", "{sla_business_days: -1}"),
+            "plays.upgrade-proposal.sla_business_days: input should be greater than or equal to 0",
+        ),
+        (
+            ("{channels: [hubspot_task, email]}", "{priority: {high_at: 30, medium_at: 60}}"),
+            "plays.upgrade-proposal.priority: medium_at must not be above high_at",
+        ),
+        (
+            (
+                "{channels: [hubspot_task, email]}",
+                "{escalation: [{after: 0d, channels: [email]}, {after: 0d, channels: [hubspot_task]}]}",
+            ),
+            "plays.upgrade-proposal: escalation tiers must come later and later",
+        ),
+        (
+            ("{channels: [hubspot_task, email]}", "{escalation: [{after: 3d, channels: [email]}]}"),
+            "plays.upgrade-proposal: the first escalation tier is the play itself: after: 0d",
+        ),
+        (
+            ("{channels: [hubspot_task, email]}", "{fallback: {pools: {smb: []}}}"),
+            "plays.upgrade-proposal.fallback.pools.smb: ",
+        ),
+    ],
+)
+def test_given_a_play_mistake_then_the_message_names_file_line_path_and_what_is_wrong(change, expected):
+    found = problems(VALID.replace(*change))
+
+    assert any(expected in problem for problem in found), found
+
+
+def test_given_the_reference_ruleset_then_every_trigger_has_a_play_with_a_narrative():
+    ruleset = load_ruleset(REPO / "rules" / "reference.yaml")
+
+    assert {trigger.play for trigger in ruleset.triggers.values()} == set(ruleset.plays)
+    for play in ruleset.plays.values():
+        assert "$evidence" in play.message.body
+    upgrade = ruleset.plays["upgrade-proposal"]
+    assert [(tier.after, tier.role, list(tier.channels)) for tier in upgrade.tiers()] == [
+        ("0d", "csm", ["email"]),
+        ("7d", "csm", ["hubspot_task"]),
+        ("14d", "ae", ["hubspot_task", "email"]),
+    ]

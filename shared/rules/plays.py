@@ -1,0 +1,158 @@
+"""Plays: what happens when a trigger fires — who gets what, through which channel, by when.
+
+Written beside the triggers in the same rules file (docs/rules.md, "Plays") and validated the
+same way. A play names the fallback owners when the account has none for the trigger's role,
+the SLA (business days to the due date), how the priority follows from the firing's score and
+the account's value, the channels, the message (the value narrative, a template) and the
+escalation tiers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import string
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from shared.accounts.models import Label, Owner
+from shared.rules.durations import days
+
+Wait = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}[dw]$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Channel(StrEnum):
+    HUBSPOT_TASK = "hubspot_task"  # a task in HubSpot for the owner, associated to the company
+    EMAIL = "email"  # an email to the owner (SES)
+    EVENT = "event"  # `play.routed` on the EventBridge bus only (every play is published there anyway)
+
+
+class Pick(StrEnum):
+    ROUND_ROBIN = "round_robin"
+    LEAST_LOADED = "least_loaded"  # the fewest plays routed to them today
+
+
+class Fallback(_Strict):
+    """Owners for accounts that have none for the trigger's role, by segment."""
+
+    pools: dict[Label, Annotated[list[Owner], Field(min_length=1, max_length=100)]] = Field(
+        min_length=1, description="Segment → owners; the key `default` serves every other segment."
+    )
+    pick: Pick = Pick.ROUND_ROBIN
+
+
+class Priority(_Strict):
+    """HIGH from `high_at` up, MEDIUM from `medium_at`, else LOW; one level up for valuable accounts."""
+
+    high_at: float = Field(default=70, ge=0, le=100, description="Score at and above which a play is HIGH.")
+    medium_at: float = Field(default=40, ge=0, le=100)
+    valuable_arr: float | None = Field(
+        default=None, ge=0, description="Accounts with at least this ARR get one priority level more."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Priority:
+        if self.medium_at > self.high_at:
+            raise ValueError("medium_at must not be above high_at")
+        return self
+
+
+# Placeholders a message can use: `$name` or `${name}`; names may contain dots.
+PLACEHOLDERS = {
+    "account.id": "the account id",
+    "account.name": "the account's name",
+    "account.segment": "its segment (or 'unknown')",
+    "plan.name": "its plan (or 'unknown')",
+    "owner.name": "the owner the play goes to",
+    "trigger": "the trigger that fired",
+    "play": "the play",
+    "score": "the firing's score, 0-100",
+    "observed": "the condition's observed value",
+    "threshold": "the threshold it was compared with",
+    "window": "the condition's window, e.g. 2026-10-25..2026-11-23",
+    "detail": "the condition in words, e.g. 'latest seats.active / plan limit seats = 0.91'",
+    "evidence": "every condition (and a composite's members) on its own line",
+    "due": "the due date",
+    "ruleset_version": "the ruleset version that fired",
+}
+
+
+class NarrativeTemplate(string.Template):
+    idpattern = r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)?"
+
+
+def _known_placeholders(text: str) -> str:
+    template = NarrativeTemplate(text)
+    if not template.is_valid():
+        raise ValueError("a `$` must start a placeholder like $account.name, or be doubled: $$")
+    unknown = [name for name in template.get_identifiers() if name not in PLACEHOLDERS]
+    if unknown:
+        raise ValueError(f"unknown placeholder ${unknown[0]}; known: {', '.join(sorted(PLACEHOLDERS))}")
+    return text
+
+
+Template = Annotated[str, StringConstraints(min_length=1, max_length=8000)]
+
+DEFAULT_SUBJECT = "$play: $account.name ($trigger)"
+DEFAULT_BODY = """$account.name ($account.segment, plan $plan.name): $detail.
+
+Evidence (ruleset $ruleset_version, score $score):
+$evidence
+"""
+
+
+class Message(_Strict):
+    """The value narrative: current state, what is possible, the evidence, the risk of waiting."""
+
+    subject: Template = DEFAULT_SUBJECT
+    body: Template = DEFAULT_BODY
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> Message:
+        _known_placeholders(self.subject)
+        _known_placeholders(self.body)
+        if "\n" in self.subject:
+            raise ValueError("the subject is one line")
+        return self
+
+
+class Tier(_Strict):
+    """One escalation step: taken when the trigger's signal still holds `after` the first firing."""
+
+    after: Wait = Field(description="0d for the first tier; 7d: a week later if the signal persists.")
+    role: Label | None = Field(default=None, description="Default: the trigger's owner role.")
+    channels: list[Channel] = Field(min_length=1)
+
+
+class Play(_Strict):
+    description: str | None = None
+    channels: list[Channel] = Field(
+        default_factory=lambda: [Channel.HUBSPOT_TASK], min_length=1, description="Without escalation tiers."
+    )
+    sla_business_days: int = Field(
+        default=2, ge=0, le=60, description="The due date: this many business days after routing."
+    )
+    priority: Priority = Field(default_factory=Priority)
+    fallback: Fallback | None = None
+    message: Message = Field(default_factory=Message)
+    escalation: list[Tier] = Field(default_factory=list, max_length=5)
+    task_type: Literal["TODO", "CALL", "EMAIL"] = "TODO"
+
+    @model_validator(mode="after")
+    def _tiers_in_order(self) -> Play:
+        if self.escalation:
+            waits = [days(tier.after) for tier in self.escalation]
+            if waits[0] != 0:
+                raise ValueError("the first escalation tier is the play itself: after: 0d")
+            if any(later <= earlier for earlier, later in itertools.pairwise(waits)):
+                raise ValueError("escalation tiers must come later and later (after: 0d, 7d, 14d...)")
+        return self
+
+    def tiers(self) -> list[Tier]:
+        """The escalation tiers; a play without them is one tier, now, on its channels."""
+        return list(self.escalation) or [Tier(after="0d", channels=list(self.channels))]
