@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from shared.resources import COUNTERS_TABLE, EVENTS_TABLE, RETENTION_DAYS_ENV
 
 from .function import LambdaPackage, UpswingFunction
-from .queues import dead_letter_queue
 from .settings import UpswingSettings
 from .storage import Storage
+from .streams import consume_stream
 
 _AGGREGATOR_TIMEOUT = Duration.seconds(60)
 
@@ -54,23 +52,14 @@ class Counting(Construct):
             ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem"], counters_table.table_arn
         )
 
-        # Batches that still fail after the retries land here (as stream pointers) for replay.
-        self.failures = dead_letter_queue(
-            self, "AggregatorFailures", used_by="on-failure destination of the aggregator's stream mapping"
+        # Only new ledger items count: MODIFY and TTL-expiry REMOVE records must not invoke it.
+        self.failures = consume_stream(
+            self,
+            "AggregatorFailures",
+            self.aggregator.function,
+            events_table,
+            event_names=("INSERT",),
+            batch_size=500,
+            used_by="on-failure destination of the aggregator's stream mapping",
         )
         self.dead_letter_queues: list[sqs.IQueue] = [self.failures]
-        self.aggregator.function.add_event_source(
-            event_sources.DynamoEventSource(
-                events_table,
-                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=500,
-                max_batching_window=Duration.seconds(1),
-                # A poison record is isolated by halving the batch instead of blocking the shard.
-                bisect_batch_on_error=True,
-                retry_attempts=5,
-                report_batch_item_failures=True,
-                on_failure=event_sources.SqsDlq(self.failures),
-                # Only new ledger items count: MODIFY and TTL-expiry REMOVE records must not invoke it.
-                filters=[lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.is_equal("INSERT")})],
-            )
-        )

@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import Duration
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -22,9 +20,10 @@ from shared.resources import (
 from shared.rules.loading import load_ruleset
 
 from .function import LambdaPackage, UpswingFunction
-from .queues import dead_letter_queue, queue_with_dlq
+from .queues import queue_with_dlq
 from .settings import UpswingSettings
 from .storage import Storage
+from .streams import consume_stream
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 _EVALUATOR_TIMEOUT = Duration.seconds(60)
@@ -83,23 +82,14 @@ class Evaluation(Construct):
         )
         fired.queue.grant_send_messages(self.evaluator.function)
 
-        self.failures = dead_letter_queue(
-            self, "EvaluatorFailures", used_by="on-failure destination of the evaluator's stream mapping"
+        # Counter changes only: TTL expiry (REMOVE) never invokes the rules.
+        self.failures = consume_stream(
+            self,
+            "EvaluatorFailures",
+            self.evaluator.function,
+            counters_table,
+            event_names=("INSERT", "MODIFY"),
+            batch_size=100,
+            used_by="on-failure destination of the evaluator's stream mapping",
         )
         self.dead_letter_queues: list[sqs.IQueue] = [self.failures, fired.dead_letter_queue]
-        self.evaluator.function.add_event_source(
-            event_sources.DynamoEventSource(
-                counters_table,
-                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=100,
-                max_batching_window=Duration.seconds(1),
-                bisect_batch_on_error=True,
-                retry_attempts=5,
-                report_batch_item_failures=True,
-                on_failure=event_sources.SqsDlq(self.failures),
-                # Counter changes only: TTL expiry (REMOVE) never invokes the rules.
-                filters=[
-                    lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.or_("INSERT", "MODIFY")})
-                ],
-            )
-        )
