@@ -26,12 +26,13 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any, NamedTuple
+from decimal import Decimal
+from typing import Any, ClassVar, NamedTuple
 
 from shared.accounts.models import AccountProfile
 from shared.rules.aggregates import Aggregates
 from shared.rules.durations import days
-from shared.rules.history import History
+from shared.rules.history import History, MetricSeries
 from shared.rules.language import (
     BySegment,
     CompositeSignal,
@@ -499,6 +500,9 @@ class Missing(NamedTuple):
 # ── measures: one class per kind, each a value over a window and, where it can, an upper bound ──
 
 
+_SeriesRead = Callable[[MetricSeries, int, int], Decimal | int]
+
+
 class _Measure:
     """A measure of one account over the window of `span + 1` days ending on a given day."""
 
@@ -516,46 +520,30 @@ class _Measure:
         raise NotImplementedError
 
 
-class _Sum(_Measure):
+class _Additive(_Measure):
+    """sum, count or active_days: prefix-sum differences over the window."""
+
     prunable = True
+    # measure → (the window's value, an upper bound over a span: counts may be negative, days not)
+    _READS: ClassVar[dict[Measure, tuple[_SeriesRead, _SeriesRead]]] = {
+        Measure.SUM: (MetricSeries.total, MetricSeries.positive_total),
+        Measure.COUNT: (MetricSeries.events, MetricSeries.events),
+        Measure.ACTIVE_DAYS: (MetricSeries.active_days, MetricSeries.active_days),
+    }
+
+    def __init__(self, signal: MetricSignal) -> None:
+        super().__init__(signal)
+        self.read, self.read_bound = self._READS[signal.measure]
 
     def value(self, context: _Context, end: int) -> float | Missing:
         series = context.metrics.get(self.metric)
         if series is None:
             return 0.0
-        return float(series.total(max(end - self.span, context.first), min(end, context.last)))
+        return float(self.read(series, max(end - self.span, context.first), min(end, context.last)))
 
     def upper_bound(self, context: _Context, first: int, last: int) -> float | None:
         series = context.metrics.get(self.metric)
-        return float(series.positive_total(first, last)) if series else 0.0  # counts may be negative
-
-
-class _Count(_Measure):
-    prunable = True
-
-    def value(self, context: _Context, end: int) -> float | Missing:
-        series = context.metrics.get(self.metric)
-        if series is None:
-            return 0.0
-        return float(series.events(max(end - self.span, context.first), min(end, context.last)))
-
-    def upper_bound(self, context: _Context, first: int, last: int) -> float | None:
-        series = context.metrics.get(self.metric)
-        return float(series.events(first, last)) if series else 0.0
-
-
-class _ActiveDays(_Measure):
-    prunable = True
-
-    def value(self, context: _Context, end: int) -> float | Missing:
-        series = context.metrics.get(self.metric)
-        if series is None:
-            return 0.0
-        return float(series.active_days(max(end - self.span, context.first), min(end, context.last)))
-
-    def upper_bound(self, context: _Context, first: int, last: int) -> float | None:
-        series = context.metrics.get(self.metric)
-        return float(series.active_days(first, last)) if series else 0.0
+        return float(self.read_bound(series, first, last)) if series else 0.0
 
 
 class _Reading(_Measure):
@@ -618,9 +606,9 @@ class _Share(_Measure):
 
 
 _MEASURES: dict[Measure, type[_Measure]] = {
-    Measure.SUM: _Sum,
-    Measure.COUNT: _Count,
-    Measure.ACTIVE_DAYS: _ActiveDays,
+    Measure.SUM: _Additive,
+    Measure.COUNT: _Additive,
+    Measure.ACTIVE_DAYS: _Additive,
     Measure.LATEST: _Reading,
     Measure.PEAK: _Reading,
     Measure.LOW: _Reading,
