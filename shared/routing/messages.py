@@ -1,0 +1,54 @@
+"""The messages the router sends each channel's sender: everything a sender needs, nothing to look up.
+
+A `PlayDelivery` is one play tier on one channel. The router writes it to the channel's queue
+(HubSpot tasks, email); the sender parses it at its edge and delivers it at most once per
+`play_id` and channel (its own ledger). Owner e-mail addresses travel in the message body, never
+in logs or events.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.accounts.models import Email, HubSpotId, HubSpotRefs, Label
+from shared.routing.narrative import TaskPriority
+from shared.rules.plays import Channel
+
+PlayId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{24}$")]
+DELIVERY_TYPE = "play.deliver"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeliveryOwner(_Message):
+    role: Label
+    name: str | None = None
+    email: Email | None = None
+    hubspot_owner_id: HubSpotId | None = None
+    from_pool: bool = Field(default=False, description="Picked from the play's fallback pool.")
+
+
+class PlayDelivery(_Message):
+    type: Literal["play.deliver"] = DELIVERY_TYPE
+    play_id: PlayId = Field(description="One play tier of one firing: the senders' idempotency key.")
+    channel: Channel
+    firing_id: str
+    account_id: str
+    account_name: str
+    trigger: str
+    play: str
+    tier: int = Field(ge=0, description="0: the play itself; 1, 2...: escalation tiers.")
+    ruleset_version: str
+    subject: str = Field(max_length=250)
+    body: str = Field(description="Plain text: the value narrative and the evidence.")
+    due: date
+    priority: TaskPriority
+    task_type: Literal["TODO", "CALL", "EMAIL"] = "TODO"
+    owner: DeliveryOwner | None = Field(default=None, description="None: nobody owns it (an unassigned task).")
+    hubspot: HubSpotRefs = Field(default_factory=HubSpotRefs)
+    routed_at: datetime
