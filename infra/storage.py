@@ -22,7 +22,7 @@ class Storage(Construct):
 
 
 def _table(scope: Construct, spec: TableSpec, deletion_protection: bool) -> dynamodb.Table:
-    return dynamodb.Table(
+    table = dynamodb.Table(
         scope,
         spec.construct_id,
         partition_key=dynamodb.Attribute(name=spec.partition_key, type=dynamodb.AttributeType.STRING),
@@ -42,3 +42,11 @@ def _table(scope: Construct, spec: TableSpec, deletion_protection: bool) -> dyna
         # The ledger and counters are the product's data: never let a stack update drop them.
         removal_policy=RemovalPolicy.RETAIN,
     )
+    for index in spec.indexes:
+        table.add_global_secondary_index(
+            index_name=index.name,
+            partition_key=dynamodb.Attribute(name=index.partition_key, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=index.sort_key, type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+    return table

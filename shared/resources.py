@@ -17,6 +17,15 @@ class StreamView(StrEnum):
 
 
 @dataclass(frozen=True)
+class IndexSpec:
+    """A global secondary index (string keys, every attribute projected)."""
+
+    name: str
+    partition_key: str
+    sort_key: str
+
+
+@dataclass(frozen=True)
 class TableSpec:
     construct_id: str
     env_var: str
@@ -24,6 +33,7 @@ class TableSpec:
     sort_key: str | None = None
     ttl_attribute: str | None = None
     stream: StreamView | None = None
+    indexes: tuple[IndexSpec, ...] = ()
 
     def local_name(self, prefix: str) -> str:
         return f"{prefix}-{self.construct_id.lower()}"
@@ -78,7 +88,34 @@ FIRINGS_TABLE = TableSpec(
     ttl_attribute="expires_at",
 )
 
-TABLES = (EVENTS_TABLE, COUNTERS_TABLE, ACCOUNTS_TABLE, REGISTRY_TABLE, FIRINGS_TABLE)
+# The play ledger: one item per play tier of a firing (accepted, deferred, scheduled, routed,
+# suppressed, lapsed), plus the fatigue-budget and fallback-pool counters. Deferred and scheduled
+# plays are in the sparse `due` index until the scheduler releases them.
+PLAYS_DUE_INDEX = IndexSpec(name="due", partition_key="due_shard", sort_key="due_at")
+PLAYS_TABLE = TableSpec(
+    construct_id="Plays",
+    env_var="PLAYS_TABLE",
+    partition_key="pk",
+    sort_key="sk",
+    ttl_attribute="expires_at",
+    indexes=(PLAYS_DUE_INDEX,),
+)
+
+# The senders' idempotency ledger: one item per (channel, play id), holding what was delivered
+# (the HubSpot task id, the SES message id).
+DELIVERIES_TABLE = TableSpec(
+    construct_id="Deliveries", env_var="DELIVERIES_TABLE", partition_key="pk", ttl_attribute="expires_at"
+)
+
+TABLES = (
+    EVENTS_TABLE,
+    COUNTERS_TABLE,
+    ACCOUNTS_TABLE,
+    REGISTRY_TABLE,
+    FIRINGS_TABLE,
+    PLAYS_TABLE,
+    DELIVERIES_TABLE,
+)
 
 # EventBridge → this queue → the bus ingest function.
 BUS_INGEST_QUEUE = QueueSpec(construct_id="BusIngestQueue", env_var="BUS_INGEST_QUEUE_URL")
@@ -86,6 +123,14 @@ BUS_INGEST_QUEUE = QueueSpec(construct_id="BusIngestQueue", env_var="BUS_INGEST_
 REJECTS_QUEUE = QueueSpec(construct_id="RejectsQueue", env_var="REJECTS_QUEUE_URL", retention_days=14)
 # `trigger.fired` messages, one per firing, for the play router.
 FIRED_QUEUE = QueueSpec(construct_id="FiredQueue", env_var="FIRED_QUEUE_URL", retention_days=14)
+# Play deliveries, one queue per channel. HubSpot's daily limit can hold a message back for hours,
+# so its queue allows more receives before the DLQ.
+HUBSPOT_QUEUE = QueueSpec(
+    construct_id="HubSpotQueue", env_var="HUBSPOT_QUEUE_URL", retention_days=14, max_receive_count=10
+)
+EMAIL_QUEUE = QueueSpec(construct_id="EmailQueue", env_var="EMAIL_QUEUE_URL", retention_days=14)
+
+QUEUES = (BUS_INGEST_QUEUE, REJECTS_QUEUE, FIRED_QUEUE, HUBSPOT_QUEUE, EMAIL_QUEUE)
 
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
 # How far back events are accepted and how long ledger and counters keep them (days).
@@ -96,5 +141,12 @@ DETAILED_TRACING_ENV = "UPSWING_DETAILED_TRACING"
 RULESET_PATH_ENV = "RULESET_PATH"
 DEFAULT_RULESET_PATH = "rules/reference.yaml"
 USAGE_EVENT_DETAIL_TYPE = "usage.event"
+PLAY_ROUTED_DETAIL_TYPE = "play.routed"
+EVENT_SOURCE = "upswing"
+# The Secrets Manager secret (name or ARN) holding the HubSpot private-app token; only the
+# HubSpot sender may read it. The token itself is never in the environment.
+HUBSPOT_SECRET_ENV = "HUBSPOT_SECRET_ID"  # noqa: S105 (a variable name, not a secret)
+# The verified SES identity the email sender sends from.
+SENDER_EMAIL_ENV = "SENDER_EMAIL"
 SERVICE_NAME = "upswing"
 METRICS_NAMESPACE = "Upswing"

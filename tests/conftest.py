@@ -105,6 +105,7 @@ class Aws:
     stream_arns: dict[str, str]  # env var → stream ARN
     rejects_queue_url: str
     fired_queue_url: str
+    queues: dict[str, str]  # env var → queue URL
     streams_client: Any
 
     @property
@@ -154,7 +155,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     """A fresh in-process moto with all four tables and the queues; handlers see them via the env."""
     from moto import mock_aws
 
-    from shared.resources import BUS_INGEST_QUEUE, FIRED_QUEUE, REJECTS_QUEUE, RETENTION_DAYS_ENV, TABLES
+    from shared.resources import FIRED_QUEUE, QUEUES, REJECTS_QUEUE, RETENTION_DAYS_ENV, TABLES
     from upswing.local.aws import number_moto_stream_records_uniquely, table_definition
 
     for name, value in FAKE_AWS_ENVIRONMENT.items():
@@ -177,7 +178,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             monkeypatch.setenv(spec.env_var, name)
         queues = {
             spec.env_var: sqs.create_queue(QueueName=spec.local_name(TEST_PREFIX))["QueueUrl"]
-            for spec in (BUS_INGEST_QUEUE, REJECTS_QUEUE, FIRED_QUEUE)
+            for spec in QUEUES
         }
         for env_var, url in queues.items():
             monkeypatch.setenv(env_var, url)
@@ -189,6 +190,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             stream_arns=stream_arns,
             rejects_queue_url=queues[REJECTS_QUEUE.env_var],
             fired_queue_url=queues[FIRED_QUEUE.env_var],
+            queues=queues,
             streams_client=_test_client("dynamodbstreams"),
         )
         _forget_cached_handler_clients()

@@ -18,7 +18,7 @@ from shared.routing.narrative import TaskPriority
 from shared.rules.plays import Channel
 
 PlayId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{24}$")]
-DELIVERY_TYPE = "play.deliver"
+DELIVERY_TYPE: Literal["play.deliver"] = "play.deliver"
 
 
 class _Message(BaseModel):
@@ -49,6 +49,8 @@ class PlayDelivery(_Message):
     due: date
     priority: TaskPriority
     task_type: Literal["TODO", "CALL", "EMAIL"] = "TODO"
-    owner: DeliveryOwner | None = Field(default=None, description="None: nobody owns it (an unassigned task).")
+    owner: DeliveryOwner | None = Field(
+        default=None, description="None: nobody owns it (an unassigned task)."
+    )
     hubspot: HubSpotRefs = Field(default_factory=HubSpotRefs)
     routed_at: datetime

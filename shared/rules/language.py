@@ -26,7 +26,7 @@ from pydantic import (
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.models import DimensionKey, EventKind, MetricName
-from shared.rules.plays import Play
+from shared.rules.plays import Budgets, Play
 
 DURATION_PATTERN = r"^[1-9][0-9]{0,3}[dw]$"
 Duration = Annotated[
@@ -265,6 +265,9 @@ class Ruleset(_Strict):
     triggers: dict[Name, Trigger] = Field(min_length=1)
     plays: dict[Name, Play] = Field(
         default_factory=dict, description="What each trigger's play does: owners, SLA, channels, message."
+    )
+    budgets: Budgets = Field(
+        default_factory=Budgets, description="Anti-fatigue: plays per account, new tasks per owner."
     )
 
 

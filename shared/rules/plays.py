@@ -156,3 +156,22 @@ class Play(_Strict):
     def tiers(self) -> list[Tier]:
         """The escalation tiers; a play without them is one tier, now, on its channels."""
         return list(self.escalation) or [Tier(after="0d", channels=list(self.channels))]
+
+
+class Period(StrEnum):
+    DAY = "day"
+    WEEK = "week"  # ISO weeks, Monday to Sunday
+    MONTH = "month"
+
+
+class Budgets(_Strict):
+    """Anti-fatigue budgets over calendar UTC periods. A play that would exceed one is deferred to
+    the period's end, visible in the play ledger, and routed then: never dropped."""
+
+    plays_per_account: int | None = Field(
+        default=3, ge=1, le=1000, description="At most this many plays per account per period; null: none."
+    )
+    account_period: Period = Period.WEEK
+    tasks_per_owner_per_day: int | None = Field(
+        default=25, ge=1, le=10_000, description="At most this many new HubSpot tasks per owner per day."
+    )

@@ -9,8 +9,7 @@ from typing import Any
 
 from shared.resources import (
     BUS_INGEST_QUEUE,
-    FIRED_QUEUE,
-    REJECTS_QUEUE,
+    QUEUES,
     TABLES,
     USAGE_EVENT_DETAIL_TYPE,
     QueueSpec,
@@ -102,9 +101,7 @@ def create_resources() -> LocalResources:
             )
         if spec.stream:
             streams[spec.env_var] = description["LatestStreamArn"]
-    queues = {
-        spec.env_var: _create_queue(sqs, spec) for spec in (BUS_INGEST_QUEUE, REJECTS_QUEUE, FIRED_QUEUE)
-    }
+    queues = {spec.env_var: _create_queue(sqs, spec) for spec in QUEUES}
     events.create_event_bus(Name=BUS_NAME)
     events.put_rule(
         Name=f"{LOCAL_PREFIX}-usage-events",
@@ -124,12 +121,27 @@ def create_resources() -> LocalResources:
 
 def table_definition(spec: TableSpec, name: str) -> dict[str, Any]:
     keys = [(spec.partition_key, "HASH")] + ([(spec.sort_key, "RANGE")] if spec.sort_key else [])
+    attributes = [key for key, _ in keys]
+    for index in spec.indexes:
+        attributes += [key for key in (index.partition_key, index.sort_key) if key not in attributes]
     definition: dict[str, Any] = {
         "TableName": name,
         "BillingMode": "PAY_PER_REQUEST",
         "KeySchema": [{"AttributeName": key, "KeyType": kind} for key, kind in keys],
-        "AttributeDefinitions": [{"AttributeName": key, "AttributeType": "S"} for key, _ in keys],
+        "AttributeDefinitions": [{"AttributeName": key, "AttributeType": "S"} for key in attributes],
     }
+    if spec.indexes:
+        definition["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": [
+                    {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                    {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index in spec.indexes
+        ]
     if spec.stream:
         definition["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": spec.stream.value}
     return definition

@@ -1,0 +1,85 @@
+"""Every few minutes: release the plays whose time has come.
+
+Deferred plays (over a fatigue budget when they fired) are routed once their budget's period
+ends; escalation tiers are routed on their day if the trigger's condition still holds, else they
+lapse. A play that fails is logged and left waiting for the next run; the rest go on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.accounts.store import AccountStore
+from shared.counters.store import CounterStore
+from shared.observability import logger, metrics, traced
+from shared.routing.router import Router
+from shared.rules.aggregates import DynamoAggregates
+from shared.rules.firings import FiringStore
+from shared.rules.online import OnlineEvaluator, active_ruleset
+from shared.settings import load_settings
+from shared.storage.dynamo import dynamodb_client
+
+from .settings import SchedulerSettings
+from .wiring import build_router
+
+# Leave this much of the invocation for the releases in flight to finish.
+_MARGIN_MS = 10_000
+# Still held, for an escalation: held now, and neither excluded nor outside its segment.
+_NOT_PERSISTING = ("excluded", "other segment")
+
+
+@cache
+def router() -> Router:
+    settings = load_settings(SchedulerSettings)
+    ruleset, plan = active_ruleset(settings.ruleset_path)
+    client = dynamodb_client()
+    rules = OnlineEvaluator(
+        ruleset=ruleset,
+        plan=plan,
+        aggregates=DynamoAggregates(CounterStore(client, settings.counters_table, settings.retention_days)),
+        accounts=AccountStore(client, settings.accounts_table),
+        firings=FiringStore(client, settings.firings_table, settings.retention_days),
+        publish=lambda messages: set(),  # previews never publish
+    )
+
+    def signal_holds(account_id: str, trigger: str, at: datetime) -> bool:
+        outcome = next(o for o in rules.preview(account_id, at).outcomes if o.trigger == trigger)
+        return outcome.held and outcome.reason not in _NOT_PERSISTING
+
+    return build_router(settings, signal_holds)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@traced
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    return release_due(
+        router(), datetime.now(UTC), lambda: context.get_remaining_time_in_millis() > _MARGIN_MS
+    )
+
+
+def release_due(play_router: Router, now: datetime, time_left: Any = lambda: True) -> dict[str, int]:
+    """Release due plays in pages until none is due or time runs short; counts by outcome."""
+    tally: dict[str, int] = {}
+    seen: set[str] = set()  # the index lags the table: a released play can show up once more
+    while time_left():
+        due = [record for record in play_router.ledger.due(now) if record.play_id not in seen]
+        if not due:
+            break
+        for record in due:
+            if not time_left():
+                break
+            seen.add(record.play_id)
+            try:
+                outcome = play_router.release(record, now).status.value
+            except Exception:  # one play's failure must not hold up the others; it waits for the next run
+                logger.exception("release failed", extra={"play_id": record.play_id})
+                outcome = "failed"
+            tally[outcome] = tally.get(outcome, 0) + 1
+            metrics.add_metric(name=f"PlaysReleased{outcome.capitalize()}", unit=MetricUnit.Count, value=1)
+    return tally

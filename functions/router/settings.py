@@ -1,0 +1,32 @@
+from pydantic import BaseModel, Field
+
+from shared.events.contract import DEFAULT_RETENTION_DAYS
+from shared.resources import (
+    ACCOUNTS_TABLE,
+    COUNTERS_TABLE,
+    DEFAULT_RULESET_PATH,
+    EMAIL_QUEUE,
+    EVENT_BUS_ENV,
+    FIRINGS_TABLE,
+    HUBSPOT_QUEUE,
+    PLAYS_TABLE,
+    RETENTION_DAYS_ENV,
+    RULESET_PATH_ENV,
+)
+
+
+class RouterSettings(BaseModel):
+    plays_table: str = Field(min_length=1, validation_alias=PLAYS_TABLE.env_var)
+    accounts_table: str = Field(min_length=1, validation_alias=ACCOUNTS_TABLE.env_var)
+    hubspot_queue_url: str = Field(min_length=1, validation_alias=HUBSPOT_QUEUE.env_var)
+    email_queue_url: str = Field(min_length=1, validation_alias=EMAIL_QUEUE.env_var)
+    event_bus_name: str = Field(min_length=1, validation_alias=EVENT_BUS_ENV)
+    ruleset_path: str = Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)
+    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
+
+
+class SchedulerSettings(RouterSettings):
+    """The scheduler also asks the rules whether an escalation's signal still holds."""
+
+    counters_table: str = Field(min_length=1, validation_alias=COUNTERS_TABLE.env_var)
+    firings_table: str = Field(min_length=1, validation_alias=FIRINGS_TABLE.env_var)

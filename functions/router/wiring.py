@@ -1,0 +1,30 @@
+"""The router as both of its functions build it: from the environment, clients created once."""
+
+from __future__ import annotations
+
+from shared.accounts.store import AccountStore
+from shared.routing.dispatch import AwsDispatcher
+from shared.routing.ledger import PlayLedger
+from shared.routing.router import Router, SignalCheck
+from shared.rules.online import active_ruleset
+from shared.rules.plays import Channel
+from shared.storage.dynamo import aws_client, dynamodb_client
+
+from .settings import RouterSettings
+
+
+def build_router(settings: RouterSettings, signal_holds: SignalCheck) -> Router:
+    ruleset, _ = active_ruleset(settings.ruleset_path)
+    client = dynamodb_client()
+    return Router(
+        ruleset=ruleset,
+        accounts=AccountStore(client, settings.accounts_table),
+        ledger=PlayLedger(client, settings.plays_table, settings.retention_days),
+        dispatcher=AwsDispatcher(
+            aws_client("sqs"),
+            {Channel.HUBSPOT_TASK: settings.hubspot_queue_url, Channel.EMAIL: settings.email_queue_url},
+            aws_client("events"),
+            settings.event_bus_name,
+        ),
+        signal_holds=signal_holds,
+    )

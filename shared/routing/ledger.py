@@ -1,0 +1,293 @@
+"""The play ledger in DynamoDB: every play tier of every firing, and the budget and pool counters.
+
+A play item moves SCHEDULED (an escalation tier waiting for its day) or DEFERRED (over a budget)
+→ ACCEPTED (budgets charged, deliveries decided) → ROUTED (handed to the channel queues), or ends
+SUPPRESSED (do-not-contact) or LAPSED (the signal cleared before an escalation tier was due).
+Accepting is one transaction: the play item, conditional on nobody having accepted it, and each
+budget counter, conditional on staying within its limit. So redeliveries and concurrent routers
+accept a play once, and no budget is ever overdrawn. SCHEDULED and DEFERRED items carry the
+sparse `due` index keys until the scheduler releases them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from shared.resources import PLAYS_DUE_INDEX
+from shared.routing.budgets import BudgetCharge
+from shared.routing.messages import DeliveryOwner, PlayDelivery
+from shared.storage.dynamo import deserialize, serialize
+
+PLAY_PREFIX = "play#"
+DUE_SHARD = "due"  # one partition: releases are few per minute, far below a partition's limits
+
+
+class PlayStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    DEFERRED = "deferred"
+    ACCEPTED = "accepted"
+    ROUTED = "routed"
+    SUPPRESSED = "suppressed"
+    LAPSED = "lapsed"
+
+
+WAITING = (PlayStatus.SCHEDULED, PlayStatus.DEFERRED)
+FINAL = (PlayStatus.ROUTED, PlayStatus.SUPPRESSED, PlayStatus.LAPSED)
+
+
+@dataclass(frozen=True)
+class PlayRecord:
+    account_id: str
+    play_id: str
+    firing_id: str
+    tier: int
+    firing: dict[str, Any]  # the `trigger.fired` evidence
+    status: PlayStatus
+    updated_at: datetime
+    due_at: datetime | None = None  # when a waiting play is released
+    reason: str | None = None  # why it waits, or why it ended without a delivery
+    owner: DeliveryOwner | None = None
+    deliveries: tuple[PlayDelivery, ...] = ()
+    skipped: dict[str, str] = field(default_factory=dict)  # channel → why it was not used
+
+    @property
+    def trigger(self) -> str:
+        return str(self.firing["trigger"])
+
+    @property
+    def play(self) -> str:
+        return str(self.firing["play"])
+
+    def moved(self, status: PlayStatus, at: datetime, **changes: Any) -> PlayRecord:
+        return replace(self, status=status, updated_at=at, **changes)
+
+
+class AlreadyTaken(Exception):
+    """Another router accepted or settled this play first."""
+
+
+class OverBudget(Exception):
+    def __init__(self, exceeded: list[BudgetCharge]) -> None:
+        super().__init__(", ".join(charge.rule for charge in exceeded))
+        self.exceeded = exceeded
+
+    @property
+    def until(self) -> datetime:
+        return max(charge.resets_at for charge in self.exceeded)
+
+
+class PlayLedger:
+    def __init__(self, client: Any, table: str, retention_days: int) -> None:
+        self._client = client
+        self._table = table
+        self._retention = timedelta(days=retention_days)
+
+    def get(self, account_id: str, play_id: str) -> PlayRecord | None:
+        item = self._client.get_item(
+            TableName=self._table, Key=_key(account_id, PLAY_PREFIX + play_id), ConsistentRead=True
+        ).get("Item")
+        return _record(deserialize(item)) if item else None
+
+    def schedule(self, record: PlayRecord) -> bool:
+        """Write a waiting play unless the play exists already; True when written."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=self._item(record),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def accept(self, record: PlayRecord, budgets: list[BudgetCharge]) -> None:
+        """Accept the play and charge its budgets, all or nothing.
+
+        Raises OverBudget (naming the budgets that are spent) or AlreadyTaken.
+        """
+        writes: list[dict[str, Any]] = [{"Put": self._open_play_write(record)}]
+        for charge in budgets:
+            writes.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _key(charge.counter, charge.period),
+                        "UpdateExpression": "ADD n :one SET expires_at = :expires",
+                        "ConditionExpression": "attribute_not_exists(n) OR n < :limit",
+                        "ExpressionAttributeValues": {
+                            ":one": {"N": "1"},
+                            ":limit": {"N": str(charge.limit)},
+                            ":expires": {"N": str(self._expiry(charge.resets_at))},
+                        },
+                    }
+                }
+            )
+        try:
+            self._client.transact_write_items(TransactItems=writes)
+        except ClientError as error:
+            if _code(error) != "TransactionCanceledException":
+                raise
+            reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise AlreadyTaken(record.play_id) from None
+            exceeded = [
+                charge
+                for charge, reason in zip(budgets, reasons[1:], strict=False)
+                if reason == "ConditionalCheckFailed"
+            ]
+            if not exceeded:
+                raise  # a conflict or throttling: the message is retried
+            raise OverBudget(exceeded) from None
+
+    def settle(self, record: PlayRecord) -> None:
+        """Write a play that waits (again) or ends without delivery, unless another router took it."""
+        try:
+            self._client.put_item(**self._open_play_write(record))
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                raise AlreadyTaken(record.play_id) from None
+            raise
+
+    def mark_routed(self, record: PlayRecord) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key=_key(record.account_id, PLAY_PREFIX + record.play_id),
+            UpdateExpression="SET #status = :routed",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":routed": {"S": PlayStatus.ROUTED.value}},
+        )
+
+    def due(self, at: datetime, limit: int = 100) -> list[PlayRecord]:
+        """Waiting plays whose time has come, the longest-waiting first."""
+        answer = self._client.query(
+            TableName=self._table,
+            IndexName=PLAYS_DUE_INDEX.name,
+            KeyConditionExpression="#shard = :shard AND #due <= :at",
+            ExpressionAttributeNames={
+                "#shard": PLAYS_DUE_INDEX.partition_key,
+                "#due": PLAYS_DUE_INDEX.sort_key,
+            },
+            ExpressionAttributeValues={":shard": {"S": DUE_SHARD}, ":at": {"S": _stamp(at) + "~"}},
+            Limit=limit,
+        )
+        return [_record(deserialize(raw)) for raw in answer.get("Items", [])]
+
+    def plays(self, account_id: str, limit: int = 50) -> list[PlayRecord]:
+        answer = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :account AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":account": {"S": account_id}, ":prefix": {"S": PLAY_PREFIX}},
+            Limit=limit,
+        )
+        return [_record(deserialize(raw)) for raw in answer.get("Items", [])]
+
+    def counts(self, counters: list[str], period: str) -> dict[str, int]:
+        """The current value of budget counters in one period (absent counters are 0)."""
+        found = dict.fromkeys(counters, 0)
+        keys = [_key(counter, period) for counter in dict.fromkeys(counters)]
+        for start in range(0, len(keys), 100):
+            request = {self._table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
+            while request:
+                answer = self._client.batch_get_item(RequestItems=request)
+                for raw in answer.get("Responses", {}).get(self._table, []):
+                    item = deserialize(raw)
+                    found[item["pk"]] = int(item.get("n", 0))
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def next_turn(self, pool: str) -> int:
+        """A pool's round-robin counter, incremented: 0, 1, 2..."""
+        answer = self._client.update_item(
+            TableName=self._table,
+            Key=_key(pool, "turn"),
+            UpdateExpression="ADD n :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(answer["Attributes"]["n"]["N"]) - 1
+
+    # ── items ──────────────────────────────────────────────────────────────────────────────────
+
+    def _open_play_write(self, record: PlayRecord) -> dict[str, Any]:
+        """A put that only succeeds while the play is new or waiting."""
+        return {
+            "TableName": self._table,
+            "Item": self._item(record),
+            "ConditionExpression": "attribute_not_exists(pk) OR #status IN (:scheduled, :deferred)",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":scheduled": {"S": PlayStatus.SCHEDULED.value},
+                ":deferred": {"S": PlayStatus.DEFERRED.value},
+            },
+        }
+
+    def _item(self, record: PlayRecord) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": record.account_id,
+            "sk": PLAY_PREFIX + record.play_id,
+            "play_id": record.play_id,
+            "firing_id": record.firing_id,
+            "tier": record.tier,
+            "trigger": record.trigger,
+            "play": record.play,
+            "status": record.status.value,
+            "updated_at": _stamp(record.updated_at),
+            "firing": json.dumps(record.firing, separators=(",", ":"), ensure_ascii=False),
+            "expires_at": self._expiry(record.updated_at),
+        }
+        if record.status in WAITING:
+            assert record.due_at, "a waiting play has a release time"
+            item[PLAYS_DUE_INDEX.partition_key] = DUE_SHARD
+            item[PLAYS_DUE_INDEX.sort_key] = f"{_stamp(record.due_at)}#{record.play_id}"
+        if record.due_at:
+            item["release_at"] = _stamp(record.due_at)
+        if record.reason:
+            item["reason"] = record.reason
+        if record.owner:
+            item["owner"] = record.owner.model_dump_json(exclude_none=True)
+        if record.deliveries:
+            item["deliveries"] = [delivery.model_dump_json() for delivery in record.deliveries]
+        if record.skipped:
+            item["skipped"] = record.skipped
+        return serialize(item)
+
+    def _expiry(self, moment: datetime) -> int:
+        return int((moment + self._retention).timestamp())
+
+
+def _record(item: dict[str, Any]) -> PlayRecord:
+    return PlayRecord(
+        account_id=item["pk"],
+        play_id=item["play_id"],
+        firing_id=item["firing_id"],
+        tier=int(item["tier"]),
+        firing=json.loads(item["firing"]),
+        status=PlayStatus(item["status"]),
+        updated_at=datetime.fromisoformat(item["updated_at"]),
+        due_at=datetime.fromisoformat(item["release_at"]) if item.get("release_at") else None,
+        reason=item.get("reason"),
+        owner=DeliveryOwner.model_validate_json(item["owner"]) if item.get("owner") else None,
+        deliveries=tuple(PlayDelivery.model_validate_json(raw) for raw in item.get("deliveries", [])),
+        skipped=dict(item.get("skipped", {})),
+    )
+
+
+def _key(partition: str, sort: str) -> dict[str, Any]:
+    return {"pk": {"S": partition}, "sk": {"S": sort}}
+
+
+def _stamp(moment: datetime) -> str:
+    """Whole seconds, UTC, `Z`: stamps of one width, so the index compares them as text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _code(error: ClientError) -> str | None:
+    return error.response.get("Error", {}).get("Code")

@@ -1,0 +1,279 @@
+"""The play router: a firing in, plays out — to the right owner, within budget, exactly once.
+
+For each `trigger.fired` message the router looks up the trigger's play, schedules its later
+escalation tiers, and routes the first: do-not-contact suppresses it; otherwise the owner is
+resolved (the account's owner for the tier's role, or the play's fallback pool), the fatigue
+budgets are charged, and one `PlayDelivery` per channel goes to that channel's queue, with a
+`play.routed` event on the bus. A play over budget is deferred to the end of the budget's period
+and the scheduler routes it then. Every step is recorded in the play ledger, so a redelivered
+message finds its play and does not route it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from shared.accounts.models import AccountProfile, HubSpotRefs, Owner
+from shared.accounts.store import AccountStore
+from shared.observability import logger
+from shared.routing.budgets import charges, owner_counter, period_of
+from shared.routing.ledger import FINAL, WAITING, AlreadyTaken, OverBudget, PlayLedger, PlayRecord, PlayStatus
+from shared.routing.messages import DeliveryOwner, PlayDelivery
+from shared.routing.narrative import due_date, priority, render
+from shared.rules.durations import days
+from shared.rules.language import Ruleset
+from shared.rules.plays import Channel, Period, Pick, Play, Tier
+
+# Whether a trigger's condition still holds for an account now (before an escalation tier).
+SignalCheck = Callable[[str, str, datetime], bool]
+
+
+class FiringEvidence(BaseModel):
+    """The fields of a firing the router relies on (the rest travels along untouched)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ruleset_version: str
+    trigger: str
+    account_id: str
+    evaluated_at: datetime
+    owner_role: str
+    play: str
+    score: dict[str, Any]
+    condition: dict[str, Any]
+
+
+class FiredMessage(BaseModel):
+    """A `trigger.fired` message (docs/rules.md, "Hand-off")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["trigger.fired"]
+    firing_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{24}$")]
+    firing: FiringEvidence
+
+
+class Dispatcher(Protocol):
+    def deliver(self, deliveries: list[PlayDelivery]) -> None:
+        """Put each delivery on its channel's queue (raises when any could not be sent)."""
+
+    def announce(self, record: PlayRecord) -> None:
+        """Publish `play.routed` for a routed play."""
+
+
+def play_id(firing_id: str, tier: int) -> str:
+    return hashlib.sha256(f"{firing_id}\n{tier}".encode()).hexdigest()[:24]
+
+
+@dataclass
+class Router:
+    ruleset: Ruleset
+    accounts: AccountStore
+    ledger: PlayLedger
+    dispatcher: Dispatcher
+    signal_holds: SignalCheck
+
+    def route_firing(self, message: FiredMessage, now: datetime) -> PlayRecord:
+        """Schedule the play's escalation tiers and route its first; the first tier's record."""
+        firing = message.firing.model_dump(mode="json")
+        tiers = self._play(firing).tiers()
+        fired_at = message.firing.evaluated_at
+        for number, tier in enumerate(tiers[1:], start=1):
+            due_at = fired_at + timedelta(days=days(tier.after))
+            self.ledger.schedule(self._new_record(message.firing_id, number, firing, now, due_at=due_at))
+        existing = self.ledger.get(message.firing.account_id, play_id(message.firing_id, 0))
+        return self._route(existing or self._new_record(message.firing_id, 0, firing, now, due_at=now), now)
+
+    def release(self, record: PlayRecord, now: datetime) -> PlayRecord:
+        """Route a deferred play, or an escalation tier whose day has come (if its signal holds)."""
+        # The due index is eventually consistent: decide on the ledger's current word.
+        current = self.ledger.get(record.account_id, record.play_id) or record
+        if current.status not in WAITING or (current.due_at and current.due_at > now):
+            return current
+        record = current
+        if record.status is PlayStatus.SCHEDULED and not self.signal_holds(
+            record.account_id, record.trigger, now
+        ):
+            return self._settle(
+                record.moved(PlayStatus.LAPSED, now, due_at=None, reason="the signal cleared")
+            )
+        return self._route(record, now)
+
+    # ── routing one play tier ─────────────────────────────────────────────────────────────────
+
+    def _route(self, record: PlayRecord, now: datetime) -> PlayRecord:
+        if record.status in FINAL:
+            return record  # a redelivery: done already
+        if record.status is PlayStatus.ACCEPTED:
+            return self._dispatch(record)  # accepted, but the hand-off did not finish
+        if record.due_at and record.due_at > now:
+            return record  # waiting: the scheduler releases it
+
+        profile = self.accounts.get(record.account_id)
+        if profile and profile.flags.do_not_contact:
+            return self._settle(
+                record.moved(PlayStatus.SUPPRESSED, now, due_at=None, reason="do not contact")
+            )
+
+        play = self._play(record.firing)
+        tier = play.tiers()[record.tier]
+        owner = self._owner(record, play, tier, profile, now)
+        deliveries, skipped = self._deliveries(record, play, tier, profile, owner, now)
+        accepted = record.moved(
+            PlayStatus.ACCEPTED,
+            now,
+            due_at=None,
+            reason=None,
+            owner=owner,
+            deliveries=tuple(deliveries),
+            skipped=skipped,
+        )
+        creates_task = any(delivery.channel is Channel.HUBSPOT_TASK for delivery in deliveries)
+        try:
+            self.ledger.accept(
+                accepted, charges(self.ruleset.budgets, record.account_id, owner, creates_task, now)
+            )
+        except OverBudget as over:
+            logger.info("play deferred", extra={"play_id": record.play_id, "budget": str(over)})
+            return self._settle(record.moved(PlayStatus.DEFERRED, now, due_at=over.until, reason=str(over)))
+        except AlreadyTaken:
+            return self.ledger.get(record.account_id, record.play_id) or record
+        return self._dispatch(accepted)
+
+    def _dispatch(self, record: PlayRecord) -> PlayRecord:
+        self.dispatcher.deliver(list(record.deliveries))
+        routed = record.moved(PlayStatus.ROUTED, record.updated_at)
+        self.dispatcher.announce(routed)
+        self.ledger.mark_routed(routed)
+        return routed
+
+    def _settle(self, record: PlayRecord) -> PlayRecord:
+        try:
+            self.ledger.settle(record)
+        except AlreadyTaken:
+            return self.ledger.get(record.account_id, record.play_id) or record
+        return record
+
+    # ── owners and deliveries ─────────────────────────────────────────────────────────────────
+
+    def _owner(
+        self, record: PlayRecord, play: Play, tier: Tier, profile: AccountProfile | None, now: datetime
+    ) -> DeliveryOwner | None:
+        """The account's owner for the tier's role when they can be reached on every channel of
+        the tier, else one from the play's fallback pool for the account's segment."""
+        role = tier.role or str(record.firing["owner_role"])
+        own = profile.owners.get(role) if profile else None
+        if own and _reachable(own, tier.channels):
+            return _delivery_owner(role, own, from_pool=False)
+        pool_name, pool = _pool(play, profile)
+        if pool:
+            return _delivery_owner(role, self._pick(record.play, pool_name, pool, play, now), from_pool=True)
+        return _delivery_owner(role, own, from_pool=False) if own else None
+
+    def _pick(self, play_name: str, pool_name: str, pool: list[Owner], play: Play, now: datetime) -> Owner:
+        assert play.fallback
+        if play.fallback.pick is Pick.ROUND_ROBIN:
+            return pool[self.ledger.next_turn(f"pool#{play_name}#{pool_name}") % len(pool)]
+        # Least loaded: the fewest new tasks today (the owners' daily budget counters); ties go to
+        # the first in the pool's order.
+        counters = [owner_counter(_delivery_owner("pool", owner, from_pool=True)) for owner in pool]
+        loads = self.ledger.counts(counters, period_of(Period.DAY, now)[0])
+        return min(zip(pool, counters, strict=True), key=lambda candidate: loads[candidate[1]])[0]
+
+    def _deliveries(
+        self,
+        record: PlayRecord,
+        play: Play,
+        tier: Tier,
+        profile: AccountProfile | None,
+        owner: DeliveryOwner | None,
+        now: datetime,
+    ) -> tuple[list[PlayDelivery], dict[str, str]]:
+        due = due_date(now, play.sla_business_days)
+        owner_model = Owner(name=owner.name, email=owner.email) if owner else None
+        subject, body = render(play, record.firing, record.account_id, profile, owner_model, due)
+        deliveries, skipped = [], {}
+        for channel in dict.fromkeys(tier.channels):
+            if channel is Channel.EVENT:
+                continue  # every routed play is published as `play.routed` anyway
+            if channel is Channel.EMAIL and not (owner and owner.email):
+                skipped[channel.value] = "nobody to email: the owner has no e-mail address"
+                continue
+            deliveries.append(
+                PlayDelivery(
+                    play_id=record.play_id,
+                    channel=channel,
+                    firing_id=record.firing_id,
+                    account_id=record.account_id,
+                    account_name=profile.name if profile else record.account_id,
+                    trigger=record.trigger,
+                    play=record.play,
+                    tier=record.tier,
+                    ruleset_version=str(record.firing["ruleset_version"]),
+                    subject=subject,
+                    body=body,
+                    due=due,
+                    priority=priority(
+                        float(record.firing["score"]["total"]),
+                        profile.arr if profile else None,
+                        play.priority,
+                    ),
+                    task_type=play.task_type,
+                    owner=owner,
+                    hubspot=profile.hubspot if profile else HubSpotRefs(),
+                    routed_at=now,
+                )
+            )
+        return deliveries, skipped
+
+    def _play(self, firing: dict[str, Any]) -> Play:
+        play = self.ruleset.plays.get(str(firing["play"]))
+        if play is None:
+            # Fired by an older ruleset whose play this one no longer defines: route it plainly.
+            logger.warning("play not in the active ruleset", extra={"play": firing["play"]})
+            return Play()
+        return play
+
+    def _new_record(
+        self, firing_id: str, tier: int, firing: dict[str, Any], now: datetime, *, due_at: datetime
+    ) -> PlayRecord:
+        """A play tier not yet in the ledger: scheduled for `due_at` (now, for the first tier)."""
+        return PlayRecord(
+            account_id=str(firing["account_id"]),
+            play_id=play_id(firing_id, tier),
+            firing_id=firing_id,
+            tier=tier,
+            firing=firing,
+            status=PlayStatus.SCHEDULED,
+            updated_at=now,
+            due_at=due_at,
+        )
+
+
+def _reachable(owner: Owner, channels: list[Channel]) -> bool:
+    return (Channel.HUBSPOT_TASK not in channels or owner.hubspot_owner_id is not None) and (
+        Channel.EMAIL not in channels or owner.email is not None
+    )
+
+
+def _pool(play: Play, profile: AccountProfile | None) -> tuple[str, list[Owner]]:
+    if not play.fallback:
+        return "", []
+    segment = profile.segment if profile and profile.segment in play.fallback.pools else "default"
+    return segment or "default", play.fallback.pools.get(segment or "default", [])
+
+
+def _delivery_owner(role: str, owner: Owner, *, from_pool: bool) -> DeliveryOwner:
+    return DeliveryOwner(
+        role=role,
+        name=owner.name,
+        email=owner.email,
+        hubspot_owner_id=owner.hubspot_owner_id,
+        from_pool=from_pool,
+    )
