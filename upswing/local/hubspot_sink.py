@@ -1,0 +1,442 @@
+"""HubSpot's tasks API as far as Upswing uses it, on 127.0.0.1: the local stack's HubSpot.
+
+It answers like HubSpot (status codes, error bodies, ids as numeric strings) so the real client runs
+against it unchanged: POST {tasks_path} creates a task, POST {tasks_path}/search finds tasks (EQ and
+CONTAINS_TOKEN filters), GET {tasks_path}/{id} reads one. A bearer token is required and never kept.
+
+Every request is recorded (time, method, path, JSON body, the status answered) as a line of a JSONL
+file, truncated at start(), and served back at GET /__sink/requests, so a demo or a benchmark can
+show what HubSpot would have received. For tests and benchmarks it can misbehave on purpose:
+`fail_next` answers the next task creations with a chosen error, `rate_limit` answers 429 like
+HubSpot's ten-secondly limit, and `search_lag_seconds` hides new tasks from search for a while, as
+HubSpot's search index does.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import html
+import json
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from shared.delivery.pacing import Pacer
+
+REQUESTS_PATH = "/__sink/requests"
+RATE_LIMIT_WINDOW_SECONDS = 10.0
+_STATUSES = {"NOT_STARTED", "IN_PROGRESS", "WAITING", "COMPLETED", "DEFERRED"}
+_PRIORITIES = {"NONE", "LOW", "MEDIUM", "HIGH"}
+_TYPES = {"TODO", "CALL", "EMAIL", "LINKED_IN", "MEETING", "LINKED_IN_CONNECT", "LINKED_IN_MESSAGE"}
+_ASSOCIATION_CATEGORIES = {"HUBSPOT_DEFINED", "USER_DEFINED", "INTEGRATOR_DEFINED"}
+_CATEGORIES = {
+    400: "VALIDATION_ERROR",
+    401: "INVALID_AUTHENTICATION",
+    403: "MISSING_SCOPES",
+    404: "OBJECT_NOT_FOUND",
+}
+_SEARCH_LIMIT_MAX = 200
+_SHUTDOWN_POLL_SECONDS = 0.05  # how soon stop() returns (the default, 0.5 s, adds up in tests)
+_ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+class HubSpotSink:
+    """Start it, point the client's base_url at `endpoint`, read `requests()` afterwards.
+
+    `rate_limit`: requests per 10 s (any task API call) before it answers 429 TEN_SECONDLY_ROLLING;
+    unlike HubSpot, a refused request does not count against the window. `search_lag_seconds`:
+    how long a new task stays invisible to search. `clock` (monotonic) drives both.
+    """
+
+    def __init__(
+        self,
+        log_path: Path | str,
+        tasks_path: str = "/crm/v3/objects/tasks",
+        port: int = 0,
+        rate_limit: int | None = None,
+        search_lag_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        sink = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as with HubSpot: benchmarks measure us, not TCP
+            timeout = 30  # an idle keep-alive connection ends its thread
+            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms ACK wait
+
+            def do_GET(self) -> None:
+                sink._handle(self)
+
+            do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # the JSONL file is the log
+
+        self.log_path = Path(log_path)
+        self.tasks_path = tasks_path.rstrip("/")
+        self._search_lag = search_lag_seconds
+        self._clock = clock
+        self._rate = Pacer(rate_limit, RATE_LIMIT_WINDOW_SECONDS, clock) if rate_limit else None
+        self._lock = threading.Lock()
+        self._tasks: dict[str, _Task] = {}
+        self._next_id = 1
+        self._faults: deque[_Fault] = deque()
+        self._records: list[dict[str, Any]] = []
+        self._log: IO[str] | None = None
+        self._server = _Server(("127.0.0.1", port), RequestHandler)
+        self._thread = threading.Thread(target=self._serve, name="hubspot-sink", daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> HubSpotSink:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("w", encoding="utf-8")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():  # shutdown() would wait forever for a server never started
+            self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            if self._log:
+                self._log.close()
+                self._log = None
+
+    def __enter__(self) -> HubSpotSink:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request received since start(), oldest first (without /__sink/ ones)."""
+        with self._lock:
+            return [dict(record) for record in self._records]
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """The tasks created so far, as GET {tasks_path}/{id} answers them."""
+        with self._lock:
+            return [task.document() for task in self._tasks.values()]
+
+    def fail_next(
+        self,
+        status: int,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        count: int = 1,
+        *,
+        after_create: bool = False,
+    ) -> None:
+        """Answer the next `count` task creations with `status` (a HubSpot-like body by default).
+
+        `after_create`: create the task all the same, then answer the error: an answer lost on the
+        way back, which is how duplicates happen.
+        """
+        document = body if body is not None else _default_error(status)
+        with self._lock:
+            self._faults.append(_Fault(status, document, dict(headers or {}), count, after_create))
+
+    def _serve(self) -> None:
+        self._server.serve_forever(poll_interval=_SHUTDOWN_POLL_SECONDS)
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        raw = request.rfile.read(length) if length else b""
+        path = urlsplit(request.path).path
+        if path == REQUESTS_PATH and request.command == "GET":
+            _reply(request, _Answer(200, self.requests()))
+            return
+        body = _parse_body(raw)
+        answer = self._answer(request.command, path, request.headers.get("Authorization", ""), body)
+        self._record(request.command, request.path, body, answer.status)
+        _reply(request, answer)
+
+    def _answer(self, method: str, path: str, authorization: str, body: Any) -> _Answer:
+        if not re.fullmatch(r"Bearer \S+", authorization.strip()):
+            return _error(401, "Authentication credentials not found.")
+        if self._rate and self._rate.try_acquire():  # like HubSpot: no Retry-After, only the policy
+            return _Answer(429, _rate_limit_body())
+        if method == "POST" and path == self.tasks_path:
+            return self._create(body)
+        if method == "POST" and path == f"{self.tasks_path}/search":
+            return self._search(body)
+        if method == "GET" and path.startswith(f"{self.tasks_path}/"):
+            return self._read(path.removeprefix(f"{self.tasks_path}/"))
+        return _error(404, f"No route for {method} {path}.")
+
+    def _create(self, body: Any) -> _Answer:
+        fault = self._take_fault()
+        if fault and not fault.after_create:
+            return fault.answer()
+        problem = _task_problem(body)
+        if problem:
+            return _error(400, problem)
+        with self._lock:
+            task = _Task(
+                str(self._next_id), body["properties"], body.get("associations") or [], self._clock()
+            )
+            self._next_id += 1
+            self._tasks[task.id] = task
+        return fault.answer() if fault else _Answer(201, task.document())
+
+    def _search(self, body: Any) -> _Answer:
+        query = body if isinstance(body, dict) else {}
+        limit = query.get("limit", 10)
+        if not isinstance(limit, int) or not 0 < limit <= _SEARCH_LIMIT_MAX:
+            return _error(400, f"limit must be between 1 and {_SEARCH_LIMIT_MAX}.")
+        try:
+            matches = self._matching(query.get("filterGroups") or [])
+            offset = int(query.get("after") or 0)
+        except ValueError as problem:
+            return _error(400, str(problem))
+        for sort in reversed(query.get("sorts") or []):  # stable sorts: the first sort wins
+            name = str(sort.get("propertyName"))
+            descending = sort.get("direction") == "DESCENDING"
+            matches.sort(key=lambda task: _sort_key(task.properties.get(name, "")), reverse=descending)
+        page = matches[offset : offset + limit]
+        document: dict[str, Any] = {
+            "total": len(matches),
+            "results": [task.document(query.get("properties")) for task in page],
+        }
+        if offset + limit < len(matches):
+            document["paging"] = {"next": {"after": str(offset + limit)}}
+        return _Answer(200, document)
+
+    def _matching(self, groups: list[dict[str, Any]]) -> list[_Task]:
+        """Filter groups are ORed, the filters within a group ANDed, as in HubSpot's search."""
+        visible_before = self._clock() - self._search_lag
+        with self._lock:
+            tasks = [task for task in self._tasks.values() if task.created <= visible_before]
+        if not groups:
+            return tasks
+        return [task for task in tasks if any(_group_matches(task, group) for group in groups)]
+
+    def _read(self, task_id: str) -> _Answer:
+        with self._lock:
+            task = self._tasks.get(task_id)
+        if task is None:
+            return _error(404, "Object not found.  objectId are usually numeric.")
+        return _Answer(200, task.document())
+
+    def _take_fault(self) -> _Fault | None:
+        with self._lock:
+            if not self._faults:
+                return None
+            fault = self._faults[0]
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                self._faults.popleft()
+            return fault
+
+    def _record(self, method: str, path: str, body: Any, status: int) -> None:
+        record = {"time": _now_iso(), "method": method, "path": path, "body": body, "status": status}
+        with self._lock:
+            self._records.append(record)
+            if self._log:
+                self._log.write(json.dumps(record) + "\n")
+                self._log.flush()
+
+
+class _Server(ThreadingHTTPServer):
+    # Keep-alive connections hold a thread each; stop() must not wait for clients to hang up.
+    block_on_close = False
+    daemon_threads = True
+
+
+@dataclass
+class _Answer:
+    status: int
+    document: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Fault:
+    status: int
+    document: dict[str, Any]
+    headers: dict[str, str]
+    remaining: int
+    after_create: bool
+
+    def answer(self) -> _Answer:
+        return _Answer(self.status, self.document, self.headers)
+
+
+@dataclass
+class _Task:
+    id: str
+    given: dict[str, Any]
+    associations: list[dict[str, Any]]
+    created: float  # the sink's clock, for the search lag
+    created_at: str = field(default_factory=lambda: _now_iso())
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """HubSpot answers every property as a string, with its own bookkeeping ones added."""
+        stored = {name: str(value) for name, value in self.given.items() if value is not None}
+        return {
+            **stored,
+            "hs_createdate": self.created_at,
+            "hs_lastmodifieddate": self.created_at,
+            "hs_object_id": self.id,
+        }
+
+    def document(self, names: list[str] | None = None) -> dict[str, Any]:
+        properties = self.properties
+        if names is not None:
+            wanted = {*names, "hs_createdate", "hs_lastmodifieddate", "hs_object_id"}
+            properties = {name: value for name, value in properties.items() if name in wanted}
+        return {
+            "id": self.id,
+            "properties": properties,
+            "createdAt": self.created_at,
+            "updatedAt": self.created_at,
+            "archived": False,
+        }
+
+
+def _task_problem(body: Any) -> str | None:
+    """What HubSpot would refuse in a task creation, or None."""
+    if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
+        return "Invalid input JSON: a JSON object with a properties object is required."
+    properties = body["properties"]
+    invalid = [
+        {"isValid": False, "message": message, "error": error, "name": name}
+        for name, error, message in _property_problems(properties)
+    ]
+    if invalid:
+        return f"Property values were not valid: {json.dumps(invalid)}"
+    return _association_problem(body.get("associations"))
+
+
+def _property_problems(properties: dict[str, Any]) -> list[tuple[str, str, str]]:
+    problems = []
+    timestamp = str(properties.get("hs_timestamp") or "")
+    if not timestamp:
+        problems.append(("hs_timestamp", "REQUIRED_PROPERTY", "hs_timestamp is required."))
+    elif not (timestamp.isdigit() or _ISO_TIMESTAMP.match(timestamp)):
+        problems.append(("hs_timestamp", "INVALID_DATETIME", f"{timestamp!r} is not a valid datetime."))
+    for name, options in (
+        ("hs_task_status", _STATUSES),
+        ("hs_task_priority", _PRIORITIES),
+        ("hs_task_type", _TYPES),
+    ):
+        value = properties.get(name)
+        if value is not None and value not in options:
+            problems.append((name, "INVALID_OPTION", f"{value!r} was not one of the allowed options."))
+    return problems
+
+
+def _association_problem(associations: Any) -> str | None:
+    if associations is None:
+        return None
+    if not isinstance(associations, list):
+        return "Invalid input JSON: associations must be a list."
+    for association in associations:
+        target = association.get("to") if isinstance(association, dict) else None
+        types = association.get("types") if isinstance(association, dict) else None
+        if not isinstance(target, dict) or not str(target.get("id", "")).isdigit():
+            return "Invalid input JSON: each association needs to.id, a numeric record id."
+        if not isinstance(types, list) or not types or not all(_association_type_ok(kind) for kind in types):
+            return "Invalid input JSON: each association needs types with a category and a type id."
+    return None
+
+
+def _association_type_ok(kind: Any) -> bool:
+    return (
+        isinstance(kind, dict)
+        and kind.get("associationCategory") in _ASSOCIATION_CATEGORIES
+        and isinstance(kind.get("associationTypeId"), int)
+    )
+
+
+def _group_matches(task: _Task, group: dict[str, Any]) -> bool:
+    return all(_filter_matches(task, condition) for condition in group.get("filters") or [])
+
+
+def _filter_matches(task: _Task, condition: dict[str, Any]) -> bool:
+    operator = condition.get("operator")
+    actual = task.properties.get(str(condition.get("propertyName")))
+    expected = str(condition.get("value", ""))
+    if operator == "EQ":
+        return actual is not None and actual.lower() == expected.lower()
+    if operator == "CONTAINS_TOKEN":
+        return actual is not None and _contains_token(actual, expected)
+    raise ValueError(f"The sink does not support the {operator} operator (EQ and CONTAINS_TOKEN only).")
+
+
+def _contains_token(text: str, pattern: str) -> bool:
+    """HubSpot tokenizes text on whitespace and punctuation; `*` is a wildcard within a token."""
+    plain = html.unescape(re.sub(r"<[^>]*>", " ", text)).lower()
+    tokens = re.findall(r"[0-9a-z_]+", plain)
+    return any(fnmatch.fnmatchcase(token, pattern.lower()) for token in tokens)
+
+
+def _sort_key(value: str) -> tuple[int, int, str]:
+    """Numbers (ids, epoch values) sort as numbers, as in HubSpot; everything else as text."""
+    return (0, int(value), "") if value.isdigit() else (1, 0, value)
+
+
+def _parse_body(raw: bytes) -> Any:
+    if not raw:
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _error(status: int, message: str) -> _Answer:
+    return _Answer(status, _error_body(status, message))
+
+
+def _error_body(status: int, message: str) -> dict[str, Any]:
+    return {
+        "status": "error",
+        "message": message,
+        "correlationId": str(uuid.uuid4()),
+        "category": _CATEGORIES.get(status, "UNKNOWN"),
+    }
+
+
+def _default_error(status: int) -> dict[str, Any]:
+    return _rate_limit_body() if status == 429 else _error_body(status, f"Simulated failure (HTTP {status}).")
+
+
+def _rate_limit_body() -> dict[str, Any]:
+    return {
+        "status": "error",
+        "message": "You have reached your ten_secondly_rolling limit.",
+        "errorType": "RATE_LIMIT",
+        "correlationId": str(uuid.uuid4()),
+        "policyName": "TEN_SECONDLY_ROLLING",
+        "groupName": "publicapi:local-sink",
+    }
+
+
+def _reply(request: BaseHTTPRequestHandler, answer: _Answer) -> None:
+    raw = json.dumps(answer.document).encode()
+    request.send_response(answer.status)
+    request.send_header("Content-Type", "application/json;charset=utf-8")
+    request.send_header("Content-Length", str(len(raw)))
+    for name, value in answer.headers.items():
+        request.send_header(name, value)
+    request.end_headers()
+    request.wfile.write(raw)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
