@@ -1,0 +1,38 @@
+from pydantic import BaseModel, Field
+
+from shared.delivery.hubspot import HubSpotSettings
+from shared.events.contract import DEFAULT_RETENTION_DAYS
+from shared.resources import (
+    DELIVERIES_TABLE,
+    HUBSPOT_DLQ_ENV,
+    HUBSPOT_QUEUE,
+    HUBSPOT_SECRET_ENV,
+    RETENTION_DAYS_ENV,
+)
+
+
+class HubSpotSenderSettings(BaseModel):
+    deliveries_table: str = Field(min_length=1, validation_alias=DELIVERIES_TABLE.env_var)
+    queue_url: str = Field(min_length=1, validation_alias=HUBSPOT_QUEUE.env_var)
+    dead_letter_queue_url: str = Field(min_length=1, validation_alias=HUBSPOT_DLQ_ENV)
+    secret_id: str = Field(min_length=1, validation_alias=HUBSPOT_SECRET_ENV)
+    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
+    base_url: str = Field(default=HubSpotSettings.base_url, validation_alias="HUBSPOT_BASE_URL")
+    tasks_path: str = Field(default=HubSpotSettings.tasks_path, validation_alias="HUBSPOT_TASKS_PATH")
+    company_association_type: int = Field(default=192, gt=0, validation_alias="HUBSPOT_COMPANY_ASSOCIATION")
+    contact_association_type: int = Field(default=204, gt=0, validation_alias="HUBSPOT_CONTACT_ASSOCIATION")
+    deal_association_type: int = Field(default=216, gt=0, validation_alias="HUBSPOT_DEAL_ASSOCIATION")
+    # The app's burst limit, shared by every concurrent sender (the event source caps them).
+    requests_per_10s: int = Field(default=100, ge=1, validation_alias="HUBSPOT_REQUESTS_PER_10S")
+    max_concurrency: int = Field(default=2, ge=1, validation_alias="HUBSPOT_SENDER_CONCURRENCY")
+
+    def client_settings(self) -> HubSpotSettings:
+        return HubSpotSettings(
+            base_url=self.base_url,
+            tasks_path=self.tasks_path,
+            company_association_type=self.company_association_type,
+            contact_association_type=self.contact_association_type,
+            deal_association_type=self.deal_association_type,
+            requests_per_window=max(1, self.requests_per_10s // self.max_concurrency),
+            window_seconds=10.0,
+        )

@@ -1,0 +1,233 @@
+"""The HubSpot sender on moto (ledger, queues) against a scripted HubSpot (httpx mock transport).
+
+One task per play whatever happens to the message: redelivery, an attempt that stopped mid-send,
+a rejected neighbour in the batch, HubSpot's daily limit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from functions.hubspot_sender.handler import HubSpotSender, send_tasks
+from shared.delivery.hubspot import HubSpotClient, HubSpotSettings
+from shared.delivery.ledger import DeliveryLedger, DeliveryStatus
+from shared.delivery.secrets import CachedSecret
+from shared.resources import DELIVERIES_TABLE, HUBSPOT_QUEUE
+from shared.routing.messages import PlayDelivery
+from tests.conftest import TEST_RETENTION_DAYS, Aws
+from tests.integration.builders import sqs_event
+
+TOKEN = "pat-na1-00000000-secret-token"
+Reply = Callable[[httpx.Request], httpx.Response]
+
+
+class FakeHubSpot:
+    """Answers task creations with increasing ids unless a reply is scripted; records requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.script: list[Reply] = []
+        self.tasks: dict[str, str] = {}  # task id → body
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.requests.append((request.url.path, body))
+        assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+        if self.script:
+            return self.script.pop(0)(request)
+        if request.url.path.endswith("/search"):
+            token = body["filterGroups"][0]["filters"][0]["value"]
+            found = [{"id": task_id} for task_id, text in self.tasks.items() if token in text]
+            return httpx.Response(200, json={"total": len(found), "results": found})
+        task_id = str(1000 + len(self.tasks))
+        self.tasks[task_id] = body["properties"]["hs_task_body"]
+        return httpx.Response(201, json={"id": task_id, "properties": body["properties"]})
+
+    def creations(self) -> list[dict[str, Any]]:
+        return [body for path, body in self.requests if path == "/crm/v3/objects/tasks"]
+
+
+def delivery(play_id: str = "a" * 24, **changes: Any) -> PlayDelivery:
+    fields: dict[str, Any] = {
+        "play_id": play_id,
+        "channel": "hubspot_task",
+        "firing_id": "f" * 24,
+        "account_id": "acct-1",
+        "account_name": "Acme",
+        "trigger": "seats",
+        "play": "seat-expansion",
+        "tier": 0,
+        "ruleset_version": "2026-11-23.2",
+        "subject": "Seat expansion: Acme is running out of seats",
+        "body": "Current state: 46 of 50 seats.",
+        "due": "2026-11-27",
+        "priority": "HIGH",
+        "owner": {"role": "csm", "name": "Casey", "hubspot_owner_id": "501"},
+        "hubspot": {"company_id": "77"},
+        "routed_at": "2026-11-25T10:00:00Z",
+    }
+    return PlayDelivery.model_validate(fields | changes)
+
+
+@pytest.fixture
+def hubspot_api() -> FakeHubSpot:
+    return FakeHubSpot()
+
+
+@pytest.fixture
+def sender(aws: Aws, hubspot_api: FakeHubSpot) -> HubSpotSender:
+    client = HubSpotClient(
+        HubSpotSettings(),
+        token=lambda: TOKEN,
+        http=httpx.Client(transport=httpx.MockTransport(hubspot_api)),
+        sleep=lambda seconds: None,
+        jitter=lambda: 0.0,
+    )
+    dlq = aws.sqs.create_queue(QueueName="hubspot-dlq")["QueueUrl"]
+    return HubSpotSender(
+        client=client,
+        ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
+        sqs=aws.sqs,
+        queue_url=aws.queues[HUBSPOT_QUEUE.env_var],
+        dead_letter_queue_url=dlq,
+    )
+
+
+def far_deadline() -> float:
+    import time
+
+    return time.monotonic() + 60
+
+
+def queued_event(aws: Aws, bodies: list[str]) -> dict[str, Any]:
+    """Messages really on the HubSpot queue, received, as Lambda would hand them over."""
+    url = aws.queues[HUBSPOT_QUEUE.env_var]
+    for body in bodies:
+        aws.sqs.send_message(QueueUrl=url, MessageBody=body)
+    received = aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)["Messages"]
+    by_body = {message["Body"]: message for message in received}
+    event = sqs_event(bodies)
+    for record in event["Records"]:
+        message = by_body[record["body"]]
+        record["messageId"], record["receiptHandle"] = message["MessageId"], message["ReceiptHandle"]
+    return event
+
+
+def test_a_delivery_becomes_one_task_and_its_id_is_kept(
+    aws: Aws, sender: HubSpotSender, hubspot_api: FakeHubSpot
+) -> None:
+    answer = send_tasks(sqs_event([delivery().model_dump_json()]), sender, far_deadline())
+
+    assert answer == {"batchItemFailures": []}
+    [created] = hubspot_api.creations()
+    assert created["properties"]["hs_task_subject"] == "Seat expansion: Acme is running out of seats"
+    assert created["properties"]["hubspot_owner_id"] == "501"
+    assert created["associations"][0]["to"] == {"id": "77"}
+    claim = sender.ledger.claim("hubspot_task", "a" * 24, delivery().routed_at)
+    assert (claim.status, claim.external_id) == (DeliveryStatus.DELIVERED, "1000")
+
+
+def test_a_redelivered_message_creates_no_second_task(
+    sender: HubSpotSender, hubspot_api: FakeHubSpot
+) -> None:
+    body = delivery().model_dump_json()
+    send_tasks(sqs_event([body]), sender, far_deadline())
+    send_tasks(sqs_event([body, body]), sender, far_deadline())
+
+    assert len(hubspot_api.creations()) == 1
+
+
+def test_after_an_attempt_lost_mid_send_the_task_is_found_not_created_again(
+    sender: HubSpotSender, hubspot_api: FakeHubSpot
+) -> None:
+    # Given HubSpot created the task, but the attempt stopped before recording it
+    hubspot_api.tasks["4242"] = f"<p>Upswing play {'a' * 24}</p>"
+    stale = delivery().routed_at.replace(year=2025)
+    sender.ledger.claim("hubspot_task", "a" * 24, stale)
+
+    send_tasks(sqs_event([delivery().model_dump_json()]), sender, far_deadline())
+
+    assert hubspot_api.creations() == []
+    claim = sender.ledger.claim("hubspot_task", "a" * 24, stale)
+    assert (claim.status, claim.external_id) == (DeliveryStatus.DELIVERED, "4242")
+
+
+def test_a_rejected_delivery_goes_to_the_dlq_with_hubspots_message_and_the_batch_goes_on(
+    aws: Aws, sender: HubSpotSender, hubspot_api: FakeHubSpot
+) -> None:
+    problem = {
+        "status": "error",
+        "message": "Property values were not valid: hubspot_owner_id 501 is not a valid owner",
+        "category": "VALIDATION_ERROR",
+        "correlationId": "c0ffee",
+    }
+    hubspot_api.script.append(lambda request: httpx.Response(400, json=problem))
+    rejected, fine = delivery("b" * 24).model_dump_json(), delivery("c" * 24).model_dump_json()
+
+    answer = send_tasks(sqs_event([rejected, fine, "{not json"]), sender, far_deadline())
+
+    assert answer == {"batchItemFailures": []}  # nothing left to retry: two dead-lettered, one done
+    assert len(hubspot_api.tasks) == 1
+    dead = aws.sqs.receive_message(
+        QueueUrl=sender.dead_letter_queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )["Messages"]
+    errors = {message["Body"]: message["MessageAttributes"]["error"]["StringValue"] for message in dead}
+    assert errors[rejected] == (
+        "HubSpot rejected the request: 400 VALIDATION_ERROR: "
+        "Property values were not valid: hubspot_owner_id 501 is not a valid owner"
+    )
+    assert errors["{not json"].startswith("not a play delivery: ")
+    # The rejected play's claim was released: a corrected replay may create it
+    assert sender.ledger.claim("hubspot_task", "b" * 24, delivery().routed_at).fresh
+
+
+def test_the_daily_limit_holds_back_the_whole_batch_until_midnight(
+    aws: Aws, sender: HubSpotSender, hubspot_api: FakeHubSpot
+) -> None:
+    daily = {"status": "error", "errorType": "RATE_LIMIT", "policyName": "DAILY", "message": "daily limit"}
+    hubspot_api.script.append(lambda request: httpx.Response(429, json=daily))
+    bodies = [delivery("d" * 24).model_dump_json(), delivery("e" * 24).model_dump_json()]
+    event = queued_event(aws, bodies)
+
+    # Every record failed, so the batch fails whole (Powertools raises)
+    with pytest.raises(BatchProcessingError, match="DAILY"):
+        send_tasks(event, sender, far_deadline())
+
+    assert len(hubspot_api.requests) == 1  # the second was not even tried
+    # Both stay invisible (SQS would hand them back after the visibility timeout set)
+    url = aws.queues[HUBSPOT_QUEUE.env_var]
+    assert aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []) == []
+    # Neither play is claimed: tomorrow's attempt creates them
+    assert sender.ledger.claim("hubspot_task", "d" * 24, delivery().routed_at).fresh
+
+
+def test_the_token_is_read_from_secrets_manager_once_then_cached() -> None:
+    reads: list[str] = []
+    now = [0.0]
+
+    class Secrets:
+        def get_secret_value(self, SecretId: str) -> dict[str, str]:
+            reads.append(SecretId)
+            return {"SecretString": json.dumps({"token": TOKEN})}
+
+    token = CachedSecret(Secrets(), "upswing/dev/hubspot", max_age=300, clock=lambda: now[0])
+    assert token() == token() == TOKEN
+    now[0] = 301
+    assert token() == TOKEN
+    assert reads == ["upswing/dev/hubspot"] * 2
+    assert TOKEN not in repr(token)
+
+
+def test_an_empty_secret_says_what_to_store() -> None:
+    class Secrets:
+        def get_secret_value(self, SecretId: str) -> dict[str, str]:
+            return {"SecretString": "  "}
+
+    with pytest.raises(ValueError, match="store the private-app token"):
+        CachedSecret(Secrets(), "upswing/dev/hubspot")()
