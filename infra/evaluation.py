@@ -21,14 +21,13 @@ from shared.rules.loading import load_ruleset
 
 from .function import LambdaPackage, UpswingFunction
 from .queues import queue_with_dlq
+from .routing import ROUTER_TIMEOUT
 from .settings import UpswingSettings
 from .storage import Storage
 from .streams import consume_stream
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 _EVALUATOR_TIMEOUT = Duration.seconds(60)
-# The play router (next) consumes the fired queue; its visibility timeout assumes this timeout.
-_ROUTER_TIMEOUT = Duration.seconds(30)
 
 
 class Evaluation(Construct):
@@ -47,7 +46,7 @@ class Evaluation(Construct):
         counters_table = storage.table(COUNTERS_TABLE)
         accounts_table = storage.table(ACCOUNTS_TABLE)
         firings_table = storage.table(FIRINGS_TABLE)
-        fired = queue_with_dlq(self, FIRED_QUEUE, consumer_timeout=_ROUTER_TIMEOUT)
+        fired = queue_with_dlq(self, FIRED_QUEUE, consumer_timeout=ROUTER_TIMEOUT)
         self.fired_queue = fired.queue
 
         self.evaluator = UpswingFunction(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 @dataclass(frozen=True)
@@ -21,18 +22,31 @@ class UpswingSettings:
     detailed_tracing: bool = False
     # The ruleset the evaluator runs, a file under rules/ (packaged with the code).
     ruleset_path: str = "rules/reference.yaml"
+    # The Secrets Manager secret the stack creates for the HubSpot private-app token (you put the
+    # token in after the first deploy); default upswing/<stage>/hubspot-token.
+    hubspot_secret_name: str | None = None
+    # HubSpot's burst limit for the app (100 on Free/Starter, 190 above), shared by the senders.
+    hubspot_requests_per_10s: int = 100
+    # The verified SES identity play emails come from.
+    sender_email: str = "upswing@example.com"
 
     def __post_init__(self) -> None:
         # The stage ends up in the stack name and the event bus name: keep it to safe characters.
         if not _STAGE_NAME.match(self.stage):
             raise ValueError(f"stage {self.stage!r} must be 1-20 of a-z 0-9 - (starting with a letter)")
-        for name in ("api_rate_limit", "api_burst_limit", "retention_days"):
+        if not _EMAIL.match(self.sender_email):
+            raise ValueError(f"sender_email {self.sender_email!r} is not an e-mail address")
+        for name in ("api_rate_limit", "api_burst_limit", "retention_days", "hubspot_requests_per_10s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
 
     @property
     def is_prod(self) -> bool:
         return self.stage == "prod"
+
+    @property
+    def hubspot_secret(self) -> str:
+        return self.hubspot_secret_name or f"upswing/{self.stage}/hubspot-token"
 
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> UpswingSettings:
@@ -46,6 +60,11 @@ class UpswingSettings:
             retention_days=_as_int(get("retention_days"), defaults.retention_days),
             detailed_tracing=str(get("detailed_tracing")).lower() == "true",
             ruleset_path=str(get("ruleset") or defaults.ruleset_path),
+            hubspot_secret_name=str(get("hubspot_secret_name")) if get("hubspot_secret_name") else None,
+            hubspot_requests_per_10s=_as_int(
+                get("hubspot_requests_per_10s"), defaults.hubspot_requests_per_10s
+            ),
+            sender_email=str(get("sender_email") or defaults.sender_email),
         )
 
 

@@ -11,10 +11,12 @@ from shared.resources import DETAILED_TRACING_ENV
 
 from .assets import LambdaAssets
 from .counting import Counting
+from .delivery import Delivery
 from .evaluation import Evaluation
 from .function import LambdaPackage, dependencies_layer
 from .ingest import BusIngest, IngestApi
 from .observability import Observability
+from .routing import Routing
 from .settings import UpswingSettings
 from .storage import Storage
 
@@ -29,7 +31,7 @@ class UpswingStack(Stack):
         settings: UpswingSettings,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("description", f"Upswing usage-event ingestion ({settings.stage})")
+        kwargs.setdefault("description", f"Upswing usage-based expansion triggers ({settings.stage})")
         kwargs.setdefault("tags", {"project": "upswing", "stage": settings.stage})
         super().__init__(scope, construct_id, **kwargs)
 
@@ -43,6 +45,24 @@ class UpswingStack(Stack):
         bus = BusIngest(self, "BusIngest", package=package, storage=storage, settings=settings)
         counting = Counting(self, "Counting", package=package, storage=storage, settings=settings)
         evaluation = Evaluation(self, "Evaluation", package=package, storage=storage, settings=settings)
+        routing = Routing(
+            self,
+            "Routing",
+            package=package,
+            storage=storage,
+            settings=settings,
+            fired_queue=evaluation.fired_queue,
+            event_bus=bus.event_bus,
+        )
+        delivery = Delivery(
+            self,
+            "Delivery",
+            package=package,
+            storage=storage,
+            settings=settings,
+            hubspot_queue=routing.hubspot_queue,
+            email_queue=routing.email_queue,
+        )
         Observability(
             self,
             "Observability",
@@ -54,6 +74,10 @@ class UpswingStack(Stack):
                 "BusIngest": bus.function.function,
                 "Aggregator": counting.aggregator.function,
                 "Evaluator": evaluation.evaluator.function,
+                "Router": routing.router.function,
+                "Scheduler": routing.scheduler.function,
+                "HubSpotSender": delivery.hubspot_sender.function,
+                "EmailSender": delivery.email_sender.function,
             },
             stream_consumers={
                 "Aggregator": counting.aggregator.function,
@@ -66,6 +90,7 @@ class UpswingStack(Stack):
                     *bus.dead_letter_queues,
                     *counting.dead_letter_queues,
                     *evaluation.dead_letter_queues,
+                    *routing.dead_letter_queues,
                 )
             },
             rejects_queue=bus.rejects_queue,
@@ -81,4 +106,10 @@ class UpswingStack(Stack):
             "FiredQueueUrl",
             value=evaluation.fired_queue.queue_url,
             description="trigger.fired messages",
+        )
+        CfnOutput(
+            self,
+            "HubSpotSecretName",
+            value=settings.hubspot_secret,
+            description="Put the HubSpot private-app token in this secret",
         )

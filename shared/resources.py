@@ -128,6 +128,8 @@ FIRED_QUEUE = QueueSpec(construct_id="FiredQueue", env_var="FIRED_QUEUE_URL", re
 HUBSPOT_QUEUE = QueueSpec(
     construct_id="HubSpotQueue", env_var="HUBSPOT_QUEUE_URL", retention_days=14, max_receive_count=10
 )
+# The HubSpot sender dead-letters a message HubSpot rejects for good itself, with HubSpot's message.
+HUBSPOT_DLQ_ENV = "HUBSPOT_DLQ_URL"
 EMAIL_QUEUE = QueueSpec(construct_id="EmailQueue", env_var="EMAIL_QUEUE_URL", retention_days=14)
 
 QUEUES = (BUS_INGEST_QUEUE, REJECTS_QUEUE, FIRED_QUEUE, HUBSPOT_QUEUE, EMAIL_QUEUE)

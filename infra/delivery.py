@@ -1,0 +1,123 @@
+"""Delivery: the HubSpot sender (the only reader of the HubSpot token) and the email sender (SES)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from shared.resources import (
+    DELIVERIES_TABLE,
+    HUBSPOT_DLQ_ENV,
+    HUBSPOT_QUEUE,
+    HUBSPOT_SECRET_ENV,
+    RETENTION_DAYS_ENV,
+    SENDER_EMAIL_ENV,
+)
+
+from .acknowledge import acknowledge
+from .function import LambdaPackage, UpswingFunction
+from .queues import QueueWithDlq
+from .routing import EMAIL_SENDER_TIMEOUT, HUBSPOT_SENDER_TIMEOUT
+from .settings import UpswingSettings
+from .storage import Storage
+
+# At most this many senders run at once (the least Lambda allows), so each paces itself to half
+# the app's HubSpot limit and together they stay under it.
+HUBSPOT_SENDER_CONCURRENCY = 2
+_DELIVERY_LEDGER_ACTIONS = [
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+]
+
+
+class Delivery(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        package: LambdaPackage,
+        storage: Storage,
+        settings: UpswingSettings,
+        hubspot_queue: QueueWithDlq,
+        email_queue: QueueWithDlq,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        deliveries_table = storage.table(DELIVERIES_TABLE)
+
+        self.hubspot_secret = secretsmanager.Secret(
+            self,
+            "HubSpotToken",
+            secret_name=settings.hubspot_secret,
+            description="HubSpot private-app token for the Upswing task sender (put the token here)",
+        )
+        acknowledge(
+            self.hubspot_secret,
+            "AwsSolutions-SMG4",
+            "A HubSpot private-app token is rotated in HubSpot, not by a Lambda; the sender re-reads "
+            "the secret every five minutes, so a rotated token is picked up without a deploy.",
+        )
+        self.hubspot_sender = UpswingFunction(
+            self,
+            "HubSpotSender",
+            handler="functions.hubspot_sender.handler.handler",
+            package=package,
+            timeout=HUBSPOT_SENDER_TIMEOUT,
+            description="Creates one HubSpot task per play",
+            environment={
+                DELIVERIES_TABLE.env_var: deliveries_table.table_name,
+                HUBSPOT_QUEUE.env_var: hubspot_queue.queue.queue_url,
+                HUBSPOT_DLQ_ENV: hubspot_queue.dead_letter_queue.queue_url,
+                HUBSPOT_SECRET_ENV: self.hubspot_secret.secret_arn,
+                RETENTION_DAYS_ENV: str(settings.retention_days),
+                "HUBSPOT_REQUESTS_PER_10S": str(settings.hubspot_requests_per_10s),
+                "HUBSPOT_SENDER_CONCURRENCY": str(HUBSPOT_SENDER_CONCURRENCY),
+            },
+        )
+        self.hubspot_secret.grant_read(self.hubspot_sender.function)
+        self.hubspot_sender.allow(_DELIVERY_LEDGER_ACTIONS, deliveries_table.table_arn)
+        hubspot_queue.dead_letter_queue.grant_send_messages(self.hubspot_sender.function)
+        self.hubspot_sender.function.add_event_source(
+            event_sources.SqsEventSource(
+                hubspot_queue.queue,
+                batch_size=10,
+                max_concurrency=HUBSPOT_SENDER_CONCURRENCY,
+                report_batch_item_failures=True,
+            )
+        )
+
+        self.email_sender = UpswingFunction(
+            self,
+            "EmailSender",
+            handler="functions.email_sender.handler.handler",
+            package=package,
+            timeout=EMAIL_SENDER_TIMEOUT,
+            description="Emails each play to its owner through SES",
+            environment={
+                DELIVERIES_TABLE.env_var: deliveries_table.table_name,
+                SENDER_EMAIL_ENV: settings.sender_email,
+                RETENTION_DAYS_ENV: str(settings.retention_days),
+            },
+        )
+        self.email_sender.allow(_DELIVERY_LEDGER_ACTIONS, deliveries_table.table_arn)
+        # SES authorizes a send against the sender's identity: the address, or its verified domain.
+        domain = settings.sender_email.split("@", 1)[1]
+        self.email_sender.allow(
+            ["ses:SendEmail"],
+            *(
+                Stack.of(self).format_arn(service="ses", resource="identity", resource_name=name)
+                for name in (settings.sender_email, domain)
+            ),
+        )
+        self.email_sender.function.add_event_source(
+            event_sources.SqsEventSource(
+                email_queue.queue,
+                batch_size=10,
+                max_batching_window=Duration.seconds(1),
+                report_batch_item_failures=True,
+            )
+        )

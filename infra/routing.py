@@ -1,0 +1,128 @@
+"""Routing: the play router on the fired queue, the scheduler that releases waiting plays, and one
+delivery queue per channel (HubSpot tasks, email)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from shared.resources import (
+    ACCOUNTS_TABLE,
+    COUNTERS_TABLE,
+    EMAIL_QUEUE,
+    EVENT_BUS_ENV,
+    FIRINGS_TABLE,
+    HUBSPOT_QUEUE,
+    PLAYS_DUE_INDEX,
+    PLAYS_TABLE,
+    RETENTION_DAYS_ENV,
+    RULESET_PATH_ENV,
+)
+
+from .function import LambdaPackage, UpswingFunction
+from .queues import queue_with_dlq
+from .settings import UpswingSettings
+from .storage import Storage
+
+ROUTER_TIMEOUT = Duration.seconds(30)
+SCHEDULER_TIMEOUT = Duration.seconds(120)
+# The senders' timeouts; the channel queues' visibility timeouts follow from them.
+HUBSPOT_SENDER_TIMEOUT = Duration.seconds(60)
+EMAIL_SENDER_TIMEOUT = Duration.seconds(30)
+SCHEDULE = Duration.minutes(5)
+_PLAY_LEDGER_ACTIONS = [
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchGetItem",  # least-loaded pools read the owners' counters together
+    "dynamodb:Query",
+]
+
+
+class Routing(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        package: LambdaPackage,
+        storage: Storage,
+        settings: UpswingSettings,
+        fired_queue: sqs.IQueue,
+        event_bus: events.IEventBus,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        plays_table = storage.table(PLAYS_TABLE)
+        accounts_table = storage.table(ACCOUNTS_TABLE)
+        hubspot = queue_with_dlq(self, HUBSPOT_QUEUE, consumer_timeout=HUBSPOT_SENDER_TIMEOUT)
+        email = queue_with_dlq(self, EMAIL_QUEUE, consumer_timeout=EMAIL_SENDER_TIMEOUT)
+        self.hubspot_queue = hubspot
+        self.email_queue = email
+        environment = {
+            PLAYS_TABLE.env_var: plays_table.table_name,
+            ACCOUNTS_TABLE.env_var: accounts_table.table_name,
+            HUBSPOT_QUEUE.env_var: hubspot.queue.queue_url,
+            EMAIL_QUEUE.env_var: email.queue.queue_url,
+            EVENT_BUS_ENV: event_bus.event_bus_name,
+            RULESET_PATH_ENV: settings.ruleset_path,
+            RETENTION_DAYS_ENV: str(settings.retention_days),
+        }
+
+        self.router = UpswingFunction(
+            self,
+            "Router",
+            handler="functions.router.handler.handler",
+            package=package,
+            timeout=ROUTER_TIMEOUT,
+            description="Routes each firing's play: owner, budgets, channels",
+            environment=environment,
+        )
+        self.router.function.add_event_source(
+            event_sources.SqsEventSource(
+                fired_queue,
+                batch_size=10,
+                max_batching_window=Duration.seconds(1),
+                report_batch_item_failures=True,
+            )
+        )
+
+        counters_table = storage.table(COUNTERS_TABLE)
+        firings_table = storage.table(FIRINGS_TABLE)
+        self.scheduler = UpswingFunction(
+            self,
+            "Scheduler",
+            handler="functions.router.scheduler.handler",
+            package=package,
+            timeout=SCHEDULER_TIMEOUT,
+            description="Releases deferred plays and due escalation tiers",
+            environment={
+                **environment,
+                COUNTERS_TABLE.env_var: counters_table.table_name,
+                FIRINGS_TABLE.env_var: firings_table.table_name,
+            },
+        )
+        # Whether an escalation's signal still holds: the rules' read plan and the trigger state.
+        self.scheduler.allow(["dynamodb:Query"], counters_table.table_arn)
+        self.scheduler.allow(["dynamodb:GetItem"], firings_table.table_arn)
+        # The due index, read page by page.
+        self.scheduler.allow(["dynamodb:Query"], f"{plays_table.table_arn}/index/{PLAYS_DUE_INDEX.name}")
+        events.Rule(
+            self,
+            "Every5Minutes",
+            description="Release the plays whose time has come",
+            schedule=events.Schedule.rate(SCHEDULE),
+            targets=[targets.LambdaFunction(self.scheduler.function, retry_attempts=0)],
+        )
+
+        for function in (self.router, self.scheduler):
+            function.allow(_PLAY_LEDGER_ACTIONS, plays_table.table_arn)
+            function.allow(["dynamodb:GetItem"], accounts_table.table_arn)
+            hubspot.queue.grant_send_messages(function.function)
+            email.queue.grant_send_messages(function.function)
+            event_bus.grant_put_events_to(function.function)
+
+        self.dead_letter_queues: list[sqs.IQueue] = [hubspot.dead_letter_queue, email.dead_letter_queue]
