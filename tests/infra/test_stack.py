@@ -22,8 +22,16 @@ from shared.resources import (
     ACCOUNTS_TABLE,
     BUS_INGEST_QUEUE,
     COUNTERS_TABLE,
+    DELIVERIES_TABLE,
+    EMAIL_QUEUE,
     EVENTS_TABLE,
+    FIRED_QUEUE,
     FIRINGS_TABLE,
+    HUBSPOT_DLQ_ENV,
+    HUBSPOT_QUEUE,
+    HUBSPOT_SECRET_ENV,
+    PLAY_ROUTED_DETAIL_TYPE,
+    PLAYS_TABLE,
     REGISTRY_TABLE,
     REJECTS_QUEUE,
     RETENTION_DAYS_ENV,
@@ -39,6 +47,10 @@ AUTHORIZER_HANDLER = "functions.authorizer.handler.handler"
 BUS_INGEST_HANDLER = "functions.bus_ingest.handler.handler"
 AGGREGATOR_HANDLER = "functions.aggregator.handler.handler"
 EVALUATOR_HANDLER = "functions.evaluator.handler.handler"
+ROUTER_HANDLER = "functions.router.handler.handler"
+SCHEDULER_HANDLER = "functions.router.scheduler.handler"
+HUBSPOT_SENDER_HANDLER = "functions.hubspot_sender.handler.handler"
+EMAIL_SENDER_HANDLER = "functions.email_sender.handler.handler"
 DYNAMODB_WRITES = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -181,9 +193,19 @@ def test_given_a_table_spec_when_synthesized_then_keys_and_ttl_come_from_the_spe
     if spec.sort_key:
         expected_keys.append({"AttributeName": spec.sort_key, "KeyType": "RANGE"})
     assert table["KeySchema"] == expected_keys
-    assert {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]} == {
-        key["AttributeName"]: "S" for key in expected_keys
-    }
+    index_keys = {key for index in spec.indexes for key in (index.partition_key, index.sort_key)}
+    key_names = {key["AttributeName"] for key in expected_keys} | index_keys
+    attributes = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    assert attributes == dict.fromkeys(key_names, "S")
+        {key["AttributeName"] for key in expected_keys} | index_keys, "S"
+    )
+    assert [
+        (index["IndexName"], [key["AttributeName"] for key in index["KeySchema"]], index["Projection"])
+        for index in table.get("GlobalSecondaryIndexes", [])
+    ] == [
+        (index.name, [index.partition_key, index.sort_key], {"ProjectionType": "ALL"})
+        for index in spec.indexes
+    ]
     if spec.ttl_attribute:
         assert table["TimeToLiveSpecification"] == {"AttributeName": spec.ttl_attribute, "Enabled": True}
     else:
@@ -317,6 +339,10 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         BUS_INGEST_HANDLER,
         AGGREGATOR_HANDLER,
         EVALUATOR_HANDLER,
+        ROUTER_HANDLER,
+        SCHEDULER_HANDLER,
+        HUBSPOT_SENDER_HANDLER,
+        EMAIL_SENDER_HANDLER,
     }
     own_log_groups = set()
     for function in functions.values():
@@ -342,6 +368,10 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         (BUS_INGEST_HANDLER, [EVENTS_TABLE, REGISTRY_TABLE]),
         (AGGREGATOR_HANDLER, [COUNTERS_TABLE]),
         (EVALUATOR_HANDLER, [COUNTERS_TABLE, ACCOUNTS_TABLE, FIRINGS_TABLE]),
+        (ROUTER_HANDLER, [PLAYS_TABLE, ACCOUNTS_TABLE]),
+        (SCHEDULER_HANDLER, [PLAYS_TABLE, ACCOUNTS_TABLE, COUNTERS_TABLE, FIRINGS_TABLE]),
+        (HUBSPOT_SENDER_HANDLER, [DELIVERIES_TABLE]),
+        (EMAIL_SENDER_HANDLER, [DELIVERIES_TABLE]),
     ],
 )
 def test_given_a_function_then_its_table_env_vars_name_the_tables_of_the_same_spec(
@@ -449,7 +479,11 @@ def test_given_a_usage_event_on_the_bus_then_it_reaches_the_bus_ingest_function_
     template: dict[str, Any],
 ) -> None:
     (bus_id,) = referenced_ids(template["Outputs"]["EventBusName"]["Value"])
-    (rule,) = [r["Properties"] for r in of_type(template, "AWS::Events::Rule").values()]
+    (rule,) = [
+        r["Properties"]
+        for r in of_type(template, "AWS::Events::Rule").values()
+        if bus_id in referenced_ids(r["Properties"].get("EventBusName"))
+    ]
     (target,) = rule["Targets"]
     bus_ingest = function_id(template, BUS_INGEST_HANDLER)
     (mapping,) = [
@@ -570,3 +604,138 @@ def test_given_the_stack_then_it_publishes_the_api_url_bus_tables_and_rejects_qu
         "RejectsQueueUrl",
         *(f"{spec.construct_id}TableName" for spec in TABLES),
     }
+
+
+# --- routing and delivery ---------------------------------------------------------------------
+
+
+def queue_of_env(template: dict[str, Any], handler: str, env_var: str) -> str:
+    """The queue a function's environment variable names (by its URL)."""
+    environment = template["Resources"][function_id(template, handler)]["Properties"]["Environment"]
+    (queue,) = referenced_ids(environment["Variables"][env_var])
+    return queue
+
+
+def event_source(template: dict[str, Any], handler: str) -> dict[str, Any]:
+    function = function_id(template, handler)
+    (mapping,) = [
+        m["Properties"]
+        for m in of_type(template, "AWS::Lambda::EventSourceMapping").values()
+        if function in referenced_ids(m["Properties"]["FunctionName"])
+    ]
+    return mapping
+
+
+@pytest.mark.parametrize(
+    ("consumer", "producers", "env_var", "max_receive_count"),
+    [
+        (ROUTER_HANDLER, [EVALUATOR_HANDLER], FIRED_QUEUE.env_var, FIRED_QUEUE.max_receive_count),
+        (HUBSPOT_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], HUBSPOT_QUEUE.env_var, 10),
+        (EMAIL_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], EMAIL_QUEUE.env_var, 5),
+    ],
+)
+def test_given_a_play_queue_then_its_producers_send_and_its_consumer_reports_partial_failures(
+    template: dict[str, Any], consumer: str, producers: list[str], env_var: str, max_receive_count: int
+) -> None:
+    queue = queue_of_env(template, producers[0], env_var)
+    mapping = event_source(template, consumer)
+
+    assert list(referenced_ids(mapping["EventSourceArn"])) == [queue]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    properties = template["Resources"][queue]["Properties"]
+    assert properties["RedrivePolicy"]["maxReceiveCount"] == max_receive_count
+    timeout = template["Resources"][function_id(template, consumer)]["Properties"]["Timeout"]
+    assert properties["VisibilityTimeout"] == 6 * timeout
+    for producer in producers:
+        assert "sqs:SendMessage" in allowed_actions(
+            role_statements(template, function_id(template, producer)), queue
+        )
+
+
+def test_given_the_hubspot_sender_then_it_runs_at_most_two_at_once_and_can_dead_letter_itself(
+    template: dict[str, Any],
+) -> None:
+    mapping = event_source(template, HUBSPOT_SENDER_HANDLER)
+    dead_letters = queue_of_env(template, HUBSPOT_SENDER_HANDLER, HUBSPOT_DLQ_ENV)
+    queue = queue_of_env(template, HUBSPOT_SENDER_HANDLER, HUBSPOT_QUEUE.env_var)
+    statements = role_statements(template, function_id(template, HUBSPOT_SENDER_HANDLER))
+
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert list(referenced_ids(template["Resources"][queue]["Properties"]["RedrivePolicy"])) == [dead_letters]
+    assert "sqs:SendMessage" in allowed_actions(statements, dead_letters)
+    assert "sqs:ChangeMessageVisibility" in allowed_actions(statements, queue)
+
+
+def test_given_the_hubspot_secret_then_only_the_hubspot_sender_can_read_it(template: dict[str, Any]) -> None:
+    (secret,) = of_type(template, "AWS::SecretsManager::Secret")
+    readers = {
+        name
+        for name in of_type(template, "AWS::Lambda::Function")
+        if any(
+            action.startswith("secretsmanager:")
+            for action in allowed_actions(role_statements(template, name), secret)
+        )
+    }
+    sender = function_id(template, HUBSPOT_SENDER_HANDLER)
+    environment = template["Resources"][sender]["Properties"]["Environment"]["Variables"]
+
+    assert readers == {sender}
+    assert list(referenced_ids(environment[HUBSPOT_SECRET_ENV])) == [secret]
+    assert template["Resources"][secret]["Properties"]["Name"] == SETTINGS.hubspot_secret
+    # Nothing in any function's environment looks like a token
+    for function in of_type(template, "AWS::Lambda::Function").values():
+        assert not any("token" in name.lower() for name in function["Properties"]["Environment"]["Variables"])
+
+
+def test_given_the_email_sender_then_it_may_send_only_as_the_sender_identity(
+    template: dict[str, Any],
+) -> None:
+    statements = role_statements(template, function_id(template, EMAIL_SENDER_HANDLER))
+    ses = [statement for statement in statements if "ses:SendEmail" in json.dumps(statement["Action"])]
+    senders = {
+        function
+        for function in of_type(template, "AWS::Lambda::Function")
+        if "ses:SendEmail" in allowed_actions(role_statements(template, function))
+    }
+
+    assert senders == {function_id(template, EMAIL_SENDER_HANDLER)}
+    (statement,) = ses
+    resources = json.dumps(statement["Resource"])
+    assert f"identity/{SETTINGS.sender_email}" in resources
+    assert "*" not in resources
+
+
+def test_given_the_router_then_it_publishes_play_routed_on_the_bus_and_the_bus_does_not_loop_it(
+    template: dict[str, Any],
+) -> None:
+    (bus_id,) = referenced_ids(template["Outputs"]["EventBusName"]["Value"])
+    for handler in (ROUTER_HANDLER, SCHEDULER_HANDLER):
+        assert "events:PutEvents" in allowed_actions(
+            role_statements(template, function_id(template, handler)), bus_id
+        )
+    bus_rules = [
+        r["Properties"]
+        for r in of_type(template, "AWS::Events::Rule").values()
+        if bus_id in referenced_ids(r["Properties"].get("EventBusName"))
+    ]
+    assert all(PLAY_ROUTED_DETAIL_TYPE not in json.dumps(rule["EventPattern"]) for rule in bus_rules)
+
+
+def test_given_the_scheduler_then_it_runs_every_five_minutes(template: dict[str, Any]) -> None:
+    scheduler = function_id(template, SCHEDULER_HANDLER)
+    (rule,) = [
+        r["Properties"]
+        for r in of_type(template, "AWS::Events::Rule").values()
+        if any(scheduler in referenced_ids(target["Arn"]) for target in r["Properties"]["Targets"])
+    ]
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"
+
+
+def test_given_the_play_ledger_then_only_the_router_and_scheduler_write_it(template: dict[str, Any]) -> None:
+    plays = table_id(template, PLAYS_TABLE)
+    writers = {
+        template["Resources"][name]["Properties"]["Handler"]
+        for name in of_type(template, "AWS::Lambda::Function")
+        if allowed_actions(role_statements(template, name), plays) & DYNAMODB_WRITES
+    }
+    assert writers == {ROUTER_HANDLER, SCHEDULER_HANDLER}
