@@ -197,8 +197,6 @@ def test_given_a_table_spec_when_synthesized_then_keys_and_ttl_come_from_the_spe
     key_names = {key["AttributeName"] for key in expected_keys} | index_keys
     attributes = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
     assert attributes == dict.fromkeys(key_names, "S")
-        {key["AttributeName"] for key in expected_keys} | index_keys, "S"
-    )
     assert [
         (index["IndexName"], [key["AttributeName"] for key in index["KeySchema"]], index["Projection"])
         for index in table.get("GlobalSecondaryIndexes", [])
