@@ -9,6 +9,9 @@ from typing import Any
 
 from shared.resources import (
     BUS_INGEST_QUEUE,
+    EVENT_BUS_ENV,
+    HUBSPOT_DLQ_ENV,
+    HUBSPOT_QUEUE,
     QUEUES,
     TABLES,
     USAGE_EVENT_DETAIL_TYPE,
@@ -82,10 +85,16 @@ class LocalResources:
     tables: dict[str, str]  # env var → table name
     stream_arns: dict[str, str]  # env var → stream ARN
     queues: dict[str, str]  # env var → queue URL
+    dead_letter_queues: dict[str, str]  # the queue's env var → its DLQ's URL
     bus_name: str
 
     def environment(self) -> dict[str, str]:
-        return {**self.tables, **self.queues}
+        return {
+            **self.tables,
+            **self.queues,
+            EVENT_BUS_ENV: self.bus_name,
+            HUBSPOT_DLQ_ENV: self.dead_letter_queues[HUBSPOT_QUEUE.env_var],
+        }
 
 
 def create_resources() -> LocalResources:
@@ -101,7 +110,8 @@ def create_resources() -> LocalResources:
             )
         if spec.stream:
             streams[spec.env_var] = description["LatestStreamArn"]
-    queues = {spec.env_var: _create_queue(sqs, spec) for spec in QUEUES}
+    created = {spec.env_var: _create_queue(sqs, spec) for spec in QUEUES}
+    queues = {env_var: urls[0] for env_var, urls in created.items()}
     events.create_event_bus(Name=BUS_NAME)
     events.put_rule(
         Name=f"{LOCAL_PREFIX}-usage-events",
@@ -116,7 +126,13 @@ def create_resources() -> LocalResources:
         EventBusName=BUS_NAME,
         Targets=[{"Id": "bus-ingest", "Arn": ingest_arn["Attributes"]["QueueArn"]}],
     )
-    return LocalResources(tables=tables, stream_arns=streams, queues=queues, bus_name=BUS_NAME)
+    return LocalResources(
+        tables=tables,
+        stream_arns=streams,
+        queues=queues,
+        dead_letter_queues={env_var: urls[1] for env_var, urls in created.items()},
+        bus_name=BUS_NAME,
+    )
 
 
 def table_definition(spec: TableSpec, name: str) -> dict[str, Any]:
@@ -147,7 +163,8 @@ def table_definition(spec: TableSpec, name: str) -> dict[str, Any]:
     return definition
 
 
-def _create_queue(sqs: Any, spec: QueueSpec) -> str:
+def _create_queue(sqs: Any, spec: QueueSpec) -> tuple[str, str]:
+    """The queue's URL and its DLQ's."""
     name = spec.local_name(LOCAL_PREFIX)
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -155,4 +172,4 @@ def _create_queue(sqs: Any, spec: QueueSpec) -> str:
     ]
     redrive = f'{{"deadLetterTargetArn": "{dlq_arn}", "maxReceiveCount": "{spec.max_receive_count}"}}'
     attributes = {"RedrivePolicy": redrive, "VisibilityTimeout": "5"}
-    return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"], dlq_url

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from shared.resources import REJECTS_QUEUE, USAGE_EVENT_DETAIL_TYPE
+from shared.routing.ledger import PlayRecord, PlayStatus
 from shared.storage.dynamo import aws_client
 from upswing.local.stack import LocalStack
 
@@ -33,6 +34,14 @@ ACCOUNTS: dict[str, dict[str, Any]] = {
         "owners": {"csm": {"name": "Lee CSM", "email": "lee@example.com", "hubspot_owner_id": "1002"}},
         "hubspot": {"company_id": "5002"},
     },
+    # No CSM: its plays go to the smb desk (the fallback pool in rules/reference.yaml).
+    "umbrella": {
+        "name": "Umbrella Labs",
+        "segment": "smb",
+        "plan": {"name": "Starter", "tier": 0, "limits": {"seats": 10, "api.calls": 20_000}},
+        "arr": 4800,
+        "hubspot": {"company_id": "5004"},
+    },
     "initech": {
         "name": "Initech",
         "segment": "smb",
@@ -42,7 +51,12 @@ ACCOUNTS: dict[str, dict[str, Any]] = {
     },
 }
 # (teams, users, seats at start, daily seat growth, api calls per day) — acme and globex grow.
-PROFILES = {"acme": (6, 60, 150, 3, 90_000), "globex": (4, 30, 38, 1, 14_000), "initech": (1, 4, 5, 0, 300)}
+PROFILES = {
+    "acme": (6, 60, 150, 3, 90_000),
+    "globex": (4, 30, 38, 1, 14_000),
+    "umbrella": (1, 8, 8, 0, 900),
+    "initech": (1, 4, 5, 0, 300),
+}
 
 
 def run_demo(stack: LocalStack, out: Any) -> dict[str, Any]:
@@ -107,7 +121,61 @@ def run_demo(stack: LocalStack, out: Any) -> dict[str, Any]:
             )
             for firing in reversed(firings):
                 print(render_firing(firing), file=out)
+
+        stack.settle()
+        print("\nPlays routed (owner, channels, due date; the budgets in rules/reference.yaml):", file=out)
+        for account_id in ACCOUNTS:
+            plays = sorted(stack.plays(account_id), key=lambda play: (play.tier, play.updated_at, play.play))
+            report[account_id]["plays"] = [play.status.value for play in plays]
+            for play in plays:
+                print(render_play(play), file=out)
+        print(render_deliveries(stack), file=out)
     return report
+
+
+def render_play(play: PlayRecord) -> str:
+    tier = f" (escalation {play.tier})" if play.tier else ""
+    head = f"  {play.account_id}: {play.play}{tier} ← {play.trigger}"
+    if play.status is not PlayStatus.ROUTED:
+        when = f" until {play.due_at:%Y-%m-%d %H:%M} UTC" if play.due_at else ""
+        reason = play.reason or ("if the signal still holds then" if play.tier else "")
+        return f"{head}\n      {play.status.value}{when}: {reason}"
+    owner = play.owner
+    who = "unassigned"
+    if owner:
+        pool = ", from the pool" if owner.from_pool else ""
+        who = f"{owner.name or owner.hubspot_owner_id} ({owner.role}{pool})"
+    lines = [f"{head} → {who}"]
+    for delivery in play.deliveries:
+        lines.append(
+            f"      {delivery.channel.value}: due {delivery.due}, {delivery.priority} · {delivery.subject}"
+        )
+    lines += [f"      {channel} skipped: {reason}" for channel, reason in play.skipped.items()]
+    return "\n".join(lines)
+
+
+def render_deliveries(stack: LocalStack) -> str:
+    emails = stack.sent_emails()
+    lines = []
+    if stack.hubspot_sink:
+        sink = stack.hubspot_sink
+        tasks = sink.tasks()
+        lines.append(
+            f"\nHubSpot (local sink {sink.endpoint}): {len(tasks)} tasks created; every request "
+            f"is in {sink.log_path} and at {sink.endpoint}/__sink/requests"
+        )
+        for task in tasks:
+            properties = task["properties"]
+            lines.append(
+                f"  task {task['id']}: owner {properties.get('hubspot_owner_id', '-')}, "
+                f"{properties['hs_task_priority']}, due {properties['hs_timestamp'][:10]} · "
+                f"{properties['hs_task_subject']}"
+            )
+    else:
+        lines.append(f"\nHubSpot: tasks sent to {stack.hubspot_url}")
+    lines.append(f"Emails (emulated SES): {len(emails)} sent")
+    lines += [f"  to {', '.join(email['to'])}: {email['subject']}" for email in emails]
+    return "\n".join(lines)
 
 
 def render_firing(firing: dict[str, Any]) -> str:

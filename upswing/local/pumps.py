@@ -126,3 +126,20 @@ class QueuePump(Pump):
         if done:
             self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=done)
         return True
+
+
+class SchedulePump(Pump):
+    """An EventBridge schedule: invoke the function every `every_seconds` (first after one period)."""
+
+    def __init__(self, function: LocalFunction, every_seconds: float) -> None:
+        super().__init__(f"schedule→{function.name}")
+        self._function = function
+        self._every = every_seconds
+        self._next = time.monotonic() + every_seconds
+
+    def poll_once(self) -> bool:
+        if time.monotonic() < self._next:
+            return False
+        self._next = time.monotonic() + self._every
+        self._function.invoke({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+        return False  # a tick is not a backlog: settle() must not wait for the schedule

@@ -6,23 +6,33 @@ import logging
 import os
 import time
 import warnings
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
+from shared.observability import logger
 from shared.producers import ProducerKeys
 from shared.resources import (
     BUS_INGEST_QUEUE,
     COUNTERS_TABLE,
+    EMAIL_QUEUE,
     EVENTS_TABLE,
+    FIRED_QUEUE,
+    HUBSPOT_QUEUE,
+    HUBSPOT_SECRET_ENV,
+    PLAYS_TABLE,
     REGISTRY_TABLE,
     RETENTION_DAYS_ENV,
+    SENDER_EMAIL_ENV,
 )
+from shared.routing.ledger import PlayLedger, PlayRecord
 from shared.storage import dynamo
 from upswing.local.aws import EmulatedAws, LocalResources, create_resources
 from upswing.local.gateway import LocalGateway
+from upswing.local.hubspot_sink import HubSpotSink
 from upswing.local.lambda_runtime import LocalFunction
-from upswing.local.pumps import Pump, QueuePump, StreamPump
+from upswing.local.pumps import Pump, QueuePump, SchedulePump, StreamPump
 
 # Locally, traces and EMF metrics would only be noise on the terminal.
 QUIET_POWERTOOLS = {
@@ -32,6 +42,13 @@ QUIET_POWERTOOLS = {
     "POWERTOOLS_DEV": "false",
 }
 DEV_PRODUCER = "local-dev"
+LOCAL_SENDER_EMAIL = "upswing@example.com"
+HUBSPOT_SECRET_NAME = "upswing/local/hubspot-token"  # noqa: S105 (a name, not a secret)
+# To send the demo's tasks to a real HubSpot portal instead of the sink (docs/operations.md).
+REAL_HUBSPOT_TOKEN_ENV = "UPSWING_HUBSPOT_TOKEN"  # noqa: S105 (a variable name)
+REAL_HUBSPOT_URL_ENV = "UPSWING_HUBSPOT_BASE_URL"
+SINK_LOG = Path(".local/hubspot-requests.jsonl")
+SCHEDULER_EVERY_SECONDS = 60.0
 
 
 class LocalStack:
@@ -41,6 +58,8 @@ class LocalStack:
         self._aws = EmulatedAws()
         self._pumps: list[Pump] = []
         self._gateway: LocalGateway | None = None
+        self.hubspot_sink: HubSpotSink | None = None
+        self.hubspot_url = ""
         self.resources: LocalResources | None = None
         self.aws_endpoint = ""
         self.producer_key = ""
@@ -53,20 +72,38 @@ class LocalStack:
     def start(self) -> LocalStack:
         for name, value in QUIET_POWERTOOLS.items():
             os.environ.setdefault(name, value)
+        # The shared logger may exist already (imported before the environment was set).
+        logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         self.aws_endpoint = self._aws.start()
         self.resources = create_resources()
         os.environ.update(self.resources.environment())
         os.environ[RETENTION_DAYS_ENV] = str(self._retention_days)
+        self._start_delivery()
 
         from functions.aggregator import handler as aggregator
         from functions.api import handler as api
         from functions.authorizer import handler as authorizer
         from functions.bus_ingest import handler as bus_ingest
+        from functions.email_sender import handler as email_sender
         from functions.evaluator import handler as evaluator
+        from functions.hubspot_sender import handler as hubspot_sender
+        from functions.router import handler as router
+        from functions.router import scheduler
 
-        _forget_cached_clients(aggregator, api, authorizer, bus_ingest, evaluator)
+        _forget_cached_clients(
+            aggregator,
+            api,
+            authorizer,
+            bus_ingest,
+            evaluator,
+            router,
+            scheduler,
+            hubspot_sender,
+            email_sender,
+        )
+        queues = self.resources.queues
         self._gateway = LocalGateway(
             LocalFunction("authorizer", authorizer.handler), LocalFunction("api", api.handler), self._port
         )
@@ -85,12 +122,57 @@ class LocalStack:
                 LocalFunction("evaluator", evaluator.handler),
                 event_names=("INSERT", "MODIFY"),
             ),
+            QueuePump(queues[FIRED_QUEUE.env_var], LocalFunction("router", router.handler)),
+            QueuePump(queues[HUBSPOT_QUEUE.env_var], LocalFunction("hubspot_sender", hubspot_sender.handler)),
+            QueuePump(queues[EMAIL_QUEUE.env_var], LocalFunction("email_sender", email_sender.handler)),
+            SchedulePump(
+                LocalFunction("scheduler", scheduler.handler), every_seconds=SCHEDULER_EVERY_SECONDS
+            ),
         ]
         self._gateway.start()
         for pump in self._pumps:
             pump.start()
         self.producer_key = self.producer_keys().issue(DEV_PRODUCER).key
         return self
+
+    def _start_delivery(self) -> None:
+        """The HubSpot token secret, the SES sender identity, and HubSpot itself: the local sink,
+        or a real portal when UPSWING_HUBSPOT_TOKEN is set."""
+        token = os.environ.get(REAL_HUBSPOT_TOKEN_ENV)
+        if token:
+            self.hubspot_url = os.environ.get(REAL_HUBSPOT_URL_ENV, "https://api.hubapi.com")
+        else:
+            token = "local-sink-token"  # noqa: S105 (the sink accepts any bearer token)
+            SINK_LOG.parent.mkdir(parents=True, exist_ok=True)
+            self.hubspot_sink = HubSpotSink(SINK_LOG).start()
+            self.hubspot_url = self.hubspot_sink.endpoint
+        secret = dynamo.aws_client("secretsmanager").create_secret(
+            Name=HUBSPOT_SECRET_NAME, SecretString=token
+        )
+        dynamo.aws_client("sesv2").create_email_identity(EmailIdentity=LOCAL_SENDER_EMAIL)
+        os.environ.update(
+            {
+                HUBSPOT_SECRET_ENV: secret["ARN"],
+                "HUBSPOT_BASE_URL": self.hubspot_url,
+                SENDER_EMAIL_ENV: LOCAL_SENDER_EMAIL,
+            }
+        )
+
+    def sent_emails(self) -> list[dict[str, Any]]:
+        """What the emulated SES has sent (moto runs in this process)."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ses.models import ses_backends
+
+        backend = ses_backends[DEFAULT_ACCOUNT_ID][os.environ.get("AWS_REGION", "us-east-1")]
+        return [
+            {"id": m.id, "to": m.destinations.get("ToAddresses", []), "subject": m.subject, "html": m.body}
+            for m in backend.sent_messages
+        ]
+
+    def plays(self, account_id: str) -> list[PlayRecord]:
+        assert self.resources, "start() the stack first"
+        ledger = PlayLedger(dynamo.dynamodb_client(), self.resources.tables[PLAYS_TABLE.env_var], 1)
+        return ledger.plays(account_id)
 
     def producer_keys(self) -> ProducerKeys:
         assert self.resources, "start() the stack first"
@@ -120,6 +202,8 @@ class LocalStack:
             pump.join(timeout=5)
         if self._gateway:
             self._gateway.stop()
+        if self.hubspot_sink:
+            self.hubspot_sink.stop()
         self._aws.stop()
 
     def __enter__(self) -> LocalStack:
