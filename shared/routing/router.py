@@ -165,8 +165,9 @@ class Router:
     def _owner(
         self, record: PlayRecord, play: Play, tier: Tier, profile: AccountProfile | None, now: datetime
     ) -> DeliveryOwner | None:
-        """The account's owner for the tier's role when they can be reached on every channel of
-        the tier, else one from the play's fallback pool for the account's segment."""
+        """The account's owner for the tier's role when one of the tier's channels reaches them
+        (a channel that cannot is skipped, visibly), else one from the play's fallback pool for the
+        account's segment."""
         role = tier.role or str(record.firing["owner_role"])
         own = profile.owners.get(role) if profile else None
         if own and _reachable(own, tier.channels):
@@ -257,8 +258,11 @@ class Router:
 
 
 def _reachable(owner: Owner, channels: list[Channel]) -> bool:
-    return (Channel.HUBSPOT_TASK not in channels or owner.hubspot_owner_id is not None) and (
-        Channel.EMAIL not in channels or owner.email is not None
+    """Whether any of the channels reaches the owner (an event-only tier reaches anyone)."""
+    return (
+        Channel.EVENT in channels
+        or (Channel.HUBSPOT_TASK in channels and owner.hubspot_owner_id is not None)
+        or (Channel.EMAIL in channels and owner.email is not None)
     )
 
 

@@ -286,15 +286,34 @@ def test_round_robin_pools_take_turns(aws: Aws, router: Router) -> None:
 def test_an_owner_without_an_email_address_gets_the_task_and_the_email_is_skipped_visibly(
     aws: Aws, router: Router
 ) -> None:
-    put_account(aws, "acct-1", owners={"csm": {"name": "Casey", "hubspot_owner_id": "501"}})
-    # The pool would serve, but this play's pool is for accounts without a reachable owner:
-    # the CSM is reachable on HubSpot only, so the pool takes it (every channel must reach them).
-    record = router.route_firing(fired("acct-1"), WEDNESDAY)
-    assert record.owner
-    assert record.owner.from_pool
+    # Given a CSM reachable on HubSpot only
+    put_account(aws, "acct-1", segment="smb", owners={"csm": {"name": "Casey", "hubspot_owner_id": "501"}})
 
+    record = router.route_firing(fired("acct-1"), WEDNESDAY)
+
+    # Then the CSM keeps the play (the pool is for accounts nobody can be reached for)
+    assert record.owner
+    assert (record.owner.name, record.owner.from_pool) == ("Casey", False)
+    assert [delivery.channel for delivery in record.deliveries] == [Channel.HUBSPOT_TASK]
+    assert record.skipped == {"email": "nobody to email: the owner has no e-mail address"}
+    assert deliveries(aws, EMAIL_QUEUE) == []
+
+
+def test_an_owner_no_channel_of_the_tier_reaches_is_replaced_by_the_pool(aws: Aws, router: Router) -> None:
+    # Given a CSM with an e-mail address only, and a play that makes HubSpot tasks only
+    put_account(aws, "acct-1", owners={"csm": {"name": "Casey", "email": "casey@example.com"}})
+
+    record = router.route_firing(fired("acct-1", trigger="seats-desk", play="desk"), WEDNESDAY)
+
+    assert record.owner
+    assert (record.owner.hubspot_owner_id, record.owner.from_pool) == ("801", True)
+
+
+def test_an_owner_without_an_email_address_cannot_get_an_email_only_tier(aws: Aws, router: Router) -> None:
     put_account(aws, "acct-2", owners={"csm": {"name": "Casey", "hubspot_owner_id": "501"}})
+
     record = router.route_firing(fired("acct-2", trigger="upgrade", play="upgrade-proposal"), WEDNESDAY)
+
     assert record.status is PlayStatus.ROUTED
     assert record.deliveries == ()
     assert record.skipped == {"email": "nobody to email: the owner has no e-mail address"}

@@ -155,6 +155,8 @@ class LocalStack:
                 HUBSPOT_SECRET_ENV: secret["ARN"],
                 "HUBSPOT_BASE_URL": self.hubspot_url,
                 SENDER_EMAIL_ENV: LOCAL_SENDER_EMAIL,
+                # One local sender thread: it may use the app's whole HubSpot limit.
+                "HUBSPOT_SENDER_CONCURRENCY": "1",
             }
         )
 
