@@ -6,11 +6,16 @@ import json
 import sys
 from pathlib import Path
 
-from bench import cold_init, engine, write_units
+from bench import cold_init, delivery, engine, write_units
 
 
 def main() -> int:
-    results = {"write_units": write_units.run(), "engine": engine.run(), "cold_init": cold_init.run()}
+    results = {
+        "write_units": write_units.run(),
+        "engine": engine.run(),
+        "cold_init": cold_init.run(),
+        "delivery": delivery.run(),
+    }
     out = Path("bench/results")
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -34,5 +34,6 @@ class HubSpotSenderSettings(BaseModel):
             contact_association_type=self.contact_association_type,
             deal_association_type=self.deal_association_type,
             requests_per_window=max(1, self.requests_per_10s // self.max_concurrency),
-            window_seconds=10.0,
+            # Half a second more than HubSpot's window: its clock and the network's jitter are not ours.
+            window_seconds=10.5,
         )
