@@ -1,4 +1,4 @@
-"""`upswing`: the local stack, the demo, producer keys and the OpenAPI document."""
+"""`upswing`: the local stack, the demo, producer keys, rules, the OpenAPI document and synthetic history."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,41 @@ def _parser() -> argparse.ArgumentParser:
     openapi = commands.add_parser("openapi", help="print the OpenAPI document (or write it with --out)")
     openapi.add_argument("--out", type=Path)
     openapi.set_defaults(run=_openapi)
+
+    _add_simulate(commands)
     return parser
+
+
+def _add_simulate(commands: Any) -> None:
+    from upswing.simulate import FORMATS, SimulationConfig
+
+    defaults = SimulationConfig()
+    simulate = commands.add_parser(
+        "simulate",
+        help="write a seeded synthetic history (events, profiles, outcomes) to try Upswing on",
+        description="A reproducible population with planted behaviours: growers that expand, plateaus, "
+        "churners and a noise signal. See docs/simulate.md.",
+    )
+    simulate.add_argument("--accounts", type=int, default=defaults.accounts, help="default %(default)s")
+    simulate.add_argument("--days", type=int, default=defaults.days, help="default %(default)s")
+    simulate.add_argument(
+        "--seed", type=int, default=defaults.seed, help="same seed, same files (default %(default)s)"
+    )
+    simulate.add_argument(
+        "--start", type=_iso_date, default=defaults.start, help="first day, YYYY-MM-DD (default %(default)s)"
+    )
+    simulate.add_argument("--out", type=Path, required=True, help="folder to write into (created if missing)")
+    simulate.add_argument(
+        "--format", default=",".join(FORMATS), help="events as jsonl and/or parquet (default %(default)s)"
+    )
+    simulate.set_defaults(run=_simulate)
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD, e.g. 2025-01-01") from None
 
 
 def _local(args: argparse.Namespace) -> int:
@@ -187,6 +222,31 @@ def _write_json(document: Any, out: Path | None) -> None:
         out.write_text(text)
     else:
         sys.stdout.write(text)
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from upswing.simulate import SimulationConfig, SimulationError, simulate
+
+    formats = tuple(dict.fromkeys(part.strip() for part in args.format.split(",") if part.strip()))
+    try:
+        config = SimulationConfig(accounts=args.accounts, days=args.days, seed=args.seed, start=args.start)
+        summary = simulate(config, args.out, formats, progress=_day_progress(args.days))
+    except SimulationError as error:
+        raise UserError(str(error)) from None
+    print(summary.text())
+
+
+def _day_progress(days: int) -> Any:
+    """A progress line on a terminal; nothing when stderr is a file or a pipe."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int) -> None:
+        if done % 7 == 0 or done == days:
+            end = "\n" if done == days else ""
+            print(f"\rsimulating: day {done:,} of {days:,}", end=end, file=sys.stderr, flush=True)
+
+    return show
 
 
 def _openapi(args: argparse.Namespace) -> None:
