@@ -17,6 +17,7 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from shared.events.models import EventKind
@@ -38,7 +39,9 @@ def padded_sequence(sequence_number: str) -> str:
     return sequence_number.zfill(SEQUENCE_WIDTH)
 
 
+@lru_cache(maxsize=1 << 16)
 def distinct_token(value: str) -> str:
+    # Cached: the same users and teams come back event after event (a pure function, bounded memory).
     digest = hashlib.blake2b(value.encode(), digest_size=8).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
@@ -137,6 +140,9 @@ class DayBucket:
         values.add(token)
 
     def _distinct_total(self) -> int:
+        sets = sum(map(len, self.distinct.values()))
+        if sets * MAX_DISTINCT_PER_DAY < MAX_DISTINCT_PER_BUCKET:  # too few sets to reach the bound
+            return 0
         return sum(len(values) for dimensions in self.distinct.values() for values in dimensions.values())
 
     def to_item(self) -> dict[str, Any]:

@@ -14,14 +14,20 @@ Semantics (docs/rules.md):
   passed since it last fired. Firing disarms it; it re-arms when its signal stops holding.
 
 Fast by construction (`make bench`): the ruleset is compiled once into signal evaluators over
-integer days; window measures are prefix-sum lookups (shared/rules/history.py); "held within"
-(composites, scores) visits only the days on which a member's inputs change; evidence is built
-for firings, and for every trigger only when asked to `explain`.
+integer days; each metric signal's `held` is straight-line Python generated at compile time (its
+source kept on the rule and shown in tracebacks; the generic path stays as its reference and builds
+the evidence); window measures are prefix-sum, sparse-table and bitmask lookups
+(shared/rules/history.py); "held within" (composites, scores) visits only the days on which a
+member's inputs change; evidence is built for firings, and for every trigger only when asked to
+`explain`. An in-memory history also keeps the engine's answers between evaluations (`_Memo`):
+evaluating an account day after day, as the backtest does, computes a signal again only when a
+day it reads has changed, and forgets what changed days affect.
 """
 
 from __future__ import annotations
 
 import itertools
+import linecache
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -210,21 +216,32 @@ def evaluate_account(
     plan = plan or compiled.plan
     today = at.date()
     history = aggregates.history(account_id, plan.first_day(at), today)
-    context = _Context(compiled.rules, history, profile, exhaustive)
+    context = _Context(compiled, history, profile, exhaustive)
     day = today.toordinal()
     outcomes = []
     trigger_states = dict(state.triggers)
     fired = False
     for trigger in compiled.triggers:
+        name = trigger.name
+        if trigger.segments is not None and context.segment not in trigger.segments:
+            outcomes.append(trigger.other_segment)
+            continue
+        known = trigger_states.get(name)
+        held = context.held(trigger.when, day)
+        if not held and not explain:  # the common case, kept cheap
+            outcomes.append(trigger.not_held)
+            if known is not None and not known.armed:
+                trigger_states[name] = replace(known, armed=True)
+            continue
         # Exclusions see the contacts made *before* this evaluation, so the outcome does not
         # depend on the order of the triggers in the file (limiting simultaneous plays is routing's job).
         outcome, new_state = trigger.evaluate(
-            context, account_id, trigger_states.get(trigger.name), state.last_contacted_at, at, day, explain
+            context, account_id, held, known, state.last_contacted_at, at, day, explain
         )
         outcomes.append(outcome)
         fired = fired or outcome.fired
         if new_state is not None:
-            trigger_states[trigger.name] = new_state
+            trigger_states[name] = new_state
     last_contacted = at if fired else state.last_contacted_at
     return Evaluation(account_id, at, tuple(outcomes), AccountState(trigger_states, last_contacted))
 
@@ -244,6 +261,20 @@ class CompiledRuleset:
         self.triggers = [
             _CompiledTrigger(ruleset, name, trigger) for name, trigger in ruleset.triggers.items()
         ]
+        # How many days back each signal reads, and which signals read each metric (composites too).
+        self.lookback = {name: lookback_days(ruleset, name) or 1 for name in ruleset.signals}
+        self.readers: dict[str, list[str]] = {}
+        for name in ruleset.signals:
+            for metric in sorted(_metrics_read(ruleset, name)):
+                self.readers.setdefault(metric, []).append(name)
+        # Each distinct exclusion is checked at most once per evaluation, whichever triggers name it.
+        exclusions: list[Exclusion] = []
+        for trigger in self.triggers:
+            for exclusion in trigger.trigger.unless:
+                if exclusion not in exclusions:
+                    exclusions.append(exclusion)
+            trigger.exclusions = [exclusions.index(exclusion) for exclusion in trigger.trigger.unless]
+        self.exclusion_tests = [_exclusion_test(exclusion) for exclusion in exclusions]
 
 
 _compiled: dict[int, tuple[Ruleset, CompiledRuleset]] = {}
@@ -259,49 +290,60 @@ def compiled_ruleset(ruleset: Ruleset) -> CompiledRuleset:
     return entry[1]
 
 
+def _metrics_read(ruleset: Ruleset, name: str) -> set[str]:
+    signal = ruleset.signals[name]
+    if isinstance(signal, CompositeSignal):
+        return set().union(*(_metrics_read(ruleset, member) for member in signal.signals))
+    parts = [signal.metric] + [part.metric for part in (signal.of, signal.among) if part]
+    return {metric for metric in parts if metric}
+
+
 class _CompiledTrigger:
     def __init__(self, ruleset: Ruleset, name: str, trigger: Trigger) -> None:
         self.name = name
         self.trigger = trigger
+        self.when = trigger.when
         self.version = ruleset.version
         self.segments = frozenset(trigger.segments) if trigger.segments is not None else None
         self.cooldown = timedelta(days=days(trigger.cooldown))
         self.base = trigger.score.base if trigger.score else 0.0
         self.weights = list(_score_weights(ruleset, trigger).items())
         self.within = _score_within(ruleset, trigger)
+        self.exclusions: list[int] = []  # indexes into CompiledRuleset.exclusions
         # Outcomes without evidence are the same every time: made once.
         self.other_segment = TriggerOutcome(name, False, False, "other segment", None)
         self.not_held = TriggerOutcome(name, False, False, "not held", None)
+        self.held_quietly = {
+            reason: TriggerOutcome(name, True, False, reason, None)
+            for reason in ("excluded", "not re-armed", "cooling down")
+        }
 
     def evaluate(
         self,
         context: _Context,
         account_id: str,
+        held: bool,
         state: TriggerState | None,
         last_contacted: datetime | None,
         at: datetime,
         day: int,
         explain: bool,
     ) -> tuple[TriggerOutcome, TriggerState | None]:
-        name, when = self.name, self.trigger.when
-        if self.segments is not None and context.segment not in self.segments:
-            return self.other_segment, state
-        held = context.held(when, day)
-        if not held and not explain:  # the common case, kept cheap
-            return self.not_held, (replace(state, armed=True) if state and not state.armed else None)
+        """The outcome for an account of the trigger's segments, when explaining or its signal held
+        (evaluate_account answers the other cases itself)."""
+        name, when = self.name, self.when
         condition = context.observe(when, day) if explain else None
         state = state or _FRESH
         if not held:
             rearmed = replace(state, armed=True) if not state.armed else None
             return TriggerOutcome(name, False, False, "not held", condition), rearmed
         profile = context.profile
-        for exclusion in self.trigger.unless:
-            if context.excluded(exclusion, last_contacted, at):
-                return TriggerOutcome(name, True, False, "excluded", condition), None
+        if context.excluded(self.exclusions, last_contacted, at):
+            return self._outcome("excluded", condition), None
         if not state.armed:
-            return TriggerOutcome(name, True, False, "not re-armed", condition), None
+            return self._outcome("not re-armed", condition), None
         if state.last_fired_at and at - state.last_fired_at < self.cooldown:
-            return TriggerOutcome(name, True, False, "cooling down", condition), None
+            return self._outcome("cooling down", condition), None
         condition = condition or context.observe(when, day)
         firing = Firing(
             ruleset_version=self.version,
@@ -321,6 +363,12 @@ class _CompiledTrigger:
         return TriggerOutcome(name, True, True, "fired", condition, firing), TriggerState(
             last_fired_at=at, armed=False
         )
+
+    def _outcome(self, reason: str, condition: Observation | None) -> TriggerOutcome:
+        """A held trigger that does not fire."""
+        if condition is None:
+            return self.held_quietly[reason]
+        return TriggerOutcome(self.name, True, False, reason, condition)
 
     def _score(self, context: _Context, day: int) -> dict[str, Any]:
         held = [context.last_held(signal, day, self.within) is not None for signal, _ in self.weights]
@@ -351,22 +399,43 @@ def _score_within(ruleset: Ruleset, trigger: Trigger) -> int:
     return days(when.within) if isinstance(when, CompositeSignal) else 1
 
 
+_ExclusionTest = Callable[[AccountProfile | None, datetime | None, datetime], bool]
+
+
+def _exclusion_test(exclusion: Flag | RenewalWithin | ContactedWithin) -> _ExclusionTest:
+    """Whether the exclusion applies, given the profile, the last contact and the evaluation time."""
+    if isinstance(exclusion, RenewalWithin):
+        renewal_days = days(exclusion.renewal_within)
+
+        def renewal_within(
+            profile: AccountProfile | None, last_contacted: datetime | None, at: datetime
+        ) -> bool:
+            renewal = profile.renewal_date if profile else None
+            return renewal is not None and 0 <= (renewal - at.date()).days <= renewal_days
+
+        return renewal_within
+    if isinstance(exclusion, ContactedWithin):
+        contact_window = timedelta(days=days(exclusion.contacted_within))
+
+        def contacted_within(
+            profile: AccountProfile | None, last_contacted: datetime | None, at: datetime
+        ) -> bool:
+            return last_contacted is not None and at - last_contacted < contact_window
+
+        return contacted_within
+    if exclusion is Flag.TOP_TIER:
+        return lambda profile, last_contacted, at: bool(profile and profile.plan and profile.plan.top_tier)
+    flag = exclusion.value
+    return lambda profile, last_contacted, at: bool(profile and getattr(profile.flags, flag))
+
+
 def _excluded(
     exclusion: Flag | RenewalWithin | ContactedWithin,
     profile: AccountProfile | None,
     last_contacted: datetime | None,
     at: datetime,
 ) -> bool:
-    if isinstance(exclusion, RenewalWithin):
-        renewal = profile.renewal_date if profile else None
-        return renewal is not None and 0 <= (renewal - at.date()).days <= days(exclusion.renewal_within)
-    if isinstance(exclusion, ContactedWithin):
-        return last_contacted is not None and at - last_contacted < timedelta(
-            days=days(exclusion.contacted_within)
-        )
-    if exclusion is Flag.TOP_TIER:
-        return bool(profile and profile.plan and profile.plan.top_tier)
-    return bool(profile and getattr(profile.flags, exclusion.value))
+    return _exclusion_test(exclusion)(profile, last_contacted, at)
 
 
 def _check_exclusion(
@@ -402,14 +471,89 @@ def _check_exclusion(
 # ── signals over one account's history ─────────────────────────────────────────────────────────
 
 
+class _Memo:
+    """What the engine knows about one account's signals, kept from one evaluation to the next.
+
+    The backtest evaluates an account day after day over a history that mostly stays the same: a
+    signal's answer for a day, and "the latest day it held within N days", stay true until the
+    days they read change. The memo lives with the account's in-memory `History` (`memos`, one per
+    compiled ruleset, for the profile values signals read: segment and plan limits); the history
+    reports the days recorded since (`take_changes`) and the memo forgets every answer that may
+    read them. A `History` read fresh from DynamoDB has no memo: evaluating starts from nothing.
+
+    Only answers that cannot depend on the view are kept: for days whose whole lookback lies
+    within the history's readable days.
+    """
+
+    __slots__ = ("latest", "limits", "readers", "segment", "signals")
+
+    def __init__(self, compiled: CompiledRuleset, segment: str | None, limits: dict[str, float]) -> None:
+        self.segment, self.limits = segment, dict(limits)
+        self.readers = compiled.readers
+        self.signals = {
+            name: _SignalMemo(rule, compiled.lookback[name] - 1) for name, rule in compiled.rules.items()
+        }
+        self.latest = 0  # no answer is kept for a later day (runs aside)
+
+    def forget(self, changes: dict[str, int]) -> None:
+        """Forget the answers that may read a day on or after one that changed."""
+        for metric, changed in changes.items():
+            for name in self.readers.get(metric, ()):
+                signal = self.signals[name]
+                signal.run_to = min(signal.run_to, changed - 1)
+                if changed > self.latest:
+                    continue
+                for day in [day for day in signal.answers if day >= changed]:
+                    del signal.answers[day]
+                for within in [within for within, (day, _) in signal.last_held.items() if day >= changed]:
+                    del signal.last_held[within]
+
+
+class _SignalMemo:
+    """One signal's answers for one account: by day, and over the run of days that follows the
+    latest evaluation day (up to the next day that changes what the signal reads)."""
+
+    __slots__ = ("answers", "back", "last_held", "rule", "run_from", "run_held", "run_to")
+
+    def __init__(self, rule: _Rule, back: int) -> None:
+        self.rule = rule
+        self.back = back  # the signal for a day reads from `back` days before it
+        self.answers: dict[int, bool] = {}
+        self.run_from, self.run_to, self.run_held = 0, -1, False
+        # within → (day, the latest of the `within` days ending with it on which the signal held)
+        self.last_held: dict[int, tuple[int, int | None]] = {}
+
+
+_MEMOS_PER_HISTORY = 8
+
+
+def _memo_for(history: History, compiled: CompiledRuleset, profile: AccountProfile | None) -> _Memo:
+    changes = history.take_changes()
+    memos = history.memos
+    if changes:
+        for memo in memos.values():
+            memo.forget(changes)
+    segment = profile.segment if profile else None
+    limits = profile.plan.limits if profile and profile.plan else {}
+    memo = memos.get(compiled)
+    if memo is None or memo.segment != segment or memo.limits != limits:
+        if len(memos) >= _MEMOS_PER_HISTORY:
+            memos.clear()
+        memo = memos[compiled] = _Memo(compiled, segment, limits)
+    memo.latest = max(memo.latest, history.last)
+    return memo
+
+
 class _Context:
     """One account's evaluation: its history, its profile, and what has been computed so far."""
 
     __slots__ = (
         "_excluded",
+        "_exclusions",
         "_held",
         "_last_held",
         "_observed",
+        "_signals",
         "exhaustive",
         "first",
         "history",
@@ -422,9 +566,9 @@ class _Context:
     )
 
     def __init__(
-        self, rules: dict[str, _Rule], history: History, profile: AccountProfile | None, exhaustive: bool
+        self, compiled: CompiledRuleset, history: History, profile: AccountProfile | None, exhaustive: bool
     ) -> None:
-        self.rules = rules
+        self.rules = compiled.rules
         self.exhaustive = exhaustive
         self.history = history
         self.metrics = history.series  # read in the hot loops: one attribute hop less
@@ -432,16 +576,40 @@ class _Context:
         self.profile = profile
         self.segment = profile.segment if profile else None
         self.limits = profile.plan.limits if profile and profile.plan else {}
-        self._held: dict[tuple[str, int], bool] = {}
+        history.ready()  # the generated code reads the series' arrays directly
+        # exhaustive is the reference the skipping is checked against: it starts from nothing.
+        memo = (
+            _Memo(compiled, self.segment, self.limits)
+            if exhaustive
+            else _memo_for(history, compiled, profile)
+        )
+        self._signals = memo.signals
+        self._exclusions = compiled.exclusion_tests
+        self._held: dict[tuple[str, int], bool] = {}  # answers that may depend on the view
         self._observed: dict[tuple[str, int], Observation] = {}
         self._last_held: dict[tuple[str, int, int], int | None] = {}
-        self._excluded: dict[Exclusion, bool] = {}
+        self._excluded: dict[int, bool] = {}
 
     def held(self, name: str, day: int) -> bool:
-        key = (name, day)
-        held = self._held.get(key)
+        signal = self._signals[name]
+        if day - signal.back < self.first or day > self.last:  # reads days the view does not show
+            key = (name, day)
+            held = self._held.get(key)
+            if held is None:
+                held = self._held[key] = signal.rule.held(self, day)
+            return held
+        if signal.run_from <= day <= signal.run_to:
+            return signal.run_held
+        held = signal.answers.get(day)
         if held is None:
-            held = self._held[key] = self.rules[name].held(self, day)
+            held = signal.answers[day] = signal.rule.held(self, day)
+            if day == self.last and not self.exhaustive:
+                # The daily case: tomorrow's evaluation will likely ask again, about the next day.
+                signal.run_from, signal.run_to, signal.run_held = (
+                    day,
+                    signal.rule.stable_until(self, day),
+                    held,
+                )
         return held
 
     def observe(self, name: str, day: int) -> Observation:
@@ -451,33 +619,57 @@ class _Context:
             observation = self._observed[key] = self.rules[name].observe(self, day)
         return observation
 
-    def excluded(self, exclusion: Exclusion, last_contacted: datetime | None, at: datetime) -> bool:
-        """Whether the exclusion applies (the same for every trigger of the evaluation)."""
-        applies = self._excluded.get(exclusion)
-        if applies is None:
-            applies = self._excluded[exclusion] = _excluded(exclusion, self.profile, last_contacted, at)
-        return applies
+    def excluded(self, exclusions: list[int], last_contacted: datetime | None, at: datetime) -> bool:
+        """Whether one of the exclusions (indexes into CompiledRuleset.exclusions) applies; each is
+        checked once per evaluation, whichever triggers name it."""
+        known = self._excluded
+        for exclusion in exclusions:
+            applies = known.get(exclusion)
+            if applies is None:
+                applies = known[exclusion] = self._exclusions[exclusion](self.profile, last_contacted, at)
+            if applies:
+                return True
+        return False
 
     def last_held(self, name: str, day: int, within: int) -> int | None:
         """The latest of the `within` days ending with `day` on which the signal held, if any."""
-        key = (name, day, within)
-        if key in self._last_held:
-            return self._last_held[key]
-        found = None
-        rule = self.rules[name]
         first = day - within + 1
-        if self.held(name, day):
+        signal = self._signals[name]
+        if first - signal.back < self.first or day > self.last:  # reads days the view does not show
+            key = (name, day, within)
+            if key not in self._last_held:
+                self._last_held[key] = self._latest_held(name, first, day)
+            return self._last_held[key]
+        known = signal.last_held.get(within)
+        if known is None or not first - 1 <= known[0] <= day:
+            found = self._latest_held(name, first, day)
+        elif known[0] == day:
+            return known[1]
+        elif self.held(name, day):  # the daily case
             found = day
-        elif within > 1 and rule.could_hold(self, first, day):
+        else:
+            # The days up to the known one were searched then: search only the days after it.
+            found = self._latest_held(name, known[0] + 1, day - 1)
+            if found is None and known[1] is not None and known[1] >= first:
+                found = known[1]
+        signal.last_held[within] = (day, found)
+        return found
+
+    def _latest_held(self, name: str, first: int, last: int) -> int | None:
+        """The latest day from first to last on which the signal held, if any."""
+        if first > last:
+            return None
+        if self.held(name, last):
+            return last
+        rule = self.rules[name]
+        if first < last and rule.could_hold(self, first, last):
             # The signal is constant between two consecutive change days: test one day of each
             # run, latest run first.
-            changes = rule.change_days(self, first, day)
+            changes = rule.change_days(self, first, last)
             for index in range(len(changes) - 1, -1, -1):
                 if self.held(name, changes[index]):
-                    found = day if index == len(changes) - 1 else changes[index + 1] - 1
-                    break
-        self._last_held[key] = found
-        return found
+                    return last if index == len(changes) - 1 else changes[index + 1] - 1
+        return None
 
     def window(self, end: int, length: int) -> tuple[int, int]:
         """The readable part of the `length` days ending with `end`."""
@@ -533,6 +725,7 @@ class _Additive(_Measure):
 
     def __init__(self, signal: MetricSignal) -> None:
         super().__init__(signal)
+        self.which = signal.measure
         self.read, self.read_bound = self._READS[signal.measure]
 
     def value(self, context: _Context, end: int) -> float | Missing:
@@ -654,6 +847,12 @@ class _MetricRule:
         self.measure = _MEASURES[signal.measure](signal)
         plain = not (self.growth or self.rising or self.periods > 1)
         self.prunable = plain and self.measure.prunable and comparison in ("at_least", "more_than")
+        # `held` runs for every signal of every evaluation: straight-line code generated for this
+        # signal (see "Generated code" below); `reference_held` is what it must agree with.
+        self.source = _held_source(self) + "\n\n" + _stable_until_source(self)
+        generated = _compile(self.source, f"<signal {name}>")
+        self.held: Callable[[_Context, int], bool] = generated["held"]
+        self.stable_until: Callable[[_Context, int], int] = generated["stable_until"]
 
     def bound(self, segment: str | None) -> float | None:
         """The threshold for the account's segment."""
@@ -662,9 +861,9 @@ class _MetricRule:
             return self.fixed_bound
         return calibrated.segments.get(segment, calibrated.default) if segment else calibrated.default
 
-    # held: the fast path, no evidence
+    # held: the generic path (the reference for the generated `held`; evidence uses it)
 
-    def held(self, context: _Context, day: int) -> bool:
+    def reference_held(self, context: _Context, day: int) -> bool:
         compare, bound = self.compare, self.bound(context.segment)
         if self.rising:
             values = self.rising_values(context, day)
@@ -733,7 +932,7 @@ class _MetricRule:
 
     # change days: between two of them nothing the signal reads changes
 
-    def _change_offsets(self) -> tuple[frozenset[int], int]:
+    def _change_offsets(self) -> tuple[tuple[int, ...], int]:
         """Offsets from a day of data to the days its entering or leaving a window can change the signal.
 
         The signal at day t reads windows [t - a, t - b]; a day of data x is in one from t = x + b
@@ -746,7 +945,7 @@ class _MetricRule:
             windows += [(a + w, b + w) for a, b in windows]
         elif self.growth:
             windows += [(b + w + self.baseline_days - 1, b + w) for _, b in windows]
-        offsets = frozenset(offset for a, b in windows for offset in (b, a + 1))
+        offsets = tuple(sorted({offset for a, b in windows for offset in (b, a + 1)}))
         return offsets, max(a for a, _ in windows) + 1
 
     def change_days(self, context: _Context, first: int, last: int) -> list[int]:
@@ -799,7 +998,7 @@ class _MetricRule:
         shown = ", ".join("none" if isinstance(v, Missing) else f"{v:.4g}" for v in values)
         return Observation(
             self.name,
-            self.held(context, day),
+            self.reference_held(context, day),
             None if isinstance(latest, Missing) else latest,
             self.comparison or "rising",
             bound if bound is not None else float(self.rising),
@@ -807,6 +1006,183 @@ class _MetricRule:
             date.fromordinal(day),
             f"{self.description} per {self.signal.window} window, oldest first: {shown}",
         )
+
+
+# ── generated code: one straight-line `held` per metric signal ─────────────────────────────────
+#
+# The generic path above walks the signal's structure on every call (periods, measure, growth,
+# plan limit, threshold): a dozen Python calls per window. `_held_source` walks it once, at compile
+# time, and writes the same steps out as one function per signal, with the metric names, window
+# lengths and thresholds as constants. Every value is computed by the same operations in the same
+# order as `reference_held` (so floats agree to the bit); tests/unit/test_engine_incremental.py
+# checks both agree on random histories. The source stays inspectable: `_MetricRule.source`, and
+# registered with `linecache`, so tracebacks and debuggers show the generated lines.
+
+
+def _held_source(rule: _MetricRule) -> str:
+    """A function `held(context, day) -> bool` for the signal: what `reference_held` answers."""
+    lines = [
+        "from bisect import bisect_left, bisect_right",
+        "",
+        "",
+        f"def held(context, day):  # {rule.name}: {rule.description}",
+        "    first, last = context.first, context.last",
+    ]
+    series = {rule.metric} if rule.metric else set()
+    for metric in sorted(series):  # a gauge without readings, a missing limit: no window has a value
+        lines.append(f"    series = context.metrics.get({metric!r})")
+        if isinstance(rule.measure, _Reading):
+            lines += ["    if series is None:", "        return False"]
+    if rule.per_limit:
+        lines += [
+            f"    limit = context.limits.get({rule.per_limit!r})",
+            "    if not limit:",
+            "        return False",
+        ]
+    if rule.segment_bounds is not None:
+        bounds = rule.segment_bounds
+        lines.append(f"    bound = {dict(bounds.segments)!r}.get(context.segment, {bounds.default!r})")
+    elif rule.fixed_bound is not None:
+        lines.append(f"    bound = {rule.fixed_bound!r}")
+    compare = {"at_least": ">=", "more_than": ">", "at_most": "<=", "less_than": "<"}.get(
+        rule.comparison or ""
+    )
+    if rule.rising:
+        periods = range(rule.rising, -1, -1)  # oldest first
+        values = [f"value_{period}" for period in periods]
+        for period, value in zip(periods, values, strict=True):
+            lines += _value_lines(rule, rule.window * period, value)
+        lines += [f"    if not ({' < '.join(values)}):", "        return False"]
+        lines.append(f"    return {values[-1]} {compare} bound" if compare else "    return True")
+    else:
+        for period in range(rule.periods):
+            lines += _value_lines(rule, rule.window * period, "value")
+            if compare:
+                lines += [f"    if not (value {compare} bound):", "        return False"]
+        lines.append("    return True")
+    return "\n".join(lines) + "\n"
+
+
+def _value_lines(rule: _MetricRule, back: int, target: str) -> list[str]:
+    """Lines setting `target` to the signal's value over the window ending `back` days before `day`
+    (or returning False when it has none): the measure, its growth over the baseline, per limit."""
+    lines = _measure_lines(rule.measure, back, target)
+    if rule.previous_window:
+        lines += _measure_lines(rule.measure, back + rule.window, "baseline")
+    elif rule.growth:
+        lines += _span_lines(back + rule.window + rule.baseline_days - 1, back + rule.window)
+        lines += [
+            "    readings = series.cum_readings[hi] - series.cum_readings[lo] if hi > lo else 0",
+            "    if not readings:",
+            "        return False",
+            "    baseline = float(series.cum_last[hi] - series.cum_last[lo]) / readings",
+        ]
+    if rule.growth:
+        lines += [
+            "    if baseline == 0:",
+            "        return False",
+            f"    {target} = ({target} - baseline) / baseline",
+        ]
+    if rule.per_limit:
+        lines.append(f"    {target} = {target} / limit")
+    return lines
+
+
+def _span_lines(oldest: int, newest: int, indent: str = "    ") -> list[str]:
+    """Lines setting lo, hi to the series' entries from `oldest` to `newest` days before `day`, as
+    far as the history is readable (MetricSeries.span, inlined)."""
+    end = f"day - {newest}" if newest else "day"
+    return [
+        f"{indent}lo = bisect_left(series.days, max(day - {oldest}, first))",
+        f"{indent}hi = bisect_right(series.days, min({end}, last))",
+    ]
+
+
+_ADDITIVE_ARRAYS = {Measure.SUM: "cum_total", Measure.COUNT: "cum_events", Measure.ACTIVE_DAYS: "cum_active"}
+
+
+def _measure_lines(measure: _Measure, back: int, target: str) -> list[str]:
+    oldest = back + measure.span
+    if isinstance(measure, _Additive):
+        sums = f"series.{_ADDITIVE_ARRAYS[measure.which]}"
+        return [
+            "    if series is None:",
+            f"        {target} = 0.0",
+            "    else:",
+            *_span_lines(oldest, back, indent="        "),
+            f"        {target} = float({sums}[hi] - {sums}[lo]) if hi > lo else 0.0",
+        ]
+    if isinstance(measure, _Reading) and measure.which is Measure.LATEST:
+        return [
+            *_span_lines(oldest, back),
+            "    at = series.latest_reading[hi - 1] if hi > lo else -1",
+            "    if at < lo:",
+            "        return False",
+            f"    {target} = series.lasts[at]",
+        ]
+    if isinstance(measure, _Reading):
+        end = f"day - {back}" if back else "day"
+        return [
+            f"    {target} = series.{measure.which.value}(max(day - {oldest}, first), min({end}, last))",
+            f"    if {target} is None:",
+            "        return False",
+        ]
+    end = f"day - {back}" if back else "day"
+    window = f"max(day - {oldest}, first), min({end}, last)"
+    # Distinct values as bitmasks (History.distinct_mask): len(set) is mask.bit_count().
+    if isinstance(measure, _Distinct):
+        distinct = f"context.history.distinct_mask({measure.metric!r}, {measure.dimension!r}, {window})"
+        return [f"    {target} = float({distinct}.bit_count())"]
+    assert isinstance(measure, _Share)
+    of, among = measure.of, measure.among
+    return [
+        f"    among = context.history.distinct_mask({among.metric!r}, {among.dimension!r}, {window})",
+        "    if not among:",
+        "        return False",
+        f"    of = context.history.distinct_mask({of.metric!r}, {of.dimension!r}, {window})",
+        f"    {target} = (of & among).bit_count() / among.bit_count()",
+    ]
+
+
+def _stable_until_source(rule: _MetricRule) -> str:
+    """A function `stable_until(context, day) -> int`: the last day of the run that starts on `day`,
+    the day before the next change day (`_MetricRule.change_days`). It reads every day the history
+    holds, later ones included: a run ends where a day recorded in advance enters a window."""
+    lines = [
+        f"def stable_until(context, day):  # {rule.name}",
+        f"    until = {_FOREVER}",
+    ]
+    for metric in rule.metrics_read:
+        lines += [
+            f"    series = context.metrics.get({metric!r})",
+            "    if series is not None:",
+            "        days = series.days",
+        ]
+        for offset in rule.change_offsets:  # smallest first: the likeliest to end the run at once
+            # days[at] is the first data day entering (or leaving) a window after `day`.
+            ends = f"days[at] + {offset - 1}" if offset else "days[at] - 1"
+            lines += [
+                f"        at = bisect_right(days, day - {offset})"
+                if offset
+                else "        at = bisect_right(days, day)",
+                f"        if at < len(days) and {ends} < until:",
+                f"            until = {ends}",
+                "            if until == day:",
+                "                return day",
+            ]
+    lines.append("    return until")
+    return "\n".join(lines) + "\n"
+
+
+def _compile(source: str, filename: str) -> dict[str, Any]:
+    """The functions the source defines; the source is registered with `linecache` for tracebacks."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 -- our own generated source
+    return namespace
+
+
+_FOREVER = date.max.toordinal()
 
 
 def _rose(values: list[float | Missing]) -> bool:
@@ -860,6 +1236,9 @@ class _CompositeRule:
     def change_days(self, context: _Context, first: int, last: int) -> list[int]:
         # A composite of composites: rare enough to test every day.
         return list(range(first, last + 1))
+
+    def stable_until(self, context: _Context, day: int) -> int:
+        return day
 
     def could_hold(self, context: _Context, first: int, last: int) -> bool:
         return True

@@ -17,45 +17,65 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
+from functools import reduce
+from operator import or_
+from typing import Any
 
 from shared.counters.bucket import DayBucket, MetricDay
 
 _ZERO = Decimal(0)
 _NO_DISTINCT: frozenset[str] = frozenset()
+_INF = float("inf")
 
 
 class MetricSeries:
-    """One metric's days with data, in day order, and running totals over them."""
+    """One metric's days with data, in day order, and running totals over them.
+
+    The arrays are public for the engine's generated code (shared/rules/engine.py), which reads
+    them directly once `ready()` (or `History.ready()`) has brought them up to date: `days`; per
+    entry `lasts`, `lows` and `highs` (readings as floats, None on a day without one) and
+    `latest_reading` (the index of the latest entry up to it with a reading, or -1); and running
+    totals one longer than `days` (`cum_x[i]` sums the entries before i), so the entries from lo to
+    hi (exclusive) total `cum_x[hi] - cum_x[lo]`. Read-only for everyone but this class.
+    """
 
     __slots__ = (
-        "_cum_active",
-        "_cum_events",
-        "_cum_last",
-        "_cum_positive",
-        "_cum_readings",
-        "_cum_total",
         "_entries",
+        "_extremes_fresh",
         "_fresh",
-        "_highs",
-        "_lasts",
-        "_lows",
+        "_highest",
+        "_lowest",
+        "cum_active",
+        "cum_events",
+        "cum_last",
+        "cum_positive",
+        "cum_readings",
+        "cum_total",
         "days",
+        "highs",
+        "lasts",
+        "latest_reading",
+        "lows",
     )
 
     def __init__(self) -> None:
         self.days: list[int] = []
         self._entries: list[MetricDay] = []  # the buckets' own MetricDay objects
         self._fresh = 0  # entries [0, _fresh) are reflected in the arrays below
-        self._cum_total: list[Decimal] = [_ZERO]
-        self._cum_positive: list[Decimal] = [_ZERO]  # days with a negative total count as 0
-        self._cum_events: list[int] = [0]
-        self._cum_active: list[int] = [0]
-        self._cum_last: list[Decimal] = [_ZERO]
-        self._cum_readings: list[int] = [0]
-        # Readings as floats (what the engine compares); None on a day without one.
-        self._lasts: list[float | None] = []
-        self._lows: list[float | None] = []
-        self._highs: list[float | None] = []
+        self.cum_total: list[Decimal] = [_ZERO]
+        self.cum_positive: list[Decimal] = [_ZERO]  # days with a negative total count as 0
+        self.cum_events: list[int] = [0]
+        self.cum_active: list[int] = [0]
+        self.cum_last: list[Decimal] = [_ZERO]
+        self.cum_readings: list[int] = [0]
+        self.lasts: list[float | None] = []
+        self.lows: list[float | None] = []
+        self.highs: list[float | None] = []
+        self.latest_reading: list[int] = []
+        # Sparse tables for the lowest and highest reading of any window (built on first use).
+        self._lowest: list[list[float]] = []
+        self._highest: list[list[float]] = []
+        self._extremes_fresh = 0
 
     def record(self, day: int, metric: MetricDay) -> None:
         """The metric's numbers for `day` are (now) `metric`; later changes to it need another record."""
@@ -72,6 +92,11 @@ class MetricSeries:
             self._entries.insert(index, metric)
         self._fresh = min(self._fresh, index)
 
+    def ready(self) -> None:
+        """Bring the arrays up to date with the entries recorded since."""
+        if self._fresh < len(self.days):
+            self._refresh()
+
     def span(self, first: int, last: int) -> tuple[int, int]:
         """Entry indexes [lo, hi) of the days from first to last inclusive."""
         if self._fresh < len(self.days):
@@ -81,45 +106,51 @@ class MetricSeries:
 
     def total(self, first: int, last: int) -> Decimal:
         lo, hi = self.span(first, last)
-        return self._cum_total[hi] - self._cum_total[lo]
+        return self.cum_total[hi] - self.cum_total[lo]
 
     def positive_total(self, first: int, last: int) -> Decimal:
         """An upper bound of the total of any part of the window (counts may be negative)."""
         lo, hi = self.span(first, last)
-        return self._cum_positive[hi] - self._cum_positive[lo]
+        return self.cum_positive[hi] - self.cum_positive[lo]
 
     def events(self, first: int, last: int) -> int:
         lo, hi = self.span(first, last)
-        return self._cum_events[hi] - self._cum_events[lo]
+        return self.cum_events[hi] - self.cum_events[lo]
 
     def active_days(self, first: int, last: int) -> int:
         lo, hi = self.span(first, last)
-        return self._cum_active[hi] - self._cum_active[lo]
+        return self.cum_active[hi] - self.cum_active[lo]
 
     def latest(self, first: int, last: int) -> float | None:
         """The reading of the latest day in the window that has one."""
         lo, hi = self.span(first, last)
-        for index in range(hi - 1, lo - 1, -1):
-            if self._lasts[index] is not None:
-                return self._lasts[index]
-        return None
+        at = self.latest_reading[hi - 1] if hi > lo else -1
+        return self.lasts[at] if at >= lo else None
 
     def peak(self, first: int, last: int) -> float | None:
         lo, hi = self.span(first, last)
-        if self._cum_readings[hi] - self._cum_readings[lo] == hi - lo:  # a reading every day: no None
-            return max(self._highs[lo:hi]) if hi > lo else None  # type: ignore[type-var]
-        return max((high for high in self._highs[lo:hi] if high is not None), default=None)
+        if self.cum_readings[hi] == self.cum_readings[lo]:
+            return None
+        if self._extremes_fresh < len(self.days):
+            self._refresh_extremes()
+        level = (hi - lo).bit_length() - 1  # two spans of 2**level entries cover the window
+        highs = self._highest[level]
+        return max(highs[lo], highs[hi - (1 << level)])
 
     def low(self, first: int, last: int) -> float | None:
         lo, hi = self.span(first, last)
-        if self._cum_readings[hi] - self._cum_readings[lo] == hi - lo:
-            return min(self._lows[lo:hi]) if hi > lo else None  # type: ignore[type-var]
-        return min((low for low in self._lows[lo:hi] if low is not None), default=None)
+        if self.cum_readings[hi] == self.cum_readings[lo]:
+            return None
+        if self._extremes_fresh < len(self.days):
+            self._refresh_extremes()
+        level = (hi - lo).bit_length() - 1
+        lows = self._lowest[level]
+        return min(lows[lo], lows[hi - (1 << level)])
 
     def readings(self, first: int, last: int) -> tuple[Decimal, int]:
         """The sum and the number of the days' readings (each day's latest) in the window."""
         lo, hi = self.span(first, last)
-        return self._cum_last[hi] - self._cum_last[lo], self._cum_readings[hi] - self._cum_readings[lo]
+        return self.cum_last[hi] - self.cum_last[lo], self.cum_readings[hi] - self.cum_readings[lo]
 
     def days_between(self, first: int, last: int) -> list[int]:
         lo, hi = self.span(first, last)
@@ -128,18 +159,20 @@ class MetricSeries:
     def _refresh(self) -> None:
         start = self._fresh
         for cumulative in (
-            self._cum_total,
-            self._cum_events,
-            self._cum_active,
-            self._cum_last,
-            self._cum_readings,
+            self.cum_total,
+            self.cum_positive,
+            self.cum_events,
+            self.cum_active,
+            self.cum_last,
+            self.cum_readings,
         ):
             del cumulative[start + 1 :]
-        for derived in (self._lasts, self._lows, self._highs):
+        for derived in (self.lasts, self.lows, self.highs, self.latest_reading):
             del derived[start:]
-        total, positive, events = self._cum_total[start], self._cum_positive[start], self._cum_events[start]
-        active, last_sum, readings = self._cum_active[start], self._cum_last[start], self._cum_readings[start]
-        for metric in self._entries[start:]:
+        total, positive, events = self.cum_total[start], self.cum_positive[start], self.cum_events[start]
+        active, last_sum, readings = self.cum_active[start], self.cum_last[start], self.cum_readings[start]
+        latest = self.latest_reading[start - 1] if start else -1
+        for index, metric in enumerate(self._entries[start:], start):
             total += metric.total
             if metric.total > 0:
                 positive += metric.total
@@ -148,26 +181,66 @@ class MetricSeries:
             if metric.last is not None:
                 last_sum += metric.last
                 readings += 1
-            self._cum_total.append(total)
-            self._cum_positive.append(positive)
-            self._cum_events.append(events)
-            self._cum_active.append(active)
-            self._cum_last.append(last_sum)
-            self._cum_readings.append(readings)
-            self._lasts.append(None if metric.last is None else float(metric.last))
-            self._lows.append(None if metric.low is None else float(metric.low))
-            self._highs.append(None if metric.high is None else float(metric.high))
+                latest = index
+            self.cum_total.append(total)
+            self.cum_positive.append(positive)
+            self.cum_events.append(events)
+            self.cum_active.append(active)
+            self.cum_last.append(last_sum)
+            self.cum_readings.append(readings)
+            self.lasts.append(None if metric.last is None else float(metric.last))
+            self.lows.append(None if metric.low is None else float(metric.low))
+            self.highs.append(None if metric.high is None else float(metric.high))
+            self.latest_reading.append(latest)
         self._fresh = len(self._entries)
+        self._extremes_fresh = min(self._extremes_fresh, start)
+
+    def _refresh_extremes(self) -> None:
+        """Bring the sparse tables of lows and highs up to date: level k holds, for each entry, the
+        extreme of the 2**k entries from it (days without a reading count as +inf for lows, -inf
+        for highs: a window with a reading never returns them)."""
+        start, count = self._extremes_fresh, len(self.days)
+        for table, values, blank, pick in (
+            (self._lowest, self.lows, _INF, min),
+            (self._highest, self.highs, -_INF, max),
+        ):
+            if not table:
+                table.append([])
+            del table[0][start:]
+            table[0].extend(blank if value is None else value for value in values[start:])
+            level = 1
+            while (1 << level) <= count:
+                if len(table) == level:
+                    table.append([])
+                below, half = table[level - 1], 1 << (level - 1)
+                # Entries from `first` on span a changed entry (or are new).
+                first = max(0, start - (1 << level) + 1)
+                del table[level][first:]
+                table[level].extend(
+                    pick(below[index], below[index + half])
+                    for index in range(first, count - (1 << level) + 1)
+                )
+                level += 1
+            del table[level:]
+        self._extremes_fresh = count
 
 
 class DistinctSeries:
-    """One (metric, dimension): the set of values (tokens) seen each day."""
+    """One (metric, dimension): the set of values (tokens) seen each day.
 
-    __slots__ = ("_values", "days")
+    Each day's set is also kept as a bitmask, one bit per value the history has seen (`bits`,
+    shared by its series, so masks of two series combine): a window's distinct values are then the
+    OR of its days' masks, and counting them is a popcount.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_bits", "_fresh", "_masks", "_values", "days")
+
+    def __init__(self, bits: dict[str, int] | None = None) -> None:
         self.days: list[int] = []
         self._values: list[set[str]] = []  # the buckets' own sets
+        self._bits = {} if bits is None else bits
+        self._masks: list[int] = []
+        self._fresh = 0  # masks [0, _fresh) are up to date
 
     def record(self, day: int, values: set[str]) -> None:
         days = self.days
@@ -181,6 +254,7 @@ class DistinctSeries:
         else:
             days.insert(index, day)
             self._values.insert(index, values)
+        self._fresh = min(self._fresh, index)
 
     def union(self, first: int, last: int) -> set[str] | frozenset[str]:
         """The values seen in the window (do not modify: it may be a bucket's own set)."""
@@ -191,17 +265,50 @@ class DistinctSeries:
             return self._values[lo]
         return set().union(*self._values[lo:hi])
 
+    def mask(self, first: int, last: int) -> int:
+        """The values seen in the window, as a bitmask: `union`, for counting."""
+        if self._fresh < len(self.days):
+            self._refresh()
+        lo, hi = bisect_left(self.days, first), bisect_right(self.days, last)
+        if hi - lo <= 0:
+            return 0
+        if hi - lo == 1:
+            return self._masks[lo]
+        return reduce(or_, self._masks[lo:hi])
+
+    def _refresh(self) -> None:
+        bits = self._bits
+        del self._masks[self._fresh :]
+        for values in self._values[self._fresh :]:
+            mask = 0
+            for value in values:
+                bit = bits.get(value)
+                if bit is None:
+                    bit = bits[value] = len(bits)
+                mask |= 1 << bit
+            self._masks.append(mask)
+        self._fresh = len(self._values)
+
 
 class History:
-    """An account's series, readable from `first` to `last` (ordinals, inclusive)."""
+    """An account's series, readable from `first` to `last` (ordinals, inclusive).
 
-    __slots__ = ("_distinct", "first", "last", "series")
+    A history kept up to date in memory is evaluated again and again: `memos` holds what the
+    engine derived from it (shared/rules/engine.py), and `take_changes` tells the engine which
+    days of which metrics were recorded since it last asked, so it can forget what they affect.
+    """
+
+    __slots__ = ("_bits", "_changes", "_distinct", "_stale", "first", "last", "memos", "series")
 
     def __init__(self, first: int = 1, last: int = date.max.toordinal()) -> None:
         self.series: dict[str, MetricSeries] = {}  # by metric name
         self._distinct: dict[tuple[str, str], DistinctSeries] = {}
+        self._bits: dict[str, int] = {}  # every distinct value seen, numbered (DistinctSeries.mask)
         self.first = first
         self.last = last
+        self._changes: dict[str, int] = {}  # metric → the earliest day recorded since take_changes
+        self._stale: set[MetricSeries] = set()  # series recorded to since ready()
+        self.memos: dict[object, Any] = {}  # owned by the engine
 
     @classmethod
     def of(cls, buckets: Iterable[DayBucket], first_day: date, last_day: date) -> History:
@@ -219,23 +326,47 @@ class History:
                 self.record_distinct(name, dimension, day, values)
 
     def record_metric(self, name: str, day: int, metric: MetricDay) -> None:
+        self._changed(name, day)
         series = self.series.get(name)
         if series is None:
             series = self.series[name] = MetricSeries()
         series.record(day, metric)
+        self._stale.add(series)
 
     def record_distinct(self, name: str, dimension: str, day: int, values: set[str]) -> None:
+        self._changed(name, day)
         series = self._distinct.get((name, dimension))
         if series is None:
-            series = self._distinct[(name, dimension)] = DistinctSeries()
+            series = self._distinct[(name, dimension)] = DistinctSeries(self._bits)
         series.record(day, values)
 
     def bounded(self, first: date, last: date) -> History:
         """The same series, readable only from first to last: what a read plan allows."""
         view = History.__new__(History)
-        view.series, view._distinct = self.series, self._distinct
+        view.series, view._distinct, view._bits = self.series, self._distinct, self._bits
+        view._changes, view._stale, view.memos = self._changes, self._stale, self.memos
         view.first, view.last = first.toordinal(), last.toordinal()
         return view
+
+    def ready(self) -> None:
+        """Bring every series' arrays up to date (what reading them directly needs)."""
+        if self._stale:
+            for series in self._stale:
+                series.ready()
+            self._stale.clear()
+
+    def take_changes(self) -> dict[str, int]:
+        """Per metric, the earliest day recorded since the last call (the same for every view)."""
+        if not self._changes:
+            return {}
+        changes = dict(self._changes)
+        self._changes.clear()
+        return changes
+
+    def _changed(self, name: str, day: int) -> None:
+        earliest = self._changes.get(name)
+        if earliest is None or day < earliest:
+            self._changes[name] = day
 
     def metric(self, name: str) -> MetricSeries | None:
         return self.series.get(name)
@@ -243,3 +374,9 @@ class History:
     def distinct(self, name: str, dimension: str, first: int, last: int) -> set[str] | frozenset[str]:
         series = self._distinct.get((name, dimension))
         return _NO_DISTINCT if series is None else series.union(first, last)
+
+    def distinct_mask(self, name: str, dimension: str, first: int, last: int) -> int:
+        """`distinct` as a bitmask: its bit count is the number of values, and the masks of two
+        series of the history intersect as their sets do."""
+        series = self._distinct.get((name, dimension))
+        return 0 if series is None else series.mask(first, last)
