@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     openapi.set_defaults(run=_openapi)
 
     _add_simulate(commands)
+    _add_backtest(commands)
     return parser
 
 
@@ -92,6 +93,65 @@ def _add_simulate(commands: Any) -> None:
         "--format", default=",".join(FORMATS), help="events as jsonl and/or parquet (default %(default)s)"
     )
     simulate.set_defaults(run=_simulate)
+
+
+def _add_backtest(commands: Any) -> None:
+    backtest = commands.add_parser(
+        "backtest",
+        help="replay historical events through the rules and score each trigger against expansions",
+        description="Replays events (JSONL, CSV or Parquet) through the same engine as the evaluator and "
+        "scores every trigger against an outcomes file: firings, precision, recall, lift, time to "
+        "expansion. Writes backtest.json, triggers.csv, firings.csv and report.html. See docs/backtest.md.",
+    )
+    backtest.add_argument(
+        "--events", type=Path, nargs="+", required=True, help="event files, in arrival order"
+    )
+    backtest.add_argument("--outcomes", type=Path, required=True, help="CSV: account_id, expansion_date, …")
+    backtest.add_argument("--accounts", type=Path, help="JSONL profiles, as `upswing simulate` writes them")
+    backtest.add_argument(
+        "--rules", type=Path, default=Path("rules/reference.yaml"), help="default %(default)s"
+    )
+    backtest.add_argument("--compare", type=Path, help="a second ruleset, scored on the same replay")
+    backtest.add_argument(
+        "--horizon", type=int, default=90, help="days a firing may precede an expansion (90)"
+    )
+    backtest.add_argument(
+        "--signals", action="store_true", help="also score each signal no trigger uses, as if it were one"
+    )
+    backtest.add_argument(
+        "--strict", action="store_true", help="stop at the first bad line (default: skip it and count it)"
+    )
+    backtest.add_argument("--workers", type=int, help="processes replaying accounts (default: one per core)")
+    backtest.add_argument("--out", type=Path, default=Path("backtest-results"), help="folder (%(default)s)")
+    backtest.set_defaults(run=_backtest)
+
+
+def _backtest(args: argparse.Namespace) -> None:
+    from upswing.backtest import BacktestConfig, BacktestError, backtest
+    from upswing.backtest.output import summary, terminal_progress, write_all
+    from upswing.backtest.pipeline import default_workers
+
+    try:
+        config = BacktestConfig(
+            events=tuple(args.events),
+            outcomes=args.outcomes,
+            accounts=args.accounts,
+            rules=args.rules,
+            compare=args.compare,
+            horizon_days=args.horizon,
+            signals=args.signals,
+            strict=args.strict,
+            workers=args.workers or default_workers(),
+            command=" ".join(["upswing", *sys.argv[1:]]),
+        )
+        run = backtest(config, progress=terminal_progress())
+    except BacktestError as error:
+        raise UserError(str(error)) from None
+    written = write_all(run.result, run.firings, args.out)
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(summary(run.result))
+    print("\nWrote " + ", ".join(str(path) for path in written))
 
 
 def _iso_date(text: str) -> date:

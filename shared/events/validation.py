@@ -78,32 +78,39 @@ def parse_events_request(body: str | None, content_type: str | None, is_base64: 
 
 def validate_event(raw: Any, now: datetime, retention_days: int) -> UsageEvent | InvalidEvent:
     """Validate one event against the contract and the acceptance window around `now`."""
+    checked = check_event(raw)
+    if isinstance(checked, InvalidEvent):
+        return checked
+    problem = window_problem(checked.occurred_at, now, retention_days)
+    return checked if problem is None else InvalidEvent(checked.event_id, [problem])
+
+
+def check_event(raw: Any) -> UsageEvent | InvalidEvent:
+    """The contract alone, whenever the event arrives (the backtest applies its own clock)."""
     event_id = _peek_event_id(raw)
     if not isinstance(raw, dict):
         return InvalidEvent(event_id, [f"an event must be a JSON object, got {_json_type(raw)}"])
     try:
-        event = UsageEvent.model_validate(raw)
+        return UsageEvent.model_validate(raw)
     except ValidationError as error:
         return InvalidEvent(event_id, describe_errors(error))
-    if event.occurred_at > now + FUTURE_TOLERANCE:
-        return InvalidEvent(
-            event_id,
-            [
-                f"occurred_at {event.occurred_at.isoformat()} is in the future (more than "
-                f"{int(FUTURE_TOLERANCE.total_seconds() // 60)} minutes ahead of {now.isoformat()}); "
-                "check the producer's clock and timezone"
-            ],
+
+
+def window_problem(occurred_at: datetime, now: datetime, retention_days: int) -> str | None:
+    """Why an event that occurred at `occurred_at` cannot be accepted at `now`, if it cannot."""
+    if occurred_at > now + FUTURE_TOLERANCE:
+        return (
+            f"occurred_at {occurred_at.isoformat()} is in the future (more than "
+            f"{int(FUTURE_TOLERANCE.total_seconds() // 60)} minutes ahead of {now.isoformat()}); "
+            "check the producer's clock and timezone"
         )
     oldest = now - timedelta(days=retention_days)
-    if event.occurred_at < oldest:
-        return InvalidEvent(
-            event_id,
-            [
-                f"occurred_at {event.occurred_at.isoformat()} is older than the {retention_days}-day "
-                f"retention (oldest accepted: {oldest.isoformat()})"
-            ],
+    if occurred_at < oldest:
+        return (
+            f"occurred_at {occurred_at.isoformat()} is older than the {retention_days}-day "
+            f"retention (oldest accepted: {oldest.isoformat()})"
         )
-    return event
+    return None
 
 
 def describe_errors(error: ValidationError) -> list[str]:

@@ -1,0 +1,256 @@
+"""`upswing backtest`: would these triggers have found the accounts that expanded, and how early?
+
+Historical events are replayed through the same engine the evaluator runs (in-memory counters
+folded by the aggregator's own code, cooldowns and arming as online), and the firings are scored
+against an outcomes file: per trigger, firings, accounts fired, precision, recall, lift over the
+base rate and the time from firing to expansion (upswing/backtest/scoring.py). `--compare` runs a
+second ruleset on the same replay; `--signals` also scores each signal no trigger uses, as if it
+were a trigger, to find which are worth one — and which are vanity.
+
+The pieces: events.py reads and judges input lines, pipeline.py splits them by account and
+replays the parts in parallel, replay.py replays one account, truth.py reads profiles and
+outcomes, scoring.py scores, output.py writes JSON, CSV and the HTML report (html.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from shared.events.contract import DEFAULT_RETENTION_DAYS
+from shared.rules.engine import read_plan
+from shared.rules.language import Category, Ruleset, Trigger
+from shared.rules.loading import RulesetError, load_ruleset, lookback_days
+from upswing.backtest.events import InputError
+from upswing.backtest.pipeline import Progress, default_workers, run
+from upswing.backtest.replay import Contender, FiredAt, StrictStop
+from upswing.backtest.scoring import Outcomes, Score, Subject, monday_of, rank, score
+from upswing.backtest.truth import read_outcomes, read_profiles
+
+DEFAULT_HORIZON_DAYS = 90
+DEFAULT_PARTITIONS = 64
+SIGNAL_COOLDOWN = "30d"  # a signal scored as a trigger fires at most monthly
+SIGNAL_PREFIX = "signal:"
+
+
+class BacktestError(Exception):
+    """Something a person must fix before the backtest can run; the message says what."""
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    events: tuple[Path, ...]
+    outcomes: Path
+    rules: Path = Path("rules/reference.yaml")
+    compare: Path | None = None
+    accounts: Path | None = None
+    horizon_days: int = DEFAULT_HORIZON_DAYS
+    signals: bool = False
+    strict: bool = False
+    workers: int = field(default_factory=default_workers)
+    partitions: int = DEFAULT_PARTITIONS
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    spill_dir: Path | None = None
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.events:
+            raise BacktestError("no events file given (--events FILE ...)")
+        if self.horizon_days < 1:
+            raise BacktestError(f"--horizon must be at least 1 day (got {self.horizon_days})")
+        if self.workers < 1 or self.partitions < 1:
+            raise BacktestError("--workers and the number of partitions must be at least 1")
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    result: dict[str, Any]  # the result document (docs/backtest.md, "The result")
+    firings: list[tuple[str, str, str, str, float]]  # (ruleset label, trigger, account, evaluated at, score)
+
+
+def backtest(config: BacktestConfig, progress: Progress | None = None) -> BacktestRun:
+    """Replay, score, and return the result document and every firing."""
+    started = time.perf_counter()
+    rulesets = [_load(config.rules, config.signals)]
+    if config.compare:
+        rulesets.append(_load(config.compare, config.signals))
+    labels = ["A", "B"] if config.compare else ["A"]
+    contenders = [
+        Contender(label, ruleset, read_plan(ruleset)) for label, ruleset in zip(labels, rulesets, strict=True)
+    ]
+    try:
+        profiles = read_profiles(config.accounts) if config.accounts else {}
+        expansions = read_outcomes(config.outcomes)
+        replayed = run(
+            config.events,
+            contenders,
+            profiles,
+            retention_days=config.retention_days,
+            strict=config.strict,
+            workers=config.workers,
+            partitions=config.partitions,
+            spill_dir=config.spill_dir,
+            progress=progress,
+        )
+    except InputError as error:
+        raise BacktestError(str(error)) from None
+    except StrictStop as stop:
+        problem = stop.problem
+        raise BacktestError(
+            f"{config.events[problem.file]}:{problem.line}: {problem.message}\n"
+            "(--strict stops at the first bad line; without it, bad lines are skipped and counted)"
+        ) from None
+    stats = replayed.stats
+    outcomes = Outcomes(expansions, stats.spans, config.horizon_days)
+    firings_of: dict[int, list[FiredAt]] = defaultdict(list)
+    for fired in replayed.firings:
+        firings_of[fired.contender].append(fired)
+    known = set(stats.spans) | set(profiles)
+    result = {
+        "tool": "upswing backtest",
+        "version": _version(),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "command": config.command,
+        "period": {"first_day": _iso(outcomes.first_day), "last_day": _iso(outcomes.last_day)},
+        "horizon_days": config.horizon_days,
+        "seconds": round(time.perf_counter() - started, 2),
+        "input": {
+            "files": [str(path) for path in config.events],
+            "lines": stats.lines,
+            "events": stats.accepted,
+            "duplicates": stats.duplicates,
+            "rejected": stats.rejected,
+            "malformed": stats.malformed,
+            "late": stats.late,
+            "accounts": len(stats.spans),
+            "accounts_without_profile": len(set(stats.spans) - set(profiles))
+            if config.accounts
+            else len(stats.spans),
+            "outcomes": len(expansions),
+            "outcomes_unknown_accounts": sum(
+                1 for expansion in expansions if expansion.account_id not in known
+            ),
+            "problems": [
+                {"file": str(config.events[problem.file]), "line": problem.line, "message": problem.message}
+                for problem in stats.problems
+            ],
+        },
+        "rulesets": [
+            _ruleset_result(index, contender, path, firings_of[index], outcomes, stats.evaluations)
+            for index, (contender, path) in enumerate(
+                zip(contenders, [config.rules, config.compare], strict=False)
+            )
+        ],
+    }
+    firings = [
+        (contenders[fired.contender].label, fired.trigger, fired.account_id, _stamp(fired.at), fired.score)
+        for fired in replayed.firings
+    ]
+    return BacktestRun(result, firings)
+
+
+def _load(path: Path, signals: bool) -> Ruleset:
+    try:
+        ruleset = load_ruleset(path)
+    except RulesetError as error:
+        raise BacktestError(str(error)) from None
+    except OSError as error:
+        raise BacktestError(f"{path}: {error.strerror or error}") from None
+    return with_signal_triggers(ruleset) if signals else ruleset
+
+
+def with_signal_triggers(ruleset: Ruleset) -> Ruleset:
+    """The ruleset plus a trigger per signal no trigger fires on: no exclusions, a 30-day cooldown."""
+    used = {trigger.when for trigger in ruleset.triggers.values()}
+    extra = {
+        f"{SIGNAL_PREFIX}{name}": Trigger.model_construct(
+            description=f"the signal {name}, scored as if it were a trigger",
+            category=Category.ADOPTION,
+            owner_role="csm",
+            play="-",
+            when=name,
+            unless=[],
+            segments=None,
+            cooldown=SIGNAL_COOLDOWN,
+            score=None,
+        )
+        for name in ruleset.signals
+        if name not in used
+    }
+    return ruleset.model_copy(update={"triggers": {**ruleset.triggers, **extra}})
+
+
+def _ruleset_result(
+    index: int,
+    contender: Contender,
+    path: Path | None,
+    firings: list[FiredAt],
+    outcomes: Outcomes,
+    evaluations: int,
+) -> dict[str, Any]:
+    ruleset = contender.ruleset
+    by_trigger: dict[str, list[FiredAt]] = defaultdict(list)
+    for fired in firings:
+        by_trigger[fired.trigger].append(fired)
+    scores = [score(_subject(ruleset, name), by_trigger[name], outcomes) for name in ruleset.triggers]
+    overall = score(
+        Subject("any trigger", "ruleset", None, None, contender.plan.lookback_days), firings, outcomes
+    )
+    return {
+        "label": contender.label,
+        "path": str(path),
+        "version": ruleset.version,
+        "evaluations": evaluations,
+        "firings": len(firings),
+        "overall": overall.as_dict(),
+        "triggers": [row.as_dict() for row in rank(scores)],
+        "firings_by_week": _by_week(firings, list(ruleset.triggers), outcomes),
+    }
+
+
+def _subject(ruleset: Ruleset, name: str) -> Subject:
+    trigger = ruleset.triggers[name]
+    signal = name.startswith(SIGNAL_PREFIX) and trigger.play == "-"
+    return Subject(
+        name,
+        "signal" if signal else "trigger",
+        None if signal else str(trigger.category),
+        None if signal else trigger.play,
+        lookback_days(ruleset, trigger.when) or 1,
+    )
+
+
+def _by_week(firings: Sequence[FiredAt], triggers: list[str], outcomes: Outcomes) -> dict[str, Any]:
+    if not outcomes.first_day:
+        return {"weeks": [], "counts": {name: [] for name in triggers}}
+    first = monday_of(date.fromordinal(outcomes.first_day))
+    weeks = (outcomes.last_day - first.toordinal()) // 7 + 1
+    counts = {name: [0] * weeks for name in triggers}
+    for fired in firings:
+        counts[fired.trigger][(fired.at.toordinal() - first.toordinal()) // 7] += 1
+    return {"weeks": [(first + timedelta(weeks=week)).isoformat() for week in range(weeks)], "counts": counts}
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _iso(ordinal: int) -> str | None:
+    return date.fromordinal(ordinal).isoformat() if ordinal else None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("upswing")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+__all__ = ["BacktestConfig", "BacktestError", "BacktestRun", "Score", "backtest", "with_signal_triggers"]

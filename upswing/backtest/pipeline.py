@@ -1,0 +1,215 @@
+"""Ten million events without holding them: split by account, then replay the parts in parallel.
+
+Accounts are independent (an evaluation reads one account's counters and state), so the backtest
+is a map over accounts. The input is time-ordered, not account-ordered, so:
+
+1. **Split** (one streaming pass): each line goes, untouched, to one of `partitions` spill files
+   chosen by a stable hash of its account id, tagged with its file and line. Arrival order is
+   kept within each file. CSV rows and Parquet records are written as JSON lines, so what follows
+   is the same for every format.
+2. **Replay** (in `workers` processes): a worker takes a whole spill file, judges its lines
+   (upswing/backtest/events.py), groups them by account in arrival order, and replays each
+   account (upswing/backtest/replay.py), then lets it go. Memory is one spill file's accounts a
+   worker, whatever the length of the input.
+
+Only firings and counts come back to the parent.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from shared.accounts.models import AccountProfile
+from upswing.backtest.events import (
+    Accepted,
+    BrokenRow,
+    InputError,
+    Rejected,
+    account_of_line,
+    format_of,
+    judge_line,
+    judge_object,
+    read_csv_objects,
+    read_lines,
+    read_parquet_objects,
+)
+from upswing.backtest.replay import Contender, FiredAt, ReplayStats, replay_account
+
+_BROKEN = b"B"  # a CSV row that could not be read: its spill line carries the reason
+_EVENT = b"E"
+_encode = msgspec.json.encode
+
+# (done, total, what): called as the work advances
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Replayed:
+    firings: list[FiredAt]
+    stats: ReplayStats
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a worker needs besides the spill file (sent once per worker)."""
+
+    rules: tuple[tuple[str, Any], ...]  # (label, ruleset) — compiled again in each worker
+    profiles: dict[str, AccountProfile]
+    retention_days: int
+    strict: bool
+    files: tuple[str, ...]
+
+
+def run(
+    files: Sequence[Path],
+    contenders: Sequence[Contender],
+    profiles: dict[str, AccountProfile],
+    *,
+    retention_days: int,
+    strict: bool,
+    workers: int,
+    partitions: int,
+    spill_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> Replayed:
+    for path in files:
+        format_of(path)  # unknown formats fail before any work
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+    job = _Job(
+        tuple((contender.label, contender.ruleset) for contender in contenders),
+        profiles,
+        retention_days,
+        strict,
+        tuple(str(path) for path in files),
+    )
+    with tempfile.TemporaryDirectory(prefix="upswing-backtest-", dir=spill_dir) as folder:
+        spills = split(files, Path(folder), partitions, progress)
+        return _replay_all(spills, job, workers, progress)
+
+
+def split(
+    files: Sequence[Path], folder: Path, partitions: int, progress: Progress | None = None
+) -> list[Path]:
+    """Pass 1: every input line into its account's spill file; the spill files that got lines."""
+    paths = [folder / f"part-{index:04d}.spill" for index in range(partitions)]
+    total = sum(path.stat().st_size for path in files)
+    done = 0
+    with ExitStack() as stack:
+        outs: list[IO[bytes]] = [stack.enter_context(path.open("wb", buffering=1 << 20)) for path in paths]
+        for number, path in enumerate(files):
+            for line, tag, payload, account in _spill_lines(path):
+                outs[_partition(account, partitions)].write(b"%s\t%d\t%d\t%s" % (tag, number, line, payload))
+                done += len(payload)
+                if progress and line % 200_000 == 0:
+                    progress(min(done, total), total, "splitting by account")
+        if progress:
+            progress(total, total, "splitting by account")
+    return [path for path in paths if path.stat().st_size]
+
+
+def _spill_lines(path: Path) -> Iterator[tuple[int, bytes, bytes, str | None]]:
+    """(line, tag, payload ending in a newline, account id or None) of one input file."""
+    kind = format_of(path)
+    if kind == "jsonl":
+        for line, raw in read_lines(path):
+            payload = raw if raw.endswith(b"\n") else raw + b"\n"
+            yield line, _EVENT, payload, account_of_line(raw)
+        return
+    objects = read_csv_objects(path) if kind == "csv" else read_parquet_objects(path)
+    for line, event in objects:
+        if isinstance(event, BrokenRow):
+            yield line, _BROKEN, event.reason.encode() + b"\n", None
+            continue
+        account = event.get("account_id")
+        yield line, _EVENT, _encode(event) + b"\n", account if isinstance(account, str) else None
+
+
+def _partition(account: str | None, partitions: int) -> int:
+    # crc32, not hash(): stable across processes and runs (hash() of a str is salted per process).
+    return 0 if account is None else zlib.crc32(account.encode()) % partitions
+
+
+# ── pass 2 ────────────────────────────────────────────────────────────────────────────────────
+
+_worker_job: _Job | None = None
+_worker_contenders: list[Contender] = []
+
+
+def _start_worker(job: _Job) -> None:
+    from shared.rules.engine import read_plan
+
+    global _worker_job, _worker_contenders
+    _worker_job = job
+    _worker_contenders = [Contender(label, ruleset, read_plan(ruleset)) for label, ruleset in job.rules]
+
+
+def _replay_all(spills: list[Path], job: _Job, workers: int, progress: Progress | None) -> Replayed:
+    firings: list[FiredAt] = []
+    stats = ReplayStats()
+    total = sum(path.stat().st_size for path in spills)
+    done = 0
+
+    def absorb(path: Path, part: Replayed) -> None:
+        nonlocal done
+        firings.extend(part.firings)
+        stats.merge(part.stats)
+        done += path.stat().st_size
+        if progress:
+            progress(done, total, "replaying accounts")
+
+    if workers <= 1 or len(spills) <= 1:
+        _start_worker(job)
+        for path in spills:
+            absorb(path, replay_spill(path))
+    else:
+        # fork: the parent's modules and the job are there already; the pool ends with the run.
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("fork"), initializer=_start_worker, initargs=(job,)
+        ) as pool:
+            for path, part in zip(spills, pool.map(replay_spill, spills), strict=True):
+                absorb(path, part)
+    firings.sort(key=lambda fired: (fired.contender, fired.at, fired.account_id, fired.trigger))
+    return Replayed(firings, stats)
+
+
+def replay_spill(path: Path) -> Replayed:
+    """Pass 2 for one spill file (in a worker): judge, group by account, replay each account."""
+    job = _worker_job
+    assert job is not None, "_start_worker first"
+    stats = ReplayStats(strict=job.strict)
+    by_account: dict[str, list[Accepted]] = {}
+    with path.open("rb") as stream:
+        for record in stream:
+            tag, file, line, payload = record.split(b"\t", 3)
+            stats.lines += 1
+            if tag == _BROKEN:
+                arrival = judge_object(int(file), int(line), BrokenRow(payload.decode().rstrip("\n")))
+            else:
+                arrival = judge_line(int(file), int(line), payload)
+            if isinstance(arrival, Rejected):
+                stats.reject(arrival)
+            else:
+                by_account.setdefault(arrival.event.account_id, []).append(arrival)
+    firings: list[FiredAt] = []
+    for account_id, arrivals in by_account.items():
+        profile = job.profiles.get(account_id)
+        firings.extend(
+            replay_account(account_id, arrivals, profile, _worker_contenders, job.retention_days, stats)
+        )
+    return Replayed(firings, stats)
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
