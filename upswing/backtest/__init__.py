@@ -26,7 +26,7 @@ from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.rules.engine import read_plan
 from shared.rules.language import Category, Ruleset, Trigger
 from shared.rules.loading import RulesetError, load_ruleset, lookback_days
-from upswing.backtest.events import InputError
+from upswing.backtest.events import InputError, check_files
 from upswing.backtest.pipeline import Progress, default_workers, run
 from upswing.backtest.replay import Contender, FiredAt, StrictStop
 from upswing.backtest.scoring import Outcomes, Score, Subject, monday_of, rank, score
@@ -84,6 +84,7 @@ def backtest(config: BacktestConfig, progress: Progress | None = None) -> Backte
         Contender(label, ruleset, read_plan(ruleset)) for label, ruleset in zip(labels, rulesets, strict=True)
     ]
     try:
+        check_files(config.events)
         profiles = read_profiles(config.accounts) if config.accounts else {}
         expansions = read_outcomes(config.outcomes)
         replayed = run(

@@ -25,7 +25,7 @@ import gzip
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -137,6 +137,14 @@ def format_of(path: Path) -> str:
     return found
 
 
+def check_files(files: Sequence[Path]) -> None:
+    """Unknown formats and missing files fail before any work."""
+    for path in files:
+        format_of(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+
+
 def account_of_line(line: bytes) -> str | None:
     """The account of a JSON line, cheaply (None when the line is not one event with an account)."""
     try:
@@ -149,10 +157,10 @@ def judge_line(file: int, line: int, raw: bytes) -> Arrival:
     """A JSONL line → what the API would make of it."""
     try:
         wire = _decode_wire(raw)
+    except msgspec.ValidationError:  # valid JSON, not the common shape (a DecodeError too: first)
+        return _judge_slowly(file, line, json.loads(raw))
     except msgspec.DecodeError as error:
         return _malformed(file, line, raw, error)
-    except msgspec.ValidationError:
-        return _judge_slowly(file, line, json.loads(raw))
     return _fast(file, line, wire) or _judge_slowly(file, line, json.loads(raw))
 
 

@@ -112,7 +112,7 @@ def _header(result: Mapping[str, Any], rulesets: Sequence[Mapping[str, Any]]) ->
     period = _map(result.get("period"))
     when = (
         f"Period {_text(period.get('first_day'))} to {_text(period.get('last_day'))}"
-        f" · horizon {_days(result.get('horizon_days'))} days"
+        f" · horizon {_plural(_num(result.get('horizon_days')), 'day')}"
         f" · generated {_text(result.get('generated_at'))}"
     )
     lines = [_ruleset_line(ruleset, i) for i, ruleset in enumerate(rulesets)] or [
@@ -133,7 +133,8 @@ def _ruleset_line(ruleset: Mapping[str, Any], index: int) -> str:
     parts = [
         f"Ruleset {_label(ruleset, index)}: {_text(ruleset.get('path'))}",
         f"version {_text(ruleset.get('version'))}",
-        f"{len(metrics) - signals:,} triggers" + (f" and {signals:,} signals" if signals else ""),
+        _plural(len(metrics) - signals, "trigger")
+        + (f" and {_plural(signals, 'signal')}" if signals else ""),
     ]
     seconds = _num(ruleset.get("seconds"))
     if seconds is not None:
@@ -151,14 +152,13 @@ def _how_to_read(horizon: float | None) -> str:
         "<b>Base rate</b> is the chance that a random account expands within the horizon of a random "
         "day in the trigger's scored window: what a trigger firing at random would score. "
         f"<b>Lift</b> is precision ÷ base rate: 1.0{TIMES} is no better than chance, 3{TIMES} means "
-        "fired accounts expanded three times as often as accounts in general. Not every firing is "
-        "scored: firings in "
-        "the <b>warm-up</b> (the first days of data, while a trigger cannot yet see its whole lookback "
+        "fired accounts expanded three times as often as accounts in general. A <b>hit</b> is a fired "
+        "account that expanded within the horizon. Not every firing is scored: firings in the "
+        "<b>warm-up</b> (the first days of data, while a trigger cannot yet see its whole lookback "
         "window) and <b>censored</b> firings (too close to the end of the data for the horizon to have "
         "passed) are left out, as are firings after the account had already expanded. Rows of kind "
         "“signal” score a signal as if it were a trigger. The verdict sums it up (predictive, weak, "
-        "vanity, or too few firings to tell) and the note says why. A hit is a fired account that "
-        "expanded within the horizon."
+        "vanity, or too few firings to tell) and the note says why."
     )
     return _section("How to read this", _el("p", text, class_="how"))
 
@@ -170,7 +170,7 @@ def _headline_section(rulesets: Sequence[Mapping[str, Any]]) -> str:
     ]
     caption = _t(
         "p",
-        "Precision, recall and lift here are the whole ruleset's (\u201cany trigger\u201d): an account "
+        "Precision, recall and lift here are the whole ruleset's (“any trigger”): an account "
         "counts as fired when any of the ruleset's triggers fired for it.",
         class_="meta",
     )
@@ -310,7 +310,7 @@ def _comparison_section(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     rows = [row(name, kind, by_key_a.get((name, kind)), by_key_b.get((name, kind))) for name, kind in keys]
     overall = row("any trigger", "ruleset", _map(a.get("overall")), _map(b.get("overall")))
     body = _el("tbody", overall, class_="overall") + _el(
-        "tbody", "".join(rows) or _empty_row("No triggers in either ruleset.", 10)
+        "tbody", "".join(rows) or _empty_row("No triggers in either ruleset.", 2 + 2 * len(pairs))
     )
     intro = _t(
         "p",
@@ -834,6 +834,10 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
 
 
+def _plural(count: float | None, noun: str) -> str:
+    return DASH if count is None else f"{_number(count)} {noun}{'' if count == 1 else 's'}"
+
+
 def _compact(value: float) -> str:
     """Axis labels: 950, 9,500, 95k, 9.5M."""
     for threshold, size, suffix in ((1e9, 1e9, "B"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
@@ -972,7 +976,10 @@ footer{margin-top:40px;padding-top:10px;border-top:1px solid var(--line);font-si
 @media print{
 body{max-width:none;padding:0;font-size:11px}
 *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
-h2{break-after:avoid}
+h2,h3,figcaption{break-after:avoid}
+.cards{grid-template-columns:repeat(6,1fr);gap:6px}
+.card .v{font-size:18px}
+tfoot{display:table-row-group}
 .scroll{overflow:visible}
 figure,.card,tr,dl.stats{break-inside:avoid}
 table{font-size:10px}

@@ -34,9 +34,9 @@ from shared.accounts.models import AccountProfile
 from upswing.backtest.events import (
     Accepted,
     BrokenRow,
-    InputError,
     Rejected,
     account_of_line,
+    check_files,
     format_of,
     judge_line,
     judge_object,
@@ -83,10 +83,7 @@ def run(
     spill_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> Replayed:
-    for path in files:
-        format_of(path)  # unknown formats fail before any work
-        if not path.is_file():
-            raise InputError(f"{path}: no such file")
+    check_files(files)
     job = _Job(
         tuple((contender.label, contender.ruleset) for contender in contenders),
         profiles,
@@ -174,9 +171,10 @@ def _replay_all(spills: list[Path], job: _Job, workers: int, progress: Progress 
         for path in spills:
             absorb(path, replay_spill(path))
     else:
-        # fork: the parent's modules and the job are there already; the pool ends with the run.
+        # spawn, not fork: forking a process that runs threads (boto3's, a test runner's) can
+        # deadlock the child. Each worker imports the engine once and gets the job once.
         with ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("fork"), initializer=_start_worker, initargs=(job,)
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(job,)
         ) as pool:
             for path, part in zip(spills, pool.map(replay_spill, spills), strict=True):
                 absorb(path, part)

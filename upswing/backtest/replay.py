@@ -61,8 +61,11 @@ class StrictStop(Exception):
     """--strict: the first line that is not an acceptable event stops the backtest."""
 
     def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.message)
+        super().__init__(problem)  # the args are what a worker process pickles back to the parent
         self.problem = problem
+
+    def __str__(self) -> str:
+        return self.problem.message
 
 
 @dataclass
