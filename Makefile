@@ -26,7 +26,7 @@ help:
 	@echo "make serve   the local stack, kept up for your own requests"
 	@echo "make synth   synthesize the CloudFormation template (offline)"
 	@echo "make deploy  cdk deploy (STAGE=$(STAGE); see README for context values)"
-	@echo "make bench   benchmarks: write units per event, cold init"
+	@echo "make bench   benchmarks: write units, engine, cold init, delivery, backtest (10k accounts)"
 
 install: $(VENV)/.installed node_modules/.installed
 

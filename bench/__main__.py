@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import cold_init, delivery, engine, write_units
+from bench import backtest, cold_init, delivery, engine, write_units
 
 
 def main() -> int:
@@ -15,6 +15,7 @@ def main() -> int:
         "engine": engine.run(),
         "cold_init": cold_init.run(),
         "delivery": delivery.run(),
+        "backtest": backtest.run(),
     }
     out = Path("bench/results")
     out.mkdir(parents=True, exist_ok=True)

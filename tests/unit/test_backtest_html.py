@@ -411,18 +411,20 @@ def test_given_a_trigger_without_a_lift_then_it_ranks_last_with_dashes_for_its_m
     assert last["Note"] == "Only 14 scored firings: too few to tell."
 
 
-def test_given_triggers_out_of_order_then_the_table_ranks_them_by_lift_and_nulls_go_last():
+def test_given_triggers_out_of_order_then_the_table_follows_their_rank_and_unranked_rows_go_last():
     result = sample_result()
     triggers = result["rulesets"][0]["triggers"]
     random.Random(1).shuffle(triggers)
-    triggers[0]["lift"] = None
+    for position, trigger in enumerate(triggers, 1):
+        trigger["rank"] = position
+    triggers[0]["rank"] = None
 
     _, document = render(result)
 
-    expected = sorted(triggers, key=lambda m: (m["lift"] is None, -(m["lift"] or 0)))
+    expected = [*triggers[1:], triggers[0]]
     assert ranked_names(document) == [m["trigger"] for m in expected]
     ranks = [row["#"].text() for row in ranked_rows(document)]
-    assert ranks == [str(i) for i in range(1, 11)] + ["—", "—"]
+    assert ranks == [str(i) for i in range(2, len(triggers) + 1)] + ["—"]
 
 
 def test_given_two_rulesets_then_the_comparison_matches_triggers_by_name_with_delta_lift(sample):

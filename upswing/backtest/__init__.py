@@ -198,9 +198,14 @@ def _ruleset_result(
     by_trigger: dict[str, list[FiredAt]] = defaultdict(list)
     for fired in firings:
         by_trigger[fired.trigger].append(fired)
-    scores = [score(_subject(ruleset, name), by_trigger[name], outcomes) for name in ruleset.triggers]
+    subjects = [_subject(ruleset, name) for name in ruleset.triggers]
+    scores = [score(subject, by_trigger[subject.trigger], outcomes) for subject in subjects]
+    # The ruleset as a whole is its real triggers: signals scored as triggers would never route.
+    routed = {subject.trigger for subject in subjects if subject.kind == "trigger"}
     overall = score(
-        Subject("any trigger", "ruleset", None, None, contender.plan.lookback_days), firings, outcomes
+        Subject("any trigger", "ruleset", None, None, contender.plan.lookback_days),
+        [fired for fired in firings if fired.trigger in routed],
+        outcomes,
     )
     return {
         "label": contender.label,

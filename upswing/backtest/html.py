@@ -214,7 +214,7 @@ def _ranking_section(rulesets: Sequence[Mapping[str, Any]]) -> str:
 
 # Title, class, tooltip. Kind and category sit under the trigger's name: twelve columns fit the page.
 RANKED_COLUMNS = (
-    ("#", "num", "rank by lift"),
+    ("#", "num", "rank: by lift, triggers with too few firings to judge last"),
     ("Trigger", "", "kind (trigger, or a signal scored as if it were one) · category"),
     ("Firings", "num", "all firings; under them, the scored ones"),
     ("Accounts fired", "num", "accounts with at least one scored firing"),
@@ -231,9 +231,7 @@ RANKED_COLUMNS = (
 
 def _ranked_table(ruleset: Mapping[str, Any]) -> str:
     ranked = _ranked(_triggers(ruleset))
-    rows = [
-        _metric_row(m, str(i) if _num(m.get("lift")) is not None else DASH) for i, m in enumerate(ranked, 1)
-    ]
+    rows = [_metric_row(m, str(m["rank"]) if _num(m.get("rank")) is not None else DASH) for m in ranked]
     body = "".join(rows) or _empty_row("No triggers in this ruleset.", len(RANKED_COLUMNS))
     overall = ruleset.get("overall")
     foot = (
@@ -884,13 +882,13 @@ def _triggers(ruleset: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def _ranked(triggers: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """By lift, highest first, rows without a lift last; ties keep the result's order."""
+    """In the backtest's rank (scoring.rank: by lift, the unjudgeable last); unranked rows last."""
 
-    def by_lift(m: Mapping[str, Any]) -> tuple[bool, float]:
-        lift = _num(m.get("lift"))
-        return lift is None, -(lift or 0.0)
+    def by_rank(m: Mapping[str, Any]) -> tuple[bool, float]:
+        rank = _num(m.get("rank"))
+        return rank is None, rank or 0.0
 
-    return sorted(triggers, key=by_lift)
+    return sorted(triggers, key=by_rank)
 
 
 def _by_key(triggers: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Mapping[str, Any]]:
