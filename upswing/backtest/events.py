@@ -25,7 +25,7 @@ import gzip
 import io
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -49,6 +49,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
 _DIMENSION_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # The timestamps the fast path reads itself; every other form goes to the contract's parser.
 _UTC_STAMP = re.compile(r"(\d{4}-\d\d-\d\d)T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.(\d{1,6}))?Z")
+_DAY = re.compile(r"\d{4}-\d\d-\d\d")
+_CLOCK = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d")
 _OFFSET_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?[+-]\d\d:\d\d")
 _ORDER_BASE = 10**12  # arrival order: file index * base + line
 
@@ -181,70 +183,93 @@ def _malformed(file: int, line: int, raw: bytes, error: Exception) -> Rejected:
     return Rejected(file, line, None, None, f"not valid JSON: {error}", malformed=True)
 
 
-_good_names: set[str] = set()
-_good_keys: set[str] = set()
-
-
 def _fast(file: int, line: int, wire: _Wire) -> Accepted | None:
     """The event if it is plainly valid in the common shape; None to let the contract decide."""
     if wire.properties or wire.kind not in ("count", "gauge"):
         return None
-    if not (_identifier(wire.event_id) and _identifier(wire.account_id)):
+    account_id, event_id, name, dimensions = wire.account_id, wire.event_id, wire.name, wire.dimensions
+    if not (account_id in _ACCOUNTS or _vet(_ACCOUNTS, account_id, _identifier)):
         return None
-    name = wire.name
-    if name not in _good_names:
-        if not _NAME.fullmatch(name):
-            return None
-        _good_names.add(name)
+    if not _identifier(event_id):  # unique: not worth remembering
+        return None
+    if not (name in _NAMES or _vet(_NAMES, name, _NAME.fullmatch)):
+        return None
     value = wire.value
-    if not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
-        return None
-    dimensions = wire.dimensions
-    if len(dimensions) > MAX_DIMENSIONS:
+    if not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE or len(dimensions) > MAX_DIMENSIONS:
         return None
     for key, dimension in dimensions.items():
-        if key not in _good_keys:
-            if not _DIMENSION_KEY.fullmatch(key):
-                return None
-            _good_keys.add(key)
-        if not 0 < len(dimension) <= 256 or not dimension.isprintable() or dimension != dimension.strip():
+        if not (key in _KEYS or _vet(_KEYS, key, _DIMENSION_KEY.fullmatch)):
+            return None
+        if not (dimension in _VALUES or _vet(_VALUES, dimension, _dimension_value)):
             return None
     stamp = _ledger_stamp(wire.occurred_at)
     if stamp is None:
         return None
     kind = EventKind.COUNT if wire.kind == "count" else EventKind.GAUGE
-    return _accepted(file, line, wire.account_id, wire.event_id, name, kind, value, stamp, dimensions, "{}")
+    return _accepted(file, line, account_id, event_id, name, kind, value, stamp, dimensions, "{}")
+
+
+# Strings already found valid. Most repeat (accounts, names, users, days, times of day), so each
+# is checked once; a cache stops growing at its bound, it never forgets (and never needs to).
+_ACCOUNTS: set[str] = set()
+_NAMES: set[str] = set()
+_KEYS: set[str] = set()
+_VALUES: set[str] = set()
+_DAYS: set[str] = set()
+_CLOCKS: set[str] = set()
+_VETTED_BOUND = 250_000
+
+
+def _vet(cache: set[str], text: str, check: Callable[[str], object]) -> bool:
+    if not check(text):
+        return False
+    if len(cache) < _VETTED_BOUND:
+        cache.add(text)
+    return True
 
 
 def _identifier(text: str) -> bool:
     return 0 < len(text) <= 128 and text.isprintable() and text == text.strip()
 
 
-_good_days: set[str] = set()
+def _dimension_value(text: str) -> bool:
+    return 0 < len(text) <= 256 and text.isprintable() and text == text.strip()
+
+
+def _is_day(text: str) -> bool:
+    if not _DAY.fullmatch(text):
+        return False
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _ledger_stamp(text: str) -> str | None:
     """A plainly valid RFC 3339 time in the ledger's form (YYYY-MM-DDTHH:MM:SS.ffffffZ), else None.
 
-    The common UTC form is rewritten as a string (a datetime per event is measurable at ten
+    The common UTC forms are rewritten as strings (a datetime per event is measurable at ten
     million events); an offset is converted through datetime.
     """
+    if len(text) == 20 and text[19] == "Z" and text[10] == "T":  # YYYY-MM-DDTHH:MM:SSZ
+        day, clock = text[:10], text[11:19]
+        if (day in _DAYS or _vet(_DAYS, day, _is_day)) and (
+            clock in _CLOCKS or _vet(_CLOCKS, clock, _CLOCK.fullmatch)
+        ):
+            return text[:19] + ".000000Z"
+        return None
     match = _UTC_STAMP.fullmatch(text)
-    if match is None:
-        if not _OFFSET_STAMP.fullmatch(text):
+    if match is not None:
+        if not (match.group(1) in _DAYS or _vet(_DAYS, match.group(1), _is_day)):
             return None
-        try:
-            return stamp_of(datetime.fromisoformat(text).astimezone(UTC))
-        except (ValueError, OverflowError):
-            return None
-    day = match.group(1)
-    if day not in _good_days:
-        try:
-            date.fromisoformat(day)
-        except ValueError:
-            return None
-        _good_days.add(day)
-    return f"{text[:19]}.{match.group(2) or '':0<6}Z"
+        return f"{text[:19]}.{match.group(2) or '':0<6}Z"
+    if not _OFFSET_STAMP.fullmatch(text):
+        return None
+    try:
+        return stamp_of(datetime.fromisoformat(text).astimezone(UTC))
+    except (ValueError, OverflowError):
+        return None
 
 
 def stamp_of(moment: datetime) -> str:
