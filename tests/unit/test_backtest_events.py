@@ -19,6 +19,7 @@ from upswing.backtest.events import (
     Accepted,
     InputError,
     Rejected,
+    account_of_line,
     format_of,
     judge_line,
     judge_object,
@@ -153,6 +154,24 @@ def test_the_fast_path_accepts_exactly_what_the_api_accepts(
     if extra:
         raw[extra] = "x"
     assert_same_as_contract(raw)
+    verdict = judged(raw)
+    if isinstance(verdict, Accepted):  # the split by account reads the same account off the bytes
+        for separators in ((",", ":"), (", ", ": ")):
+            line = json.dumps(raw, separators=separators, ensure_ascii=False).encode()
+            assert account_of_line(line) == verdict.event.account_id
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"account_id":"a\\"b","properties":{"account_id":"other"}}',
+        b'{"properties":{"account_id":"other"},"account_id":"real"}',
+        b'{"account_id" : "spaced"}',
+        b'{"account_id":"caf\\u00e9"}',
+    ],
+)
+def test_the_account_is_read_off_the_bytes_only_when_that_is_certain(line: bytes) -> None:
+    assert account_of_line(line) == json.loads(line)["account_id"]
 
 
 @pytest.mark.parametrize(

@@ -147,8 +147,27 @@ def check_files(files: Sequence[Path]) -> None:
             raise InputError(f"{path}: no such file")
 
 
+_ACCOUNT_KEY = b'"account_id"'
+_ACCOUNT_FIELD = b'"account_id":"'
+
+
 def account_of_line(line: bytes) -> str | None:
-    """The account of a JSON line, cheaply (None when the line is not one event with an account)."""
+    """The account of a JSON line, cheaply (None when the line is not one event with an account).
+
+    Splitting ten million lines by account must not parse them all: in the compact form every
+    producer and `upswing simulate` write, the account id is read off the bytes. Anything less
+    plain — a second "account_id" key anywhere in the line, an escape in the value, spaces
+    around the colon — is decoded properly.
+    """
+    start = line.find(_ACCOUNT_FIELD)
+    if start >= 0 and line.count(_ACCOUNT_KEY) == 1:
+        start += len(_ACCOUNT_FIELD)
+        end = line.find(b'"', start)
+        if end > start and line.find(b"\\", start, end) < 0:
+            try:
+                return line[start:end].decode()
+            except UnicodeDecodeError:
+                return None
     try:
         return _decode_account(line).account_id
     except (msgspec.ValidationError, msgspec.DecodeError):
