@@ -26,11 +26,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import msgspec
 
 from shared.accounts.models import AccountProfile
+from shared.rules.language import Ruleset
 from upswing.backtest.events import (
     Accepted,
     BrokenRow,
@@ -64,11 +65,10 @@ class Replayed:
 class _Job:
     """What a worker needs besides the spill file (sent once per worker)."""
 
-    rules: tuple[tuple[str, Any], ...]  # (label, ruleset) — compiled again in each worker
+    rules: tuple[tuple[str, Ruleset], ...]  # (label, ruleset) — compiled again in each worker
     profiles: dict[str, AccountProfile]
     retention_days: int
     strict: bool
-    files: tuple[str, ...]
 
 
 def run(
@@ -89,7 +89,6 @@ def run(
         profiles,
         retention_days,
         strict,
-        tuple(str(path) for path in files),
     )
     with tempfile.TemporaryDirectory(prefix="upswing-backtest-", dir=spill_dir) as folder:
         spills = split(files, Path(folder), partitions, progress)
