@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.ledger import Channel, EventLedger, Existing, ledger_item
-from shared.events.metric_kinds import MetricKinds
+from shared.events.metric_kinds import MetricKinds, kind_conflict
 from shared.events.models import IngestResponse, Rejection, UsageEvent
 from shared.events.validation import InvalidEvent, validate_event
 from shared.observability import logger
@@ -97,11 +97,7 @@ class Ingestor:
                     index,
                     Status.REJECTED,
                     event.event_id,
-                    [
-                        f"kind: {event.name!r} is registered as a {registered.value}, this event says "
-                        f"{event.kind.value}; a name keeps one kind, so send the "
-                        f"{event.kind.value} under another name"
-                    ],
+                    [kind_conflict(event.name, registered, event.kind)],
                 )
             else:
                 writable.append((index, event))

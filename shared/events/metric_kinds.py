@@ -15,6 +15,14 @@ from shared.events.models import EventKind
 from shared.storage.dynamo import is_conditional_failure
 
 
+def kind_conflict(name: str, registered: EventKind, given: EventKind) -> str:
+    """Why an event of the wrong kind is rejected (the API and the backtest say it alike)."""
+    return (
+        f"kind: {name!r} is registered as a {registered.value}, this event says {given.value}; a name "
+        f"keeps one kind, so send the {given.value} under another name"
+    )
+
+
 class MetricKinds:
     def __init__(self, client: Any, table: str) -> None:
         self._client = client

@@ -147,30 +147,36 @@ def check_files(files: Sequence[Path]) -> None:
             raise InputError(f"{path}: no such file")
 
 
-_ACCOUNT_KEY = b'"account_id"'
-_ACCOUNT_FIELD = b'"account_id":"'
-
-
 def account_of_line(line: bytes) -> str | None:
-    """The account of a JSON line, cheaply (None when the line is not one event with an account).
-
-    Splitting ten million lines by account must not parse them all: in the compact form every
-    producer and `upswing simulate` write, the account id is read off the bytes. Anything less
-    plain — a second "account_id" key anywhere in the line, an escape in the value, spaces
-    around the colon — is decoded properly.
-    """
-    start = line.find(_ACCOUNT_FIELD)
-    if start >= 0 and line.count(_ACCOUNT_KEY) == 1:
-        start += len(_ACCOUNT_FIELD)
-        end = line.find(b'"', start)
-        if end > start and line.find(b"\\", start, end) < 0:
-            try:
-                return line[start:end].decode()
-            except UnicodeDecodeError:
-                return None
+    """The account of a JSON line, cheaply (None when the line is not one event with an account)."""
+    account = plain_field(line, b"account_id")
+    if account is not None:
+        return account
     try:
         return _decode_account(line).account_id
     except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+def plain_field(line: bytes, key: bytes) -> str | None:
+    """A string field read off the bytes of a compact JSON line; None when that is not certain.
+
+    Splitting ten million lines by account must not parse them all. In the compact form every
+    producer and `upswing simulate` write, `"key":"value"` appears once and is the field; anything
+    less plain — the key a second time anywhere in the line (a nested object, a dimension of that
+    name), an escape in the value, spaces around the colon — gives None, for the caller to decode.
+    """
+    quoted = b'"' + key + b'"'
+    start = line.find(quoted + b':"')
+    if start < 0 or line.count(quoted) != 1:
+        return None
+    start += len(quoted) + 2
+    end = line.find(b'"', start)
+    if end <= start or line.find(b"\\", start, end) >= 0:
+        return None
+    try:
+        return line[start:end].decode()
+    except UnicodeDecodeError:
         return None
 
 

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import IO
@@ -31,9 +31,12 @@ from typing import IO
 import msgspec
 
 from shared.accounts.models import AccountProfile
+from shared.events.metric_kinds import kind_conflict
+from shared.events.models import EventKind
 from shared.rules.language import Ruleset
 from upswing.backtest.events import (
     Accepted,
+    Arrival,
     BrokenRow,
     Rejected,
     account_of_line,
@@ -41,6 +44,8 @@ from upswing.backtest.events import (
     format_of,
     judge_line,
     judge_object,
+    location,
+    plain_field,
     read_csv_objects,
     read_lines,
     read_parquet_objects,
@@ -69,6 +74,7 @@ class _Job:
     profiles: dict[str, AccountProfile]
     retention_days: int
     strict: bool
+    kinds: dict[str, EventKind] = field(default_factory=dict)  # the kind each metric name registered
 
 
 def run(
@@ -91,45 +97,59 @@ def run(
         strict,
     )
     with tempfile.TemporaryDirectory(prefix="upswing-backtest-", dir=spill_dir) as folder:
-        spills = split(files, Path(folder), partitions, progress)
-        return _replay_all(spills, job, workers, progress)
+        spills, kinds = split(files, Path(folder), partitions, progress)
+        return _replay_all(spills, replace(job, kinds=kinds), workers, progress)
 
 
 def split(
     files: Sequence[Path], folder: Path, partitions: int, progress: Progress | None = None
-) -> list[Path]:
-    """Pass 1: every input line into its account's spill file; the spill files that got lines."""
+) -> tuple[list[Path], dict[str, EventKind]]:
+    """Pass 1: every input line into its account's spill file; the spill files that got lines,
+    and the kind each metric name registers — as online, the kind of its first valid event in
+    arrival order (only the first line of each name is judged here)."""
     paths = [folder / f"part-{index:04d}.spill" for index in range(partitions)]
+    kinds: dict[str, EventKind] = {}
     total = sum(path.stat().st_size for path in files)
     done = 0
     with ExitStack() as stack:
         outs: list[IO[bytes]] = [stack.enter_context(path.open("wb", buffering=1 << 20)) for path in paths]
         for number, path in enumerate(files):
-            for line, tag, payload, account in _spill_lines(path):
+            for line, tag, payload, account, name in _spill_lines(path):
                 outs[_partition(account, partitions)].write(b"%s\t%d\t%d\t%s" % (tag, number, line, payload))
+                if tag == _EVENT and (name is None or name not in kinds):
+                    first = judge_line(number, line, payload)
+                    if isinstance(first, Accepted):
+                        kinds.setdefault(first.event.name, first.event.kind)
                 done += len(payload)
                 if progress and line % 200_000 == 0:
                     progress(min(done, total), total, "splitting by account")
         if progress:
             progress(total, total, "splitting by account")
-    return [path for path in paths if path.stat().st_size]
+    return [path for path in paths if path.stat().st_size], kinds
 
 
-def _spill_lines(path: Path) -> Iterator[tuple[int, bytes, bytes, str | None]]:
-    """(line, tag, payload ending in a newline, account id or None) of one input file."""
+def _spill_lines(path: Path) -> Iterator[tuple[int, bytes, bytes, str | None, str | None]]:
+    """(line, tag, payload ending in a newline, account id, metric name) of one input file; the
+    account and the name are None when they cannot be read cheaply."""
     kind = format_of(path)
     if kind == "jsonl":
         for line, raw in read_lines(path):
             payload = raw if raw.endswith(b"\n") else raw + b"\n"
-            yield line, _EVENT, payload, account_of_line(raw)
+            yield line, _EVENT, payload, account_of_line(raw), plain_field(raw, b"name")
         return
     objects = read_csv_objects(path) if kind == "csv" else read_parquet_objects(path)
     for line, event in objects:
         if isinstance(event, BrokenRow):
-            yield line, _BROKEN, event.reason.encode() + b"\n", None
+            yield line, _BROKEN, event.reason.encode() + b"\n", None, None
             continue
-        account = event.get("account_id")
-        yield line, _EVENT, _encode(event) + b"\n", account if isinstance(account, str) else None
+        account, name = event.get("account_id"), event.get("name")
+        yield (
+            line,
+            _EVENT,
+            _encode(event) + b"\n",
+            account if isinstance(account, str) else None,
+            name if isinstance(name, str) else None,
+        )
 
 
 def _partition(account: str | None, partitions: int) -> int:
@@ -194,7 +214,7 @@ def replay_spill(path: Path) -> Replayed:
             if tag == _BROKEN:
                 arrival = judge_object(int(file), int(line), BrokenRow(payload.decode().rstrip("\n")))
             else:
-                arrival = judge_line(int(file), int(line), payload)
+                arrival = _registered_kind(judge_line(int(file), int(line), payload), job.kinds)
             if isinstance(arrival, Rejected):
                 stats.reject(arrival)
             else:
@@ -206,6 +226,20 @@ def replay_spill(path: Path) -> Replayed:
             replay_account(account_id, arrivals, profile, _worker_contenders, job.retention_days, stats)
         )
     return Replayed(firings, stats)
+
+
+def _registered_kind(arrival: Arrival, kinds: dict[str, EventKind]) -> Arrival:
+    """An event whose kind is not its name's registered kind is rejected, as the API rejects it."""
+    if isinstance(arrival, Rejected):
+        return arrival
+    event = arrival.event
+    registered = kinds.get(event.name, event.kind)
+    if registered is event.kind:
+        return arrival
+    file, line = location(event)
+    return Rejected(
+        file, line, event.event_id, event.account_id, kind_conflict(event.name, registered, event.kind), False
+    )
 
 
 def default_workers() -> int:
