@@ -357,10 +357,23 @@ _decimal = lru_cache(maxsize=8192)(to_decimal)
 # ── reading files ─────────────────────────────────────────────────────────────────────────────
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line) of a JSONL file, streamed."""
+def read_lines(
+    path: Path, start: int = 0, end: int | None = None, first_line: int = 1
+) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) of a JSONL file, streamed; of the lines from byte `start` (a line's
+    first byte, numbered `first_line`) to `end` (the first byte not read; an uncompressed file)."""
     with _open_binary(path) as stream:
-        yield from enumerate(stream, 1)
+        if start:
+            stream.seek(start)
+        if end is None:
+            yield from enumerate(stream, first_line)
+            return
+        position = start
+        for number, raw in enumerate(stream, first_line):
+            if position >= end:
+                return
+            position += len(raw)
+            yield number, raw
 
 
 def read_csv_objects(path: Path) -> Iterator[tuple[int, Any]]:

@@ -3,10 +3,12 @@
 Accounts are independent (an evaluation reads one account's counters and state), so the backtest
 is a map over accounts. The input is time-ordered, not account-ordered, so:
 
-1. **Split** (one streaming pass): each line goes, untouched, to one of `partitions` spill files
-   chosen by a stable hash of its account id, tagged with its file and line. Arrival order is
-   kept within each file. CSV rows and Parquet records are written as JSON lines, so what follows
-   is the same for every format.
+1. **Split** (one streaming pass): each line goes, untouched, to one of `partitions` spill
+   folders chosen by a stable hash of its account id, tagged with its file and line. A plain
+   JSONL file is cut into byte ranges at line ends and the ranges are split in parallel, each
+   into its own spill file per partition; reading a partition's files in (file, range) order
+   gives back the arrival order. CSV rows and Parquet records are written as JSON lines, so what
+   follows is the same for every format.
 2. **Replay** (in `workers` processes): a worker takes a whole spill file, judges its lines
    (upswing/backtest/events.py), groups them by account in arrival order, and replays each
    account (upswing/backtest/replay.py), then lets it go. Memory is one spill file's accounts a
@@ -97,43 +99,121 @@ def run(
         strict,
     )
     with tempfile.TemporaryDirectory(prefix="upswing-backtest-", dir=spill_dir) as folder:
-        spills, kinds = split(files, Path(folder), partitions, progress)
+        spills, kinds = split(files, Path(folder), partitions, workers, progress)
         return _replay_all(spills, replace(job, kinds=kinds), workers, progress)
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """What one process splits: a byte range of a plain JSONL file, cut at line ends, with the
+    number of its first line; or a whole file that cannot be cut (gzip, CSV, Parquet)."""
+
+    file: int
+    path: Path
+    start: int = 0
+    end: int | None = None  # None: to the end of the file
+    first_line: int = 1
+
+
+# The first valid event of each metric name in a piece: name → ((file, line), kind).
+_FirstKinds = dict[str, tuple[tuple[int, int], EventKind]]
+
+
 def split(
-    files: Sequence[Path], folder: Path, partitions: int, progress: Progress | None = None
+    files: Sequence[Path],
+    folder: Path,
+    partitions: int,
+    workers: int = 1,
+    progress: Progress | None = None,
 ) -> tuple[list[Path], dict[str, EventKind]]:
-    """Pass 1: every input line into its account's spill file; the spill files that got lines,
-    and the kind each metric name registers — as online, the kind of its first valid event in
-    arrival order (only the first line of each name is judged here)."""
-    paths = [folder / f"part-{index:04d}.spill" for index in range(partitions)]
-    kinds: dict[str, EventKind] = {}
-    total = sum(path.stat().st_size for path in files)
-    done = 0
-    with ExitStack() as stack:
-        outs: list[IO[bytes]] = [stack.enter_context(path.open("wb", buffering=1 << 20)) for path in paths]
-        for number, path in enumerate(files):
-            for line, tag, payload, account, name in _spill_lines(path):
-                outs[_partition(account, partitions)].write(b"%s\t%d\t%d\t%s" % (tag, number, line, payload))
-                if tag == _EVENT and (name is None or name not in kinds):
-                    first = judge_line(number, line, payload)
-                    if isinstance(first, Accepted):
-                        kinds.setdefault(first.event.name, first.event.kind)
-                done += len(payload)
-                if progress and line % 200_000 == 0:
-                    progress(min(done, total), total, "splitting by account")
+    """Pass 1: every input line into its account's partition folder; the partition folders that
+    got lines, and the kind each metric name registers — as online, the kind of its first valid
+    event in arrival order (only the first line of each name in a piece is judged here)."""
+    pieces = [piece for number, path in enumerate(files) for piece in _pieces(number, path, workers)]
+    for index in range(partitions):
+        (folder / f"part-{index:04d}").mkdir()
+    firsts: _FirstKinds = {}
+
+    def absorb(done: int, found: _FirstKinds) -> None:
+        for name, first in found.items():
+            if name not in firsts or first[0] < firsts[name][0]:
+                firsts[name] = first
         if progress:
-            progress(total, total, "splitting by account")
-    return [path for path in paths if path.stat().st_size], kinds
+            progress(done, len(pieces), "splitting by account")
+
+    tasks = [(piece, folder, partitions) for piece in pieces]
+    if workers <= 1 or len(pieces) <= 1:
+        for done, task in enumerate(tasks, 1):
+            absorb(done, _split_piece(task))
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            for done, found in enumerate(pool.map(_split_piece, tasks), 1):
+                absorb(done, found)
+    spills = sorted(path for path in folder.iterdir() if any(path.iterdir()))
+    return spills, {name: kind for name, (_, kind) in firsts.items()}
 
 
-def _spill_lines(path: Path) -> Iterator[tuple[int, bytes, bytes, str | None, str | None]]:
-    """(line, tag, payload ending in a newline, account id, metric name) of one input file; the
+def _pieces(number: int, path: Path, count: int, smallest: int = 1 << 20) -> list[_Piece]:
+    """A plain JSONL file of `smallest` bytes or more in `count` byte ranges cut at line ends (one
+    read of all but the last); any other file whole."""
+    size = path.stat().st_size
+    if count <= 1 or format_of(path) != "jsonl" or path.suffix.lower() == ".gz" or size < smallest:
+        return [_Piece(number, path)]
+    pieces: list[_Piece] = []
+    start, first_line = 0, 1
+    with path.open("rb") as stream:
+        for target in [size * part // count for part in range(1, count)]:
+            stream.seek(max(target - 1, start))
+            stream.readline()  # to the start of the next line
+            end = stream.tell()
+            if end <= start or end >= size:
+                continue
+            pieces.append(_Piece(number, path, start, end, first_line))
+            first_line += _newlines(stream, start, end)
+            start = end
+    pieces.append(_Piece(number, path, start, None, first_line))
+    return pieces
+
+
+def _newlines(stream: IO[bytes], start: int, end: int) -> int:
+    stream.seek(start)
+    count, left = 0, end - start
+    while left > 0:
+        block = stream.read(min(left, 1 << 24))
+        if not block:
+            break
+        count += block.count(b"\n")
+        left -= len(block)
+    return count
+
+
+def _split_piece(task: tuple[_Piece, Path, int]) -> _FirstKinds:
+    """Split one piece into `partition folder / <file>-<start>.spill` files (a worker's job)."""
+    piece, folder, partitions = task
+    name_of_spill = f"{piece.file:04d}-{piece.start:016d}.spill"
+    paths = [folder / f"part-{index:04d}" / name_of_spill for index in range(partitions)]
+    firsts: _FirstKinds = {}
+    with ExitStack() as stack:
+        outs: list[IO[bytes]] = [stack.enter_context(path.open("wb", buffering=1 << 18)) for path in paths]
+        for line, tag, payload, account, name in _spill_lines(piece):
+            outs[_partition(account, partitions)].write(b"%s\t%d\t%d\t%s" % (tag, piece.file, line, payload))
+            if tag == _EVENT and (name is None or name not in firsts):
+                first = judge_line(piece.file, line, payload)
+                if isinstance(first, Accepted) and first.event.name not in firsts:
+                    firsts[first.event.name] = ((piece.file, line), first.event.kind)
+    for path in paths:
+        if not path.stat().st_size:
+            path.unlink()
+    return firsts
+
+
+def _spill_lines(piece: _Piece) -> Iterator[tuple[int, bytes, bytes, str | None, str | None]]:
+    """(line, tag, payload ending in a newline, account id, metric name) of one piece; the
     account and the name are None when they cannot be read cheaply."""
+    path = piece.path
     kind = format_of(path)
     if kind == "jsonl":
-        for line, raw in read_lines(path):
+        for line, raw in read_lines(path, piece.start, piece.end, piece.first_line):
             payload = raw if raw.endswith(b"\n") else raw + b"\n"
             yield line, _EVENT, payload, account_of_line(raw), plain_field(raw, b"name")
         return
@@ -174,51 +254,48 @@ def _start_worker(job: _Job) -> None:
 def _replay_all(spills: list[Path], job: _Job, workers: int, progress: Progress | None) -> Replayed:
     firings: list[FiredAt] = []
     stats = ReplayStats()
-    total = sum(path.stat().st_size for path in spills)
-    done = 0
 
-    def absorb(path: Path, part: Replayed) -> None:
-        nonlocal done
+    def absorb(done: int, part: Replayed) -> None:
         firings.extend(part.firings)
         stats.merge(part.stats)
-        done += path.stat().st_size
         if progress:
-            progress(done, total, "replaying accounts")
+            progress(done, len(spills), "replaying accounts")
 
     if workers <= 1 or len(spills) <= 1:
         _start_worker(job)
-        for path in spills:
-            absorb(path, replay_spill(path))
+        for done, path in enumerate(spills, 1):
+            absorb(done, replay_spill(path))
     else:
         # spawn, not fork: forking a process that runs threads (boto3's, a test runner's) can
         # deadlock the child. Each worker imports the engine once and gets the job once.
         with ProcessPoolExecutor(
             max_workers=workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(job,)
         ) as pool:
-            for path, part in zip(spills, pool.map(replay_spill, spills), strict=True):
-                absorb(path, part)
+            for done, part in enumerate(pool.map(replay_spill, spills), 1):
+                absorb(done, part)
     firings.sort(key=lambda fired: (fired.contender, fired.at, fired.account_id, fired.trigger))
     return Replayed(firings, stats)
 
 
-def replay_spill(path: Path) -> Replayed:
-    """Pass 2 for one spill file (in a worker): judge, group by account, replay each account."""
+def replay_spill(partition: Path) -> Replayed:
+    """Pass 2 for one partition (in a worker): judge, group by account, replay each account."""
     job = _worker_job
     assert job is not None, "_start_worker first"
     stats = ReplayStats(strict=job.strict)
     by_account: dict[str, list[Accepted]] = {}
-    with path.open("rb") as stream:
-        for record in stream:
-            tag, file, line, payload = record.split(b"\t", 3)
-            stats.lines += 1
-            if tag == _BROKEN:
-                arrival = judge_object(int(file), int(line), BrokenRow(payload.decode().rstrip("\n")))
-            else:
-                arrival = _registered_kind(judge_line(int(file), int(line), payload), job.kinds)
-            if isinstance(arrival, Rejected):
-                stats.reject(arrival)
-            else:
-                by_account.setdefault(arrival.event.account_id, []).append(arrival)
+    for path in sorted(partition.iterdir()):  # (file, start) order: arrival order
+        with path.open("rb") as stream:
+            for record in stream:
+                tag, file, line, payload = record.split(b"\t", 3)
+                stats.lines += 1
+                if tag == _BROKEN:
+                    arrival = judge_object(int(file), int(line), BrokenRow(payload.decode().rstrip("\n")))
+                else:
+                    arrival = _registered_kind(judge_line(int(file), int(line), payload), job.kinds)
+                if isinstance(arrival, Rejected):
+                    stats.reject(arrival)
+                else:
+                    by_account.setdefault(arrival.event.account_id, []).append(arrival)
     firings: list[FiredAt] = []
     for account_id, arrivals in by_account.items():
         profile = job.profiles.get(account_id)
