@@ -18,9 +18,11 @@ import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.events.models import EventKind
+
+_GAUGE = EventKind.GAUGE  # read for every event: a module constant, not an enum attribute
 
 # A stream sequence number, zero-padded so that string order is numeric order (DynamoDB compares
 # strings byte by byte in condition expressions and so do we).
@@ -33,6 +35,8 @@ MAX_DISTINCT_PER_DAY = 1000
 # bound are counted in `overflow_events`, never silently lost from view.
 MAX_DISTINCT_PER_BUCKET = 20_000
 MAX_METRICS_PER_BUCKET = 500
+# Fewer sets than this, each under MAX_DISTINCT_PER_DAY, cannot reach MAX_DISTINCT_PER_BUCKET.
+_FEW_SETS = -(-MAX_DISTINCT_PER_BUCKET // MAX_DISTINCT_PER_DAY)
 
 
 def padded_sequence(sequence_number: str) -> str:
@@ -46,9 +50,11 @@ def distinct_token(value: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-@dataclass(frozen=True)
-class CountedEvent:
-    """An accepted event as the counters see it, in ledger (stream) order."""
+class CountedEvent(NamedTuple):
+    """An accepted event as the counters see it, in ledger (stream) order.
+
+    A NamedTuple rather than a frozen dataclass: as immutable, and ten times cheaper to make,
+    which matters when the backtest makes ten million of them."""
 
     sequence: str  # padded, for ordering
     stream_sequence: str  # as the stream wrote it, for reporting a failure back to Lambda
@@ -75,11 +81,14 @@ class MetricDay:
     def add(self, value: Decimal, occurred_at: str) -> None:
         self.total += value
         self.events += 1
-        if self.kind is EventKind.GAUGE:
+        if self.kind is _GAUGE:
             if self.last_at is None or occurred_at >= self.last_at:
                 self.last, self.last_at = value, occurred_at
-            self.low = value if self.low is None else min(self.low, value)
-            self.high = value if self.high is None else max(self.high, value)
+            # As min() and max() would, keeping the earlier of two equal values (2 and 2.0 differ).
+            if self.low is None or value < self.low:
+                self.low = value
+            if self.high is None or value > self.high:
+                self.high = value
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {"kind": self.kind.value, "total": self.total, "events": self.events}
@@ -115,25 +124,43 @@ class DayBucket:
         if event.sequence <= self.applied_sequence:
             return False
         self.applied_sequence = event.sequence
-        metric = self.metrics.get(event.name)
+        name = event.name
+        metric = self.metrics.get(name)
         if metric is None:
             if len(self.metrics) >= MAX_METRICS_PER_BUCKET:
                 self.overflow_events += 1
                 return True
-            metric = self.metrics[event.name] = MetricDay(event.kind)
-        metric.add(event.value, event.occurred_at)
-        for dimension, value in event.dimensions.items():
-            self._add_distinct(event.name, dimension, value)
+            metric = self.metrics[name] = MetricDay(event.kind)
+        if metric.kind is _GAUGE:
+            metric.add(event.value, event.occurred_at)
+        else:  # MetricDay.add for a count, inlined: most events are counts
+            metric.total += event.value
+            metric.events += 1
+        if event.dimensions:
+            # The backtest folds millions of events: the lookups are hoisted out of the loop, and
+            # a value already seen that day (the usual case) costs a token and a set lookup.
+            dimensions = self.distinct.get(name)
+            if dimensions is None:
+                dimensions = self.distinct[name] = {}
+            for dimension, value in event.dimensions.items():
+                values = dimensions.get(dimension)
+                if values is None:
+                    values = dimensions[dimension] = set()
+                token = distinct_token(value)
+                if token in values:
+                    continue
+                # Too few sets for the bucket's bound (see _distinct_total): no need to count values.
+                if len(values) < MAX_DISTINCT_PER_DAY and sum(map(len, self.distinct.values())) < _FEW_SETS:
+                    values.add(token)
+                else:
+                    self._add_distinct(name, dimension, values, token)
         return True
 
     def distinct_count(self, name: str, dimension: str) -> int:
         return len(self.distinct.get(name, {}).get(dimension, ()))
 
-    def _add_distinct(self, name: str, dimension: str, value: str) -> None:
-        values = self.distinct.setdefault(name, {}).setdefault(dimension, set())
-        token = distinct_token(value)
-        if token in values:
-            return
+    def _add_distinct(self, name: str, dimension: str, values: set[str], token: str) -> None:
+        """A value new to the day's set, unless the set or the bucket is at its bound."""
         if len(values) >= MAX_DISTINCT_PER_DAY or self._distinct_total() >= MAX_DISTINCT_PER_BUCKET:
             self.capped.add(f"{name}/{dimension}")
             return
@@ -141,7 +168,7 @@ class DayBucket:
 
     def _distinct_total(self) -> int:
         sets = sum(map(len, self.distinct.values()))
-        if sets * MAX_DISTINCT_PER_DAY < MAX_DISTINCT_PER_BUCKET:  # too few sets to reach the bound
+        if sets < _FEW_SETS:  # too few sets to reach the bound
             return 0
         return sum(len(values) for dimensions in self.distinct.values() for values in dimensions.values())
 

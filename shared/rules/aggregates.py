@@ -58,28 +58,42 @@ class InMemoryAggregates:
         self._accounts: dict[str, _Account] = {}
 
     def apply(self, events: Iterable[CountedEvent]) -> None:
+        # A batch is mostly one account's day (the backtest's, an aggregator batch's runs): its
+        # bucket is looked up when the account or the day changes, and each metric it touched is
+        # recorded into the history once, after the batch is folded. The history keeps the
+        # buckets' own objects, so what it holds is the same as recording event by event.
+        accounts = self._accounts
+        touched: dict[tuple[str, str], tuple[_Account, DayBucket, int, dict[str, None]]] = {}
+        account_id = day_text = ""
+        bucket: DayBucket | None = None
+        names: dict[str, None] = {}  # a dict: ordered, so histories are built alike run after run
         for event in events:
-            account = self._accounts.get(event.account_id)
-            if account is None:
-                account = self._accounts[event.account_id] = _Account()
-            known = account.buckets.get(event.day)
-            if known is None:
-                known = account.buckets[event.day] = (
-                    DayBucket(event.account_id, event.day),
-                    date.fromisoformat(event.day).toordinal(),
-                )
-            bucket, day = known
-            if not bucket.apply(event):
-                continue
-            metric = bucket.metrics.get(event.name)
-            if metric is None:  # past the bucket's metric bound: counted as overflow only
-                continue
-            account.history.record_metric(event.name, day, metric)
-            distinct = bucket.distinct.get(event.name, {})
-            for dimension in event.dimensions:
-                values = distinct.get(dimension)
-                if values is not None:
-                    account.history.record_distinct(event.name, dimension, day, values)
+            if bucket is None or event.account_id != account_id or event.day != day_text:
+                account_id, day_text = event.account_id, event.day
+                known = touched.get((account_id, day_text))
+                if known is None:
+                    account = accounts.get(account_id)
+                    if account is None:
+                        account = accounts[account_id] = _Account()
+                    stored = account.buckets.get(day_text)
+                    if stored is None:
+                        stored = account.buckets[day_text] = (
+                            DayBucket(account_id, day_text),
+                            date.fromisoformat(day_text).toordinal(),
+                        )
+                    known = touched[(account_id, day_text)] = (account, stored[0], stored[1], {})
+                bucket, names = known[1], known[3]
+            if bucket.apply(event):
+                names[event.name] = None
+        for account, bucket, day, names in touched.values():
+            history = account.history
+            for name in names:
+                metric = bucket.metrics.get(name)
+                if metric is None:  # past the bucket's metric bound: counted as overflow only
+                    continue
+                history.record_metric(name, day, metric)
+                for dimension, values in bucket.distinct.get(name, {}).items():
+                    history.record_distinct(name, dimension, day, values)
 
     def buckets(self, account_id: str, first_day: date, last_day: date) -> list[DayBucket]:
         first, last = first_day.isoformat(), last_day.isoformat()

@@ -21,7 +21,11 @@ the evidence); window measures are prefix-sum, sparse-table and bitmask lookups
 member's inputs change; evidence is built for firings, and for every trigger only when asked to
 `explain`. An in-memory history also keeps the engine's answers between evaluations (`_Memo`):
 evaluating an account day after day, as the backtest does, computes a signal again only when a
-day it reads has changed, and forgets what changed days affect.
+day it reads has changed, and forgets what changed days affect. For that daily loop — fold a day,
+evaluate without explaining — the series' arrays are extended only for what the rules read, a
+signal's run of unchanged days is measured only when a later day asks, and the quiet trigger loop
+(`_evaluate_quietly`) reuses the outcomes that carry no evidence; tests/unit/test_engine_fast_paths.py
+checks each against the plain way.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import itertools
 import linecache
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple
@@ -175,7 +179,7 @@ class ReadPlan:
     lookback_days: int
 
     def first_day(self, at: datetime) -> date:
-        return at.date() - timedelta(days=self.lookback_days - 1)
+        return date.fromordinal(at.toordinal() - self.lookback_days + 1)
 
 
 def read_plan(ruleset: Ruleset) -> ReadPlan:
@@ -214,10 +218,11 @@ def evaluate_account(
     """
     compiled = compiled_ruleset(ruleset)
     plan = plan or compiled.plan
-    today = at.date()
-    history = aggregates.history(account_id, plan.first_day(at), today)
+    day = at.toordinal()
+    history = aggregates.history(account_id, date.fromordinal(day - plan.lookback_days + 1), at.date())
     context = _Context(compiled, history, profile, exhaustive)
-    day = today.toordinal()
+    if not explain:
+        return _evaluate_quietly(context, account_id, state, at, day)
     outcomes = []
     trigger_states = dict(state.triggers)
     fired = False
@@ -228,11 +233,6 @@ def evaluate_account(
             continue
         known = trigger_states.get(name)
         held = context.held(trigger.when, day)
-        if not held and not explain:  # the common case, kept cheap
-            outcomes.append(trigger.not_held)
-            if known is not None and not known.armed:
-                trigger_states[name] = replace(known, armed=True)
-            continue
         # Exclusions see the contacts made *before* this evaluation, so the outcome does not
         # depend on the order of the triggers in the file (limiting simultaneous plays is routing's job).
         outcome, new_state = trigger.evaluate(
@@ -244,6 +244,81 @@ def evaluate_account(
             trigger_states[name] = new_state
     last_contacted = at if fired else state.last_contacted_at
     return Evaluation(account_id, at, tuple(outcomes), AccountState(trigger_states, last_contacted))
+
+
+def _evaluate_quietly(
+    context: _Context, account_id: str, state: AccountState, at: datetime, day: int
+) -> Evaluation:
+    """`evaluate_account` without explaining: the evaluator's and the backtest's path, where most
+    triggers do not hold and the rest rarely fire. The same outcomes, with the evidence-free ones
+    made once per trigger; a trigger about to fire takes `_CompiledTrigger.evaluate`."""
+    last_contacted = state.last_contacted_at
+    known_states = state.triggers
+    trigger_states = dict(known_states)
+    first = context.first
+    outcomes = []
+    fired = False
+    for trigger, signal in context.memo.quiet:
+        if signal is None:
+            outcomes.append(trigger.other_segment)
+            continue
+        # The answer kept from an earlier day, when it still holds (_Context.held, inlined).
+        if signal.run_from <= day <= signal.run_to and day - signal.back >= first:
+            held = signal.run_held
+        else:
+            held = context.held(trigger.when, day)
+        known = known_states.get(trigger.name)
+        if not held:
+            outcomes.append(trigger.not_held)
+            if known is not None and not known.armed:
+                trigger_states[trigger.name] = TriggerState(known.last_fired_at, armed=True)
+            continue
+        # In the order of _CompiledTrigger.evaluate, which decides the rare case of a firing.
+        if context.excluded(trigger.exclusions, last_contacted, at):
+            outcomes.append(trigger.excluded)
+        elif known is not None and not known.armed:
+            outcomes.append(trigger.not_rearmed)
+        elif known is not None and known.last_fired_at and at - known.last_fired_at < trigger.cooldown:
+            outcomes.append(trigger.cooling_down)
+        else:
+            outcome, new_state = trigger.evaluate(
+                context, account_id, True, known, last_contacted, at, day, False
+            )
+            outcomes.append(outcome)
+            fired = fired or outcome.fired
+            if new_state is not None:
+                trigger_states[trigger.name] = new_state
+    return _evaluation(
+        account_id, at, tuple(outcomes), _account_state(trigger_states, at if fired else last_contacted)
+    )
+
+
+# Frozen dataclasses set each field through object.__setattr__: for the two made by every
+# evaluation, that costs as much as a quiet evaluation's bookkeeping. These make the same objects
+# (equal, hashable alike) by filling the instance dict directly; the field lists are checked here.
+assert [f.name for f in fields(Evaluation)] == ["account_id", "evaluated_at", "outcomes", "state"]
+assert [f.name for f in fields(AccountState)] == ["triggers", "last_contacted_at"]
+
+
+def _evaluation(
+    account_id: str, at: datetime, outcomes: tuple[TriggerOutcome, ...], state: AccountState
+) -> Evaluation:
+    evaluation = object.__new__(Evaluation)
+    values = evaluation.__dict__
+    values["account_id"], values["evaluated_at"], values["outcomes"], values["state"] = (
+        account_id,
+        at,
+        outcomes,
+        state,
+    )
+    return evaluation
+
+
+def _account_state(triggers: dict[str, TriggerState], last_contacted: datetime | None) -> AccountState:
+    account_state = object.__new__(AccountState)
+    values = account_state.__dict__
+    values["triggers"], values["last_contacted_at"] = triggers, last_contacted
+    return account_state
 
 
 class CompiledRuleset:
@@ -317,6 +392,9 @@ class _CompiledTrigger:
             reason: TriggerOutcome(name, True, False, reason, None)
             for reason in ("excluded", "not re-armed", "cooling down")
         }
+        self.excluded = self.held_quietly["excluded"]
+        self.not_rearmed = self.held_quietly["not re-armed"]
+        self.cooling_down = self.held_quietly["cooling down"]
 
     def evaluate(
         self,
@@ -335,7 +413,7 @@ class _CompiledTrigger:
         condition = context.observe(when, day) if explain else None
         state = state or _FRESH
         if not held:
-            rearmed = replace(state, armed=True) if not state.armed else None
+            rearmed = TriggerState(state.last_fired_at, armed=True) if not state.armed else None
             return TriggerOutcome(name, False, False, "not held", condition), rearmed
         profile = context.profile
         if context.excluded(self.exclusions, last_contacted, at):
@@ -485,23 +563,40 @@ class _Memo:
     within the history's readable days.
     """
 
-    __slots__ = ("latest", "limits", "readers", "segment", "signals")
+    __slots__ = ("latest", "limits", "quiet", "readers", "segment", "signals")
 
     def __init__(self, compiled: CompiledRuleset, segment: str | None, limits: dict[str, float]) -> None:
         self.segment, self.limits = segment, dict(limits)
-        self.readers = compiled.readers
         self.signals = {
             name: _SignalMemo(rule, compiled.lookback[name] - 1) for name, rule in compiled.rules.items()
+        }
+        # The triggers in order, each with its signal's memo (None: not for the account's segment).
+        self.quiet = [
+            (
+                trigger,
+                None
+                if trigger.segments is not None and segment not in trigger.segments
+                else self.signals[trigger.when],
+            )
+            for trigger in compiled.triggers
+        ]
+        # metric → the memos of the signals that read it
+        self.readers = {
+            metric: [self.signals[name] for name in names] for metric, names in compiled.readers.items()
         }
         self.latest = 0  # no answer is kept for a later day (runs aside)
 
     def forget(self, changes: dict[str, int]) -> None:
         """Forget the answers that may read a day on or after one that changed."""
         for metric, changed in changes.items():
-            for name in self.readers.get(metric, ()):
-                signal = self.signals[name]
-                signal.run_to = min(signal.run_to, changed - 1)
-                if changed > self.latest:
+            # The backtest's daily case: a new day, which no answer kept reads (runs aside).
+            new_day = changed > self.latest
+            for signal in self.readers.get(metric, ()):
+                if signal.run_to >= changed:
+                    signal.run_to = changed - 1
+                if signal.run_cap >= changed:
+                    signal.run_cap = changed - 1
+                if new_day:
                     continue
                 for day in [day for day in signal.answers if day >= changed]:
                     del signal.answers[day]
@@ -511,15 +606,31 @@ class _Memo:
 
 class _SignalMemo:
     """One signal's answers for one account: by day, and over the run of days that follows the
-    latest evaluation day (up to the next day that changes what the signal reads)."""
+    latest evaluation day (up to the next day that changes what the signal reads).
 
-    __slots__ = ("answers", "back", "last_held", "rule", "run_from", "run_held", "run_to")
+    A run starts as that one day, open: how far it reaches (`rule.stable_until`) is worked out
+    only when a later day asks, up to `run_cap` (the day before the earliest change since). In
+    the backtest most signals read a metric recorded every day, and their runs end the next day.
+    """
+
+    __slots__ = (
+        "answers",
+        "back",
+        "last_held",
+        "rule",
+        "run_cap",
+        "run_from",
+        "run_held",
+        "run_open",
+        "run_to",
+    )
 
     def __init__(self, rule: _Rule, back: int) -> None:
         self.rule = rule
         self.back = back  # the signal for a day reads from `back` days before it
         self.answers: dict[int, bool] = {}
         self.run_from, self.run_to, self.run_held = 0, -1, False
+        self.run_open, self.run_cap = False, -1
         # within → (day, the latest of the `within` days ending with it on which the signal held)
         self.last_held: dict[int, tuple[int, int | None]] = {}
 
@@ -559,6 +670,7 @@ class _Context:
         "history",
         "last",
         "limits",
+        "memo",
         "metrics",
         "profile",
         "rules",
@@ -576,13 +688,13 @@ class _Context:
         self.profile = profile
         self.segment = profile.segment if profile else None
         self.limits = profile.plan.limits if profile and profile.plan else {}
-        history.ready()  # the generated code reads the series' arrays directly
         # exhaustive is the reference the skipping is checked against: it starts from nothing.
         memo = (
             _Memo(compiled, self.segment, self.limits)
             if exhaustive
             else _memo_for(history, compiled, profile)
         )
+        self.memo = memo
         self._signals = memo.signals
         self._exclusions = compiled.exclusion_tests
         self._held: dict[tuple[str, int], bool] = {}  # answers that may depend on the view
@@ -598,18 +710,21 @@ class _Context:
             if held is None:
                 held = self._held[key] = signal.rule.held(self, day)
             return held
-        if signal.run_from <= day <= signal.run_to:
-            return signal.run_held
+        if signal.run_from <= day:
+            if day <= signal.run_to:
+                return signal.run_held
+            if signal.run_open and day <= signal.run_cap:  # nothing it reads changed since: extend
+                signal.run_open = False
+                signal.run_to = min(signal.rule.stable_until(self, signal.run_from), signal.run_cap)
+                if day <= signal.run_to:
+                    return signal.run_held
         held = signal.answers.get(day)
         if held is None:
             held = signal.answers[day] = signal.rule.held(self, day)
             if day == self.last and not self.exhaustive:
                 # The daily case: tomorrow's evaluation will likely ask again, about the next day.
-                signal.run_from, signal.run_to, signal.run_held = (
-                    day,
-                    signal.rule.stable_until(self, day),
-                    held,
-                )
+                signal.run_from = signal.run_to = day
+                signal.run_held, signal.run_open, signal.run_cap = held, True, _FOREVER
         return held
 
     def observe(self, name: str, day: int) -> Observation:
@@ -647,6 +762,8 @@ class _Context:
             return known[1]
         elif self.held(name, day):  # the daily case
             found = day
+        elif known[0] == day - 1:  # the daily case too: no day in between to search
+            found = known[1] if known[1] is not None and known[1] >= first else None
         else:
             # The days up to the known one were searched then: search only the days after it.
             found = self._latest_held(name, known[0] + 1, day - 1)
@@ -661,6 +778,14 @@ class _Context:
             return None
         if self.held(name, last):
             return last
+        signal = self._signals[name]
+        if (
+            signal.run_from <= first
+            and last <= signal.run_to
+            and first - signal.back >= self.first
+            and last <= self.last
+        ):
+            return None  # one run, not held (asking for `last` extended it as far as it goes)
         rule = self.rules[name]
         if first < last and rule.could_hold(self, first, last):
             # The signal is constant between two consecutive change days: test one day of each
@@ -1021,8 +1146,10 @@ class _MetricRule:
 
 def _held_source(rule: _MetricRule) -> str:
     """A function `held(context, day) -> bool` for the signal: what `reference_held` answers."""
-    lines = [
-        "from bisect import bisect_left, bisect_right",
+    lines = ["from bisect import bisect_left, bisect_right", ""]
+    if rule.segment_bounds is not None:
+        lines.append(f"_BOUNDS = {dict(rule.segment_bounds.segments)!r}")
+    lines += [
         "",
         "",
         f"def held(context, day):  # {rule.name}: {rule.description}",
@@ -1031,8 +1158,15 @@ def _held_source(rule: _MetricRule) -> str:
     series = {rule.metric} if rule.metric else set()
     for metric in sorted(series):  # a gauge without readings, a missing limit: no window has a value
         lines.append(f"    series = context.metrics.get({metric!r})")
+        # The series' arrays are brought up to date when asked for (MetricSeries): once, here.
         if isinstance(rule.measure, _Reading):
-            lines += ["    if series is None:", "        return False"]
+            lines += ["    if series is None:", "        return False", "    series.reading_arrays()"]
+            lines.append("    days = series.days")
+        elif isinstance(rule.measure, _Additive):
+            accessor = _ADDITIVE_SUMS[rule.measure.which]
+            lines += ["    if series is not None:", f"        sums, days = series.{accessor}(), series.days"]
+    for variable, metric, dimension in _distinct_parts(rule.measure):
+        lines.append(f"    {variable} = context.history.distinct_series({metric!r}, {dimension!r})")
     if rule.per_limit:
         lines += [
             f"    limit = context.limits.get({rule.per_limit!r})",
@@ -1041,7 +1175,7 @@ def _held_source(rule: _MetricRule) -> str:
         ]
     if rule.segment_bounds is not None:
         bounds = rule.segment_bounds
-        lines.append(f"    bound = {dict(bounds.segments)!r}.get(context.segment, {bounds.default!r})")
+        lines.append(f"    bound = _BOUNDS.get(context.segment, {bounds.default!r})")
     elif rule.fixed_bound is not None:
         lines.append(f"    bound = {rule.fixed_bound!r}")
     compare = {"at_least": ">=", "more_than": ">", "at_most": "<=", "less_than": "<"}.get(
@@ -1093,24 +1227,23 @@ def _span_lines(oldest: int, newest: int, indent: str = "    ") -> list[str]:
     far as the history is readable (MetricSeries.span, inlined)."""
     end = f"day - {newest}" if newest else "day"
     return [
-        f"{indent}lo = bisect_left(series.days, max(day - {oldest}, first))",
-        f"{indent}hi = bisect_right(series.days, min({end}, last))",
+        f"{indent}lo = bisect_left(days, max(day - {oldest}, first))",
+        f"{indent}hi = bisect_right(days, min({end}, last))",
     ]
 
 
-_ADDITIVE_ARRAYS = {Measure.SUM: "cum_total", Measure.COUNT: "cum_events", Measure.ACTIVE_DAYS: "cum_active"}
+_ADDITIVE_SUMS = {Measure.SUM: "total_sums", Measure.COUNT: "event_sums", Measure.ACTIVE_DAYS: "active_sums"}
 
 
 def _measure_lines(measure: _Measure, back: int, target: str) -> list[str]:
     oldest = back + measure.span
     if isinstance(measure, _Additive):
-        sums = f"series.{_ADDITIVE_ARRAYS[measure.which]}"
         return [
             "    if series is None:",
             f"        {target} = 0.0",
             "    else:",
             *_span_lines(oldest, back, indent="        "),
-            f"        {target} = float({sums}[hi] - {sums}[lo]) if hi > lo else 0.0",
+            f"        {target} = float(sums[hi] - sums[lo]) if hi > lo else 0.0",
         ]
     if isinstance(measure, _Reading) and measure.which is Measure.LATEST:
         return [
@@ -1129,19 +1262,32 @@ def _measure_lines(measure: _Measure, back: int, target: str) -> list[str]:
         ]
     end = f"day - {back}" if back else "day"
     window = f"max(day - {oldest}, first), min({end}, last)"
-    # Distinct values as bitmasks (History.distinct_mask): len(set) is mask.bit_count().
+    # Distinct values as bitmasks (DistinctSeries.mask): len(set) is mask.bit_count().
     if isinstance(measure, _Distinct):
-        distinct = f"context.history.distinct_mask({measure.metric!r}, {measure.dimension!r}, {window})"
-        return [f"    {target} = float({distinct}.bit_count())"]
+        return [
+            f"    mask = values_series.mask({window}) if values_series is not None else 0",
+            f"    {target} = float(mask.bit_count())",
+        ]
     assert isinstance(measure, _Share)
-    of, among = measure.of, measure.among
     return [
-        f"    among = context.history.distinct_mask({among.metric!r}, {among.dimension!r}, {window})",
+        f"    among = among_series.mask({window}) if among_series is not None else 0",
         "    if not among:",
         "        return False",
-        f"    of = context.history.distinct_mask({of.metric!r}, {of.dimension!r}, {window})",
+        f"    of = of_series.mask({window}) if of_series is not None else 0",
         f"    {target} = (of & among).bit_count() / among.bit_count()",
     ]
+
+
+def _distinct_parts(measure: _Measure) -> list[tuple[str, str, str]]:
+    """The (metric, dimension) series a distinct or share measure reads, with their names in `held`."""
+    if isinstance(measure, _Distinct):
+        return [("values_series", measure.metric, measure.dimension)]
+    if isinstance(measure, _Share):
+        return [
+            ("among_series", measure.among.metric, measure.among.dimension),
+            ("of_series", measure.of.metric, measure.of.dimension),
+        ]
+    return []
 
 
 def _stable_until_source(rule: _MetricRule) -> str:

@@ -5,7 +5,9 @@ thousands of accounts a second possible. A window query is two binary searches a
 subtraction, however long the window. Built from `DayBucket`s — in one go from the buckets
 DynamoDB returned (online), or kept up to date bucket by bucket as events are folded in
 memory (tests and the backtest); either way the numbers are the buckets' own, so both sides
-evaluate alike (tests/integration/test_aggregates_parity.py).
+evaluate alike (tests/integration/test_aggregates_parity.py). The running totals are derived
+lazily, one family at a time, when the engine first reads them after a change: recording a day
+costs nothing more, and a day appended at the end extends each family read by one entry.
 
 Sums stay `Decimal` until the engine turns them into floats: a prefix-sum difference is then
 exact, and a window total equals the plain sum of its days to the last digit.
@@ -14,7 +16,7 @@ exact, and a window total equals the plain sum of its days to the last digit.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from decimal import Decimal
 from functools import reduce
@@ -32,17 +34,28 @@ class MetricSeries:
     """One metric's days with data, in day order, and running totals over them.
 
     The arrays are public for the engine's generated code (shared/rules/engine.py), which reads
-    them directly once `ready()` (or `History.ready()`) has brought them up to date: `days`; per
+    them directly: `days`; running totals one longer than `days` (`cum_x[i]` sums the entries
+    before i), so the entries from lo to hi (exclusive) total `cum_x[hi] - cum_x[lo]`; and per
     entry `lasts`, `lows` and `highs` (readings as floats, None on a day without one) and
-    `latest_reading` (the index of the latest entry up to it with a reading, or -1); and running
-    totals one longer than `days` (`cum_x[i]` sums the entries before i), so the entries from lo to
-    hi (exclusive) total `cum_x[hi] - cum_x[lo]`. Read-only for everyone but this class.
+    `latest_reading` (the index of the latest entry up to it with a reading, or -1). Read-only for
+    everyone but this class.
+
+    Each family of arrays is brought up to date when it is asked for, and only then: `total_sums()`
+    (cum_total), `positive_sums()` (cum_positive), `event_sums()` (cum_events), `active_sums()`
+    (cum_active), `reading_arrays()` (cum_last, cum_readings and the per-entry readings). A ruleset
+    reads one or two families of a metric, and the backtest records a day then reads it at once:
+    a day costs an append to each family the rules read, and nothing for the others.
     """
 
     __slots__ = (
         "_entries",
-        "_extremes_fresh",
-        "_fresh",
+        "_fresh_active",
+        "_fresh_events",
+        "_fresh_highest",
+        "_fresh_lowest",
+        "_fresh_positive",
+        "_fresh_readings",
+        "_fresh_total",
         "_highest",
         "_lowest",
         "cum_active",
@@ -61,7 +74,9 @@ class MetricSeries:
     def __init__(self) -> None:
         self.days: list[int] = []
         self._entries: list[MetricDay] = []  # the buckets' own MetricDay objects
-        self._fresh = 0  # entries [0, _fresh) are reflected in the arrays below
+        # Per family, entries [0, _fresh_x) are reflected in its arrays.
+        self._fresh_total = self._fresh_positive = self._fresh_events = self._fresh_active = 0
+        self._fresh_readings = self._fresh_lowest = self._fresh_highest = 0
         self.cum_total: list[Decimal] = [_ZERO]
         self.cum_positive: list[Decimal] = [_ZERO]  # days with a negative total count as 0
         self.cum_events: list[int] = [0]
@@ -72,15 +87,14 @@ class MetricSeries:
         self.lows: list[float | None] = []
         self.highs: list[float | None] = []
         self.latest_reading: list[int] = []
-        # Sparse tables for the lowest and highest reading of any window (built on first use).
+        # Sparse tables for the lowest and highest reading of any window.
         self._lowest: list[list[float]] = []
         self._highest: list[list[float]] = []
-        self._extremes_fresh = 0
 
     def record(self, day: int, metric: MetricDay) -> None:
         """The metric's numbers for `day` are (now) `metric`; later changes to it need another record."""
         days = self.days
-        if not days or day > days[-1]:
+        if not days or day > days[-1]:  # the usual case: a new latest day, which no family reflects yet
             days.append(day)
             self._entries.append(metric)
             return
@@ -90,59 +104,146 @@ class MetricSeries:
         else:
             days.insert(index, day)
             self._entries.insert(index, metric)
-        self._fresh = min(self._fresh, index)
+        self._fresh_total = min(self._fresh_total, index)
+        self._fresh_positive = min(self._fresh_positive, index)
+        self._fresh_events = min(self._fresh_events, index)
+        self._fresh_active = min(self._fresh_active, index)
+        self._fresh_readings = min(self._fresh_readings, index)
+        self._fresh_lowest = min(self._fresh_lowest, index)
+        self._fresh_highest = min(self._fresh_highest, index)
+
+    # the families, up to date
+
+    def total_sums(self) -> list[Decimal]:
+        fresh = self._fresh_total
+        if fresh < len(self.days):
+            self._fresh_total = _cumulate(self.cum_total, fresh, [m.total for m in self._entries[fresh:]])
+        return self.cum_total
+
+    def positive_sums(self) -> list[Decimal]:
+        fresh = self._fresh_positive
+        if fresh < len(self.days):
+            positive = [m.total if m.total > 0 else _ZERO for m in self._entries[fresh:]]
+            self._fresh_positive = _cumulate(self.cum_positive, fresh, positive)
+        return self.cum_positive
+
+    def event_sums(self) -> list[int]:
+        fresh = self._fresh_events
+        if fresh < len(self.days):
+            self._fresh_events = _cumulate(self.cum_events, fresh, [m.events for m in self._entries[fresh:]])
+        return self.cum_events
+
+    def active_sums(self) -> list[int]:
+        fresh = self._fresh_active
+        if fresh < len(self.days):
+            active = [m.events > 0 for m in self._entries[fresh:]]
+            self._fresh_active = _cumulate(self.cum_active, fresh, active)
+        return self.cum_active
+
+    def reading_arrays(self) -> None:
+        """Bring cum_last, cum_readings, lasts, lows, highs and latest_reading up to date."""
+        start = self._fresh_readings
+        if start >= len(self.days):
+            return
+        if start == len(self.lasts) == len(self.days) - 1:  # the daily case: append the new last day
+            metric = self._entries[start]
+            latest = self.latest_reading[start - 1] if start else -1
+            if metric.last is None:
+                self.lasts.append(None)
+                self.cum_last.append(self.cum_last[start])
+                self.cum_readings.append(self.cum_readings[start])
+            else:
+                latest = start
+                self.lasts.append(float(metric.last))
+                self.cum_last.append(self.cum_last[start] + metric.last)
+                self.cum_readings.append(self.cum_readings[start] + 1)
+            self.lows.append(None if metric.low is None else float(metric.low))
+            self.highs.append(None if metric.high is None else float(metric.high))
+            self.latest_reading.append(latest)
+            self._fresh_readings = start + 1
+            return
+        for derived in (self.lasts, self.lows, self.highs, self.latest_reading):
+            del derived[start:]
+        del self.cum_last[start + 1 :]
+        del self.cum_readings[start + 1 :]
+        last_sum, readings = self.cum_last[start], self.cum_readings[start]
+        latest = self.latest_reading[start - 1] if start else -1
+        for index, metric in enumerate(self._entries[start:], start):
+            if metric.last is None:
+                self.lasts.append(None)
+            else:
+                last_sum += metric.last
+                readings += 1
+                latest = index
+                self.lasts.append(float(metric.last))
+            self.cum_last.append(last_sum)
+            self.cum_readings.append(readings)
+            self.lows.append(None if metric.low is None else float(metric.low))
+            self.highs.append(None if metric.high is None else float(metric.high))
+            self.latest_reading.append(latest)
+        self._fresh_readings = len(self.days)
 
     def ready(self) -> None:
-        """Bring the arrays up to date with the entries recorded since."""
-        if self._fresh < len(self.days):
-            self._refresh()
+        """Bring every family up to date (the engine asks for the ones it reads instead)."""
+        self.total_sums()
+        self.positive_sums()
+        self.event_sums()
+        self.active_sums()
+        self.reading_arrays()
+
+    # windows
 
     def span(self, first: int, last: int) -> tuple[int, int]:
         """Entry indexes [lo, hi) of the days from first to last inclusive."""
-        if self._fresh < len(self.days):
-            self._refresh()
         lo, hi = bisect_left(self.days, first), bisect_right(self.days, last)
         return (lo, hi) if hi > lo else (lo, lo)
 
     def total(self, first: int, last: int) -> Decimal:
         lo, hi = self.span(first, last)
-        return self.cum_total[hi] - self.cum_total[lo]
+        sums = self.total_sums()
+        return sums[hi] - sums[lo]
 
     def positive_total(self, first: int, last: int) -> Decimal:
         """An upper bound of the total of any part of the window (counts may be negative)."""
         lo, hi = self.span(first, last)
-        return self.cum_positive[hi] - self.cum_positive[lo]
+        sums = self.positive_sums()
+        return sums[hi] - sums[lo]
 
     def events(self, first: int, last: int) -> int:
         lo, hi = self.span(first, last)
-        return self.cum_events[hi] - self.cum_events[lo]
+        sums = self.event_sums()
+        return sums[hi] - sums[lo]
 
     def active_days(self, first: int, last: int) -> int:
         lo, hi = self.span(first, last)
-        return self.cum_active[hi] - self.cum_active[lo]
+        sums = self.active_sums()
+        return sums[hi] - sums[lo]
 
     def latest(self, first: int, last: int) -> float | None:
         """The reading of the latest day in the window that has one."""
         lo, hi = self.span(first, last)
+        self.reading_arrays()
         at = self.latest_reading[hi - 1] if hi > lo else -1
         return self.lasts[at] if at >= lo else None
 
     def peak(self, first: int, last: int) -> float | None:
         lo, hi = self.span(first, last)
+        self.reading_arrays()
         if self.cum_readings[hi] == self.cum_readings[lo]:
             return None
-        if self._extremes_fresh < len(self.days):
-            self._refresh_extremes()
+        if self._fresh_highest < len(self.days):
+            self._fresh_highest = _extend_table(self._highest, self.highs, self._fresh_highest, -_INF, max)
         level = (hi - lo).bit_length() - 1  # two spans of 2**level entries cover the window
         highs = self._highest[level]
         return max(highs[lo], highs[hi - (1 << level)])
 
     def low(self, first: int, last: int) -> float | None:
         lo, hi = self.span(first, last)
+        self.reading_arrays()
         if self.cum_readings[hi] == self.cum_readings[lo]:
             return None
-        if self._extremes_fresh < len(self.days):
-            self._refresh_extremes()
+        if self._fresh_lowest < len(self.days):
+            self._fresh_lowest = _extend_table(self._lowest, self.lows, self._fresh_lowest, _INF, min)
         level = (hi - lo).bit_length() - 1
         lows = self._lowest[level]
         return min(lows[lo], lows[hi - (1 << level)])
@@ -150,79 +251,63 @@ class MetricSeries:
     def readings(self, first: int, last: int) -> tuple[Decimal, int]:
         """The sum and the number of the days' readings (each day's latest) in the window."""
         lo, hi = self.span(first, last)
+        self.reading_arrays()
         return self.cum_last[hi] - self.cum_last[lo], self.cum_readings[hi] - self.cum_readings[lo]
 
     def days_between(self, first: int, last: int) -> list[int]:
         lo, hi = self.span(first, last)
         return self.days[lo:hi]
 
-    def _refresh(self) -> None:
-        start = self._fresh
-        for cumulative in (
-            self.cum_total,
-            self.cum_positive,
-            self.cum_events,
-            self.cum_active,
-            self.cum_last,
-            self.cum_readings,
-        ):
-            del cumulative[start + 1 :]
-        for derived in (self.lasts, self.lows, self.highs, self.latest_reading):
-            del derived[start:]
-        total, positive, events = self.cum_total[start], self.cum_positive[start], self.cum_events[start]
-        active, last_sum, readings = self.cum_active[start], self.cum_last[start], self.cum_readings[start]
-        latest = self.latest_reading[start - 1] if start else -1
-        for index, metric in enumerate(self._entries[start:], start):
-            total += metric.total
-            if metric.total > 0:
-                positive += metric.total
-            events += metric.events
-            active += metric.events > 0
-            if metric.last is not None:
-                last_sum += metric.last
-                readings += 1
-                latest = index
-            self.cum_total.append(total)
-            self.cum_positive.append(positive)
-            self.cum_events.append(events)
-            self.cum_active.append(active)
-            self.cum_last.append(last_sum)
-            self.cum_readings.append(readings)
-            self.lasts.append(None if metric.last is None else float(metric.last))
-            self.lows.append(None if metric.low is None else float(metric.low))
-            self.highs.append(None if metric.high is None else float(metric.high))
-            self.latest_reading.append(latest)
-        self._fresh = len(self._entries)
-        self._extremes_fresh = min(self._extremes_fresh, start)
 
-    def _refresh_extremes(self) -> None:
-        """Bring the sparse tables of lows and highs up to date: level k holds, for each entry, the
-        extreme of the 2**k entries from it (days without a reading count as +inf for lows, -inf
-        for highs: a window with a reading never returns them)."""
-        start, count = self._extremes_fresh, len(self.days)
-        for table, values, blank, pick in (
-            (self._lowest, self.lows, _INF, min),
-            (self._highest, self.highs, -_INF, max),
-        ):
-            if not table:
+def _cumulate(sums: list[Any], fresh: int, values: list[Any]) -> int:
+    """Running totals of the entries from `fresh` on, `sums[i]` totalling the entries before i;
+    returns how many entries the sums now reflect."""
+    del sums[fresh + 1 :]
+    running = sums[fresh]
+    for value in values:
+        running += value
+        sums.append(running)
+    return len(sums) - 1
+
+
+def _extend_table(
+    table: list[list[float]],
+    values: list[float | None],
+    start: int,
+    blank: float,
+    pick: Callable[[float, float], float],
+) -> int:
+    """Bring a sparse table of `values` up to date from entry `start` on: level k holds, for each
+    entry, the extreme of the 2**k entries from it (days without a reading are `blank`: +inf for
+    lows, -inf for highs, which a window with a reading never returns). Returns the entries it
+    now reflects."""
+    count = len(values)
+    if start == count - 1 and start and len(table[0]) == start:  # the daily case: a new last entry
+        value = values[start]
+        table[0].append(blank if value is None else value)
+        for level in range(1, count.bit_length()):
+            if len(table) == level:
                 table.append([])
-            del table[0][start:]
-            table[0].extend(blank if value is None else value for value in values[start:])
-            level = 1
-            while (1 << level) <= count:
-                if len(table) == level:
-                    table.append([])
-                below, half = table[level - 1], 1 << (level - 1)
-                # Entries from `first` on span a changed entry (or are new).
-                first = max(0, start - (1 << level) + 1)
-                del table[level][first:]
-                table[level].extend(
-                    pick(below[index], below[index + half])
-                    for index in range(first, count - (1 << level) + 1)
-                )
-                level += 1
-            del table[level:]
-        self._extremes_fresh = count
+            below, index = table[level - 1], count - (1 << level)
+            table[level].append(pick(below[index], below[index + (1 << (level - 1))]))
+        return count
+    if not table:
+        table.append([])
+    del table[0][start:]
+    table[0].extend(blank if value is None else value for value in values[start:])
+    level, width = 1, 2
+    while width <= count:
+        if len(table) == level:
+            table.append([])
+        below, row, half = table[level - 1], table[level], width >> 1
+        # Entries from `first` on span a changed entry (or are new): one per level for a new day.
+        first = max(0, start - width + 1)
+        del row[first:]
+        for index in range(first, count - width + 1):
+            row.append(pick(below[index], below[index + half]))
+        level, width = level + 1, width << 1
+    del table[level:]
+    return count
 
 
 class DistinctSeries:
@@ -298,7 +383,7 @@ class History:
     days of which metrics were recorded since it last asked, so it can forget what they affect.
     """
 
-    __slots__ = ("_bits", "_changes", "_distinct", "_stale", "first", "last", "memos", "series")
+    __slots__ = ("_bits", "_changes", "_distinct", "first", "last", "memos", "series")
 
     def __init__(self, first: int = 1, last: int = date.max.toordinal()) -> None:
         self.series: dict[str, MetricSeries] = {}  # by metric name
@@ -307,7 +392,6 @@ class History:
         self.first = first
         self.last = last
         self._changes: dict[str, int] = {}  # metric → the earliest day recorded since take_changes
-        self._stale: set[MetricSeries] = set()  # series recorded to since ready()
         self.memos: dict[object, Any] = {}  # owned by the engine
 
     @classmethod
@@ -331,7 +415,6 @@ class History:
         if series is None:
             series = self.series[name] = MetricSeries()
         series.record(day, metric)
-        self._stale.add(series)
 
     def record_distinct(self, name: str, dimension: str, day: int, values: set[str]) -> None:
         self._changed(name, day)
@@ -344,16 +427,14 @@ class History:
         """The same series, readable only from first to last: what a read plan allows."""
         view = History.__new__(History)
         view.series, view._distinct, view._bits = self.series, self._distinct, self._bits
-        view._changes, view._stale, view.memos = self._changes, self._stale, self.memos
+        view._changes, view.memos = self._changes, self.memos
         view.first, view.last = first.toordinal(), last.toordinal()
         return view
 
     def ready(self) -> None:
-        """Bring every series' arrays up to date (what reading them directly needs)."""
-        if self._stale:
-            for series in self._stale:
-                series.ready()
-            self._stale.clear()
+        """Bring every series' arrays up to date (the engine asks each series for what it reads)."""
+        for series in self.series.values():
+            series.ready()
 
     def take_changes(self) -> dict[str, int]:
         """Per metric, the earliest day recorded since the last call (the same for every view)."""
@@ -374,6 +455,9 @@ class History:
     def distinct(self, name: str, dimension: str, first: int, last: int) -> set[str] | frozenset[str]:
         series = self._distinct.get((name, dimension))
         return _NO_DISTINCT if series is None else series.union(first, last)
+
+    def distinct_series(self, name: str, dimension: str) -> DistinctSeries | None:
+        return self._distinct.get((name, dimension))
 
     def distinct_mask(self, name: str, dimension: str, first: int, last: int) -> int:
         """`distinct` as a bitmask: its bit count is the number of values, and the masks of two

@@ -9,7 +9,6 @@ same way over both, step after step, firings and evidence included.
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -168,7 +167,7 @@ def arrive(events: list[CountedEvent]) -> list[CountedEvent]:
     numbered = []
     for event in events:
         raw = str(next(_sequences))
-        numbered.append(replace(event, sequence=padded_sequence(raw), stream_sequence=raw))
+        numbered.append(event._replace(sequence=padded_sequence(raw), stream_sequence=raw))
     return numbered
 
 
