@@ -2,14 +2,18 @@
 
 Each delivery is claimed in the deliveries ledger, created through the paced HubSpot client and
 recorded with its task id; a redelivered message finds the task id and stops. After an attempt
-that stopped mid-send the task is looked up by the play id it carries before another is created.
+that stopped mid-send (or failed so that HubSpot may have created the task) the task is looked up
+by the play id it carries before another is created — on a redelivery, once HubSpot's search index
+shows every task that attempt could have created.
 
 What HubSpot answers decides what happens to the message:
 - a permanent 4xx (validation, scope, unknown association target): straight to the DLQ with
   HubSpot's message, so the rest of the batch goes on and nobody waits for five retries;
 - 429 beyond what the client could wait out: the message goes back to the queue, invisible for
   as long as HubSpot asks; the daily limit holds back the rest of the batch too;
-- 5xx and timeouts the client could not get past: retried by the queue, then dead-lettered.
+- a 5xx or a timeout once the request went out: back to the queue at once (HubSpot may have
+  created the task; the redelivery looks first), then dead-lettered after the queue's retries;
+- connection failures the client could not get past: retried by the queue likewise.
 A message that is not a valid delivery is dead-lettered with the validation error.
 """
 
@@ -29,7 +33,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from shared.delivery.hubspot import DAILY, HubSpotClient, HubSpotRejected, HubSpotThrottled
+from shared.delivery.hubspot import (
+    DAILY,
+    SEARCH_INDEX_LAG,
+    HubSpotClient,
+    HubSpotRejected,
+    HubSpotThrottled,
+)
 from shared.delivery.ledger import Claim, DeliveryLedger, deliver_once
 from shared.delivery.secrets import CachedSecret
 from shared.events.validation import describe_errors
@@ -66,12 +76,12 @@ class HubSpotSender:
             delivery.play_id,
             now,
             lambda: self.client.create_task(delivery, deadline),
-            # Refused for sure, unless an earlier try of the same call may have created the task.
-            definite_failure=lambda error: (
-                isinstance(error, HubSpotRejected | HubSpotThrottled) and not error.task_may_exist
-            ),
+            # Refused for sure: no task was created (create_task stops at an ambiguous failure).
+            definite_failure=lambda error: isinstance(error, HubSpotRejected | HubSpotThrottled),
             find=lambda: self.client.find_task(delivery.play_id, deadline),
-            stale_after=FUNCTION_TIMEOUT,
+            # The claiming attempt may send until it times out; its task shows in search only
+            # SEARCH_INDEX_LAG later. A lookup any sooner could miss it and create a second task.
+            stale_after=FUNCTION_TIMEOUT + SEARCH_INDEX_LAG,
         )
 
     def dead_letter(self, record: SQSRecord, reason: str) -> None:

@@ -9,9 +9,12 @@ to a queue action: HubSpotRejected → dead-letter queue, HubSpotThrottled → b
 
 HubSpot has no idempotency key. The caller keeps a ledger per play id; this client writes the play
 id into the task body (a marker line, `Upswing play <play_id>`) so `find_task` can find a task whose
-creation outcome was lost. `create_task` itself looks before re-sending after an ambiguous failure
-(a timeout after the request went out, a 5xx), though HubSpot's search index lags creation by a few
-seconds, so a duplicate remains possible, only less likely.
+creation outcome was lost. After an ambiguous failure (a timeout after the request went out, a 5xx)
+`create_task` does not try again: HubSpot's search index lags creation by a few seconds, so a lookup
+made now could miss the task and a second one would be created. It raises HubSpotUnavailable at
+once; the message goes back to the queue and its redelivery looks the task up when the index has
+caught up (`SEARCH_INDEX_LAG`, used by the sender's ledger). Failures that cannot have created a task
+(429s, a connection never made) are retried here as usual.
 
 The private-app token is fetched from the `token` callable for every request (the caller caches it)
 and never reaches a log line, an exception or a repr.
@@ -39,6 +42,9 @@ TEN_SECONDLY_ROLLING = "TEN_SECONDLY_ROLLING"
 DAILY = "DAILY"
 LOCAL_PACER = "LOCAL_PACER"  # HubSpotThrottled.policy when our own pacer has no slot before the deadline
 UNKNOWN = "UNKNOWN"
+# How long after a creation HubSpot's search surely finds the task. HubSpot documents no figure and
+# a lag of a few seconds is what is seen; the margin costs only a later lookup of a lost attempt.
+SEARCH_INDEX_LAG = timedelta(seconds=30)
 
 _HUBSPOT_WINDOW_SECONDS = 10.0  # the rolling window HubSpot counts TEN_SECONDLY_ROLLING over
 _SHORT_POLICY_WAIT_SECONDS = 1.0  # other 429 policies (the search endpoints' per-second limit)
@@ -73,13 +79,9 @@ class HubSpotSettings:
 class HubSpotError(Exception):
     """Every error the client raises. None of them carries the token.
 
-    `task_may_exist`: an earlier attempt of this task creation may have created the task (it timed
-    out after sending, or got a 5xx) and the lookup did not find it (search lags creation). Even a
-    429 or a 4xx on a later attempt then leaves the outcome unknown: look the task up before
-    creating it again. (A HubSpotUnavailable from create_task leaves the outcome open anyway.)
+    From create_task, HubSpotRejected and HubSpotThrottled mean no task was created; after a
+    HubSpotUnavailable the task may exist (look it up, after SEARCH_INDEX_LAG, before creating it).
     """
-
-    task_may_exist: bool = False
 
 
 class HubSpotRejected(HubSpotError):
@@ -147,7 +149,7 @@ class HubSpotClient:
         call = _Call(
             "create_task", delivery.play_id, self._settings.tasks_path, task_request(delivery, self._settings)
         )
-        document = self._call(call, deadline, find_existing=lambda: self.find_task(call.play_id, deadline))
+        document = self._call(call, deadline, creates=True)
         return _object_id(document)
 
     def find_task(self, play_id: str, deadline: float) -> str | None:
@@ -171,32 +173,31 @@ class HubSpotClient:
         return f"HubSpotClient(base_url={settings.base_url!r}, tasks_path={settings.tasks_path!r})"
 
     def _call(
-        self,
-        call: _Call,
-        deadline: float,
-        search: bool = False,
-        find_existing: Callable[[], str | None] | None = None,
+        self, call: _Call, deadline: float, search: bool = False, creates: bool = False
     ) -> dict[str, Any]:
-        """Send until HubSpot answers 2xx, waiting between attempts; raise what cannot be settled."""
+        """Send until HubSpot answers 2xx, waiting between attempts; raise what cannot be settled.
+
+        A request that `creates` is not sent again once HubSpot may have acted on it (see the module's
+        docstring): that failure is raised at once, as HubSpotUnavailable.
+        """
         retry: _Retry | None = None
-        task_may_exist = False
-        try:
-            for attempt in range(1, self._settings.max_attempts + 1):
-                if retry is not None:
-                    self._wait(call, retry, attempt - 1, deadline)
-                    if retry.outcome_unknown and find_existing and (task_id := find_existing()):
-                        logger.info("HubSpot had created the task before failing", extra=call.log_fields())
-                        return {"id": task_id}
-                outcome = self._attempt(call, attempt, deadline, search)
-                if not isinstance(outcome, _Retry):
-                    return outcome
-                retry = outcome
-                task_may_exist = task_may_exist or (find_existing is not None and outcome.outcome_unknown)
-            assert retry is not None  # max_attempts >= 1
-            raise retry.give_up(self._settings.max_attempts)
-        except HubSpotError as error:
-            error.task_may_exist = task_may_exist
-            raise
+        for attempt in range(1, self._settings.max_attempts + 1):
+            if retry is not None:
+                self._wait(call, retry, attempt - 1, deadline)
+            outcome = self._attempt(call, attempt, deadline, search)
+            if not isinstance(outcome, _Retry):
+                return outcome
+            if creates and outcome.outcome_unknown:
+                logger.warning(
+                    "HubSpot may have created the task; left for a later lookup", extra=call.log_fields()
+                )
+                raise HubSpotUnavailable(
+                    f"HubSpot may have created the task ({outcome.reason}); the redelivery looks it up "
+                    "before creating it"
+                )
+            retry = outcome
+        assert retry is not None  # max_attempts >= 1
+        raise retry.give_up(self._settings.max_attempts)
 
     def _attempt(self, call: _Call, attempt: int, deadline: float, search: bool) -> dict[str, Any] | _Retry:
         self._pace(deadline, search)

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from functions.hubspot_sender.handler import HubSpotSender, send_tasks
-from shared.delivery.hubspot import HubSpotClient, HubSpotSettings
-from shared.delivery.ledger import DeliveryLedger, DeliveryStatus
+from functions.hubspot_sender.handler import FUNCTION_TIMEOUT, HubSpotSender, send_tasks
+from shared.delivery.hubspot import SEARCH_INDEX_LAG, HubSpotClient, HubSpotSettings
+from shared.delivery.ledger import DeliveryInFlight, DeliveryLedger, DeliveryStatus
 from shared.delivery.secrets import CachedSecret
 from shared.resources import DELIVERIES_TABLE, HUBSPOT_QUEUE
 from shared.routing.messages import PlayDelivery
@@ -156,6 +156,34 @@ def test_after_an_attempt_lost_mid_send_the_task_is_found_not_created_again(
     assert hubspot_api.creations() == []
     claim = sender.ledger.claim("hubspot_task", "a" * 24, stale)
     assert (claim.status, claim.external_id) == (DeliveryStatus.DELIVERED, "4242")
+
+
+def test_a_task_created_behind_a_5xx_is_looked_up_once_search_shows_it_and_not_created_twice(
+    sender: HubSpotSender, hubspot_api: FakeHubSpot
+) -> None:
+    def created_then_failed(request: httpx.Request) -> httpx.Response:
+        hubspot_api.tasks["4242"] = json.loads(request.content)["properties"]["hs_task_body"]
+        return httpx.Response(502, text="Bad gateway")
+
+    hubspot_api.script.append(created_then_failed)
+    body = delivery().model_dump_json()
+
+    # The 5xx sends the message back to the queue at once, its claim kept
+    with pytest.raises(BatchProcessingError):
+        send_tasks(sqs_event([body]), sender, far_deadline())
+    # A redelivery while that attempt may still be sending, or its task not yet searchable, waits
+    with pytest.raises(BatchProcessingError):
+        send_tasks(sqs_event([body]), sender, far_deadline())
+    claimed_at = sender.ledger.claim("hubspot_task", "a" * 24, delivery().routed_at).claimed_at
+    assert claimed_at is not None
+    with pytest.raises(DeliveryInFlight):
+        sender.deliver(delivery(), claimed_at + FUNCTION_TIMEOUT + SEARCH_INDEX_LAG / 2, far_deadline())
+    # Later, the lookup finds the task
+    claim = sender.deliver(delivery(), claimed_at + FUNCTION_TIMEOUT + SEARCH_INDEX_LAG, far_deadline())
+
+    assert (claim.status, claim.external_id) == (DeliveryStatus.DELIVERED, "4242")
+    assert len(hubspot_api.creations()) == 1
+    assert [path for path, _ in hubspot_api.requests].count("/crm/v3/objects/tasks/search") == 1
 
 
 def test_a_rejected_delivery_goes_to_the_dlq_with_hubspots_message_and_the_batch_goes_on(
