@@ -75,6 +75,7 @@ class Delivery(Construct):
                 HUBSPOT_SECRET_ENV: self.hubspot_secret.secret_arn,
                 RETENTION_DAYS_ENV: str(settings.retention_days),
                 "HUBSPOT_REQUESTS_PER_10S": str(settings.hubspot_requests_per_10s),
+                "HUBSPOT_PORTAL_TIMEZONE": settings.hubspot_portal_timezone,
                 "HUBSPOT_SENDER_CONCURRENCY": str(HUBSPOT_SENDER_CONCURRENCY),
             },
         )

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.delivery.hubspot import portal_zone
+
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -27,6 +29,8 @@ class UpswingSettings:
     hubspot_secret_name: str | None = None
     # HubSpot's burst limit for the app (100 on Free/Starter, 190 above), shared by the senders.
     hubspot_requests_per_10s: int = 100
+    # The HubSpot portal's time zone (an IANA name): its daily API limit resets at its midnight.
+    hubspot_portal_timezone: str = "UTC"
     # The verified SES identity play emails come from.
     sender_email: str = "upswing@example.com"
 
@@ -36,6 +40,7 @@ class UpswingSettings:
             raise ValueError(f"stage {self.stage!r} must be 1-20 of a-z 0-9 - (starting with a letter)")
         if not _EMAIL.match(self.sender_email):
             raise ValueError(f"sender_email {self.sender_email!r} is not an e-mail address")
+        portal_zone(self.hubspot_portal_timezone)  # a ValueError that names the setting's expected form
         for name in ("api_rate_limit", "api_burst_limit", "retention_days", "hubspot_requests_per_10s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
@@ -64,6 +69,7 @@ class UpswingSettings:
             hubspot_requests_per_10s=_as_int(
                 get("hubspot_requests_per_10s"), defaults.hubspot_requests_per_10s
             ),
+            hubspot_portal_timezone=str(get("hubspot_portal_timezone") or defaults.hubspot_portal_timezone),
             sender_email=str(get("sender_email") or defaults.sender_email),
         )
 

@@ -1,6 +1,6 @@
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from shared.delivery.hubspot import HubSpotSettings
+from shared.delivery.hubspot import HubSpotSettings, portal_zone
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.resources import (
     DELIVERIES_TABLE,
@@ -25,6 +25,13 @@ class HubSpotSenderSettings(BaseModel):
     # The app's burst limit, shared by every concurrent sender (the event source caps them).
     requests_per_10s: int = Field(default=100, ge=1, validation_alias="HUBSPOT_REQUESTS_PER_10S")
     max_concurrency: int = Field(default=2, ge=1, validation_alias="HUBSPOT_SENDER_CONCURRENCY")
+    portal_timezone: str = Field(default="UTC", validation_alias="HUBSPOT_PORTAL_TIMEZONE")
+
+    @field_validator("portal_timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        portal_zone(name)
+        return name
 
     def client_settings(self) -> HubSpotSettings:
         return HubSpotSettings(
@@ -36,4 +43,5 @@ class HubSpotSenderSettings(BaseModel):
             requests_per_window=max(1, self.requests_per_10s // self.max_concurrency),
             # Half a second more than HubSpot's window: its clock and the network's jitter are not ours.
             window_seconds=10.5,
+            portal_timezone=self.portal_timezone,
         )

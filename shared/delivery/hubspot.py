@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
@@ -74,6 +75,9 @@ class HubSpotSettings:
     # hs_timestamp is an instant; 17:00 UTC puts it on the due day (a UTC day) in the afternoon in
     # Europe and in the morning in the Americas, so the task is due, not overdue, during that day.
     due_hour_utc: int = 17
+    # The portal's time zone (HubSpot: Settings > Account defaults): its DAILY limit resets at the
+    # portal's midnight. An IANA name; see portal_zone.
+    portal_timezone: str = "UTC"
 
 
 class HubSpotError(Exception):
@@ -116,7 +120,7 @@ class HubSpotClient:
     """Creates and finds Upswing's tasks. Create one per process and reuse it: the pacer lives here.
 
     `deadline` arguments are `clock()` values. `jitter` (uniform in [0, 1)) and `wall_clock` (for
-    the DAILY limit's UTC midnight) are injectable so tests are deterministic.
+    the DAILY limit's reset at the portal's midnight) are injectable so tests are deterministic.
     """
 
     def __init__(
@@ -143,6 +147,7 @@ class HubSpotClient:
         self._clock = clock
         self._jitter = jitter
         self._wall_clock = wall_clock
+        self._portal_zone = portal_zone(settings.portal_timezone)
 
     def create_task(self, delivery: PlayDelivery, deadline: float) -> str:
         """Create the delivery's task and return its HubSpot id."""
@@ -234,7 +239,7 @@ class HubSpotClient:
     def _rate_limited(self, response: httpx.Response, document: dict[str, Any], attempt: int) -> _Retry:
         policy = str(document.get("policyName") or UNKNOWN)
         if policy == DAILY:
-            raise HubSpotThrottled(_seconds_until_utc_midnight(self._wall_clock()), DAILY)
+            raise HubSpotThrottled(_seconds_until_midnight(self._wall_clock(), self._portal_zone), DAILY)
         wait = _retry_after(response)
         if wait is None and policy == TEN_SECONDLY_ROLLING:
             # Once a full window has passed, every request counted before the 429 has left it;
@@ -387,10 +392,22 @@ def _retry_after(response: httpx.Response) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-def _seconds_until_utc_midnight(now: datetime) -> float:
-    tomorrow = now.astimezone(UTC).date() + timedelta(days=1)
-    midnight = datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=UTC)
-    return (midnight - now).total_seconds()
+def portal_zone(name: str) -> ZoneInfo:
+    """The portal's time zone by its IANA name ("Europe/Paris"), or a ValueError that says what to set."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}: give the HubSpot portal's time zone as an IANA name, "
+            "such as 'America/New_York' or 'Europe/Paris' (or 'UTC')"
+        ) from None
+
+
+def _seconds_until_midnight(now: datetime, zone: ZoneInfo) -> float:
+    """Until the next midnight in `zone` (a day may be 23 or 25 hours long there)."""
+    tomorrow = now.astimezone(zone).date() + timedelta(days=1)
+    midnight = datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=zone)
+    return (midnight.astimezone(UTC) - now.astimezone(UTC)).total_seconds()
 
 
 def _object_id(document: dict[str, Any]) -> str:

@@ -42,6 +42,15 @@ def test_given_a_stage_unfit_for_resource_names_then_settings_refuse_it(stage: s
         UpswingSettings(stage=stage)
 
 
+def test_given_a_portal_time_zone_then_it_is_kept_and_an_unknown_one_is_refused_at_synth() -> None:
+    settings = UpswingSettings.from_context({"hubspot_portal_timezone": "America/New_York"}.get)
+
+    assert settings.hubspot_portal_timezone == "America/New_York"
+    assert UpswingSettings.from_context(lambda key: None).hubspot_portal_timezone == "UTC"
+    with pytest.raises(ValueError, match=r"unknown time zone 'EST5'.* IANA name"):
+        UpswingSettings(hubspot_portal_timezone="EST5")
+
+
 def test_given_a_repo_without_a_built_layer_when_assets_are_made_then_it_says_to_run_make_layer(
     tmp_path: Path,
 ) -> None:

@@ -15,11 +15,13 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from functions.hubspot_sender.handler import FUNCTION_TIMEOUT, HubSpotSender, send_tasks
+from functions.hubspot_sender.settings import HubSpotSenderSettings
 from shared.delivery.hubspot import SEARCH_INDEX_LAG, HubSpotClient, HubSpotSettings
 from shared.delivery.ledger import DeliveryInFlight, DeliveryLedger, DeliveryStatus
 from shared.delivery.secrets import CachedSecret
-from shared.resources import DELIVERIES_TABLE, HUBSPOT_QUEUE
+from shared.resources import DELIVERIES_TABLE, HUBSPOT_DLQ_ENV, HUBSPOT_QUEUE, HUBSPOT_SECRET_ENV
 from shared.routing.messages import PlayDelivery
+from shared.settings import load_settings
 from tests.conftest import TEST_RETENTION_DAYS, Aws
 from tests.integration.builders import sqs_event
 
@@ -259,3 +261,16 @@ def test_an_empty_secret_says_what_to_store() -> None:
 
     with pytest.raises(ValueError, match="store the private-app token"):
         CachedSecret(Secrets(), "upswing/dev/hubspot")()
+
+
+def test_a_portal_time_zone_reaches_the_client_and_an_unknown_one_stops_the_sender_at_start(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(HUBSPOT_DLQ_ENV, "https://sqs.us-east-1.amazonaws.com/123456789012/hubspot-dlq")
+    monkeypatch.setenv(HUBSPOT_SECRET_ENV, "upswing/test/hubspot-token")
+    monkeypatch.setenv("HUBSPOT_PORTAL_TIMEZONE", "Europe/Paris")
+    assert load_settings(HubSpotSenderSettings).client_settings().portal_timezone == "Europe/Paris"
+
+    monkeypatch.setenv("HUBSPOT_PORTAL_TIMEZONE", "Paris")
+    with pytest.raises(RuntimeError, match=r"HUBSPOT_PORTAL_TIMEZONE.*unknown time zone 'Paris'"):
+        load_settings(HubSpotSenderSettings)

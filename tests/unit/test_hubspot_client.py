@@ -124,7 +124,11 @@ def make_harness() -> Iterator[Callable[..., Harness]]:
     clients: list[HubSpotClient] = []
 
     def make(
-        *creations: Answer, searches: list[Answer] | None = None, jitter: float = 0.0, **settings: Any
+        *creations: Answer,
+        searches: list[Answer] | None = None,
+        jitter: float = 0.0,
+        now: datetime = NOW,
+        **settings: Any,
     ) -> Harness:
         hubspot = ScriptedHubSpot(list(creations), list(searches or []))
         clock = FakeClock()
@@ -135,7 +139,7 @@ def make_harness() -> Iterator[Callable[..., Harness]]:
             sleep=clock.sleep,
             clock=clock,
             jitter=lambda: jitter,
-            wall_clock=lambda: NOW,
+            wall_clock=lambda: now,
         )
         clients.append(client)
         return Harness(hubspot, clock, client)
@@ -254,16 +258,44 @@ def test_given_ten_secondly_429s_without_retry_after_when_creating_then_each_wai
     assert harness.clock.sleeps == [10.0, 10.0]  # one full window each time (jitter is 0 here)
 
 
-def test_given_a_daily_429_when_creating_then_it_is_throttled_until_utc_midnight_at_once(make_harness):
+def test_given_a_daily_429_when_creating_then_it_is_throttled_until_the_portals_midnight_at_once(
+    make_harness,
+):
     harness = make_harness(rate_limited("DAILY"), created())
 
     with pytest.raises(HubSpotThrottled) as raised:
         harness.client.create_task(a_delivery(), harness.deadline())
 
     assert raised.value.policy == "DAILY"
-    assert raised.value.wait_seconds == 6 * 3600  # 18:00 UTC → midnight
+    assert raised.value.wait_seconds == 6 * 3600  # 18:00 UTC → midnight (a UTC portal, the default)
     assert harness.clock.sleeps == []
     assert len(harness.hubspot.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("portal_timezone", "now", "hours"),
+    [
+        ("America/New_York", NOW, 11),  # 13:00 in New York (EST, UTC-5)
+        ("Europe/Paris", NOW, 5),  # 19:00 in Paris (CET, UTC+1)
+        ("Asia/Tokyo", NOW, 21),  # already 03:00 on the 21st in Tokyo: its next midnight
+        # The night US summer time ends: 00:00 EDT on Nov 1 to 00:00 EST on Nov 2 is 25 hours.
+        ("America/New_York", datetime(2026, 11, 1, 4, 0, tzinfo=UTC), 25),
+    ],
+)
+def test_given_a_daily_429_when_the_portal_has_a_time_zone_then_it_waits_for_the_portals_midnight(
+    make_harness, portal_timezone, now, hours
+):
+    harness = make_harness(rate_limited("DAILY"), now=now, portal_timezone=portal_timezone)
+
+    with pytest.raises(HubSpotThrottled) as raised:
+        harness.client.create_task(a_delivery(), harness.deadline())
+
+    assert raised.value.wait_seconds == hours * 3600
+
+
+def test_given_an_unknown_portal_time_zone_then_the_client_says_what_to_give() -> None:
+    with pytest.raises(ValueError, match="IANA name"):
+        HubSpotClient(HubSpotSettings(portal_timezone="Mars/Olympus"), lambda: TOKEN)
 
 
 def test_given_a_429_whose_wait_passes_the_deadline_when_creating_then_it_is_throttled_without_sleeping(
