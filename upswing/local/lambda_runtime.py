@@ -8,6 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+from shared.observability import metrics
+
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
@@ -40,4 +44,18 @@ class LocalFunction:
 
     def invoke(self, event: dict[str, Any]) -> Any:
         with self._lock:
-            return self._handler(event, LocalContext(self.name))
+            try:
+                return self._handler(event, LocalContext(self.name))
+            finally:
+                _drop_disabled_metrics()
+
+
+def _drop_disabled_metrics() -> None:
+    """Discard the invocation's metrics when metrics are disabled (the local stack's default).
+
+    Powertools' flush keeps the buffer then, instead of printing and clearing it, so it grows from
+    one invocation to the next, and a metric that reaches 100 data points is printed after all.
+    Every function shares the one buffer; with nothing published, dropping it loses nothing.
+    """
+    if is_metrics_disabled():
+        metrics.clear_metrics()
