@@ -129,8 +129,9 @@ def _add_backtest(commands: Any) -> None:
 def _backtest(args: argparse.Namespace) -> None:
     from upswing.backtest import BacktestConfig, BacktestError, backtest
     from upswing.backtest.output import summary, terminal_progress, write_all
-    from upswing.backtest.pipeline import default_workers
 
+    # Left out when not given, so that the config's own default (one per core) applies.
+    workers = {"workers": args.workers} if args.workers is not None else {}
     try:
         config = BacktestConfig(
             events=tuple(args.events),
@@ -141,8 +142,8 @@ def _backtest(args: argparse.Namespace) -> None:
             horizon_days=args.horizon,
             signals=args.signals,
             strict=args.strict,
-            workers=args.workers or default_workers(),
             command=" ".join(["upswing", *sys.argv[1:]]),
+            **workers,
         )
         run = backtest(config, progress=terminal_progress())
     except BacktestError as error:

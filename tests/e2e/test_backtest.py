@@ -161,6 +161,10 @@ def test_problems_with_the_inputs_are_plain_errors(
     code = main(["backtest", "--events", str(tmp_path / "missing.jsonl"), "--outcomes", str(outcomes)])
     assert code == 2
     assert "missing.jsonl: no such file" in capsys.readouterr().err
+    events = str(small / "events.jsonl")
+    code = main(["backtest", "--events", events, "--outcomes", str(outcomes), "--workers", "0"])
+    assert code == 2
+    assert "--workers and the number of partitions must be at least 1" in capsys.readouterr().err
 
 
 def _row(ruleset: dict[str, Any], trigger: str) -> dict[str, Any]:

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-DASH = "—"
-# Typographic signs, spelled as escapes so that they cannot be mistaken for x and - in the source.
-TIMES, EN_DASH, MINUS = "\u00d7", "\u2013", "\u2212"
+from upswing.backtest import numbers
+
+# Typographic signs, spelled as escapes so that they cannot be mistaken for - in the source.
+EN_DASH, MINUS = "\u2013", "\u2212"
 WIDTH = 1060  # every chart's drawing width; the page is ~1100 px wide
 LABEL_RIGHT = 232  # right edge of the trigger-name column in the per-trigger charts
 LABEL_CHARS = 32  # what fits in that column at 11 px
@@ -72,7 +73,7 @@ MAX_PROBLEMS = 200
 def render_report(result: Mapping[str, Any]) -> str:
     """The whole page for one backtest result (one ruleset, or two compared)."""
     rulesets = [ruleset for ruleset in _seq(result.get("rulesets")) if isinstance(ruleset, Mapping)]
-    horizon = _num(result.get("horizon_days"))
+    horizon = numbers.finite(result.get("horizon_days"))
     body = "".join(
         (
             _header(result, rulesets),
@@ -112,7 +113,7 @@ def _header(result: Mapping[str, Any], rulesets: Sequence[Mapping[str, Any]]) ->
     period = _map(result.get("period"))
     when = (
         f"Period {_text(period.get('first_day'))} to {_text(period.get('last_day'))}"
-        f" · horizon {_plural(_num(result.get('horizon_days')), 'day')}"
+        f" · horizon {_plural(numbers.finite(result.get('horizon_days')), 'day')}"
         f" · generated {_text(result.get('generated_at'))}"
     )
     lines = [_ruleset_line(ruleset, i) for i, ruleset in enumerate(rulesets)] or [
@@ -136,14 +137,16 @@ def _ruleset_line(ruleset: Mapping[str, Any], index: int) -> str:
         _plural(len(metrics) - signals, "trigger")
         + (f" and {_plural(signals, 'signal')}" if signals else ""),
     ]
-    seconds = _num(ruleset.get("seconds"))
+    seconds = numbers.finite(ruleset.get("seconds"))
     if seconds is not None:
         parts.append(f"evaluated in {seconds:,.1f} s")
     return " · ".join(parts)
 
 
 def _how_to_read(horizon: float | None) -> str:
-    within = f"within the {_days(horizon)}-day horizon" if horizon is not None else "within the horizon"
+    within = (
+        f"within the {numbers.days(horizon)}-day horizon" if horizon is not None else "within the horizon"
+    )
     text = (
         "Every trigger was replayed day by day over the history, and its firings were compared with "
         "the expansions that really happened. <b>Precision</b> is the share of fired accounts that "
@@ -151,7 +154,8 @@ def _how_to_read(horizon: float | None) -> str:
         "<b>Recall</b> is the share of expanding accounts that a firing preceded within the horizon. "
         "<b>Base rate</b> is the chance that a random account expands within the horizon of a random "
         "day in the trigger's scored window: what a trigger firing at random would score. "
-        f"<b>Lift</b> is precision ÷ base rate: 1.0{TIMES} is no better than chance, 3{TIMES} means "
+        f"<b>Lift</b> is precision ÷ base rate: 1.0{numbers.TIMES} is no better than chance, "
+        f"3{numbers.TIMES} means "
         "fired accounts expanded three times as often as accounts in general. A <b>hit</b> is a fired "
         "account that expanded within the horizon. Not every firing is scored: firings in the "
         "<b>warm-up</b> (the first days of data, while a trigger cannot yet see its whole lookback "
@@ -181,17 +185,32 @@ def _headline_cards(ruleset: Mapping[str, Any]) -> str:
     overall = _map(ruleset.get("overall"))
     interval = _interval(overall)
     verdict = overall.get("verdict")
-    seconds = _num(ruleset.get("seconds"))
+    seconds = numbers.finite(ruleset.get("seconds"))
     cards = (
-        ("Evaluations", _count(ruleset.get("evaluations")), f"in {seconds:,.1f} s" if seconds else "", ""),
-        ("Firings", _count(ruleset.get("firings")), _scored(overall), ""),
-        ("Accounts fired", _count(overall.get("accounts_fired")), f"{_count(overall.get('hits'))} hits", ""),
-        ("Precision", _percent(overall.get("precision")), f"95 % interval {interval or DASH}", ""),
-        ("Recall", _percent(overall.get("recall")), "of expanding accounts", ""),
+        (
+            "Evaluations",
+            numbers.count(ruleset.get("evaluations")),
+            f"in {seconds:,.1f} s" if seconds else "",
+            "",
+        ),
+        ("Firings", numbers.count(ruleset.get("firings")), _scored(overall), ""),
+        (
+            "Accounts fired",
+            numbers.count(overall.get("accounts_fired")),
+            f"{numbers.count(overall.get('hits'))} hits",
+            "",
+        ),
+        (
+            "Precision",
+            numbers.percent(overall.get("precision")),
+            f"95 % interval {interval or numbers.DASH}",
+            "",
+        ),
+        ("Recall", numbers.percent(overall.get("recall")), "of expanding accounts", ""),
         (
             "Lift",
-            _lift(overall.get("lift")),
-            f"base rate {_percent(overall.get('base_rate'))}",
+            numbers.lift(overall.get("lift")),
+            f"base rate {numbers.percent(overall.get('base_rate'))}",
             _verdict_badge(verdict) if verdict else "",
         ),
     )
@@ -231,7 +250,10 @@ RANKED_COLUMNS = (
 
 def _ranked_table(ruleset: Mapping[str, Any]) -> str:
     ranked = _ranked(_triggers(ruleset))
-    rows = [_metric_row(m, str(m["rank"]) if _num(m.get("rank")) is not None else DASH) for m in ranked]
+    rows = [
+        _metric_row(m, str(m["rank"]) if numbers.finite(m.get("rank")) is not None else numbers.DASH)
+        for m in ranked
+    ]
     body = "".join(rows) or _empty_row("No triggers in this ruleset.", len(RANKED_COLUMNS))
     overall = ruleset.get("overall")
     foot = (
@@ -247,14 +269,16 @@ def _metric_row(m: Mapping[str, Any], rank: str) -> str:
     cells = (
         _t("td", rank, class_="num"),
         _el("td", _t("span", _name(m), class_="name") + _t("span", kind, class_="sub"), class_="trigger"),
-        _td_with_sub(_count(m.get("firings")), _scored(m), _firing_split(m)),
-        _t("td", _count(m.get("accounts_fired")), class_="num"),
-        _t("td", _count(m.get("hits")), class_="num"),
-        _td_with_sub(_percent(m.get("precision")), _interval(m) or "", "95 % interval of the precision"),
-        _t("td", _percent(m.get("recall")), class_="num"),
-        _t("td", _percent(m.get("base_rate")), class_="num"),
-        _t("td", _lift(m.get("lift")), class_="num strong"),
-        _t("td", _days(m.get("median_days_to_expansion")), class_="num"),
+        _td_with_sub(numbers.count(m.get("firings")), _scored(m), _firing_split(m)),
+        _t("td", numbers.count(m.get("accounts_fired")), class_="num"),
+        _t("td", numbers.count(m.get("hits")), class_="num"),
+        _td_with_sub(
+            numbers.percent(m.get("precision")), _interval(m) or "", "95 % interval of the precision"
+        ),
+        _t("td", numbers.percent(m.get("recall")), class_="num"),
+        _t("td", numbers.percent(m.get("base_rate")), class_="num"),
+        _t("td", numbers.lift(m.get("lift")), class_="num strong"),
+        _t("td", numbers.days(m.get("median_days_to_expansion")), class_="num"),
         _el("td", _verdict_badge(m.get("verdict"))),
         _t("td", _str(m.get("note")), class_="note"),
     )
@@ -264,24 +288,25 @@ def _metric_row(m: Mapping[str, Any], rank: str) -> str:
 
 def _scored(m: Mapping[str, Any]) -> str:
     scored = m.get("scored_firings")
-    return f"{_count(scored)} scored" if _num(scored) is not None else ""
+    return f"{numbers.count(scored)} scored" if numbers.finite(scored) is not None else ""
 
 
 def _firing_split(m: Mapping[str, Any]) -> str:
     return (
-        f"{_count(m.get('scored_firings'))} scored, {_count(m.get('warm_up_firings'))} in warm-up, "
-        f"{_count(m.get('censored_firings'))} censored, "
-        f"{_count(m.get('after_expansion_firings'))} after the expansion"
+        f"{numbers.count(m.get('scored_firings'))} scored, "
+        f"{numbers.count(m.get('warm_up_firings'))} in warm-up, "
+        f"{numbers.count(m.get('censored_firings'))} censored, "
+        f"{numbers.count(m.get('after_expansion_firings'))} after the expansion"
     )
 
 
 def _comparison_section(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     label_a, label_b = _label(a, 0), _label(b, 1)
     pairs = (
-        ("Firings", "firings", _count),
-        ("Precision", "precision", _percent),
-        ("Recall", "recall", _percent),
-        ("Lift", "lift", _lift),
+        ("Firings", "firings", numbers.count),
+        ("Precision", "precision", numbers.percent),
+        ("Recall", "recall", numbers.percent),
+        ("Lift", "lift", numbers.lift),
     )
     groups = _el("th", "", rowspan=2) + "".join(
         _t("th", title, colspan=2, class_="num") for title, *_ in pairs
@@ -296,7 +321,7 @@ def _comparison_section(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
         if kind == "signal":
             title += " " + _t("span", "signal", class_="tag")
         values = "".join(
-            _t("td", fmt(side.get(key)) if side is not None else DASH, class_="num")
+            _t("td", fmt(side.get(key)) if side is not None else numbers.DASH, class_="num")
             for _, key, fmt in pairs
             for side in (left, right)
         )
@@ -321,12 +346,14 @@ def _comparison_section(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
 
 
 def _delta(left: Any, right: Any) -> str:
-    a, b = _num(left), _num(right)
+    a, b = numbers.finite(left), numbers.finite(right)
     if a is None or b is None:
-        return _t("td", DASH, class_="num")
+        return _t("td", numbers.DASH, class_="num")
     change = b - a
     trend = "up" if change > 0.05 else "down" if change < -0.05 else None
-    return _t("td", f"{change:+.1f}{TIMES}".replace("-", MINUS), class_=f"num {trend}" if trend else "num")
+    return _t(
+        "td", f"{change:+.1f}{numbers.TIMES}".replace("-", MINUS), class_=f"num {trend}" if trend else "num"
+    )
 
 
 def _charts_section(rulesets: Sequence[Mapping[str, Any]], horizon: float | None) -> str:
@@ -353,11 +380,12 @@ def _charts_section(rulesets: Sequence[Mapping[str, Any]], horizon: float | None
 def _input_section(summary: Mapping[str, Any]) -> str:
     if not summary:
         return _section("Input quality", _t("p", "The result has no input summary.", class_="meta"))
-    files = ", ".join(_str(name) for name in _seq(summary.get("files"))) or DASH
+    files = ", ".join(_str(name) for name in _seq(summary.get("files"))) or numbers.DASH
     stats = "".join(
         _el(
             "div",
-            _t("dt", title) + _t("dd", _count(summary.get(key)), class_=_warn_class(key, summary.get(key))),
+            _t("dt", title)
+            + _t("dd", numbers.count(summary.get(key)), class_=_warn_class(key, summary.get(key))),
         )
         for key, title in INPUT_COUNTS
     )
@@ -378,7 +406,7 @@ def _input_section(summary: Mapping[str, Any]) -> str:
 
 
 def _warn_class(key: str, value: Any) -> str | None:
-    count = _num(value)
+    count = numbers.finite(value)
     return "warn" if key in PROBLEM_COUNTS and count else None
 
 
@@ -426,7 +454,7 @@ def _td_with_sub(value: str, sub: str, tip: str) -> str:
 
 
 def _verdict_badge(verdict: Any) -> str:
-    text = _str(verdict) or DASH
+    text = _str(verdict) or numbers.DASH
     return _t("span", text, class_=f"badge {VERDICT_CLASSES.get(text, 'few')}")
 
 
@@ -509,7 +537,7 @@ def _metrics_chart(triggers: Sequence[Mapping[str, Any]]) -> str:
     if not triggers:
         return _t("p", "No triggers to chart.", class_="meta")
     rate_panel, lift_panel = (244.0, 600.0), (690.0, 1005.0)
-    lifts = [value for m in triggers if (value := _num(m.get("lift"))) is not None]
+    lifts = [value for m in triggers if (value := numbers.finite(m.get("lift"))) is not None]
     lift_ticks = _nice_ticks(max([1.0, *lifts]))
     rate = _Scale(0, 1, *rate_panel)
     lift = _Scale(0, lift_ticks[-1], *lift_panel)
@@ -525,36 +553,41 @@ def _metrics_chart(triggers: Sequence[Mapping[str, Any]]) -> str:
         _text_at(lift_panel[0], top - 8, "Lift (precision ÷ base rate)", cls="axis-title"),
         _zebra(len(triggers), top, WIDTH),
         _x_ticks(rate, [(t / 100, f"{t} %") for t in range(0, 101, 20)], top, bottom),
-        _x_ticks(lift, [(t, f"{_number(t)}{TIMES}") for t in lift_ticks], top, bottom),
+        _x_ticks(lift, [(t, f"{numbers.number(t)}{numbers.TIMES}") for t in lift_ticks], top, bottom),
         _line(chance, top - 4, chance, bottom + 4, stroke="#24292f", stroke_dasharray="4 3"),
-        _text_at(chance, bottom + 30, f"1.0{TIMES} = chance", anchor="middle", cls="tick"),
+        _text_at(chance, bottom + 30, f"1.0{numbers.TIMES} = chance", anchor="middle", cls="tick"),
         *(_metric_marks(i, m, top + i * ROW, rate, lift) for i, m in enumerate(triggers)),
     ]
     return _svg(bottom + 38, "".join(parts), f"Precision, recall and lift of {len(triggers)} triggers")
 
 
 def _metric_marks(index: int, m: Mapping[str, Any], row_top: float, rate: _Scale, lift: _Scale) -> str:
-    precision, recall, lift_value = _num(m.get("precision")), _num(m.get("recall")), _num(m.get("lift"))
+    precision, recall, lift_value = (
+        numbers.finite(m.get("precision")),
+        numbers.finite(m.get("recall")),
+        numbers.finite(m.get("lift")),
+    )
     verdict_fill = VERDICT_FILLS[VERDICT_CLASSES.get(_str(m.get("verdict")), "few")]
-    low, high = _num(m.get("precision_low")), _num(m.get("precision_high"))
+    low, high = numbers.finite(m.get("precision_low")), numbers.finite(m.get("precision_high"))
     interval = (
         _line(rate(low), row_top + 8, rate(high), row_top + 8, stroke="#24292f", stroke_width=1.2)
         if low is not None and high is not None
         else ""
     )
     tip = (
-        f"#{index + 1} {_name(m)} ({_text(m.get('kind'))}): precision {_percent(precision)} "
-        f"({_interval(m) or DASH}), recall {_percent(recall)}, base rate {_percent(m.get('base_rate'))}, "
-        f"lift {_lift(lift_value)}, {_text(m.get('verdict'))}"
+        f"#{index + 1} {_name(m)} ({_text(m.get('kind'))}): precision {numbers.percent(precision)} "
+        f"({_interval(m) or numbers.DASH}), recall {numbers.percent(recall)}, "
+        f"base rate {numbers.percent(m.get('base_rate'))}, "
+        f"lift {numbers.lift(lift_value)}, {_text(m.get('verdict'))}"
     )
     return _el(
         "g",
         _t("title", tip)
         + _row_label(m, row_top)
-        + _bar(rate, precision, row_top + 3, 10, PRECISION_FILL, _percent(precision), label_after=high)
+        + _bar(rate, precision, row_top + 3, 10, PRECISION_FILL, numbers.percent(precision), label_after=high)
         + interval
-        + _bar(rate, recall, row_top + 15, 10, RECALL_FILL, _percent(recall))
-        + _bar(lift, lift_value, row_top + 6, 16, verdict_fill, _lift(lift_value)),
+        + _bar(rate, recall, row_top + 15, 10, RECALL_FILL, numbers.percent(recall))
+        + _bar(lift, lift_value, row_top + 6, 16, verdict_fill, numbers.lift(lift_value)),
     )
 
 
@@ -595,14 +628,16 @@ def _days_chart(triggers: Sequence[Mapping[str, Any]], horizon: float | None) ->
             cls="axis-title",
         ),
         _zebra(len(rows), top, WIDTH),
-        _x_ticks(x, [(tick, _number(tick)) for tick in ticks], top, bottom),
+        _x_ticks(x, [(tick, numbers.number(tick)) for tick in ticks], top, bottom),
     ]
     if horizon is not None:
         parts.append(
             _line(x(horizon), top - 4, x(horizon), bottom + 4, stroke="#24292f", stroke_dasharray="4 3")
         )
         parts.append(
-            _text_at(x(horizon), bottom + 30, f"horizon {_number(horizon)} d", anchor="middle", cls="tick")
+            _text_at(
+                x(horizon), bottom + 30, f"horizon {numbers.number(horizon)} d", anchor="middle", cls="tick"
+            )
         )
     parts += [_box(m, days, top + i * ROW, x) for i, (m, days) in enumerate(rows)]
     return _svg(bottom + 38, "".join(parts), f"Days from firing to expansion for {len(rows)} triggers")
@@ -612,8 +647,8 @@ def _box(m: Mapping[str, Any], days: Sequence[float], row_top: float, x: _Scale)
     low, q1, median, q3, high = _five_numbers(days)
     mid = row_top + ROW / 2
     tip = (
-        f"{_name(m)}: {len(days):,} hits; earliest {_number(low)}, Q1 {_number(q1)}, median "
-        f"{_number(median)}, Q3 {_number(q3)}, latest {_number(high)} days"
+        f"{_name(m)}: {len(days):,} hits; earliest {numbers.number(low)}, Q1 {numbers.number(q1)}, median "
+        f"{numbers.number(median)}, Q3 {numbers.number(q3)}, latest {numbers.number(high)} days"
     )
     marks = (
         _line(x(low), mid, x(high), mid, stroke=BOX_STROKE),
@@ -621,7 +656,7 @@ def _box(m: Mapping[str, Any], days: Sequence[float], row_top: float, x: _Scale)
         _line(x(high), mid - 5, x(high), mid + 5, stroke=BOX_STROKE),
         _rect(x(q1), mid - 7, max(x(q3) - x(q1), 1.0), 14, fill=BOX_FILL, stroke=BOX_STROKE),
         _line(x(median), mid - 7, x(median), mid + 7, stroke=BOX_STROKE, stroke_width=2.5),
-        _text_at(912, mid + 4, f"n={len(days):,} · median {_number(median)} d", cls="value"),
+        _text_at(912, mid + 4, f"n={len(days):,} · median {numbers.number(median)} d", cls="value"),
     )
     return _el("g", _t("title", tip) + _row_label(m, row_top) + "".join(marks))
 
@@ -649,7 +684,7 @@ def _weekly_series(ruleset: Mapping[str, Any]) -> tuple[list[str], list[tuple[st
     names = _series_names(ruleset)
     series = []
     for name in names:
-        values = [int(_num(v) or 0) for v in _seq(counts.get(name))[: len(weeks)]]
+        values = [int(numbers.finite(v) or 0) for v in _seq(counts.get(name))[: len(weeks)]]
         series.append((name, values + [0] * (len(weeks) - len(values))))
     return weeks, series
 
@@ -803,37 +838,13 @@ def _coord(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0")
 
 
-def _count(value: Any) -> str:
-    number = _num(value)
-    return f"{round(number):,}" if number is not None else DASH
-
-
-def _percent(value: Any) -> str:
-    number = _num(value)
-    return f"{number * 100:.1f} %" if number is not None else DASH
-
-
-def _lift(value: Any) -> str:
-    number = _num(value)
-    return f"{number:.1f}{TIMES}" if number is not None else DASH
-
-
-def _days(value: Any) -> str:
-    number = _num(value)
-    return _number(number) if number is not None else DASH
-
-
 def _interval(m: Mapping[str, Any]) -> str | None:
-    low, high = _num(m.get("precision_low")), _num(m.get("precision_high"))
+    low, high = numbers.finite(m.get("precision_low")), numbers.finite(m.get("precision_high"))
     return f"{low * 100:.1f}{EN_DASH}{high * 100:.1f} %" if low is not None and high is not None else None
 
 
-def _number(value: float) -> str:
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
-
-
 def _plural(count: float | None, noun: str) -> str:
-    return DASH if count is None else f"{_number(count)} {noun}{'' if count == 1 else 's'}"
+    return numbers.DASH if count is None else f"{numbers.number(count)} {noun}{'' if count == 1 else 's'}"
 
 
 def _compact(value: float) -> str:
@@ -841,7 +852,7 @@ def _compact(value: float) -> str:
     for threshold, size, suffix in ((1e9, 1e9, "B"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
         if abs(value) >= threshold:
             return f"{value / size:,.1f}".removesuffix(".0") + suffix
-    return _number(value)
+    return numbers.number(value)
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -850,23 +861,15 @@ def _truncate(text: str, limit: int) -> str:
 
 def _text(value: Any) -> str:
     """A field shown as it is, "—" when it is missing."""
-    return _str(value) or DASH
+    return _str(value) or numbers.DASH
 
 
 def _str(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _num(value: Any) -> float | None:
-    """A finite number, or None (for null, a missing field, a bool or anything else)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def _numbers(value: Any) -> list[float]:
-    return [number for item in _seq(value) if (number := _num(item)) is not None]
+    return [number for item in _seq(value) if (number := numbers.finite(item)) is not None]
 
 
 def _map(value: Any) -> Mapping[str, Any]:
@@ -885,7 +888,7 @@ def _ranked(triggers: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """In the backtest's rank (scoring.rank: by lift, the unjudgeable last); unranked rows last."""
 
     def by_rank(m: Mapping[str, Any]) -> tuple[bool, float]:
-        rank = _num(m.get("rank"))
+        rank = numbers.finite(m.get("rank"))
         return rank is None, rank or 0.0
 
     return sorted(triggers, key=by_rank)

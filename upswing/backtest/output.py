@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from upswing.backtest import numbers
 from upswing.backtest.html import render_report
 
 RESULT_FILE = "backtest.json"
@@ -132,22 +133,11 @@ def summary(result: dict[str, Any]) -> str:
             lines.append(
                 f"  {row['rank'] or '':>3} {row['trigger'][:32]:<32} "
                 f"{row['firings']:>8,} {row['accounts_fired']:>8,} "
-                f"{_percent(row['precision']):>9} {_percent(row['recall']):>7} {_times(row['lift']):>6} "
-                f"{_days(row['median_days_to_expansion']):>5}  {row['verdict']}"
+                f"{numbers.percent(row['precision']):>9} {numbers.percent(row['recall']):>7} "
+                f"{numbers.lift(row['lift']):>6} "
+                f"{numbers.days(row['median_days_to_expansion']):>5}  {row['verdict']}"
             )
     return "\n".join(lines)
-
-
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}"
-
-
-def _times(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}\N{MULTIPLICATION SIGN}"
-
-
-def _days(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0f}"
 
 
 def terminal_progress() -> Callable[[int, int, str], None] | None:
