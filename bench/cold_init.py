@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.environment import BENCH_TABLES
+from shared.resources import EVENT_BUS_ENV, HUBSPOT_DLQ_ENV, HUBSPOT_SECRET_ENV, QUEUES, SENDER_EMAIL_ENV
 from upswing.local.aws import FAKE_AWS_ENVIRONMENT
 
 RUNS = 7
@@ -27,6 +28,10 @@ HANDLERS = {
     "bus_ingest": ("functions.bus_ingest.handler", "ingestor"),
     "aggregator": ("functions.aggregator.handler", "counter_store"),
     "evaluator": ("functions.evaluator.handler", "evaluator"),  # includes loading the ruleset
+    "router": ("functions.router.handler", "router"),  # loads the ruleset's plays too
+    "scheduler": ("functions.router.scheduler", "router"),
+    "hubspot_sender": ("functions.hubspot_sender.handler", "sender"),  # the token is read when first used
+    "email_sender": ("functions.email_sender.handler", "sender"),
 }
 _PROBE = """
 import time
@@ -84,8 +89,11 @@ def _run_all(label: str, bundle: Path) -> dict[str, Any]:
         **os.environ,
         **FAKE_AWS_ENVIRONMENT,
         **BENCH_TABLES,
-        "REJECTS_QUEUE_URL": "http://127.0.0.1:1/queue/rejects",
-        "FIRED_QUEUE_URL": "http://127.0.0.1:1/queue/fired",
+        **{spec.env_var: f"http://127.0.0.1:1/queue/{spec.construct_id}" for spec in QUEUES},
+        HUBSPOT_DLQ_ENV: "http://127.0.0.1:1/queue/hubspot-dlq",
+        HUBSPOT_SECRET_ENV: "upswing/bench/hubspot-token",
+        EVENT_BUS_ENV: "upswing-bench",
+        SENDER_EMAIL_ENV: "upswing@example.com",
         "AWS_LAMBDA_FUNCTION_NAME": "bench",  # so Powertools behaves as in Lambda (tracer on)
         "POWERTOOLS_METRICS_DISABLED": "true",
         # The bundle first on the path, and no bytecode written: like Lambda's read-only /var/task.
