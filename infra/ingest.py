@@ -20,6 +20,7 @@ from shared.resources import (
     COUNTERS_TABLE,
     EVENTS_TABLE,
     FIRINGS_TABLE,
+    PLAYS_TABLE,
     REGISTRY_TABLE,
     REJECTS_QUEUE,
     RETENTION_DAYS_ENV,
@@ -80,6 +81,7 @@ class IngestApi(Construct):
         accounts_table = storage.table(ACCOUNTS_TABLE)
         counters_table = storage.table(COUNTERS_TABLE)
         firings_table = storage.table(FIRINGS_TABLE)
+        plays_table = storage.table(PLAYS_TABLE)
 
         self.api_function = UpswingFunction(
             self,
@@ -94,6 +96,7 @@ class IngestApi(Construct):
                 ACCOUNTS_TABLE.env_var: accounts_table.table_name,
                 COUNTERS_TABLE.env_var: counters_table.table_name,
                 FIRINGS_TABLE.env_var: firings_table.table_name,
+                PLAYS_TABLE.env_var: plays_table.table_name,
                 RULESET_PATH_ENV: settings.ruleset_path,
                 RETENTION_DAYS_ENV: str(settings.retention_days),
             },
@@ -108,6 +111,8 @@ class IngestApi(Construct):
         self.api_function.allow(["dynamodb:Query"], counters_table.table_arn)
         # GET .../signals previews the rules: the account's trigger state and recent firings.
         self.api_function.allow(["dynamodb:GetItem", "dynamodb:Query"], firings_table.table_arn)
+        # ...and the plays those firings became (routed, waiting, suppressed): read only.
+        self.api_function.allow(["dynamodb:Query"], plays_table.table_arn)
 
         self.authorizer_function = UpswingFunction(
             self,

@@ -152,9 +152,12 @@ def _get_counters() -> dict[str, Any]:
 def _get_signals() -> dict[str, Any]:
     return {
         "operationId": "getSignals",
-        "summary": "What the rules say about an account now, and its recent firings with their evidence.",
+        "summary": "What the rules say about an account now, its recent firings with their evidence, "
+        "and the plays they became.",
         "description": "Each trigger's status (fired, not held, excluded, cooling down, not re-armed, "
-        "other segment) with its condition as evaluated now; recent firings newest first (docs/rules.md).",
+        "other segment) with its condition as evaluated now; recent firings newest first (docs/rules.md); "
+        "recent plays, last updated first, with their status (routed, scheduled, deferred, accepted, "
+        "suppressed, lapsed) and why they wait or ended (docs/api.md).",
         "parameters": [_account_parameter()],
         "responses": {
             "200": {"description": "Signals and firings.", **_json_body({"type": "object"})},

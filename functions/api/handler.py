@@ -1,4 +1,4 @@
-"""The HTTP API: events in, account profiles, counters out, and the OpenAPI document.
+"""The HTTP API: events in, account profiles, counters, signals and plays out, and the OpenAPI document.
 
 Every route is behind the producer-key authorizer; the producer it names is recorded with each
 accepted event. Domain errors become HTTP answers in one place (the exception handlers below).
@@ -30,6 +30,8 @@ from shared.events.models import Identifier
 from shared.events.validation import BadRequest, describe_errors, parse_events_request
 from shared.observability import logger, metrics, traced
 from shared.openapi import openapi_document
+from shared.routing.ledger import PlayLedger
+from shared.routing.views import play_state
 from shared.rules.aggregates import DynamoAggregates
 from shared.rules.firings import FiringStore
 from shared.rules.online import OnlineEvaluator, active_ruleset
@@ -38,6 +40,7 @@ from shared.storage.dynamo import dynamodb_client
 
 app = APIGatewayRestResolver()
 MAX_COUNTER_DAYS = 400
+RECENT_PLAYS = 20
 _ACCOUNT_ID = TypeAdapter(Identifier)
 
 
@@ -67,6 +70,11 @@ def accounts() -> AccountStore:
 @cache
 def counters() -> CounterStore:
     return CounterStore(dynamodb_client(), settings().counters_table, settings().retention_days)
+
+
+@cache
+def play_ledger() -> PlayLedger:
+    return PlayLedger(dynamodb_client(), settings().plays_table, settings().retention_days)
 
 
 @cache
@@ -172,6 +180,7 @@ def get_signals(account_id: str) -> Response:
                 for outcome in evaluation.outcomes
             ],
             "recent_firings": online.firings.recent_firings(account_id),
+            "recent_plays": [play_state(play) for play in play_ledger().plays(account_id, RECENT_PLAYS)],
         },
     )
 

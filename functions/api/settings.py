@@ -6,6 +6,7 @@ from shared.resources import (
     COUNTERS_TABLE,
     DEFAULT_RULESET_PATH,
     FIRINGS_TABLE,
+    PLAYS_TABLE,
     RULESET_PATH_ENV,
 )
 
@@ -14,4 +15,5 @@ class ApiSettings(IngestSettings):
     accounts_table: str = Field(min_length=1, validation_alias=ACCOUNTS_TABLE.env_var)
     counters_table: str = Field(min_length=1, validation_alias=COUNTERS_TABLE.env_var)
     firings_table: str = Field(min_length=1, validation_alias=FIRINGS_TABLE.env_var)
+    plays_table: str = Field(min_length=1, validation_alias=PLAYS_TABLE.env_var)
     ruleset_path: str = Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)

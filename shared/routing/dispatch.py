@@ -8,6 +8,7 @@ from typing import Any
 from shared.resources import EVENT_SOURCE, PLAY_ROUTED_DETAIL_TYPE
 from shared.routing.ledger import PlayRecord
 from shared.routing.messages import PlayDelivery
+from shared.routing.views import play_summary, stamp
 from shared.rules.plays import Channel
 
 
@@ -52,29 +53,5 @@ class AwsDispatcher:
 
 
 def routed_event(record: PlayRecord) -> dict[str, Any]:
-    """The `play.routed` detail (docs/api.md): who got which play, how, by when. No e-mail
-    addresses or names: consumers that need them look the owner up by HubSpot id or role."""
-    first = record.deliveries[0] if record.deliveries else None
-    return {
-        "play_id": record.play_id,
-        "firing_id": record.firing_id,
-        "account_id": record.account_id,
-        "trigger": record.trigger,
-        "play": record.play,
-        "tier": record.tier,
-        "ruleset_version": record.firing["ruleset_version"],
-        "channels": [delivery.channel.value for delivery in record.deliveries],
-        "skipped": record.skipped,
-        "owner": (
-            {
-                "role": record.owner.role,
-                "hubspot_owner_id": record.owner.hubspot_owner_id,
-                "from_pool": record.owner.from_pool,
-            }
-            if record.owner
-            else None
-        ),
-        "due": first.due.isoformat() if first else None,
-        "priority": first.priority if first else None,
-        "routed_at": record.updated_at.isoformat().replace("+00:00", "Z"),
-    }
+    """The `play.routed` detail (docs/api.md): who got which play, how, by when."""
+    return {**play_summary(record), "routed_at": stamp(record.updated_at)}

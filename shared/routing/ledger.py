@@ -180,14 +180,28 @@ class PlayLedger:
         )
         return [_record(deserialize(raw)) for raw in answer.get("Items", [])]
 
-    def plays(self, account_id: str, limit: int = 50) -> list[PlayRecord]:
-        answer = self._client.query(
-            TableName=self._table,
-            KeyConditionExpression="pk = :account AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":account": {"S": account_id}, ":prefix": {"S": PLAY_PREFIX}},
-            Limit=limit,
-        )
-        return [_record(deserialize(raw)) for raw in answer.get("Items", [])]
+    def plays(self, account_id: str, limit: int | None = None) -> list[PlayRecord]:
+        """The account's plays, most recently updated first (the newest `limit` of them).
+
+        Play ids are hashes, so the table cannot hand them over in time order: every play of the
+        account is read. They are few (each trigger fires at most once per cooldown, and the
+        items expire with the retention period).
+        """
+        records: list[PlayRecord] = []
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :account AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":account": {"S": account_id}, ":prefix": {"S": PLAY_PREFIX}},
+        }
+        while True:
+            answer = self._client.query(**query)
+            records += [_record(deserialize(raw)) for raw in answer.get("Items", [])]
+            if "LastEvaluatedKey" not in answer:
+                break
+            query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        records.sort(key=lambda record: (record.tier, record.play_id))  # a firing's tiers in order...
+        records.sort(key=lambda record: record.updated_at, reverse=True)  # ...within the newest first
+        return records if limit is None else records[:limit]
 
     def counts(self, counters: list[str], period: str) -> dict[str, int]:
         """The current value of budget counters in one period (absent counters are 0)."""

@@ -361,7 +361,10 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
 @pytest.mark.parametrize(
     ("handler", "tables"),
     [
-        (API_HANDLER, [EVENTS_TABLE, REGISTRY_TABLE, ACCOUNTS_TABLE, COUNTERS_TABLE, FIRINGS_TABLE]),
+        (
+            API_HANDLER,
+            [EVENTS_TABLE, REGISTRY_TABLE, ACCOUNTS_TABLE, COUNTERS_TABLE, FIRINGS_TABLE, PLAYS_TABLE],
+        ),
         (AUTHORIZER_HANDLER, [REGISTRY_TABLE]),
         (BUS_INGEST_HANDLER, [EVENTS_TABLE, REGISTRY_TABLE]),
         (AGGREGATOR_HANDLER, [COUNTERS_TABLE]),
@@ -431,6 +434,11 @@ def test_given_the_api_function_then_it_gets_exactly_the_item_actions_it_perform
             "dynamodb:PutItem",
         }
     assert allowed_actions(statements, table_id(template, COUNTERS_TABLE)) == {"dynamodb:Query"}
+    assert allowed_actions(statements, table_id(template, FIRINGS_TABLE)) == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+    }
+    assert allowed_actions(statements, table_id(template, PLAYS_TABLE)) == {"dynamodb:Query"}
 
 
 def test_given_the_aggregator_then_it_writes_only_counters(template: dict[str, Any]) -> None:

@@ -641,7 +641,7 @@ def test_given_an_unknown_account_when_signals_are_asked_then_the_same_shape_wit
     assert status == 200
     assert answer["account_id"] == "acct-never-seen"
     assert answer["ruleset_version"] == reference.version
-    assert answer["recent_firings"] == []
+    assert answer["recent_firings"] == answer["recent_plays"] == []
     assert [trigger["trigger"] for trigger in answer["triggers"]] == list(reference.triggers)
     for trigger in answer["triggers"]:
         assert trigger["held"] is False

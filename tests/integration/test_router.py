@@ -23,7 +23,7 @@ from shared.routing.router import FiredMessage, Router, play_id
 from shared.rules.loading import parse_ruleset
 from shared.rules.plays import Channel
 from tests.conftest import TEST_RETENTION_DAYS, Aws
-from tests.integration.builders import sqs_event
+from tests.integration.builders import account_path, call_api, proxy_event, sqs_event
 
 WEDNESDAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 BUS = "upswing-test-bus"
@@ -354,6 +354,53 @@ def test_plays_over_the_accounts_budget_are_deferred_to_next_week_then_routed(
     [event] = routed_events(aws, bus)
     assert event["trigger"] == "upgrade"
     assert router.ledger.get("acct-1", third.play_id).status is PlayStatus.ROUTED  # type: ignore[union-attr]
+
+
+def test_the_signals_route_shows_the_accounts_plays_newest_first_with_why_they_wait(
+    aws: Aws, router: Router
+) -> None:
+    # Given two plays routed and a third deferred by the weekly budget, and another account's play
+    put_account(aws, "acct-1", owners={"csm": CSM})
+    put_account(aws, "acct-2", owners={"csm": CSM})
+    triggers = [("seats", "seat-expansion"), ("seats-desk", "desk"), ("upgrade", "upgrade-proposal")]
+    for minute, (trigger, play) in enumerate(triggers):
+        router.route_firing(
+            fired("acct-1", trigger=trigger, play=play), WEDNESDAY + timedelta(minutes=minute)
+        )
+    router.route_firing(fired("acct-2"), WEDNESDAY)
+
+    # When RevOps asks for acct-1's signals
+    status, answer = call_api(
+        proxy_event(
+            "GET",
+            account_path("acct-1", "/signals"),
+            None,
+            content_type=None,
+            resource="/v1/accounts/{account_id}/signals",
+        )
+    )
+
+    # Then its plays are listed, last updated first, each with where it stands
+    assert status == 200
+    plays = answer["recent_plays"]
+    assert [(play["trigger"], play["tier"], play["status"]) for play in plays] == [
+        ("upgrade", 0, "deferred"),
+        ("upgrade", 1, "scheduled"),  # its escalation tiers, due 7 and 14 days on
+        ("upgrade", 2, "scheduled"),
+        ("seats-desk", 0, "routed"),
+        ("seats", 0, "routed"),
+    ]
+    deferred, escalation, routed = plays[0], plays[1], plays[4]
+    assert escalation["release_at"] == "2026-12-02T09:00:00Z"  # 7 days after the firing (09:00)
+    assert deferred["reason"] == "at most 2 plays per account per week"
+    assert deferred["release_at"] == "2026-11-30T00:00:00Z"
+    assert deferred["channels"] == []
+    assert routed["release_at"] is None
+    assert routed["channels"] == ["hubspot_task", "email"]
+    assert routed["updated_at"] == "2026-11-25T10:00:00Z"
+    assert routed["due"] == "2026-11-27"
+    assert routed["owner"] == {"role": "csm", "hubspot_owner_id": "501", "from_pool": False}
+    assert "casey@example.com" not in json.dumps(answer)  # owners by role and HubSpot id only
 
 
 def test_tasks_over_the_owners_daily_budget_wait_for_the_next_day(aws: Aws, router: Router) -> None:

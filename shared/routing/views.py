@@ -1,0 +1,53 @@
+"""Plays as people outside see them: on the bus (`play.routed`) and on GET .../signals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.routing.ledger import WAITING, PlayRecord
+
+
+def play_summary(record: PlayRecord) -> dict[str, Any]:
+    """A play as `play.routed` and GET .../signals show it. No e-mail addresses or names:
+    consumers that need them look the owner up by HubSpot id or role."""
+    first = record.deliveries[0] if record.deliveries else None
+    return {
+        "play_id": record.play_id,
+        "firing_id": record.firing_id,
+        "account_id": record.account_id,
+        "trigger": record.trigger,
+        "play": record.play,
+        "tier": record.tier,
+        "ruleset_version": record.firing["ruleset_version"],
+        "channels": [delivery.channel.value for delivery in record.deliveries],
+        "skipped": record.skipped,
+        "owner": (
+            {
+                "role": record.owner.role,
+                "hubspot_owner_id": record.owner.hubspot_owner_id,
+                "from_pool": record.owner.from_pool,
+            }
+            if record.owner
+            else None
+        ),
+        "due": first.due.isoformat() if first else None,
+        "priority": first.priority if first else None,
+    }
+
+
+def play_state(record: PlayRecord) -> dict[str, Any]:
+    """A play with where it stands: routed, waiting (and until when), or ended without a delivery
+    (and why). What GET .../signals lists."""
+    return {
+        **play_summary(record),
+        "status": record.status.value,
+        "reason": record.reason,
+        "release_at": stamp(record.due_at) if record.due_at and record.status in WAITING else None,
+        "updated_at": stamp(record.updated_at),
+    }
+
+
+def stamp(moment: datetime) -> str:
+    """An instant as the API writes it: ISO 8601 in UTC, with Z."""
+    return moment.isoformat().replace("+00:00", "Z")
