@@ -27,7 +27,7 @@ from shared.counters.view import bucket_view
 from shared.events.ingest import Ingestor, Status, ingestor_for, summarize
 from shared.events.ledger import Channel
 from shared.events.models import Identifier
-from shared.events.validation import BadRequest, describe_errors, parse_events_request
+from shared.events.validation import BadRequest, describe_errors, parse_events_request, parse_json_body
 from shared.observability import logger, metrics, traced
 from shared.openapi import openapi_document
 from shared.routing.ledger import PlayLedger
@@ -50,6 +50,12 @@ class NotFound(Exception):
 
 class StorageUnavailable(Exception):
     pass
+
+
+class InvalidProfile(Exception):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
 
 
 @cache
@@ -118,13 +124,14 @@ def post_events() -> Response:
 @app.put("/v1/accounts/<account_id>")
 def put_account(account_id: str) -> Response:
     account_id = _account_id(account_id)
-    try:
-        document = app.current_event.json_body if app.current_event.body else None
-    except ValueError:  # not JSON, or not UTF-8: the caller's mistake, never a 5xx
-        document = None
+    request = app.current_event
+    document = parse_json_body(request.body, request.is_base64_encoded or False, what="profile")
     if not isinstance(document, dict):
         raise BadRequest(400, "The body must be a JSON object with the account profile (at least a name).")
-    profile = AccountProfile.model_validate(document)
+    try:
+        profile = AccountProfile.model_validate(document)
+    except ValidationError as error:
+        raise InvalidProfile(describe_errors(error, AccountProfile, noun="profile")) from None
     stored, created = accounts().put(account_id, profile)
     return _json(201 if created else 200, stored.model_dump(mode="json"))
 
@@ -141,11 +148,10 @@ def get_account(account_id: str) -> Response:
 @app.get("/v1/accounts/<account_id>/counters")
 def get_counters(account_id: str) -> Response:
     account_id = _account_id(account_id)
-    today = datetime.now(UTC).date()
     first, last = _day_range(
         app.current_event.get_query_string_value("from"),
         app.current_event.get_query_string_value("to"),
-        default_last=today,
+        today=datetime.now(UTC).date(),
     )
     buckets = counters().read_range(account_id, first.isoformat(), last.isoformat())
     return _json(
@@ -195,9 +201,9 @@ def bad_request(error: BadRequest) -> Response:
     return _message(error.status, error.message)
 
 
-@app.exception_handler(ValidationError)
-def invalid_document(error: ValidationError) -> Response:
-    return _json(400, {"message": "The profile is not valid.", "errors": describe_errors(error)})
+@app.exception_handler(InvalidProfile)
+def invalid_profile(error: InvalidProfile) -> Response:
+    return _json(400, {"message": "The profile is not valid.", "errors": error.errors})
 
 
 @app.exception_handler(NotFound)
@@ -243,19 +249,34 @@ def _producer() -> str:
 
 
 def _account_id(raw: str) -> str:
+    """The account id of a path, decoded strictly: one path, one account, or a 400 that says why."""
     try:
-        # API Gateway (REST) passes path parameters percent-encoded: "soci%C3%A9t%C3%A9".
-        return _ACCOUNT_ID.validate_python(unquote(raw))
+        # API Gateway (REST) passes path parameters percent-encoded: "soci%C3%A9t%C3%A9". A byte
+        # that is not UTF-8 (%FF) must not become U+FFFD and collapse two ids into one.
+        decoded = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest(400, "account_id is not valid percent-encoded UTF-8 (e.g. %FF).") from None
+    if decoded in (".", ".."):
+        raise BadRequest(400, "account_id cannot be '.' or '..': such a path names no account.")
+    try:
+        return _ACCOUNT_ID.validate_python(decoded)
     except ValidationError:
         raise BadRequest(400, "account_id must be 1-128 printable characters.") from None
 
 
-def _day_range(first: str | None, last: str | None, default_last: date) -> tuple[date, date]:
+def _day_range(first: str | None, last: str | None, today: date) -> tuple[date, date]:
+    """The days asked for, within the days counters can exist: the retention window up to tomorrow."""
+    oldest, newest = today - timedelta(days=settings().retention_days), today + timedelta(days=1)
+    allowed = f"between {oldest.isoformat()} and {newest.isoformat()} (counters are kept for " + (
+        f"{settings().retention_days} days)"
+    )
     try:
-        last_day = date.fromisoformat(last) if last else default_last
-        first_day = date.fromisoformat(first) if first else last_day - timedelta(days=29)
-    except ValueError:
-        raise BadRequest(400, "from and to must be dates like 2026-11-23.") from None
+        last_day = date.fromisoformat(last) if last else today
+        first_day = date.fromisoformat(first) if first else max(oldest, last_day - timedelta(days=29))
+    except (ValueError, OverflowError):
+        raise BadRequest(400, f"from and to must be dates like 2026-11-23, {allowed}.") from None
+    if not (oldest <= first_day <= newest and oldest <= last_day <= newest):
+        raise BadRequest(400, f"from and to must be {allowed}.")
     if first_day > last_day:
         raise BadRequest(400, "from must not be after to.")
     if (last_day - first_day).days >= MAX_COUNTER_DAYS:

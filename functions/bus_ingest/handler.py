@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from functions.bus_ingest.settings import BusIngestSettings
 from shared.events.ingest import Ingestor, Outcome, Status, ingestor_for
 from shared.events.ledger import Channel
+from shared.json_input import JsonInputError, decode_json
 from shared.observability import logger, metrics, traced
 from shared.resources import USAGE_EVENT_DETAIL_TYPE
 from shared.settings import load_settings
@@ -87,9 +88,9 @@ def process_messages(
 
 def _envelope(body: str) -> tuple[dict[str, Any], str | None]:
     try:
-        envelope = json.loads(body)
-    except json.JSONDecodeError:
-        return {}, "the message body is not JSON"
+        envelope = decode_json(body, subject="The message")
+    except JsonInputError as error:
+        return {}, str(error)
     if not isinstance(envelope, dict) or "detail" not in envelope or "source" not in envelope:
         return {}, "the message is not an EventBridge event (no source/detail)"
     if envelope.get("detail-type") != USAGE_EVENT_DETAIL_TYPE:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shared.events.contract import MAX_ABS_VALUE
 from shared.events.models import Identifier, MetricName
 
 Label = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -16,15 +17,23 @@ Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", 
 HubSpotId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
 
 
+# Bounds no real account reaches (the largest employer has about 2.3 million people): a number
+# beyond them is a unit or encoding mistake, caught here rather than silently calibrating rules.
+MAX_EMPLOYEES = 10_000_000
+MAX_PLAN_TIER = 1_000
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class Plan(_Strict):
     name: str = Field(min_length=1, max_length=128, description="The plan's name, e.g. Growth.")
-    tier: int | None = Field(default=None, ge=0, description="Rank among plans; the highest is the top tier.")
+    tier: int | None = Field(
+        default=None, ge=0, le=MAX_PLAN_TIER, description="Rank among plans; the highest is the top tier."
+    )
     top_tier: bool = Field(default=False, description="True when no upgrade exists above this plan.")
-    limits: dict[MetricName, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+    limits: dict[MetricName, Annotated[float, Field(ge=0, le=MAX_ABS_VALUE, allow_inf_nan=False)]] = Field(
         default_factory=dict,
         max_length=100,
         description="Plan limits by metric, e.g. {seats: 50, api_calls: 1000000}.",
@@ -56,7 +65,7 @@ class AccountProfile(_Strict):
     name: str = Field(min_length=1, max_length=256)
     segment: Label | None = Field(default=None, description="e.g. smb, mid-market, enterprise.")
     industry: Label | None = None
-    employees: int | None = Field(default=None, ge=0)
+    employees: int | None = Field(default=None, ge=0, le=MAX_EMPLOYEES)
     plan: Plan | None = None
     arr: Decimal | None = Field(
         default=None, ge=0, max_digits=20, decimal_places=2, description="Annual revenue."

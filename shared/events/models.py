@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import re
+import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -20,12 +21,30 @@ from pydantic import (
     StringConstraints,
 )
 
-from shared.events.contract import MAX_ABS_VALUE, MAX_DIMENSIONS, MAX_PROPERTIES_BYTES
+from shared.events.contract import MAX_ABS_VALUE, MAX_DIMENSIONS, MAX_PROPERTIES_BYTES, MIN_ABS_VALUE
 
 
 class EventKind(StrEnum):
     COUNT = "count"
     GAUGE = "gauge"
+
+
+def _nfc(max_length: int) -> AfterValidator:
+    """One identity per visible string: "é" typed precomposed (NFC) or decomposed (NFD) is one id.
+
+    Ids are deduplication and partition keys, so two encodings of the same text would be two
+    accounts and two events. Every id is normalized to NFC as it arrives (docs/api.md).
+    """
+
+    def normalize(value: str) -> str:
+        if value.isascii():
+            return value
+        value = unicodedata.normalize("NFC", value)
+        if len(value) > max_length:  # a few characters grow under NFC
+            raise ValueError(f"must be at most {max_length} characters in Unicode NFC form")
+        return value
+
+    return AfterValidator(normalize)
 
 
 def _printable(value: str) -> str:
@@ -53,6 +72,12 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("is outside the range of representable times") from None
 
 
+def _storable_value(value: float) -> float:
+    if value != 0 and abs(value) < MIN_ABS_VALUE:
+        raise ValueError(f"must be 0 or at least {MIN_ABS_VALUE:g} in magnitude (got {value!r})")
+    return value
+
+
 def _finite_json(value: Any) -> Any:
     """Properties are free-form, but must be JSON a consumer can read back: no NaN/Infinity."""
 
@@ -76,14 +101,18 @@ def _finite_json(value: Any) -> Any:
     return value
 
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable)]
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), _nfc(128), AfterValidator(_printable)
+]
 MetricName = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$"),
     Field(description="Letters, digits and _ . : / -, starting with a letter or digit; at most 128."),
 ]
 DimensionKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-DimensionValue = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_printable)]
+DimensionValue = Annotated[
+    str, StringConstraints(min_length=1, max_length=256), _nfc(256), AfterValidator(_printable)
+]
 EventTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string), AfterValidator(_to_utc)]
 
 
@@ -96,13 +125,14 @@ class UsageEvent(BaseModel):
     account_id: Identifier = Field(description="The customer account the usage belongs to.")
     name: MetricName = Field(description="What happened or what is measured, e.g. seats.active.")
     occurred_at: EventTime = Field(description="RFC 3339 event time with a timezone; decides the bucket.")
-    value: float = Field(
+    value: Annotated[float, AfterValidator(_storable_value)] = Field(
         default=1.0,
         strict=True,
         allow_inf_nan=False,
         ge=-MAX_ABS_VALUE,
         le=MAX_ABS_VALUE,
-        description="A finite number (JSON number, not a string).",
+        description=f"A finite number (JSON number, not a string): 0, or between {MIN_ABS_VALUE:g} and "
+        f"{MAX_ABS_VALUE:g} in magnitude.",
     )
     kind: EventKind = Field(
         default=EventKind.COUNT,

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.events.contract import (
     FUTURE_TOLERANCE,
@@ -22,8 +21,8 @@ from shared.events.contract import (
     MAX_EVENTS_PER_REQUEST,
 )
 from shared.events.models import UsageEvent
-
-_EVENT_FIELDS = ", ".join(UsageEvent.model_fields)
+from shared.json_input import JsonInputError, decode_json
+from shared.model_fields import did_you_mean, fields_at
 
 
 class BadRequest(Exception):
@@ -46,17 +45,7 @@ def parse_events_request(body: str | None, content_type: str | None, is_base64: 
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise BadRequest(415, f"Content-Type must be application/json (got {content_type or 'none'!r}).")
-    raw = _body_bytes(body, is_base64)
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(
-            413,
-            f"The body is {len(raw):,} bytes; the limit is {MAX_BODY_BYTES:,} bytes. "
-            "Split the events over several requests.",
-        )
-    try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadRequest(400, f"The body is not valid JSON: {error}.") from None
+    document = parse_json_body(body, is_base64, what="events")
     if not isinstance(document, dict) or "events" not in document:
         raise BadRequest(400, 'The body must be a JSON object with an "events" array: {"events": [...]}.')
     unknown = sorted(set(document) - {"events"})
@@ -74,6 +63,21 @@ def parse_events_request(body: str | None, content_type: str | None, is_base64: 
             "Split the batch.",
         )
     return events
+
+
+def parse_json_body(body: str | None, is_base64: bool, what: str) -> Any:
+    """A request body's JSON document, within the size, nesting and number-literal limits."""
+    raw = _body_bytes(body, is_base64)
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest(
+            413,
+            f"The body is {len(raw):,} bytes; the limit is {MAX_BODY_BYTES:,} bytes. "
+            f"Split the {what} over several requests.",
+        )
+    try:
+        return decode_json(raw)
+    except JsonInputError as error:
+        raise BadRequest(400, str(error)) from None
 
 
 def validate_event(raw: Any, now: datetime, retention_days: int) -> UsageEvent | InvalidEvent:
@@ -113,14 +117,16 @@ def window_problem(occurred_at: datetime, now: datetime, retention_days: int) ->
     return None
 
 
-def describe_errors(error: ValidationError) -> list[str]:
-    """Pydantic's errors as sentences that name the field."""
+def describe_errors(
+    error: ValidationError, model: type[BaseModel] = UsageEvent, noun: str = "event"
+) -> list[str]:
+    """Pydantic's errors about a `model` document as sentences that name the field."""
     messages = []
     for item in error.errors(include_url=False):
-        field = ".".join(str(part) for part in item["loc"]) or "event"
+        field = ".".join(str(part) for part in item["loc"]) or noun
         kind = item["type"]
         if kind == "extra_forbidden":
-            messages.append(f"unknown field {field!r} (event fields are: {_EVENT_FIELDS})")
+            messages.append(_unknown_field(field, item["loc"], model, noun))
         elif kind == "missing":
             messages.append(f"{field} is required")
         elif kind in ("float_type", "float_parsing") and field == "value":
@@ -133,6 +139,15 @@ def describe_errors(error: ValidationError) -> list[str]:
             message = item["msg"].removeprefix("Value error, ")
             messages.append(f"{field}: {message[0].lower()}{message[1:]}")
     return messages
+
+
+def _unknown_field(field: str, location: tuple[str | int, ...], model: type[BaseModel], noun: str) -> str:
+    """Name the fields valid at the stray key's place: an owner's, a plan's, or the document's own."""
+    valid_here = fields_at(model, location[:-1])
+    parent = ".".join(str(part) for part in location[:-1])
+    where = f"{noun} fields are" if not parent else f"fields of {parent} are"
+    hint = did_you_mean(str(location[-1]), valid_here)
+    return f"unknown field {field!r}{hint} ({where}: {', '.join(valid_here)})"
 
 
 def _body_bytes(body: str | None, is_base64: bool) -> bytes:

@@ -7,16 +7,16 @@ traceback.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from shared.events.models import EventKind
+from shared.model_fields import did_you_mean, fields_at
 from shared.rules import language
 from shared.rules.durations import days
 from shared.rules.language import (
@@ -98,7 +98,7 @@ def check_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
                 if member not in ruleset.signals:
                     yield (
                         (*at, "signals", index),
-                        f"no signal named {member!r}{_did_you_mean(member, ruleset.signals)}",
+                        f"no signal named {member!r}{did_you_mean(member, ruleset.signals)}",
                     )
             continue
         for field, metric in _metrics_read(signal):
@@ -107,7 +107,7 @@ def check_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
                 yield (
                     (*at, *field),
                     f"metric {metric!r} is not declared under metrics"
-                    + _did_you_mean(metric, ruleset.metrics),
+                    + did_you_mean(metric, ruleset.metrics),
                 )
             elif signal.measure in GAUGE_MEASURES and kind is not EventKind.GAUGE:
                 yield (
@@ -131,7 +131,7 @@ def check_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
         if trigger.when not in ruleset.signals:
             yield (
                 ("triggers", name, "when"),
-                f"no signal named {trigger.when!r}{_did_you_mean(trigger.when, ruleset.signals)}",
+                f"no signal named {trigger.when!r}{did_you_mean(trigger.when, ruleset.signals)}",
             )
         for weighted in trigger.score.weights if trigger.score else {}:
             if weighted not in ruleset.signals:
@@ -139,7 +139,7 @@ def check_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
         if trigger.play not in ruleset.plays:
             yield (
                 ("triggers", name, "play"),
-                f"no play named {trigger.play!r} under plays{_did_you_mean(trigger.play, ruleset.plays)}",
+                f"no play named {trigger.play!r} under plays{did_you_mean(trigger.play, ruleset.plays)}",
             )
 
 
@@ -252,7 +252,7 @@ def _message(error: Any) -> str:
     kind, loc = error["type"], error["loc"]
     last = loc[-1] if loc else ""
     if kind == "extra_forbidden":
-        return f"unknown key {last!r}{_did_you_mean(str(last), _FIELD_NAMES)}"
+        return f"unknown key {last!r}{did_you_mean(str(last), fields_at(Ruleset, loc[:-1]))}"
     if kind == "missing":
         return "is required"
     if kind == "string_pattern_mismatch":
@@ -273,26 +273,3 @@ def _message(error: Any) -> str:
         return "must be a list"
     message = str(error["msg"]).removeprefix("Value error, ")
     return message[0].lower() + message[1:] if message else kind
-
-
-def _did_you_mean(name: str, known: Any) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _fields(*models: type[BaseModel]) -> set[str]:
-    return {field for model in models for field in model.model_fields}
-
-
-_FIELD_NAMES = _fields(
-    Ruleset,
-    MetricSignal,
-    CompositeSignal,
-    language.Trigger,
-    language.Score,
-    language.Growth,
-    language.BySegment,
-    language.DimensionOf,
-    language.RenewalWithin,
-    language.ContactedWithin,
-)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -121,7 +122,7 @@ def test_given_a_body_that_is_not_a_json_object_when_put_then_400_not_a_crash(aw
     status, answer = put_account("acct-northwind", body)
 
     assert status == 400
-    assert "JSON object" in answer["message"]
+    assert "JSON" in answer["message"]
 
 
 def test_given_an_account_id_of_129_chars_when_put_then_400(aws):
@@ -129,6 +130,87 @@ def test_given_an_account_id_of_129_chars_when_put_then_400(aws):
 
     assert status == 400
     assert "account_id" in answer["message"]
+
+
+def test_given_an_unknown_profile_field_when_put_then_the_message_lists_the_profile_fields(aws):
+    status, answer = put_account("acct-northwind", {"name": "N", "segmnet": "smb"})
+
+    assert status == 400
+    (error,) = answer["errors"]
+    assert error.startswith("unknown field 'segmnet' (did you mean 'segment'?) (profile fields are: name,")
+    assert "event_id" not in error
+
+
+def test_given_an_unknown_owner_field_when_put_then_the_message_lists_an_owners_fields(aws):
+    status, answer = put_account("acct-northwind", {"name": "N", "owners": {"csm": {"emial": "a@b.co"}}})
+
+    assert status == 400
+    assert answer["errors"] == [
+        "unknown field 'owners.csm.emial' (did you mean 'email'?) "
+        "(fields of owners.csm are: name, email, hubspot_owner_id)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ('{"name": "N", "x": ' + "[" * 3000 + "]" * 3000 + "}", "more than 32 levels deep"),
+        ('{"name": "N", "x": ' + "[" * 33 + "]" * 33 + "}", "more than 32 levels deep"),
+        ('{"name": "N", "employees": ' + "9" * 5000 + "}", "an integer of 5,000 digits"),
+        ('{"name": "N", "arr": 1.' + "0" * 200 + "}", "written with 202 characters"),
+    ],
+)
+def test_given_a_hostile_profile_body_when_put_then_400_with_the_limit_and_nothing_stored(aws, body, words):
+    status, answer = put_account("acct-northwind", body)
+
+    assert status == 400
+    assert words in answer["message"]
+    assert get(account_path("acct-northwind"))[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("profile", "named_field"),
+    [
+        ({"name": "N", "employees": 10**12}, "employees"),
+        ({"name": "N", "plan": {"name": "P", "tier": 10**9}}, "plan.tier"),
+        ({"name": "N", "plan": {"name": "P", "limits": {"seats": 1e300}}}, "plan.limits.seats"),
+    ],
+)
+def test_given_numbers_no_real_account_has_when_put_then_400(aws, profile, named_field):
+    status, answer = put_account("acct-northwind", profile)
+
+    assert status == 400
+    assert any(named_field in error for error in answer["errors"]), answer["errors"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ("acct%FF", "not valid percent-encoded UTF-8"),
+        ("%C3", "not valid percent-encoded UTF-8"),
+        (".", "cannot be '.' or '..'"),
+        ("..", "cannot be '.' or '..'"),
+        ("%2E%2E", "cannot be '.' or '..'"),
+    ],
+)
+def test_given_a_path_id_that_names_no_single_account_when_put_then_400(aws, raw, words):
+    status, answer = put_account(raw, {"name": "N"})
+
+    assert status == 400
+    assert words in answer["message"]
+
+
+def test_given_the_nfc_and_nfd_forms_of_one_id_when_put_then_they_are_one_account(aws):
+    from urllib.parse import quote
+
+    nfc, nfd = unicodedata.normalize("NFC", "société"), unicodedata.normalize("NFD", "société")
+    assert nfc != nfd
+
+    first, _ = put_account(quote(nfc), {"name": "Société"})
+    second, stored = put_account(quote(nfd), {"name": "Société, again"})
+
+    assert (first, second) == (201, 200)
+    assert stored["account_id"] == nfc
 
 
 def test_given_an_unknown_account_when_read_then_404_says_how_to_create_it(aws):
@@ -220,12 +302,17 @@ def test_given_an_account_without_usage_when_counters_are_read_then_the_days_lis
     assert answer["days"] == []
 
 
+def _days_ago(days: int) -> str:
+    return (datetime.now(UTC).date() - timedelta(days=days)).isoformat()
+
+
 @pytest.mark.parametrize(
     ("query", "words"),
     [
         ({"from": "last week"}, "dates like"),
-        ({"from": "2026-11-20", "to": "2026-11-10"}, "must not be after"),
-        ({"from": "2025-01-01", "to": "2026-11-20"}, "at most 400 days"),
+        ({"from": _days_ago(10), "to": _days_ago(20)}, "must not be after"),
+        ({"from": _days_ago(400), "to": _days_ago(-1)}, "at most 400 days"),
+        ({"to": "10000-01-01"}, "dates like"),
     ],
 )
 def test_given_a_bad_date_range_when_counters_are_read_then_400_says_why(aws, query, words):
@@ -233,6 +320,33 @@ def test_given_a_bad_date_range_when_counters_are_read_then_400_says_why(aws, qu
 
     assert status == 400
     assert words in answer["message"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # Date arithmetic near the first or last representable day used to crash the handler.
+        {"to": "0001-01-01"},
+        {"to": "9999-12-31"},
+        {"from": "0001-01-01", "to": "0001-01-01"},
+        {"from": "9999-12-31"},
+        {"from": _days_ago(401)},
+        {"to": _days_ago(-2)},
+    ],
+)
+def test_given_days_outside_the_kept_range_when_counters_are_read_then_400_names_the_range(aws, query):
+    status, answer = get(account_path("acct-northwind", "/counters"), query)
+
+    assert status == 400
+    assert f"between {_days_ago(400)} and {_days_ago(-1)}" in answer["message"]
+    assert "counters are kept for 400 days" in answer["message"]
+
+
+def test_given_a_to_day_near_the_oldest_kept_when_from_is_left_out_then_it_starts_at_the_oldest(aws):
+    status, answer = get(account_path("acct-northwind", "/counters"), {"to": _days_ago(390)})
+
+    assert status == 200
+    assert (answer["from"], answer["to"]) == (_days_ago(400), _days_ago(390))
 
 
 def test_given_percent_encoded_account_ids_as_rest_apis_send_them_then_they_are_decoded(aws):

@@ -101,10 +101,31 @@ def test_given_bodies_that_are_not_eventbridge_usage_events_when_delivered_then_
     assert ledger(aws) == {}
     reasons = {reject["errors"][0]: reject["event"] for reject in rejects(aws)}
     assert reasons == {
-        "the message body is not JSON": not_json,
+        "The message is not valid JSON: Expecting value: line 1 column 1 (char 0).": not_json,
         "the message is not an EventBridge event (no source/detail)": plain_event,
         "detail-type must be 'usage.event', got 'order.placed'": other_type,
     }
+
+
+def test_given_hostile_bodies_when_delivered_with_a_good_event_then_they_are_rejected_and_the_batch_goes_on(
+    aws,
+):
+    good = usage_event()
+    too_deep = '{"detail-type": "usage.event", "source": "x", "detail": ' + "[" * 3000 + "]" * 3000 + "}"
+    huge_integer = '{"detail-type": "usage.event", "source": "x", "detail": {"value": ' + "9" * 5000 + "}}"
+    batch = bus_event([good])
+    batch["Records"] += sqs_event([too_deep, huge_integer])["Records"]
+
+    answer = deliver(aws, batch)
+
+    assert answer == {"batchItemFailures": []}
+    assert set(ledger(aws)) == {good["event_id"]}
+    reasons = sorted(reject["errors"][0] for reject in rejects(aws))
+    assert reasons == [
+        "The message holds an integer of 5,000 digits; numbers may have at most 38 digits.",
+        "The message nests arrays and objects more than 32 levels deep; flatten event properties "
+        "(they are context, not a tree).",
+    ]
 
 
 def test_given_a_detail_that_is_not_an_object_when_delivered_then_it_is_rejected(aws):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 
 import pytest
@@ -174,6 +175,22 @@ def test_given_a_lowercase_content_type_header_when_posted_then_it_is_recognised
     assert status == 202
 
 
+def test_given_the_nfc_and_nfd_spellings_of_one_event_when_posted_then_it_is_counted_once(aws):
+    nfc = usage_event(event_id="évt-1", account_id=unicodedata.normalize("NFC", "société"))
+    nfd = {
+        **nfc,
+        "event_id": unicodedata.normalize("NFD", "évt-1"),
+        "account_id": unicodedata.normalize("NFD", "société"),
+    }
+
+    _, first = call_api(post_events([nfc]))
+    _, second = call_api(post_events([nfd]))
+
+    assert (first["accepted"], second["duplicates"]) == (1, 1)
+    (item,) = aws.scan(aws.events_table)
+    assert (item["pk"], item["sk"]) == (nfc["account_id"], unicodedata.normalize("NFC", "évt-1"))
+
+
 def _bad_requests() -> list[Any]:
     """Every kind of bad input a producer can send: (what, proxy event, expected status)."""
     nan_body = '{"events": [{"event_id": "e", "account_id": "a", "name": "n", ' + (
@@ -210,6 +227,21 @@ def _bad_requests() -> list[Any]:
             post_events([usage_event(dimensions={f"d{i}": "v" for i in range(17)})]), 202, id="17 dimensions"
         ),
         pytest.param(post_events([None, 1, [], "x", True]), 202, id="events that are not objects"),
+        # Hostile documents: each used to crash the handler (a 5xx or a dropped connection).
+        pytest.param(
+            proxy_event(
+                "POST", "/v1/events", '{"events": [{"properties": ' + "[" * 3000 + "]" * 3000 + "}]}"
+            ),
+            400,
+            id="properties 3,000 levels deep",
+        ),
+        pytest.param(
+            proxy_event("POST", "/v1/events", '{"events": [{"value": ' + "9" * 5000 + "}]}"),
+            400,
+            id="5,000-digit integer",
+        ),
+        # DynamoDB cannot store magnitudes below 1e-130: this used to fail the write and answer 503.
+        pytest.param(post_events([usage_event(value=1e-200)]), 202, id="value below the storable range"),
     ]
 
 

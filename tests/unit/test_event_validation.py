@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -446,3 +447,65 @@ def test_given_an_integer_beyond_any_float_when_validated_then_the_message_names
 
     assert isinstance(checked, InvalidEvent)
     assert checked.errors == ["value must be between -1e+15 and 1e+15"]
+
+
+# --- Numbers the store can hold, deep and huge documents, one identity per id -------------------
+
+
+@pytest.mark.parametrize("value", [1e-200, -1e-131, 5e-10])
+def test_given_a_value_too_small_to_mean_anything_when_validated_then_it_is_rejected(value):
+    assert errors_of(an_event(value=value)) == [
+        f"value: must be 0 or at least 1e-09 in magnitude (got {value!r})"
+    ]
+
+
+@pytest.mark.parametrize("value", [0, 1e-9, -1e-9, 1e15, 0.30000000000000004])
+def test_given_a_value_within_the_stored_range_when_validated_then_it_is_accepted(value):
+    assert accepted(an_event(value=value)).value == value
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ('{"events": [{"properties": ' + "[" * 3000 + "]" * 3000 + "}]}", 400, "more than 32 levels deep"),
+        ('{"events": [{"properties": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}]}", 400, "more than 32 levels"),
+        ('{"events": [{"value": ' + "1" * 5000 + "}]}", 400, "an integer of 5,000 digits"),
+        ('{"events": [{"value": 1.' + "5" * 100 + "}]}", 400, "written with 102 characters"),
+    ],
+)
+def test_given_a_hostile_body_when_parsed_then_4xx_with_the_limit_never_a_crash(body, status, words):
+    with pytest.raises(BadRequest) as refused:
+        parse_events_request(body, "application/json")
+
+    assert refused.value.status == status
+    assert words in refused.value.message
+
+
+def test_given_properties_nested_within_the_limit_when_parsed_then_they_are_accepted():
+    properties: Any = "leaf"
+    for _ in range(28):  # body → events → event → properties (+ 28) = 32 levels
+        properties = {"a": properties}
+
+    (raw,) = parse_events_request(
+        json.dumps({"events": [an_event(properties=properties)]}), "application/json"
+    )
+
+    assert accepted(raw).properties == properties
+
+
+def test_given_nfc_and_nfd_spellings_of_ids_when_validated_then_they_are_one_event():
+    nfc, nfd = (
+        an_event(
+            event_id=unicodedata.normalize(form, "évt-1"),
+            account_id=unicodedata.normalize(form, "société"),
+            dimensions={"team": unicodedata.normalize(form, "équipe")},
+        )
+        for form in ("NFC", "NFD")
+    )
+    assert nfc != nfd
+
+    first, second = accepted(nfc), accepted(nfd)
+
+    assert first == second
+    assert first.fingerprint() == second.fingerprint()
+    assert first.account_id == unicodedata.normalize("NFC", "société")

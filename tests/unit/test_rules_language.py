@@ -253,3 +253,29 @@ def test_given_the_reference_ruleset_then_every_trigger_has_a_play_with_a_narrat
         ("7d", "csm", ["hubspot_task"]),
         ("14d", "ae", ["hubspot_task", "email"]),
     ]
+
+
+# ── "did you mean" names only keys valid where the mistake is ──────────────────────────────────
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # A misspelt trigger key gets the trigger's own key, not a signal's or a play's.
+        (("    cooldown: 30d\n", "    coldown: 30d\n"), "unknown key 'coldown' (did you mean 'cooldown'?)"),
+        (("window: 30d, per_limit", "windw: 30d, per_limit"), "unknown key 'windw' (did you mean 'window'?)"),
+    ],
+)
+def test_given_an_unknown_key_then_the_suggestion_is_a_key_valid_at_that_place(change, expected):
+    found = problems(VALID.replace(*change))
+
+    assert any(expected in problem for problem in found), found
+
+
+def test_given_a_key_valid_only_elsewhere_then_it_is_not_suggested_back_as_itself():
+    # `renewal_within` is valid inside `unless`, not on the trigger: once suggested as itself.
+    (problem,) = problems(
+        VALID.replace("    cooldown: 30d\n", "    cooldown: 30d\n    renewal_within: 60d\n")
+    )
+
+    assert problem.endswith("triggers.upgrade.renewal_within: unknown key 'renewal_within'"), problem

@@ -25,6 +25,7 @@ import gzip
 import io
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -35,9 +36,10 @@ from typing import IO, Any, NamedTuple
 import msgspec
 
 from shared.counters.bucket import CountedEvent
-from shared.events.contract import MAX_ABS_VALUE, MAX_DIMENSIONS
+from shared.events.contract import MAX_ABS_VALUE, MAX_DIMENSIONS, MIN_ABS_VALUE
 from shared.events.models import EventKind
 from shared.events.validation import InvalidEvent, check_event
+from shared.json_input import JsonInputError, decode_json
 from shared.storage.dynamo import to_decimal
 
 EVENT_FIELDS = ("event_id", "account_id", "name", "occurred_at", "value", "kind", "dimensions", "properties")
@@ -150,12 +152,13 @@ def check_files(files: Sequence[Path]) -> None:
 def account_of_line(line: bytes) -> str | None:
     """The account of a JSON line, cheaply (None when the line is not one event with an account)."""
     account = plain_field(line, b"account_id")
-    if account is not None:
-        return account
-    try:
-        return _decode_account(line).account_id
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
+    if account is None:
+        try:
+            account = _decode_account(line).account_id
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+    # The contract makes NFC and NFD spellings of an id one account: they must share a partition.
+    return account if account.isascii() else unicodedata.normalize("NFC", account)
 
 
 def plain_field(line: bytes, key: bytes) -> str | None:
@@ -185,10 +188,19 @@ def judge_line(file: int, line: int, raw: bytes) -> Arrival:
     try:
         wire = _decode_wire(raw)
     except msgspec.ValidationError:  # valid JSON, not the common shape (a DecodeError too: first)
-        return _judge_slowly(file, line, json.loads(raw))
+        return _judge_decoded(file, line, raw)
     except msgspec.DecodeError as error:
         return _malformed(file, line, raw, error)
-    return _fast(file, line, wire) or _judge_slowly(file, line, json.loads(raw))
+    return _fast(file, line, wire) or _judge_decoded(file, line, raw)
+
+
+def _judge_decoded(file: int, line: int, raw: bytes) -> Arrival:
+    """Decoded by the API's own JSON rules (nesting, number literals) and judged by its contract."""
+    try:
+        document = decode_json(raw, subject="The line")
+    except JsonInputError as error:
+        return Rejected(file, line, None, None, str(error), malformed=True)
+    return _judge_slowly(file, line, document)
 
 
 def judge_object(file: int, line: int, raw: Any) -> Arrival:
@@ -222,6 +234,8 @@ def _fast(file: int, line: int, wire: _Wire) -> Accepted | None:
     value = wire.value
     if not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE or len(dimensions) > MAX_DIMENSIONS:
         return None
+    if value != 0 and -MIN_ABS_VALUE < value < MIN_ABS_VALUE:
+        return None
     for key, dimension in dimensions.items():
         if not (key in _KEYS or _vet(_KEYS, key, _DIMENSION_KEY.fullmatch)):
             return None
@@ -254,11 +268,16 @@ def _vet(cache: set[str], text: str, check: Callable[[str], object]) -> bool:
 
 
 def _identifier(text: str) -> bool:
-    return 0 < len(text) <= 128 and text.isprintable() and text == text.strip()
+    return 0 < len(text) <= 128 and text.isprintable() and text == text.strip() and _nfc(text)
 
 
 def _dimension_value(text: str) -> bool:
-    return 0 < len(text) <= 256 and text.isprintable() and text == text.strip()
+    return 0 < len(text) <= 256 and text.isprintable() and text == text.strip() and _nfc(text)
+
+
+def _nfc(text: str) -> bool:
+    """Already in the form the contract normalizes ids to (anything else: the contract decides)."""
+    return text.isascii() or unicodedata.is_normalized("NFC", text)
 
 
 def _is_day(text: str) -> bool:
@@ -422,9 +441,9 @@ def _csv_object(columns: list[tuple[str, str | None]], row: list[str]) -> Any:
             event[field] = _csv_number(cell)
         elif field == "properties":
             try:
-                event[field] = json.loads(cell)
-            except json.JSONDecodeError as error:
-                return BrokenRow(f"properties is not valid JSON: {error}")
+                event[field] = decode_json(cell, subject="properties")
+            except JsonInputError as error:
+                return BrokenRow(str(error))
         else:
             event[field] = cell
     if dimensions:
