@@ -52,6 +52,8 @@ _ACCESS_LOG_FIELDS = {
     "latencyMs": "$context.responseLatency",
     "producer": "$context.authorizer.producer_id",
     "keyId": "$context.authorizer.key_id",
+    # What the key may do, from the authorizer's context (the API checks it per route).
+    "scopes": "$context.authorizer.scopes",
     "error": "$context.error.message",
 }
 _API_TIMEOUT = Duration.seconds(10)
@@ -60,8 +62,7 @@ _BUS_INGEST_TIMEOUT = Duration.seconds(30)
 
 
 class IngestApi(Construct):
-    """REST API: POST /v1/events, PUT|GET /v1/accounts/{account_id}, GET .../{account_id}/counters,
-    GET /v1/openapi.json (the routes functions/api/handler.py serves).
+    """REST API: the routes of the OpenAPI document (shared/openapi.py), all served by one api function.
 
     Every method is behind the producer-key TOKEN authorizer and proxies to one api function.
     """

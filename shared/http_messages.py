@@ -8,4 +8,6 @@ UNAUTHORIZED_MESSAGE = (
     "Missing or invalid producer key: send Authorization: Bearer <key>. "
     "Keys are issued with `upswing keys issue`."
 )
-FORBIDDEN_MESSAGE = "This producer key has been revoked or is not allowed here."
+# The authorizer never denies (a bad key is a 401; a missing scope is the API's own 403 naming it),
+# so API Gateway answers this only if a policy is changed by hand.
+FORBIDDEN_MESSAGE = "This key is not allowed to call this route."

@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 from shared.accounts.models import AccountProfile, StoredAccount
 from shared.events.contract import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST
 from shared.events.models import EventBatch, IngestResponse, UsageEvent
+from shared.producers import Scope
 
 API_VERSION = "1.0.0"
 _REF = "#/components/schemas/{model}"
@@ -42,7 +43,8 @@ def openapi_document() -> dict[str, Any]:
             "version": API_VERSION,
             "description": (
                 "Usage events in, account profiles and counters out. Every call needs a producer key: "
-                "`Authorization: Bearer <key>`. See docs/api.md."
+                "`Authorization: Bearer <key>`, with the scope the operation names under `security` "
+                "(events:write, accounts:write, accounts:read). See docs/api.md."
             ),
         },
         "security": [{"producerKey": []}],
@@ -54,9 +56,11 @@ def openapi_document() -> dict[str, Any]:
             "/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
-                    "summary": "This document.",
+                    "summary": "This document (any valid key may read it).",
+                    "security": [{"producerKey": []}],
                     "responses": {
-                        "200": {"description": "The OpenAPI document.", **_json_body({"type": "object"})}
+                        "200": {"description": "The OpenAPI document.", **_json_body({"type": "object"})},
+                        **_errors({}, scoped=False),
                     },
                 }
             },
@@ -73,6 +77,7 @@ def openapi_document() -> dict[str, Any]:
 def _post_events() -> dict[str, Any]:
     return {
         "operationId": "postEvents",
+        "security": _needs(Scope.EVENTS_WRITE),
         "summary": "Send a batch of usage events.",
         "description": (
             f"1 to {MAX_EVENTS_PER_REQUEST} events, at most {MAX_BODY_BYTES:,} bytes. "
@@ -99,6 +104,7 @@ def _post_events() -> dict[str, Any]:
 def _put_account() -> dict[str, Any]:
     return {
         "operationId": "putAccount",
+        "security": _needs(Scope.ACCOUNTS_WRITE),
         "summary": "Create or replace an account's profile.",
         "parameters": [_account_parameter()],
         "requestBody": {"required": True, **_json_body(_ref("AccountProfile"))},
@@ -113,6 +119,7 @@ def _put_account() -> dict[str, Any]:
 def _get_account() -> dict[str, Any]:
     return {
         "operationId": "getAccount",
+        "security": _needs(Scope.ACCOUNTS_READ),
         "summary": "Read an account's profile.",
         "parameters": [_account_parameter()],
         "responses": {
@@ -126,6 +133,7 @@ def _get_counters() -> dict[str, Any]:
     day = {"type": "string", "format": "date"}
     return {
         "operationId": "getCounters",
+        "security": _needs(Scope.ACCOUNTS_READ),
         "summary": "An account's daily counters (UTC days, by event time).",
         "parameters": [
             _account_parameter(),
@@ -152,6 +160,7 @@ def _get_counters() -> dict[str, Any]:
 def _get_signals() -> dict[str, Any]:
     return {
         "operationId": "getSignals",
+        "security": _needs(Scope.ACCOUNTS_READ),
         "summary": "What the rules say about an account now, its recent firings with their evidence, "
         "and the plays they became.",
         "description": "Each trigger's status (fired, not held, excluded, cooling down, not re-armed, "
@@ -175,8 +184,25 @@ def _account_parameter() -> dict[str, Any]:
     }
 
 
-def _errors(cases: dict[str, str]) -> dict[str, Any]:
-    shared = {"401": "Missing or unknown producer key.", "403": "Revoked producer key."}
+def required_scope(method: str, path: str) -> Scope | None:
+    """The scope an operation needs (None: any valid key), as this document declares it.
+
+    The API enforces what the document says, so the two cannot disagree. KeyError: no such operation.
+    """
+    (requirement,) = openapi_document()["paths"][path][method.lower()]["security"]
+    (scope,) = requirement["producerKey"] or [None]
+    return Scope(scope) if scope else None
+
+
+def _needs(scope: Scope) -> list[dict[str, list[str]]]:
+    # OpenAPI 3.1 lets a non-OAuth security requirement list the roles it needs: here, the scope.
+    return [{"producerKey": [scope.value]}]
+
+
+def _errors(cases: dict[str, str], scoped: bool = True) -> dict[str, Any]:
+    shared = {"401": "Missing, unknown or revoked producer key."}
+    if scoped:
+        shared["403"] = "The key lacks the scope this operation needs (the message names it)."
     return {
         status: {"description": text, **_json_body(_ref("Message"))}
         for status, text in (cases | shared).items()

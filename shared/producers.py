@@ -3,6 +3,9 @@
 A key is `upk_` + 32 random bytes (base64url). Its id is the first 16 hex digits of its hash,
 which is what the operator sees, lists and revokes; the key itself is shown once, at issue.
 Keys are long random secrets, so a fast hash is enough (nothing to brute-force).
+
+Each key carries scopes: what it may do (docs/api.md). A product service's key writes events and
+nothing else, so it can neither read owners' e-mail addresses nor rewrite a profile's routing.
 """
 
 from __future__ import annotations
@@ -11,14 +14,47 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from shared.storage.dynamo import deserialize
 
 KEY_PREFIX = "upk_"
 _PRODUCER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+class Scope(StrEnum):
+    EVENTS_WRITE = "events:write"  # POST /v1/events
+    OUTCOMES_WRITE = "outcomes:write"  # POST /v1/outcomes
+    ACCOUNTS_WRITE = "accounts:write"  # PUT /v1/accounts/{id}: profiles steer routing
+    ACCOUNTS_READ = "accounts:read"  # profiles (owners' e-mail addresses), counters, signals, triggers
+
+
+# A key issued without --scope: what a product service needs, nothing more.
+DEFAULT_SCOPES = frozenset({Scope.EVENTS_WRITE})
+# Keys issued before scopes existed have none stored; they keep posting events, and an operator
+# grants what else they did (`upswing keys grant KEY_ID --scope accounts:write`).
+LEGACY_SCOPES = DEFAULT_SCOPES
+
+
+def parse_scopes(names: Iterable[str]) -> frozenset[Scope]:
+    """Scopes by name, or ProducerKeyError naming the unknown one and the valid ones."""
+    scopes = set()
+    for name in names:
+        try:
+            scopes.add(Scope(name.strip()))
+        except ValueError:
+            valid = ", ".join(scope.value for scope in Scope)
+            raise ProducerKeyError(f"unknown scope {name!r}; scopes are: {valid}") from None
+    return frozenset(scopes)
+
+
+def scopes_text(scopes: Iterable[Scope]) -> str:
+    """Space-separated, sorted: how scopes travel in the authorizer's context (strings only)."""
+    return " ".join(sorted(scope.value for scope in scopes))
 
 
 class ProducerKeyError(ValueError):
@@ -29,6 +65,7 @@ class ProducerKeyError(ValueError):
 class Producer:
     producer_id: str
     key_id: str
+    scopes: frozenset[Scope]
 
 
 @dataclass(frozen=True)
@@ -36,6 +73,7 @@ class IssuedKey:
     key: str
     key_id: str
     producer_id: str
+    scopes: frozenset[Scope]
 
 
 @dataclass(frozen=True)
@@ -44,6 +82,7 @@ class KeyRecord:
     producer_id: str
     created_at: str
     revoked_at: str | None
+    scopes: frozenset[Scope]
 
 
 def key_hash(key: str) -> str:
@@ -55,7 +94,12 @@ class ProducerKeys:
         self._client = client
         self._table = table
 
-    def issue(self, producer_id: str, now: datetime | None = None) -> IssuedKey:
+    def issue(
+        self, producer_id: str, scopes: Iterable[Scope] = DEFAULT_SCOPES, now: datetime | None = None
+    ) -> IssuedKey:
+        scopes = frozenset(scopes)
+        if not scopes:
+            raise ProducerKeyError("a key needs at least one scope")
         if not _PRODUCER_NAME.match(producer_id):
             raise ProducerKeyError(
                 f"producer name {producer_id!r} must be 1-64 of a-z 0-9 _ . - "
@@ -70,10 +114,11 @@ class ProducerKeys:
                 "hash": {"S": digest},
                 "producer_id": {"S": producer_id},
                 "created_at": {"S": _stamp(now)},
+                "scopes": {"SS": sorted(scope.value for scope in scopes)},
             },
             ConditionExpression="attribute_not_exists(pk)",
         )
-        return IssuedKey(key=key, key_id=digest[:16], producer_id=producer_id)
+        return IssuedKey(key=key, key_id=digest[:16], producer_id=producer_id, scopes=scopes)
 
     def verify(self, key: str) -> Producer | None:
         """The producer a presented key belongs to, or None if unknown or revoked."""
@@ -85,13 +130,31 @@ class ProducerKeys:
             return None
         if not hmac.compare_digest(item["hash"]["S"], digest):
             return None
-        return Producer(producer_id=item["producer_id"]["S"], key_id=digest[:16])
+        return Producer(
+            producer_id=item["producer_id"]["S"],
+            key_id=digest[:16],
+            scopes=_stored_scopes(item.get("scopes")),
+        )
+
+    def grant(self, key_id: str, scopes: frozenset[Scope] | set[Scope]) -> None:
+        """Add scopes to an existing key (a legacy key, or one that takes on a new job)."""
+        self._check_key_id(key_id)
+        if not scopes:
+            raise ProducerKeyError("name at least one scope to grant")
+        item = self._client.get_item(TableName=self._table, Key={"pk": {"S": _pk(key_id)}}).get("Item")
+        if not item:
+            raise ProducerKeyError(f"no producer key with id {key_id}")
+        # A legacy key has no scopes stored: it starts from the legacy default.
+        scopes = _stored_scopes(item.get("scopes")) | set(scopes)
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(key_id)}},
+            UpdateExpression="SET scopes = :scopes",
+            ExpressionAttributeValues={":scopes": {"SS": sorted(scope.value for scope in scopes)}},
+        )
 
     def revoke(self, key_id: str, now: datetime | None = None) -> None:
-        if not re.fullmatch(r"[0-9a-f]{16}", key_id):
-            raise ProducerKeyError(
-                f"{key_id!r} is not a key id (16 hex digits, as `upswing keys list` shows)"
-            )
+        self._check_key_id(key_id)
         try:
             self._client.update_item(
                 TableName=self._table,
@@ -120,11 +183,29 @@ class ProducerKeys:
                         producer_id=item["producer_id"],
                         created_at=item["created_at"],
                         revoked_at=item.get("revoked_at"),
+                        scopes=_stored_scopes(raw.get("scopes")),
                     )
                 )
             if "LastEvaluatedKey" not in page:
                 return sorted(records, key=lambda record: record.created_at)
             scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    @staticmethod
+    def _check_key_id(key_id: str) -> None:
+        if not re.fullmatch(r"[0-9a-f]{16}", key_id):
+            raise ProducerKeyError(
+                f"{key_id!r} is not a key id (16 hex digits, as `upswing keys list` shows)"
+            )
+
+
+def _stored_scopes(attribute: dict[str, Any] | None) -> frozenset[Scope]:
+    if attribute is None:
+        return LEGACY_SCOPES
+    # A scope this version does not know (written by a newer one) grants nothing here.
+    return frozenset(Scope(name) for name in attribute["SS"] if name in _SCOPE_NAMES)
+
+
+_SCOPE_NAMES = frozenset(scope.value for scope in Scope)
 
 
 def _pk(key_id: str) -> str:

@@ -40,17 +40,27 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--port", type=int, default=8787, help="HTTP port on 127.0.0.1 (default 8787, 0: any)")
     local.set_defaults(run=_local)
 
-    keys = commands.add_parser("keys", help="issue, list and revoke producer keys")
+    keys = commands.add_parser("keys", help="issue, list, grant and revoke producer keys")
     keys.add_argument("--registry-table", help="registry table name (default: $REGISTRY_TABLE)")
     keys.add_argument("--stack", help="read the table name from this CloudFormation stack's outputs")
     actions = keys.add_subparsers(required=True, metavar="ACTION")
     issue = actions.add_parser("issue", help="issue a key for a producer; the key is shown once")
     issue.add_argument("producer", help="producer name, e.g. billing-service")
+    scope_help = (
+        "events:write, outcomes:write, accounts:write or accounts:read; repeat or separate with commas"
+    )
+    issue.add_argument(
+        "--scope", action="append", default=[], help=f"{scope_help} (default: events:write only)"
+    )
     issue.set_defaults(run=_keys_issue)
+    grant = actions.add_parser("grant", help="add scopes to a key (e.g. a key issued before scopes)")
+    grant.add_argument("key_id")
+    grant.add_argument("--scope", action="append", required=True, help=scope_help)
+    grant.set_defaults(run=_keys_grant)
     revoke = actions.add_parser("revoke", help="revoke a key by its id (effective within a minute)")
     revoke.add_argument("key_id")
     revoke.set_defaults(run=_keys_revoke)
-    actions.add_parser("list", help="list keys (ids, producers, dates)").set_defaults(run=_keys_list)
+    actions.add_parser("list", help="list keys (ids, producers, scopes, dates)").set_defaults(run=_keys_list)
 
     rules = commands.add_parser("rules", help="validate rules files, print the rules JSON Schema")
     rule_actions = rules.add_subparsers(required=True, metavar="ACTION")
@@ -224,14 +234,34 @@ def _producer_keys(args: argparse.Namespace) -> Any:
 
 
 def _keys_issue(args: argparse.Namespace) -> None:
-    from shared.producers import ProducerKeyError
+    from shared.producers import DEFAULT_SCOPES, ProducerKeyError, scopes_text
 
     try:
-        issued = _producer_keys(args).issue(args.producer)
+        scopes = _scopes_of(args.scope) or DEFAULT_SCOPES
+        issued = _producer_keys(args).issue(args.producer, scopes)
     except ProducerKeyError as error:
         raise UserError(str(error)) from None
-    print(f"key id   {issued.key_id}\nproducer {issued.producer_id}\nkey      {issued.key}")
+    print(f"key id   {issued.key_id}\nproducer {issued.producer_id}\nscopes   {scopes_text(issued.scopes)}")
+    print(f"key      {issued.key}")
     print("Store the key in the producer's secret store now: it is not shown again.", file=sys.stderr)
+
+
+def _keys_grant(args: argparse.Namespace) -> None:
+    from shared.producers import ProducerKeyError, scopes_text
+
+    try:
+        scopes = _scopes_of(args.scope)
+        keys = _producer_keys(args)
+        keys.grant(args.key_id, scopes)
+    except ProducerKeyError as error:
+        raise UserError(str(error)) from None
+    print(f"granted {scopes_text(scopes)} to {args.key_id} (effective within a minute: API Gateway caches)")
+
+
+def _scopes_of(values: list[str]) -> Any:
+    from shared.producers import parse_scopes
+
+    return parse_scopes(name for value in values for name in value.split(",") if name.strip())
 
 
 def _keys_revoke(args: argparse.Namespace) -> None:
@@ -245,9 +275,12 @@ def _keys_revoke(args: argparse.Namespace) -> None:
 
 
 def _keys_list(args: argparse.Namespace) -> None:
+    from shared.producers import scopes_text
+
     for record in _producer_keys(args).list():
         state = f"revoked {record.revoked_at}" if record.revoked_at else "active"
-        print(f"{record.key_id}  {record.producer_id:<24} created {record.created_at}  {state}")
+        scopes = scopes_text(record.scopes)
+        print(f"{record.key_id}  {record.producer_id:<24} {scopes:<44} created {record.created_at}  {state}")
 
 
 def _rules_validate(args: argparse.Namespace) -> int:

@@ -1,7 +1,9 @@
 """The HTTP API: events in, account profiles, counters, signals and plays out, and the OpenAPI document.
 
 Every route is behind the producer-key authorizer; the producer it names is recorded with each
-accepted event. Domain errors become HTTP answers in one place (the exception handlers below).
+accepted event. Each route needs the scope the OpenAPI document declares for it (a middleware
+checks it before the route runs; a route the document does not declare is refused). Domain errors
+become HTTP answers in one place (the exception handlers below).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,8 +23,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import TypeAdapter, ValidationError
 
 from functions.api.settings import ApiSettings
-from shared.accounts.models import AccountProfile
-from shared.accounts.store import AccountStore
+from shared.accounts.models import AccountProfile, StoredAccount, Writer
+from shared.accounts.store import AccountStore, ConcurrentProfileWrites
 from shared.counters.store import CounterStore
 from shared.counters.view import bucket_view
 from shared.events.ingest import Ingestor, Status, ingestor_for, summarize
@@ -29,7 +32,8 @@ from shared.events.ledger import Channel
 from shared.events.models import Identifier
 from shared.events.validation import BadRequest, describe_errors, parse_events_request, parse_json_body
 from shared.observability import logger, metrics, traced
-from shared.openapi import openapi_document
+from shared.openapi import openapi_document, required_scope
+from shared.producers import Scope
 from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
 from shared.rules.aggregates import DynamoAggregates
@@ -42,6 +46,8 @@ app = APIGatewayRestResolver()
 MAX_COUNTER_DAYS = 400
 RECENT_PLAYS = 20
 _ACCOUNT_ID = TypeAdapter(Identifier)
+# The rule of the route Powertools makes up when none matched (REST resolver: "^{rule}/*$").
+_CATCH_ALL = "^.*/*$"
 
 
 class NotFound(Exception):
@@ -50,6 +56,12 @@ class NotFound(Exception):
 
 class StorageUnavailable(Exception):
     pass
+
+
+class MissingScope(Exception):
+    def __init__(self, scope: Scope | None) -> None:
+        super().__init__(scope)
+        self.scope = scope
 
 
 class InvalidProfile(Exception):
@@ -102,6 +114,24 @@ def _never_publish(messages: list[dict[str, Any]]) -> set[str]:
     raise RuntimeError("the API previews rules; it never hands firings off")
 
 
+def require_scope(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
+    """Let the call through only if the key holds the scope the document names for this route."""
+    route = app.context["_route"]
+    if route.rule.pattern == _CATCH_ALL:  # no route matched: the 404 handler answers, whoever calls
+        return next_middleware(app)
+    try:
+        needed = required_scope(route.method, route.path.replace("<", "{").replace(">", "}"))
+    except KeyError:  # served but never declared, so never reviewed: refuse for every key
+        logger.error("route missing from the OpenAPI document", extra={"route": route.path})
+        raise MissingScope(None) from None
+    if needed is not None and needed not in _scopes():
+        raise MissingScope(needed)
+    return next_middleware(app)
+
+
+app.use(middlewares=[require_scope])
+
+
 @app.post("/v1/events")
 def post_events() -> Response:
     request = app.current_event
@@ -132,8 +162,8 @@ def put_account(account_id: str) -> Response:
         profile = AccountProfile.model_validate(document)
     except ValidationError as error:
         raise InvalidProfile(describe_errors(error, AccountProfile, noun="profile")) from None
-    stored, created = accounts().put(account_id, profile)
-    return _json(201 if created else 200, stored.model_dump(mode="json"))
+    stored, created = accounts().put(account_id, profile, _writer())
+    return _json(201 if created else 200, _profile_view(stored))
 
 
 @app.get("/v1/accounts/<account_id>")
@@ -142,7 +172,7 @@ def get_account(account_id: str) -> Response:
     stored = accounts().get(account_id)
     if stored is None:
         raise NotFound(f"No account {account_id!r}: create it with PUT /v1/accounts/{{account_id}}.")
-    return _json(200, stored.model_dump(mode="json"))
+    return _json(200, _profile_view(stored))
 
 
 @app.get("/v1/accounts/<account_id>/counters")
@@ -206,9 +236,25 @@ def invalid_profile(error: InvalidProfile) -> Response:
     return _json(400, {"message": "The profile is not valid.", "errors": error.errors})
 
 
+@app.exception_handler(MissingScope)
+def missing_scope(error: MissingScope) -> Response:
+    if error.scope is None:
+        return _message(403, "No key may call this route.")
+    return _message(
+        403,
+        f"This key lacks the scope {error.scope.value!r}, which this route needs. "
+        f"An operator can grant it: upswing keys grant KEY_ID --scope {error.scope.value}.",
+    )
+
+
 @app.exception_handler(NotFound)
 def not_found(error: NotFound) -> Response:
     return _message(404, str(error))
+
+
+@app.exception_handler(ConcurrentProfileWrites)
+def concurrent_writes(_: ConcurrentProfileWrites) -> Response:
+    return _message(503, "Other writers changed this profile at the same time; retry the request.")
 
 
 @app.exception_handler(StorageUnavailable)
@@ -238,6 +284,19 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
 
 
+def _profile_view(stored: StoredAccount) -> dict[str, Any]:
+    """The profile as this caller may see it: owners' e-mail addresses only for accounts:read keys."""
+    if Scope.ACCOUNTS_READ in _scopes():
+        return stored.model_dump(mode="json")
+    return stored.model_dump(mode="json", exclude={"owners": {"__all__": {"email"}}})
+
+
+def _writer() -> Writer:
+    authorizer = app.current_event.request_context.authorizer
+    key_id = authorizer.get("key_id") if authorizer else None
+    return Writer(producer_id=_producer(), key_id=str(key_id or "unknown"))
+
+
 def _producer() -> str:
     authorizer = app.current_event.request_context.authorizer
     producer = authorizer.get("producer_id") if authorizer else None
@@ -246,6 +305,12 @@ def _producer() -> str:
         # producer means the deployment is miswired, never the caller's fault.
         raise RuntimeError("the authorizer did not name a producer")
     return str(producer)
+
+
+def _scopes() -> frozenset[Scope]:
+    authorizer = app.current_event.request_context.authorizer
+    text = authorizer.get("scopes") if authorizer else None
+    return frozenset(scope for scope in Scope if scope.value in str(text or "").split())
 
 
 def _account_id(raw: str) -> str:

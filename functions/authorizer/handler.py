@@ -1,4 +1,4 @@
-"""API Gateway TOKEN authorizer: a producer key in, an allow policy naming the producer out.
+"""API Gateway TOKEN authorizer: a producer key in, an allow policy naming the producer and its scopes out.
 
 API Gateway caches the answer per key for a minute, for every route of the API (the policy
 allows the whole API), so a revoked key stops working within that minute.
@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.authorizer.settings import AuthorizerSettings
 from shared.observability import logger
-from shared.producers import ProducerKeys
+from shared.producers import ProducerKeys, scopes_text
 from shared.settings import load_settings
 from shared.storage.dynamo import dynamodb_client
 
@@ -49,7 +49,12 @@ def authorize(event: dict[str, Any], keys: ProducerKeys) -> dict[str, Any]:
                 }
             ],
         },
-        "context": {"producer_id": producer.producer_id, "key_id": producer.key_id},
+        # Context values must be strings: scopes travel space-separated; the API checks them per route.
+        "context": {
+            "producer_id": producer.producer_id,
+            "key_id": producer.key_id,
+            "scopes": scopes_text(producer.scopes),
+        },
     }
 
 

@@ -21,6 +21,8 @@ HubSpotId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
 # beyond them is a unit or encoding mistake, caught here rather than silently calibrating rules.
 MAX_EMPLOYEES = 10_000_000
 MAX_PLAN_TIER = 1_000
+# Writes remembered per profile (the audit trail stays inside one DynamoDB item).
+MAX_CHANGES_KEPT = 50
 
 
 class _Strict(BaseModel):
@@ -79,6 +81,31 @@ class AccountProfile(_Strict):
     flags: Flags = Field(default_factory=Flags)
 
 
+class Writer(BaseModel):
+    """Who wrote a profile: the producer and the key the authorizer verified."""
+
+    producer_id: str
+    key_id: str
+
+
+class ProfileChange(BaseModel):
+    """One write of the profile. Field paths only: the values may be personal data (e-mail addresses)."""
+
+    at: str = Field(description="When, RFC 3339 UTC.")
+    producer_id: str
+    key_id: str
+    fields: list[str] = Field(
+        description="What this write changed, e.g. flags.do_not_contact, owners.csm.email."
+    )
+
+
 class StoredAccount(AccountProfile):
     account_id: Identifier
     updated_at: str
+    updated_by: Writer | None = Field(
+        default=None, description="The last writer (absent before audit existed)."
+    )
+    changes: list[ProfileChange] = Field(
+        default_factory=list,
+        description=f"The last {MAX_CHANGES_KEPT} writes, newest first: who set do_not_contact, and when.",
+    )

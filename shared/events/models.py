@@ -104,10 +104,16 @@ def _finite_json(value: Any) -> Any:
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128), _nfc(128), AfterValidator(_printable)
 ]
+# Names are case-insensitive: folded to lower case wherever they arrive (events, rules, plan
+# limits), so an event named API.Calls counts toward a rule on api.calls instead of missing it.
 MetricName = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$"),
-    Field(description="Letters, digits and _ . : / -, starting with a letter or digit; at most 128."),
+    AfterValidator(str.lower),
+    Field(
+        description="Letters, digits and _ . : / -, starting with a letter or digit; at most 128. "
+        "Case-insensitive: stored and matched in lower case."
+    ),
 ]
 DimensionKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 DimensionValue = Annotated[

@@ -313,6 +313,8 @@ def test_given_the_api_stage_then_it_logs_access_as_json_throttles_traces_and_ne
     assert access_log_group in of_type(template, "AWS::Logs::LogGroup")
     assert json.loads(stage["AccessLogSetting"]["Format"])["status"] == "$context.status"
     assert json.loads(stage["AccessLogSetting"]["Format"])["producer"] == "$context.authorizer.producer_id"
+    # The scopes the authorizer passed are on every access-log line (a 403 can be explained).
+    assert json.loads(stage["AccessLogSetting"]["Format"])["scopes"] == "$context.authorizer.scopes"
     assert stage["TracingEnabled"] is True
     assert settings["ThrottlingRateLimit"] == SETTINGS.api_rate_limit
     assert settings["ThrottlingBurstLimit"] == SETTINGS.api_burst_limit

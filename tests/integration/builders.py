@@ -7,11 +7,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.producers import Scope, scopes_text
 from upswing.local.lambda_runtime import LocalContext
 
 API_ID = "a1b2c3d4e5"
 STAGE = "prod"
 PRODUCER = "checkout-service"
+# What the authorizer puts in the context for a key holding every scope (tests of one scope narrow it).
+ALL_SCOPES = scopes_text(Scope)
 
 
 def an_hour(day_offset: int, hour: int) -> datetime:
@@ -51,6 +54,7 @@ def proxy_event(
     query: dict[str, str] | None = None,
     producer: str = PRODUCER,
     resource: str | None = None,
+    scopes: str = ALL_SCOPES,
 ) -> dict[str, Any]:
     """An API Gateway REST proxy event, as API Gateway sends it after the authorizer allowed the call."""
     headers = {
@@ -83,6 +87,7 @@ def proxy_event(
                 "principalId": producer,
                 "producer_id": producer,
                 "key_id": "0123456789abcdef",
+                "scopes": scopes,
                 "integrationLatency": 12,
             },
             "domainName": f"{API_ID}.execute-api.us-east-1.amazonaws.com",

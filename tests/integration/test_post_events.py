@@ -293,8 +293,19 @@ def test_given_storage_fails_for_one_event_when_posted_then_503_asks_to_retry_th
 
 def test_given_no_producer_in_the_authorizer_context_when_posted_then_the_call_fails_loudly(aws):
     event = post_events([usage_event()])
-    event["requestContext"]["authorizer"] = {}
+    event["requestContext"]["authorizer"] = {"scopes": "events:write"}
 
     with pytest.raises(RuntimeError, match="authorizer did not name a producer"):
         call_api(event)
+    assert stored_events(aws) == {}
+
+
+def test_given_an_empty_authorizer_context_when_posted_then_no_scope_lets_it_through(aws):
+    event = post_events([usage_event()])
+    event["requestContext"]["authorizer"] = {}
+
+    status, answer = call_api(event)
+
+    assert status == 403
+    assert "'events:write'" in answer["message"]
     assert stored_events(aws) == {}

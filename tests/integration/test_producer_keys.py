@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 import pytest
 
 from functions.authorizer.handler import authorize, handler
-from shared.producers import KEY_PREFIX, ProducerKeyError, ProducerKeys, key_hash
+from shared.producers import (
+    KEY_PREFIX,
+    LEGACY_SCOPES,
+    ProducerKeyError,
+    ProducerKeys,
+    Scope,
+    key_hash,
+    parse_scopes,
+)
 from tests.conftest import Aws
 from upswing.local.lambda_runtime import LocalContext
 
@@ -139,6 +147,53 @@ def test_given_metric_kinds_in_the_same_table_when_keys_are_listed_then_only_key
     assert [record.producer_id for record in keys.list()] == ["billing"]
 
 
+# --- Scopes --------------------------------------------------------------------------------------
+
+
+def test_given_a_key_issued_without_scopes_then_it_may_only_write_events(keys):
+    issued = keys.issue("checkout-service")
+
+    assert issued.scopes == {Scope.EVENTS_WRITE}
+    assert keys.verify(issued.key).scopes == {Scope.EVENTS_WRITE}
+
+
+def test_given_a_key_issued_with_scopes_then_the_authorizer_passes_them_sorted_and_space_separated(keys):
+    issued = keys.issue("crm-sync", scopes={Scope.ACCOUNTS_WRITE, Scope.ACCOUNTS_READ})
+
+    policy = authorize(token_event(f"Bearer {issued.key}"), keys)
+
+    assert policy["context"]["scopes"] == "accounts:read accounts:write"
+
+
+def test_given_a_key_stored_before_scopes_existed_then_it_keeps_writing_events_and_can_be_granted_more(
+    aws, keys
+):
+    issued = keys.issue("legacy-service")
+    aws.dynamodb.update_item(  # how a key issued by an earlier version looks: no scopes attribute
+        TableName=aws.registry_table,
+        Key={"pk": {"S": f"key#{issued.key_id}"}},
+        UpdateExpression="REMOVE scopes",
+    )
+    assert keys.verify(issued.key).scopes == LEGACY_SCOPES == {Scope.EVENTS_WRITE}
+
+    keys.grant(issued.key_id, {Scope.ACCOUNTS_WRITE})
+
+    assert keys.verify(issued.key).scopes == {Scope.EVENTS_WRITE, Scope.ACCOUNTS_WRITE}
+    assert [record.scopes for record in keys.list()] == [{Scope.EVENTS_WRITE, Scope.ACCOUNTS_WRITE}]
+
+
+def test_given_an_unknown_scope_name_then_the_error_lists_the_valid_ones():
+    with pytest.raises(ProducerKeyError, match="unknown scope 'accounts:delete'; scopes are: events:write"):
+        parse_scopes(["events:write", "accounts:delete"])
+
+
+def test_given_no_scope_or_an_unknown_key_when_granting_then_it_is_refused(keys):
+    with pytest.raises(ProducerKeyError, match="at least one scope"):
+        keys.issue("x", scopes=set())
+    with pytest.raises(ProducerKeyError, match="no producer key with id 0123456789abcdef"):
+        keys.grant("0123456789abcdef", {Scope.ACCOUNTS_READ})
+
+
 # --- The authorizer ------------------------------------------------------------------------------
 
 
@@ -148,7 +203,11 @@ def test_given_a_valid_key_when_authorized_then_the_whole_api_is_allowed_and_the
     policy = authorize(token_event(f"Bearer {issued.key}"), keys)
 
     assert policy["principalId"] == "checkout-service"
-    assert policy["context"] == {"producer_id": "checkout-service", "key_id": issued.key_id}
+    assert policy["context"] == {
+        "producer_id": "checkout-service",
+        "key_id": issued.key_id,
+        "scopes": "events:write",
+    }
     (statement,) = policy["policyDocument"]["Statement"]
     assert statement == {
         "Action": "execute-api:Invoke",
@@ -205,3 +264,33 @@ def test_given_the_deployed_handler_when_invoked_then_it_finds_the_registry_from
     assert policy["context"]["producer_id"] == "checkout-service"
     with pytest.raises(Exception, match=r"^Unauthorized$"):
         handler(token_event("Bearer upk_nope"), LocalContext("authorizer"))
+
+
+# --- The CLI -------------------------------------------------------------------------------------
+
+
+def test_given_the_cli_when_a_reader_key_is_issued_granted_and_listed_then_scopes_show(aws, capsys):
+    from upswing.cli import main
+
+    table = ["--registry-table", aws.registry_table]
+    assert main(["keys", *table, "issue", "revops-dashboard", "--scope", "accounts:read"]) in (0, None)
+    issued = capsys.readouterr().out
+    key_id = issued.split()[2]
+    assert "scopes   accounts:read\n" in issued
+
+    assert main(["keys", *table, "grant", key_id, "--scope", "outcomes:write,events:write"]) in (0, None)
+    assert main(["keys", *table, "list"]) in (0, None)
+
+    listed = capsys.readouterr().out
+    assert f"granted events:write outcomes:write to {key_id}" in listed
+    assert "accounts:read events:write outcomes:write" in listed
+
+
+def test_given_the_cli_when_an_unknown_scope_is_asked_for_then_it_exits_2_naming_the_valid_ones(aws, capsys):
+    from upswing.cli import main
+
+    code = main(["keys", "--registry-table", aws.registry_table, "issue", "x", "--scope", "admin"])
+
+    assert code == 2
+    assert "unknown scope 'admin'; scopes are: events:write" in capsys.readouterr().err
+    assert aws.scan(aws.registry_table) == []

@@ -509,3 +509,11 @@ def test_given_nfc_and_nfd_spellings_of_ids_when_validated_then_they_are_one_eve
     assert first == second
     assert first.fingerprint() == second.fingerprint()
     assert first.account_id == unicodedata.normalize("NFC", "société")
+
+
+def test_given_a_name_with_capitals_when_validated_then_it_is_folded_so_rules_on_the_lower_case_name_see_it():
+    assert accepted(an_event(name="API.Calls")).name == "api.calls"
+    assert (
+        accepted(an_event(name="API.Calls")).fingerprint()
+        == accepted(an_event(name="api.calls")).fingerprint()
+    )

@@ -49,7 +49,9 @@ def test_given_the_document_then_every_call_needs_a_bearer_producer_key():
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
-            assert "security" not in operation, f"{method.upper()} {path} must not opt out of the key"
+            # Each operation names the scope it needs; none opts out of the key (an empty list).
+            (requirement,) = operation["security"]
+            assert list(requirement) == ["producerKey"], f"{method.upper()} {path} must need a producer key"
 
 
 def test_given_every_operation_then_it_has_an_id_and_documents_the_auth_failures():

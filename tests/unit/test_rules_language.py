@@ -279,3 +279,10 @@ def test_given_a_key_valid_only_elsewhere_then_it_is_not_suggested_back_as_itsel
     )
 
     assert problem.endswith("triggers.upgrade.renewal_within: unknown key 'renewal_within'"), problem
+
+
+def test_given_metric_names_with_capitals_in_a_ruleset_then_they_are_folded_like_event_names():
+    ruleset = parse_ruleset(VALID.replace("api.calls", "API.Calls"), "rules/x.yaml")
+
+    assert "api.calls" in ruleset.metrics
+    assert ruleset.signals["api_heavy"].metric == "api.calls"

@@ -47,7 +47,7 @@ DIMENSION_PREFIX = "dimensions."
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 # The same patterns as the contract (shared/events/models.py), anchored for fullmatch.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.:/-]{0,127}")  # names with capitals: the contract folds them
 _DIMENSION_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # The timestamps the fast path reads itself; every other form goes to the contract's parser.
 _UTC_STAMP = re.compile(r"(\d{4}-\d\d-\d\d)T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.(\d{1,6}))?Z")

@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.observability import logger
-from shared.producers import ProducerKeys
+from shared.producers import ProducerKeys, Scope
 from shared.resources import (
     BUS_INGEST_QUEUE,
     COUNTERS_TABLE,
@@ -132,7 +132,8 @@ class LocalStack:
         self._gateway.start()
         for pump in self._pumps:
             pump.start()
-        self.producer_key = self.producer_keys().issue(DEV_PRODUCER).key
+        # The developer's key does everything the demo and a person trying the API do.
+        self.producer_key = self.producer_keys().issue(DEV_PRODUCER, scopes=set(Scope)).key
         return self
 
     def _start_delivery(self) -> None:
