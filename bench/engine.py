@@ -202,6 +202,7 @@ def _online_read_units(
     ruleset: Any, memory: InMemoryAggregates, people: list[population.Account], at: datetime
 ) -> dict[str, Any]:
     with fake_aws():
+        from shared.accounts.models import Writer
         from shared.accounts.store import AccountStore
         from shared.counters.store import CounterStore
         from shared.rules.aggregates import DynamoAggregates
@@ -215,7 +216,7 @@ def _online_read_units(
         accounts = AccountStore(client, BENCH_TABLES[ACCOUNTS_TABLE.env_var])
         plan = read_plan(ruleset)
         for account in people:
-            accounts.put(account.account_id, account.profile)
+            accounts.put(account.account_id, account.profile, Writer(producer_id="bench", key_id="direct"))
             for bucket in memory.buckets(account.account_id, plan.first_day(at), at.date()):
                 counters.save(bucket, "")
         metered = dynamodb_client()

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.accounts.models import Writer
 from shared.producers import Scope, scopes_text
 from upswing.local.lambda_runtime import LocalContext
 
@@ -15,6 +16,8 @@ STAGE = "prod"
 PRODUCER = "checkout-service"
 # What the authorizer puts in the context for a key holding every scope (tests of one scope narrow it).
 ALL_SCOPES = scopes_text(Scope)
+# Who a test's direct profile write is recorded as (the API records the calling key's producer).
+TEST_WRITER = Writer(producer_id="tests", key_id="direct")
 
 
 def an_hour(day_offset: int, hour: int) -> datetime:

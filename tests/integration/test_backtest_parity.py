@@ -43,7 +43,7 @@ from shared.rules.firings import FiringStore
 from shared.rules.loading import load_ruleset
 from shared.rules.online import OnlineEvaluator, sqs_publisher
 from tests.conftest import TEST_RETENTION_DAYS, Aws, StreamReader
-from tests.integration.builders import PRODUCER, stream_event
+from tests.integration.builders import PRODUCER, TEST_WRITER, stream_event
 from upswing.backtest import BacktestConfig, BacktestRun, backtest
 from upswing.simulate import SimulationConfig, simulate
 
@@ -304,7 +304,7 @@ class OnlineReplay:
         store = AccountStore(self.aws.dynamodb, self.aws.accounts_table)
         for line in path.read_text().splitlines():
             document = json.loads(line)
-            store.put(document["account_id"], AccountProfile.model_validate(document["profile"]))
+            store.put(document["account_id"], AccountProfile.model_validate(document["profile"]), TEST_WRITER)
 
     def replay(self, lines: list[str]) -> None:
         """Per account (they are independent), its lines in file order."""

@@ -34,6 +34,7 @@ from shared.rules.loading import parse_ruleset
 from shared.rules.online import HandOffFailed, OnlineEvaluator, Publisher, active_ruleset, sqs_publisher
 from tests.conftest import TEST_RETENTION_DAYS, Aws, StreamReader
 from tests.integration.builders import (
+    TEST_WRITER,
     account_path,
     an_hour,
     call_api,
@@ -217,7 +218,7 @@ def expected_firing_id(account_id: str, trigger: str, at: datetime) -> str:
 def test_given_counter_changes_from_real_events_when_evaluated_then_the_firing_is_stored_and_sent_once(aws):
     pipeline = Pipeline(aws)
     AccountStore(aws.dynamodb, aws.accounts_table).put(
-        NORTHWIND, AccountProfile(name="Northwind Traders", segment="mid-market")
+        NORTHWIND, AccountProfile(name="Northwind Traders", segment="mid-market"), TEST_WRITER
     )
     pipeline.post(dashboard_created(NORTHWIND, -2), dashboard_created(NORTHWIND, -1))
     pipeline.post(dashboard_created(NORTHWIND, -1, 11), dashboard_created(NORTHWIND, 0))
@@ -558,7 +559,7 @@ def test_given_an_account_with_data_when_signals_are_asked_then_every_trigger_is
     reference, _ = active_ruleset(DEFAULT_RULESET_PATH)
     pipeline = Pipeline(aws)
     AccountStore(aws.dynamodb, aws.accounts_table).put(
-        NORTHWIND, AccountProfile(name="Northwind Traders", segment="mid-market")
+        NORTHWIND, AccountProfile(name="Northwind Traders", segment="mid-market"), TEST_WRITER
     )
     admins = [
         usage_event(

@@ -23,7 +23,7 @@ from shared.routing.router import FiredMessage, Router, play_id
 from shared.rules.loading import parse_ruleset
 from shared.rules.plays import Channel
 from tests.conftest import TEST_RETENTION_DAYS, Aws
-from tests.integration.builders import account_path, call_api, proxy_event, sqs_event
+from tests.integration.builders import TEST_WRITER, account_path, call_api, proxy_event, sqs_event
 
 WEDNESDAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 BUS = "upswing-test-bus"
@@ -120,7 +120,7 @@ def fired(
 
 def put_account(aws: Aws, account_id: str, **profile: Any) -> None:
     AccountStore(aws.dynamodb, aws.accounts_table).put(
-        account_id, AccountProfile.model_validate({"name": account_id.title(), **profile})
+        account_id, AccountProfile.model_validate({"name": account_id.title(), **profile}), TEST_WRITER
     )
 
 
