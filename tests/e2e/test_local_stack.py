@@ -5,70 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.e2e.conftest import RunningStack
 from upswing.local.aws import BUS_NAME, FAKE_AWS_ENVIRONMENT, LOCAL_PREFIX
 
 pytestmark = pytest.mark.e2e
-
-
-@dataclass
-class RunningStack:
-    api: str
-    aws: str
-    key: str
-
-    def client(self, key: str | None = None) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.api, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=30
-        )
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        environment = {**os.environ, **FAKE_AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": self.aws}
-        return subprocess.run(
-            [sys.executable, "-m", "upswing.cli", *args],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[RunningStack]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "upswing.cli", "local", "--serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"},
-    )
-    try:
-        banner = _read_until(process, "Serving until Ctrl-C.", timeout=60)
-        # Keep reading what the stack prints so a full pipe can never stall it.
-        threading.Thread(target=process.stdout.read, daemon=True).start()
-        yield RunningStack(
-            api=re.search(r"API\s+(http://127\.0\.0\.1:\d+)", banner).group(1),
-            aws=re.search(r"AWS\s+(http://127\.0\.0\.1:\d+)", banner).group(1),
-            key=re.search(r"key\s+(upk_\S+)", banner).group(1),
-        )
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # a stuck shutdown must not hang or fail the suite
-            process.kill()
-            process.wait(timeout=10)
 
 
 def test_given_events_posted_over_http_when_counted_then_counters_read_back_per_day(
@@ -217,20 +164,6 @@ def _wait_for_counters(
         if ready(days) or time.monotonic() > deadline:
             return days
         time.sleep(0.1)
-
-
-def _read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    seen = []
-    assert process.stdout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise RuntimeError("the local stack did not start:\n" + "".join(seen))
 
 
 def test_given_a_unicode_account_id_in_the_path_then_it_round_trips(stack: RunningStack) -> None:
