@@ -30,6 +30,7 @@ from functions.aggregator.handler import process_stream_batch
 from functions.evaluator.handler import evaluate_changed_accounts
 from functions.hubspot_sender.handler import FUNCTION_TIMEOUT, HubSpotSender, send_tasks
 from functions.router.handler import route_fired
+from functions.router.scheduler import release_due
 from shared.accounts.models import AccountProfile
 from shared.accounts.store import AccountStore
 from shared.counters.store import CounterStore
@@ -746,3 +747,49 @@ def _hubspot_delivery(play: str) -> PlayDelivery:
             "routed_at": "2026-11-25T10:00:00Z",
         }
     )
+
+
+# ── the scheduler's release: a hand-off that fails after the accept ────────────────────────────
+
+WEDNESDAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+NEXT_MONDAY = datetime(2026, 11, 30, 0, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("fault", ["SQS refuses the delivery", "the scheduler times out"])
+def test_given_a_release_fails_after_its_accept_then_the_next_scheduler_run_delivers_the_play_once(
+    aws: Aws, bus: str, fault: str
+) -> None:
+    # Given a play deferred by the account's weekly budget (five plays)
+    put_account(aws, "acct-1")
+    router = make_router(aws)
+    messages = [fired("acct-1", f"trigger-{n}") for n in range(6)]
+    statuses = [router.route_firing(message, WEDNESDAY).status for message in messages]
+    assert statuses == [PlayStatus.ROUTED] * 5 + [PlayStatus.DEFERRED]
+    deferred = play_id(messages[-1].firing_id, 0)
+
+    # When the scheduler releases it on Monday, and the hand-off fails once the play is accepted
+    dynamodb, sqs, events = _test_client("dynamodb"), _test_client("sqs"), _test_client("events")
+    failing = make_router(aws, dynamodb, sqs, events)
+    if fault == "SQS refuses the delivery":
+        fail_calls(sqs, "SendMessageBatch", "AWS.SimpleQueueService.ServiceUnavailable", status=503)
+        assert release_due(failing, NEXT_MONDAY) == {"failed": 1}
+    else:
+        with kill_after(0, sqs, events), pytest.raises(LambdaTimedOut):  # the next call is the send
+            release_due(failing, NEXT_MONDAY)
+    assert routed_plays(aws)[deferred] is PlayStatus.ACCEPTED
+
+    # Then the scheduler's next run (SQS back) hands it over, and a later run does nothing more
+    assert release_due(router, NEXT_MONDAY + timedelta(minutes=5)) == {"routed": 1}
+    assert release_due(router, NEXT_MONDAY + timedelta(minutes=10)) == {}
+    assert routed_plays(aws)[deferred] is PlayStatus.ROUTED
+    weeks = (
+        router.ledger.counts(["budget#account#acct-1"], "week#2026-W48"),
+        router.ledger.counts(["budget#account#acct-1"], "week#2026-W49"),
+    )
+    assert weeks == ({"budget#account#acct-1": 5}, {"budget#account#acct-1": 1})  # charged once
+    hubspot = HubSpotTasks()
+    deliver_tasks(aws, hubspot)
+    figures = record_figures(
+        f"scheduler release: {fault}", [play_id(m.firing_id, 0) for m in messages], hubspot.plays()
+    )
+    assert (figures.lost, figures.duplicates) == (0, 0)
