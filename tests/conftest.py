@@ -52,6 +52,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "ignore:No application metrics to publish:UserWarning")
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault tests' figures (tests/integration/test_faults.py): plays lost, duplicates."""
+    import sys
+
+    faults = sys.modules.get("tests.integration.faults")
+    if faults is None or not faults.FIGURES:
+        return
+    terminalreporter.section("faults: plays lost and duplicates")
+    for line in faults.figures_table():
+        terminalreporter.write_line(line)
+
+
 # At import of this conftest, i.e. before any test module (and so any client or Powertools object).
 _apply_fake_aws_environment(os.environ)
 

@@ -6,7 +6,9 @@ SUPPRESSED (do-not-contact) or LAPSED (the signal cleared before an escalation t
 Accepting is one transaction: the play item, conditional on nobody having accepted it, and each
 budget counter, conditional on staying within its limit. So redeliveries and concurrent routers
 accept a play once, and no budget is ever overdrawn. SCHEDULED and DEFERRED items carry the
-sparse `due` index keys until the scheduler releases them.
+sparse `due` index keys until the scheduler releases them; ACCEPTED items keep them (due
+HAND_OFF_GRACE after the accept) until they are marked ROUTED, so a hand-off that never finished
+is found and finished by the scheduler.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from shared.storage.dynamo import deserialize, serialize
 
 PLAY_PREFIX = "play#"
 DUE_SHARD = "due"  # one partition: releases are few per minute, far below a partition's limits
+# An accepted play whose hand-off has not finished this long after the accept is handed over by
+# the scheduler: the hand-off failed, or the invocation died, and nothing else would retry it (a
+# scheduler release has no message to come back). Longer than the router's and the scheduler's
+# timeouts, so a hand-off still under way is not repeated.
+HAND_OFF_GRACE = timedelta(minutes=5)
 
 
 class PlayStatus(StrEnum):
@@ -160,8 +167,12 @@ class PlayLedger:
         self._client.update_item(
             TableName=self._table,
             Key=_key(record.account_id, PLAY_PREFIX + record.play_id),
-            UpdateExpression="SET #status = :routed",
-            ExpressionAttributeNames={"#status": "status"},
+            UpdateExpression="SET #status = :routed REMOVE #shard, #due",
+            ExpressionAttributeNames={
+                "#status": "status",
+                "#shard": PLAYS_DUE_INDEX.partition_key,
+                "#due": PLAYS_DUE_INDEX.sort_key,
+            },
             ExpressionAttributeValues={":routed": {"S": PlayStatus.ROUTED.value}},
         )
 
@@ -261,6 +272,9 @@ class PlayLedger:
             assert record.due_at, "a waiting play has a release time"
             item[PLAYS_DUE_INDEX.partition_key] = DUE_SHARD
             item[PLAYS_DUE_INDEX.sort_key] = f"{_stamp(record.due_at)}#{record.play_id}"
+        elif record.status is PlayStatus.ACCEPTED:
+            item[PLAYS_DUE_INDEX.partition_key] = DUE_SHARD
+            item[PLAYS_DUE_INDEX.sort_key] = f"{_stamp(hand_off_overdue_at(record))}#{record.play_id}"
         if record.due_at:
             item["release_at"] = _stamp(record.due_at)
         if record.reason:
@@ -275,6 +289,11 @@ class PlayLedger:
 
     def _expiry(self, moment: datetime) -> int:
         return int((moment + self._retention).timestamp())
+
+
+def hand_off_overdue_at(record: PlayRecord) -> datetime:
+    """When the scheduler takes over an accepted play's unfinished hand-off."""
+    return record.updated_at + HAND_OFF_GRACE
 
 
 def _record(item: dict[str, Any]) -> PlayRecord:

@@ -23,7 +23,16 @@ from shared.accounts.models import AccountProfile, HubSpotRefs, Owner
 from shared.accounts.store import AccountStore
 from shared.observability import logger
 from shared.routing.budgets import charges, owner_counter, period_of
-from shared.routing.ledger import FINAL, WAITING, AlreadyTaken, OverBudget, PlayLedger, PlayRecord, PlayStatus
+from shared.routing.ledger import (
+    FINAL,
+    WAITING,
+    AlreadyTaken,
+    OverBudget,
+    PlayLedger,
+    PlayRecord,
+    PlayStatus,
+    hand_off_overdue_at,
+)
 from shared.routing.messages import DeliveryOwner, PlayDelivery
 from shared.routing.narrative import due_date, priority, render
 from shared.rules.durations import days
@@ -91,9 +100,14 @@ class Router:
         return self._route(existing or self._new_record(message.firing_id, 0, firing, now, due_at=now), now)
 
     def release(self, record: PlayRecord, now: datetime) -> PlayRecord:
-        """Route a deferred play, or an escalation tier whose day has come (if its signal holds)."""
+        """Route a deferred play, or an escalation tier whose day has come (if its signal holds);
+        finish the hand-off of a play accepted long enough ago but never handed over."""
         # The due index is eventually consistent: decide on the ledger's current word.
         current = self.ledger.get(record.account_id, record.play_id) or record
+        if current.status is PlayStatus.ACCEPTED:
+            # Its hand-off failed or its invocation died after the accept; a release has no
+            # message that would come back to retry it, so this is the retry.
+            return current if hand_off_overdue_at(current) > now else self._dispatch(current)
         if current.status not in WAITING or (current.due_at and current.due_at > now):
             return current
         record = current
