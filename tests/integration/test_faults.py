@@ -57,6 +57,7 @@ from shared.rules.online import OnlineEvaluator, sqs_publisher
 from shared.rules.plays import Channel
 from tests.conftest import TEST_RETENTION_DAYS, Aws, StreamReader, _test_client
 from tests.integration.builders import (
+    TEST_WRITER,
     an_hour,
     call_api,
     post_events,
@@ -109,6 +110,7 @@ def put_account(aws: Aws, account_id: str) -> None:
     AccountStore(aws.dynamodb, aws.accounts_table).put(
         account_id,
         AccountProfile.model_validate({"name": account_id.title(), "owners": {"csm": owner}}),
+        TEST_WRITER,
     )
 
 
