@@ -183,21 +183,36 @@ class IngestApi(Construct):
         v1 = self.rest_api.root.add_resource("v1")
         account = v1.add_resource("accounts").add_resource("{account_id}")
         account_id_required = {"method.request.path.account_id": True}
+        events = v1.add_resource("events")
+        counters = account.add_resource("counters")
+        signals = account.add_resource("signals")
+        document = v1.add_resource("openapi.json")
         methods = [
-            v1.add_resource("events").add_method("POST", integration, request_validator=validator),
+            events.add_method("POST", integration, request_validator=validator),
             account.add_method(
                 "GET", integration, request_validator=validator, request_parameters=account_id_required
             ),
             account.add_method(
                 "PUT", integration, request_validator=validator, request_parameters=account_id_required
             ),
-            account.add_resource("counters").add_method(
+            counters.add_method(
                 "GET", integration, request_validator=validator, request_parameters=account_id_required
             ),
-            account.add_resource("signals").add_method(
+            signals.add_method(
                 "GET", integration, request_validator=validator, request_parameters=account_id_required
             ),
-            v1.add_resource("openapi.json").add_method("GET", integration, request_validator=validator),
+            document.add_method("GET", integration, request_validator=validator),
+        ]
+        # Any other method on a route's path reaches the API too, which answers 405 with an Allow
+        # header (API Gateway alone would answer 403 "Missing Authentication Token").
+        methods += [
+            resource.add_method(
+                "ANY",
+                integration,
+                request_validator=validator,
+                request_parameters=account_id_required if resource in (account, counters, signals) else None,
+            )
+            for resource in (events, account, counters, signals, document)
         ]
         for method in methods:
             acknowledge(

@@ -6,6 +6,7 @@ The API serves it at GET /v1/openapi.json and `upswing openapi` writes it to doc
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared.accounts.models import AccountProfile, StoredAccount
 from shared.events.contract import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST
-from shared.events.models import EventBatch, IngestResponse, UsageEvent
+from shared.events.models import PRINTABLE_ID_FORMAT, EventBatch, IngestResponse, UsageEvent
 from shared.producers import Scope
 
 API_VERSION = "1.0.0"
@@ -28,6 +29,7 @@ def openapi_document() -> dict[str, Any]:
         ref_template=_REF,
     )
     components = schemas["$defs"]
+    _close_pattern_maps(components)
     components["Message"] = {
         "type": "object",
         "properties": {
@@ -111,7 +113,7 @@ def _put_account() -> dict[str, Any]:
         "responses": {
             "200": {"description": "Profile replaced.", **_json_body(_ref("StoredAccount"))},
             "201": {"description": "Account created.", **_json_body(_ref("StoredAccount"))},
-            **_errors({"400": "The profile is not valid; `errors` lists why."}),
+            **_errors({"400": "account_id, the body or the profile is not valid; `errors` lists why."}),
         },
     }
 
@@ -124,7 +126,7 @@ def _get_account() -> dict[str, Any]:
         "parameters": [_account_parameter()],
         "responses": {
             "200": {"description": "The profile.", **_json_body(_ref("StoredAccount"))},
-            **_errors({"404": "No such account."}),
+            **_errors({"400": "account_id is not valid.", "404": "No such account."}),
         },
     }
 
@@ -152,7 +154,12 @@ def _get_counters() -> dict[str, Any]:
         ],
         "responses": {
             "200": {"description": "One entry per day with data.", **_json_body({"type": "object"})},
-            **_errors({"400": "Bad dates, or more than 400 days."}),
+            **_errors(
+                {
+                    "400": "account_id is not valid; bad dates, days outside the kept range "
+                    "(the message names it), or more than 400 days."
+                }
+            ),
         },
     }
 
@@ -180,8 +187,33 @@ def _account_parameter() -> dict[str, Any]:
         "name": "account_id",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "maxLength": 128},
+        "description": "Percent-encoded UTF-8; decoded strictly and normalized to NFC (docs/api.md).",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "format": PRINTABLE_ID_FORMAT,
+            "not": {"enum": [".", ".."]},
+        },
     }
+
+
+def _close_pattern_maps(schemas: dict[str, Any]) -> None:
+    """Maps whose keys have a pattern (plan limits, dimensions, owners) accept no other keys.
+
+    Pydantic states the key pattern as `patternProperties` without `additionalProperties: false`,
+    which in JSON Schema lets any other key through; the API refuses them, so the document says so.
+    """
+    pending: list[Any] = [schemas]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if "patternProperties" in node and "additionalProperties" not in node:
+                node["additionalProperties"] = False
+                node.pop("propertyNames", None)  # pydantic puts only a description there
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
 
 
 def required_scope(method: str, path: str) -> Scope | None:
@@ -192,6 +224,19 @@ def required_scope(method: str, path: str) -> Scope | None:
     (requirement,) = openapi_document()["paths"][path][method.lower()]["security"]
     (scope,) = requirement["producerKey"] or [None]
     return Scope(scope) if scope else None
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods the document declares for a concrete path ([] when no operation has that path)."""
+    for template, item in openapi_document()["paths"].items():
+        if _template_pattern(template).fullmatch(path):
+            return sorted(method.upper() for method in item)
+    return []
+
+
+@cache
+def _template_pattern(template: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(template)))
 
 
 def _needs(scope: Scope) -> list[dict[str, list[str]]]:

@@ -32,7 +32,7 @@ from shared.events.ledger import Channel
 from shared.events.models import Identifier
 from shared.events.validation import BadRequest, describe_errors, parse_events_request, parse_json_body
 from shared.observability import logger, metrics, traced
-from shared.openapi import openapi_document, required_scope
+from shared.openapi import allowed_methods, openapi_document, required_scope
 from shared.producers import Scope
 from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
@@ -272,9 +272,16 @@ def aws_unavailable(error: Exception) -> Response:
 
 @app.not_found
 def unknown_route(_: Exception) -> Response:
-    return _message(
-        404, f"No route {app.current_event.http_method} {app.current_event.path}; see /v1/openapi.json."
-    )
+    method, path = app.current_event.http_method, app.current_event.path
+    allowed = allowed_methods(path)
+    if allowed:
+        return Response(
+            status_code=405,
+            content_type=content_types.APPLICATION_JSON,
+            headers={"Allow": ", ".join(allowed)},
+            body=json.dumps({"message": f"{method} is not allowed on {path}; use {' or '.join(allowed)}."}),
+        )
+    return _message(404, f"No route {method} {path}; see /v1/openapi.json.")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
@@ -336,8 +343,11 @@ def _day_range(first: str | None, last: str | None, today: date) -> tuple[date, 
         f"{settings().retention_days} days)"
     )
     try:
-        last_day = date.fromisoformat(last) if last else today
-        first_day = date.fromisoformat(first) if first else max(oldest, last_day - timedelta(days=29))
+        # An empty value (`?to=`) is a bad date, not a missing one.
+        last_day = date.fromisoformat(last) if last is not None else today
+        first_day = (
+            date.fromisoformat(first) if first is not None else max(oldest, last_day - timedelta(days=29))
+        )
     except (ValueError, OverflowError):
         raise BadRequest(400, f"from and to must be dates like 2026-11-23, {allowed}.") from None
     if not (oldest <= first_day <= newest and oldest <= last_day <= newest):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import date
-from decimal import Decimal
-from typing import Annotated
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from shared.events.contract import MAX_ABS_VALUE
 from shared.events.models import Identifier, MetricName
@@ -23,6 +25,42 @@ MAX_EMPLOYEES = 10_000_000
 MAX_PLAN_TIER = 1_000
 # Writes remembered per profile (the audit trail stays inside one DynamoDB item).
 MAX_CHANGES_KEPT = 50
+
+
+MAX_ARR = 1e15
+
+
+MONEY_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,2})?$"
+
+
+def _money(value: Any) -> Any:
+    """A JSON number rounded to the cent, or a decimal string with at most two decimals."""
+    if isinstance(value, str):
+        if not re.fullmatch(MONEY_PATTERN, value):
+            raise ValueError("as a string must be a plain decimal like '48000.50' (at most 2 decimals)")
+        return Decimal(value)
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError("must be a number, e.g. 120000 or 120000.50, or a decimal string")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return Decimal(str(value)).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+
+
+_CENT = Decimal("0.01")
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_money),
+    Field(ge=0, le=MAX_ARR),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": MAX_ARR},
+                {"type": "string", "pattern": MONEY_PATTERN},
+            ]
+        },
+        mode="validation",
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -69,8 +107,9 @@ class AccountProfile(_Strict):
     industry: Label | None = None
     employees: int | None = Field(default=None, ge=0, le=MAX_EMPLOYEES)
     plan: Plan | None = None
-    arr: Decimal | None = Field(
-        default=None, ge=0, max_digits=20, decimal_places=2, description="Annual revenue."
+    arr: Money | None = Field(
+        default=None,
+        description="Annual revenue: a number (kept to the cent) or a decimal string like '48000.50'.",
     )
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
     renewal_date: date | None = None
@@ -101,6 +140,9 @@ class ProfileChange(BaseModel):
 
 class StoredAccount(AccountProfile):
     account_id: Identifier
+    # Stored and answered as a decimal string ("120000.50"), read back as such: the input rule
+    # (a JSON number) is for what producers send.
+    arr: Decimal | None = Field(default=None, description="Annual revenue, to the cent, as a decimal string.")
     updated_at: str
     updated_by: Writer | None = Field(
         default=None, description="The last writer (absent before audit existed)."

@@ -101,8 +101,19 @@ def _finite_json(value: Any) -> Any:
     return value
 
 
+# JSON Schema's patterns cannot state Unicode's printable classes portably, so ids carry a named
+# format that says it (the OpenAPI document; tests/e2e generates such ids for schemathesis).
+PRINTABLE_ID_FORMAT = "printable-id"
 Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=128), _nfc(128), AfterValidator(_printable)
+    str,
+    StringConstraints(min_length=1, max_length=128),
+    _nfc(128),
+    AfterValidator(_printable),
+    Field(
+        json_schema_extra={"format": PRINTABLE_ID_FORMAT},
+        description="1-128 printable Unicode characters (no control, format or unassigned code points), "
+        "no whitespace at either end; normalized to NFC.",
+    ),
 ]
 # Names are case-insensitive: folded to lower case wherever they arrive (events, rules, plan
 # limits), so an event named API.Calls counts toward a rule on api.calls instead of missing it.

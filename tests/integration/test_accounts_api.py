@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from functions.aggregator.handler import process_stream_batch
+from functions.api.handler import handler as api_handler
 from shared.counters.store import CounterStore
 from shared.openapi import openapi_document
 from tests.conftest import TEST_RETENTION_DAYS, Aws
@@ -23,6 +24,7 @@ from tests.integration.builders import (
     stream_event,
     usage_event,
 )
+from upswing.local.lambda_runtime import LocalContext
 
 NORTHWIND = {
     "name": "Northwind Traders",
@@ -104,6 +106,10 @@ def test_given_a_unicode_account_id_in_a_decoded_path_when_put_and_read_then_it_
         ({"name": "N", "hubspot": {"company_id": "ACME"}}, "hubspot.company_id"),
         ({"name": "N", "plan": {"name": "Growth", "limits": {"seats": -1}}}, "plan.limits.seats"),
         ({"name": "N", "tier": "gold"}, "tier"),
+        ({"name": "N", "arr": "48000.505"}, "arr"),
+        ({"name": "N", "arr": "lots"}, "arr"),
+        ({"name": "N", "arr": True}, "arr"),
+        ({"name": "N", "arr": 2e15}, "arr"),
     ],
 )
 def test_given_an_invalid_profile_when_put_then_400_lists_what_is_wrong_and_nothing_is_stored(
@@ -130,6 +136,16 @@ def test_given_an_account_id_of_129_chars_when_put_then_400(aws):
 
     assert status == 400
     assert "account_id" in answer["message"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"), [(48000, "48000.00"), (48000.505, "48000.50"), ("48000.5", "48000.5")]
+)
+def test_given_arr_as_a_number_or_a_decimal_string_when_put_then_it_is_kept_to_the_cent(aws, sent, kept):
+    status, stored = put_account("acct-northwind", {"name": "N", "arr": sent})
+
+    assert status == 201
+    assert stored["arr"] == kept
 
 
 def test_given_an_unknown_profile_field_when_put_then_the_message_lists_the_profile_fields(aws):
@@ -221,13 +237,40 @@ def test_given_an_unknown_account_when_read_then_404_says_how_to_create_it(aws):
     assert "PUT /v1/accounts/{account_id}" in answer["message"]
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/things"), ("DELETE", "/v1/accounts/acct-1")])
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/things"), ("DELETE", "/v1/accounts/acct-1/x")])
 def test_given_an_unknown_route_when_called_then_404_json_points_at_the_document(aws, method, path):
     status, answer = call_api(proxy_event(method, path, None, content_type=None))
 
     assert status == 404
     assert f"No route {method} {path}" in answer["message"]
     assert "/v1/openapi.json" in answer["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/v1/accounts/acct-1", "GET, PUT"),
+        ("TRACE", "/v1/events", "POST"),
+        ("HEAD", "/v1/accounts/acct-1/signals", "GET"),
+        ("OPTIONS", "/v1/openapi.json", "GET"),
+    ],
+)
+def test_given_a_method_a_route_does_not_take_when_called_then_405_with_allow(aws, method, path, allowed):
+    answer = api_handler(proxy_event(method, path, None, content_type=None), LocalContext("api"))
+
+    assert answer["statusCode"] == 405
+    assert answer["multiValueHeaders"]["Allow"] == [allowed]
+    assert (
+        json.loads(answer["body"])["message"]
+        == f"{method} is not allowed on {path}; use {allowed.replace(', ', ' or ')}."
+    )
+
+
+def test_given_an_empty_date_when_counters_are_read_then_400_not_the_default(aws):
+    status, answer = get(account_path("acct-northwind", "/counters"), {"to": ""})
+
+    assert status == 400
+    assert "dates like" in answer["message"]
 
 
 def test_given_the_api_when_the_document_is_asked_for_then_it_is_the_generated_one(aws):

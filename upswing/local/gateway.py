@@ -6,6 +6,7 @@ import base64
 import json
 import threading
 import uuid
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,10 +23,17 @@ class LocalGateway:
         gateway = self
 
         class RequestHandler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                gateway.handle(self)
+            def __getattr__(self, name: str) -> Any:
+                # Every method reaches the API, as with API Gateway's ANY method (the API answers
+                # 405 with Allow for a method a route does not take), not http.server's HTML 501.
+                if name.startswith("do_"):
+                    return lambda: gateway.handle(self)
+                raise AttributeError(name)
 
-            do_PUT = do_POST = do_DELETE = do_PATCH = do_GET
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                # http.server's own refusals (header too large, bad request line) in the API's shape.
+                self.close_connection = True
+                _reply(self, code, {"message": message or HTTPStatus(code).phrase})
 
             def log_message(self, format: str, *args: Any) -> None:
                 return  # request lines would drown the demo's output
@@ -58,7 +66,11 @@ class LocalGateway:
         if context is None:
             _reply(request, 401, {"message": UNAUTHORIZED_MESSAGE})
             return
-        answer = self._api.invoke(_proxy_event(request, path, url.query, body, context))
+        try:
+            answer = self._api.invoke(_proxy_event(request, path, url.query, body, context))
+        except Exception:  # API Gateway answers a Lambda that raised with 502, never a dropped connection
+            _reply(request, 502, {"message": "Internal server error"})
+            return
         payload = answer.get("body") or ""
         raw = base64.b64decode(payload) if answer.get("isBase64Encoded") else payload.encode()
         request.send_response(answer["statusCode"])
@@ -70,7 +82,8 @@ class LocalGateway:
             request.send_header(name, value)
         request.send_header("Content-Length", str(len(raw)))
         request.end_headers()
-        request.wfile.write(raw)
+        if request.command != "HEAD":
+            request.wfile.write(raw)
 
     def _authorize(self, request: BaseHTTPRequestHandler, path: str) -> dict[str, Any] | None:
         token = request.headers.get("Authorization")
@@ -127,4 +140,5 @@ def _reply(request: BaseHTTPRequestHandler, status: int, document: dict[str, Any
     request.send_header("Content-Type", "application/json")
     request.send_header("Content-Length", str(len(raw)))
     request.end_headers()
-    request.wfile.write(raw)
+    if request.command != "HEAD":
+        request.wfile.write(raw)
