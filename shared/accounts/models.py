@@ -4,18 +4,36 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date
+from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from shared.events.contract import MAX_ABS_VALUE
 from shared.events.models import Identifier, MetricName
 
 Label = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 # Deliberately loose: the mail system is the judge of deliverability, we only catch obvious slips.
-Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+# Whitespace is spelled out rather than written \s, which means three things: Python counts
+# \x1c-\x1f, Rust (pydantic) and Python count \x85, ECMA-262 (JSON Schema) counts \ufeff. The
+# document's pattern must mean the same to every engine that reads it: this is their union.
+_WHITESPACE = r"\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_NOT_AT_OR_SPACE = rf"[^@{_WHITESPACE}]"
+Email = Annotated[
+    str,
+    StringConstraints(
+        pattern=rf"^{_NOT_AT_OR_SPACE}+@{_NOT_AT_OR_SPACE}+\.{_NOT_AT_OR_SPACE}+$", max_length=254
+    ),
+]
 HubSpotId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
 
 
@@ -25,6 +43,33 @@ MAX_EMPLOYEES = 10_000_000
 MAX_PLAN_TIER = 1_000
 # Writes remembered per profile (the audit trail stays inside one DynamoDB item).
 MAX_CHANGES_KEPT = 50
+
+
+def _iso_day(value: Any) -> Any:
+    """A date as "YYYY-MM-DD" only: pydantic would also read 0 as 1970-01-01."""
+    if isinstance(value, date) and not isinstance(value, datetime):  # already a day (a stored profile)
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("must be a date string like 2027-03-31")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
+
+
+def _whole(value: Any) -> Any:
+    """A JSON integer, also written 12.0 (JSON Schema's integer); never a string or a boolean."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a whole number (a JSON number, not a string or a boolean)")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# The bounds go inside, before the validator: outside it, pydantic writes them into the JSON
+# Schema as "ge"/"le", which no JSON Schema reader knows.
+Employees = Annotated[int, Field(ge=0, le=MAX_EMPLOYEES), BeforeValidator(_whole)]
+PlanTier = Annotated[int, Field(ge=0, le=MAX_PLAN_TIER), BeforeValidator(_whole)]
 
 
 MAX_ARR = 1e15
@@ -69,11 +114,11 @@ class _Strict(BaseModel):
 
 class Plan(_Strict):
     name: str = Field(min_length=1, max_length=128, description="The plan's name, e.g. Growth.")
-    tier: int | None = Field(
-        default=None, ge=0, le=MAX_PLAN_TIER, description="Rank among plans; the highest is the top tier."
-    )
-    top_tier: bool = Field(default=False, description="True when no upgrade exists above this plan.")
-    limits: dict[MetricName, Annotated[float, Field(ge=0, le=MAX_ABS_VALUE, allow_inf_nan=False)]] = Field(
+    tier: PlanTier | None = Field(default=None, description="Rank among plans; the highest is the top tier.")
+    top_tier: StrictBool = Field(default=False, description="True when no upgrade exists above this plan.")
+    limits: dict[
+        MetricName, Annotated[float, Field(strict=True, ge=0, le=MAX_ABS_VALUE, allow_inf_nan=False)]
+    ] = Field(
         default_factory=dict,
         max_length=100,
         description="Plan limits by metric, e.g. {seats: 50, api_calls: 1000000}.",
@@ -93,10 +138,11 @@ class HubSpotRefs(_Strict):
 
 
 class Flags(_Strict):
-    do_not_contact: bool = False
-    open_expansion_opportunity: bool = False
-    renewal_in_negotiation: bool = False
-    churn_risk: bool = False
+    # JSON true or false only: a flag that mutes or re-routes plays is never guessed from 0 or "yes".
+    do_not_contact: StrictBool = False
+    open_expansion_opportunity: StrictBool = False
+    renewal_in_negotiation: StrictBool = False
+    churn_risk: StrictBool = False
 
 
 class AccountProfile(_Strict):
@@ -105,14 +151,14 @@ class AccountProfile(_Strict):
     name: str = Field(min_length=1, max_length=256)
     segment: Label | None = Field(default=None, description="e.g. smb, mid-market, enterprise.")
     industry: Label | None = None
-    employees: int | None = Field(default=None, ge=0, le=MAX_EMPLOYEES)
+    employees: Employees | None = None
     plan: Plan | None = None
     arr: Money | None = Field(
         default=None,
         description="Annual revenue: a number (kept to the cent) or a decimal string like '48000.50'.",
     )
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
-    renewal_date: date | None = None
+    renewal_date: Day | None = None
     owners: dict[Label, Owner] = Field(
         default_factory=dict, max_length=20, description="Owners by role: csm, ae, ..."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import uuid
 from http import HTTPStatus
@@ -69,6 +70,7 @@ class LocalGateway:
         try:
             answer = self._api.invoke(_proxy_event(request, path, url.query, body, context))
         except Exception:  # API Gateway answers a Lambda that raised with 502, never a dropped connection
+            logging.getLogger(__name__).exception("the API function raised (answered 502)")
             _reply(request, 502, {"message": "Internal server error"})
             return
         payload = answer.get("body") or ""
