@@ -44,6 +44,13 @@ def _session() -> botocore.session.Session:
     return botocore.session.get_session()
 
 
+def forget_clients() -> None:
+    """A fresh session and DynamoDB client on next use (tests and the local stack: a session made
+    before an AWS emulation was set up would not route through it)."""
+    dynamodb_client.cache_clear()
+    _session.cache_clear()
+
+
 @cache
 def dynamodb_client() -> Any:
     """One client per process, created on first use (never at import time)."""

@@ -261,7 +261,7 @@ class LocalStack:
 
 def _forget_cached_clients(*modules: ModuleType) -> None:
     """Handlers cache clients per process; a new local stack has a new endpoint."""
-    dynamo.dynamodb_client.cache_clear()
+    dynamo.forget_clients()
     for module in modules:
         for value in vars(module).values():
             if callable(getattr(value, "cache_clear", None)):
