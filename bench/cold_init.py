@@ -118,7 +118,10 @@ def _measure(code: str, environment: dict[str, str], bundle: Path) -> dict[str, 
     imports, readies = [], []
     for _ in range(RUNS):
         answer = subprocess.run(
-            [sys.executable, "-c", code],
+            # -S: no site-packages, only the bundle (PYTHONPATH) and the standard library, as in Lambda.
+            # The dev environment's extras would otherwise be imported: httpx imports its CLI (click,
+            # rich, pygments: ~0.07 s) whenever they are installed, and the layer does not have them.
+            [sys.executable, "-S", "-c", code],
             env=environment,
             cwd=bundle,
             capture_output=True,

@@ -72,6 +72,7 @@ def _latency(stack: LocalStack) -> dict[str, Any]:
             "hubspot": {"company_id": company},
         }
         api.put(f"/v1/accounts/{account_id}", json=profile).raise_for_status()
+        stack.register_in_hubspot([profile])
 
     posted: dict[str, float] = {}
     now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -136,6 +137,9 @@ def _throughput(stack: LocalStack) -> dict[str, Any]:
     sqs = aws_client("sqs")
     queue = stack.resources.queues[HUBSPOT_QUEUE.env_var]
     already = len(stack.hubspot_sink.requests())
+    stack.hubspot_sink.register(
+        owners=["900"], companies=[str(900_000 + n) for n in range(THROUGHPUT_DELIVERIES)]
+    )
     started = time.time()
     for start in range(0, THROUGHPUT_DELIVERIES, 10):
         entries = [

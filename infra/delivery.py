@@ -12,6 +12,7 @@ from shared.resources import (
     HUBSPOT_DLQ_ENV,
     HUBSPOT_QUEUE,
     HUBSPOT_SECRET_ENV,
+    PLAYS_TABLE,
     RETENTION_DAYS_ENV,
     SENDER_EMAIL_ENV,
 )
@@ -48,6 +49,7 @@ class Delivery(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         deliveries_table = storage.table(DELIVERIES_TABLE)
+        plays_table = storage.table(PLAYS_TABLE)
 
         self.hubspot_secret = secretsmanager.Secret(
             self,
@@ -70,6 +72,7 @@ class Delivery(Construct):
             description="Creates one HubSpot task per play",
             environment={
                 DELIVERIES_TABLE.env_var: deliveries_table.table_name,
+                PLAYS_TABLE.env_var: plays_table.table_name,
                 HUBSPOT_QUEUE.env_var: hubspot_queue.queue.queue_url,
                 HUBSPOT_DLQ_ENV: hubspot_queue.dead_letter_queue.queue_url,
                 HUBSPOT_SECRET_ENV: self.hubspot_secret.secret_arn,
@@ -77,10 +80,15 @@ class Delivery(Construct):
                 "HUBSPOT_REQUESTS_PER_10S": str(settings.hubspot_requests_per_10s),
                 "HUBSPOT_PORTAL_TIMEZONE": settings.hubspot_portal_timezone,
                 "HUBSPOT_SENDER_CONCURRENCY": str(HUBSPOT_SENDER_CONCURRENCY),
+                "HUBSPOT_DUE_HOUR": str(settings.hubspot_due_hour),
+                "HUBSPOT_PLAY_ID_PROPERTY": settings.hubspot_play_id_property or "",
             },
         )
         self.hubspot_secret.grant_read(self.hubspot_sender.function)
+        # The deliveries ledger, and the shared search pacer's item in the same table.
         self.hubspot_sender.allow(_DELIVERY_LEDGER_ACTIONS, deliveries_table.table_arn)
+        # A delivery's problems are recorded on its play (one attribute, appended): nothing else.
+        self.hubspot_sender.allow(["dynamodb:UpdateItem"], plays_table.table_arn)
         hubspot_queue.dead_letter_queue.grant_send_messages(self.hubspot_sender.function)
         self.hubspot_sender.function.add_event_source(
             event_sources.SqsEventSource(

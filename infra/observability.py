@@ -16,9 +16,30 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from shared.resources import METRICS_NAMESPACE, SERVICE_NAME
+
 ITERATOR_AGE_LIMIT = Duration.seconds(60)
 _ONE_MINUTE = Duration.minutes(1)
 _FIVE_MINUTES = Duration.minutes(5)
+# The HubSpot sender's own metrics (EMF, functions/hubspot_sender/handler.py) that need a person: each
+# alarm's description says what to do.
+HUBSPOT_ALARMS = {
+    "HubSpotTokenRejected": (
+        "HubSpot refuses the private-app token (401: revoked, rotated or wrong). Plays are held, not "
+        "lost. Put a valid token in the HubSpot secret (docs/operations.md, 'HubSpot refuses the "
+        "token'); held plays are delivered within 5 minutes, no redrive needed."
+    ),
+    "HubSpotScopeMissing": (
+        "HubSpot refuses the private-app token's scopes (403 MISSING_SCOPES). Plays are held, not "
+        "lost. Grant the private app the scope the sender's log names (crm.objects.contacts.write for "
+        "tasks), then store its token in the HubSpot secret; held plays follow within 5 minutes."
+    ),
+    "HubSpotFallbacks": (
+        "HubSpot did not know a play's owner or company (a stale id): the task was created unassigned "
+        "or unassociated, with a note. Fix the account's owners / hubspot ids (PUT /v1/accounts/{id}); "
+        "GET /v1/accounts/{id}/signals shows the play's delivery_problems."
+    ),
+}
 
 
 class Observability(Construct):
@@ -76,6 +97,20 @@ class Observability(Construct):
             threshold=0,
             description="Events on the bus failed validation; the rejects queue holds them with reasons.",
         )
+
+        for metric_name, description in HUBSPOT_ALARMS.items():
+            self._alarm(
+                metric_name,
+                cloudwatch.Metric(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name=metric_name,
+                    dimensions_map={"service": SERVICE_NAME},  # Powertools' default dimension
+                    period=_FIVE_MINUTES,
+                    statistic="Sum",
+                ),
+                threshold=0,
+                description=description,
+            )
 
         self._dashboard(
             stage,

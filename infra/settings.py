@@ -11,6 +11,7 @@ from shared.delivery.hubspot import portal_zone
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,14 @@ class UpswingSettings:
     hubspot_secret_name: str | None = None
     # HubSpot's burst limit for the app (100 on Free/Starter, 190 above), shared by the senders.
     hubspot_requests_per_10s: int = 100
-    # The HubSpot portal's time zone (an IANA name): its daily API limit resets at its midnight.
+    # The HubSpot portal's time zone (an IANA name): tasks fall due at `hubspot_due_hour` there, and
+    # its daily API limit resets at its midnight.
     hubspot_portal_timezone: str = "UTC"
+    # The hour of the due day (0-23, the portal's time) a HubSpot task falls due.
+    hubspot_due_hour: int = 17
+    # The task custom property carrying the play id, once `upswing hubspot create-property` made it
+    # (then lookups use EQ on it, the body marker as fallback); None: the body marker only.
+    hubspot_play_id_property: str | None = None
     # The verified SES identity play emails come from.
     sender_email: str = "upswing@example.com"
 
@@ -41,6 +48,15 @@ class UpswingSettings:
         if not _EMAIL.match(self.sender_email):
             raise ValueError(f"sender_email {self.sender_email!r} is not an e-mail address")
         portal_zone(self.hubspot_portal_timezone)  # a ValueError that names the setting's expected form
+        if not 0 <= self.hubspot_due_hour <= 23:
+            raise ValueError(
+                f"hubspot_due_hour must be an hour of the day, 0-23, got {self.hubspot_due_hour}"
+            )
+        if self.hubspot_play_id_property and not _PROPERTY_NAME.match(self.hubspot_play_id_property):
+            raise ValueError(
+                f"hubspot_play_id_property {self.hubspot_play_id_property!r} is not a HubSpot property name "
+                "(lower-case letters, digits and _, starting with a letter), e.g. upswing_play_id"
+            )
         for name in ("api_rate_limit", "api_burst_limit", "retention_days", "hubspot_requests_per_10s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
@@ -70,6 +86,10 @@ class UpswingSettings:
                 get("hubspot_requests_per_10s"), defaults.hubspot_requests_per_10s
             ),
             hubspot_portal_timezone=str(get("hubspot_portal_timezone") or defaults.hubspot_portal_timezone),
+            hubspot_due_hour=_as_int(get("hubspot_due_hour"), defaults.hubspot_due_hour),
+            hubspot_play_id_property=(
+                str(get("hubspot_play_id_property")) if get("hubspot_play_id_property") else None
+            ),
             sender_email=str(get("sender_email") or defaults.sender_email),
         )
 

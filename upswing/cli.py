@@ -75,9 +75,44 @@ def _parser() -> argparse.ArgumentParser:
     openapi.add_argument("--out", type=Path)
     openapi.set_defaults(run=_openapi)
 
+    hubspot = commands.add_parser("hubspot", help="one-time HubSpot portal set-up")
+    hubspot_actions = hubspot.add_subparsers(required=True, metavar="ACTION")
+    create_property = hubspot_actions.add_parser(
+        "create-property",
+        help="create the task property upswing_play_id (lookups by EQ instead of the body marker)",
+        description="Creates the task custom property that carries each play's id. The token is read "
+        "from the environment variable named by --token-env (never an argument); its app needs the "
+        "schema write scope for tasks. Then deploy with --context hubspot_play_id_property=<name>.",
+    )
+    create_property.add_argument("--token-env", default="HUBSPOT_TOKEN", help="env var holding the token")
+    create_property.add_argument("--base-url", default="https://api.hubapi.com", help="HubSpot's API")
+    create_property.add_argument("--name", default="upswing_play_id", help="the property's name")
+    create_property.set_defaults(run=_hubspot_create_property)
+
     _add_simulate(commands)
     _add_backtest(commands)
     return parser
+
+
+def _hubspot_create_property(args: argparse.Namespace) -> None:
+    import httpx
+
+    from shared.delivery.hubspot_schema import PropertyError, create_play_id_property
+
+    token = os.environ.get(args.token_env, "").strip()
+    if not token:
+        raise UserError(
+            f"put a HubSpot private-app token in ${args.token_env} (it is never a command argument)"
+        )
+    try:
+        with httpx.Client(timeout=30) as http:
+            outcome = create_play_id_property(http, args.base_url, token, args.name)
+    except PropertyError as error:
+        raise UserError(str(error)) from None
+    except httpx.HTTPError as error:
+        raise UserError(f"could not reach HubSpot at {args.base_url}: {type(error).__name__}") from None
+    print(outcome.message)
+    print(f"Now deploy with: --context hubspot_play_id_property={args.name}")
 
 
 def _add_simulate(commands: Any) -> None:
@@ -214,6 +249,13 @@ def _print_serve_help(stack: Any) -> None:
     print(f"       -H 'Content-Type: application/json' -d '{example}'")
     auth = f"-H 'Authorization: Bearer {stack.producer_key}'"
     print(f"  curl -s {stack.endpoint}/v1/accounts/acme/counters {auth}")
+    if stack.hubspot_sink:
+        # Like HubSpot, the sink refuses owners and records its portal does not have.
+        print("HubSpot sink: tell it the owner and record ids your account profiles name:")
+        print(
+            f"  curl -s {stack.hubspot_url}/__sink/records -H 'Content-Type: application/json' "
+            """-d '{"owners": ["1001"], "companies": ["5001"]}'"""
+        )
     print("Serving until Ctrl-C.", flush=True)
 
 

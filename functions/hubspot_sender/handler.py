@@ -7,10 +7,19 @@ by the play id it carries before another is created — on a redelivery, once Hu
 shows every task that attempt could have created.
 
 What HubSpot answers decides what happens to the message:
-- a permanent 4xx (validation, scope, unknown association target): straight to the DLQ with
-  HubSpot's message, so the rest of the batch goes on and nobody waits for five retries;
-- 429 beyond what the client could wait out: the message goes back to the queue, invisible for
-  as long as HubSpot asks; the daily limit holds back the rest of the batch too;
+- 401 / 403 (the token is revoked or rotated, a scope is missing), still so once the secret was
+  read again: nothing can be delivered until someone fixes the token, so the message and the rest
+  of the batch are held (visibility) and come back every AUTH_HOLD; they are never dead-lettered
+  (near the queue's receive limit a fresh copy replaces the message), and the HubSpotTokenRejected
+  / HubSpotScopeMissing alarm says what to fix. Once a new token is in the secret, delivery resumes;
+- a 400 naming the owner or an associated record HubSpot does not know (any more): the task is
+  created without it, with a note saying so, and the play records the problem (GET .../signals,
+  the HubSpotFallbacks metric);
+- any other permanent 4xx (validation, unknown association target): straight to the DLQ with
+  HubSpot's message, correlationId, context and errors[], so the rest of the batch goes on;
+- 429, 423 Locked and 477 Migration in Progress beyond what the client could wait out: the message
+  goes back to the queue, invisible for as long as HubSpot asks; the daily limit and a migration
+  hold back the rest of the batch too;
 - a 5xx or a timeout once the request went out: back to the queue at once (HubSpot may have
   created the task; the redelivery looks first), then dead-lettered after the queue's retries;
 - connection failures the client could not get past: retried by the queue likewise.
@@ -19,6 +28,7 @@ A message that is not a valid delivery is dead-lettered with the validation erro
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -31,19 +41,28 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from shared.delivery.hubspot import (
     DAILY,
+    MIGRATION,
     SEARCH_INDEX_LAG,
+    HubSpotAuthFailed,
     HubSpotClient,
     HubSpotRejected,
     HubSpotThrottled,
+    StaleReferences,
+    stale_references,
+    without_stale_references,
 )
 from shared.delivery.ledger import Claim, DeliveryLedger, deliver_once
 from shared.delivery.secrets import CachedSecret
+from shared.delivery.shared_pacer import SharedPacer
 from shared.events.validation import describe_errors
 from shared.observability import logger, metrics, traced
+from shared.resources import HUBSPOT_QUEUE
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
 from shared.rules.plays import Channel
 from shared.settings import load_settings
@@ -53,9 +72,14 @@ from .settings import HubSpotSenderSettings
 
 processor = BatchProcessor(event_type=EventType.SQS)
 FUNCTION_TIMEOUT = timedelta(seconds=60)  # infra/delivery.py sets the same
+# While HubSpot refuses the token, held messages come back this often to try a token put in since.
+AUTH_HOLD = timedelta(minutes=5)
 # Stop starting HubSpot calls this long before Lambda's own deadline.
 _DEADLINE_MARGIN_SECONDS = 5.0
 _LONGEST_HOLD_SECONDS = 12 * 3600  # SQS's maximum visibility timeout
+_LONGEST_DELAY_SECONDS = 15 * 60  # SQS's maximum message delay
+_ERROR_ATTRIBUTE_LIMIT = 4000  # the DLQ's `error` attribute: HubSpot's details fit, an HTML page does not
+_BATCH_WIDE_POLICIES = (DAILY, MIGRATION)  # limits of the whole portal, not of one request
 
 
 @dataclass
@@ -65,17 +89,24 @@ class HubSpotSender:
     sqs: Any
     queue_url: str
     dead_letter_queue_url: str
+    plays: PlayLedger | None = None  # where a delivery's problems are recorded (GET .../signals)
+    token: CachedSecret | None = None  # re-read while HubSpot refuses it
     clock: Callable[[], float] = field(default=time.monotonic)
+    max_receives: int = HUBSPOT_QUEUE.max_receive_count
+    # The fingerprint of the token HubSpot refused last (never the token): while the secret still
+    # holds it, batches are held without asking HubSpot again.
+    _refused_token: str | None = None
 
     def deliver(self, delivery: PlayDelivery, now: datetime, deadline: float) -> Claim:
         if delivery.channel is not Channel.HUBSPOT_TASK:
             raise ValueError(f"play {delivery.play_id}: a {delivery.channel} delivery on the HubSpot queue")
-        return deliver_once(
+        fallbacks: list[StaleReferences] = []
+        claim = deliver_once(
             self.ledger,
             Channel.HUBSPOT_TASK.value,
             delivery.play_id,
             now,
-            lambda: self.client.create_task(delivery, deadline),
+            lambda: self._create(delivery, deadline, fallbacks),
             # Refused for sure: no task was created (create_task stops at an ambiguous failure).
             definite_failure=lambda error: isinstance(error, HubSpotRejected | HubSpotThrottled),
             find=lambda: self.client.find_task(delivery.play_id, deadline),
@@ -83,12 +114,61 @@ class HubSpotSender:
             # SEARCH_INDEX_LAG later. A lookup any sooner could miss it and create a second task.
             stale_after=FUNCTION_TIMEOUT + SEARCH_INDEX_LAG,
         )
+        if fallbacks:
+            self._record_fallback(delivery, fallbacks, now)
+        return claim
 
-    def dead_letter(self, record: SQSRecord, reason: str) -> None:
+    def _create(self, delivery: PlayDelivery, deadline: float, fallbacks: list[StaleReferences]) -> str:
+        """Create the task; when HubSpot refuses an owner or record it does not know, create it without
+        them (each refusal is definite: no task was created), with a note saying so."""
+        attempt = delivery
+        for _ in range(3):  # the owner, then the records: HubSpot may name one problem at a time
+            try:
+                return self.client.create_task(attempt, deadline)
+            except HubSpotAuthFailed:
+                raise
+            except HubSpotRejected as rejected:
+                stale = stale_references(rejected, attempt)
+                if stale is None:
+                    raise
+                logger.warning(
+                    "HubSpot does not know the play's owner or record: creating the task without it",
+                    extra={
+                        "play_id": delivery.play_id,
+                        "owner_id": stale.owner_id,
+                        "record_ids": sorted(stale.record_ids),
+                        **rejected.details.log_fields(),
+                    },
+                )
+                fallbacks.append(stale)
+                attempt = without_stale_references(attempt, stale)
+        return self.client.create_task(attempt, deadline)
+
+    def _record_fallback(
+        self, delivery: PlayDelivery, fallbacks: list[StaleReferences], now: datetime
+    ) -> None:
+        metrics.add_metric(name="HubSpotFallbacks", unit=MetricUnit.Count, value=1)
+        problem = "; ".join(stale.describe() for stale in fallbacks) + (
+            ": the task was created without it, with a note (fix the account's owner or HubSpot ids)"
+        )
+        if self.plays is None:
+            return
+        try:
+            self.plays.record_delivery_problem(
+                delivery.account_id, delivery.play_id, Channel.HUBSPOT_TASK.value, problem, now
+            )
+        except ClientError as error:  # the task exists; the metric and the log still tell
+            logger.error(
+                "could not record the delivery problem on the play",
+                extra={"play_id": delivery.play_id, "error": error.response.get("Error", {}).get("Code")},
+            )
+
+    def dead_letter(self, record: SQSRecord, reason: str, correlation_id: str | None = None) -> None:
+        attributes = {"error": {"DataType": "String", "StringValue": reason[:_ERROR_ATTRIBUTE_LIMIT]}}
+        if correlation_id:
+            attributes["hubspot_correlation_id"] = {"DataType": "String", "StringValue": correlation_id}
         self.sqs.send_message(
-            QueueUrl=self.dead_letter_queue_url,
-            MessageBody=record.body,
-            MessageAttributes={"error": {"DataType": "String", "StringValue": reason[:1000]}},
+            QueueUrl=self.dead_letter_queue_url, MessageBody=record.body, MessageAttributes=attributes
         )
 
     def hold(self, record: SQSRecord, seconds: float) -> None:
@@ -99,17 +179,61 @@ class HubSpotSender:
             VisibilityTimeout=min(_LONGEST_HOLD_SECONDS, max(1, math.ceil(seconds))),
         )
 
+    def hold_without_dead_lettering(self, record: SQSRecord, seconds: float) -> bool:
+        """Hold the message; True when it stays on the queue (the record must fail), False when a fresh
+        copy replaced it because one more receive would send it to the DLQ (the record succeeds)."""
+        receives = int(record.attributes.approximate_receive_count or 1)
+        if receives < self.max_receives - 1:
+            self.hold(record, seconds)
+            return True
+        self.sqs.send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=record.body,
+            DelaySeconds=min(_LONGEST_DELAY_SECONDS, max(0, math.ceil(seconds))),
+        )
+        return False
+
+    def token_refused(self, error: HubSpotAuthFailed) -> None:
+        """Remember which token HubSpot refused (its fingerprint), so later batches do not ask again."""
+        self._refused_token = _fingerprint(self.token()) if self.token else None
+
+    def still_refused(self) -> bool:
+        """Whether the secret still holds the token HubSpot refused (read afresh)."""
+        if self._refused_token is None or self.token is None:
+            return False
+        self.token.forget()
+        if _fingerprint(self.token()) == self._refused_token:
+            return True
+        self._refused_token = None
+        logger.info("a new HubSpot token is in the secret: delivering again")
+        return False
+
+
+class TokenRefused(Exception):
+    """The message is held until the HubSpot token is fixed."""
+
 
 @cache
 def sender() -> HubSpotSender:
     settings = load_settings(HubSpotSenderSettings)
     token = CachedSecret(aws_client("secretsmanager"), settings.secret_id)
+    dynamodb = dynamodb_client()
+    client = HubSpotClient(
+        settings.client_settings(),
+        token,
+        forget_token=token.forget,
+        search_pacer=SharedPacer(
+            dynamodb, settings.deliveries_table, settings.search_pacer_key, **settings.search_limit()
+        ),
+    )
     return HubSpotSender(
-        client=HubSpotClient(settings.client_settings(), token),
-        ledger=DeliveryLedger(dynamodb_client(), settings.deliveries_table, settings.retention_days),
+        client=client,
+        ledger=DeliveryLedger(dynamodb, settings.deliveries_table, settings.retention_days),
         sqs=aws_client("sqs"),
         queue_url=settings.queue_url,
         dead_letter_queue_url=settings.dead_letter_queue_url,
+        plays=PlayLedger(dynamodb, settings.plays_table, settings.retention_days),
+        token=token,
     )
 
 
@@ -122,13 +246,18 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 def send_tasks(event: dict[str, Any], hubspot: HubSpotSender, deadline: float) -> dict[str, Any]:
-    daily_limit: HubSpotThrottled | None = None
+    portal_limit: HubSpotThrottled | None = None
+    refused: HubSpotAuthFailed | None = None
+    token_still_refused = hubspot.still_refused()
 
     def send_record(record: SQSRecord) -> None:
-        nonlocal daily_limit
-        if daily_limit is not None:  # no point asking again today
-            hubspot.hold(record, daily_limit.wait_seconds)
-            raise daily_limit
+        nonlocal portal_limit, refused
+        if portal_limit is not None:  # no point asking again before it ends
+            hubspot.hold(record, portal_limit.wait_seconds)
+            raise portal_limit
+        if token_still_refused or refused is not None:
+            _held_for_token(hubspot, record, refused)
+            return
         try:
             delivery = PlayDelivery.model_validate_json(record.body)
         except ValidationError as error:
@@ -137,14 +266,33 @@ def send_tasks(event: dict[str, Any], hubspot: HubSpotSender, deadline: float) -
             return
         try:
             claim = hubspot.deliver(delivery, datetime.now(UTC), deadline)
+        except HubSpotAuthFailed as error:
+            refused = error
+            hubspot.token_refused(error)
+            metrics.add_metric(
+                name="HubSpotTokenRejected" if error.status == 401 else "HubSpotScopeMissing",
+                unit=MetricUnit.Count,
+                value=1,
+            )
+            logger.error(error.what_to_fix, extra={"play_id": delivery.play_id, **error.details.log_fields()})
+            _held_for_token(hubspot, record, error)
+            return
         except HubSpotRejected as error:
             kind = f"HubSpot {error.status} {error.category}"
-            _dead_lettered(hubspot, record, str(error), kind=kind, play_id=delivery.play_id)
+            _dead_lettered(
+                hubspot,
+                record,
+                str(error),
+                kind=kind,
+                play_id=delivery.play_id,
+                correlation_id=error.correlation_id,
+                details=error.details.log_fields(),
+            )
             return
         except HubSpotThrottled as error:
             hubspot.hold(record, error.wait_seconds)
-            if error.policy == DAILY:
-                daily_limit = error
+            if error.policy in _BATCH_WIDE_POLICIES:
+                portal_limit = error
             metrics.add_metric(name="HubSpotThrottled", unit=MetricUnit.Count, value=1)
             raise
         metrics.add_metric(
@@ -158,11 +306,29 @@ def send_tasks(event: dict[str, Any], hubspot: HubSpotSender, deadline: float) -
     return dict(answer)
 
 
+def _held_for_token(hubspot: HubSpotSender, record: SQSRecord, error: HubSpotAuthFailed | None) -> None:
+    """Hold the message until a working token is in the secret (never to the DLQ)."""
+    metrics.add_metric(name="HubSpotHeldForToken", unit=MetricUnit.Count, value=1)
+    if hubspot.hold_without_dead_lettering(record, AUTH_HOLD.total_seconds()):
+        raise TokenRefused(error.what_to_fix if error else "HubSpot refuses the token in the secret")
+
+
 def _dead_lettered(
-    hubspot: HubSpotSender, record: SQSRecord, reason: str, *, kind: str, play_id: str | None = None
+    hubspot: HubSpotSender,
+    record: SQSRecord,
+    reason: str,
+    *,
+    kind: str,
+    play_id: str | None = None,
+    correlation_id: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> None:
-    """To the DLQ with the full reason; the log gets its kind only (HubSpot's messages can quote
-    property values, which may be personal data)."""
-    hubspot.dead_letter(record, reason)
+    """To the DLQ with the full reason; the log gets its kind and HubSpot's ids, codes and context,
+    not its messages (they can quote property values, which may be personal data)."""
+    hubspot.dead_letter(record, reason, correlation_id)
     metrics.add_metric(name="HubSpotDeadLettered", unit=MetricUnit.Count, value=1)
-    logger.error("delivery dead-lettered", extra={"play_id": play_id, "kind": kind})
+    logger.error("delivery dead-lettered", extra={"play_id": play_id, "kind": kind, **(details or {})})
+
+
+def _fingerprint(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,3 +1,5 @@
+from typing import Any
+
 from pydantic import BaseModel, Field, field_validator
 
 from shared.delivery.hubspot import HubSpotSettings, portal_zone
@@ -7,12 +9,19 @@ from shared.resources import (
     HUBSPOT_DLQ_ENV,
     HUBSPOT_QUEUE,
     HUBSPOT_SECRET_ENV,
+    PLAYS_TABLE,
     RETENTION_DAYS_ENV,
 )
+
+# HubSpot's search limit: 5 requests per second per HubSpot account, every sender together. The
+# shared window is a little longer than a second (clock skew between senders, network delay).
+SEARCH_REQUESTS_PER_WINDOW = 5
+SEARCH_WINDOW_SECONDS = 1.2
 
 
 class HubSpotSenderSettings(BaseModel):
     deliveries_table: str = Field(min_length=1, validation_alias=DELIVERIES_TABLE.env_var)
+    plays_table: str = Field(min_length=1, validation_alias=PLAYS_TABLE.env_var)
     queue_url: str = Field(min_length=1, validation_alias=HUBSPOT_QUEUE.env_var)
     dead_letter_queue_url: str = Field(min_length=1, validation_alias=HUBSPOT_DLQ_ENV)
     secret_id: str = Field(min_length=1, validation_alias=HUBSPOT_SECRET_ENV)
@@ -26,12 +35,31 @@ class HubSpotSenderSettings(BaseModel):
     requests_per_10s: int = Field(default=100, ge=1, validation_alias="HUBSPOT_REQUESTS_PER_10S")
     max_concurrency: int = Field(default=2, ge=1, validation_alias="HUBSPOT_SENDER_CONCURRENCY")
     portal_timezone: str = Field(default="UTC", validation_alias="HUBSPOT_PORTAL_TIMEZONE")
+    # The hour (in the portal's time zone) a task falls due on its due day.
+    due_hour: int = Field(default=17, ge=0, le=23, validation_alias="HUBSPOT_DUE_HOUR")
+    # The task custom property holding the play id (`upswing hubspot create-property`); empty: none.
+    play_id_property: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9_]{0,99}$", validation_alias="HUBSPOT_PLAY_ID_PROPERTY"
+    )
 
     @field_validator("portal_timezone")
     @classmethod
     def _known_zone(cls, name: str) -> str:
         portal_zone(name)
         return name
+
+    @field_validator("play_id_property", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return value or None
+
+    @property
+    def search_pacer_key(self) -> str:
+        """One search budget per HubSpot account: every sender using this secret's token shares it."""
+        return f"hubspot-search#{self.secret_id}"
+
+    def search_limit(self) -> dict[str, Any]:
+        return {"limit": SEARCH_REQUESTS_PER_WINDOW, "window_seconds": SEARCH_WINDOW_SECONDS}
 
     def client_settings(self) -> HubSpotSettings:
         return HubSpotSettings(
@@ -44,4 +72,7 @@ class HubSpotSenderSettings(BaseModel):
             # Half a second more than HubSpot's window: its clock and the network's jitter are not ours.
             window_seconds=10.5,
             portal_timezone=self.portal_timezone,
+            due_hour=self.due_hour,
+            play_id_property=self.play_id_property,
+            rate_limit_reserve=self.max_concurrency,
         )

@@ -16,18 +16,27 @@ once; the message goes back to the queue and its redelivery looks the task up wh
 caught up (`SEARCH_INDEX_LAG`, used by the sender's ledger). Failures that cannot have created a task
 (429s, a connection never made) are retried here as usual.
 
+HubSpot's other answers: 401 / 403 (a revoked or rotated token, a missing scope) raise
+HubSpotAuthFailed once the token has been read again (`forget_token`, then `token`) and a fresh one,
+if any, was tried too; 423 Locked and 477 Migration in Progress are waited out like a 429 (nothing was
+done) and become HubSpotThrottled when the wait is too long; the `X-HubSpot-RateLimit-*` headers of
+every answer pace the next request before HubSpot has to refuse it. Every rejection keeps HubSpot's
+`correlationId`, `category`, `context` and `errors[]` (HubSpotErrorDetails).
+
 The private-app token is fetched from the `token` callable for every request (the caller caches it)
 and never reaches a log line, an exception or a repr.
 """
 
 from __future__ import annotations
 
+import json
 import random
-import time
+import re
+import time as _time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -39,9 +48,15 @@ from shared.observability import logger
 from shared.routing.messages import PlayDelivery
 
 PLAY_MARKER = "Upswing play"  # the body's last line: "Upswing play <play_id>", found by CONTAINS_TOKEN
+# The optional task custom property holding the play id (`upswing hubspot create-property`): found by
+# EQ, which does not depend on how HubSpot's search tokenizes a body.
+PLAY_ID_PROPERTY = "upswing_play_id"
+TASK_BODY_LIMIT = 65_536  # HubSpot's limit for hs_task_body, in characters
 TEN_SECONDLY_ROLLING = "TEN_SECONDLY_ROLLING"
 DAILY = "DAILY"
 LOCAL_PACER = "LOCAL_PACER"  # HubSpotThrottled.policy when our own pacer has no slot before the deadline
+LOCKED = "LOCKED"  # 423: HubSpot holds a lock on the records; it lasts about 2 s
+MIGRATION = "MIGRATION_IN_PROGRESS"  # 477: the portal moves between data centres (Retry-After, up to a day)
 UNKNOWN = "UNKNOWN"
 # How long after a creation HubSpot's search surely finds the task. HubSpot documents no figure and
 # a lag of a few seconds is what is seen; the margin costs only a later lookup of a lost attempt.
@@ -49,6 +64,9 @@ SEARCH_INDEX_LAG = timedelta(seconds=30)
 
 _HUBSPOT_WINDOW_SECONDS = 10.0  # the rolling window HubSpot counts TEN_SECONDLY_ROLLING over
 _SHORT_POLICY_WAIT_SECONDS = 1.0  # other 429 policies (the search endpoints' per-second limit)
+_LOCK_WAIT_SECONDS = 2.0  # HubSpot: "locks last for 2 seconds"
+_MIGRATION_WAIT_SECONDS = 300.0  # a 477 without Retry-After (HubSpot says it sends one)
+_TRUNCATED_NOTE = "\n\n[Truncated: HubSpot keeps at most 65,536 characters of a task body.]"
 _BACKOFF_BASE_SECONDS = 0.2
 _BACKOFF_CAP_SECONDS = 10.0
 _MESSAGE_LIMIT = 1000  # HubSpot's messages are short; a proxy's HTML error page is not
@@ -69,15 +87,23 @@ class HubSpotSettings:
     window_seconds: float = 10.0
     timeout_seconds: float = 10.0
     max_attempts: int = 5  # for 429 / 5xx / timeouts
-    # The search endpoints have their own, lower limit (about 4-5 requests / s per token).
+    # The search endpoints have their own, lower limit (5 requests / s per account, every sender
+    # together): a process-local pacer unless the caller passes a shared one (`search_pacer`).
     search_requests_per_window: int = 4
     search_window_seconds: float = 1.0
-    # hs_timestamp is an instant; 17:00 UTC puts it on the due day (a UTC day) in the afternoon in
-    # Europe and in the morning in the Americas, so the task is due, not overdue, during that day.
-    due_hour_utc: int = 17
-    # The portal's time zone (HubSpot: Settings > Account defaults): its DAILY limit resets at the
-    # portal's midnight. An IANA name; see portal_zone.
+    # The hour of the due day, in the portal's time zone, a task falls due (hs_timestamp is an instant).
+    due_hour: int = 17
+    # The portal's time zone (HubSpot: Settings > Account defaults): due dates fall in it, and its
+    # DAILY limit resets at its midnight. An IANA name; see portal_zone.
     portal_timezone: str = "UTC"
+    # The task custom property that carries the play id (None: the body marker only).
+    play_id_property: str | None = None
+    # Pause when HubSpot says fewer requests than this remain in its window (the other senders').
+    rate_limit_reserve: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.due_hour <= 23:
+            raise ValueError(f"the due hour must be 0-23 (an hour of the day), got {self.due_hour}")
 
 
 class HubSpotError(Exception):
@@ -88,15 +114,71 @@ class HubSpotError(Exception):
     """
 
 
+@dataclass(frozen=True)
+class HubSpotErrorDetails:
+    """What HubSpot says about a refused request. `context` and `errors[]` name the property or the
+    record id at fault; `correlationId` is what HubSpot support asks for."""
+
+    status: int
+    category: str
+    message: str
+    correlation_id: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    errors: tuple[dict[str, Any], ...] = ()
+
+    def describe(self) -> str:
+        """Everything, for the DLQ's `error` attribute (HubSpot's message may quote a value)."""
+        text = f"HubSpot rejected the request: {self.status} {self.category}: {self.message}"
+        extras = {
+            "correlationId": self.correlation_id,
+            "context": self.context or None,
+            "errors": list(self.errors) or None,
+        }
+        shown = {name: value for name, value in extras.items() if value is not None}
+        return f"{text} {json.dumps(shown, separators=(',', ':'), default=str)}" if shown else text
+
+    def log_fields(self) -> dict[str, Any]:
+        """For logs: ids, codes and the names HubSpot points at, never its free-text messages."""
+        return {
+            "status": self.status,
+            "category": self.category,
+            "correlation_id": self.correlation_id,
+            "hubspot_context": self.context,
+            "hubspot_errors": [
+                {key: error[key] for key in ("code", "in", "context", "error", "name") if key in error}
+                for error in self.errors
+            ],
+        }
+
+
 class HubSpotRejected(HubSpotError):
     """A permanent 4xx: sending the same request again cannot succeed. HubSpot's message says why."""
 
-    def __init__(self, status: int, category: str, message: str, correlation_id: str | None = None) -> None:
-        super().__init__(f"HubSpot rejected the request: {status} {category}: {message}")
-        self.status = status
-        self.category = category
-        self.message = message
-        self.correlation_id = correlation_id
+    def __init__(self, details: HubSpotErrorDetails) -> None:
+        super().__init__(details.describe())
+        self.details = details
+        self.status = details.status
+        self.category = details.category
+        self.message = details.message
+        self.correlation_id = details.correlation_id
+
+
+class HubSpotAuthFailed(HubSpotRejected):
+    """401 (the token is revoked, rotated or wrong) or 403 (the app lacks a scope), still so after the
+    secret was read again. No play can be delivered until someone fixes the token: hold, do not drop."""
+
+    @property
+    def what_to_fix(self) -> str:
+        if self.status == 401:
+            return (
+                "HubSpot refused the private-app token (401): put a valid token in the HubSpot secret; "
+                "held plays are delivered once it is there"
+            )
+        return (
+            "HubSpot refused the private-app token's scopes (403): grant the app the missing scope "
+            f"(HubSpot's context: {json.dumps(self.details.context or None)}), then store its token "
+            "in the HubSpot secret"
+        )
 
 
 class HubSpotThrottled(HubSpotError):
@@ -116,11 +198,19 @@ class HubSpotUnavailable(HubSpotError):
         self.message = message
 
 
+class SearchPacer(Protocol):
+    """Grants search requests under HubSpot's per-account search limit (a local Pacer, or one shared
+    by every sender: shared/delivery/shared_pacer.py). Raises PacingDeadlineExceeded."""
+
+    def acquire(self, deadline: float | None = None) -> None: ...
+
+
 class HubSpotClient:
     """Creates and finds Upswing's tasks. Create one per process and reuse it: the pacer lives here.
 
     `deadline` arguments are `clock()` values. `jitter` (uniform in [0, 1)) and `wall_clock` (for
     the DAILY limit's reset at the portal's midnight) are injectable so tests are deterministic.
+    `forget_token` drops the caller's cached token, so the next `token()` reads the secret again.
     """
 
     def __init__(
@@ -129,18 +219,21 @@ class HubSpotClient:
         token: Callable[[], str],
         http: httpx.Client | None = None,
         pacer: Pacer | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = _time.sleep,
+        clock: Callable[[], float] = _time.monotonic,
         *,
         jitter: Callable[[], float] = random.random,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        forget_token: Callable[[], None] = lambda: None,
+        search_pacer: SearchPacer | None = None,
     ) -> None:
         self._settings = settings
         self._token = token
+        self._forget_token = forget_token
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=settings.timeout_seconds)
         self._pacer = pacer or Pacer(settings.requests_per_window, settings.window_seconds, clock, sleep)
-        self._search_pacer = Pacer(
+        self._search_pacer: SearchPacer = search_pacer or Pacer(
             settings.search_requests_per_window, settings.search_window_seconds, clock, sleep
         )
         self._sleep = sleep
@@ -148,9 +241,17 @@ class HubSpotClient:
         self._jitter = jitter
         self._wall_clock = wall_clock
         self._portal_zone = portal_zone(settings.portal_timezone)
+        # What HubSpot's rate-limit headers said: no request before these instants.
+        self._paused_until = 0.0  # clock(): the ten-secondly window is (nearly) spent
+        self._daily_spent_until: datetime | None = None  # wall clock: the daily limit is spent
+        self._sent_with = ""  # the token of the last request (to tell whether re-reading changed it)
 
     def create_task(self, delivery: PlayDelivery, deadline: float) -> str:
         """Create the delivery's task and return its HubSpot id."""
+        if not (delivery.owner and delivery.owner.hubspot_owner_id):
+            logger.warning("HubSpot task without an owner", extra={"play_id": delivery.play_id})
+        if not delivery.hubspot.company_id:
+            logger.warning("HubSpot task without a company association", extra={"play_id": delivery.play_id})
         call = _Call(
             "create_task", delivery.play_id, self._settings.tasks_path, task_request(delivery, self._settings)
         )
@@ -158,8 +259,9 @@ class HubSpotClient:
         return _object_id(document)
 
     def find_task(self, play_id: str, deadline: float) -> str | None:
-        """The id of the (oldest) task whose body carries the play's marker, or None."""
-        call = _Call("find_task", play_id, f"{self._settings.tasks_path}/search", search_request(play_id))
+        """The id of the (oldest) task carrying the play's id (property or body marker), or None."""
+        body = search_request(play_id, self._settings.play_id_property)
+        call = _Call("find_task", play_id, f"{self._settings.tasks_path}/search", body)
         results = self._call(call, deadline, search=True).get("results") or []
         return _object_id(results[0]) if results else None
 
@@ -186,10 +288,23 @@ class HubSpotClient:
         docstring): that failure is raised at once, as HubSpotUnavailable.
         """
         retry: _Retry | None = None
+        refused: HubSpotAuthFailed | None = None
         for attempt in range(1, self._settings.max_attempts + 1):
             if retry is not None:
                 self._wait(call, retry, attempt - 1, deadline)
-            outcome = self._attempt(call, attempt, deadline, search)
+            try:
+                outcome = self._attempt(call, attempt, deadline, search)
+            except HubSpotAuthFailed as error:
+                # A rotated token may be in the secret already: read it again, once, and try it.
+                failed_with, self._sent_with = self._sent_with, ""
+                self._forget_token()
+                if refused is not None or self._token() == failed_with:
+                    logger.error(
+                        "HubSpot refused the token", extra={**call.log_fields(), **error.details.log_fields()}
+                    )
+                    raise
+                refused, retry = error, None
+                continue
             if not isinstance(outcome, _Retry):
                 return outcome
             if creates and outcome.outcome_unknown:
@@ -201,7 +316,9 @@ class HubSpotClient:
                     "before creating it"
                 )
             retry = outcome
-        assert retry is not None  # max_attempts >= 1
+        if retry is None:  # no attempt left for the token read again
+            assert refused is not None
+            raise refused
         raise retry.give_up(self._settings.max_attempts)
 
     def _attempt(self, call: _Call, attempt: int, deadline: float, search: bool) -> dict[str, Any] | _Retry:
@@ -210,6 +327,7 @@ class HubSpotClient:
         if remaining <= 0:
             raise HubSpotUnavailable("no time left before the deadline to send the request")
         token = self._token()
+        self._sent_with = token
         try:
             response = self._http.post(
                 self._settings.base_url.rstrip("/") + call.path,
@@ -221,9 +339,12 @@ class HubSpotClient:
         except httpx.TransportError as error:
             reason = _redacted(f"{type(error).__name__}: {error}", token)
             return _Retry(self._backoff(attempt), reason, outcome_unknown=not isinstance(error, _NOT_SENT))
-        return self._verdict(response, attempt, token)
+        self._read_rate_limit_headers(response)
+        return self._verdict(response, attempt, token, call)
 
-    def _verdict(self, response: httpx.Response, attempt: int, token: str) -> dict[str, Any] | _Retry:
+    def _verdict(
+        self, response: httpx.Response, attempt: int, token: str, call: _Call
+    ) -> dict[str, Any] | _Retry:
         status = response.status_code
         document = _json_object(response)
         if 200 <= status < 300:
@@ -232,9 +353,19 @@ class HubSpotClient:
             return document
         if status == 429:
             return self._rate_limited(response, document or {}, attempt)
+        if status == 423:  # refused, nothing done: wait out the lock
+            wait = max(_retry_after(response) or 0.0, _LOCK_WAIT_SECONDS) * (1 + self._jitter() / 2)
+            return _Retry(wait, "HTTP 423 Locked", status=status, policy=LOCKED)
+        if status == 477:  # refused, nothing done: the portal is moving between data centres
+            wait = _retry_after(response) or _MIGRATION_WAIT_SECONDS
+            return _Retry(wait, "HTTP 477 Migration in Progress", status=status, policy=MIGRATION)
         if status >= 500:
             return _Retry(self._backoff(attempt), f"HTTP {status}", status=status, outcome_unknown=True)
-        raise _rejection(status, document or {}, response.text, token)
+        details = _error_details(status, document or {}, response.text, token)
+        if status in (401, 403):
+            raise HubSpotAuthFailed(details)
+        logger.warning("HubSpot rejected the request", extra={**call.log_fields(), **details.log_fields()})
+        raise HubSpotRejected(details)
 
     def _rate_limited(self, response: httpx.Response, document: dict[str, Any], attempt: int) -> _Retry:
         policy = str(document.get("policyName") or UNKNOWN)
@@ -250,12 +381,38 @@ class HubSpotClient:
             wait = _SHORT_POLICY_WAIT_SECONDS * attempt
         return _Retry(wait, "HTTP 429", status=429, policy=policy)
 
+    def _read_rate_limit_headers(self, response: httpx.Response) -> None:
+        """Pause before HubSpot has to refuse: its headers say what is left of the app's window and
+        of the portal's day (`X-HubSpot-RateLimit-Remaining`, `-Interval-Milliseconds`,
+        `-Daily-Remaining`). Not every answer carries them (search answers never do)."""
+        headers = response.headers
+        remaining = _int_header(headers, "X-HubSpot-RateLimit-Remaining")
+        if remaining is not None and remaining < self._settings.rate_limit_reserve:
+            # The oldest requests leave the rolling window at some point within one interval.
+            interval = _int_header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
+            seconds = interval / 1000 if interval else _HUBSPOT_WINDOW_SECONDS
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+        daily_remaining = _int_header(headers, "X-HubSpot-RateLimit-Daily-Remaining")
+        if daily_remaining is not None and daily_remaining <= 0:
+            now = self._wall_clock()
+            self._daily_spent_until = now + timedelta(seconds=_seconds_until_midnight(now, self._portal_zone))
+
     def _backoff(self, attempt: int) -> float:
         """0.2 s, 0.4 s, 0.8 s... each stretched by up to 2x at random (jitter)."""
         wait = _BACKOFF_BASE_SECONDS * 2 ** (attempt - 1) * (1 + self._jitter())
         return min(wait, _BACKOFF_CAP_SECONDS)
 
     def _pace(self, deadline: float, search: bool) -> None:
+        if self._daily_spent_until is not None:
+            left = (self._daily_spent_until - self._wall_clock()).total_seconds()
+            if left > 0:
+                raise HubSpotThrottled(left, DAILY)
+            self._daily_spent_until = None
+        pause = self._paused_until - self._clock()
+        if pause > 0:
+            if self._clock() + pause > deadline:
+                raise HubSpotThrottled(pause, TEN_SECONDLY_ROLLING)
+            self._sleep(pause)
         try:
             self._pacer.acquire(deadline)
             if search:
@@ -283,7 +440,7 @@ class HubSpotClient:
 def task_request(delivery: PlayDelivery, settings: HubSpotSettings) -> dict[str, Any]:
     """The JSON body of POST {tasks_path} for one delivery."""
     properties = {
-        "hs_timestamp": due_timestamp(delivery.due, settings.due_hour_utc),
+        "hs_timestamp": due_timestamp(delivery.due, settings.due_hour, portal_zone(settings.portal_timezone)),
         "hs_task_subject": delivery.subject,
         "hs_task_body": task_body_html(delivery.body, delivery.play_id),
         "hs_task_status": "NOT_STARTED",
@@ -292,31 +449,57 @@ def task_request(delivery: PlayDelivery, settings: HubSpotSettings) -> dict[str,
     }
     if delivery.owner and delivery.owner.hubspot_owner_id:
         properties["hubspot_owner_id"] = delivery.owner.hubspot_owner_id
+    if settings.play_id_property:
+        properties[settings.play_id_property] = delivery.play_id
     return {"properties": properties, "associations": associations(delivery.hubspot, settings)}
 
 
-def search_request(play_id: str) -> dict[str, Any]:
-    """The body of POST {tasks_path}/search for the task carrying a play's marker.
+def search_request(play_id: str, play_id_property: str | None = None) -> dict[str, Any]:
+    """The body of POST {tasks_path}/search for the task carrying a play's id.
 
-    Oldest first, one result: should a duplicate exist, every lookup names the same, original task.
+    With the custom property, its EQ filter comes first and the body marker stays as the other
+    (ORed) filter group, for tasks created before the property existed. Oldest first, one result:
+    should a duplicate exist, every lookup names the same, original task.
     """
+    groups = [{"filters": [{"propertyName": "hs_task_body", "operator": "CONTAINS_TOKEN", "value": play_id}]}]
+    if play_id_property:
+        groups.insert(
+            0, {"filters": [{"propertyName": play_id_property, "operator": "EQ", "value": play_id}]}
+        )
     return {
-        "filterGroups": [
-            {"filters": [{"propertyName": "hs_task_body", "operator": "CONTAINS_TOKEN", "value": play_id}]}
-        ],
+        "filterGroups": groups,
         "sorts": [{"propertyName": "hs_createdate", "direction": "ASCENDING"}],
         "properties": ["hs_task_subject"],
         "limit": 1,
     }
 
 
-def due_timestamp(due: date, hour_utc: int) -> str:
-    return f"{due.isoformat()}T{hour_utc:02d}:00:00Z"
+def due_timestamp(due: date, hour: int, zone: ZoneInfo) -> str:
+    """`hour`:00 on the due day in the portal's time zone, as the UTC instant HubSpot stores.
+
+    A Friday task in Sydney is due Friday 17:00 there (06:00 UTC), not Friday 17:00 UTC, which is
+    already Saturday in Sydney.
+    """
+    local = datetime.combine(due, time(hour), tzinfo=zone)
+    return local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def task_body_html(body: str, play_id: str) -> str:
-    """The plain-text body as simple HTML, then the play marker as its own paragraph."""
-    return f"{text_to_html(body)}<p>{PLAY_MARKER} {play_id}</p>"
+    """The plain-text body as simple HTML, then the play marker as its own paragraph; within
+    HubSpot's TASK_BODY_LIMIT (the text is cut, with a note, so that the marker stays)."""
+    marker = f"<p>{PLAY_MARKER} {play_id}</p>"
+    html_body = text_to_html(body)
+    if len(html_body) + len(marker) <= TASK_BODY_LIMIT:
+        return html_body + marker
+    # Cut the text, not the HTML (no half entity or tag): the longest prefix that fits.
+    low, high = 0, len(body)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(text_to_html(body[:middle] + _TRUNCATED_NOTE)) + len(marker) <= TASK_BODY_LIMIT:
+            low = middle
+        else:
+            high = middle - 1
+    return text_to_html(body[:low] + _TRUNCATED_NOTE) + marker
 
 
 def associations(refs: HubSpotRefs, settings: HubSpotSettings) -> list[dict[str, Any]]:
@@ -334,6 +517,68 @@ def associations(refs: HubSpotRefs, settings: HubSpotSettings) -> list[dict[str,
         for record_id, type_id in targets
         if record_id
     ]
+
+
+@dataclass(frozen=True)
+class StaleReferences:
+    """Ids a rejected creation named that HubSpot does not know (any more): the owner, records."""
+
+    owner_id: str | None
+    record_ids: frozenset[str]
+
+    def describe(self) -> str:
+        parts = [f"owner {self.owner_id}"] if self.owner_id else []
+        parts += [f"record {record_id}" for record_id in sorted(self.record_ids)]
+        return "HubSpot does not know " + ", ".join(parts)
+
+
+def stale_references(rejected: HubSpotRejected, delivery: PlayDelivery) -> StaleReferences | None:
+    """The owner or associated records of `delivery` that HubSpot's 400 says are invalid, or None.
+
+    HubSpot names an unknown owner in a property error on `hubspot_owner_id` (INVALID_OWNER_ID) and
+    an unknown association target in `context` ("INVALID_OBJECT_IDS": ["COMPANY=123 is not valid"],
+    "objectId": ["123"]).
+    """
+    details = rejected.details
+    if details.status not in (400, 404):
+        return None
+    said = json.dumps([details.message, details.context, list(details.errors)])
+    owner = delivery.owner.hubspot_owner_id if delivery.owner else None
+    owner_stale = owner if owner and ("INVALID_OWNER_ID" in said or "hubspot_owner_id" in said) else None
+    named = {str(value) for value in details.context.get("objectId") or []}
+    for entry in details.context.get("INVALID_OBJECT_IDS") or []:
+        named.update(re.findall(r"=(\d+)", str(entry)))
+    refs = delivery.hubspot
+    record_ids = frozenset(named.intersection({refs.company_id, refs.contact_id, refs.deal_id}))
+    if owner_stale is None and not record_ids:
+        return None
+    return StaleReferences(owner_stale, record_ids)
+
+
+def without_stale_references(delivery: PlayDelivery, stale: StaleReferences) -> PlayDelivery:
+    """The delivery without what HubSpot refused, and a note at the top of the task that says so."""
+    notes = []
+    owner = delivery.owner
+    if stale.owner_id and owner:
+        owner = owner.model_copy(update={"hubspot_owner_id": None})
+        notes.append(
+            f"Upswing could not assign this task to HubSpot owner {stale.owner_id}: HubSpot does not "
+            "know that owner (any more). Please assign it, and update the account's owner in Upswing."
+        )
+    refs = delivery.hubspot
+    changes: dict[str, str | None] = {}
+    for name, kind in (("company_id", "company"), ("contact_id", "contact"), ("deal_id", "deal")):
+        record_id = getattr(refs, name)
+        if record_id in stale.record_ids:
+            changes[name] = None
+            notes.append(
+                f"The HubSpot {kind} {record_id} named by the account is not in HubSpot (any more): "
+                "this task is not associated with it."
+            )
+    body = "\n".join(notes) + "\n\n" + delivery.body
+    return delivery.model_copy(
+        update={"owner": owner, "hubspot": refs.model_copy(update=changes), "body": body}
+    )
 
 
 @dataclass(frozen=True)
@@ -355,7 +600,7 @@ class _Retry:
     wait: float
     reason: str
     status: int | None = None
-    policy: str | None = None  # set for 429s
+    policy: str | None = None  # set for 429, 423 and 477: nothing was done, the wait is known
     outcome_unknown: bool = False  # HubSpot may have acted on the request
 
     def give_up(self, attempts: int) -> HubSpotError:
@@ -372,15 +617,37 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
-def _rejection(status: int, document: dict[str, Any], text: str, token: str) -> HubSpotRejected:
+def _error_details(status: int, document: dict[str, Any], text: str, token: str) -> HubSpotErrorDetails:
     message = str(document.get("message") or text or f"HTTP {status}")[:_MESSAGE_LIMIT]
     correlation_id = document.get("correlationId")
-    return HubSpotRejected(
-        status,
-        str(document.get("category") or UNKNOWN),
-        _redacted(message, token),
-        str(correlation_id) if correlation_id else None,
+    context = document.get("context")
+    errors = document.get("errors")
+    # Should HubSpot ever echo the token in its context or errors, it stops here too.
+    context = _redacted_json(context, token) if isinstance(context, dict) else {}
+    errors = _redacted_json(errors, token) if isinstance(errors, list) else []
+    return HubSpotErrorDetails(
+        status=status,
+        category=str(document.get("category") or UNKNOWN),
+        message=_redacted(message, token),
+        correlation_id=str(correlation_id) if correlation_id else None,
+        context=context,
+        errors=tuple(error for error in errors if isinstance(error, dict)),
     )
+
+
+def _redacted_json(value: Any, token: str) -> Any:
+    text = json.dumps(value, default=str)[: _MESSAGE_LIMIT * 4]
+    try:
+        return json.loads(_redacted(text, token))
+    except ValueError:  # cut mid-document: keep what can be kept, as text
+        return {"truncated": _redacted(text, token)} if isinstance(value, dict) else [{"truncated": text}]
+
+
+def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    try:
+        return int(headers.get(name, ""))
+    except ValueError:
+        return None
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -1,7 +1,8 @@
 """A secret read from Secrets Manager once and kept for a few minutes, never logged.
 
 The HubSpot token is read on the sender's first request and again after `max_age`, so a
-rotated token is picked up within minutes without a redeploy.
+rotated token is picked up within minutes without a redeploy; at once when HubSpot refuses the
+cached one (`forget`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class CachedSecret:
             self._value = _token(answer.get("SecretString") or "")
             self._read_at = self._clock()
         return self._value
+
+    def forget(self) -> None:
+        """Drop the cached value: the next call reads the secret again."""
+        self._value = None
 
     def __repr__(self) -> str:
         return f"CachedSecret(secret_id={self._secret_id!r})"

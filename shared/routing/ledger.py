@@ -62,6 +62,8 @@ class PlayRecord:
     owner: DeliveryOwner | None = None
     deliveries: tuple[PlayDelivery, ...] = ()
     skipped: dict[str, str] = field(default_factory=dict)  # channel → why it was not used
+    # What went wrong delivering it, as the senders recorded it: {"channel", "problem", "at"}.
+    delivery_problems: tuple[dict[str, str], ...] = ()
 
     @property
     def trigger(self) -> str:
@@ -174,6 +176,21 @@ class PlayLedger:
                 "#due": PLAYS_DUE_INDEX.sort_key,
             },
             ExpressionAttributeValues={":routed": {"S": PlayStatus.ROUTED.value}},
+        )
+
+    def record_delivery_problem(
+        self, account_id: str, play_id: str, channel: str, problem: str, at: datetime
+    ) -> None:
+        """Add what went wrong delivering a routed play (a sender's note: the task was created
+        without its owner, say). The only write a sender makes here; it touches nothing else."""
+        entry = {"channel": {"S": channel}, "problem": {"S": problem[:1000]}, "at": {"S": _stamp(at)}}
+        self._client.update_item(
+            TableName=self._table,
+            Key=_key(account_id, PLAY_PREFIX + play_id),
+            UpdateExpression="SET #problems = list_append(if_not_exists(#problems, :none), :new)",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#problems": "delivery_problems"},
+            ExpressionAttributeValues={":none": {"L": []}, ":new": {"L": [{"M": entry}]}},
         )
 
     def due(self, at: datetime, limit: int = 100) -> list[PlayRecord]:
@@ -310,6 +327,10 @@ def _record(item: dict[str, Any]) -> PlayRecord:
         owner=DeliveryOwner.model_validate_json(item["owner"]) if item.get("owner") else None,
         deliveries=tuple(PlayDelivery.model_validate_json(raw) for raw in item.get("deliveries", [])),
         skipped=dict(item.get("skipped", {})),
+        delivery_problems=tuple(
+            {str(key): str(value) for key, value in problem.items()}
+            for problem in item.get("delivery_problems", [])
+        ),
     )
 
 

@@ -45,6 +45,8 @@ def play_state(record: PlayRecord) -> dict[str, Any]:
         "reason": record.reason,
         "release_at": stamp(record.due_at) if record.due_at and record.status in WAITING else None,
         "updated_at": stamp(record.updated_at),
+        # A routed play whose delivery fell back (an owner HubSpot does not know, say) says so here.
+        "delivery_problems": list(record.delivery_problems),
     }
 
 

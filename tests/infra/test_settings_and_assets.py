@@ -51,6 +51,20 @@ def test_given_a_portal_time_zone_then_it_is_kept_and_an_unknown_one_is_refused_
         UpswingSettings(hubspot_portal_timezone="EST5")
 
 
+def test_given_a_hubspot_due_hour_and_play_id_property_then_they_are_read_and_validated() -> None:
+    settings = UpswingSettings.from_context(
+        {"hubspot_due_hour": "9", "hubspot_play_id_property": "upswing_play_id"}.get
+    )
+
+    assert (settings.hubspot_due_hour, settings.hubspot_play_id_property) == (9, "upswing_play_id")
+    defaults = UpswingSettings.from_context(lambda key: None)
+    assert (defaults.hubspot_due_hour, defaults.hubspot_play_id_property) == (17, None)
+    with pytest.raises(ValueError, match="hubspot_due_hour must be an hour of the day, 0-23"):
+        UpswingSettings(hubspot_due_hour=24)
+    with pytest.raises(ValueError, match="is not a HubSpot property name"):
+        UpswingSettings(hubspot_play_id_property="Upswing Play Id")
+
+
 def test_given_a_repo_without_a_built_layer_when_assets_are_made_then_it_says_to_run_make_layer(
     tmp_path: Path,
 ) -> None:

@@ -30,11 +30,13 @@ from shared.resources import (
     HUBSPOT_DLQ_ENV,
     HUBSPOT_QUEUE,
     HUBSPOT_SECRET_ENV,
+    METRICS_NAMESPACE,
     PLAY_ROUTED_DETAIL_TYPE,
     PLAYS_TABLE,
     REGISTRY_TABLE,
     REJECTS_QUEUE,
     RETENTION_DAYS_ENV,
+    SERVICE_NAME,
     TABLES,
     USAGE_EVENT_DETAIL_TYPE,
     TableSpec,
@@ -375,7 +377,7 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         (EVALUATOR_HANDLER, [COUNTERS_TABLE, ACCOUNTS_TABLE, FIRINGS_TABLE]),
         (ROUTER_HANDLER, [PLAYS_TABLE, ACCOUNTS_TABLE]),
         (SCHEDULER_HANDLER, [PLAYS_TABLE, ACCOUNTS_TABLE, COUNTERS_TABLE, FIRINGS_TABLE]),
-        (HUBSPOT_SENDER_HANDLER, [DELIVERIES_TABLE]),
+        (HUBSPOT_SENDER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE]),
         (EMAIL_SENDER_HANDLER, [DELIVERIES_TABLE]),
     ],
 )
@@ -743,9 +745,65 @@ def test_given_the_scheduler_then_it_runs_every_five_minutes(template: dict[str,
 
 def test_given_the_play_ledger_then_only_the_router_and_scheduler_write_it(template: dict[str, Any]) -> None:
     plays = table_id(template, PLAYS_TABLE)
-    writers = {
-        template["Resources"][name]["Properties"]["Handler"]
+    writes = {
+        template["Resources"][name]["Properties"]["Handler"]: allowed_actions(
+            role_statements(template, name), plays
+        )
+        & DYNAMODB_WRITES
         for name in of_type(template, "AWS::Lambda::Function")
-        if allowed_actions(role_statements(template, name), plays) & DYNAMODB_WRITES
     }
-    assert writers == {ROUTER_HANDLER, SCHEDULER_HANDLER}
+    writers = {handler for handler, actions in writes.items() if actions}
+    assert writers == {ROUTER_HANDLER, SCHEDULER_HANDLER, HUBSPOT_SENDER_HANDLER}
+    # The HubSpot sender only records a delivery's problems on its play (an update, nothing else)
+    assert writes[HUBSPOT_SENDER_HANDLER] == {"dynamodb:UpdateItem"}
+
+
+@pytest.mark.parametrize(
+    ("metric_name", "what_to_do"),
+    [
+        ("HubSpotTokenRejected", "Put a valid token in the HubSpot secret"),
+        ("HubSpotScopeMissing", "Grant the private app the scope"),
+        ("HubSpotFallbacks", "Fix the account's owners / hubspot ids"),
+    ],
+)
+def test_given_the_hubspot_senders_metrics_then_token_scope_and_fallbacks_raise_alarms_saying_what_to_do(
+    template: dict[str, Any], metric_name: str, what_to_do: str
+) -> None:
+    (topic_id,) = of_type(template, "AWS::SNS::Topic")
+    (alarm,) = [
+        a["Properties"]
+        for a in of_type(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == metric_name
+    ]
+
+    # The metric the sender emits: Powertools' EMF in the Upswing namespace, service dimension
+    assert alarm["Namespace"] == METRICS_NAMESPACE
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": SERVICE_NAME}]
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        0,
+        "GreaterThanThreshold",
+    )
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert what_to_do in alarm["AlarmDescription"]
+    assert list(referenced_ids(alarm["AlarmActions"])) == [topic_id]
+
+
+def test_given_due_hour_and_play_id_property_settings_then_the_hubspot_sender_gets_them(
+    tiny_asset_dirs: tuple[Path, Path], cdk_context: dict[str, Any], tmp_path: Path
+) -> None:
+    settings = UpswingSettings(
+        stage="sydney",
+        hubspot_portal_timezone="Australia/Sydney",
+        hubspot_due_hour=9,
+        hubspot_play_id_property="upswing_play_id",
+    )
+    _, stack = synthesize(tiny_asset_dirs, cdk_context, tmp_path, settings)
+    template = dict(Template.from_stack(stack).to_json())
+    sender = function_id(template, HUBSPOT_SENDER_HANDLER)
+    environment = template["Resources"][sender]["Properties"]["Environment"]["Variables"]
+
+    assert environment["HUBSPOT_PORTAL_TIMEZONE"] == "Australia/Sydney"
+    assert environment["HUBSPOT_DUE_HOUR"] == "9"
+    assert environment["HUBSPOT_PLAY_ID_PROPERTY"] == "upswing_play_id"
+    assert list(referenced_ids(environment[PLAYS_TABLE.env_var])) == [table_id(template, PLAYS_TABLE)]

@@ -19,14 +19,22 @@ from functions.hubspot_sender.settings import HubSpotSenderSettings
 from shared.delivery.hubspot import SEARCH_INDEX_LAG, HubSpotClient, HubSpotSettings
 from shared.delivery.ledger import DeliveryInFlight, DeliveryLedger, DeliveryStatus
 from shared.delivery.secrets import CachedSecret
-from shared.resources import DELIVERIES_TABLE, HUBSPOT_DLQ_ENV, HUBSPOT_QUEUE, HUBSPOT_SECRET_ENV
+from shared.resources import DELIVERIES_TABLE, HUBSPOT_DLQ_ENV, HUBSPOT_QUEUE, HUBSPOT_SECRET_ENV, PLAYS_TABLE
+from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
 from shared.routing.messages import PlayDelivery
+from shared.routing.views import play_state
 from shared.settings import load_settings
 from tests.conftest import TEST_RETENTION_DAYS, Aws
 from tests.integration.builders import sqs_event
 
 TOKEN = "pat-na1-00000000-secret-token"
 Reply = Callable[[httpx.Request], httpx.Response]
+UNAUTHORIZED = {
+    "status": "error",
+    "message": "Authentication credentials not found.",
+    "correlationId": "401-c0ffee",
+    "category": "INVALID_AUTHENTICATION",
+}
 
 
 class FakeHubSpot:
@@ -36,11 +44,14 @@ class FakeHubSpot:
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.script: list[Reply] = []
         self.tasks: dict[str, str] = {}  # task id → body
+        self.created: dict[str, dict[str, Any]] = {}  # task id → the creation request
+        self.valid_token = TOKEN
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         self.requests.append((request.url.path, body))
-        assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+        if request.headers["Authorization"] != f"Bearer {self.valid_token}":
+            return httpx.Response(401, json=UNAUTHORIZED)
         if self.script:
             return self.script.pop(0)(request)
         if request.url.path.endswith("/search"):
@@ -49,6 +60,7 @@ class FakeHubSpot:
             return httpx.Response(200, json={"total": len(found), "results": found})
         task_id = str(1000 + len(self.tasks))
         self.tasks[task_id] = body["properties"]["hs_task_body"]
+        self.created[task_id] = body
         return httpx.Response(201, json={"id": task_id, "properties": body["properties"]})
 
     def creations(self) -> list[dict[str, Any]]:
@@ -188,14 +200,22 @@ def test_a_task_created_behind_a_5xx_is_looked_up_once_search_shows_it_and_not_c
     assert [path for path, _ in hubspot_api.requests].count("/crm/v3/objects/tasks/search") == 1
 
 
-def test_a_rejected_delivery_goes_to_the_dlq_with_hubspots_message_and_the_batch_goes_on(
-    aws: Aws, sender: HubSpotSender, hubspot_api: FakeHubSpot
+def test_a_rejected_delivery_goes_to_the_dlq_with_hubspots_details_and_the_batch_goes_on(
+    aws: Aws, sender: HubSpotSender, hubspot_api: FakeHubSpot, caplog: pytest.LogCaptureFixture
 ) -> None:
     problem = {
         "status": "error",
-        "message": "Property values were not valid: hubspot_owner_id 501 is not a valid owner",
+        "message": "Property values were not valid: 'Jane Roe <jane@example.com>' is too long",
         "category": "VALIDATION_ERROR",
         "correlationId": "c0ffee",
+        "context": {"properties": ["hs_task_subject"]},
+        "errors": [
+            {
+                "message": "'Jane Roe <jane@example.com>' is too long",
+                "code": "INVALID_LENGTH",
+                "context": {"propertyName": ["hs_task_subject"]},
+            }
+        ],
     }
     hubspot_api.script.append(lambda request: httpx.Response(400, json=problem))
     rejected, fine = delivery("b" * 24).model_dump_json(), delivery("c" * 24).model_dump_json()
@@ -208,11 +228,24 @@ def test_a_rejected_delivery_goes_to_the_dlq_with_hubspots_message_and_the_batch
         QueueUrl=sender.dead_letter_queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
     )["Messages"]
     errors = {message["Body"]: message["MessageAttributes"]["error"]["StringValue"] for message in dead}
-    assert errors[rejected] == (
-        "HubSpot rejected the request: 400 VALIDATION_ERROR: "
-        "Property values were not valid: hubspot_owner_id 501 is not a valid owner"
+    # Which property, which id, and the id HubSpot support asks for: all in the DLQ's `error`
+    assert errors[rejected].startswith(
+        "HubSpot rejected the request: 400 VALIDATION_ERROR: Property values were not valid"
     )
+    assert '"correlationId":"c0ffee"' in errors[rejected]
+    assert '"context":{"properties":["hs_task_subject"]}' in errors[rejected]
+    assert '"code":"INVALID_LENGTH"' in errors[rejected]
+    [with_attributes] = [message for message in dead if message["Body"] == rejected]
+    assert with_attributes["MessageAttributes"]["hubspot_correlation_id"]["StringValue"] == "c0ffee"
     assert errors["{not json"].startswith("not a play delivery: ")
+    # The log keeps the correlation id, the context and the error codes, not HubSpot's messages
+    [line] = [vars(r) for r in caplog.records if r.getMessage() == "delivery dead-lettered" and r.play_id]
+    assert line["correlation_id"] == "c0ffee"
+    assert line["hubspot_context"] == {"properties": ["hs_task_subject"]}
+    assert line["hubspot_errors"] == [
+        {"code": "INVALID_LENGTH", "context": {"propertyName": ["hs_task_subject"]}}
+    ]
+    assert "jane@example.com" not in caplog.text + "".join(repr(vars(r)) for r in caplog.records)
     # The rejected play's claim was released: a corrected replay may create it
     assert sender.ledger.claim("hubspot_task", "b" * 24, delivery().routed_at).fresh
 
@@ -274,3 +307,284 @@ def test_a_portal_time_zone_reaches_the_client_and_an_unknown_one_stops_the_send
     monkeypatch.setenv("HUBSPOT_PORTAL_TIMEZONE", "Paris")
     with pytest.raises(RuntimeError, match=r"HUBSPOT_PORTAL_TIMEZONE.*unknown time zone 'Paris'"):
         load_settings(HubSpotSenderSettings)
+
+
+# --- 401 / 403: hold, re-read the secret, resume without a redrive ---------------------------
+
+
+class Secrets:
+    """Secrets Manager as the sender sees it: one secret whose value the test changes."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.reads = 0
+
+    def get_secret_value(self, SecretId: str) -> dict[str, str]:
+        self.reads += 1
+        return {"SecretString": self.value}
+
+
+@pytest.fixture
+def secrets() -> Secrets:
+    return Secrets("pat-na1-revoked-token")
+
+
+@pytest.fixture
+def rotating_sender(
+    aws: Aws, sender: HubSpotSender, hubspot_api: FakeHubSpot, secrets: Secrets
+) -> HubSpotSender:
+    """The sender with its token read from a (fake) secret, as deployed."""
+    token = CachedSecret(secrets, "upswing/test/hubspot-token")
+    sender.client = HubSpotClient(
+        HubSpotSettings(),
+        token=token,
+        forget_token=token.forget,
+        http=httpx.Client(transport=httpx.MockTransport(hubspot_api)),
+        sleep=lambda seconds: None,
+        jitter=lambda: 0.0,
+    )
+    sender.token = token
+    return sender
+
+
+def visible_again(aws: Aws, event: dict[str, Any]) -> None:
+    """Time passes: the event's held messages become visible on the HubSpot queue again."""
+    url = aws.queues[HUBSPOT_QUEUE.env_var]
+    for record in event["Records"]:
+        aws.sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0
+        )
+
+
+def received_again(aws: Aws) -> dict[str, Any]:
+    url = aws.queues[HUBSPOT_QUEUE.env_var]
+    received = aws.sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, AttributeNames=["All"]
+    )["Messages"]
+    event = sqs_event([message["Body"] for message in received])
+    for record, message in zip(event["Records"], received, strict=True):
+        record["messageId"], record["receiptHandle"] = message["MessageId"], message["ReceiptHandle"]
+        record["attributes"]["ApproximateReceiveCount"] = message["Attributes"]["ApproximateReceiveCount"]
+    return event
+
+
+def dead_lettered(aws: Aws, sender: HubSpotSender) -> list[dict[str, Any]]:
+    return aws.sqs.receive_message(QueueUrl=sender.dead_letter_queue_url, MaxNumberOfMessages=10).get(
+        "Messages", []
+    )
+
+
+def test_given_a_revoked_token_then_the_batch_is_held_not_dead_lettered_and_resumes_with_a_new_token(
+    aws: Aws,
+    rotating_sender: HubSpotSender,
+    hubspot_api: FakeHubSpot,
+    secrets: Secrets,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bodies = [delivery("d" * 24).model_dump_json(), delivery("e" * 24).model_dump_json()]
+    event = queued_event(aws, bodies)
+
+    # Given HubSpot refuses the token in the secret: every message of the batch is held
+    with pytest.raises(BatchProcessingError):
+        send_tasks(event, rotating_sender, far_deadline())
+
+    assert dead_lettered(aws, rotating_sender) == []
+    assert hubspot_api.tasks == {}
+    # The first record asked HubSpot once, then read the secret again (the same token: no retry)
+    assert len(hubspot_api.requests) == 1
+    assert secrets.reads == 2
+    assert any("put a valid token in the HubSpot secret" in record.getMessage() for record in caplog.records)
+    url = aws.queues[HUBSPOT_QUEUE.env_var]
+    assert aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []) == []  # held
+
+    # While the secret holds the refused token, a later batch does not ask HubSpot again
+    visible_again(aws, event)
+    event = received_again(aws)
+    with pytest.raises(BatchProcessingError):
+        send_tasks(event, rotating_sender, far_deadline())
+    assert len(hubspot_api.requests) == 1
+
+    # When a new token is stored, the held messages are delivered: no redrive
+    secrets.value = TOKEN
+    visible_again(aws, event)
+    answer = send_tasks(received_again(aws), rotating_sender, far_deadline())
+
+    assert answer == {"batchItemFailures": []}
+    assert len(hubspot_api.tasks) == 2
+    assert dead_lettered(aws, rotating_sender) == []
+
+
+def test_given_a_rotated_token_when_hubspot_refuses_the_cached_one_then_the_new_one_is_used_at_once(
+    rotating_sender: HubSpotSender, hubspot_api: FakeHubSpot, secrets: Secrets
+) -> None:
+    secrets.value = TOKEN
+    rotating_sender.token()  # cached
+    hubspot_api.valid_token = "pat-na1-rotated-token"
+    secrets.value = "pat-na1-rotated-token"
+
+    answer = send_tasks(sqs_event([delivery().model_dump_json()]), rotating_sender, far_deadline())
+
+    assert answer == {"batchItemFailures": []}
+    assert len(hubspot_api.tasks) == 1
+    assert [path for path, _ in hubspot_api.requests] == ["/crm/v3/objects/tasks"] * 2
+
+
+def test_given_a_missing_scope_when_held_near_the_receive_limit_then_a_fresh_copy_replaces_the_message(
+    aws: Aws, rotating_sender: HubSpotSender, hubspot_api: FakeHubSpot, secrets: Secrets
+) -> None:
+    secrets.value = TOKEN
+    missing_scope = {
+        "status": "error",
+        "message": "This app hasn't been granted all required scopes to make this call.",
+        "correlationId": "403-c0ffee",
+        "category": "MISSING_SCOPES",
+        "errors": [
+            {
+                "message": "One or more of the following scopes are required.",
+                "context": {"requiredScopes": ["crm.objects.contacts.write"]},
+            }
+        ],
+    }
+    hubspot_api.script.append(lambda request: httpx.Response(403, json=missing_scope))
+    body = delivery().model_dump_json()
+    event = queued_event(aws, [body])
+    # Given the message has been received as often as the queue allows but once
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = str(HUBSPOT_QUEUE.max_receive_count - 1)
+
+    answer = send_tasks(event, rotating_sender, far_deadline())
+
+    # The original is let go (a fresh copy is on the queue, delayed): never the DLQ
+    assert answer == {"batchItemFailures": []}
+    assert dead_lettered(aws, rotating_sender) == []
+    url = aws.queues[HUBSPOT_QUEUE.env_var]
+    attributes = aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (
+        int(attributes["ApproximateNumberOfMessagesDelayed"]) + int(attributes["ApproximateNumberOfMessages"])
+        >= 1
+    )
+
+
+# --- 423, 477: transient, never dead-lettered ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "policy_wait"),
+    [(423, {}, 2), (477, {"Retry-After": "3600"}, 3600)],
+    ids=["423-locked", "477-migration"],
+)
+def test_given_a_transient_refusal_that_outlasts_the_invocation_then_the_messages_are_held_not_dead_lettered(
+    aws: Aws,
+    sender: HubSpotSender,
+    hubspot_api: FakeHubSpot,
+    status: int,
+    headers: dict[str, str],
+    policy_wait: int,
+) -> None:
+    for _ in range(10):
+        hubspot_api.script.append(
+            lambda request: httpx.Response(status, json={"status": "error"}, headers=headers)
+        )
+    event = queued_event(aws, [delivery("d" * 24).model_dump_json()])
+
+    import time
+
+    with pytest.raises(BatchProcessingError):
+        send_tasks(event, sender, time.monotonic() + 1.0)  # too little time to wait it out here
+
+    assert dead_lettered(aws, sender) == []
+    assert sender.ledger.claim(
+        "hubspot_task", "d" * 24, delivery().routed_at
+    ).fresh  # no task, claim released
+
+
+# --- a stale owner or company: fall back, record it, count it ------------------------------------
+
+
+@pytest.fixture
+def routed_play(aws: Aws) -> PlayLedger:
+    plays = PlayLedger(aws.dynamodb, aws.tables[PLAYS_TABLE.env_var], TEST_RETENTION_DAYS)
+    plays.schedule(
+        PlayRecord(
+            account_id="acct-1",
+            play_id="a" * 24,
+            firing_id="f" * 24,
+            tier=0,
+            firing={"trigger": "seats", "play": "seat-expansion", "ruleset_version": "2026-11-23.2"},
+            status=PlayStatus.ROUTED,
+            updated_at=delivery().routed_at,
+        )
+    )
+    return plays
+
+
+INVALID_OWNER = {
+    "status": "error",
+    "message": 'Property values were not valid: [{"isValid":false,"message":"501 is not a valid owner id",'
+    '"error":"INVALID_OWNER_ID","name":"hubspot_owner_id"}]',
+    "correlationId": "owner-c0ffee",
+    "category": "VALIDATION_ERROR",
+}
+INVALID_COMPANY = {
+    "status": "error",
+    "message": "One or more associations are invalid",
+    "correlationId": "assoc-c0ffee",
+    "context": {
+        "INVALID_OBJECT_IDS": ["COMPANY=77 is not valid"],
+        "objectId": ["77"],
+        "objectType": ["COMPANY"],
+    },
+    "category": "VALIDATION_ERROR",
+}
+
+
+@pytest.mark.parametrize(
+    ("refusals", "expected_owner", "expected_associations", "note", "problem"),
+    [
+        ([INVALID_OWNER], None, [{"id": "77"}], "HubSpot owner 501", "HubSpot does not know owner 501"),
+        ([INVALID_COMPANY], "501", [], "HubSpot company 77", "HubSpot does not know record 77"),
+        ([INVALID_OWNER, INVALID_COMPANY], None, [], "HubSpot company 77", "owner 501"),
+    ],
+    ids=["stale-owner", "stale-company", "both"],
+)
+def test_given_a_400_for_a_stale_owner_or_company_then_the_task_is_created_without_it_and_the_play_says_so(
+    aws: Aws,
+    sender: HubSpotSender,
+    hubspot_api: FakeHubSpot,
+    routed_play: PlayLedger,
+    refusals: list[dict[str, Any]],
+    expected_owner: str | None,
+    expected_associations: list[dict[str, str]],
+    note: str,
+    problem: str,
+) -> None:
+    sender.plays = routed_play
+    for refusal in refusals:
+        hubspot_api.script.append(lambda request, refusal=refusal: httpx.Response(400, json=refusal))
+
+    answer = send_tasks(sqs_event([delivery().model_dump_json()]), sender, far_deadline())
+
+    assert answer == {"batchItemFailures": []}
+    assert dead_lettered(aws, sender) == []
+    [created] = hubspot_api.created.values()
+    assert created["properties"].get("hubspot_owner_id") == expected_owner
+    assert [association["to"] for association in created["associations"]] == expected_associations
+    assert note in created["properties"]["hs_task_body"]
+    assert "Upswing play " + "a" * 24 in created["properties"]["hs_task_body"]
+    # The play records it, and GET .../signals shows it
+    record = routed_play.get("acct-1", "a" * 24)
+    assert record is not None
+    [recorded] = play_state(record)["delivery_problems"]
+    assert recorded["channel"] == "hubspot_task"
+    assert problem in recorded["problem"]
+
+
+def test_given_a_stale_owner_when_the_play_is_not_in_the_ledger_then_the_task_is_still_created(
+    sender: HubSpotSender, hubspot_api: FakeHubSpot, aws: Aws
+) -> None:
+    sender.plays = PlayLedger(aws.dynamodb, aws.tables[PLAYS_TABLE.env_var], TEST_RETENTION_DAYS)
+    hubspot_api.script.append(lambda request: httpx.Response(400, json=INVALID_OWNER))
+
+    answer = send_tasks(sqs_event([delivery().model_dump_json()]), sender, far_deadline())
+
+    assert answer == {"batchItemFailures": []}
+    assert len(hubspot_api.tasks) == 1

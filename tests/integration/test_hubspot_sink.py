@@ -19,20 +19,26 @@ from shared.delivery.hubspot import (
     HubSpotRejected,
     HubSpotSettings,
     HubSpotUnavailable,
+    StaleReferences,
     search_request,
+    stale_references,
     task_request,
+    without_stale_references,
 )
 from tests.unit.test_hubspot_client import PLAY_ID, TOKEN, a_delivery
 from tests.unit.test_pacing import FakeClock
+from upswing import cli
 from upswing.local.hubspot_sink import HubSpotSink
 
 TASKS_PATH = "/crm/v3/objects/tasks"
 OTHER_PLAY_ID = "fedcba9876543210fedcba98"
+# What the sink's portal knows: the owner and the records a_delivery() names.
+KNOWN: dict[str, Any] = {"owners": ["7713"], "companies": ["9000123"], "contacts": ["501"], "deals": ["77"]}
 
 
 @pytest.fixture
 def sink(tmp_path: Path) -> Iterator[HubSpotSink]:
-    with HubSpotSink(tmp_path / "hubspot" / "requests.jsonl") as running:
+    with HubSpotSink(tmp_path / "hubspot" / "requests.jsonl", **KNOWN) as running:
         yield running
 
 
@@ -150,7 +156,9 @@ def test_given_an_answer_lost_after_creation_when_searching_at_once_then_the_lag
 ):
     # Why create_task does not look the task up itself: HubSpot's search lags its creations.
     sink_clock = FakeClock()
-    with HubSpotSink(tmp_path / "requests.jsonl", search_lag_seconds=5.0, clock=sink_clock) as lagging:
+    with HubSpotSink(
+        tmp_path / "requests.jsonl", search_lag_seconds=5.0, clock=sink_clock, **KNOWN
+    ) as lagging:
         settings = HubSpotSettings(base_url=lagging.endpoint, timeout_seconds=5.0)
         with HubSpotClient(settings, lambda: TOKEN, sleep=clock.sleep, clock=clock) as client:
             lagging.fail_next(502, after_create=True)
@@ -238,7 +246,9 @@ def test_given_a_rate_limit_when_exceeded_then_the_sink_answers_like_hubspots_te
 
 def test_given_a_search_lag_when_a_task_is_new_then_search_misses_it_until_the_lag_has_passed(tmp_path, http):
     sink_clock = FakeClock()
-    with HubSpotSink(tmp_path / "requests.jsonl", search_lag_seconds=5.0, clock=sink_clock) as lagging:
+    with HubSpotSink(
+        tmp_path / "requests.jsonl", search_lag_seconds=5.0, clock=sink_clock, **KNOWN
+    ) as lagging:
         raw_post(http, lagging, TASKS_PATH, task_request(a_delivery(), HubSpotSettings()))
         query = search_request(PLAY_ID)
         before = raw_post(http, lagging, f"{TASKS_PATH}/search", query).json()
@@ -277,3 +287,123 @@ def test_given_several_tasks_when_searching_with_eq_and_paging_then_hubspots_sem
     assert [task["id"] for task in first["results"] + rest["results"]] == ["3", "2", "1"]
     assert "paging" not in rest
     assert unsupported.status_code == 400
+
+
+# --- strict like HubSpot: unknown properties, owners, records; refused requests count -----------
+
+
+def test_given_an_unknown_property_when_posted_then_the_sink_refuses_it_by_name(sink, http):
+    body = task_request(a_delivery(), HubSpotSettings())
+    body["properties"]["upswing_play_id"] = PLAY_ID  # not created in this portal
+
+    answer = raw_post(http, sink, TASKS_PATH, body)
+
+    assert (answer.status_code, answer.json()["category"]) == (400, "VALIDATION_ERROR")
+    assert "PROPERTY_DOESNT_EXIST" in answer.json()["message"]
+    assert "upswing_play_id" in answer.json()["message"]
+    assert sink.tasks() == []
+
+
+def test_given_an_owner_the_portal_does_not_know_then_the_client_can_fall_back_to_an_unassigned_task(
+    sink, client, clock
+):
+    stale = a_delivery(owner={"role": "csm", "name": "Gone", "hubspot_owner_id": "666"})
+
+    with pytest.raises(HubSpotRejected) as raised:
+        client.create_task(stale, deadline(clock))
+    found = stale_references(raised.value, stale)
+    assert found is not None
+    task_id = client.create_task(without_stale_references(stale, found), deadline(clock))
+
+    assert "INVALID_OWNER_ID" in raised.value.message
+    assert found.owner_id == "666"
+    [task] = sink.tasks()
+    assert task["id"] == task_id
+    assert "hubspot_owner_id" not in task["properties"]
+    assert "HubSpot owner 666" in task["properties"]["hs_task_body"]
+
+
+def test_given_a_company_the_portal_does_not_know_then_hubspots_context_names_it(sink, client, clock):
+    stale = a_delivery(hubspot={"company_id": "4040404", "contact_id": "501"})
+
+    with pytest.raises(HubSpotRejected) as raised:
+        client.create_task(stale, deadline(clock))
+
+    details = raised.value.details
+    assert details.context["INVALID_OBJECT_IDS"] == ["COMPANY=4040404 is not valid"]
+    assert details.context["objectId"] == ["4040404"]
+    assert stale_references(raised.value, stale) == StaleReferences(None, frozenset({"4040404"}))
+    assert sink.tasks() == []
+
+
+def test_given_records_registered_over_http_then_the_sink_accepts_them(tmp_path, http):
+    with HubSpotSink(tmp_path / "requests.jsonl") as empty:
+        before = raw_post(http, empty, TASKS_PATH, task_request(a_delivery(), HubSpotSettings()))
+        http.post(f"{empty.endpoint}/__sink/records", json=KNOWN).raise_for_status()
+        after = raw_post(http, empty, TASKS_PATH, task_request(a_delivery(), HubSpotSettings()))
+
+    assert (before.status_code, after.status_code) == (400, 201)
+
+
+def test_given_refused_requests_then_they_count_in_the_rate_window_like_hubspots(tmp_path, http):
+    sink_clock = FakeClock()
+    with HubSpotSink(tmp_path / "requests.jsonl", rate_limit=2, clock=sink_clock) as limited:
+
+        def status_at(moment: float) -> int:
+            sink_clock.now = 1000.0 + moment
+            return raw_post(http, limited, f"{TASKS_PATH}/search", {}).status_code
+
+        statuses = [status_at(0.0), status_at(0.0), status_at(9.0), status_at(10.1), status_at(10.2)]
+
+    # The refused request at 9 s still fills the window at 10.2 s, when the first two have left it
+    assert statuses == [200, 200, 429, 200, 429]
+
+
+# --- the upswing_play_id property: created by the CLI, found by EQ --------------------------------
+
+
+def test_given_the_property_created_by_the_cli_then_tasks_carry_it_and_eq_finds_them_whatever_the_body(
+    sink, clock, http, monkeypatch, capsys
+):
+    monkeypatch.setenv("HUBSPOT_TOKEN", TOKEN)
+
+    assert cli.main(["hubspot", "create-property", "--base-url", sink.endpoint]) == 0
+    assert cli.main(["hubspot", "create-property", "--base-url", sink.endpoint]) == 0  # exists: fine
+    printed = capsys.readouterr().out
+    assert "created the task property 'upswing_play_id'" in printed
+    assert "exists already" in printed
+    assert "--context hubspot_play_id_property=upswing_play_id" in printed
+    assert sink.properties() == ["upswing_play_id"]
+    assert TOKEN not in json.dumps(sink.requests())
+
+    settings = HubSpotSettings(
+        base_url=sink.endpoint, timeout_seconds=5.0, play_id_property="upswing_play_id"
+    )
+    with HubSpotClient(settings, lambda: TOKEN, sleep=clock.sleep, clock=clock) as client:
+        created = client.create_task(a_delivery(), deadline(clock))
+        # A task whose body lost its marker (edited, or tokenized differently) is still found
+        body = task_request(a_delivery(play_id=OTHER_PLAY_ID), settings)
+        body["properties"]["hs_task_body"] = "<p>edited by a person</p>"
+        other = raw_post(http, sink, TASKS_PATH, body).json()["id"]
+
+        assert client.find_task(PLAY_ID, deadline(clock)) == created
+        assert client.find_task(OTHER_PLAY_ID, deadline(clock)) == other
+    [task, _] = sink.tasks()
+    assert task["properties"]["upswing_play_id"] == PLAY_ID
+
+
+def test_given_no_property_then_the_body_marker_still_finds_the_task_and_eq_on_it_is_refused(
+    sink, client, clock, http
+):
+    created = client.create_task(a_delivery(), deadline(clock))
+
+    assert client.find_task(PLAY_ID, deadline(clock)) == created  # CONTAINS_TOKEN on the body marker
+    refused = raw_post(http, sink, f"{TASKS_PATH}/search", search_request(PLAY_ID, "upswing_play_id"))
+    assert refused.status_code == 400  # like HubSpot: the property does not exist in this portal
+
+
+def test_given_no_token_when_creating_the_property_then_the_cli_says_where_to_put_it(monkeypatch, capsys):
+    monkeypatch.delenv("HUBSPOT_TOKEN", raising=False)
+
+    assert cli.main(["hubspot", "create-property"]) == 2
+    assert "$HUBSPOT_TOKEN" in capsys.readouterr().err

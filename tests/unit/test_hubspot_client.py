@@ -9,16 +9,20 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from shared.delivery.hubspot import (
     LOCAL_PACER,
+    TASK_BODY_LIMIT,
+    HubSpotAuthFailed,
     HubSpotClient,
     HubSpotRejected,
     HubSpotSettings,
@@ -214,7 +218,7 @@ def test_given_portal_specific_settings_when_creating_then_the_path_and_type_ids
         base_url="https://eu1.hubapi.example/",
         tasks_path="/crm/objects/2026-03/tasks",
         company_association_type=9001,
-        due_hour_utc=9,
+        due_hour=9,
     )
 
     harness.client.create_task(a_delivery(hubspot={"company_id": "1"}), harness.deadline())
@@ -522,3 +526,174 @@ def test_given_a_transport_error_that_names_the_token_when_giving_up_then_the_er
 
     assert TOKEN not in str(raised.value)
     assert raised.value.__cause__ is None  # no chained httpx error holding the request's headers
+
+
+# --- HubSpot's other answers: 401 / 403, 423, 477 -----------------------------------------------
+
+
+def test_given_a_401_when_the_secret_holds_a_new_token_then_it_is_read_again_and_used_once(make_harness):
+    tokens = iter(["pat-old", "pat-new"])
+    current = {"token": next(tokens)}
+    forgotten: list[bool] = []
+
+    def forget() -> None:
+        forgotten.append(True)
+        current["token"] = next(tokens)
+
+    hubspot = ScriptedHubSpot([hubspot_error(401, category="INVALID_AUTHENTICATION"), created("9")])
+    clock = FakeClock()
+    with HubSpotClient(
+        HubSpotSettings(),
+        token=lambda: current["token"],
+        forget_token=forget,
+        http=httpx.Client(transport=httpx.MockTransport(hubspot)),
+        sleep=clock.sleep,
+        clock=clock,
+    ) as client:
+        assert client.create_task(a_delivery(), clock.now + 60) == "9"
+
+    assert forgotten == [True]
+    assert [request.headers["Authorization"] for request in hubspot.received] == [
+        "Bearer pat-old",
+        "Bearer pat-new",
+    ]
+
+
+@pytest.mark.parametrize(("status", "category"), [(401, "INVALID_AUTHENTICATION"), (403, "MISSING_SCOPES")])
+def test_given_a_401_or_403_when_the_secret_holds_the_same_token_then_auth_failed_says_what_to_fix(
+    make_harness, status, category
+):
+    harness = make_harness(
+        hubspot_error(status, category=category, context={"requiredScopes": ["crm.objects.contacts.write"]})
+    )
+
+    with pytest.raises(HubSpotAuthFailed) as raised:
+        harness.client.create_task(a_delivery(), harness.deadline())
+
+    assert len(harness.hubspot.received) == 1  # the same token is not tried twice
+    assert ("valid token" if status == 401 else "crm.objects.contacts.write") in raised.value.what_to_fix
+    assert raised.value.correlation_id == "c0ffee"
+
+
+def test_given_a_423_locked_when_creating_then_it_waits_two_seconds_and_tries_again(make_harness):
+    harness = make_harness(hubspot_error(423, message="Locked"), created("8"))
+
+    assert harness.client.create_task(a_delivery(), harness.deadline()) == "8"
+    assert harness.clock.sleeps == [2.0]
+
+
+def test_given_a_477_migration_outlasting_the_deadline_then_it_is_throttled_for_its_retry_after(
+    make_harness,
+):
+    harness = make_harness(httpx.Response(477, json={"status": "error"}, headers={"Retry-After": "7200"}))
+
+    with pytest.raises(HubSpotThrottled) as raised:
+        harness.client.create_task(a_delivery(), harness.deadline())
+
+    assert (raised.value.policy, raised.value.wait_seconds) == ("MIGRATION_IN_PROGRESS", 7200.0)
+    assert harness.clock.sleeps == []
+
+
+def test_given_a_rejection_then_the_error_keeps_correlation_id_category_context_and_errors(make_harness):
+    errors = [{"message": "x", "code": "INVALID_OPTION", "context": {"propertyName": ["hs_task_priority"]}}]
+    harness = make_harness(
+        hubspot_error(
+            400, category="VALIDATION_ERROR", message="bad", context={"properties": ["p"]}, errors=errors
+        )
+    )
+
+    with pytest.raises(HubSpotRejected) as raised:
+        harness.client.create_task(a_delivery(), harness.deadline())
+
+    details = raised.value.details
+    assert (details.correlation_id, details.context, details.errors) == (
+        "c0ffee",
+        {"properties": ["p"]},
+        tuple(errors),
+    )
+    text = str(raised.value)
+    assert '"correlationId":"c0ffee"' in text
+    assert '"properties":["p"]' in text
+    assert "INVALID_OPTION" in text
+
+
+# --- rate-limit headers ------------------------------------------------------------------------
+
+
+def test_given_the_rate_limit_headers_say_the_window_is_spent_then_the_next_request_waits_its_interval(
+    make_harness,
+):
+    spent = {"X-HubSpot-RateLimit-Remaining": "1", "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}
+    harness = make_harness(httpx.Response(201, json={"id": "1"}, headers=spent), created("2"))
+
+    harness.client.create_task(a_delivery(), harness.deadline())
+    harness.client.create_task(a_delivery(), harness.deadline())
+
+    assert harness.clock.sleeps == [10.0]  # before the second request, not after a 429
+
+
+def test_given_the_daily_remaining_header_is_zero_then_the_next_request_is_throttled_without_being_sent(
+    make_harness,
+):
+    harness = make_harness(
+        httpx.Response(201, json={"id": "1"}, headers={"X-HubSpot-RateLimit-Daily-Remaining": "0"})
+    )
+
+    harness.client.create_task(a_delivery(), harness.deadline())
+    with pytest.raises(HubSpotThrottled) as raised:
+        harness.client.create_task(a_delivery(), harness.deadline())
+
+    assert (raised.value.policy, raised.value.wait_seconds) == ("DAILY", 6 * 3600)
+    assert len(harness.hubspot.received) == 1
+
+
+# --- due dates, body size, the play id property ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "hour", "expected"),
+    [
+        ("Australia/Sydney", 17, "2026-11-27T06:00:00Z"),  # Friday 17:00 AEDT, still Friday in Sydney
+        ("America/New_York", 17, "2026-11-27T22:00:00Z"),
+        ("UTC", 17, "2026-11-27T17:00:00Z"),
+        ("Europe/Paris", 9, "2026-11-27T08:00:00Z"),
+    ],
+)
+def test_given_a_portal_time_zone_then_the_task_is_due_at_the_hour_there(zone, hour, expected):
+    friday = a_delivery(due=date(2026, 11, 27))
+
+    request = task_request(friday, HubSpotSettings(portal_timezone=zone, due_hour=hour))
+
+    assert request["properties"]["hs_timestamp"] == expected
+    due = datetime.fromisoformat(expected.replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
+    assert (due.weekday(), due.hour) == (4, hour)  # Friday, there
+
+
+def test_given_a_due_hour_outside_the_day_then_the_settings_refuse_it():
+    with pytest.raises(ValueError, match="0-23"):
+        HubSpotSettings(due_hour=24)
+
+
+def test_given_a_body_longer_than_hubspot_allows_then_it_is_cut_with_a_note_and_keeps_the_marker():
+    huge = "<&> evidence line\n" * 10_000  # escaping makes the HTML longer than the text
+
+    body = task_request(a_delivery(body=huge), HubSpotSettings())["properties"]["hs_task_body"]
+
+    assert len(body) <= TASK_BODY_LIMIT
+    assert len(body) > TASK_BODY_LIMIT - 200  # not cut more than needed
+    assert body.endswith(f"<p>Upswing play {PLAY_ID}</p>")
+    assert "Truncated" in body
+    assert "&amp;" in body
+    assert not re.search(r"&[a-z]*<", body)  # no entity cut in half
+
+
+def test_given_the_play_id_property_then_the_task_carries_it_and_the_search_asks_eq_first(make_harness):
+    harness = make_harness(created("3"), searches=[found("3")], play_id_property="upswing_play_id")
+
+    harness.client.create_task(a_delivery(), harness.deadline())
+    harness.client.find_task(PLAY_ID, harness.deadline())
+
+    assert harness.hubspot.body(0)["properties"]["upswing_play_id"] == PLAY_ID
+    groups = harness.hubspot.body(1)["filterGroups"]
+    assert groups[0] == {"filters": [{"propertyName": "upswing_play_id", "operator": "EQ", "value": PLAY_ID}]}
+    assert groups[1]["filters"][0]["operator"] == "CONTAINS_TOKEN"  # the body marker stays the fallback

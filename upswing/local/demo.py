@@ -67,6 +67,7 @@ def run_demo(stack: LocalStack, out: Any) -> dict[str, Any]:
     with api:
         for account_id, profile in ACCOUNTS.items():
             api.put(f"/v1/accounts/{account_id}", json=profile).raise_for_status()
+        stack.register_in_hubspot(ACCOUNTS.values())  # the local sink, like HubSpot, knows only these
         events = list(demo_events(now))
         https_events, bus_events = events[:-40], events[-40:]
         print(f"Posting {len(https_events)} events over HTTPS in batches of 500 …", file=out)

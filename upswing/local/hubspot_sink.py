@@ -2,7 +2,13 @@
 
 It answers like HubSpot (status codes, error bodies, ids as numeric strings) so the real client runs
 against it unchanged: POST {tasks_path} creates a task, POST {tasks_path}/search finds tasks (EQ and
-CONTAINS_TOKEN filters), GET {tasks_path}/{id} reads one. A bearer token is required and never kept.
+CONTAINS_TOKEN filters), GET {tasks_path}/{id} reads one, POST /crm/v3/properties/tasks creates a
+custom task property. A bearer token is required and never kept.
+
+It is as strict as HubSpot: a property it does not know (HubSpot's task properties and the custom
+ones created here), an owner or an associated record it was not told about (`register`, or POST
+/__sink/records with {"owners": [...], "companies": [...], "contacts": [...], "deals": [...]}) is
+refused with HubSpot's 400, and refused requests count in the rate window too.
 
 Every request is recorded (time, method, path, JSON body, the status answered) as a line of a JSONL
 file, truncated at start(), and served back at GET /__sink/requests, so a demo or a benchmark can
@@ -22,7 +28,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,10 +36,28 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from shared.delivery.pacing import Pacer
-
 REQUESTS_PATH = "/__sink/requests"
+RECORDS_PATH = "/__sink/records"
+PROPERTIES_PATH = "/crm/v3/properties/tasks"
 RATE_LIMIT_WINDOW_SECONDS = 10.0
+# HubSpot's own task properties (the ones a client may set; a subset of what HubSpot has).
+TASK_PROPERTIES = frozenset(
+    {
+        "hs_timestamp",
+        "hs_task_subject",
+        "hs_task_body",
+        "hs_task_status",
+        "hs_task_priority",
+        "hs_task_type",
+        "hubspot_owner_id",
+        "hs_task_completion_date",
+        "hs_task_reminders",
+        "hs_queue_membership_ids",
+        "hs_task_is_all_day",
+    }
+)
+# Association type ids (HUBSPOT_DEFINED, from a task) → the object type HubSpot names in its errors.
+_ASSOCIATED_TYPES = {192: "COMPANY", 204: "CONTACT", 216: "DEAL"}
 _STATUSES = {"NOT_STARTED", "IN_PROGRESS", "WAITING", "COMPLETED", "DEFERRED"}
 _PRIORITIES = {"NONE", "LOW", "MEDIUM", "HIGH"}
 _TYPES = {"TODO", "CALL", "EMAIL", "LINKED_IN", "MEETING", "LINKED_IN_CONNECT", "LINKED_IN_MESSAGE"}
@@ -43,7 +67,10 @@ _CATEGORIES = {
     401: "INVALID_AUTHENTICATION",
     403: "MISSING_SCOPES",
     404: "OBJECT_NOT_FOUND",
+    409: "OBJECT_ALREADY_EXISTS",
 }
+# HubSpot's bookkeeping properties: searchable and sortable, never set by a client.
+_READ_ONLY_PROPERTIES = frozenset({"hs_createdate", "hs_lastmodifieddate", "hs_object_id"})
 _SEARCH_LIMIT_MAX = 200
 _SHUTDOWN_POLL_SECONDS = 0.05  # how soon stop() returns (the default, 0.5 s, adds up in tests)
 _ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
@@ -53,8 +80,9 @@ class HubSpotSink:
     """Start it, point the client's base_url at `endpoint`, read `requests()` afterwards.
 
     `rate_limit`: requests per 10 s (any task API call) before it answers 429 TEN_SECONDLY_ROLLING;
-    unlike HubSpot, a refused request does not count against the window. `search_lag_seconds`:
-    how long a new task stays invisible to search. `clock` (monotonic) drives both.
+    as with HubSpot, refused requests count against the window too. `search_lag_seconds`: how long
+    a new task stays invisible to search. `clock` (monotonic) drives both. `owners` and `companies`
+    (and `contacts`, `deals`) are the ids the portal knows; more can be registered later.
     """
 
     def __init__(
@@ -65,6 +93,11 @@ class HubSpotSink:
         rate_limit: int | None = None,
         search_lag_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        owners: Iterable[str] = (),
+        companies: Iterable[str] = (),
+        contacts: Iterable[str] = (),
+        deals: Iterable[str] = (),
     ) -> None:
         sink = self
 
@@ -85,12 +118,16 @@ class HubSpotSink:
         self.tasks_path = tasks_path.rstrip("/")
         self._search_lag = search_lag_seconds
         self._clock = clock
-        self._rate = Pacer(rate_limit, RATE_LIMIT_WINDOW_SECONDS, clock) if rate_limit else None
+        self._rate = _RateWindow(rate_limit, RATE_LIMIT_WINDOW_SECONDS, clock) if rate_limit else None
         self._lock = threading.Lock()
+        self._owners: set[str] = set()
+        self._records: dict[str, set[str]] = {kind: set() for kind in _ASSOCIATED_TYPES.values()}
+        self._custom_properties: dict[str, dict[str, Any]] = {}
+        self.register(owners=owners, companies=companies, contacts=contacts, deals=deals)
         self._tasks: dict[str, _Task] = {}
         self._next_id = 1
         self._faults: deque[_Fault] = deque()
-        self._records: list[dict[str, Any]] = []
+        self._requests: list[dict[str, Any]] = []
         self._log: IO[str] | None = None
         self._server = _Server(("127.0.0.1", port), RequestHandler)
         self._thread = threading.Thread(target=self._serve, name="hubspot-sink", daemon=True)
@@ -123,12 +160,32 @@ class HubSpotSink:
     def requests(self) -> list[dict[str, Any]]:
         """Every request received since start(), oldest first (without /__sink/ ones)."""
         with self._lock:
-            return [dict(record) for record in self._records]
+            return [dict(record) for record in self._requests]
 
     def tasks(self) -> list[dict[str, Any]]:
         """The tasks created so far, as GET {tasks_path}/{id} answers them."""
         with self._lock:
             return [task.document() for task in self._tasks.values()]
+
+    def register(
+        self,
+        *,
+        owners: Iterable[str] = (),
+        companies: Iterable[str] = (),
+        contacts: Iterable[str] = (),
+        deals: Iterable[str] = (),
+    ) -> None:
+        """Tell the sink which owners and records exist in its portal (HubSpot refuses the others)."""
+        with self._lock:
+            self._owners.update(map(str, owners))
+            self._records["COMPANY"].update(map(str, companies))
+            self._records["CONTACT"].update(map(str, contacts))
+            self._records["DEAL"].update(map(str, deals))
+
+    def properties(self) -> list[str]:
+        """The custom task properties created so far."""
+        with self._lock:
+            return sorted(self._custom_properties)
 
     def fail_next(
         self,
@@ -159,6 +216,12 @@ class HubSpotSink:
             _reply(request, _Answer(200, self.requests()))
             return
         body = _parse_body(raw)
+        if path == RECORDS_PATH and request.command == "POST" and isinstance(body, dict):
+            self.register(
+                **{kind: body.get(kind) or () for kind in ("owners", "companies", "contacts", "deals")}
+            )
+            _reply(request, _Answer(200, {"registered": True}))
+            return
         answer = self._answer(request.command, path, request.headers.get("Authorization", ""), body)
         self._record(request.command, request.path, body, answer.status)
         _reply(request, answer)
@@ -166,8 +229,12 @@ class HubSpotSink:
     def _answer(self, method: str, path: str, authorization: str, body: Any) -> _Answer:
         if not re.fullmatch(r"Bearer \S+", authorization.strip()):
             return _error(401, "Authentication credentials not found.")
-        if self._rate and self._rate.try_acquire():  # like HubSpot: no Retry-After, only the policy
+        if self._rate and not self._rate.admit():  # like HubSpot: no Retry-After, only the policy
             return _Answer(429, _rate_limit_body())
+        if method == "POST" and path == PROPERTIES_PATH:
+            return self._create_property(body)
+        if method == "GET" and path.startswith(f"{PROPERTIES_PATH}/"):
+            return self._read_property(path.removeprefix(f"{PROPERTIES_PATH}/"))
         if method == "POST" and path == self.tasks_path:
             return self._create(body)
         if method == "POST" and path == f"{self.tasks_path}/search":
@@ -180,9 +247,14 @@ class HubSpotSink:
         fault = self._take_fault()
         if fault and not fault.after_create:
             return fault.answer()
-        problem = _task_problem(body)
+        problem = _task_problem(body) or self._unknown_property(body["properties"])
         if problem:
             return _error(400, problem)
+        unknown = self._unknown_owner(body["properties"]) or self._unknown_records(
+            body.get("associations") or []
+        )
+        if unknown:
+            return unknown
         with self._lock:
             task = _Task(
                 str(self._next_id), body["properties"], body.get("associations") or [], self._clock()
@@ -191,8 +263,90 @@ class HubSpotSink:
             self._tasks[task.id] = task
         return fault.answer() if fault else _Answer(201, task.document())
 
+    def _create_property(self, body: Any) -> _Answer:
+        definition = body if isinstance(body, dict) else {}
+        name = str(definition.get("name") or "")
+        missing = [
+            key for key in ("name", "label", "type", "fieldType", "groupName") if not definition.get(key)
+        ]
+        if missing or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            return _error(400, f"Invalid property definition: missing {missing} or a bad name {name!r}.")
+        with self._lock:
+            if name in self._custom_properties or name in TASK_PROPERTIES:
+                return _error(409, f"A property named '{name}' already exists.")
+            self._custom_properties[name] = dict(definition)
+        return _Answer(201, {**definition, "hasUniqueValue": False, "hidden": False})
+
+    def _read_property(self, name: str) -> _Answer:
+        with self._lock:
+            definition = self._custom_properties.get(name)
+        if definition is None:
+            return _error(404, f"Unable to find property {name}.")
+        return _Answer(200, definition)
+
+    def _known_property(self, name: str) -> bool:
+        with self._lock:
+            return name in TASK_PROPERTIES or name in self._custom_properties or name in _READ_ONLY_PROPERTIES
+
+    def _unknown_property(self, properties: dict[str, Any]) -> str | None:
+        unknown = [
+            name for name in properties if not self._known_property(name) or name in _READ_ONLY_PROPERTIES
+        ]
+        if not unknown:
+            return None
+        invalid = [
+            {
+                "isValid": False,
+                "message": f'Property "{name}" does not exist',
+                "error": "PROPERTY_DOESNT_EXIST",
+                "name": name,
+            }
+            for name in unknown
+        ]
+        return f"Property values were not valid: {json.dumps(invalid)}"
+
+    def _unknown_owner(self, properties: dict[str, Any]) -> _Answer | None:
+        owner = properties.get("hubspot_owner_id")
+        with self._lock:
+            known = owner is None or str(owner) in self._owners
+        if known:
+            return None
+        invalid = [
+            {
+                "isValid": False,
+                "message": f"{owner} is not a valid owner id",
+                "error": "INVALID_OWNER_ID",
+                "name": "hubspot_owner_id",
+            }
+        ]
+        return _error(400, f"Property values were not valid: {json.dumps(invalid)}")
+
+    def _unknown_records(self, associations: list[dict[str, Any]]) -> _Answer | None:
+        unknown: list[tuple[str, str]] = []
+        with self._lock:
+            for association in associations:
+                kind = _ASSOCIATED_TYPES.get(association["types"][0]["associationTypeId"], "COMPANY")
+                record_id = str(association["to"]["id"])
+                if record_id not in self._records[kind]:
+                    unknown.append((kind, record_id))
+        if not unknown:
+            return None
+        context = {
+            "INVALID_OBJECT_IDS": [f"{kind}={record_id} is not valid" for kind, record_id in unknown],
+            "objectId": [record_id for _, record_id in unknown],
+            "objectType": [kind for kind, _ in unknown],
+        }
+        return _error(400, "One or more associations are invalid", context)
+
     def _search(self, body: Any) -> _Answer:
         query = body if isinstance(body, dict) else {}
+        for group in query.get("filterGroups") or []:
+            for condition in group.get("filters") or []:
+                name = str(condition.get("propertyName"))
+                if not self._known_property(name):
+                    return _error(
+                        400, f"There was a problem with the request: property {name} does not exist."
+                    )
         limit = query.get("limit", 10)
         if not isinstance(limit, int) or not 0 < limit <= _SEARCH_LIMIT_MAX:
             return _error(400, f"limit must be between 1 and {_SEARCH_LIMIT_MAX}.")
@@ -243,7 +397,7 @@ class HubSpotSink:
     def _record(self, method: str, path: str, body: Any, status: int) -> None:
         record = {"time": _now_iso(), "method": method, "path": path, "body": body, "status": status}
         with self._lock:
-            self._records.append(record)
+            self._requests.append(record)
             if self._log:
                 self._log.write(json.dumps(record) + "\n")
                 self._log.flush()
@@ -399,17 +553,39 @@ def _parse_body(raw: bytes) -> Any:
         return text
 
 
-def _error(status: int, message: str) -> _Answer:
-    return _Answer(status, _error_body(status, message))
+def _error(status: int, message: str, context: dict[str, Any] | None = None) -> _Answer:
+    return _Answer(status, _error_body(status, message, context))
 
 
-def _error_body(status: int, message: str) -> dict[str, Any]:
-    return {
+def _error_body(status: int, message: str, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "status": "error",
         "message": message,
         "correlationId": str(uuid.uuid4()),
         "category": _CATEGORIES.get(status, "UNKNOWN"),
     }
+    if context:
+        body["context"] = context
+    return body
+
+
+class _RateWindow:
+    """Every request in the last `seconds` counts, refused ones too (as with HubSpot's rolling limit)."""
+
+    def __init__(self, limit: int, seconds: float, clock: Callable[[], float]) -> None:
+        self._limit = limit
+        self._seconds = seconds
+        self._clock = clock
+        self._seen: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def admit(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            while self._seen and now - self._seen[0] >= self._seconds:
+                self._seen.popleft()
+            self._seen.append(now)
+            return len(self._seen) <= self._limit
 
 
 def _default_error(status: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,6 +17,7 @@ from shared.producers import ProducerKeys, Scope
 from shared.resources import (
     BUS_INGEST_QUEUE,
     COUNTERS_TABLE,
+    DEFAULT_RULESET_PATH,
     EMAIL_QUEUE,
     EVENTS_TABLE,
     FIRED_QUEUE,
@@ -24,6 +26,7 @@ from shared.resources import (
     PLAYS_TABLE,
     REGISTRY_TABLE,
     RETENTION_DAYS_ENV,
+    RULESET_PATH_ENV,
     SENDER_EMAIL_ENV,
 )
 from shared.routing.ledger import PlayLedger, PlayRecord
@@ -147,6 +150,7 @@ class LocalStack:
             SINK_LOG.parent.mkdir(parents=True, exist_ok=True)
             self.hubspot_sink = HubSpotSink(SINK_LOG).start()
             self.hubspot_url = self.hubspot_sink.endpoint
+            self._register_pool_owners()
         secret = dynamo.aws_client("secretsmanager").create_secret(
             Name=HUBSPOT_SECRET_NAME, SecretString=token
         )
@@ -159,6 +163,46 @@ class LocalStack:
                 # One local sender thread: it may use the app's whole HubSpot limit.
                 "HUBSPOT_SENDER_CONCURRENCY": "1",
             }
+        )
+
+    def register_in_hubspot(self, profiles: Iterable[Mapping[str, Any]]) -> None:
+        """Tell the local sink about the owners and records these account profiles name: it refuses
+        ids its portal does not know, as HubSpot does. (A real portal has them already.)"""
+        if not self.hubspot_sink:
+            return
+        owners: list[str] = []
+        records: dict[str, list[str]] = {"companies": [], "contacts": [], "deals": []}
+        for profile in profiles:
+            owners += [
+                o["hubspot_owner_id"]
+                for o in (profile.get("owners") or {}).values()
+                if o.get("hubspot_owner_id")
+            ]
+            refs = profile.get("hubspot") or {}
+            for kind, field in (
+                ("companies", "company_id"),
+                ("contacts", "contact_id"),
+                ("deals", "deal_id"),
+            ):
+                if refs.get(field):
+                    records[kind].append(refs[field])
+        self.hubspot_sink.register(owners=owners, **records)
+
+    def _register_pool_owners(self) -> None:
+        """The fallback pools' owners of the ruleset the stack runs are in the sink's portal."""
+        assert self.hubspot_sink
+        from shared.rules.online import active_ruleset
+
+        ruleset, _ = active_ruleset(os.environ.get(RULESET_PATH_ENV) or DEFAULT_RULESET_PATH)
+        self.hubspot_sink.register(
+            owners=[
+                owner.hubspot_owner_id
+                for play in ruleset.plays.values()
+                if play.fallback
+                for pool in play.fallback.pools.values()
+                for owner in pool
+                if owner.hubspot_owner_id
+            ]
         )
 
     def sent_emails(self) -> list[dict[str, Any]]:
@@ -218,7 +262,7 @@ class LocalStack:
 
 def _forget_cached_clients(*modules: ModuleType) -> None:
     """Handlers cache clients per process; a new local stack has a new endpoint."""
-    dynamo.dynamodb_client.cache_clear()
+    dynamo.forget_clients()
     for module in modules:
         for value in vars(module).values():
             if callable(getattr(value, "cache_clear", None)):
