@@ -19,6 +19,7 @@ from shared.producers import Scope
 
 API_VERSION = "1.0.0"
 _REF = "#/components/schemas/{model}"
+_UNAVAILABLE = "Storage is unavailable; retry in a few seconds (nothing was half-written)."
 
 
 @cache
@@ -113,7 +114,13 @@ def _put_account() -> dict[str, Any]:
         "responses": {
             "200": {"description": "Profile replaced.", **_json_body(_ref("StoredAccount"))},
             "201": {"description": "Account created.", **_json_body(_ref("StoredAccount"))},
-            **_errors({"400": "account_id, the body or the profile is not valid; `errors` lists why."}),
+            **_errors(
+                {
+                    "400": "account_id, the body or the profile is not valid; `errors` lists why.",
+                    "413": "The body is over 1 MiB.",
+                    "503": _UNAVAILABLE,
+                }
+            ),
         },
     }
 
@@ -126,7 +133,7 @@ def _get_account() -> dict[str, Any]:
         "parameters": [_account_parameter()],
         "responses": {
             "200": {"description": "The profile.", **_json_body(_ref("StoredAccount"))},
-            **_errors({"400": "account_id is not valid.", "404": "No such account."}),
+            **_errors({"400": "account_id is not valid.", "404": "No such account.", "503": _UNAVAILABLE}),
         },
     }
 
@@ -157,7 +164,8 @@ def _get_counters() -> dict[str, Any]:
             **_errors(
                 {
                     "400": "account_id is not valid; bad dates, days outside the kept range "
-                    "(the message names it), or more than 400 days."
+                    "(the message names it), or more than 400 days.",
+                    "503": _UNAVAILABLE,
                 }
             ),
         },
@@ -177,7 +185,7 @@ def _get_signals() -> dict[str, Any]:
         "parameters": [_account_parameter()],
         "responses": {
             "200": {"description": "Signals and firings.", **_json_body({"type": "object"})},
-            **_errors({"400": "account_id is not valid."}),
+            **_errors({"400": "account_id is not valid.", "503": _UNAVAILABLE}),
         },
     }
 

@@ -29,7 +29,7 @@ from shared.counters.store import CounterStore
 from shared.counters.view import bucket_view
 from shared.events.ingest import Ingestor, Status, ingestor_for, summarize
 from shared.events.ledger import Channel
-from shared.events.models import Identifier
+from shared.events.models import AccountId
 from shared.events.validation import BadRequest, describe_errors, parse_events_request, parse_json_body
 from shared.observability import logger, metrics, traced
 from shared.openapi import allowed_methods, openapi_document, required_scope
@@ -45,7 +45,7 @@ from shared.storage.dynamo import dynamodb_client
 app = APIGatewayRestResolver()
 MAX_COUNTER_DAYS = 400
 RECENT_PLAYS = 20
-_ACCOUNT_ID = TypeAdapter(Identifier)
+_ACCOUNT_ID = TypeAdapter(AccountId)
 # The rule of the route Powertools makes up when none matched (REST resolver: "^{rule}/*$").
 _CATCH_ALL = "^.*/*$"
 

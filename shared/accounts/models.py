@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from shared.events.contract import MAX_ABS_VALUE
-from shared.events.models import Identifier, MetricName
+from shared.events.models import AccountId, MetricName
 
 Label = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 # Deliberately loose: the mail system is the judge of deliverability, we only catch obvious slips.
@@ -185,7 +185,7 @@ class ProfileChange(BaseModel):
 
 
 class StoredAccount(AccountProfile):
-    account_id: Identifier
+    account_id: AccountId
     # Stored and answered as a decimal string ("120000.50"), read back as such: the input rule
     # (a JSON number) is for what producers send.
     arr: Decimal | None = Field(default=None, description="Annual revenue, to the cent, as a decimal string.")

@@ -115,8 +115,23 @@ Identifier = Annotated[
         "no whitespace at either end; normalized to NFC.",
     ),
 ]
+
+
 # Names are case-insensitive: folded to lower case wherever they arrive (events, rules, plan
 # limits), so an event named API.Calls counts toward a rule on api.calls instead of missing it.
+def _addressable(value: str) -> str:
+    if value in (".", ".."):
+        raise ValueError("cannot be '.' or '..': no URL path can name such an account")
+    return value
+
+
+# An account is also addressed by path (GET /v1/accounts/{account_id}), so ids that no path can
+# name are refused wherever they arrive, not only in paths.
+AccountId = Annotated[
+    Identifier,
+    AfterValidator(_addressable),
+    Field(json_schema_extra={"format": PRINTABLE_ID_FORMAT, "not": {"enum": [".", ".."]}}),
+]
 MetricName = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$"),
@@ -139,7 +154,7 @@ class UsageEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event_id: Identifier = Field(description="Producer-unique id; the deduplication key within an account.")
-    account_id: Identifier = Field(description="The customer account the usage belongs to.")
+    account_id: AccountId = Field(description="The customer account the usage belongs to.")
     name: MetricName = Field(description="What happened or what is measured, e.g. seats.active.")
     occurred_at: EventTime = Field(description="RFC 3339 event time with a timezone; decides the bucket.")
     value: Annotated[float, AfterValidator(_storable_value)] = Field(

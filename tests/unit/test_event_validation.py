@@ -517,3 +517,10 @@ def test_given_a_name_with_capitals_when_validated_then_it_is_folded_so_rules_on
         accepted(an_event(name="API.Calls")).fingerprint()
         == accepted(an_event(name="api.calls")).fingerprint()
     )
+
+
+@pytest.mark.parametrize("account_id", [".", ".."])
+def test_given_an_account_id_no_path_can_name_when_validated_then_it_is_rejected(account_id):
+    assert errors_of(an_event(account_id=account_id)) == [
+        "account_id: cannot be '.' or '..': no URL path can name such an account"
+    ]

@@ -225,7 +225,7 @@ def _fast(file: int, line: int, wire: _Wire) -> Accepted | None:
     if wire.properties or wire.kind not in ("count", "gauge"):
         return None
     account_id, event_id, name, dimensions = wire.account_id, wire.event_id, wire.name, wire.dimensions
-    if not (account_id in _ACCOUNTS or _vet(_ACCOUNTS, account_id, _identifier)):
+    if not (account_id in _ACCOUNTS or _vet(_ACCOUNTS, account_id, _account_identifier)):
         return None
     if not _identifier(event_id):  # unique: not worth remembering
         return None
@@ -269,6 +269,10 @@ def _vet(cache: set[str], text: str, check: Callable[[str], object]) -> bool:
 
 def _identifier(text: str) -> bool:
     return 0 < len(text) <= 128 and text.isprintable() and text == text.strip() and _nfc(text)
+
+
+def _account_identifier(text: str) -> bool:
+    return _identifier(text) and text not in (".", "..")
 
 
 def _dimension_value(text: str) -> bool:
