@@ -16,4 +16,6 @@ def load_settings(model: type[SettingsT]) -> SettingsT:
     try:
         return model.model_validate(dict(os.environ))
     except ValidationError as error:
-        raise RuntimeError(f"{model.__name__}: {'; '.join(describe_errors(error))}") from None
+        raise RuntimeError(
+            f"{model.__name__}: {'; '.join(describe_errors(error, model, noun='setting'))}"
+        ) from None

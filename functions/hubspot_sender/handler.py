@@ -261,7 +261,9 @@ def send_tasks(event: dict[str, Any], hubspot: HubSpotSender, deadline: float) -
         try:
             delivery = PlayDelivery.model_validate_json(record.body)
         except ValidationError as error:
-            reason = "not a play delivery: " + "; ".join(describe_errors(error))
+            reason = "not a play delivery: " + "; ".join(
+                describe_errors(error, PlayDelivery, noun="delivery")
+            )
             _dead_lettered(hubspot, record, reason, kind="invalid message")
             return
         try:

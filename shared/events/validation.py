@@ -97,7 +97,7 @@ def check_event(raw: Any) -> UsageEvent | InvalidEvent:
     try:
         return UsageEvent.model_validate(raw)
     except ValidationError as error:
-        return InvalidEvent(event_id, describe_errors(error))
+        return InvalidEvent(event_id, describe_errors(error, UsageEvent, noun="event"))
 
 
 def window_problem(occurred_at: datetime, now: datetime, retention_days: int) -> str | None:
@@ -117,9 +117,7 @@ def window_problem(occurred_at: datetime, now: datetime, retention_days: int) ->
     return None
 
 
-def describe_errors(
-    error: ValidationError, model: type[BaseModel] = UsageEvent, noun: str = "event"
-) -> list[str]:
+def describe_errors(error: ValidationError, model: type[BaseModel], noun: str) -> list[str]:
     """Pydantic's errors about a `model` document as sentences that name the field."""
     messages = []
     for item in error.errors(include_url=False):
