@@ -61,12 +61,13 @@ from shared.delivery.secrets import CachedSecret
 from shared.delivery.shared_pacer import SharedPacer
 from shared.events.validation import describe_errors
 from shared.observability import logger, metrics, traced
+from shared.readback.tasks import TaskEntry, TaskRegistry
 from shared.resources import HUBSPOT_QUEUE
 from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
 from shared.rules.plays import Channel
 from shared.settings import load_settings
-from shared.storage.dynamo import aws_client, dynamodb_client
+from shared.storage.dynamo import aws_client, dynamodb_client, is_conditional_failure
 
 from .settings import HubSpotSenderSettings
 
@@ -91,6 +92,8 @@ class HubSpotSender:
     dead_letter_queue_url: str
     plays: PlayLedger | None = None  # where a delivery's problems are recorded (GET .../signals)
     token: CachedSecret | None = None  # re-read while HubSpot refuses it
+    # Where each created task is registered for the read-back (functions/hubspot_poller).
+    tasks: TaskRegistry | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
     max_receives: int = HUBSPOT_QUEUE.max_receive_count
     # The fingerprint of the token HubSpot refused last (never the token): while the secret still
@@ -116,7 +119,45 @@ class HubSpotSender:
         )
         if fallbacks:
             self._record_fallback(delivery, fallbacks, now)
+        if claim.external_id:
+            # Idempotent: a redelivery (or a retry after this write failed) writes the same again.
+            owner = delivery.owner.hubspot_owner_id if delivery.owner else None
+            if any(stale.owner_id for stale in fallbacks):
+                owner = None  # created unassigned
+            self._register_task(delivery, claim.external_id, owner, now)
         return claim
+
+    def _register_task(self, delivery: PlayDelivery, task_id: str, owner: str | None, now: datetime) -> None:
+        """The task → play mapping the read-back needs, and the task id on the play (GET .../signals)."""
+        due = self.client.due_instant(delivery)
+        if self.tasks is not None:
+            entry = TaskEntry(task_id, delivery.account_id, delivery.play_id, owner_id=owner, due=due)
+            # modified_ms 0: whatever HubSpot reports of the task later is newer.
+            self.tasks.register(entry, now)
+        if self.plays is None:
+            return
+        try:
+            self.plays.record_task_created(delivery.account_id, delivery.play_id, task_id, owner, due, now)
+        except ClientError as error:
+            if not is_conditional_failure(error):
+                raise  # the message is retried; both writes are idempotent
+            logger.warning(
+                "the play of a created task is not in the ledger", extra={"play_id": delivery.play_id}
+            )
+
+    def record_failure(self, delivery: PlayDelivery, error: HubSpotRejected, now: datetime) -> None:
+        """A task HubSpot refused for good (dead-lettered): the play says so, with HubSpot's reason."""
+        if self.plays is None:
+            return
+        try:
+            self.plays.record_task_failure(
+                delivery.account_id, delivery.play_id, str(error), error.correlation_id, now
+            )
+        except ClientError as failure:  # the DLQ and the log still tell
+            logger.error(
+                "could not record the task failure on the play",
+                extra={"play_id": delivery.play_id, "error": failure.response.get("Error", {}).get("Code")},
+            )
 
     def _create(self, delivery: PlayDelivery, deadline: float, fallbacks: list[StaleReferences]) -> str:
         """Create the task; when HubSpot refuses an owner or record it does not know, create it without
@@ -234,6 +275,7 @@ def sender() -> HubSpotSender:
         dead_letter_queue_url=settings.dead_letter_queue_url,
         plays=PlayLedger(dynamodb, settings.plays_table, settings.retention_days),
         token=token,
+        tasks=TaskRegistry(dynamodb, settings.plays_table, settings.retention_days),
     )
 
 
@@ -281,6 +323,7 @@ def send_tasks(event: dict[str, Any], hubspot: HubSpotSender, deadline: float) -
             return
         except HubSpotRejected as error:
             kind = f"HubSpot {error.status} {error.category}"
+            hubspot.record_failure(delivery, error, datetime.now(UTC))
             _dead_lettered(
                 hubspot,
                 record,

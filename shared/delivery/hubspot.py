@@ -58,6 +58,17 @@ LOCAL_PACER = "LOCAL_PACER"  # HubSpotThrottled.policy when our own pacer has no
 LOCKED = "LOCKED"  # 423: HubSpot holds a lock on the records; it lasts about 2 s
 MIGRATION = "MIGRATION_IN_PROGRESS"  # 477: the portal moves between data centres (Retry-After, up to a day)
 UNKNOWN = "UNKNOWN"
+# Reading tasks back (shared/readback/): what a search or a batch read asks for, and HubSpot's bounds.
+READBACK_PROPERTIES = (
+    "hs_task_status",
+    "hubspot_owner_id",
+    "hs_timestamp",
+    "hs_task_completion_date",
+    "hs_lastmodifieddate",
+)
+SEARCH_PAGE_LIMIT = 200  # results per search page
+SEARCH_RESULT_LIMIT = 10_000  # results one search query can page through (`after` stops there)
+BATCH_READ_LIMIT = 100  # inputs per batch read
 # How long after a creation HubSpot's search surely finds the task. HubSpot documents no figure and
 # a lag of a few seconds is what is seen; the margin costs only a later lookup of a lost attempt.
 SEARCH_INDEX_LAG = timedelta(seconds=30)
@@ -198,6 +209,14 @@ class HubSpotUnavailable(HubSpotError):
         self.message = message
 
 
+@dataclass(frozen=True)
+class TaskPage:
+    """A page of a task search: HubSpot's results (id, properties, ...) and the next page's cursor."""
+
+    results: tuple[dict[str, Any], ...]
+    after: str | None
+
+
 class SearchPacer(Protocol):
     """Grants search requests under HubSpot's per-account search limit (a local Pacer, or one shared
     by every sender: shared/delivery/shared_pacer.py). Raises PacingDeadlineExceeded."""
@@ -264,6 +283,40 @@ class HubSpotClient:
         call = _Call("find_task", play_id, f"{self._settings.tasks_path}/search", body)
         results = self._call(call, deadline, search=True).get("results") or []
         return _object_id(results[0]) if results else None
+
+    def due_instant(self, delivery: PlayDelivery) -> str:
+        """The task's hs_timestamp for this delivery (the instant it falls due), as create_task sends it."""
+        return due_timestamp(delivery.due, self._settings.due_hour, self._portal_zone)
+
+    def search_modified_tasks(self, since_ms: int, after: str | None, deadline: float) -> TaskPage:
+        """One page of the tasks modified at or after `since_ms` (HubSpot's hs_lastmodifieddate, epoch
+        ms), oldest change first: a search, so paced by the shared search pacer (5 / s per account)."""
+        body = modified_tasks_request(since_ms, after, self._settings.play_id_property)
+        call = _Call("search_modified_tasks", "", f"{self._settings.tasks_path}/search", body)
+        document = self._call(call, deadline, search=True)
+        results = [result for result in document.get("results") or [] if isinstance(result, dict)]
+        next_after = ((document.get("paging") or {}).get("next") or {}).get("after")
+        return TaskPage(tuple(results), str(next_after) if next_after else None)
+
+    def read_tasks(self, task_ids: list[str], deadline: float, *, archived: bool = False) -> dict[str, Any]:
+        """The tasks HubSpot still has among `task_ids` (at most 100), by id: a batch read (not a
+        search), of the live tasks or, with `archived`, of the deleted ones (with `archivedAt`). Ids
+        HubSpot does not have are simply absent."""
+        if not 0 < len(task_ids) <= BATCH_READ_LIMIT:
+            raise ValueError(f"read 1 to {BATCH_READ_LIMIT} tasks at a time, not {len(task_ids)}")
+        body = {"properties": list(READBACK_PROPERTIES), "inputs": [{"id": task_id} for task_id in task_ids]}
+        path = f"{self._settings.tasks_path}/batch/read?archived={'true' if archived else 'false'}"
+        try:
+            document = self._call(_Call("read_tasks", "", path, body), deadline)
+        except HubSpotRejected as rejected:
+            if rejected.status == 404:  # none of them exists (HubSpot answers 207 when some do)
+                return {}
+            raise
+        return {
+            str(result["id"]): result
+            for result in document.get("results") or []
+            if isinstance(result, dict) and result.get("id") is not None
+        }
 
     def close(self) -> None:
         if self._owns_http:
@@ -472,6 +525,25 @@ def search_request(play_id: str, play_id_property: str | None = None) -> dict[st
         "properties": ["hs_task_subject"],
         "limit": 1,
     }
+
+
+def modified_tasks_request(since_ms: int, after: str | None, play_id_property: str | None) -> dict[str, Any]:
+    """The body of POST {tasks_path}/search for the tasks changed since a watermark: GTE the
+    watermark on hs_lastmodifieddate, oldest change first, a full page, the properties read back."""
+    properties = list(READBACK_PROPERTIES)
+    if play_id_property:
+        properties.append(play_id_property)
+    body: dict[str, Any] = {
+        "filterGroups": [
+            {"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": str(since_ms)}]}
+        ],
+        "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+        "properties": properties,
+        "limit": SEARCH_PAGE_LIMIT,
+    }
+    if after:
+        body["after"] = after
+    return body
 
 
 def due_timestamp(due: date, hour: int, zone: ZoneInfo) -> str:

@@ -42,10 +42,38 @@ class PlayStatus(StrEnum):
     ROUTED = "routed"
     SUPPRESSED = "suppressed"
     LAPSED = "lapsed"
+    # An escalation tier not routed because the play already did its work: an earlier tier's task
+    # was completed, or the account has an open expansion opportunity (`reason` says which).
+    STOPPED = "stopped"
 
 
 WAITING = (PlayStatus.SCHEDULED, PlayStatus.DEFERRED)
-FINAL = (PlayStatus.ROUTED, PlayStatus.SUPPRESSED, PlayStatus.LAPSED)
+FINAL = (PlayStatus.ROUTED, PlayStatus.SUPPRESSED, PlayStatus.LAPSED, PlayStatus.STOPPED)
+
+
+class TaskStatus(StrEnum):
+    """Where a play's HubSpot task stands, as the read-back last saw it."""
+
+    OPEN = "open"
+    COMPLETED = "completed"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """What Upswing knows of a play's HubSpot task: its id (from the sender), and what the poller
+    (functions/hubspot_poller) read back since. Dates are ISO 8601 strings as HubSpot gave them."""
+
+    task_id: str | None = None
+    status: TaskStatus | None = None
+    owner_id: str | None = None
+    due: str | None = None
+    modified_ms: int = 0  # HubSpot's hs_lastmodifieddate of the last change recorded
+    worked: dict[str, str] | None = None  # {"at", "by"}: completed, when and by whom (owner id)
+    deleted: dict[str, str] | None = None  # {"at"}: deleted (archived) in HubSpot
+    reassigned: dict[str, str] | None = None  # the last owner change: {"from", "to", "at"}
+    due_moved: dict[str, str] | None = None  # the last due-date change: {"from", "to", "at"}
+    failed: dict[str, str] | None = None  # {"reason", "at", "correlation_id"}: HubSpot refused it
 
 
 @dataclass(frozen=True)
@@ -64,6 +92,12 @@ class PlayRecord:
     skipped: dict[str, str] = field(default_factory=dict)  # channel → why it was not used
     # What went wrong delivering it, as the senders recorded it: {"channel", "problem", "at"}.
     delivery_problems: tuple[dict[str, str], ...] = ()
+    task: TaskFacts | None = None  # the HubSpot task, once a sender created it (or failed to)
+
+    @property
+    def worked(self) -> bool:
+        """Whether the play's HubSpot task was completed (`task.worked` says when and by whom)."""
+        return bool(self.task and self.task.worked)
 
     @property
     def trigger(self) -> str:
@@ -192,6 +226,84 @@ class PlayLedger:
             ExpressionAttributeNames={"#problems": "delivery_problems"},
             ExpressionAttributeValues={":none": {"L": []}, ":new": {"L": [{"M": entry}]}},
         )
+
+    def record_task_created(
+        self, account_id: str, play_id: str, task_id: str, owner_id: str | None, due: str, at: datetime
+    ) -> None:
+        """The sender's word: the play's HubSpot task exists (its id, owner and due instant). Written
+        once; a redelivery, or a read-back that got there first, leaves the item as it is."""
+        values: dict[str, Any] = {
+            ":id": task_id,
+            ":open": TaskStatus.OPEN.value,
+            ":due": due,
+            ":at": _stamp(at),
+        }
+        expression = (
+            "SET task_id = if_not_exists(task_id, :id), task_status = if_not_exists(task_status, :open), "
+            "task_due = if_not_exists(task_due, :due), task_created_at = if_not_exists(task_created_at, :at)"
+        )
+        if owner_id:
+            values[":owner"] = owner_id
+            expression += ", task_owner_id = if_not_exists(task_owner_id, :owner)"
+        self._client.update_item(
+            TableName=self._table,
+            Key=_key(account_id, PLAY_PREFIX + play_id),
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=serialize(values),
+        )
+
+    def record_task_failure(
+        self, account_id: str, play_id: str, reason: str, correlation_id: str | None, at: datetime
+    ) -> None:
+        """The sender's word: HubSpot refused the play's task for good (it went to the DLQ)."""
+        failure = {"reason": reason[:1000], "at": _stamp(at)}
+        if correlation_id:
+            failure["correlation_id"] = correlation_id
+        self._client.update_item(
+            TableName=self._table,
+            Key=_key(account_id, PLAY_PREFIX + play_id),
+            UpdateExpression="SET task_failed = :failed",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=serialize({":failed": failure}),
+        )
+
+    def record_task_change(self, account_id: str, play_id: str, facts: TaskFacts) -> bool:
+        """The poller's word: the task as HubSpot shows it at `facts.modified_ms`. Applied only when
+        newer than what the play holds, so reading a change again (a retried page, the watermark's
+        overlap) changes nothing; False then. `worked`, `deleted`, `reassigned`, `due_moved` are set
+        when given, never cleared (a reopened task was still worked once)."""
+        values: dict[str, Any] = {":modified": facts.modified_ms}
+        sets = ["task_modified_ms = :modified"]
+        for attribute, value in (
+            ("task_id", facts.task_id),
+            ("task_status", facts.status.value if facts.status else None),
+            ("task_owner_id", facts.owner_id),
+            ("task_due", facts.due),
+            ("worked", facts.worked),
+            ("task_deleted", facts.deleted),
+            ("reassigned", facts.reassigned),
+            ("due_moved", facts.due_moved),
+        ):
+            if value is not None:
+                values[f":{attribute}"] = value
+                sets.append(f"{attribute} = :{attribute}")
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(account_id, PLAY_PREFIX + play_id),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(task_modified_ms) "
+                    "OR task_modified_ms < :modified)"
+                ),
+                ExpressionAttributeValues=serialize(values),
+            )
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def due(self, at: datetime, limit: int = 100) -> list[PlayRecord]:
         """Waiting plays whose time has come, the longest-waiting first."""
@@ -331,6 +443,29 @@ def _record(item: dict[str, Any]) -> PlayRecord:
             {str(key): str(value) for key, value in problem.items()}
             for problem in item.get("delivery_problems", [])
         ),
+        task=_task_facts(item),
+    )
+
+
+def _task_facts(item: dict[str, Any]) -> TaskFacts | None:
+    if not any(name in item for name in ("task_id", "task_failed")):
+        return None
+
+    def fact(name: str) -> dict[str, str] | None:
+        value = item.get(name)
+        return {str(key): str(part) for key, part in value.items()} if value else None
+
+    return TaskFacts(
+        task_id=item.get("task_id"),
+        status=TaskStatus(item["task_status"]) if item.get("task_status") else None,
+        owner_id=item.get("task_owner_id"),
+        due=item.get("task_due"),
+        modified_ms=int(item.get("task_modified_ms", 0)),
+        worked=fact("worked"),
+        deleted=fact("task_deleted"),
+        reassigned=fact("reassigned"),
+        due_moved=fact("due_moved"),
+        failed=fact("task_failed"),
     )
 
 

@@ -111,6 +111,10 @@ class Router:
         if current.status not in WAITING or (current.due_at and current.due_at > now):
             return current
         record = current
+        if record.status is PlayStatus.SCHEDULED and record.tier > 0:
+            stop = self._escalation_stop(record)
+            if stop:
+                return self._settle(record.moved(PlayStatus.STOPPED, now, due_at=None, reason=stop))
         if record.status is PlayStatus.SCHEDULED and not self.signal_holds(
             record.account_id, record.trigger, now
         ):
@@ -118,6 +122,21 @@ class Router:
                 record.moved(PlayStatus.LAPSED, now, due_at=None, reason="the signal cleared")
             )
         return self._route(record, now)
+
+    def _escalation_stop(self, record: PlayRecord) -> str | None:
+        """Why an escalation tier must not go out although its day has come: the play did its work
+        (an earlier tier's HubSpot task was completed, as the read-back recorded it) or the account
+        now has an open expansion opportunity. None: escalate (if the signal still holds).
+        TODO(outcomes): stop too when the account expanded (an outcome within the horizon)."""
+        profile = self.accounts.get(record.account_id)
+        if profile and profile.flags.open_expansion_opportunity:
+            return "the account has an open expansion opportunity"
+        for tier in range(record.tier):
+            earlier = self.ledger.get(record.account_id, play_id(record.firing_id, tier))
+            if earlier and earlier.task and earlier.task.worked:
+                worked = earlier.task.worked
+                return f"tier {tier}'s task was completed (worked) at {worked['at']} by owner {worked['by']}"
+        return None
 
     # ── routing one play tier ─────────────────────────────────────────────────────────────────
 

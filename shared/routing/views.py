@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.routing.ledger import WAITING, PlayRecord
+from shared.routing.ledger import WAITING, PlayRecord, TaskStatus
+from shared.rules.plays import Channel
 
 
 def play_summary(record: PlayRecord) -> dict[str, Any]:
@@ -47,6 +48,39 @@ def play_state(record: PlayRecord) -> dict[str, Any]:
         "updated_at": stamp(record.updated_at),
         # A routed play whose delivery fell back (an owner HubSpot does not know, say) says so here.
         "delivery_problems": list(record.delivery_problems),
+        "hubspot_task": hubspot_task_state(record),
+    }
+
+
+def hubspot_task_state(record: PlayRecord) -> dict[str, Any] | None:
+    """The play's HubSpot task and what became of it, for a play that has a HubSpot task delivery
+    (None otherwise). `state`: `pending` (handed to the sender, no task yet), `created`, `failed`
+    (HubSpot refused it for good: `failed.reason` is HubSpot's answer), `worked` (completed:
+    `worked.at`, `worked.by` = the owner id), `deleted` (deleted in HubSpot). `reassigned` and
+    `due_moved` hold the last such change read back from HubSpot."""
+    if not any(delivery.channel is Channel.HUBSPOT_TASK for delivery in record.deliveries):
+        return None
+    task = record.task
+    if task is None:
+        return {"state": "pending", "task_id": None}
+    if task.status is TaskStatus.DELETED:
+        state = "deleted"
+    elif task.status is TaskStatus.COMPLETED:
+        state = "worked"
+    elif task.task_id:
+        state = "created"
+    else:
+        state = "failed" if task.failed else "pending"
+    return {
+        "state": state,
+        "task_id": task.task_id,
+        "owner_id": task.owner_id,
+        "due": task.due,
+        "worked": task.worked,
+        "deleted": task.deleted,
+        "reassigned": task.reassigned,
+        "due_moved": task.due_moved,
+        "failed": task.failed,
     }
 
 

@@ -18,7 +18,7 @@ from shared.accounts.models import AccountProfile
 from shared.accounts.store import AccountStore
 from shared.resources import EMAIL_QUEUE, HUBSPOT_QUEUE, PLAYS_TABLE
 from shared.routing.dispatch import AwsDispatcher
-from shared.routing.ledger import AlreadyTaken, PlayLedger, PlayStatus
+from shared.routing.ledger import AlreadyTaken, PlayLedger, PlayStatus, TaskFacts, TaskStatus
 from shared.routing.router import FiredMessage, Router, play_id
 from shared.rules.loading import parse_ruleset
 from shared.rules.plays import Channel
@@ -458,6 +458,52 @@ def test_an_escalation_lapses_when_the_signal_has_cleared(aws: Aws, router: Rout
     lapsed = router.ledger.get("acct-1", play_id(message.firing_id, 1))
     assert lapsed
     assert (lapsed.status, lapsed.reason) == (PlayStatus.LAPSED, "the signal cleared")
+
+
+def test_given_the_csm_completed_the_tier_1_task_when_the_ae_tier_is_due_then_the_escalation_stops(
+    aws: Aws, router: Router
+) -> None:
+    put_account(aws, "acct-1", owners={"csm": CSM, "ae": AE})
+    message = fired("acct-1", trigger="upgrade", play="upgrade-proposal", at=WEDNESDAY)
+    router.route_firing(message, WEDNESDAY)
+    assert release_due(router, WEDNESDAY + timedelta(days=7)) == {"routed": 1}
+    csm_task = play_id(message.firing_id, 1)
+    router.ledger.record_task_created("acct-1", csm_task, "7001", "501", "2026-12-04T17:00:00Z", WEDNESDAY)
+
+    # When the read-back records the CSM's task as completed
+    worked = {"at": "2026-12-03T15:00:00.000Z", "by": "501"}
+    router.ledger.record_task_change(
+        "acct-1",
+        csm_task,
+        TaskFacts(task_id="7001", status=TaskStatus.COMPLETED, modified_ms=1, worked=worked),
+    )
+
+    # Then the AE tier does not go out, and says why
+    assert release_due(router, WEDNESDAY + timedelta(days=14)) == {"stopped": 1}
+    assert [d["tier"] for d in deliveries(aws, HUBSPOT_QUEUE)] == [1]  # the CSM's task only
+    stopped = router.ledger.get("acct-1", play_id(message.firing_id, 2))
+    assert stopped
+    assert stopped.status is PlayStatus.STOPPED
+    assert stopped.reason
+    assert "tier 1's task was completed" in stopped.reason
+    assert "501" in stopped.reason
+
+
+def test_given_an_open_expansion_opportunity_flag_when_an_escalation_is_due_then_it_stops(
+    aws: Aws, router: Router
+) -> None:
+    put_account(aws, "acct-1", owners={"csm": CSM, "ae": AE})
+    message = fired("acct-1", trigger="upgrade", play="upgrade-proposal", at=WEDNESDAY)
+    router.route_firing(message, WEDNESDAY)
+
+    # The flag appears after the firing (this trigger does not exclude it, so the signal still holds)
+    put_account(aws, "acct-1", owners={"csm": CSM, "ae": AE}, flags={"open_expansion_opportunity": True})
+
+    assert release_due(router, WEDNESDAY + timedelta(days=30)) == {"stopped": 2}
+    assert deliveries(aws, HUBSPOT_QUEUE) == []
+    stopped = router.ledger.get("acct-1", play_id(message.firing_id, 1))
+    assert stopped
+    assert stopped.reason == "the account has an open expansion opportunity"
 
 
 # ── the ledger's guarantees ────────────────────────────────────────────────────────────────────

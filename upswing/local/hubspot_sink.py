@@ -1,9 +1,15 @@
 """HubSpot's tasks API as far as Upswing uses it, on 127.0.0.1: the local stack's HubSpot.
 
 It answers like HubSpot (status codes, error bodies, ids as numeric strings) so the real client runs
-against it unchanged: POST {tasks_path} creates a task, POST {tasks_path}/search finds tasks (EQ and
-CONTAINS_TOKEN filters), GET {tasks_path}/{id} reads one, POST /crm/v3/properties/tasks creates a
-custom task property. A bearer token is required and never kept.
+against it unchanged: POST {tasks_path} creates a task, POST {tasks_path}/search finds tasks (EQ,
+CONTAINS_TOKEN, HAS_PROPERTY and GT/GTE/LT/LTE filters; dates compare as instants, so
+`hs_lastmodifieddate GTE <epoch ms>` works; sorts; pages of at most 200 with `after`), GET and PATCH
+{tasks_path}/{id} read and update one (every update moves hs_lastmodifieddate), DELETE archives it
+(gone from search and reads), POST {tasks_path}/batch/read?archived=false|true reads up to 100 by id
+(207 with OBJECT_NOT_FOUND errors for the missing ones), POST /crm/v3/properties/tasks creates a
+custom task property. A bearer token is required and never kept. A test or the demo completes a task
+as its owner would with `complete()` or POST /__sink/tasks/{id}/complete ({"owner_id": ...} optional:
+completed by someone else, i.e. reassigned).
 
 It is as strict as HubSpot: a property it does not know (HubSpot's task properties and the custom
 ones created here), an owner or an associated record it was not told about (`register`, or POST
@@ -38,6 +44,7 @@ from urllib.parse import urlsplit
 
 REQUESTS_PATH = "/__sink/requests"
 RECORDS_PATH = "/__sink/records"
+SINK_TASKS_PATH = "/__sink/tasks/"  # POST /__sink/tasks/{id}/complete
 PROPERTIES_PATH = "/crm/v3/properties/tasks"
 RATE_LIMIT_WINDOW_SECONDS = 10.0
 # HubSpot's own task properties (the ones a client may set; a subset of what HubSpot has).
@@ -72,6 +79,10 @@ _CATEGORIES = {
 # HubSpot's bookkeeping properties: searchable and sortable, never set by a client.
 _READ_ONLY_PROPERTIES = frozenset({"hs_createdate", "hs_lastmodifieddate", "hs_object_id"})
 _SEARCH_LIMIT_MAX = 200
+_BATCH_READ_MAX = 100
+_DATE_PROPERTIES = frozenset(
+    {"hs_createdate", "hs_lastmodifieddate", "hs_timestamp", "hs_task_completion_date"}
+)
 _SHUTDOWN_POLL_SECONDS = 0.05  # how soon stop() returns (the default, 0.5 s, adds up in tests)
 _ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 
@@ -125,6 +136,7 @@ class HubSpotSink:
         self._custom_properties: dict[str, dict[str, Any]] = {}
         self.register(owners=owners, companies=companies, contacts=contacts, deals=deals)
         self._tasks: dict[str, _Task] = {}
+        self._last_stamp_ms = 0
         self._next_id = 1
         self._faults: deque[_Fault] = deque()
         self._requests: list[dict[str, Any]] = []
@@ -166,6 +178,25 @@ class HubSpotSink:
         """The tasks created so far, as GET {tasks_path}/{id} answers them."""
         with self._lock:
             return [task.document() for task in self._tasks.values()]
+
+    def complete(self, task_id: str, owner_id: str | None = None) -> dict[str, Any] | None:
+        """Complete a task as its owner would in HubSpot (`owner_id`: someone else took it over and
+        completed it). The task's document, or None when there is no such (live) task."""
+        properties = {"hs_task_status": "COMPLETED", "hs_task_completion_date": _now_iso()}
+        if owner_id:
+            properties["hubspot_owner_id"] = owner_id
+            self.register(owners=[owner_id])
+        answer = self._update(task_id, {"properties": properties})
+        return answer.document if answer.status == 200 else None
+
+    def update(self, task_id: str, properties: dict[str, Any]) -> dict[str, Any] | None:
+        """Change a task's properties as a person in HubSpot would (no token, not recorded)."""
+        answer = self._update(task_id, {"properties": properties})
+        return answer.document if answer.status == 200 else None
+
+    def delete(self, task_id: str) -> bool:
+        """Delete (archive) a task as a person in HubSpot would."""
+        return self._archive(task_id).status == 204
 
     def register(
         self,
@@ -211,7 +242,8 @@ class HubSpotSink:
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
         raw = request.rfile.read(length) if length else b""
-        path = urlsplit(request.path).path
+        split = urlsplit(request.path)
+        path, query = split.path, split.query
         if path == REQUESTS_PATH and request.command == "GET":
             _reply(request, _Answer(200, self.requests()))
             return
@@ -222,11 +254,17 @@ class HubSpotSink:
             )
             _reply(request, _Answer(200, {"registered": True}))
             return
-        answer = self._answer(request.command, path, request.headers.get("Authorization", ""), body)
+        completing = re.fullmatch(re.escape(SINK_TASKS_PATH) + r"(\d+)/complete", path)
+        if completing and request.command == "POST":
+            owner = body.get("owner_id") if isinstance(body, dict) else None
+            done = self.complete(completing.group(1), owner_id=str(owner) if owner else None)
+            _reply(request, _Answer(200, done) if done else _error(404, "No such task."))
+            return
+        answer = self._answer(request.command, path, request.headers.get("Authorization", ""), body, query)
         self._record(request.command, request.path, body, answer.status)
         _reply(request, answer)
 
-    def _answer(self, method: str, path: str, authorization: str, body: Any) -> _Answer:
+    def _answer(self, method: str, path: str, authorization: str, body: Any, query: str = "") -> _Answer:
         if not re.fullmatch(r"Bearer \S+", authorization.strip()):
             return _error(401, "Authentication credentials not found.")
         if self._rate and not self._rate.admit():  # like HubSpot: no Retry-After, only the policy
@@ -239,8 +277,14 @@ class HubSpotSink:
             return self._create(body)
         if method == "POST" and path == f"{self.tasks_path}/search":
             return self._search(body)
+        if method == "POST" and path == f"{self.tasks_path}/batch/read":
+            return self._batch_read(body, "archived=true" in query)
         if method == "GET" and path.startswith(f"{self.tasks_path}/"):
             return self._read(path.removeprefix(f"{self.tasks_path}/"))
+        if method == "PATCH" and path.startswith(f"{self.tasks_path}/"):
+            return self._update(path.removeprefix(f"{self.tasks_path}/"), body)
+        if method == "DELETE" and path.startswith(f"{self.tasks_path}/"):
+            return self._archive(path.removeprefix(f"{self.tasks_path}/"))
         return _error(404, f"No route for {method} {path}.")
 
     def _create(self, body: Any) -> _Answer:
@@ -256,8 +300,14 @@ class HubSpotSink:
         if unknown:
             return unknown
         with self._lock:
+            stamp = self._next_stamp()
             task = _Task(
-                str(self._next_id), body["properties"], body.get("associations") or [], self._clock()
+                str(self._next_id),
+                dict(body["properties"]),
+                body.get("associations") or [],
+                self._clock(),
+                created_at=stamp,
+                modified_at=stamp,
             )
             self._next_id += 1
             self._tasks[task.id] = task
@@ -358,7 +408,12 @@ class HubSpotSink:
         for sort in reversed(query.get("sorts") or []):  # stable sorts: the first sort wins
             name = str(sort.get("propertyName"))
             descending = sort.get("direction") == "DESCENDING"
-            matches.sort(key=lambda task: _sort_key(task.properties.get(name, "")), reverse=descending)
+            if name in _DATE_PROPERTIES:
+                matches.sort(
+                    key=lambda task: _instant_ms(task.properties.get(name) or "0"), reverse=descending
+                )
+            else:
+                matches.sort(key=lambda task: _sort_key(task.properties.get(name, "")), reverse=descending)
         page = matches[offset : offset + limit]
         document: dict[str, Any] = {
             "total": len(matches),
@@ -372,7 +427,11 @@ class HubSpotSink:
         """Filter groups are ORed, the filters within a group ANDed, as in HubSpot's search."""
         visible_before = self._clock() - self._search_lag
         with self._lock:
-            tasks = [task for task in self._tasks.values() if task.created <= visible_before]
+            tasks = [
+                task
+                for task in self._tasks.values()
+                if task.created <= visible_before and not task.archived_at
+            ]
         if not groups:
             return tasks
         return [task for task in tasks if any(_group_matches(task, group) for group in groups)]
@@ -380,9 +439,82 @@ class HubSpotSink:
     def _read(self, task_id: str) -> _Answer:
         with self._lock:
             task = self._tasks.get(task_id)
-        if task is None:
+        if task is None or task.archived_at:
             return _error(404, "Object not found.  objectId are usually numeric.")
         return _Answer(200, task.document())
+
+    def _update(self, task_id: str, body: Any) -> _Answer:
+        properties = body.get("properties") if isinstance(body, dict) else None
+        if not isinstance(properties, dict):
+            return _error(400, "Invalid input JSON: a JSON object with a properties object is required.")
+        problems = [
+            {"isValid": False, "message": message, "error": error, "name": name}
+            for name, error, message in _property_problems({"hs_timestamp": "0", **properties})
+        ]
+        problem = (
+            f"Property values were not valid: {json.dumps(problems)}" if problems else None
+        ) or self._unknown_property(properties)
+        if problem:
+            return _error(400, problem)
+        unknown = self._unknown_owner(properties)
+        if unknown:
+            return unknown
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None or task.archived_at:
+                return _error(404, "Object not found.  objectId are usually numeric.")
+            task.given.update(properties)
+            task.modified_at = self._next_stamp()
+            return _Answer(200, task.document())
+
+    def _archive(self, task_id: str) -> _Answer:
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None or task.archived_at:
+                return _error(404, "Object not found.  objectId are usually numeric.")
+            task.archived_at = self._next_stamp()
+        return _Answer(204, None)
+
+    def _batch_read(self, body: Any, archived: bool) -> _Answer:
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        if not isinstance(inputs, list) or not 0 < len(inputs) <= _BATCH_READ_MAX:
+            return _error(400, f"inputs must hold 1 to {_BATCH_READ_MAX} objects with an id.")
+        ids = [str(entry.get("id")) for entry in inputs if isinstance(entry, dict)]
+        names = body.get("properties")
+        with self._lock:
+            found = [
+                self._tasks[task_id]
+                for task_id in ids
+                if task_id in self._tasks and bool(self._tasks[task_id].archived_at) == archived
+            ]
+        missing = [task_id for task_id in ids if task_id not in {task.id for task in found}]
+        document: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": [task.document(names if isinstance(names, list) else None) for task in found],
+        }
+        if not missing:
+            return _Answer(200, document)
+        document["numErrors"] = 1
+        document["errors"] = [
+            {
+                "status": "error",
+                "category": "OBJECT_NOT_FOUND",
+                "message": "Could not get some TASK objects, they may be deleted or not exist.",
+                "context": {"ids": missing},
+            }
+        ]
+        return _Answer(207, document)
+
+    def _next_stamp(self) -> str:
+        """Now, as an ISO instant strictly later than the last one handed out (call under the lock):
+        two changes never share an hs_lastmodifieddate, which keeps paging tests deterministic."""
+        now_ms = max(int(time.time() * 1000), self._last_stamp_ms + 1)
+        self._last_stamp_ms = now_ms
+        return (
+            datetime.fromtimestamp(now_ms / 1000, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
 
     def _take_fault(self) -> _Fault | None:
         with self._lock:
@@ -435,6 +567,8 @@ class _Task:
     associations: list[dict[str, Any]]
     created: float  # the sink's clock, for the search lag
     created_at: str = field(default_factory=lambda: _now_iso())
+    modified_at: str = ""
+    archived_at: str = ""  # deleted (archived) in HubSpot
 
     @property
     def properties(self) -> dict[str, str]:
@@ -443,7 +577,7 @@ class _Task:
         return {
             **stored,
             "hs_createdate": self.created_at,
-            "hs_lastmodifieddate": self.created_at,
+            "hs_lastmodifieddate": self.modified_at or self.created_at,
             "hs_object_id": self.id,
         }
 
@@ -452,13 +586,16 @@ class _Task:
         if names is not None:
             wanted = {*names, "hs_createdate", "hs_lastmodifieddate", "hs_object_id"}
             properties = {name: value for name, value in properties.items() if name in wanted}
-        return {
+        document: dict[str, Any] = {
             "id": self.id,
             "properties": properties,
             "createdAt": self.created_at,
-            "updatedAt": self.created_at,
-            "archived": False,
+            "updatedAt": self.modified_at or self.created_at,
+            "archived": bool(self.archived_at),
         }
+        if self.archived_at:
+            document["archivedAt"] = self.archived_at
+        return document
 
 
 def _task_problem(body: Any) -> str | None:
@@ -528,7 +665,39 @@ def _filter_matches(task: _Task, condition: dict[str, Any]) -> bool:
         return actual is not None and actual.lower() == expected.lower()
     if operator == "CONTAINS_TOKEN":
         return actual is not None and _contains_token(actual, expected)
-    raise ValueError(f"The sink does not support the {operator} operator (EQ and CONTAINS_TOKEN only).")
+    if operator == "HAS_PROPERTY":
+        return actual not in (None, "")
+    if operator in _COMPARISONS:
+        if actual is None:
+            return False
+        name = str(condition.get("propertyName"))
+        if name in _DATE_PROPERTIES:
+            return _COMPARISONS[operator](_instant_ms(actual), _instant_ms(expected))
+        return _COMPARISONS[operator](_sort_key(actual), _sort_key(expected))
+    raise ValueError(
+        f"The sink does not support the {operator} operator "
+        "(EQ, CONTAINS_TOKEN, HAS_PROPERTY, GT, GTE, LT, LTE only)."
+    )
+
+
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "GT": lambda a, b: a > b,
+    "GTE": lambda a, b: a >= b,
+    "LT": lambda a, b: a < b,
+    "LTE": lambda a, b: a <= b,
+}
+
+
+def _instant_ms(value: str) -> int:
+    """A date property or filter value as epoch ms: HubSpot takes both epoch ms and ISO 8601."""
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid datetime.") from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def _contains_token(text: str, pattern: str) -> bool:
@@ -536,6 +705,13 @@ def _contains_token(text: str, pattern: str) -> bool:
     plain = html.unescape(re.sub(r"<[^>]*>", " ", text)).lower()
     tokens = re.findall(r"[0-9a-z_]+", plain)
     return any(fnmatch.fnmatchcase(token, pattern.lower()) for token in tokens)
+
+
+def _task_sort_key(name: str) -> Callable[[_Task], Any]:
+    """Dates sort as instants (HubSpot answers ISO strings, filters take epoch ms), the rest by value."""
+    if name in _DATE_PROPERTIES:
+        return lambda task: _instant_ms(task.properties.get(name) or "0")
+    return lambda task: _sort_key(task.properties.get(name, ""))
 
 
 def _sort_key(value: str) -> tuple[int, int, str]:
@@ -604,7 +780,7 @@ def _rate_limit_body() -> dict[str, Any]:
 
 
 def _reply(request: BaseHTTPRequestHandler, answer: _Answer) -> None:
-    raw = json.dumps(answer.document).encode()
+    raw = b"" if answer.status == 204 else json.dumps(answer.document).encode()
     request.send_response(answer.status)
     request.send_header("Content-Type", "application/json;charset=utf-8")
     request.send_header("Content-Length", str(len(raw)))
