@@ -1,8 +1,11 @@
-"""Delivery: the HubSpot sender (the only reader of the HubSpot token) and the email sender (SES)."""
+"""Delivery: the HubSpot sender and the HubSpot read-back poller (the only readers of the HubSpot
+token) and the email sender (SES)."""
 
 from __future__ import annotations
 
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -20,13 +23,15 @@ from shared.resources import (
 from .acknowledge import acknowledge
 from .function import LambdaPackage, UpswingFunction
 from .queues import QueueWithDlq
-from .routing import EMAIL_SENDER_TIMEOUT, HUBSPOT_SENDER_TIMEOUT
+from .routing import EMAIL_SENDER_TIMEOUT, HUBSPOT_SENDER_TIMEOUT, SCHEDULE
 from .settings import UpswingSettings
 from .storage import Storage
 
 # At most this many senders run at once (the least Lambda allows), so each paces itself to half
 # the app's HubSpot limit and together they stay under it.
 HUBSPOT_SENDER_CONCURRENCY = 2
+# The read-back poller: a run stops starting requests 15 s before this, and runs every SCHEDULE.
+HUBSPOT_POLLER_TIMEOUT = Duration.seconds(120)
 _DELIVERY_LEDGER_ACTIONS = [
     "dynamodb:GetItem",
     "dynamodb:PutItem",
@@ -87,8 +92,9 @@ class Delivery(Construct):
         self.hubspot_secret.grant_read(self.hubspot_sender.function)
         # The deliveries ledger, and the shared search pacer's item in the same table.
         self.hubspot_sender.allow(_DELIVERY_LEDGER_ACTIONS, deliveries_table.table_arn)
-        # A delivery's problems are recorded on its play (one attribute, appended): nothing else.
-        self.hubspot_sender.allow(["dynamodb:UpdateItem"], plays_table.table_arn)
+        # On the play: the task id, or HubSpot's refusal, and a delivery's problems (updates); the
+        # task's entry for the read-back (a conditional put in the `hubspot#tasks` partition).
+        self.hubspot_sender.allow(["dynamodb:UpdateItem", "dynamodb:PutItem"], plays_table.table_arn)
         hubspot_queue.dead_letter_queue.grant_send_messages(self.hubspot_sender.function)
         self.hubspot_sender.function.add_event_source(
             event_sources.SqsEventSource(
@@ -97,6 +103,39 @@ class Delivery(Construct):
                 max_concurrency=HUBSPOT_SENDER_CONCURRENCY,
                 report_batch_item_failures=True,
             )
+        )
+
+        self.hubspot_poller = UpswingFunction(
+            self,
+            "HubSpotPoller",
+            handler="functions.hubspot_poller.handler.handler",
+            package=package,
+            timeout=HUBSPOT_POLLER_TIMEOUT,
+            description="Reads Upswing's HubSpot tasks back: completed, deleted, reassigned, moved",
+            environment={
+                DELIVERIES_TABLE.env_var: deliveries_table.table_name,
+                PLAYS_TABLE.env_var: plays_table.table_name,
+                HUBSPOT_SECRET_ENV: self.hubspot_secret.secret_arn,
+                RETENTION_DAYS_ENV: str(settings.retention_days),
+                "HUBSPOT_PORTAL_TIMEZONE": settings.hubspot_portal_timezone,
+                "HUBSPOT_PLAY_ID_PROPERTY": settings.hubspot_play_id_property or "",
+            },
+        )
+        self.hubspot_secret.grant_read(self.hubspot_poller.function)
+        # The task registry (batch get, the deletion sweep's query), the watermark item, and the
+        # facts it records on plays: reads and updates, no puts or deletes.
+        self.hubspot_poller.allow(
+            ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            plays_table.table_arn,
+        )
+        # The search pacer's item, shared with the senders (one budget per HubSpot account).
+        self.hubspot_poller.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], deliveries_table.table_arn)
+        events.Rule(
+            self,
+            "PollHubSpotEvery5Minutes",
+            description="Read Upswing's HubSpot tasks back",
+            schedule=events.Schedule.rate(SCHEDULE),
+            targets=[targets.LambdaFunction(self.hubspot_poller.function, retry_attempts=0)],
         )
 
         self.email_sender = UpswingFunction(

@@ -77,6 +77,7 @@ class UpswingStack(Stack):
                 "Router": routing.router.function,
                 "Scheduler": routing.scheduler.function,
                 "HubSpotSender": delivery.hubspot_sender.function,
+                "HubSpotPoller": delivery.hubspot_poller.function,
                 "EmailSender": delivery.email_sender.function,
             },
             stream_consumers={

@@ -53,6 +53,7 @@ ROUTER_HANDLER = "functions.router.handler.handler"
 SCHEDULER_HANDLER = "functions.router.scheduler.handler"
 HUBSPOT_SENDER_HANDLER = "functions.hubspot_sender.handler.handler"
 EMAIL_SENDER_HANDLER = "functions.email_sender.handler.handler"
+HUBSPOT_POLLER_HANDLER = "functions.hubspot_poller.handler.handler"
 DYNAMODB_WRITES = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -347,6 +348,7 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         SCHEDULER_HANDLER,
         HUBSPOT_SENDER_HANDLER,
         EMAIL_SENDER_HANDLER,
+        HUBSPOT_POLLER_HANDLER,
     }
     own_log_groups = set()
     for function in functions.values():
@@ -379,6 +381,7 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         (SCHEDULER_HANDLER, [PLAYS_TABLE, ACCOUNTS_TABLE, COUNTERS_TABLE, FIRINGS_TABLE]),
         (HUBSPOT_SENDER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE]),
         (EMAIL_SENDER_HANDLER, [DELIVERIES_TABLE]),
+        (HUBSPOT_POLLER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE]),
     ],
 )
 def test_given_a_function_then_its_table_env_vars_name_the_tables_of_the_same_spec(
@@ -678,7 +681,9 @@ def test_given_the_hubspot_sender_then_it_runs_at_most_two_at_once_and_can_dead_
     assert "sqs:ChangeMessageVisibility" in allowed_actions(statements, queue)
 
 
-def test_given_the_hubspot_secret_then_only_the_hubspot_sender_can_read_it(template: dict[str, Any]) -> None:
+def test_given_the_hubspot_secret_then_only_the_hubspot_sender_and_poller_can_read_it(
+    template: dict[str, Any],
+) -> None:
     (secret,) = of_type(template, "AWS::SecretsManager::Secret")
     readers = {
         name
@@ -691,7 +696,8 @@ def test_given_the_hubspot_secret_then_only_the_hubspot_sender_can_read_it(templ
     sender = function_id(template, HUBSPOT_SENDER_HANDLER)
     environment = template["Resources"][sender]["Properties"]["Environment"]["Variables"]
 
-    assert readers == {sender}
+    poller = function_id(template, HUBSPOT_POLLER_HANDLER)
+    assert readers == {sender, poller}
     assert list(referenced_ids(environment[HUBSPOT_SECRET_ENV])) == [secret]
     assert template["Resources"][secret]["Properties"]["Name"] == SETTINGS.hubspot_secret
     # Nothing in any function's environment looks like a token
@@ -743,7 +749,9 @@ def test_given_the_scheduler_then_it_runs_every_five_minutes(template: dict[str,
     assert rule["ScheduleExpression"] == "rate(5 minutes)"
 
 
-def test_given_the_play_ledger_then_only_the_router_and_scheduler_write_it(template: dict[str, Any]) -> None:
+def test_given_the_play_ledger_then_only_routing_the_hubspot_sender_and_poller_write_it(
+    template: dict[str, Any],
+) -> None:
     plays = table_id(template, PLAYS_TABLE)
     writes = {
         template["Resources"][name]["Properties"]["Handler"]: allowed_actions(
@@ -753,9 +761,43 @@ def test_given_the_play_ledger_then_only_the_router_and_scheduler_write_it(templ
         for name in of_type(template, "AWS::Lambda::Function")
     }
     writers = {handler for handler, actions in writes.items() if actions}
-    assert writers == {ROUTER_HANDLER, SCHEDULER_HANDLER, HUBSPOT_SENDER_HANDLER}
-    # The HubSpot sender only records a delivery's problems on its play (an update, nothing else)
-    assert writes[HUBSPOT_SENDER_HANDLER] == {"dynamodb:UpdateItem"}
+    assert writers == {ROUTER_HANDLER, SCHEDULER_HANDLER, HUBSPOT_SENDER_HANDLER, HUBSPOT_POLLER_HANDLER}
+    # The sender records the task on its play (updates) and registers it for the read-back (a put)
+    assert writes[HUBSPOT_SENDER_HANDLER] == {"dynamodb:UpdateItem", "dynamodb:PutItem"}
+    # The poller only updates: facts on plays, registry entries, its watermark
+    assert writes[HUBSPOT_POLLER_HANDLER] == {"dynamodb:UpdateItem"}
+
+
+def test_given_the_hubspot_poller_then_it_runs_every_five_minutes_with_least_privilege_and_an_alarm(
+    template: dict[str, Any],
+) -> None:
+    poller = function_id(template, HUBSPOT_POLLER_HANDLER)
+    (rule,) = [
+        r["Properties"]
+        for r in of_type(template, "AWS::Events::Rule").values()
+        if any(poller in referenced_ids(target["Arn"]) for target in r["Properties"]["Targets"])
+    ]
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"
+    assert template["Resources"][poller]["Properties"]["Timeout"] == 120
+    statements = role_statements(template, poller)
+    assert allowed_actions(statements, table_id(template, PLAYS_TABLE)) == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+    }
+    # The shared search pacer's item: read and conditional update, nothing else in that table
+    assert allowed_actions(statements, table_id(template, DELIVERIES_TABLE)) == {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+    }
+    alarmed = [
+        a["Properties"]
+        for a in of_type(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "Errors"
+        and any(poller in referenced_ids(d["Value"]) for d in a["Properties"].get("Dimensions", []))
+    ]
+    assert len(alarmed) == 1
 
 
 @pytest.mark.parametrize(
