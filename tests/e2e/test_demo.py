@@ -36,6 +36,9 @@ def test_the_demo_routes_plays_to_hubspot_tasks_and_emails(tmp_path: Path) -> No
     # The account without a CSM is served by the smb desk pool, on both channels
     assert "umbrella: seat-expansion ← seat-expansion → SMB desk (Ana) (csm, from the pool)" in output
     assert "to smb-desk-ana@example.com: Seat expansion: Umbrella Labs is running out of seats" in output
+    # The demo ends with a CSM completing a task in HubSpot and the read-back recording it
+    assert "HubSpot read-back (" in output
+    assert " is worked, at " in output
     # (Which of the other accounts' triggers fire first depends on how the stream batches their
     # events, and the first firing excludes the rest for 14 days: not asserted here.)
 

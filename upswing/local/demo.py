@@ -131,7 +131,35 @@ def run_demo(stack: LocalStack, out: Any) -> dict[str, Any]:
             for play in plays:
                 print(render_play(play), file=out)
         print(render_deliveries(stack), file=out)
+        worked = complete_one_task(stack, out)
+        if worked:
+            report[worked.account_id]["worked"] = worked.play_id
     return report
+
+
+def complete_one_task(stack: LocalStack, out: Any) -> PlayRecord | None:
+    """The CSM completes the first task in HubSpot (the sink); the read-back poller records it on the
+    play, which GET .../signals then shows as worked (and its escalation tiers stop)."""
+    sink = stack.hubspot_sink
+    if not sink or not sink.tasks():
+        return None
+    task = sink.tasks()[0]
+    sink.complete(task["id"])
+    polled = stack.poll_hubspot()
+    for account_id in ACCOUNTS:
+        for play in stack.plays(account_id):
+            if play.task and play.task.task_id == task["id"] and play.task.worked:
+                worked = play.task.worked
+                print(
+                    f"\nHubSpot read-back ({polled.get('pages', 0)} search page(s), "
+                    f"{polled.get('worked', 0)} task(s) worked): task {task['id']} completed in HubSpot →\n"
+                    f"  {account_id}: {play.play} is worked, at {worked['at']} by owner {worked['by']} "
+                    "(GET /v1/accounts/{id}/signals: hubspot_task.state = worked)",
+                    file=out,
+                )
+                return play
+    print(f"\nHubSpot read-back: task {task['id']} completed, but no play recorded it: {polled}", file=out)
+    return None
 
 
 def render_play(play: PlayRecord) -> str:

@@ -52,6 +52,7 @@ REAL_HUBSPOT_TOKEN_ENV = "UPSWING_HUBSPOT_TOKEN"  # noqa: S105 (a variable name)
 REAL_HUBSPOT_URL_ENV = "UPSWING_HUBSPOT_BASE_URL"
 SINK_LOG = Path(".local/hubspot-requests.jsonl")
 SCHEDULER_EVERY_SECONDS = 60.0
+HUBSPOT_POLLER_EVERY_SECONDS = 60.0  # 5 minutes in AWS; a minute here, like the scheduler
 
 
 class LocalStack:
@@ -62,6 +63,7 @@ class LocalStack:
         self._pumps: list[Pump] = []
         self._gateway: LocalGateway | None = None
         self.hubspot_sink: HubSpotSink | None = None
+        self._hubspot_poller: LocalFunction | None = None
         self.hubspot_url = ""
         self.resources: LocalResources | None = None
         self.aws_endpoint = ""
@@ -91,6 +93,7 @@ class LocalStack:
         from functions.bus_ingest import handler as bus_ingest
         from functions.email_sender import handler as email_sender
         from functions.evaluator import handler as evaluator
+        from functions.hubspot_poller import handler as hubspot_poller
         from functions.hubspot_sender import handler as hubspot_sender
         from functions.router import handler as router
         from functions.router import scheduler
@@ -104,8 +107,10 @@ class LocalStack:
             router,
             scheduler,
             hubspot_sender,
+            hubspot_poller,
             email_sender,
         )
+        self._hubspot_poller = LocalFunction("hubspot_poller", hubspot_poller.handler)
         queues = self.resources.queues
         self._gateway = LocalGateway(
             LocalFunction("authorizer", authorizer.handler), LocalFunction("api", api.handler), self._port
@@ -131,6 +136,7 @@ class LocalStack:
             SchedulePump(
                 LocalFunction("scheduler", scheduler.handler), every_seconds=SCHEDULER_EVERY_SECONDS
             ),
+            SchedulePump(self._hubspot_poller, every_seconds=HUBSPOT_POLLER_EVERY_SECONDS),
         ]
         self._gateway.start()
         for pump in self._pumps:
@@ -204,6 +210,14 @@ class LocalStack:
                 if owner.hubspot_owner_id
             ]
         )
+
+    def poll_hubspot(self) -> dict[str, Any]:
+        """Run the HubSpot read-back now (the schedule runs it every minute), as its schedule would."""
+        assert self._hubspot_poller, "start() the stack first"
+        answer: dict[str, Any] = self._hubspot_poller.invoke(
+            {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+        )
+        return answer
 
     def sent_emails(self) -> list[dict[str, Any]]:
         """What the emulated SES has sent (moto runs in this process)."""
