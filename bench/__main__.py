@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import backtest, cold_init, delivery, engine, write_units
+from bench import backtest, cold_init, delivery, engine, readback, write_units
 
 
 def main() -> int:
@@ -15,6 +15,7 @@ def main() -> int:
         "engine": engine.run(),
         "cold_init": cold_init.run(),
         "delivery": delivery.run(),
+        "readback": readback.run(),
         "backtest": backtest.run(),
     }
     out = Path("bench/results")

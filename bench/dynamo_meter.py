@@ -46,6 +46,8 @@ class Meter:
     requests: Counter[str] = field(default_factory=Counter)
     write_units: float = 0
     read_units: float = 0
+    # UpdateItem costs too; off by default so the older figures (which never metered it) stay comparable.
+    count_updates: bool = False
     # The ingest writes from a thread pool: += on a float is not atomic across threads.
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -72,6 +74,13 @@ class Meter:
             old = self._shadow.get_item(TableName=params["TableName"], Key=key).get("Item") or {}
             self.write_units += max(1, math.ceil(max(item_size(params["Item"]), item_size(old)) / 1024))
 
+        elif model.name == "UpdateItem" and self.count_updates:
+            # Charged after the call, on the larger of the old and the new item (a failed conditional
+            # update is not charged here: the read-back avoids them by checking its registry first).
+            self._old_size = item_size(
+                self._shadow.get_item(TableName=params["TableName"], Key=params["Key"]).get("Item") or {}
+            )
+            self._update_key = (params["TableName"], params["Key"])
         elif model.name == "GetItem":
             self.read_units += read_factor  # a miss costs a read unit too
         elif model.name == "BatchGetItem":
@@ -79,6 +88,10 @@ class Meter:
             self.read_units += sum(len(request["Keys"]) for request in params["RequestItems"].values())
 
     def _charge_response(self, model: Any, parsed: dict[str, Any], read_factor: float) -> None:
+        if model.name == "UpdateItem" and self.count_updates:
+            table, key = self._update_key
+            new = self._shadow.get_item(TableName=table, Key=key).get("Item") or {}
+            self.write_units += max(1, math.ceil(max(self._old_size, item_size(new)) / 1024))
         # Items over 4 KB cost one more read unit per started 4 KB beyond the first.
         if model.name == "GetItem" and "Item" in parsed:
             self.read_units += read_factor * (math.ceil(item_size(parsed["Item"]) / 4096) - 1)

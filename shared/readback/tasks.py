@@ -18,7 +18,8 @@ task looked like when last seen). The poller (functions/hubspot_poller) then:
    is skipped as above.
 3. *Deletions.* A deleted task is archived and vanishes from search, so no search can report it.
    Each run also sweeps a slice of the registry (`SWEEP_SLICE` entries, continuing where the last
-   run stopped): open tasks not seen for `unseen_after` are batch-read from HubSpot (100 a request);
+   run stopped): open tasks with no change recorded for `unseen_after` are batch-read from HubSpot
+   (100 a request; an unchanged one costs no write, and is read again on the next sweep cycle);
    those HubSpot no longer has are read once more with `archived=true` (for `archivedAt`) and
    recorded as deleted. With 1,000 open tasks, a deletion is noticed within ten runs.
 4. *Bounds.* Searches share the HubSpot account's search budget with the senders (SharedPacer, 5 per
@@ -274,7 +275,7 @@ class TaskPoller:
     plays: PlayLedger
     state: PollerStateStore
     wall_clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    unseen_after: timedelta = timedelta(hours=6)  # an open task not seen this long is checked
+    unseen_after: timedelta = timedelta(hours=6)  # an open task unchanged this long is checked
     overlap: timedelta = OVERLAP
 
     def poll(self, deadline: float, time_left: Callable[[], bool]) -> PollReport:
@@ -382,11 +383,9 @@ class TaskPoller:
             for entry in batch:
                 if entry.task_id in live:
                     snapshot = TaskSnapshot.from_hubspot(live[entry.task_id])
-                    if snapshot.modified_ms > entry.modified_ms:
+                    if snapshot.modified_ms > entry.modified_ms:  # a change the search has not shown yet
                         self._record(entry, task_facts(entry, snapshot), report, now)
-                    else:
-                        self.registry.update(entry, now)  # seen: not checked again for a while
-                    continue
+                    continue  # unchanged: nothing written (it is read again on the next sweep cycle)
                 self._record(entry, _deleted(entry, archived.get(entry.task_id), now), report, now)
         self.state.save(state, now)
 
