@@ -19,6 +19,7 @@ from shared.resources import (
     RETENTION_DAYS_ENV,
     SENDER_EMAIL_ENV,
 )
+from shared.timezones import PORTAL_TIMEZONE_ENV
 
 from .acknowledge import acknowledge
 from .function import LambdaPackage, UpswingFunction
@@ -83,7 +84,7 @@ class Delivery(Construct):
                 HUBSPOT_SECRET_ENV: self.hubspot_secret.secret_arn,
                 RETENTION_DAYS_ENV: str(settings.retention_days),
                 "HUBSPOT_REQUESTS_PER_10S": str(settings.hubspot_requests_per_10s),
-                "HUBSPOT_PORTAL_TIMEZONE": settings.hubspot_portal_timezone,
+                PORTAL_TIMEZONE_ENV: settings.hubspot_portal_timezone,
                 "HUBSPOT_SENDER_CONCURRENCY": str(HUBSPOT_SENDER_CONCURRENCY),
                 "HUBSPOT_DUE_HOUR": str(settings.hubspot_due_hour),
                 "HUBSPOT_PLAY_ID_PROPERTY": settings.hubspot_play_id_property or "",
@@ -117,7 +118,7 @@ class Delivery(Construct):
                 PLAYS_TABLE.env_var: plays_table.table_name,
                 HUBSPOT_SECRET_ENV: self.hubspot_secret.secret_arn,
                 RETENTION_DAYS_ENV: str(settings.retention_days),
-                "HUBSPOT_PORTAL_TIMEZONE": settings.hubspot_portal_timezone,
+                PORTAL_TIMEZONE_ENV: settings.hubspot_portal_timezone,
                 "HUBSPOT_PLAY_ID_PROPERTY": settings.hubspot_play_id_property or "",
             },
         )

@@ -22,6 +22,7 @@ from shared.resources import (
     RETENTION_DAYS_ENV,
     RULESET_PATH_ENV,
 )
+from shared.timezones import PORTAL_TIMEZONE_ENV
 
 from .function import LambdaPackage, UpswingFunction
 from .queues import queue_with_dlq
@@ -70,6 +71,7 @@ class Routing(Construct):
             EVENT_BUS_ENV: event_bus.event_bus_name,
             RULESET_PATH_ENV: settings.ruleset_path,
             RETENTION_DAYS_ENV: str(settings.retention_days),
+            PORTAL_TIMEZONE_ENV: settings.hubspot_portal_timezone,
         }
 
         self.router = UpswingFunction(

@@ -6,6 +6,7 @@ from functions.hubspot_sender.settings import SEARCH_REQUESTS_PER_WINDOW, SEARCH
 from shared.delivery.hubspot import HubSpotSettings
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.resources import DELIVERIES_TABLE, HUBSPOT_SECRET_ENV, PLAYS_TABLE, RETENTION_DAYS_ENV
+from shared.timezones import PORTAL_TIMEZONE_ENV
 
 # The poller's share of the app's burst limit (batch reads only: searches have their own limit).
 # Two senders take half of the limit each and pause on X-HubSpot-RateLimit-Remaining, which leaves
@@ -20,7 +21,7 @@ class HubSpotPollerSettings(BaseModel):
     retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
     base_url: str = Field(default=HubSpotSettings.base_url, validation_alias="HUBSPOT_BASE_URL")
     tasks_path: str = Field(default=HubSpotSettings.tasks_path, validation_alias="HUBSPOT_TASKS_PATH")
-    portal_timezone: str = Field(default="UTC", validation_alias="HUBSPOT_PORTAL_TIMEZONE")
+    portal_timezone: str = Field(default="UTC", validation_alias=PORTAL_TIMEZONE_ENV)
     play_id_property: str | None = Field(
         default=None, pattern=r"^[a-z][a-z0-9_]{0,99}$", validation_alias="HUBSPOT_PLAY_ID_PROPERTY"
     )

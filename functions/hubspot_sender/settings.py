@@ -2,7 +2,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from shared.delivery.hubspot import HubSpotSettings, portal_zone
+from shared.delivery.hubspot import HubSpotSettings
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.resources import (
     DELIVERIES_TABLE,
@@ -12,6 +12,7 @@ from shared.resources import (
     PLAYS_TABLE,
     RETENTION_DAYS_ENV,
 )
+from shared.timezones import PORTAL_TIMEZONE_ENV, portal_zone
 
 # HubSpot's search limit: 5 requests per second per HubSpot account, every sender together. The
 # shared window is a little longer than a second (clock skew between senders, network delay).
@@ -34,7 +35,7 @@ class HubSpotSenderSettings(BaseModel):
     # The app's burst limit, shared by every concurrent sender (the event source caps them).
     requests_per_10s: int = Field(default=100, ge=1, validation_alias="HUBSPOT_REQUESTS_PER_10S")
     max_concurrency: int = Field(default=2, ge=1, validation_alias="HUBSPOT_SENDER_CONCURRENCY")
-    portal_timezone: str = Field(default="UTC", validation_alias="HUBSPOT_PORTAL_TIMEZONE")
+    portal_timezone: str = Field(default="UTC", validation_alias=PORTAL_TIMEZONE_ENV)
     # The hour (in the portal's time zone) a task falls due on its due day.
     due_hour: int = Field(default=17, ge=0, le=23, validation_alias="HUBSPOT_DUE_HOUR")
     # The task custom property holding the play id (`upswing hubspot create-property`); empty: none.

@@ -1,4 +1,4 @@
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.resources import (
@@ -13,6 +13,7 @@ from shared.resources import (
     RETENTION_DAYS_ENV,
     RULESET_PATH_ENV,
 )
+from shared.timezones import PORTAL_TIMEZONE_ENV, portal_zone
 
 
 class RouterSettings(BaseModel):
@@ -23,6 +24,14 @@ class RouterSettings(BaseModel):
     event_bus_name: str = Field(min_length=1, validation_alias=EVENT_BUS_ENV)
     ruleset_path: str = Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)
     retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
+    # SLAs count business days from the date in the HubSpot portal's zone, not from UTC's.
+    business_timezone: str = Field(default="UTC", validation_alias=PORTAL_TIMEZONE_ENV)
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        portal_zone(name)
+        return name
 
 
 class SchedulerSettings(RouterSettings):

@@ -9,6 +9,7 @@ from shared.routing.router import Router, SignalCheck
 from shared.rules.online import active_ruleset
 from shared.rules.plays import Channel
 from shared.storage.dynamo import aws_client, dynamodb_client
+from shared.timezones import portal_zone
 
 from .settings import RouterSettings
 
@@ -27,4 +28,5 @@ def build_router(settings: RouterSettings, signal_holds: SignalCheck) -> Router:
             settings.event_bus_name,
         ),
         signal_holds=signal_holds,
+        business_zone=portal_zone(settings.business_timezone),
     )

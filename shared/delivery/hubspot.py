@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -46,6 +46,7 @@ from shared.delivery.html import text_to_html
 from shared.delivery.pacing import Pacer, PacingDeadlineExceeded
 from shared.observability import logger
 from shared.routing.messages import PlayDelivery
+from shared.timezones import portal_zone
 
 PLAY_MARKER = "Upswing play"  # the body's last line: "Upswing play <play_id>", found by CONTAINS_TOKEN
 # The optional task custom property holding the play id (`upswing hubspot create-property`): found by
@@ -729,17 +730,6 @@ def _retry_after(response: httpx.Response) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
-
-
-def portal_zone(name: str) -> ZoneInfo:
-    """The portal's time zone by its IANA name ("Europe/Paris"), or a ValueError that says what to set."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {name!r}: give the HubSpot portal's time zone as an IANA name, "
-            "such as 'America/New_York' or 'Europe/Paris' (or 'UTC')"
-        ) from None
 
 
 def _seconds_until_midnight(now: datetime, zone: ZoneInfo) -> float:

@@ -6,7 +6,7 @@ ruleset's (shared/rules/plays.py). No I/O, no clock: the routing time is a param
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -18,10 +18,10 @@ _LEVELS: tuple[TaskPriority, ...] = ("LOW", "MEDIUM", "HIGH")
 _SATURDAY = 5
 
 
-def due_date(routed_at: datetime, business_days: int) -> date:
+def due_date(routed_at: datetime, business_days: int, zone: tzinfo = UTC) -> date:
     """`business_days` Monday-to-Friday days after the routing day (0: that day, or the next
-    business day when routed on a weekend). Days are UTC days."""
-    day = routed_at.date()
+    business day when routed on a weekend). Days are the business calendar's: `zone`'s dates."""
+    day = routed_at.astimezone(zone).date()
     while day.weekday() >= _SATURDAY:
         day += timedelta(days=1)
     remaining = business_days

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
@@ -87,6 +87,8 @@ class Router:
     ledger: PlayLedger
     dispatcher: Dispatcher
     signal_holds: SignalCheck
+    # The business calendar (the HubSpot portal's zone): SLAs count business days from its date.
+    business_zone: tzinfo = UTC
 
     def route_firing(self, message: FiredMessage, now: datetime) -> PlayRecord:
         """Schedule the play's escalation tiers and route its first; the first tier's record."""
@@ -229,7 +231,7 @@ class Router:
         owner: DeliveryOwner | None,
         now: datetime,
     ) -> tuple[list[PlayDelivery], dict[str, str]]:
-        due = due_date(now, play.sla_business_days)
+        due = due_date(now, play.sla_business_days, self.business_zone)
         owner_model = Owner(name=owner.name, email=owner.email) if owner else None
         subject, body = render(play, record.firing, record.account_id, profile, owner_model, due)
         deliveries, skipped = [], {}

@@ -846,6 +846,9 @@ def test_given_due_hour_and_play_id_property_settings_then_the_hubspot_sender_ge
     environment = template["Resources"][sender]["Properties"]["Environment"]["Variables"]
 
     assert environment["HUBSPOT_PORTAL_TIMEZONE"] == "Australia/Sydney"
+    for business_days_counter in (ROUTER_HANDLER, SCHEDULER_HANDLER):  # SLAs count the portal's days
+        variables = template["Resources"][function_id(template, business_days_counter)]["Properties"]
+        assert variables["Environment"]["Variables"]["HUBSPOT_PORTAL_TIMEZONE"] == "Australia/Sydney"
     assert environment["HUBSPOT_DUE_HOUR"] == "9"
     assert environment["HUBSPOT_PLAY_ID_PROPERTY"] == "upswing_play_id"
     assert list(referenced_ids(environment[PLAYS_TABLE.env_var])) == [table_id(template, PLAYS_TABLE)]

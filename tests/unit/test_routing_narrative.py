@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -67,6 +68,22 @@ ACME = AccountProfile.model_validate(
 )
 def test_given_a_routing_time_and_an_sla_then_the_due_date_counts_business_days(routed, business_days, due):
     assert due_date(routed, business_days) == due
+
+
+@pytest.mark.parametrize(
+    ("routed", "business_days", "due"),
+    [
+        # Monday 20:00 UTC is Tuesday 07:00 in Sydney: one business day later is Wednesday there.
+        (datetime(2026, 11, 23, 20, tzinfo=UTC), 1, date(2026, 11, 25)),
+        # Friday 14:00 UTC is already Saturday in Sydney: that day counts as the next Monday.
+        (datetime(2026, 11, 20, 14, tzinfo=UTC), 0, date(2026, 11, 23)),
+    ],
+)
+def test_given_the_portals_zone_then_business_days_count_from_the_date_there(routed, business_days, due):
+    sydney = ZoneInfo("Australia/Sydney")
+
+    assert due_date(routed, business_days, sydney) == due
+    assert due_date(routed, business_days) != due  # counted from UTC's date it would differ
 
 
 @pytest.mark.parametrize(
