@@ -12,8 +12,6 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, WithJsonSchema
 
-from shared.model_fields import did_you_mean
-
 _CIRCULATING = """
     AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP
     BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP
@@ -30,9 +28,8 @@ def _iso_4217(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError("must be an ISO 4217 currency code string, e.g. USD")
     if value not in ISO_4217_CODES:
+        # Only the case is guessed: a near-miss spelling (XTS → TZS) is another currency.
         hint = f" (did you mean {value.upper()!r}?)" if value.upper() in ISO_4217_CODES else ""
-        if not hint:
-            hint = did_you_mean(value, sorted(ISO_4217_CODES))
         raise ValueError(f"{value[:16]!r} is not an ISO 4217 currency code{hint}; e.g. USD, EUR, GBP")
     return value
 
