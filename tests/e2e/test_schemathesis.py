@@ -59,5 +59,9 @@ def test_schemathesis_finds_nothing_against_the_served_document(stack: RunningSt
     )
 
     assert run.returncode == 0, run.stdout[-20_000:] + run.stderr[-5_000:]
-    operations = sum(len(item) for item in openapi_document()["paths"].values())
+    # Every documented operation but GET /v1/openapi.json: schemathesis leaves out the operation
+    # that serves the document it loaded.
+    operations = sum(
+        len(item) for path, item in openapi_document()["paths"].items() if path != "/v1/openapi.json"
+    )
     assert f"{operations} selected / {operations} total" in run.stdout
