@@ -17,15 +17,16 @@ from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
 from shared.resources import (
     ACCOUNTS_TABLE,
     BUS_INGEST_QUEUE,
+    BUS_INTAKE_DETAIL_TYPES,
     COUNTERS_TABLE,
     EVENTS_TABLE,
     FIRINGS_TABLE,
+    OUTCOMES_TABLE,
     PLAYS_TABLE,
     REGISTRY_TABLE,
     REJECTS_QUEUE,
     RETENTION_DAYS_ENV,
     RULESET_PATH_ENV,
-    USAGE_EVENT_DETAIL_TYPE,
 )
 
 from .acknowledge import acknowledge
@@ -83,6 +84,7 @@ class IngestApi(Construct):
         counters_table = storage.table(COUNTERS_TABLE)
         firings_table = storage.table(FIRINGS_TABLE)
         plays_table = storage.table(PLAYS_TABLE)
+        outcomes_table = storage.table(OUTCOMES_TABLE)
 
         self.api_function = UpswingFunction(
             self,
@@ -90,7 +92,7 @@ class IngestApi(Construct):
             handler="functions.api.handler.handler",
             package=package,
             timeout=_API_TIMEOUT,
-            description="HTTP API: accepts usage events and account profiles",
+            description="HTTP API: accepts usage events, outcomes and account profiles",
             environment={
                 EVENTS_TABLE.env_var: events_table.table_name,
                 REGISTRY_TABLE.env_var: registry_table.table_name,
@@ -98,12 +100,15 @@ class IngestApi(Construct):
                 COUNTERS_TABLE.env_var: counters_table.table_name,
                 FIRINGS_TABLE.env_var: firings_table.table_name,
                 PLAYS_TABLE.env_var: plays_table.table_name,
+                OUTCOMES_TABLE.env_var: outcomes_table.table_name,
                 RULESET_PATH_ENV: settings.ruleset_path,
                 RETENTION_DAYS_ENV: str(settings.retention_days),
             },
         )
         # Conditional put of the ledger item is the deduplication; nothing is read back from it.
         self.api_function.allow(["dynamodb:PutItem"], events_table.table_arn)
+        # Outcomes: the same conditional put (POST /v1/outcomes); nothing reads them back here yet.
+        self.api_function.allow(["dynamodb:PutItem"], outcomes_table.table_arn)
         # Metric-kind registrations (registry) and account profiles (accounts).
         self.api_function.allow(
             ["dynamodb:GetItem", "dynamodb:PutItem"], registry_table.table_arn, accounts_table.table_arn
@@ -184,11 +189,13 @@ class IngestApi(Construct):
         account = v1.add_resource("accounts").add_resource("{account_id}")
         account_id_required = {"method.request.path.account_id": True}
         events = v1.add_resource("events")
+        outcomes = v1.add_resource("outcomes")
         counters = account.add_resource("counters")
         signals = account.add_resource("signals")
         document = v1.add_resource("openapi.json")
         methods = [
             events.add_method("POST", integration, request_validator=validator),
+            outcomes.add_method("POST", integration, request_validator=validator),
             account.add_method(
                 "GET", integration, request_validator=validator, request_parameters=account_id_required
             ),
@@ -212,7 +219,7 @@ class IngestApi(Construct):
                 request_validator=validator,
                 request_parameters=account_id_required if resource in (account, counters, signals) else None,
             )
-            for resource in (events, account, counters, signals, document)
+            for resource in (events, outcomes, account, counters, signals, document)
         ]
         for method in methods:
             acknowledge(
@@ -260,7 +267,8 @@ class IngestApi(Construct):
 
 
 class BusIngest(Construct):
-    """EventBridge bus → rule on `usage.event` → SQS → bus ingest function; invalid events → rejects."""
+    """EventBridge bus → rule on `usage.event` and `outcome` → SQS → bus ingest function; invalid
+    messages → rejects."""
 
     def __init__(
         self,
@@ -274,6 +282,7 @@ class BusIngest(Construct):
         super().__init__(scope, construct_id)
         events_table = storage.table(EVENTS_TABLE)
         registry_table = storage.table(REGISTRY_TABLE)
+        outcomes_table = storage.table(OUTCOMES_TABLE)
 
         self.event_bus = events.EventBus(self, "EventBus", event_bus_name=f"upswing-{settings.stage}")
         inbox = queue_with_dlq(self, BUS_INGEST_QUEUE, consumer_timeout=_BUS_INGEST_TIMEOUT)
@@ -290,8 +299,8 @@ class BusIngest(Construct):
             self,
             "UsageEventRule",
             event_bus=self.event_bus,
-            description="Usage events published on the bus go to the bus ingest queue",
-            event_pattern=events.EventPattern(detail_type=[USAGE_EVENT_DETAIL_TYPE]),
+            description="Usage events and outcomes published on the bus go to the bus ingest queue",
+            event_pattern=events.EventPattern(detail_type=list(BUS_INTAKE_DETAIL_TYPES)),
             targets=[targets.SqsQueue(inbox.queue, dead_letter_queue=undeliverable)],
         )
 
@@ -301,15 +310,16 @@ class BusIngest(Construct):
             handler="functions.bus_ingest.handler.handler",
             package=package,
             timeout=_BUS_INGEST_TIMEOUT,
-            description="Validates and records usage events that arrived on the event bus",
+            description="Validates and records usage events and outcomes that arrived on the event bus",
             environment={
                 EVENTS_TABLE.env_var: events_table.table_name,
                 REGISTRY_TABLE.env_var: registry_table.table_name,
+                OUTCOMES_TABLE.env_var: outcomes_table.table_name,
                 REJECTS_QUEUE.env_var: rejects.queue.queue_url,
                 RETENTION_DAYS_ENV: str(settings.retention_days),
             },
         )
-        self.function.allow(["dynamodb:PutItem"], events_table.table_arn)
+        self.function.allow(["dynamodb:PutItem"], events_table.table_arn, outcomes_table.table_arn)
         self.function.allow(["dynamodb:GetItem", "dynamodb:PutItem"], registry_table.table_arn)
         self.function.allow(["sqs:SendMessage"], rejects.queue.queue_arn)
         self.function.function.add_event_source(

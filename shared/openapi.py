@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 from shared.accounts.models import AccountProfile, StoredAccount
 from shared.events.contract import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST
 from shared.events.models import PRINTABLE_ID_FORMAT, EventBatch, IngestResponse, UsageEvent
+from shared.outcomes.models import AccountOutcome, OutcomeBatch, OutcomesResponse
 from shared.producers import Scope
 
 API_VERSION = "1.0.0"
@@ -25,8 +26,11 @@ _UNAVAILABLE = "Storage is unavailable; retry in a few seconds (nothing was half
 @cache
 def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema(
-        [(model, "validation") for model in (EventBatch, UsageEvent, AccountProfile)]
-        + [(model, "serialization") for model in (IngestResponse, StoredAccount)],
+        [
+            (model, "validation")
+            for model in (EventBatch, UsageEvent, OutcomeBatch, AccountOutcome, AccountProfile)
+        ]
+        + [(model, "serialization") for model in (IngestResponse, OutcomesResponse, StoredAccount)],
         ref_template=_REF,
     )
     components = schemas["$defs"]
@@ -45,14 +49,15 @@ def openapi_document() -> dict[str, Any]:
             "title": "Upswing API",
             "version": API_VERSION,
             "description": (
-                "Usage events in, account profiles and counters out. Every call needs a producer key: "
-                "`Authorization: Bearer <key>`, with the scope the operation names under `security` "
-                "(events:write, accounts:write, accounts:read). See docs/api.md."
+                "Usage events and outcomes in, account profiles and counters out. Every call needs a "
+                "producer key: `Authorization: Bearer <key>`, with the scope the operation names under "
+                "`security` (events:write, outcomes:write, accounts:write, accounts:read). See docs/api.md."
             ),
         },
         "security": [{"producerKey": []}],
         "paths": {
             "/v1/events": {"post": _post_events()},
+            "/v1/outcomes": {"post": _post_outcomes()},
             "/v1/accounts/{account_id}": {"put": _put_account(), "get": _get_account()},
             "/v1/accounts/{account_id}/counters": {"get": _get_counters()},
             "/v1/accounts/{account_id}/signals": {"get": _get_signals()},
@@ -98,6 +103,34 @@ def _post_events() -> dict[str, Any]:
                     "413": "More than 500 events or more than 1 MiB.",
                     "415": "Content-Type is not application/json.",
                     "503": "Storage is unavailable; retry the whole request (stored events count once).",
+                }
+            ),
+        },
+    }
+
+
+def _post_outcomes() -> dict[str, Any]:
+    return {
+        "operationId": "postOutcomes",
+        "security": _needs(Scope.OUTCOMES_WRITE),
+        "summary": "Send a batch of account outcomes (expansions, contractions, churn).",
+        "description": (
+            f"1 to {MAX_EVENTS_PER_REQUEST} outcomes, at most {MAX_BODY_BYTES:,} bytes. Each outcome "
+            "is validated on its own: valid outcomes are stored even when others are rejected, and a "
+            "rejected outcome writes nothing. Sending an outcome again (same account_id and "
+            "outcome_id, same content) is safe: it is reported as a duplicate and stored once; the "
+            "same id with other content is rejected. Outcomes for accounts without a profile are "
+            "accepted and kept. Needs the outcomes:write scope (events:write is not enough)."
+        ),
+        "requestBody": {"required": True, **_json_body(_ref("OutcomeBatch"))},
+        "responses": {
+            "202": {"description": "Per-outcome result.", **_json_body(_ref("OutcomesResponse"))},
+            **_errors(
+                {
+                    "400": 'The body is not JSON, or not {"outcomes": [...]} with at least one outcome.',
+                    "413": "More than 500 outcomes or more than 1 MiB.",
+                    "415": "Content-Type is not application/json.",
+                    "503": "Storage is unavailable; retry the whole request (stored outcomes are kept once).",
                 }
             ),
         },

@@ -107,6 +107,17 @@ DELIVERIES_TABLE = TableSpec(
     construct_id="Deliveries", env_var="DELIVERIES_TABLE", partition_key="pk", ttl_attribute="expires_at"
 )
 
+# Outcomes (expansions, upgrades, contractions, churn) per account: one item per
+# (account_id, outcome_id), written once by a conditional put like the event ledger. No stream:
+# nothing reacts to an outcome's arrival yet.
+OUTCOMES_TABLE = TableSpec(
+    construct_id="Outcomes",
+    env_var="OUTCOMES_TABLE",
+    partition_key="pk",
+    sort_key="sk",
+    ttl_attribute="expires_at",
+)
+
 TABLES = (
     EVENTS_TABLE,
     COUNTERS_TABLE,
@@ -115,6 +126,7 @@ TABLES = (
     FIRINGS_TABLE,
     PLAYS_TABLE,
     DELIVERIES_TABLE,
+    OUTCOMES_TABLE,
 )
 
 # EventBridge → this queue → the bus ingest function.
@@ -143,6 +155,9 @@ DETAILED_TRACING_ENV = "UPSWING_DETAILED_TRACING"
 RULESET_PATH_ENV = "RULESET_PATH"
 DEFAULT_RULESET_PATH = "rules/reference.yaml"
 USAGE_EVENT_DETAIL_TYPE = "usage.event"
+OUTCOME_DETAIL_TYPE = "outcome"
+# What the bus ingest function takes from the bus: the rule's pattern (CDK and local stack).
+BUS_INTAKE_DETAIL_TYPES = (USAGE_EVENT_DETAIL_TYPE, OUTCOME_DETAIL_TYPE)
 PLAY_ROUTED_DETAIL_TYPE = "play.routed"
 EVENT_SOURCE = "upswing"
 # The Secrets Manager secret (name or ARN) holding the HubSpot private-app token; only the

@@ -1,4 +1,5 @@
-"""The HTTP API: events in, account profiles, counters, signals and plays out, and the OpenAPI document.
+"""The HTTP API: events and outcomes in, account profiles, counters, signals and plays out, and the
+OpenAPI document.
 
 Every route is behind the producer-key authorizer; the producer it names is recorded with each
 accepted event. Each route needs the scope the OpenAPI document declares for it (a middleware
@@ -9,6 +10,7 @@ become HTTP answers in one place (the exception handlers below).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -20,19 +22,20 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from functions.api.settings import ApiSettings
 from shared.accounts.models import AccountProfile, StoredAccount, Writer
 from shared.accounts.store import AccountStore, ConcurrentProfileWrites
 from shared.counters.store import CounterStore
 from shared.counters.view import bucket_view
-from shared.events.ingest import Ingestor, Status, ingestor_for, summarize
-from shared.events.ledger import Channel
+from shared.events.ingest import Ingestor, ingestor_for, summarize
 from shared.events.models import AccountId
-from shared.events.validation import BadRequest, describe_errors, parse_events_request, parse_json_body
+from shared.events.validation import BadRequest, describe_errors, parse_batch_request, parse_json_body
+from shared.intake import BatchIntake, Channel, ItemResult, Tally
 from shared.observability import logger, metrics, traced
 from shared.openapi import allowed_methods, openapi_document, required_scope
+from shared.outcomes.intake import OutcomeIntake, outcome_intake_for, summarize_outcomes
 from shared.producers import Scope
 from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
@@ -78,6 +81,12 @@ def settings() -> ApiSettings:
 @cache
 def ingestor() -> Ingestor:
     return ingestor_for(dynamodb_client(), settings())
+
+
+@cache
+def outcome_intake() -> OutcomeIntake:
+    config = settings()
+    return outcome_intake_for(dynamodb_client(), config.outcomes_table, config.retention_days)
 
 
 @cache
@@ -134,21 +143,39 @@ app.use(middlewares=[require_scope])
 
 @app.post("/v1/events")
 def post_events() -> Response:
+    return _take_batch(ingestor(), summarize)
+
+
+@app.post("/v1/outcomes")
+def post_outcomes() -> Response:
+    return _take_batch(outcome_intake(), summarize_outcomes)
+
+
+def _take_batch(intake: BatchIntake, summarize: Callable[[Sequence[ItemResult]], BaseModel]) -> Response:
+    """A batch POST: the envelope, then each item through the intake, then 202 with each item's fate
+    (or 503 when storage failed part-way: the whole request is retried and what was stored counts once)."""
     request = app.current_event
-    raw_events = parse_events_request(
-        request.body, request.headers.get("content-type"), request.is_base64_encoded or False
+    noun = intake.noun
+    raw_items = parse_batch_request(
+        request.body,
+        request.headers.get("content-type"),
+        request.is_base64_encoded or False,
+        array=noun.plural,
+        noun=noun.singular,
     )
-    outcomes = ingestor().ingest(raw_events, _producer(), Channel.HTTPS, datetime.now(UTC))
-    summary = summarize(outcomes)
-    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=summary.accepted)
-    metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=summary.duplicates)
-    metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=len(summary.rejected))
-    if any(outcome.status is Status.FAILED for outcome in outcomes):
+    results = intake.ingest(raw_items, _producer(), Channel.HTTPS, datetime.now(UTC))
+    tally = Tally.of(results)
+    prefix = noun.plural.capitalize()
+    metrics.add_metric(name=f"{prefix}Accepted", unit=MetricUnit.Count, value=tally.accepted)
+    metrics.add_metric(name=f"{prefix}Duplicate", unit=MetricUnit.Count, value=tally.duplicates)
+    metrics.add_metric(name=f"{prefix}Rejected", unit=MetricUnit.Count, value=len(tally.rejected))
+    if tally.failed:
         raise StorageUnavailable(
-            f"{summary.accepted} of {len(outcomes)} events were stored before storage became unavailable. "
-            "Retry the whole request: events already stored are recognised and not counted twice."
+            f"{tally.accepted} of {len(results)} {noun.plural} were stored before storage became "
+            f"unavailable. Retry the whole request: {noun.plural} already stored are recognised and "
+            "not counted twice."
         )
-    return _json(202, summary.model_dump(mode="json"))
+    return _json(202, summarize(results).model_dump(mode="json"))
 
 
 @app.put("/v1/accounts/<account_id>")

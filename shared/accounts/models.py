@@ -88,6 +88,8 @@ def _money(value: Any) -> Any:
         raise ValueError("must be a number, e.g. 120000 or 120000.50, or a decimal string")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("must be a finite number")
+    if abs(float(value)) > MAX_ARR:  # before rounding: a cent of 1e30 has more digits than Decimal keeps
+        raise ValueError(f"must be at most {MAX_ARR:g} in magnitude")
     return Decimal(str(value)).quantize(_CENT, rounding=ROUND_HALF_EVEN)
 
 

@@ -8,28 +8,14 @@ only that put reaches the table's stream, which is what the counters are built f
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from shared.events.models import UsageEvent
-from shared.storage.dynamo import is_conditional_failure, serialize, to_decimal
+from shared.intake import Channel, ConditionalLedger, Existing
+from shared.storage.dynamo import to_decimal
 
-
-class Channel(StrEnum):
-    HTTPS = "https"
-    EVENTBRIDGE = "eventbridge"
-
-
-@dataclass(frozen=True)
-class Existing:
-    """The ledger already holds this event id; `fingerprint` tells whether it is the same event."""
-
-    fingerprint: str
-    received_at: str
+__all__ = ["Channel", "EventLedger", "Existing", "day_of", "ledger_item"]
 
 
 def day_of(moment: datetime) -> str:
@@ -59,26 +45,5 @@ def ledger_item(
     }
 
 
-class EventLedger:
-    def __init__(self, client: Any, table: str) -> None:
-        self._client = client
-        self._table = table
-
-    def put_new(self, item: dict[str, Any]) -> Existing | None:
-        """Store the event unless its id is already there; return what is there if so."""
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=serialize(item),
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if not is_conditional_failure(error):
-                raise
-            old = error.response.get("Item", {})
-            return Existing(
-                fingerprint=old.get("fingerprint", {}).get("S", ""),
-                received_at=old.get("received_at", {}).get("S", ""),
-            )
-        return None
+class EventLedger(ConditionalLedger):
+    """The events table: an event's item is put once, keyed (account_id, event_id)."""

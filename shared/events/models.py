@@ -179,6 +179,10 @@ class UsageEvent(BaseModel):
         default_factory=dict, description="Free context kept with the event, not used by rules."
     )
 
+    @property
+    def item_id(self) -> str:
+        return self.event_id
+
     def fingerprint(self) -> str:
         """A short digest of the event's content: tells a true resend from a reused event id."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -1,16 +1,16 @@
 """Turning untrusted input into valid events, with errors a producer can act on.
 
 Both channels (HTTPS and EventBridge) go through `validate_event`; the HTTPS request envelope
-(content type, size, JSON, the `events` list) is checked by `parse_events_request`.
+(content type, size, JSON, the `events` list) is checked by `parse_events_request`. Outcomes use
+the same envelope (`parse_batch_request` with their own array) and the same error sentences.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -21,6 +21,7 @@ from shared.events.contract import (
     MAX_EVENTS_PER_REQUEST,
 )
 from shared.events.models import UsageEvent
+from shared.intake import Invalid
 from shared.json_input import JsonInputError, decode_json
 from shared.model_fields import did_you_mean, fields_at
 
@@ -34,35 +35,44 @@ class BadRequest(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class InvalidEvent:
-    event_id: str | None
-    errors: list[str]
+# An invalid event (kept by this name for the backtest, which reports them).
+InvalidEvent = Invalid
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def parse_events_request(body: str | None, content_type: str | None, is_base64: bool = False) -> list[Any]:
     """Check the envelope of POST /v1/events and return the raw event objects, not yet validated."""
+    return parse_batch_request(body, content_type, is_base64, array="events", noun="event")
+
+
+def parse_batch_request(
+    body: str | None, content_type: str | None, is_base64: bool, *, array: str, noun: str
+) -> list[Any]:
+    """Check the envelope of a batch POST ({"<array>": [...]}, 1 to 500 items) and return the raw
+    items, not yet validated."""
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise BadRequest(415, f"Content-Type must be application/json (got {content_type or 'none'!r}).")
-    document = parse_json_body(body, is_base64, what="events")
-    if not isinstance(document, dict) or "events" not in document:
-        raise BadRequest(400, 'The body must be a JSON object with an "events" array: {"events": [...]}.')
-    unknown = sorted(set(document) - {"events"})
+    document = parse_json_body(body, is_base64, what=array)
+    if not isinstance(document, dict) or array not in document:
+        raise BadRequest(
+            400, f'The body must be a JSON object with an "{array}" array: {{"{array}": [...]}}.'
+        )
+    unknown = sorted(set(document) - {array})
     if unknown:
-        raise BadRequest(400, f'Unknown top-level field(s) {", ".join(map(repr, unknown))}; only "events".')
-    events = document["events"]
-    if not isinstance(events, list):
-        raise BadRequest(400, '"events" must be an array of event objects.')
-    if not events:
-        raise BadRequest(400, '"events" is empty: send between 1 and 500 events.')
-    if len(events) > MAX_EVENTS_PER_REQUEST:
+        raise BadRequest(400, f'Unknown top-level field(s) {", ".join(map(repr, unknown))}; only "{array}".')
+    items = document[array]
+    if not isinstance(items, list):
+        raise BadRequest(400, f'"{array}" must be an array of {noun} objects.')
+    if not items:
+        raise BadRequest(400, f'"{array}" is empty: send between 1 and {MAX_EVENTS_PER_REQUEST} {array}.')
+    if len(items) > MAX_EVENTS_PER_REQUEST:
         raise BadRequest(
             413,
-            f'"events" holds {len(events)} events; the limit is {MAX_EVENTS_PER_REQUEST} per request. '
+            f'"{array}" holds {len(items)} {array}; the limit is {MAX_EVENTS_PER_REQUEST} per request. '
             "Split the batch.",
         )
-    return events
+    return items
 
 
 def parse_json_body(body: str | None, is_base64: bool, what: str) -> Any:
@@ -80,28 +90,34 @@ def parse_json_body(body: str | None, is_base64: bool, what: str) -> Any:
         raise BadRequest(400, str(error)) from None
 
 
-def validate_event(raw: Any, now: datetime, retention_days: int) -> UsageEvent | InvalidEvent:
+def validate_event(raw: Any, now: datetime, retention_days: int) -> UsageEvent | Invalid:
     """Validate one event against the contract and the acceptance window around `now`."""
     checked = check_event(raw)
-    if isinstance(checked, InvalidEvent):
+    if isinstance(checked, Invalid):
         return checked
     problem = window_problem(checked.occurred_at, now, retention_days)
-    return checked if problem is None else InvalidEvent(checked.event_id, [problem])
+    return checked if problem is None else Invalid(checked.event_id, [problem])
 
 
-def check_event(raw: Any) -> UsageEvent | InvalidEvent:
+def check_event(raw: Any) -> UsageEvent | Invalid:
     """The contract alone, whenever the event arrives (the backtest applies its own clock)."""
-    event_id = _peek_event_id(raw)
+    return check_item(raw, UsageEvent, id_field="event_id", noun="event")
+
+
+def check_item(raw: Any, model: type[Model], *, id_field: str, noun: str) -> Model | Invalid:
+    """One item of a batch against its model, or why not (naming its id when it could be read)."""
+    item_id = _peek_id(raw, id_field)
     if not isinstance(raw, dict):
-        return InvalidEvent(event_id, [f"an event must be a JSON object, got {_json_type(raw)}"])
+        article = "an" if noun[0] in "aeiou" else "a"
+        return Invalid(item_id, [f"{article} {noun} must be a JSON object, got {_json_type(raw)}"])
     try:
-        return UsageEvent.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as error:
-        return InvalidEvent(event_id, describe_errors(error, UsageEvent, noun="event"))
+        return Invalid(item_id, describe_errors(error, model, noun))
 
 
 def window_problem(occurred_at: datetime, now: datetime, retention_days: int) -> str | None:
-    """Why an event that occurred at `occurred_at` cannot be accepted at `now`, if it cannot."""
+    """Why a fact (an event, an outcome) that occurred at `occurred_at` cannot be accepted at `now`."""
     if occurred_at > now + FUTURE_TOLERANCE:
         return (
             f"occurred_at {occurred_at.isoformat()} is in the future (more than "
@@ -159,9 +175,9 @@ def _body_bytes(body: str | None, is_base64: bool) -> bytes:
     return body.encode()
 
 
-def _peek_event_id(raw: Any) -> str | None:
-    if isinstance(raw, dict) and isinstance(raw.get("event_id"), str):
-        return raw["event_id"][:128]
+def _peek_id(raw: Any, id_field: str) -> str | None:
+    if isinstance(raw, dict) and isinstance(raw.get(id_field), str):
+        return raw[id_field][:128]
     return None
 
 

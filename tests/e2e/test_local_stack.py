@@ -172,3 +172,55 @@ def test_given_a_unicode_account_id_in_the_path_then_it_round_trips(stack: Runni
         read = api.get("/v1/accounts/société-générale ☕")
     assert created.status_code == 201
     assert read.json()["account_id"] == "société-générale ☕"
+
+
+def test_given_outcomes_over_http_and_on_the_bus_then_each_is_stored_once_in_the_outcomes_table(
+    stack: RunningStack,
+) -> None:
+    from shared.resources import OUTCOMES_TABLE
+    from shared.storage.dynamo import aws_client
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    over_http = _outcome("chg-http", now)
+    on_the_bus = _outcome("chg-bus", now)
+    with stack.client() as api:
+        answer = api.post("/v1/outcomes", json={"outcomes": [over_http]})
+    assert (answer.status_code, answer.json()) == (202, {"accepted": 1, "duplicates": 0, "rejected": []})
+
+    os.environ.update({**FAKE_AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": stack.aws})
+    try:
+        entries = [
+            {"Source": "stripe", "DetailType": "outcome", "EventBusName": BUS_NAME, "Detail": json.dumps(o)}
+            for o in (over_http, on_the_bus, on_the_bus)
+        ]
+        assert aws_client("events").put_events(Entries=entries)["FailedEntryCount"] == 0
+        dynamodb = aws_client("dynamodb")
+        table = OUTCOMES_TABLE.local_name(LOCAL_PREFIX)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            items = dynamodb.scan(TableName=table)["Items"]
+            if any(
+                item["sk"]["S"] == "outcome#chg-bus" for item in items if item["pk"]["S"] == "outcome-e2e"
+            ):
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+        items = [i for i in dynamodb.scan(TableName=table)["Items"] if i["pk"]["S"] == "outcome-e2e"]
+    finally:
+        os.environ.pop("AWS_ENDPOINT_URL")
+    assert sorted((i["sk"]["S"], i["channel"]["S"]) for i in items) == [
+        ("outcome#chg-bus", "eventbridge"),
+        ("outcome#chg-http", "https"),
+    ]
+
+
+def _outcome(outcome_id: str, now: datetime) -> dict[str, Any]:
+    return {
+        "outcome_id": outcome_id,
+        "account_id": "outcome-e2e",
+        "kind": "plan_upgrade",
+        "occurred_at": (now - timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+        "amount": "12000.00",
+        "currency": "EUR",
+        "source": "billing",
+    }

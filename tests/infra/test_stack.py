@@ -31,6 +31,8 @@ from shared.resources import (
     HUBSPOT_QUEUE,
     HUBSPOT_SECRET_ENV,
     METRICS_NAMESPACE,
+    OUTCOME_DETAIL_TYPE,
+    OUTCOMES_TABLE,
     PLAY_ROUTED_DETAIL_TYPE,
     PLAYS_TABLE,
     REGISTRY_TABLE,
@@ -371,10 +373,18 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
     [
         (
             API_HANDLER,
-            [EVENTS_TABLE, REGISTRY_TABLE, ACCOUNTS_TABLE, COUNTERS_TABLE, FIRINGS_TABLE, PLAYS_TABLE],
+            [
+                EVENTS_TABLE,
+                REGISTRY_TABLE,
+                ACCOUNTS_TABLE,
+                COUNTERS_TABLE,
+                FIRINGS_TABLE,
+                PLAYS_TABLE,
+                OUTCOMES_TABLE,
+            ],
         ),
         (AUTHORIZER_HANDLER, [REGISTRY_TABLE]),
-        (BUS_INGEST_HANDLER, [EVENTS_TABLE, REGISTRY_TABLE]),
+        (BUS_INGEST_HANDLER, [EVENTS_TABLE, REGISTRY_TABLE, OUTCOMES_TABLE]),
         (AGGREGATOR_HANDLER, [COUNTERS_TABLE]),
         (EVALUATOR_HANDLER, [COUNTERS_TABLE, ACCOUNTS_TABLE, FIRINGS_TABLE]),
         (ROUTER_HANDLER, [PLAYS_TABLE, ACCOUNTS_TABLE]),
@@ -448,6 +458,27 @@ def test_given_the_api_function_then_it_gets_exactly_the_item_actions_it_perform
         "dynamodb:Query",
     }
     assert allowed_actions(statements, table_id(template, PLAYS_TABLE)) == {"dynamodb:Query"}
+    # POST /v1/outcomes: the conditional put, and nothing else on the outcomes table.
+    assert allowed_actions(statements, table_id(template, OUTCOMES_TABLE)) == {"dynamodb:PutItem"}
+
+
+def test_given_the_outcomes_table_then_only_the_two_intakes_write_it_and_only_by_putting_items(
+    template: dict[str, Any],
+) -> None:
+    outcomes = table_id(template, OUTCOMES_TABLE)
+    access = {
+        template["Resources"][name]["Properties"]["Handler"]: allowed_actions(
+            role_statements(template, name), outcomes
+        )
+        for name in of_type(template, "AWS::Lambda::Function")
+    }
+
+    assert {handler: actions for handler, actions in access.items() if actions} == {
+        API_HANDLER: {"dynamodb:PutItem"},
+        BUS_INGEST_HANDLER: {"dynamodb:PutItem"},
+    }
+    # No stream: no consumer can mistake an outcome for a usage event.
+    assert "StreamSpecification" not in template["Resources"][outcomes]["Properties"]
 
 
 def test_given_the_aggregator_then_it_writes_only_counters(template: dict[str, Any]) -> None:
@@ -490,7 +521,7 @@ def test_given_the_events_stream_then_the_aggregator_gets_only_inserts_with_bise
     assert template["Resources"][failure_queue]["Type"] == "AWS::SQS::Queue"
 
 
-def test_given_a_usage_event_on_the_bus_then_it_reaches_the_bus_ingest_function_through_a_queue(
+def test_given_a_usage_event_or_an_outcome_on_the_bus_then_it_reaches_the_bus_ingest_function_through_a_queue(
     template: dict[str, Any],
 ) -> None:
     (bus_id,) = referenced_ids(template["Outputs"]["EventBusName"]["Value"])
@@ -509,7 +540,7 @@ def test_given_a_usage_event_on_the_bus_then_it_reaches_the_bus_ingest_function_
 
     assert template["Resources"][bus_id]["Properties"]["Name"] == f"upswing-{SETTINGS.stage}"
     assert bus_id in referenced_ids(rule["EventBusName"])
-    assert rule["EventPattern"] == {"detail-type": [USAGE_EVENT_DETAIL_TYPE]}
+    assert rule["EventPattern"] == {"detail-type": [USAGE_EVENT_DETAIL_TYPE, OUTCOME_DETAIL_TYPE]}
     (queue,) = referenced_ids(target["Arn"])
     assert "DeadLetterConfig" in target
     assert list(referenced_ids(mapping["EventSourceArn"])) == [queue]

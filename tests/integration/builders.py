@@ -48,6 +48,22 @@ def usage_event(**overrides: Any) -> dict[str, Any]:
     return {key: value for key, value in event.items() if value is not None}
 
 
+def an_outcome(**overrides: Any) -> dict[str, Any]:
+    """An outcome as billing would send it; every field can be overridden (None removes it)."""
+    outcome = {
+        "outcome_id": f"out-{uuid.uuid4().hex[:12]}",
+        "account_id": "acct-northwind",
+        "kind": "seat_expansion",
+        "occurred_at": rfc3339(an_hour(0, 9)),
+        "amount": 4800,
+        "currency": "USD",
+        "source": "billing",
+        "deal_id": "9001",
+    }
+    outcome.update(overrides)
+    return {key: value for key, value in outcome.items() if value is not None}
+
+
 def proxy_event(
     method: str,
     path: str,
@@ -114,6 +130,10 @@ def post_events(events: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
     return proxy_event("POST", "/v1/events", json.dumps({"events": events}), **options)
 
 
+def post_outcomes(outcomes: list[Any], **options: Any) -> dict[str, Any]:
+    return proxy_event("POST", "/v1/outcomes", json.dumps({"outcomes": outcomes}), **options)
+
+
 def account_path(account_id: str, suffix: str = "") -> str:
     return f"/v1/accounts/{account_id}{suffix}"
 
@@ -171,8 +191,10 @@ def sqs_event(bodies: list[str]) -> dict[str, Any]:
     }
 
 
-def bus_event(details: list[Any], source: str = "billing") -> dict[str, Any]:
-    return sqs_event([json.dumps(eventbridge_envelope(detail, source)) for detail in details])
+def bus_event(
+    details: list[Any], source: str = "billing", detail_type: str = "usage.event"
+) -> dict[str, Any]:
+    return sqs_event([json.dumps(eventbridge_envelope(detail, source, detail_type)) for detail in details])
 
 
 def stream_event(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -342,7 +342,7 @@ class OnlineReplay:
             self.tally["accepted"] += 1
             if clock is not None and occurred.date() > clock.date():
                 # The clock moves to a new day: the batch before this event closes.
-                self._fold_and_evaluate(str(account_id), clock, hold_back=outcome.event_id)
+                self._fold_and_evaluate(str(account_id), clock, hold_back=outcome.item_id)
             elif clock is not None and occurred.date() < clock.date():
                 self.tally["late"] += 1
             clock = occurred if clock is None else max(clock, occurred)

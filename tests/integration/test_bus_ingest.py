@@ -12,6 +12,9 @@ from functions.bus_ingest.handler import handler, process_messages
 from shared.events.ingest import Ingestor, IngestSettings, ingestor_for
 from shared.events.ledger import EventLedger
 from shared.events.metric_kinds import MetricKinds
+from shared.intake import BatchIntake
+from shared.outcomes.intake import outcome_intake_for
+from shared.resources import OUTCOME_DETAIL_TYPE, USAGE_EVENT_DETAIL_TYPE
 from shared.settings import load_settings
 from tests.conftest import TEST_RETENTION_DAYS, Aws
 from tests.integration.builders import bus_event, call_api, post_events, sqs_event, usage_event
@@ -22,10 +25,18 @@ def an_ingestor(aws: Aws) -> Ingestor:
     return ingestor_for(aws.dynamodb, load_settings(IngestSettings))  # from the fixture's environment
 
 
+def intakes(aws: Aws, ingestor: Ingestor | None = None) -> dict[str, BatchIntake]:
+    settings = load_settings(IngestSettings)
+    return {
+        USAGE_EVENT_DETAIL_TYPE: ingestor or an_ingestor(aws),
+        OUTCOME_DETAIL_TYPE: outcome_intake_for(
+            aws.dynamodb, settings.outcomes_table, settings.retention_days
+        ),
+    }
+
+
 def deliver(aws: Aws, event: dict[str, Any], ingestor: Ingestor | None = None) -> dict[str, Any]:
-    return process_messages(
-        event, ingestor or an_ingestor(aws), aws.sqs, aws.rejects_queue_url, datetime.now(UTC)
-    )
+    return process_messages(event, intakes(aws, ingestor), aws.sqs, aws.rejects_queue_url, datetime.now(UTC))
 
 
 def rejects(aws: Aws) -> list[dict[str, Any]]:
@@ -103,7 +114,7 @@ def test_given_bodies_that_are_not_eventbridge_usage_events_when_delivered_then_
     assert reasons == {
         "The message is not valid JSON: Expecting value: line 1 column 1 (char 0).": not_json,
         "the message is not an EventBridge event (no source/detail)": plain_event,
-        "detail-type must be 'usage.event', got 'order.placed'": other_type,
+        "detail-type must be 'usage.event' or 'outcome', got 'order.placed'": other_type,
     }
 
 
@@ -175,7 +186,7 @@ def test_given_the_rejects_queue_is_unreachable_then_rejected_messages_are_retri
 
     answer = process_messages(
         event,
-        an_ingestor(aws),
+        intakes(aws),
         aws.sqs,
         aws.rejects_queue_url.replace("rejectsqueue", "no-such-queue"),
         datetime.now(UTC),

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from functions.aggregator.handler import process_stream_batch
-from functions.bus_ingest.handler import ingestor as bus_ingestor
+from functions.bus_ingest.handler import intakes as bus_intakes
 from functions.bus_ingest.handler import process_messages
 from shared.counters.store import CounterStore
 from shared.counters.view import bucket_view
@@ -95,7 +95,7 @@ def test_given_events_delivered_many_times_over_every_channel_then_counters_equa
     everything = many["recent"] + many["late"]
     bus_answer = process_messages(
         bus_event(everything, source="billing"),
-        bus_ingestor(),
+        bus_intakes(),
         aws.sqs,
         aws.rejects_queue_url,
         datetime.now(UTC),

@@ -11,7 +11,8 @@ import pytest
 from functions.api import handler as api
 from shared.openapi import openapi_document, required_scope
 from shared.producers import Scope, scopes_text
-from tests.integration.builders import call_api, proxy_event, usage_event
+from shared.resources import OUTCOMES_TABLE
+from tests.integration.builders import an_outcome, call_api, proxy_event, usage_event
 
 ACCOUNT = "acct-northwind"
 PROFILE = {
@@ -32,6 +33,8 @@ def request_for(method: str, template: str, scopes: frozenset[Scope] | set[Scope
     body = None
     if (method, template) == ("POST", "/v1/events"):
         body = json.dumps({"events": [usage_event()]})
+    elif (method, template) == ("POST", "/v1/outcomes"):
+        body = json.dumps({"outcomes": [an_outcome()]})
     elif method == "PUT":
         body = json.dumps(PROFILE)
     return proxy_event(
@@ -77,6 +80,22 @@ def test_given_a_key_with_only_the_needed_scope_then_the_route_answers(aws, meth
     status, _ = call_api(request_for(method, template, {needed} if needed else set()))
 
     assert status not in (401, 403)
+    assert status < 400 or status == 404  # well-formed: it went through (the account may not exist)
+
+
+def test_given_an_events_only_producer_key_when_it_posts_outcomes_then_403_names_outcomes_write(aws):
+    status, answer = call_api(request_for("POST", "/v1/outcomes", {Scope.EVENTS_WRITE}))
+
+    assert status == 403
+    assert "'outcomes:write'" in answer["message"]
+    assert aws.scan(aws.tables[OUTCOMES_TABLE.env_var]) == []
+
+
+def test_given_an_outcomes_only_key_when_it_posts_events_then_403_names_events_write(aws):
+    status, answer = call_api(request_for("POST", "/v1/events", {Scope.OUTCOMES_WRITE}))
+
+    assert status == 403
+    assert "'events:write'" in answer["message"]
 
 
 def test_scope_free_routes_are_only_the_document_itself():

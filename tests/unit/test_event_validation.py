@@ -411,7 +411,7 @@ def test_given_a_rejected_event_when_validated_then_its_id_is_still_reported():
     checked = validate_event(an_event(event_id="evt-77", value="x"), NOW, RETENTION_DAYS)
 
     assert isinstance(checked, InvalidEvent)
-    assert checked.event_id == "evt-77"
+    assert checked.item_id == "evt-77"
 
 
 def test_given_the_same_event_twice_when_fingerprinted_then_the_fingerprints_match():

@@ -118,7 +118,7 @@ def test_given_a_mixed_batch_when_ingested_then_outcomes_keep_the_request_order(
         [an_event("evt-1"), an_event("evt-2", value="NaN"), an_event("evt-3")], "p", Channel.HTTPS, NOW
     )
 
-    assert [(o.index, o.status, o.event_id) for o in outcomes] == [
+    assert [(o.index, o.status, o.item_id) for o in outcomes] == [
         (0, Status.ACCEPTED, "evt-1"),
         (1, Status.REJECTED, "evt-2"),
         (2, Status.ACCEPTED, "evt-3"),

@@ -31,12 +31,14 @@ def test_given_the_document_then_it_lists_the_routes_of_the_api():
 
     assert set(paths) == {
         "/v1/events",
+        "/v1/outcomes",
         "/v1/accounts/{account_id}",
         "/v1/accounts/{account_id}/counters",
         "/v1/accounts/{account_id}/signals",
         "/v1/openapi.json",
     }
     assert set(paths["/v1/events"]) == {"post"}
+    assert set(paths["/v1/outcomes"]) == {"post"}
     assert set(paths["/v1/accounts/{account_id}"]) == {"put", "get"}
     assert set(paths["/v1/accounts/{account_id}/counters"]) == {"get"}
 

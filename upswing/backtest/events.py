@@ -332,7 +332,7 @@ def _judge_slowly(file: int, line: int, raw: Any) -> Arrival:
         return Rejected(
             file,
             line,
-            checked.event_id,
+            checked.item_id,
             account if isinstance(account, str) else None,
             "; ".join(checked.errors),
             malformed=not isinstance(raw, dict),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from dataclasses import dataclass
@@ -9,12 +10,12 @@ from typing import Any
 
 from shared.resources import (
     BUS_INGEST_QUEUE,
+    BUS_INTAKE_DETAIL_TYPES,
     EVENT_BUS_ENV,
     HUBSPOT_DLQ_ENV,
     HUBSPOT_QUEUE,
     QUEUES,
     TABLES,
-    USAGE_EVENT_DETAIL_TYPE,
     QueueSpec,
     TableSpec,
 )
@@ -116,7 +117,7 @@ def create_resources() -> LocalResources:
     events.put_rule(
         Name=f"{LOCAL_PREFIX}-usage-events",
         EventBusName=BUS_NAME,
-        EventPattern=f'{{"detail-type": ["{USAGE_EVENT_DETAIL_TYPE}"]}}',
+        EventPattern=json.dumps({"detail-type": list(BUS_INTAKE_DETAIL_TYPES)}),
     )
     ingest_arn = sqs.get_queue_attributes(
         QueueUrl=queues[BUS_INGEST_QUEUE.env_var], AttributeNames=["QueueArn"]
