@@ -37,7 +37,15 @@ def test_given_events_posted_over_http_when_counted_then_counters_read_back_per_
         assert answer.status_code == 202
         assert answer.json() == {"accepted": 7, "duplicates": 0, "rejected": []}
 
-        days = _wait_for_counters(api, "acme-e2e", lambda days: _total(days, "api.calls") == 157)
+        # Wait for every metric: the aggregator may fold the batch's days and names in any order.
+        days = _wait_for_counters(
+            api,
+            "acme-e2e",
+            lambda days: (
+                (_total(days, "api.calls"), _total(days, "seats.active"), _total(days, "feature.used"))
+                == (157, 62, 2)
+            ),
+        )
 
     by_day = {day["day"]: day["metrics"] for day in days}
     today, before = by_day[now.date().isoformat()], by_day[yesterday.date().isoformat()]
