@@ -107,8 +107,8 @@ class IngestApi(Construct):
         )
         # Conditional put of the ledger item is the deduplication; nothing is read back from it.
         self.api_function.allow(["dynamodb:PutItem"], events_table.table_arn)
-        # Outcomes: the same conditional put (POST /v1/outcomes); nothing reads them back here yet.
-        self.api_function.allow(["dynamodb:PutItem"], outcomes_table.table_arn)
+        # Outcomes: the same conditional put (POST /v1/outcomes); GET .../outcomes queries an account's.
+        self.api_function.allow(["dynamodb:PutItem", "dynamodb:Query"], outcomes_table.table_arn)
         # Metric-kind registrations (registry) and account profiles (accounts).
         self.api_function.allow(
             ["dynamodb:GetItem", "dynamodb:PutItem"], registry_table.table_arn, accounts_table.table_arn
@@ -192,6 +192,7 @@ class IngestApi(Construct):
         outcomes = v1.add_resource("outcomes")
         counters = account.add_resource("counters")
         signals = account.add_resource("signals")
+        account_outcomes = account.add_resource("outcomes")
         document = v1.add_resource("openapi.json")
         methods = [
             events.add_method("POST", integration, request_validator=validator),
@@ -208,8 +209,12 @@ class IngestApi(Construct):
             signals.add_method(
                 "GET", integration, request_validator=validator, request_parameters=account_id_required
             ),
+            account_outcomes.add_method(
+                "GET", integration, request_validator=validator, request_parameters=account_id_required
+            ),
             document.add_method("GET", integration, request_validator=validator),
         ]
+        per_account = (account, counters, signals, account_outcomes)
         # Any other method on a route's path reaches the API too, which answers 405 with an Allow
         # header (API Gateway alone would answer 403 "Missing Authentication Token").
         methods += [
@@ -217,9 +222,9 @@ class IngestApi(Construct):
                 "ANY",
                 integration,
                 request_validator=validator,
-                request_parameters=account_id_required if resource in (account, counters, signals) else None,
+                request_parameters=account_id_required if resource in per_account else None,
             )
-            for resource in (events, outcomes, account, counters, signals, document)
+            for resource in (events, outcomes, document, *per_account)
         ]
         for method in methods:
             acknowledge(

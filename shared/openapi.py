@@ -15,7 +15,7 @@ from pydantic.json_schema import models_json_schema
 from shared.accounts.models import AccountProfile, StoredAccount
 from shared.events.contract import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST
 from shared.events.models import PRINTABLE_ID_FORMAT, EventBatch, IngestResponse, UsageEvent
-from shared.outcomes.models import AccountOutcome, OutcomeBatch, OutcomesResponse
+from shared.outcomes.models import AccountOutcome, AccountOutcomes, OutcomeBatch, OutcomesResponse
 from shared.producers import Scope
 
 API_VERSION = "1.0.0"
@@ -30,7 +30,10 @@ def openapi_document() -> dict[str, Any]:
             (model, "validation")
             for model in (EventBatch, UsageEvent, OutcomeBatch, AccountOutcome, AccountProfile)
         ]
-        + [(model, "serialization") for model in (IngestResponse, OutcomesResponse, StoredAccount)],
+        + [
+            (model, "serialization")
+            for model in (IngestResponse, OutcomesResponse, StoredAccount, AccountOutcomes)
+        ],
         ref_template=_REF,
     )
     components = schemas["$defs"]
@@ -61,6 +64,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/accounts/{account_id}": {"put": _put_account(), "get": _get_account()},
             "/v1/accounts/{account_id}/counters": {"get": _get_counters()},
             "/v1/accounts/{account_id}/signals": {"get": _get_signals()},
+            "/v1/accounts/{account_id}/outcomes": {"get": _get_outcomes()},
             "/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -218,6 +222,22 @@ def _get_signals() -> dict[str, Any]:
         "parameters": [_account_parameter()],
         "responses": {
             "200": {"description": "Signals and firings.", **_json_body({"type": "object"})},
+            **_errors({"400": "account_id is not valid.", "503": _UNAVAILABLE}),
+        },
+    }
+
+
+def _get_outcomes() -> dict[str, Any]:
+    return {
+        "operationId": "getOutcomes",
+        "security": _needs(Scope.ACCOUNTS_READ),
+        "summary": "An account's expansion and contraction outcomes, the most recent first.",
+        "parameters": [_account_parameter()],
+        "responses": {
+            "200": {
+                "description": "The outcomes kept for the account.",
+                **_json_body(_ref("AccountOutcomes")),
+            },
             **_errors({"400": "account_id is not valid.", "503": _UNAVAILABLE}),
         },
     }

@@ -36,6 +36,8 @@ from shared.intake import BatchIntake, Channel, ItemResult, Tally
 from shared.observability import logger, metrics, traced
 from shared.openapi import allowed_methods, openapi_document, required_scope
 from shared.outcomes.intake import OutcomeIntake, outcome_intake_for, summarize_outcomes
+from shared.outcomes.models import AccountOutcomes
+from shared.outcomes.store import OutcomeStore
 from shared.producers import Scope
 from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
@@ -81,6 +83,11 @@ def settings() -> ApiSettings:
 @cache
 def ingestor() -> Ingestor:
     return ingestor_for(dynamodb_client(), settings())
+
+
+@cache
+def outcome_store() -> OutcomeStore:
+    return OutcomeStore(dynamodb_client(), settings().outcomes_table)
 
 
 @cache
@@ -246,6 +253,13 @@ def get_signals(account_id: str) -> Response:
             "recent_plays": [play_state(play) for play in play_ledger().plays(account_id, RECENT_PLAYS)],
         },
     )
+
+
+@app.get("/v1/accounts/<account_id>/outcomes")
+def get_outcomes(account_id: str) -> Response:
+    account_id = _account_id(account_id)
+    found = AccountOutcomes(account_id=account_id, outcomes=outcome_store().outcomes(account_id))
+    return _json(200, found.model_dump(mode="json"))
 
 
 @app.get("/v1/openapi.json")

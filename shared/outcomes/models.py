@@ -129,3 +129,10 @@ class OutcomeBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     outcomes: list[AccountOutcome] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
+
+
+class AccountOutcomes(BaseModel):
+    """GET /v1/accounts/{account_id}/outcomes."""
+
+    account_id: str
+    outcomes: list[StoredOutcome] = Field(description="Every outcome kept, the most recent first.")

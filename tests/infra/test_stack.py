@@ -458,8 +458,11 @@ def test_given_the_api_function_then_it_gets_exactly_the_item_actions_it_perform
         "dynamodb:Query",
     }
     assert allowed_actions(statements, table_id(template, PLAYS_TABLE)) == {"dynamodb:Query"}
-    # POST /v1/outcomes: the conditional put, and nothing else on the outcomes table.
-    assert allowed_actions(statements, table_id(template, OUTCOMES_TABLE)) == {"dynamodb:PutItem"}
+    # POST /v1/outcomes: the conditional put; GET .../outcomes: one account's partition.
+    assert allowed_actions(statements, table_id(template, OUTCOMES_TABLE)) == {
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+    }
 
 
 def test_given_the_outcomes_table_then_only_the_two_intakes_write_it_and_only_by_putting_items(
@@ -474,7 +477,7 @@ def test_given_the_outcomes_table_then_only_the_two_intakes_write_it_and_only_by
     }
 
     assert {handler: actions for handler, actions in access.items() if actions} == {
-        API_HANDLER: {"dynamodb:PutItem"},
+        API_HANDLER: {"dynamodb:PutItem", "dynamodb:Query"},  # Query: GET .../outcomes reads them
         BUS_INGEST_HANDLER: {"dynamodb:PutItem"},
     }
     # No stream: no consumer can mistake an outcome for a usage event.

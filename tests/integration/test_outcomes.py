@@ -117,6 +117,15 @@ def test_given_an_accounts_outcomes_when_read_then_the_most_recent_comes_first(a
 
     assert [o.outcome_id for o in store(aws).outcomes("acct-northwind")] == ["z-new", "m-mid", "a-old"]
 
+    status, answer = call_api(
+        proxy_event("GET", "/v1/accounts/acct-northwind/outcomes", None, content_type=None)
+    )
+
+    assert status == 200
+    assert answer["account_id"] == "acct-northwind"
+    assert [outcome["outcome_id"] for outcome in answer["outcomes"]] == ["z-new", "m-mid", "a-old"]
+    assert answer["outcomes"][0]["producer"] == "checkout-service"
+
 
 # --- unknown accounts (docs/decisions.md) --------------------------------------------------------
 
