@@ -25,7 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.delivery.hubspot import HubSpotAuthFailed, HubSpotClient, HubSpotThrottled, HubSpotUnavailable
 from shared.delivery.secrets import CachedSecret
-from shared.delivery.shared_pacer import SharedPacer
+from shared.delivery.shared_pacer import hubspot_search_pacer
 from shared.observability import logger, metrics, traced
 from shared.readback.tasks import PollerStateStore, PollReport, TaskPoller, TaskRegistry
 from shared.routing.ledger import PlayLedger
@@ -47,9 +47,7 @@ def poller() -> TaskPoller:
         settings.client_settings(),
         token,
         forget_token=token.forget,
-        search_pacer=SharedPacer(
-            dynamodb, settings.deliveries_table, settings.search_pacer_key, **settings.search_limit()
-        ),
+        search_pacer=hubspot_search_pacer(dynamodb, settings.deliveries_table, settings.secret_id),
     )
     return TaskPoller(
         client=client,

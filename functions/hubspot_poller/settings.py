@@ -1,8 +1,5 @@
-from typing import Any
-
 from pydantic import BaseModel, Field, field_validator
 
-from functions.hubspot_sender.settings import SEARCH_REQUESTS_PER_WINDOW, SEARCH_WINDOW_SECONDS
 from shared.delivery.hubspot import HubSpotSettings
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.resources import DELIVERIES_TABLE, HUBSPOT_SECRET_ENV, PLAYS_TABLE, RETENTION_DAYS_ENV
@@ -32,15 +29,6 @@ class HubSpotPollerSettings(BaseModel):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value or None
-
-    @property
-    def search_pacer_key(self) -> str:
-        """The same key as the senders' (functions/hubspot_sender/settings.py): one search budget per
-        HubSpot account, every sender and the poller together."""
-        return f"hubspot-search#{self.secret_id}"
-
-    def search_limit(self) -> dict[str, Any]:
-        return {"limit": SEARCH_REQUESTS_PER_WINDOW, "window_seconds": SEARCH_WINDOW_SECONDS}
 
     def client_settings(self) -> HubSpotSettings:
         return HubSpotSettings(

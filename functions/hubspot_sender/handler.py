@@ -58,7 +58,7 @@ from shared.delivery.hubspot import (
 )
 from shared.delivery.ledger import Claim, DeliveryLedger, deliver_once
 from shared.delivery.secrets import CachedSecret
-from shared.delivery.shared_pacer import SharedPacer
+from shared.delivery.shared_pacer import hubspot_search_pacer
 from shared.events.validation import describe_errors
 from shared.observability import logger, metrics, traced
 from shared.readback.tasks import TaskEntry, TaskRegistry
@@ -263,9 +263,7 @@ def sender() -> HubSpotSender:
         settings.client_settings(),
         token,
         forget_token=token.forget,
-        search_pacer=SharedPacer(
-            dynamodb, settings.deliveries_table, settings.search_pacer_key, **settings.search_limit()
-        ),
+        search_pacer=hubspot_search_pacer(dynamodb, settings.deliveries_table, settings.secret_id),
     )
     return HubSpotSender(
         client=client,

@@ -14,11 +14,6 @@ from shared.resources import (
 )
 from shared.timezones import PORTAL_TIMEZONE_ENV, portal_zone
 
-# HubSpot's search limit: 5 requests per second per HubSpot account, every sender together. The
-# shared window is a little longer than a second (clock skew between senders, network delay).
-SEARCH_REQUESTS_PER_WINDOW = 5
-SEARCH_WINDOW_SECONDS = 1.2
-
 
 class HubSpotSenderSettings(BaseModel):
     deliveries_table: str = Field(min_length=1, validation_alias=DELIVERIES_TABLE.env_var)
@@ -53,14 +48,6 @@ class HubSpotSenderSettings(BaseModel):
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return value or None
-
-    @property
-    def search_pacer_key(self) -> str:
-        """One search budget per HubSpot account: every sender using this secret's token shares it."""
-        return f"hubspot-search#{self.secret_id}"
-
-    def search_limit(self) -> dict[str, Any]:
-        return {"limit": SEARCH_REQUESTS_PER_WINDOW, "window_seconds": SEARCH_WINDOW_SECONDS}
 
     def client_settings(self) -> HubSpotSettings:
         return HubSpotSettings(

@@ -25,6 +25,10 @@ from botocore.exceptions import ClientError
 from shared.delivery.pacing import PacingDeadlineExceeded
 from shared.storage.dynamo import is_conditional_failure
 
+# HubSpot's search limit: 5 requests per second per HubSpot account, every sender and the poller
+# together. The shared window is a little longer than a second (clock skew, network delay).
+HUBSPOT_SEARCHES_PER_WINDOW = 5
+HUBSPOT_SEARCH_WINDOW_SECONDS = 1.2
 _SLACK_SECONDS = 0.001
 _ITEM_LIFETIME_SECONDS = 24 * 3600  # the item expires (TTL) once no sender has used it for a day
 
@@ -103,3 +107,15 @@ class SharedPacer:
 
     def __repr__(self) -> str:
         return f"SharedPacer(key={self._key['pk']['S']!r}, limit={self.limit}, window={self.window_seconds})"
+
+
+def hubspot_search_pacer(client: Any, table: str, secret_id: str) -> SharedPacer:
+    """The search budget of the HubSpot account whose token the secret holds, shared by every
+    process that searches it (the senders and the read-back poller)."""
+    return SharedPacer(
+        client,
+        table,
+        f"hubspot-search#{secret_id}",
+        limit=HUBSPOT_SEARCHES_PER_WINDOW,
+        window_seconds=HUBSPOT_SEARCH_WINDOW_SECONDS,
+    )
