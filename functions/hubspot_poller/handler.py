@@ -23,9 +23,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.delivery.hubspot import HubSpotAuthFailed, HubSpotClient, HubSpotThrottled, HubSpotUnavailable
-from shared.delivery.secrets import CachedSecret
-from shared.delivery.shared_pacer import hubspot_search_pacer
+from shared.delivery.hubspot import HubSpotAuthFailed, HubSpotThrottled, HubSpotUnavailable
+from shared.delivery.hubspot_access import hubspot_client
 from shared.observability import logger, metrics, traced
 from shared.readback.tasks import PollerStateStore, PollReport, TaskPoller, TaskRegistry
 from shared.routing.ledger import PlayLedger
@@ -41,13 +40,13 @@ DEADLINE_MARGIN_SECONDS = 15.0
 @cache
 def poller() -> TaskPoller:
     settings = load_settings(HubSpotPollerSettings)
-    token = CachedSecret(aws_client("secretsmanager"), settings.secret_id)
     dynamodb = dynamodb_client()
-    client = HubSpotClient(
+    client, _ = hubspot_client(
         settings.client_settings(),
-        token,
-        forget_token=token.forget,
-        search_pacer=hubspot_search_pacer(dynamodb, settings.deliveries_table, settings.secret_id),
+        settings.secret_id,
+        settings.deliveries_table,
+        secrets=aws_client("secretsmanager"),
+        dynamodb=dynamodb,
     )
     return TaskPoller(
         client=client,

@@ -56,9 +56,9 @@ from shared.delivery.hubspot import (
     stale_references,
     without_stale_references,
 )
+from shared.delivery.hubspot_access import hubspot_client
 from shared.delivery.ledger import Claim, DeliveryLedger, deliver_once
 from shared.delivery.secrets import CachedSecret
-from shared.delivery.shared_pacer import hubspot_search_pacer
 from shared.events.validation import describe_errors
 from shared.observability import logger, metrics, traced
 from shared.readback.tasks import TaskEntry, TaskRegistry
@@ -257,13 +257,13 @@ class TokenRefused(Exception):
 @cache
 def sender() -> HubSpotSender:
     settings = load_settings(HubSpotSenderSettings)
-    token = CachedSecret(aws_client("secretsmanager"), settings.secret_id)
     dynamodb = dynamodb_client()
-    client = HubSpotClient(
+    client, token = hubspot_client(
         settings.client_settings(),
-        token,
-        forget_token=token.forget,
-        search_pacer=hubspot_search_pacer(dynamodb, settings.deliveries_table, settings.secret_id),
+        settings.secret_id,
+        settings.deliveries_table,
+        secrets=aws_client("secretsmanager"),
+        dynamodb=dynamodb,
     )
     return HubSpotSender(
         client=client,

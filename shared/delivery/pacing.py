@@ -58,14 +58,8 @@ class Pacer:
         Raises PacingDeadlineExceeded, without waiting, when the slot would come after `deadline`
         (a clock() value): a Lambda must hand the work back rather than be killed mid-sleep.
         """
-        while True:
-            wait = self.try_acquire()
-            if wait == 0:
-                return
-            if deadline is not None and self._clock() + wait > deadline:
-                raise PacingDeadlineExceeded(wait)
-            # Sleep outside the lock: another thread may take the slot first, then we loop.
-            self._sleep(wait)
+        # Sleeps outside the lock: another thread may take the slot first, then the loop goes on.
+        wait_for_slot(self.try_acquire, self._clock, self._sleep, deadline)
 
     def try_acquire(self) -> float:
         """Take a slot if one is free and return 0; otherwise take nothing and return the wait."""
@@ -77,3 +71,20 @@ class Pacer:
                 self._granted.append(now)
                 return 0.0
             return self._granted[0] + self.window_seconds - now + _SLACK_SECONDS
+
+
+def wait_for_slot(
+    try_acquire: Callable[[], float],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    deadline: float | None,
+) -> None:
+    """Take a slot through `try_acquire` (0: taken; else the wait), sleeping between tries; raise
+    PacingDeadlineExceeded, without waiting, when the slot would come after `deadline`."""
+    while True:
+        wait = try_acquire()
+        if wait == 0:
+            return
+        if deadline is not None and clock() + wait > deadline:
+            raise PacingDeadlineExceeded(wait)
+        sleep(wait)

@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.delivery.pacing import PacingDeadlineExceeded
+from shared.delivery.pacing import wait_for_slot
 from shared.storage.dynamo import is_conditional_failure
 
 # HubSpot's search limit: 5 requests per second per HubSpot account, every sender and the poller
@@ -62,13 +62,7 @@ class SharedPacer:
     def acquire(self, deadline: float | None = None) -> None:
         """Take a slot, waiting for one if the window is full; PacingDeadlineExceeded, without
         waiting, when the slot would come after `deadline` (a clock() value)."""
-        while True:
-            wait = self.try_acquire()
-            if wait == 0:
-                return
-            if deadline is not None and self._clock() + wait > deadline:
-                raise PacingDeadlineExceeded(wait)
-            self._sleep(wait)
+        wait_for_slot(self.try_acquire, self._clock, self._sleep, deadline)
 
     def try_acquire(self) -> float:
         """Take a slot if one is free and return 0; otherwise the wait until one frees up (a lost
