@@ -216,7 +216,8 @@ def _get_signals() -> dict[str, Any]:
         "summary": "What the rules say about an account now, its recent firings with their evidence, "
         "and the plays they became.",
         "description": "Each trigger's status (fired, not held, excluded, cooling down, not re-armed, "
-        "other segment) with its condition as evaluated now; recent firings newest first (docs/rules.md); "
+        "other segment) with its condition as evaluated now, and for an excluded trigger the exclusions that "
+        "applied (excluded_by, exclusions_checked); recent firings newest first (docs/rules.md); "
         "recent plays, last updated first, with their status (routed, scheduled, deferred, accepted, "
         "suppressed, lapsed) and why they wait or ended (docs/api.md).",
         "parameters": [_account_parameter()],

@@ -43,7 +43,7 @@ from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
 from shared.rules.aggregates import DynamoAggregates
 from shared.rules.firings import FiringStore
-from shared.rules.online import OnlineEvaluator, active_ruleset
+from shared.rules.online import OnlineEvaluator, active_ruleset, trigger_view
 from shared.settings import load_settings
 from shared.storage.dynamo import dynamodb_client
 
@@ -240,15 +240,7 @@ def get_signals(account_id: str) -> Response:
             "account_id": account_id,
             "ruleset_version": online.ruleset.version,
             "evaluated_at": evaluation.evaluated_at.isoformat().replace("+00:00", "Z"),
-            "triggers": [
-                {
-                    "trigger": outcome.trigger,
-                    "held": outcome.held,
-                    "status": outcome.reason,
-                    "condition": outcome.condition.as_evidence() if outcome.condition else None,
-                }
-                for outcome in evaluation.outcomes
-            ],
+            "triggers": [trigger_view(outcome) for outcome in evaluation.outcomes],
             "recent_firings": online.firings.recent_firings(account_id),
             "recent_plays": [play_state(play) for play in play_ledger().plays(account_id, RECENT_PLAYS)],
         },

@@ -109,6 +109,9 @@ class ExclusionCheck:
     applies: bool
     detail: str
 
+    def as_evidence(self) -> dict[str, Any]:
+        return {"exclusion": self.exclusion, "applies": self.applies, "detail": self.detail}
+
 
 @dataclass(frozen=True)
 class Firing:
@@ -143,10 +146,7 @@ class Firing:
                 "parts": [{"signal": s, "weight": w, "held": h} for s, w, h in self.score_parts],
             },
             "condition": self.condition.as_evidence(),
-            "exclusions_checked": [
-                {"exclusion": check.exclusion, "applies": check.applies, "detail": check.detail}
-                for check in self.exclusions
-            ],
+            "exclusions_checked": [check.as_evidence() for check in self.exclusions],
         }
 
 
@@ -158,6 +158,8 @@ class TriggerOutcome:
     reason: str  # fired | not held | excluded | cooling down | not re-armed | other segment
     condition: Observation | None  # None for another segment, or when not asked to explain
     firing: Firing | None = None
+    # When explaining an excluded trigger: every exclusion it names, and which of them applied.
+    exclusions: tuple[ExclusionCheck, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -417,7 +419,10 @@ class _CompiledTrigger:
             return TriggerOutcome(name, False, False, "not held", condition), rearmed
         profile = context.profile
         if context.excluded(self.exclusions, last_contacted, at):
-            return self._outcome("excluded", condition), None
+            if condition is None:
+                return self.excluded, None
+            checks = self._exclusion_checks(profile, last_contacted, at)
+            return TriggerOutcome(name, True, False, "excluded", condition, exclusions=checks), None
         if not state.armed:
             return self._outcome("not re-armed", condition), None
         if state.last_fired_at and at - state.last_fired_at < self.cooldown:
@@ -433,14 +438,17 @@ class _CompiledTrigger:
             play=self.trigger.play,
             score_base=self.base,
             condition=condition,
-            exclusions=tuple(
-                _check_exclusion(check, profile, last_contacted, at) for check in self.trigger.unless
-            ),
+            exclusions=self._exclusion_checks(profile, last_contacted, at),
             **self._score(context, day),
         )
         return TriggerOutcome(name, True, True, "fired", condition, firing), TriggerState(
             last_fired_at=at, armed=False
         )
+
+    def _exclusion_checks(
+        self, profile: AccountProfile | None, last_contacted: datetime | None, at: datetime
+    ) -> tuple[ExclusionCheck, ...]:
+        return tuple(_check_exclusion(check, profile, last_contacted, at) for check in self.trigger.unless)
 
     def _outcome(self, reason: str, condition: Observation | None) -> TriggerOutcome:
         """A held trigger that does not fire."""

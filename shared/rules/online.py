@@ -16,7 +16,14 @@ from typing import Any
 from shared.accounts.store import AccountStore
 from shared.observability import logger
 from shared.rules.aggregates import Aggregates
-from shared.rules.engine import AccountState, Evaluation, ReadPlan, evaluate_account, read_plan
+from shared.rules.engine import (
+    AccountState,
+    Evaluation,
+    ReadPlan,
+    TriggerOutcome,
+    evaluate_account,
+    read_plan,
+)
 from shared.rules.firings import ConcurrentEvaluation, FiringStore, fired_message, firing_id
 from shared.rules.language import Ruleset
 from shared.rules.loading import load_ruleset
@@ -81,6 +88,20 @@ class OnlineEvaluator:
         return sent
 
 
+def trigger_view(outcome: TriggerOutcome) -> dict[str, Any]:
+    """One trigger as GET .../signals shows it; an excluded one names the exclusions that applied."""
+    view: dict[str, Any] = {
+        "trigger": outcome.trigger,
+        "held": outcome.held,
+        "status": outcome.reason,
+        "condition": outcome.condition.as_evidence() if outcome.condition else None,
+    }
+    if outcome.exclusions:
+        view["exclusions_checked"] = [check.as_evidence() for check in outcome.exclusions]
+        view["excluded_by"] = [check.exclusion for check in outcome.exclusions if check.applies]
+    return view
+
+
 class HandOffFailed(Exception):
     pass
 
@@ -113,4 +134,5 @@ __all__ = [
     "active_ruleset",
     "firing_id",
     "sqs_publisher",
+    "trigger_view",
 ]

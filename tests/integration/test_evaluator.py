@@ -632,6 +632,37 @@ def test_given_an_account_with_data_when_signals_are_asked_then_every_trigger_is
     assert [check["exclusion"] for check in firing["exclusions_checked"]] == ["do_not_contact"]
 
 
+def test_given_a_held_trigger_that_an_exclusion_stops_when_signals_are_asked_then_the_exclusion_is_named(aws):
+    pipeline = Pipeline(aws)
+    AccountStore(aws.dynamodb, aws.accounts_table).put(
+        NORTHWIND,
+        AccountProfile.model_validate({"name": "Northwind Traders", "flags": {"do_not_contact": True}}),
+        TEST_WRITER,
+    )
+    pipeline.post(
+        *(
+            usage_event(
+                account_id=NORTHWIND, name="admin.added", kind="count", occurred_at=rfc3339(an_hour(-day, 9))
+            )
+            for day in (3, 0)
+        )
+    )
+
+    status, answer = get_signals(NORTHWIND)
+
+    assert status == 200
+    shown = {trigger["trigger"]: trigger for trigger in answer["triggers"]}
+    assert shown["admin-growth"]["held"] is True
+    assert shown["admin-growth"]["status"] == "excluded"
+    assert shown["admin-growth"]["excluded_by"] == ["do_not_contact"]
+    assert shown["admin-growth"]["exclusions_checked"] == [
+        {"exclusion": "do_not_contact", "applies": True, "detail": "flag set"}
+    ]
+    # Triggers that were not stopped by an exclusion do not carry the keys.
+    others = [trigger for trigger in answer["triggers"] if trigger["status"] != "excluded"]
+    assert all("excluded_by" not in trigger for trigger in others)
+
+
 def test_given_an_unknown_account_when_signals_are_asked_then_the_same_shape_with_nothing_held_and_no_firings(
     aws,
 ):
