@@ -58,9 +58,10 @@ def difference(hits_a: int, trials_a: int, hits_b: int, trials_b: int) -> Estima
     return Estimate(value, max(-1.0, low), min(1.0, high))
 
 
-def ratio(hits_a: int, trials_a: int, hits_b: int, trials_b: int) -> Estimate | None:
+def ratio(hits_a: int, trials_a: int, hits_b: float, trials_b: int) -> Estimate | None:
     """share_a ÷ share_b with the Katz log interval; None while either share is 0 (no finite ratio
-    or interval can be stated yet)."""
+    or interval can be stated yet). `hits_b` may be fractional: a rate known as a share of
+    `trials_b` independent units (the backtest's base rate)."""
     _check(hits_a, trials_a)
     _check(hits_b, trials_b)
     if hits_a == 0 or hits_b == 0:
@@ -86,6 +87,6 @@ def trials_for_power(base: float, lifted: float) -> int:
     return math.ceil((Z95 + Z80_POWER) ** 2 * variance / (lifted - base) ** 2)
 
 
-def _check(hits: int, trials: int) -> None:
+def _check(hits: float, trials: int) -> None:
     if trials < 1 or not 0 <= hits <= trials:
         raise ValueError(f"need 0 <= hits <= trials and trials >= 1 (got {hits} of {trials})")

@@ -158,6 +158,13 @@ def metrics(
         "recall": recall if lift is not None else None,
         "base_rate": base_rate,
         "lift": lift,
+        "lift_low": None if lift is None else round(lift * 0.8, 3),
+        "lift_high": None if lift is None else round(lift * 1.25, 3),
+        "unique_hits": hits // 3,
+        "revenue_captured": {"USD": f"{hits * 1000}.00"} if hits else {},
+        "hits_without_amount": 0,
+        "by_segment": {"enterprise": {"accounts_fired": accounts, "hits": hits, "precision": precision}},
+        "by_kind": {"seat_expansion": hits} if hits else {},
         "median_days_to_expansion": statistics.median(days) if days else None,
         "days_to_expansion": days,
         "verdict": verdict,
@@ -312,6 +319,7 @@ def test_given_two_rulesets_then_the_page_is_well_formed_with_three_charts_per_r
         "How to read this",
         "Headline",
         "Triggers ranked by lift",
+        "Where the hits come from",
         "Comparison",
         "Firings over time",
         "Precision, recall and lift",
@@ -382,7 +390,9 @@ def test_given_the_sample_then_rows_are_ranked_by_lift_with_formatted_numbers_an
     assert first["Trigger"] == "seat-expansiontrigger · commercial"  # the name, then kind · category
     assert first["Firings"] == "812650 scored"
     assert re.fullmatch(rf"67\.2 %\d\d\.\d{EN_DASH}\d\d\.\d %", first["Precision"])  # with its interval
-    assert (first["Recall"], first["Base rate"], first["Lift"]) == ("41.0 %", "14.0 %", f"4.8{X}")
+    assert (first["Recall"], first["Base rate"]) == ("41.0 %", "14.0 %")
+    assert first["Lift"] == f"4.8{X}3.8{EN_DASH}6.0"  # with its interval under it
+    assert first["Hits"].endswith(" unique")
     assert first["Median days"] == "47.5"
     badges = {badge.text(): badge.attrs["class"] for badge in table.all("span", "badge")}
     assert badges == {
@@ -393,7 +403,27 @@ def test_given_the_sample_then_rows_are_ranked_by_lift_with_formatted_numbers_an
     }
     (overall,) = ranked_rows(document, part="tfoot")
     assert overall["Trigger"].one("span", "name").text() == "any trigger"
-    assert overall["Lift"].text() == f"3.1{X}"
+    assert overall["Lift"].text() == f"3.1{X}2.5{EN_DASH}3.9"
+
+
+def test_given_the_sample_then_breakdowns_show_revenue_segments_and_kinds_and_the_warm_up_note(sample):
+    page, document = sample
+    table = document.all("table", "breakdown")[0]
+    first = table.one("tbody").all("tr")[0]
+    cells = [cell.text() for cell in first.all("td")]
+    assert cells[0] == "seat-expansion"
+    assert cells[1].startswith("USD ")
+    assert cells[2].startswith("enterprise ")
+    assert cells[3].startswith("seat_expansion ")
+    assert "What a backtest cannot see" in page
+    assert "matched in time" in page
+
+
+def test_given_warm_up_firings_left_out_then_the_firings_chart_says_how_many():
+    result = sample_result()
+    result["rulesets"][0]["firings_by_week"]["warm_up_left_out"] = {"seat-expansion": 1200, "api-limit": 34}
+    page, _ = render(result)
+    assert "Warm-up firings are not drawn (1,234)" in page
 
 
 def test_given_a_trigger_without_a_lift_then_it_ranks_last_with_dashes_for_its_metrics(sample):

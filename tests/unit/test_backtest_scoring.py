@@ -3,6 +3,7 @@ brute force."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from upswing.backtest.replay import FiredAt
-from upswing.backtest.scoring import MIN_ACCOUNTS, Outcomes, Score, Subject, rank, score
+from upswing.backtest.scoring import MIN_ACCOUNTS, Outcomes, Score, Subject, overlap, rank, score
 from upswing.backtest.truth import Expansion
 
 START = date(2025, 1, 1)
@@ -91,7 +92,113 @@ def test_the_base_rate_is_the_share_of_eligible_account_days_followed_by_an_expa
     expected = HORIZON / (4 * (last - first + 1) - HORIZON)
     assert history.base_rate(first, last) == pytest.approx(expected)
     result = score(SUBJECT, [fired("acct-0", 80)] * 1, history)
-    assert result.lift == pytest.approx(1.0 / expected)
+    assert result.base_rate_pooled == pytest.approx(expected)
+    # On day 80 one of the four accounts (acct-0 itself) is 20 days from its expansion: 1/4.
+    assert result.base_rate == pytest.approx(0.25)
+    assert result.lift is None  # one fired account: not judged, shown as "—"
+
+
+def test_the_base_rate_is_matched_in_time_to_the_firings() -> None:
+    # 40 accounts; the ten of acct-0..9 expand on day 100, the rest never: expansions come in a
+    # season. A trigger firing on day 80 on 20 accounts (10 of them the expanders) is compared with
+    # accounts on day 80 (10 of 40 expand within H: 25 %), not with the whole year (~5 %).
+    spans = {f"acct-{n}": (day(0).toordinal(), day(199).toordinal()) for n in range(40)}
+    history = Outcomes([expansion(f"acct-{n}", 100) for n in range(10)], spans, HORIZON)
+    firings = [fired(f"acct-{n}", 80) for n in range(20)]
+    result = score(SUBJECT, firings, history)
+    assert result.precision == 0.5
+    assert result.base_rate == pytest.approx(0.25)
+    assert result.base_rate_pooled is not None
+    assert result.base_rate_pooled < 0.06
+    assert result.lift == pytest.approx(2.0)
+    # Katz: se(ln lift) = √(1/10 - 1/20 + 1/(0.25·40) - 1/40) over the 40 accounts of the window.
+    spread = 1.959964 * math.sqrt(1 / 10 - 1 / 20 + 1 / 10 - 1 / 40)
+    expected = (2 * math.exp(-spread), 2 * math.exp(spread))
+    assert (result.lift_low, result.lift_high) == pytest.approx(expected, rel=1e-5)
+    # Lift 2 whose interval (1.0002 to 4.0) just clears chance: predictive, barely.
+    assert result.verdict == "predictive"
+    assert "for a random account on the same days" in result.note
+
+
+@given(
+    expansions=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 60)), max_size=8),
+    spans=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), min_size=4, max_size=4),
+    today=st.integers(0, 60),
+    horizon=st.integers(1, 20),
+)
+@settings(max_examples=200, deadline=None)
+def test_the_day_rate_equals_counting_every_account_on_that_day(
+    expansions: list[tuple[int, int]], spans: list[tuple[int, int]], today: int, horizon: int
+) -> None:
+    accounts = {
+        f"acct-{n}": (day(min(a, b)).toordinal(), day(max(a, b)).toordinal())
+        for n, (a, b) in enumerate(spans)
+    }
+    history = Outcomes([expansion(f"acct-{n}", on) for n, on in expansions], accounts, horizon)
+    moment = day(today).toordinal()
+    eligible = positive = 0
+    for account, (start, end) in accounts.items():
+        if not start <= moment <= end:
+            continue
+        days = sorted(day(on).toordinal() for n, on in expansions if f"acct-{n}" == account)
+        if any(0 <= moment - e < horizon for e in days):
+            continue
+        eligible += 1
+        positive += any(1 <= e - moment <= horizon for e in days)
+    expected = positive / eligible if eligible else None
+    assert history.day_rate(moment) == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_accounts_silenced_by_a_warm_up_firing_are_counted_and_named() -> None:
+    subject = Subject("seat-expansion", "trigger", "commercial", "seat-expansion", LOOKBACK, cooldown_days=30)
+    history = outcomes([], accounts=4)
+    firings = [
+        fired("acct-0", LOOKBACK - 3),  # cooling down until day 37: silenced, never scored
+        fired("acct-1", LOOKBACK - 3),
+        fired("acct-1", 60),  # fires again in the window: not silenced
+    ]
+    result = score(subject, firings, history)
+    assert (result.warm_up_accounts, result.silenced_by_warm_up) == (2, 1)
+    assert "1 account(s) fired only in the warm-up" in result.note
+
+
+def test_breakdowns_by_segment_and_kind_and_the_revenue_captured() -> None:
+    history = outcomes(
+        [
+            Expansion("acct-0", day(60), "seat_expansion", "1200.50", "USD"),
+            Expansion("acct-1", day(60), "plan_upgrade", "800", "USD"),
+            Expansion("acct-2", day(60), "add_on", "", "EUR"),
+        ]
+    )
+    segments = {"acct-0": "enterprise", "acct-1": "smb", "acct-3": "smb"}
+    result = score(SUBJECT, [fired(f"acct-{n}", 50) for n in range(4)], history, segments)
+    assert result.by_segment == {
+        "(none)": {"accounts_fired": 1, "hits": 1, "precision": 1.0},
+        "enterprise": {"accounts_fired": 1, "hits": 1, "precision": 1.0},
+        "smb": {"accounts_fired": 2, "hits": 1, "precision": 0.5},
+    }
+    assert result.by_kind == {"add_on": 1, "plan_upgrade": 1, "seat_expansion": 1}
+    assert result.revenue_captured == {"USD": "2000.50"}
+    assert result.hits_without_amount == 1
+
+
+def test_overlap_counts_the_hits_no_other_trigger_found() -> None:
+    history = outcomes([expansion(f"acct-{n}", 60) for n in range(3)])
+    seats = score(SUBJECT, [fired("acct-0", 50), fired("acct-1", 50)], history)
+    api = score(
+        Subject("api-limit", "trigger", "commercial", "api", LOOKBACK),
+        [fired("acct-1", 50, "api-limit"), fired("acct-2", 50, "api-limit")],
+        history,
+    )
+    invites = score(
+        Subject("signal:invites", "signal", None, None, LOOKBACK),
+        [fired("acct-2", 50, "signal:invites")],
+        history,
+    )
+    overlap([seats, api, invites])
+    assert (seats.unique_hits, api.unique_hits) == (1, 1)
+    assert invites.unique_hits == 0  # api-limit found acct-2 already
+    assert "hit_accounts" not in seats.as_dict()
 
 
 @given(

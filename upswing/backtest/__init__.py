@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
+from shared.rules.durations import days
 from shared.rules.engine import read_plan
 from shared.rules.language import Category, Ruleset, Trigger
 from shared.rules.loading import RulesetError, load_ruleset, lookback_days
 from upswing.backtest.events import InputError, check_files
 from upswing.backtest.pipeline import Progress, default_workers, run
 from upswing.backtest.replay import Contender, FiredAt, StrictStop
-from upswing.backtest.scoring import Outcomes, Score, Subject, monday_of, rank, score
+from upswing.backtest.scoring import Outcomes, Score, Subject, monday_of, overlap, rank, score
 from upswing.backtest.truth import read_outcomes, read_profiles
 
 DEFAULT_HORIZON_DAYS = 90
@@ -112,6 +113,7 @@ def backtest(config: BacktestConfig, progress: Progress | None = None) -> Backte
     for fired in replayed.firings:
         firings_of[fired.contender].append(fired)
     known = set(stats.spans) | set(profiles)
+    segments = {account: profile.segment for account, profile in profiles.items() if profile.segment}
     result = {
         "tool": "upswing backtest",
         "version": _version(),
@@ -142,7 +144,7 @@ def backtest(config: BacktestConfig, progress: Progress | None = None) -> Backte
             ],
         },
         "rulesets": [
-            _ruleset_result(index, contender, path, firings_of[index], outcomes, stats.evaluations)
+            _ruleset_result(index, contender, path, firings_of[index], outcomes, stats.evaluations, segments)
             for index, (contender, path) in enumerate(
                 zip(contenders, [config.rules, config.compare], strict=False)
             )
@@ -193,19 +195,22 @@ def _ruleset_result(
     firings: list[FiredAt],
     outcomes: Outcomes,
     evaluations: int,
+    segments: dict[str, str],
 ) -> dict[str, Any]:
     ruleset = contender.ruleset
     by_trigger: dict[str, list[FiredAt]] = defaultdict(list)
     for fired in firings:
         by_trigger[fired.trigger].append(fired)
     subjects = [_subject(ruleset, name) for name in ruleset.triggers]
-    scores = [score(subject, by_trigger[subject.trigger], outcomes) for subject in subjects]
+    scores = [score(subject, by_trigger[subject.trigger], outcomes, segments) for subject in subjects]
+    overlap(scores)
     # The ruleset as a whole is its real triggers: signals scored as triggers would never route.
     routed = {subject.trigger for subject in subjects if subject.kind == "trigger"}
     overall = score(
         Subject("any trigger", "ruleset", None, None, contender.plan.lookback_days),
         [fired for fired in firings if fired.trigger in routed],
         outcomes,
+        segments,
     )
     return {
         "label": contender.label,
@@ -215,7 +220,7 @@ def _ruleset_result(
         "firings": len(firings),
         "overall": overall.as_dict(),
         "triggers": [row.as_dict() for row in rank(scores)],
-        "firings_by_week": _by_week(firings, list(ruleset.triggers), outcomes),
+        "firings_by_week": _by_week(firings, {subject.trigger: subject for subject in subjects}, outcomes),
     }
 
 
@@ -228,18 +233,31 @@ def _subject(ruleset: Ruleset, name: str) -> Subject:
         None if signal else str(trigger.category),
         None if signal else trigger.play,
         lookback_days(ruleset, trigger.when) or 1,
+        days(trigger.cooldown),
     )
 
 
-def _by_week(firings: Sequence[FiredAt], triggers: list[str], outcomes: Outcomes) -> dict[str, Any]:
+def _by_week(firings: Sequence[FiredAt], subjects: dict[str, Subject], outcomes: Outcomes) -> dict[str, Any]:
+    """Scored and censored firings per ISO week and trigger. Warm-up firings are left out (and
+    counted in `warm_up_left_out`): a trigger that sees half its lookback fires on everyone at the
+    start of the data, and that spike would flatten every line drawn after it."""
     if not outcomes.first_day:
-        return {"weeks": [], "counts": {name: [] for name in triggers}}
+        return {"weeks": [], "counts": {name: [] for name in subjects}, "warm_up_left_out": {}}
     first = monday_of(date.fromordinal(outcomes.first_day))
     weeks = (outcomes.last_day - first.toordinal()) // 7 + 1
-    counts = {name: [0] * weeks for name in triggers}
+    counts = {name: [0] * weeks for name in subjects}
+    left_out = dict.fromkeys(subjects, 0)
     for fired in firings:
-        counts[fired.trigger][(fired.at.toordinal() - first.toordinal()) // 7] += 1
-    return {"weeks": [(first + timedelta(weeks=week)).isoformat() for week in range(weeks)], "counts": counts}
+        day = fired.at.toordinal()
+        if day < outcomes.first_day + subjects[fired.trigger].lookback_days - 1:
+            left_out[fired.trigger] += 1
+            continue
+        counts[fired.trigger][(day - first.toordinal()) // 7] += 1
+    return {
+        "weeks": [(first + timedelta(weeks=week)).isoformat() for week in range(weeks)],
+        "counts": counts,
+        "warm_up_left_out": {name: count for name, count in left_out.items() if count},
+    }
 
 
 def _stamp(moment: datetime) -> str:

@@ -80,6 +80,7 @@ def render_report(result: Mapping[str, Any]) -> str:
             _how_to_read(horizon),
             _headline_section(rulesets),
             _ranking_section(rulesets),
+            _breakdown_section(rulesets),
             _comparison_section(rulesets[0], rulesets[1]) if len(rulesets) == 2 else "",
             _charts_section(rulesets, horizon),
             _input_section(_map(result.get("input"))),
@@ -150,19 +151,28 @@ def _how_to_read(horizon: float | None) -> str:
     text = (
         "Every trigger was replayed day by day over the history, and its firings were compared with "
         "the expansions that really happened. <b>Precision</b> is the share of fired accounts that "
-        f"expanded {escape(within)} after their first scored firing (with its 95 % interval). "
+        f"expanded {escape(within)} after their first scored firing (with its 95 % Wilson interval). "
         "<b>Recall</b> is the share of expanding accounts that a firing preceded within the horizon. "
-        "<b>Base rate</b> is the chance that a random account expands within the horizon of a random "
-        "day in the trigger's scored window: what a trigger firing at random would score. "
+        "<b>Base rate</b> is matched in time: for each fired account, the share of all accounts active on "
+        "the same day that expanded within the horizon, averaged — what a trigger firing at random on "
+        "those days would score (the rate pooled over the whole window is in backtest.json). "
         f"<b>Lift</b> is precision ÷ base rate: 1.0{numbers.TIMES} is no better than chance, "
         f"3{numbers.TIMES} means "
-        "fired accounts expanded three times as often as accounts in general. A <b>hit</b> is a fired "
-        "account that expanded within the horizon. Not every firing is scored: firings in the "
-        "<b>warm-up</b> (the first days of data, while a trigger cannot yet see its whole lookback "
-        "window) and <b>censored</b> firings (too close to the end of the data for the horizon to have "
-        "passed) are left out, as are firings after the account had already expanded. Rows of kind "
-        "“signal” score a signal as if it were a trigger. The verdict sums it up (predictive, weak, "
-        "vanity, or too few firings to tell) and the note says why."
+        "fired accounts expanded three times as often as accounts in general on the same days; under it, "
+        "its 95 % interval (Katz's log method, the base rate counted as one trial per account). No lift "
+        f"is shown for fewer than 20 fired accounts. A <b>hit</b> is a fired account that expanded "
+        "within the horizon; <b>unique</b> hits are those no other trigger of the ruleset found; "
+        "<b>revenue captured</b> sums the amounts of the expansions the hits predicted. Not every "
+        "firing is scored: firings in the <b>warm-up</b> (the first days of data, while a trigger "
+        "cannot yet see its whole lookback window) and <b>censored</b> firings (too close to the end of "
+        "the data for the horizon to have passed) are left out, as are firings after the account had "
+        "already expanded; accounts a warm-up firing kept cooling down into the scored window are named "
+        "in the note. Rows of kind “signal” score a signal as if it were a trigger. The verdict sums it "
+        "up (predictive, weak, vanity, or too few firings to tell) and the note says why. "
+        "<b>What a backtest cannot see:</b> it shows that a trigger <i>predicts</i> expansion, not that "
+        "a play <i>causes</i> it (only a holdout can); it knows only the expansions in the outcomes "
+        "file and the profiles as given (today's plan limits and segments, not their history); and it "
+        "cannot see contact made outside Upswing."
     )
     return _section("How to read this", _el("p", text, class_="how"))
 
@@ -237,11 +247,15 @@ RANKED_COLUMNS = (
     ("Trigger", "", "kind (trigger, or a signal scored as if it were one) · category"),
     ("Firings", "num", "all firings; under them, the scored ones"),
     ("Accounts fired", "num", "accounts with at least one scored firing"),
-    ("Hits", "num", "fired accounts that expanded within the horizon"),
+    (
+        "Hits",
+        "num",
+        "fired accounts that expanded within the horizon; under it, those no other trigger found",
+    ),
     ("Precision", "num", "hits ÷ accounts fired; under it, its 95 % interval"),
     ("Recall", "num", "share of expanding accounts that a firing preceded within the horizon"),
-    ("Base rate", "num", "chance that a random account expands within the horizon"),
-    ("Lift", "num", "precision ÷ base rate; 1.0 is chance"),
+    ("Base rate", "num", "chance that an account active on the same days expands within the horizon"),
+    ("Lift", "num", "precision ÷ base rate; 1.0 is chance; under it, its 95 % interval"),
     ("Median days", "num", "median days from firing to expansion, over the hits"),
     ("Verdict", "", ""),
     ("Note", "", ""),
@@ -264,6 +278,51 @@ def _ranked_table(ruleset: Mapping[str, Any]) -> str:
     return _table(_header_row(RANKED_COLUMNS), _el("tbody", body) + foot, "ranked")
 
 
+BREAKDOWN_COLUMNS = (
+    ("Trigger", "", ""),
+    ("Revenue captured", "num", "the amounts of the expansions its hits predicted, per currency"),
+    ("Precision by segment", "", "hits / accounts fired in each account segment (from the profiles)"),
+    ("Hits by expansion kind", "", "the kinds of the expansions its hits predicted"),
+)
+
+
+def _breakdown_section(rulesets: Sequence[Mapping[str, Any]]) -> str:
+    blocks = []
+    for index, ruleset in enumerate(rulesets):
+        rows = [_breakdown_row(m) for m in _ranked(_triggers(ruleset))]
+        body = "".join(rows) or _empty_row("No triggers in this ruleset.", len(BREAKDOWN_COLUMNS))
+        blocks.append(
+            _ruleset_heading(ruleset, index)
+            + _table(_header_row(BREAKDOWN_COLUMNS), _el("tbody", body), "breakdown")
+        )
+    return _section("Where the hits come from", "".join(blocks)) if blocks else ""
+
+
+def _breakdown_row(m: Mapping[str, Any]) -> str:
+    revenue = _map(m.get("revenue_captured"))
+    money = " · ".join(f"{_str(currency)} {_str(amount)}" for currency, amount in revenue.items())
+    missing = numbers.finite(m.get("hits_without_amount"))
+    if missing:
+        money += f" ({round(missing):,} without an amount)"
+    segments = " · ".join(
+        _segment_share(name, _map(part)) for name, part in _map(m.get("by_segment")).items()
+    )
+    kinds = " · ".join(
+        f"{_str(kind)} {numbers.count(count)}" for kind, count in _map(m.get("by_kind")).items()
+    )
+    cells = (
+        _el("td", _t("span", _name(m), class_="name"), class_="trigger"),
+        _t("td", money or numbers.DASH, class_="num"),
+        _t("td", segments or numbers.DASH, class_="note"),
+        _t("td", kinds or numbers.DASH, class_="note"),
+    )
+    return _el("tr", "".join(cells), class_="signal" if m.get("kind") == "signal" else None)
+
+
+def _segment_share(name: Any, part: Mapping[str, Any]) -> str:
+    return f"{_str(name)} {numbers.count(part.get('hits'))}/{numbers.count(part.get('accounts_fired'))}"
+
+
 def _metric_row(m: Mapping[str, Any], rank: str) -> str:
     kind = " · ".join(_str(m.get(key)) for key in ("kind", "category") if m.get(key))
     cells = (
@@ -271,13 +330,13 @@ def _metric_row(m: Mapping[str, Any], rank: str) -> str:
         _el("td", _t("span", _name(m), class_="name") + _t("span", kind, class_="sub"), class_="trigger"),
         _td_with_sub(numbers.count(m.get("firings")), _scored(m), _firing_split(m)),
         _t("td", numbers.count(m.get("accounts_fired")), class_="num"),
-        _t("td", numbers.count(m.get("hits")), class_="num"),
+        _td_with_sub(numbers.count(m.get("hits")), _unique(m), "hits no other trigger of the ruleset found"),
         _td_with_sub(
             numbers.percent(m.get("precision")), _interval(m) or "", "95 % interval of the precision"
         ),
         _t("td", numbers.percent(m.get("recall")), class_="num"),
         _t("td", numbers.percent(m.get("base_rate")), class_="num"),
-        _t("td", numbers.lift(m.get("lift")), class_="num strong"),
+        _td_with_sub(numbers.lift(m.get("lift")), _lift_interval(m) or "", "95 % interval of the lift"),
         _t("td", numbers.days(m.get("median_days_to_expansion")), class_="num"),
         _el("td", _verdict_badge(m.get("verdict"))),
         _t("td", _str(m.get("note")), class_="note"),
@@ -495,7 +554,16 @@ def _firings_chart(ruleset: Mapping[str, Any], styles: Mapping[str, int]) -> str
         ),
         legend,
     ]
-    return _svg(bottom + 52 + legend_height, "".join(parts), f"Weekly firings per trigger ({len(series)})")
+    chart = _svg(bottom + 52 + legend_height, "".join(parts), f"Weekly firings per trigger ({len(series)})")
+    left_out = _map(_map(ruleset.get("firings_by_week")).get("warm_up_left_out"))
+    total = sum(round(numbers.finite(count) or 0) for count in left_out.values())
+    if not total:
+        return chart
+    note = (
+        f"Warm-up firings are not drawn ({total:,}): while a trigger cannot see its whole lookback it "
+        "fires on many accounts at once, and that spike would flatten every line after it."
+    )
+    return chart + _t("p", note, class_="meta")
 
 
 def _series_line(
@@ -836,6 +904,16 @@ def _attribute(value: object) -> str:
 
 def _coord(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0")
+
+
+def _lift_interval(m: Mapping[str, Any]) -> str | None:
+    low, high = numbers.finite(m.get("lift_low")), numbers.finite(m.get("lift_high"))
+    return f"{low:.1f}{EN_DASH}{high:.1f}" if low is not None and high is not None else None
+
+
+def _unique(m: Mapping[str, Any]) -> str:
+    unique = numbers.finite(m.get("unique_hits"))
+    return f"{round(unique):,} unique" if unique is not None else ""
 
 
 def _interval(m: Mapping[str, Any]) -> str | None:

@@ -46,8 +46,16 @@ TRIGGER_COLUMNS = (
     "precision_high",
     "recall",
     "base_rate",
+    "base_rate_pooled",
     "lift",
+    "lift_low",
+    "lift_high",
     "median_days_to_expansion",
+    "warm_up_accounts",
+    "silenced_by_warm_up",
+    "unique_hits",
+    "revenue_captured",
+    "hits_without_amount",
     "verdict",
     "note",
 )
@@ -84,6 +92,8 @@ def _triggers_csv(result: dict[str, Any]) -> str:
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
+    if isinstance(value, dict):  # revenue per currency: "EUR 120.00; USD 4800.50"
+        return "; ".join(f"{key} {amount}" for key, amount in value.items())
     return round(value, 6) if isinstance(value, float) else value
 
 
