@@ -77,7 +77,9 @@ FUNCTION_TIMEOUT = timedelta(seconds=60)  # infra/delivery.py sets the same
 AUTH_HOLD = timedelta(minutes=5)
 # Stop starting HubSpot calls this long before Lambda's own deadline.
 _DEADLINE_MARGIN_SECONDS = 5.0
-_LONGEST_HOLD_SECONDS = 12 * 3600  # SQS's maximum visibility timeout
+# SQS caps a message's visibility at 12 hours counted from its receive, not from this call: the
+# message was received at most one function timeout ago, so a hold leaves that much room.
+_LONGEST_HOLD_SECONDS = 12 * 3600 - int(FUNCTION_TIMEOUT.total_seconds())
 _LONGEST_DELAY_SECONDS = 15 * 60  # SQS's maximum message delay
 _ERROR_ATTRIBUTE_LIMIT = 4000  # the DLQ's `error` attribute: HubSpot's details fit, an HTML page does not
 _BATCH_WIDE_POLICIES = (DAILY, MIGRATION)  # limits of the whole portal, not of one request

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -94,6 +95,9 @@ def hubspot_api() -> FakeHubSpot:
     return FakeHubSpot()
 
 
+NOON = datetime(2026, 11, 24, 12, tzinfo=UTC)
+
+
 @pytest.fixture
 def sender(aws: Aws, hubspot_api: FakeHubSpot) -> HubSpotSender:
     client = HubSpotClient(
@@ -102,6 +106,9 @@ def sender(aws: Aws, hubspot_api: FakeHubSpot) -> HubSpotSender:
         http=httpx.Client(transport=httpx.MockTransport(hubspot_api)),
         sleep=lambda seconds: None,
         jitter=lambda: 0.0,
+        # Noon, far from the portal's midnight: a DAILY 429 must not be waited out inside the run
+        # (run near midnight with the real clock, the wait fits the deadline and the test flips).
+        wall_clock=lambda: NOON,
     )
     dlq = aws.sqs.create_queue(QueueName="hubspot-dlq")["QueueUrl"]
     return HubSpotSender(
