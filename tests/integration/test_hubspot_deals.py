@@ -358,16 +358,17 @@ def test_given_hubspot_refuses_the_token_then_the_run_stops_without_a_watermark_
 def test_given_our_clock_is_skewed_then_the_watermark_is_hubspots_modification_time(
     sink: HubSpotSink, client: HubSpotClient, accounts: AccountStore, store: FlakyStore, aws: Aws
 ) -> None:
-    make_poller(client, accounts, store, aws).poll(far(), always)  # the first run, on a good clock
-    deal_id = won(sink, ["77"])
-    skewed = make_poller(
-        client, accounts, store, aws, wall_clock=lambda: datetime.now(UTC) + timedelta(hours=1)
-    )
+    won(sink, ["77"])
+    make_poller(client, accounts, store, aws).poll(far(), always)  # a first run, on a good clock
+    later = won(sink, ["88"])
+    ahead = timedelta(hours=1)
+    skewed = make_poller(client, accounts, store, aws, wall_clock=lambda: datetime.now(UTC) + ahead)
 
     report = skewed.poll(far(), always)
 
-    deal = next(d for d in sink.deals() if d["id"] == deal_id)
-    assert report.written == 1
+    deal = next(d for d in sink.deals() if d["id"] == later)
+    assert (report.written, report.duplicates) == (1, 1)  # the later deal; the first one again (overlap)
+    # HubSpot's modification time, not our clock's (an hour ahead): nothing modified meanwhile is skipped
     assert watermark(aws) == epoch_ms(deal["properties"]["hs_lastmodifieddate"])
 
 
