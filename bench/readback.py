@@ -9,6 +9,11 @@ first poll has seen them all:
    per change.
 The watermark's 2-minute overlap is left out of the measured polls (it re-reads the changes of the
 last 2 minutes, one more search page per 200 of them, and writes nothing for them).
+
+Deals (shared/readback/deals.py): 1,000 accounts whose profiles name a company, one deal each closed
+won in the sink; a poll turns them into outcomes: its HubSpot requests (search pages, association
+batch reads) and the DynamoDB units per outcome written (the company-index queries, the conditional
+put, the watermark); then a poll that reads them all again (the overlap): what duplicates cost.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from bench.environment import BENCH_TABLES, fake_aws
 from shared.resources import DELIVERIES_TABLE, PLAYS_TABLE
 
 OPEN_PLAYS = 1000
+CLOSED_DEALS = 1000
 COMPLETED = 100
 SEARCH_LIMIT: dict[str, Any] = {"limit": 5, "window_seconds": 1.2}  # as the senders and the poller
 
@@ -102,6 +108,78 @@ def run() -> dict[str, Any]:
         "poll_after_completions": busy,
         "wcu_per_status_change": per_change_wcu,
         "rcu_per_status_change": per_change_rcu,
+        "deals": run_deals(),
+    }
+
+
+def run_deals() -> dict[str, Any]:
+    with fake_aws(), tempfile.TemporaryDirectory() as scratch:
+        from shared.accounts.models import AccountProfile, Writer
+        from shared.accounts.store import AccountStore
+        from shared.delivery.hubspot import HubSpotClient, HubSpotSettings
+        from shared.delivery.shared_pacer import SharedPacer
+        from shared.outcomes.intake import outcome_intake_for
+        from shared.readback.deals import DealPoller
+        from shared.readback.watermark import DEALS_STATE_KEY, PollerStateStore
+        from shared.resources import ACCOUNTS_TABLE, OUTCOMES_TABLE
+        from shared.storage.dynamo import aws_client, dynamodb_client
+        from upswing.local.hubspot_sink import HubSpotSink
+
+        client = dynamodb_client()
+        accounts = AccountStore(client, BENCH_TABLES[ACCOUNTS_TABLE.env_var])
+        writer = Writer(producer_id="bench", key_id="bench")
+        with HubSpotSink(Path(scratch) / "requests.jsonl") as sink:
+            for number in range(CLOSED_DEALS):
+                company = str(100_000 + number)
+                accounts.put(
+                    f"acct-{number}",
+                    AccountProfile(name=f"a{number}", hubspot={"company_id": company}),
+                    writer,
+                )
+                deal = sink.create_deal({"dealname": "Upgrade", "dealstage": "contractsent"}, [company])
+                sink.close_deal(deal["id"], 1200 + number)
+            meter = Meter(count_updates=True)
+            meter.attach(client, aws_client("dynamodb"))
+            poller = DealPoller(
+                client=HubSpotClient(
+                    HubSpotSettings(base_url=sink.endpoint),
+                    token=lambda: "bench",
+                    search_pacer=SharedPacer(
+                        client, BENCH_TABLES[DELIVERIES_TABLE.env_var], "hubspot-search#bench", **SEARCH_LIMIT
+                    ),
+                ),
+                accounts=accounts,
+                outcomes=outcome_intake_for(client, BENCH_TABLES[OUTCOMES_TABLE.env_var], 400),
+                state=PollerStateStore(client, BENCH_TABLES[PLAYS_TABLE.env_var], DEALS_STATE_KEY),
+            )
+            first = _measure_deals(poller, sink, meter)
+            again = _measure_deals(poller, sink, meter)
+    print(f"\nHubSpot deal read-back ({CLOSED_DEALS:,} deals closed won, local sink, metered moto)")
+    for label, figures, count in (
+        ("first poll", first, first["written"]),
+        ("read again (overlap)", again, again["duplicates"]),
+    ):
+        print(
+            f"  {label}: {figures['requests']} HubSpot requests ({figures['searches']} search pages, "
+            f"{figures['associations']} association batch reads) for {count:,} deals; "
+            f"per deal {figures['wcu'] / count:.2f} WCU + {figures['rcu'] / count:.2f} RCU "
+            f"(written {figures['written']}, duplicates {figures['duplicates']})"
+        )
+    return {"first_poll": first, "read_again": again}
+
+
+def _measure_deals(poller: Any, sink: Any, meter: Meter) -> dict[str, Any]:
+    before = (len(sink.requests()), meter.write_units, meter.read_units)
+    report = poller.poll(time.monotonic() + 600, lambda: True)
+    requests = sink.requests()[before[0] :]
+    return {
+        "requests": len(requests),
+        "searches": sum(r["path"].endswith("/search") for r in requests),
+        "associations": sum("/associations/" in r["path"] for r in requests),
+        "wcu": meter.write_units - before[1],
+        "rcu": meter.read_units - before[2],
+        "written": report.written,
+        "duplicates": report.duplicates,
     }
 
 

@@ -11,10 +11,13 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from shared.resources import (
+    ACCOUNTS_COMPANY_INDEX,
+    ACCOUNTS_TABLE,
     DELIVERIES_TABLE,
     HUBSPOT_DLQ_ENV,
     HUBSPOT_QUEUE,
     HUBSPOT_SECRET_ENV,
+    OUTCOMES_TABLE,
     PLAYS_TABLE,
     RETENTION_DAYS_ENV,
     SENDER_EMAIL_ENV,
@@ -56,6 +59,8 @@ class Delivery(Construct):
         super().__init__(scope, construct_id)
         deliveries_table = storage.table(DELIVERIES_TABLE)
         plays_table = storage.table(PLAYS_TABLE)
+        accounts_table = storage.table(ACCOUNTS_TABLE)
+        outcomes_table = storage.table(OUTCOMES_TABLE)
 
         self.hubspot_secret = secretsmanager.Secret(
             self,
@@ -112,7 +117,7 @@ class Delivery(Construct):
             handler="functions.hubspot_poller.handler.handler",
             package=package,
             timeout=HUBSPOT_POLLER_TIMEOUT,
-            description="Reads Upswing's HubSpot tasks back: completed, deleted, reassigned, moved",
+            description="Reads HubSpot back: Upswing's tasks (completed, deleted, ...), closed-won deals",
             environment={
                 DELIVERIES_TABLE.env_var: deliveries_table.table_name,
                 PLAYS_TABLE.env_var: plays_table.table_name,
@@ -120,6 +125,7 @@ class Delivery(Construct):
                 RETENTION_DAYS_ENV: str(settings.retention_days),
                 PORTAL_TIMEZONE_ENV: settings.hubspot_portal_timezone,
                 "HUBSPOT_PLAY_ID_PROPERTY": settings.hubspot_play_id_property or "",
+                **self._deal_environment(settings, accounts_table.table_name, outcomes_table.table_name),
             },
         )
         self.hubspot_secret.grant_read(self.hubspot_poller.function)
@@ -131,6 +137,13 @@ class Delivery(Construct):
         )
         # The search pacer's item, shared with the senders (one budget per HubSpot account).
         self.hubspot_poller.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], deliveries_table.table_arn)
+        if settings.hubspot_read_deals:
+            # Deals: company id → account ids (the keys-only index only, never the profiles), and the
+            # outcome's conditional put (no update, no delete: an outcome is written once).
+            self.hubspot_poller.allow(
+                ["dynamodb:Query"], f"{accounts_table.table_arn}/index/{ACCOUNTS_COMPANY_INDEX.name}"
+            )
+            self.hubspot_poller.allow(["dynamodb:PutItem"], outcomes_table.table_arn)
         events.Rule(
             self,
             "PollHubSpotEvery5Minutes",
@@ -170,3 +183,22 @@ class Delivery(Construct):
                 report_batch_item_failures=True,
             )
         )
+
+    @staticmethod
+    def _deal_environment(
+        settings: UpswingSettings, accounts_table: str, outcomes_table: str
+    ) -> dict[str, str]:
+        """The poller's deal read-back settings (functions/hubspot_poller/settings.py)."""
+        if not settings.hubspot_read_deals:
+            return {"HUBSPOT_READ_DEALS": "false"}
+        return {
+            "HUBSPOT_READ_DEALS": "true",
+            ACCOUNTS_TABLE.env_var: accounts_table,
+            OUTCOMES_TABLE.env_var: outcomes_table,
+            "HUBSPOT_DEAL_CLOSED_WON_STAGES": settings.hubspot_deal_closed_won_stages,
+            "HUBSPOT_DEAL_PIPELINES": settings.hubspot_deal_pipelines,
+            "HUBSPOT_DEAL_KIND_PROPERTY": settings.hubspot_deal_kind_property or "",
+            "HUBSPOT_DEAL_DEFAULT_KIND": settings.hubspot_deal_default_kind,
+            "HUBSPOT_DEAL_EXCLUDED_TYPES": settings.hubspot_deal_excluded_types,
+            "HUBSPOT_COMPANY_CURRENCY": settings.hubspot_company_currency,
+        }

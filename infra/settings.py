@@ -7,11 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.currencies import ISO_4217_CODES
+from shared.outcomes.models import OutcomeKind
 from shared.timezones import portal_zone
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+# Comma-separated HubSpot internal values (pipeline ids, deal stage ids, dealtype options).
+_INTERNAL_VALUES = re.compile(r"^([A-Za-z0-9_.:-]{1,100}(,[A-Za-z0-9_.:-]{1,100})*)?$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,19 @@ class UpswingSettings:
     # The task custom property carrying the play id, once `upswing hubspot create-property` made it
     # (then lookups use EQ on it, the body marker as fallback); None: the body marker only.
     hubspot_play_id_property: str | None = None
+    # Closed-won deals read back as outcomes (needs crm.objects.deals.read, crm.objects.companies.read).
+    hubspot_read_deals: bool = True
+    # Comma-separated deal stage ids meaning closed-won ("" = HubSpot's hs_is_closed_won).
+    hubspot_deal_closed_won_stages: str = ""
+    # Comma-separated pipeline ids whose deals are read ("" = every pipeline).
+    hubspot_deal_pipelines: str = ""
+    # A deal property naming the outcome kind; deals without a value take hubspot_deal_default_kind.
+    hubspot_deal_kind_property: str | None = None
+    hubspot_deal_default_kind: str = "plan_upgrade"
+    # Comma-separated dealtype values that are not expansions ("" = none).
+    hubspot_deal_excluded_types: str = "newbusiness"
+    # The portal's company currency (deals without deal_currency_code are in it).
+    hubspot_company_currency: str = "USD"
     # The verified SES identity play emails come from.
     sender_email: str = "upswing@example.com"
 
@@ -57,9 +74,35 @@ class UpswingSettings:
                 f"hubspot_play_id_property {self.hubspot_play_id_property!r} is not a HubSpot property name "
                 "(lower-case letters, digits and _, starting with a letter), e.g. upswing_play_id"
             )
+        self._check_deal_settings()
         for name in ("api_rate_limit", "api_burst_limit", "retention_days", "hubspot_requests_per_10s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
+
+    def _check_deal_settings(self) -> None:
+        for name in (
+            "hubspot_deal_closed_won_stages",
+            "hubspot_deal_pipelines",
+            "hubspot_deal_excluded_types",
+        ):
+            if not _INTERNAL_VALUES.match(getattr(self, name)):
+                raise ValueError(
+                    f"{name} {getattr(self, name)!r} must be comma-separated HubSpot internal values "
+                    "(ids like closedwon or 1234567, no spaces)"
+                )
+        if self.hubspot_deal_kind_property and not _PROPERTY_NAME.match(self.hubspot_deal_kind_property):
+            raise ValueError(
+                f"hubspot_deal_kind_property {self.hubspot_deal_kind_property!r} is not a HubSpot "
+                "property name (lower-case letters, digits and _, starting with a letter)"
+            )
+        kinds = [kind.value for kind in OutcomeKind]
+        if self.hubspot_deal_default_kind not in kinds:
+            raise ValueError(f"hubspot_deal_default_kind must be one of {', '.join(kinds)}")
+        if self.hubspot_company_currency not in ISO_4217_CODES:
+            raise ValueError(
+                f"hubspot_company_currency {self.hubspot_company_currency!r} is not an ISO 4217 "
+                "currency code, e.g. USD"
+            )
 
     @property
     def is_prod(self) -> bool:
@@ -89,6 +132,23 @@ class UpswingSettings:
             hubspot_due_hour=_as_int(get("hubspot_due_hour"), defaults.hubspot_due_hour),
             hubspot_play_id_property=(
                 str(get("hubspot_play_id_property")) if get("hubspot_play_id_property") else None
+            ),
+            hubspot_read_deals=str(get("hubspot_read_deals") or "true").lower() == "true",
+            hubspot_deal_closed_won_stages=str(get("hubspot_deal_closed_won_stages") or ""),
+            hubspot_deal_pipelines=str(get("hubspot_deal_pipelines") or ""),
+            hubspot_deal_kind_property=(
+                str(get("hubspot_deal_kind_property")) if get("hubspot_deal_kind_property") else None
+            ),
+            hubspot_deal_default_kind=str(
+                get("hubspot_deal_default_kind") or defaults.hubspot_deal_default_kind
+            ),
+            hubspot_deal_excluded_types=str(
+                defaults.hubspot_deal_excluded_types
+                if get("hubspot_deal_excluded_types") is None
+                else get("hubspot_deal_excluded_types")
+            ),
+            hubspot_company_currency=str(
+                get("hubspot_company_currency") or defaults.hubspot_company_currency
             ),
             sender_email=str(get("sender_email") or defaults.sender_email),
         )

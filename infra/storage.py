@@ -47,6 +47,8 @@ def _table(scope: Construct, spec: TableSpec, deletion_protection: bool) -> dyna
             index_name=index.name,
             partition_key=dynamodb.Attribute(name=index.partition_key, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=index.sort_key, type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
+            projection_type=(
+                dynamodb.ProjectionType.KEYS_ONLY if index.keys_only else dynamodb.ProjectionType.ALL
+            ),
         )
     return table

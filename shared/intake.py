@@ -30,6 +30,7 @@ PARALLEL_WRITES = 16
 class Channel(StrEnum):
     HTTPS = "https"
     EVENTBRIDGE = "eventbridge"
+    HUBSPOT = "hubspot"  # outcomes the HubSpot read-back made of closed-won deals
 
 
 class Status(StrEnum):

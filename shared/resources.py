@@ -18,11 +18,12 @@ class StreamView(StrEnum):
 
 @dataclass(frozen=True)
 class IndexSpec:
-    """A global secondary index (string keys, every attribute projected)."""
+    """A global secondary index (string keys; every attribute projected, or only the keys)."""
 
     name: str
     partition_key: str
     sort_key: str
+    keys_only: bool = False  # a lookup index: the table's keys are all a reader needs
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,15 @@ COUNTERS_TABLE = TableSpec(
     stream=StreamView.NEW_AND_OLD_IMAGES,
 )
 
-# Account profiles (segment, plan, owners, flags) written by PUT /v1/accounts/{account_id}.
-ACCOUNTS_TABLE = TableSpec(construct_id="Accounts", env_var="ACCOUNTS_TABLE", partition_key="pk")
+# Account profiles (segment, plan, owners, flags) written by PUT /v1/accounts/{account_id}. A
+# profile naming a HubSpot company carries its id as `hubspot_company_id`, in the sparse keys-only
+# `hubspot_company` index: HubSpot company id → account ids, for the deal read-back.
+ACCOUNTS_COMPANY_INDEX = IndexSpec(
+    name="hubspot_company", partition_key="hubspot_company_id", sort_key="pk", keys_only=True
+)
+ACCOUNTS_TABLE = TableSpec(
+    construct_id="Accounts", env_var="ACCOUNTS_TABLE", partition_key="pk", indexes=(ACCOUNTS_COMPANY_INDEX,)
+)
 
 # Small configuration items: producer key hashes and the kind each metric name is registered as.
 REGISTRY_TABLE = TableSpec(construct_id="Registry", env_var="REGISTRY_TABLE", partition_key="pk")

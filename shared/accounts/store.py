@@ -3,6 +3,11 @@
 Every write records who made it and which fields it changed (`StoredAccount.changes`). The item
 carries a revision number, so two concurrent writers never lose each other's audit entry: the
 second one's conditional put fails, re-reads and tries again.
+
+A profile that names a HubSpot company also carries the id as a top-level `hubspot_company_id`,
+written by the same put as the profile: the keys-only `hubspot_company` index (ACCOUNTS_COMPANY_INDEX)
+answers "which accounts is this company?" for the deal read-back with a Query, never a scan. A put
+without the company drops the attribute, and the index entry with it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared.accounts.models import MAX_CHANGES_KEPT, AccountProfile, ProfileChange, StoredAccount, Writer
+from shared.resources import ACCOUNTS_COMPANY_INDEX
 from shared.storage.dynamo import is_conditional_failure
 
 _ATTEMPTS = 3
@@ -56,16 +62,15 @@ class AccountStore:
             # No revision yet: a new account, or one written before audit existed.
             else {"ConditionExpression": "attribute_not_exists(revision)"}
         )
+        item = {
+            "pk": {"S": account_id},
+            "profile": {"S": stored.model_dump_json()},
+            "revision": {"N": str(revision_read + 1)},
+        }
+        if stored.hubspot.company_id:
+            item[ACCOUNTS_COMPANY_INDEX.partition_key] = {"S": stored.hubspot.company_id}
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={
-                    "pk": {"S": account_id},
-                    "profile": {"S": stored.model_dump_json()},
-                    "revision": {"N": str(revision_read + 1)},
-                },
-                **guard,
-            )
+            self._client.put_item(TableName=self._table, Item=item, **guard)
         except ClientError as error:
             if is_conditional_failure(error):
                 return False
@@ -77,6 +82,25 @@ class AccountStore:
         if not item:
             return None
         return StoredAccount.model_validate_json(item["profile"]["S"])
+
+    def accounts_of_company(self, company_id: str) -> list[str]:
+        """The ids of the accounts whose profile names this HubSpot company (usually one; none when no
+        profile does). One Query of the keys-only index: 0.5 read unit, eventually consistent, so a
+        profile written in the last second may not be found yet."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": ACCOUNTS_COMPANY_INDEX.name,
+            "KeyConditionExpression": "#company = :company",
+            "ExpressionAttributeNames": {"#company": ACCOUNTS_COMPANY_INDEX.partition_key},
+            "ExpressionAttributeValues": {":company": {"S": company_id}},
+        }
+        found: list[str] = []
+        while True:
+            page = self._client.query(**request)
+            found.extend(item["pk"]["S"] for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return sorted(found)
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _next_version(

@@ -70,6 +70,20 @@ READBACK_PROPERTIES = (
 SEARCH_PAGE_LIMIT = 200  # results per search page
 SEARCH_RESULT_LIMIT = 10_000  # results one search query can page through (`after` stops there)
 BATCH_READ_LIMIT = 100  # inputs per batch read
+# Reading closed-won deals back (shared/readback/deals.py): what a deal search asks for.
+DEAL_READBACK_PROPERTIES = (
+    "amount",
+    "deal_currency_code",
+    "closedate",
+    "pipeline",
+    "dealstage",
+    "dealtype",
+    "hs_is_closed_won",
+    "hs_lastmodifieddate",
+)
+ASSOCIATIONS_READ_LIMIT = 1000  # ids per associations batch read (HubSpot's limit since 2025-02-10)
+# deal → company, the "Primary" label (HUBSPOT_DEFINED); 341 is the unlabelled deal → company type.
+PRIMARY_COMPANY_ASSOCIATION_TYPE = 5
 # How long after a creation HubSpot's search surely finds the task. HubSpot documents no figure and
 # a lag of a few seconds is what is seen; the margin costs only a later lookup of a lost attempt.
 SEARCH_INDEX_LAG = timedelta(seconds=30)
@@ -92,6 +106,8 @@ class HubSpotSettings:
 
     base_url: str = "https://api.hubapi.com"
     tasks_path: str = "/crm/v3/objects/tasks"  # configurable: date-versioned paths exist
+    deals_path: str = "/crm/v3/objects/deals"
+    associations_path: str = "/crm/v4/associations"
     company_association_type: int = 192
     contact_association_type: int = 204
     deal_association_type: int = 216
@@ -218,6 +234,26 @@ class TaskPage:
     after: str | None
 
 
+@dataclass(frozen=True)
+class DealSearch:
+    """Which deals a closed-won search returns: HubSpot's own `hs_is_closed_won`, or (when the portal's
+    closed-won stages are named) `dealstage` IN those stage ids (stage ids are unique across pipelines,
+    so one list serves every pipeline); optionally only some pipelines. `properties`: more deal
+    properties to read (the one naming the outcome kind)."""
+
+    closed_won_stages: tuple[str, ...] = ()
+    pipelines: tuple[str, ...] = ()
+    properties: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DealCompany:
+    """A company a deal is associated with; `primary`: the association carries the Primary label."""
+
+    company_id: str
+    primary: bool
+
+
 class SearchPacer(Protocol):
     """Grants search requests under HubSpot's per-account search limit (a local Pacer, or one shared
     by every sender: shared/delivery/shared_pacer.py). Raises PacingDeadlineExceeded."""
@@ -298,6 +334,55 @@ class HubSpotClient:
         results = [result for result in document.get("results") or [] if isinstance(result, dict)]
         next_after = ((document.get("paging") or {}).get("next") or {}).get("after")
         return TaskPage(tuple(results), str(next_after) if next_after else None)
+
+    def search_closed_won_deals(
+        self, since_ms: int, after: str | None, deadline: float, search: DealSearch
+    ) -> TaskPage:
+        """One page of the closed-won deals modified at or after `since_ms` (hs_lastmodifieddate, epoch
+        ms), oldest change first: a search, so paced by the shared search pacer like the task search."""
+        body = closed_won_deals_request(since_ms, after, search)
+        call = _Call("search_closed_won_deals", "", f"{self._settings.deals_path}/search", body)
+        document = self._call(call, deadline, search=True)
+        results = [result for result in document.get("results") or [] if isinstance(result, dict)]
+        next_after = ((document.get("paging") or {}).get("next") or {}).get("after")
+        return TaskPage(tuple(results), str(next_after) if next_after else None)
+
+    def deal_companies(self, deal_ids: list[str], deadline: float) -> dict[str, tuple[DealCompany, ...]]:
+        """The companies of each deal (at most 1,000 deals): one associations batch read (v4), not a
+        search. A deal without a company is absent (HubSpot answers 207 with an error for it, or 404
+        when no deal has one); only the first page of a deal's companies is read (500 by default)."""
+        if not 0 < len(deal_ids) <= ASSOCIATIONS_READ_LIMIT:
+            raise ValueError(
+                f"read 1 to {ASSOCIATIONS_READ_LIMIT} deals' companies at a time, not {len(deal_ids)}"
+            )
+        path = f"{self._settings.associations_path}/deals/companies/batch/read"
+        body = {"inputs": [{"id": deal_id} for deal_id in deal_ids]}
+        try:
+            document = self._call(_Call("deal_companies", "", path, body), deadline)
+        except HubSpotRejected as rejected:
+            if rejected.status == 404:
+                return {}
+            raise
+        found: dict[str, tuple[DealCompany, ...]] = {}
+        for result in document.get("results") or []:
+            if not isinstance(result, dict) or not isinstance(result.get("from"), dict):
+                continue
+            companies = tuple(
+                DealCompany(
+                    company_id=str(target["toObjectId"]),
+                    primary=any(
+                        kind.get("typeId") == PRIMARY_COMPANY_ASSOCIATION_TYPE
+                        and kind.get("category") == "HUBSPOT_DEFINED"
+                        for kind in target.get("associationTypes") or []
+                        if isinstance(kind, dict)
+                    ),
+                )
+                for target in result.get("to") or []
+                if isinstance(target, dict) and target.get("toObjectId") is not None
+            )
+            if companies:
+                found[str(result["from"].get("id"))] = companies
+        return found
 
     def read_tasks(self, task_ids: list[str], deadline: float, *, archived: bool = False) -> dict[str, Any]:
         """The tasks HubSpot still has among `task_ids` (at most 100), by id: a batch read (not a
@@ -540,6 +625,30 @@ def modified_tasks_request(since_ms: int, after: str | None, play_id_property: s
         ],
         "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
         "properties": properties,
+        "limit": SEARCH_PAGE_LIMIT,
+    }
+    if after:
+        body["after"] = after
+    return body
+
+
+def closed_won_deals_request(since_ms: int, after: str | None, search: DealSearch) -> dict[str, Any]:
+    """The body of POST {deals_path}/search for the closed-won deals changed since a watermark: one
+    filter group (modified GTE the watermark, closed-won, the pipelines), oldest change first."""
+    filters: list[dict[str, Any]] = [
+        {"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": str(since_ms)}
+    ]
+    if search.closed_won_stages:
+        stages = list(search.closed_won_stages)
+        filters.append({"propertyName": "dealstage", "operator": "IN", "values": stages})
+    else:
+        filters.append({"propertyName": "hs_is_closed_won", "operator": "EQ", "value": "true"})
+    if search.pipelines:
+        filters.append({"propertyName": "pipeline", "operator": "IN", "values": list(search.pipelines)})
+    body: dict[str, Any] = {
+        "filterGroups": [{"filters": filters}],
+        "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+        "properties": list(dict.fromkeys([*DEAL_READBACK_PROPERTIES, *search.properties])),
         "limit": SEARCH_PAGE_LIMIT,
     }
     if after:

@@ -5,13 +5,14 @@ task in the plays table, under the `hubspot#tasks` partition: task id → accoun
 task looked like when last seen). The poller (functions/hubspot_poller) then:
 
 1. *Changes.* Searches the tasks modified since the watermark (HubSpot's own hs_lastmodifieddate,
-   epoch ms, GTE, oldest first, 200 a page, paged with `after`). Each result is looked up in the
-   registry (a batch get per page): a task that is not there is not Upswing's and is ignored. For
-   one that is, the differences from what was last seen become facts on the play (`worked`,
-   `task_deleted`, `reassigned`, `due_moved`), written only when newer than what the play holds,
-   then the registry entry is brought up to date. Only once a whole page is recorded does the
-   watermark move (to the page's last modification): a page that fails mid-way leaves it where it
-   was, and the next run reads the page again — harmlessly, since recorded changes are skipped.
+   epoch ms, GTE, oldest first, 200 a page, paged with `after`: shared/readback/watermark.py, shared
+   with the deal read-back). Each result is looked up in the registry (a batch get per page): a task
+   that is not there is not Upswing's and is ignored. For one that is, the differences from what was
+   last seen become facts on the play (`worked`, `task_deleted`, `reassigned`, `due_moved`), written
+   only when newer than what the play holds, then the registry entry is brought up to date. Only
+   once a whole page is recorded does the watermark move (to the page's last modification): a page
+   that fails mid-way leaves it where it was, and the next run reads the page again — harmlessly,
+   since recorded changes are skipped.
 2. *Overlap.* Each run searches from the watermark minus `OVERLAP` (2 minutes): a task modified
    just before the watermark but indexed by HubSpot's search a few seconds late is still found. The
    watermark is HubSpot's clock, not ours, so our clock's skew never moves it; what is read twice
@@ -37,18 +38,26 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.delivery.hubspot import BATCH_READ_LIMIT, SEARCH_RESULT_LIMIT, HubSpotClient
+from shared.delivery.hubspot import BATCH_READ_LIMIT, HubSpotClient
 from shared.observability import logger
+from shared.readback.watermark import (
+    OVERLAP,
+    PollerState,
+    PollerStateStore,
+    epoch_ms,
+    modified_ms,
+    read_changes,
+)
+from shared.readback.watermark import TASKS_STATE_KEY as POLLER_STATE_KEY
+from shared.readback.watermark import iso_ms as _iso_ms
+from shared.readback.watermark import stamp as _stamp
 from shared.routing.ledger import PlayLedger, TaskFacts, TaskStatus
 from shared.storage.dynamo import deserialize, is_conditional_failure, serialize
 
+__all__ = ["POLLER_STATE_KEY", "PollerStateStore", "TaskEntry", "TaskPoller", "TaskRegistry", "epoch_ms"]
+
 TASKS_PARTITION = "hubspot#tasks"
 TASK_PREFIX = "task#"
-POLLER_STATE_KEY = {"pk": {"S": "hubspot#poller"}, "sk": {"S": "state"}}
-# Re-read this much before the watermark: HubSpot's search shows a change a few seconds late.
-OVERLAP = timedelta(minutes=2)
-# Where a first run starts: changes older than this are not read back.
-FIRST_LOOK_BACK = timedelta(hours=1)
 SWEEP_SLICE = 100  # registry entries looked at per run for deletions (one batch read at most)
 COMPLETED = "COMPLETED"
 
@@ -81,14 +90,13 @@ class TaskSnapshot:
     @classmethod
     def from_hubspot(cls, result: dict[str, Any]) -> TaskSnapshot:
         properties = result.get("properties") or {}
-        modified = properties.get("hs_lastmodifieddate") or result.get("updatedAt")
         return cls(
             task_id=str(result["id"]),
             status=str(properties.get("hs_task_status") or ""),
             owner_id=properties.get("hubspot_owner_id") or None,
             due=_iso(properties.get("hs_timestamp")),
             completed_at=_iso(properties.get("hs_task_completion_date")),
-            modified_ms=epoch_ms(modified) if modified else 0,
+            modified_ms=modified_ms(result),
         )
 
 
@@ -215,42 +223,6 @@ class TaskRegistry:
 
 
 @dataclass
-class PollerState:
-    watermark_ms: int
-    sweep_after: str | None = None
-
-
-class PollerStateStore:
-    def __init__(self, client: Any, table: str) -> None:
-        self._client = client
-        self._table = table
-
-    def load(self, now: datetime) -> PollerState:
-        item = self._client.get_item(TableName=self._table, Key=POLLER_STATE_KEY, ConsistentRead=True).get(
-            "Item"
-        )
-        if not item:
-            return PollerState(watermark_ms=epoch_ms(_stamp(now - FIRST_LOOK_BACK)))
-        state = deserialize(item)
-        return PollerState(int(state["watermark_ms"]), state.get("sweep_after") or None)
-
-    def save(self, state: PollerState, at: datetime) -> None:
-        """Store the watermark (never backwards: a slower concurrent run cannot undo a faster one's)."""
-        values = serialize({":w": state.watermark_ms, ":at": _stamp(at), ":sweep": state.sweep_after or ""})
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=POLLER_STATE_KEY,
-                UpdateExpression="SET watermark_ms = :w, updated_at = :at, sweep_after = :sweep",
-                ConditionExpression="attribute_not_exists(watermark_ms) OR watermark_ms <= :w",
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if not is_conditional_failure(error):
-                raise
-
-
-@dataclass
 class PollReport:
     pages: int = 0
     seen: int = 0  # tasks in the search results
@@ -295,29 +267,17 @@ class TaskPoller:
     def _read_changes(
         self, state: PollerState, report: PollReport, deadline: float, time_left: Callable[[], bool]
     ) -> None:
-        overlap_ms = int(self.overlap.total_seconds() * 1000)
-        since = state.watermark_ms - overlap_ms
-        after: str | None = None
-        while True:
-            if not time_left():
-                report.stopped_early = True
-                return
-            page = self.client.search_modified_tasks(since, after, deadline)
-            report.pages += 1
-            self._record_page(page.results, report)
-            if page.results:
-                newest = max(TaskSnapshot.from_hubspot(result).modified_ms for result in page.results)
-                if newest > state.watermark_ms:
-                    state.watermark_ms = newest
-                    self.state.save(state, self.wall_clock())
-                    report.watermark_ms = newest
-            if page.after is None:
-                return
-            if int(page.after) >= SEARCH_RESULT_LIMIT:
-                # HubSpot pages no further than 10,000 results: a new query from where we are.
-                since, after = state.watermark_ms - overlap_ms, None
-                continue
-            after = page.after
+        read = read_changes(
+            state,
+            search=lambda since, after: self.client.search_modified_tasks(since, after, deadline),
+            record=lambda results: self._record_page(results, report),
+            save=lambda moved: self.state.save(moved, self.wall_clock()),
+            overlap=self.overlap,
+            time_left=time_left,
+        )
+        report.pages += read.pages
+        report.watermark_ms = read.watermark_ms
+        report.stopped_early = report.stopped_early or read.stopped_early
 
     def _record_page(self, results: Iterable[dict[str, Any]], report: PollReport) -> None:
         snapshots = [TaskSnapshot.from_hubspot(result) for result in results]
@@ -415,27 +375,8 @@ def _entry(item: dict[str, Any]) -> TaskEntry:
     )
 
 
-def epoch_ms(value: str | int) -> int:
-    """HubSpot's instants: epoch milliseconds (as a number or digits) or ISO 8601 in UTC."""
-    text = str(value).strip()
-    if text.isdigit():
-        return int(text)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
 def _iso(value: Any) -> str | None:
     """An instant as ISO 8601 UTC with milliseconds (HubSpot may answer epoch ms for a date)."""
     if value in (None, ""):
         return None
     return _iso_ms(epoch_ms(value))
-
-
-def _iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

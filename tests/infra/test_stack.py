@@ -19,6 +19,7 @@ from infra.settings import UpswingSettings
 from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
 from shared.openapi import openapi_document
 from shared.resources import (
+    ACCOUNTS_COMPANY_INDEX,
     ACCOUNTS_TABLE,
     BUS_INGEST_QUEUE,
     COUNTERS_TABLE,
@@ -206,7 +207,11 @@ def test_given_a_table_spec_when_synthesized_then_keys_and_ttl_come_from_the_spe
         (index["IndexName"], [key["AttributeName"] for key in index["KeySchema"]], index["Projection"])
         for index in table.get("GlobalSecondaryIndexes", [])
     ] == [
-        (index.name, [index.partition_key, index.sort_key], {"ProjectionType": "ALL"})
+        (
+            index.name,
+            [index.partition_key, index.sort_key],
+            {"ProjectionType": "KEYS_ONLY" if index.keys_only else "ALL"},
+        )
         for index in spec.indexes
     ]
     if spec.ttl_attribute:
@@ -391,7 +396,7 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         (SCHEDULER_HANDLER, [PLAYS_TABLE, ACCOUNTS_TABLE, COUNTERS_TABLE, FIRINGS_TABLE]),
         (HUBSPOT_SENDER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE]),
         (EMAIL_SENDER_HANDLER, [DELIVERIES_TABLE]),
-        (HUBSPOT_POLLER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE]),
+        (HUBSPOT_POLLER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE, ACCOUNTS_TABLE, OUTCOMES_TABLE]),
     ],
 )
 def test_given_a_function_then_its_table_env_vars_name_the_tables_of_the_same_spec(
@@ -465,7 +470,7 @@ def test_given_the_api_function_then_it_gets_exactly_the_item_actions_it_perform
     }
 
 
-def test_given_the_outcomes_table_then_only_the_two_intakes_write_it_and_only_by_putting_items(
+def test_given_the_outcomes_table_then_only_the_intakes_write_it_and_only_by_putting_items(
     template: dict[str, Any],
 ) -> None:
     outcomes = table_id(template, OUTCOMES_TABLE)
@@ -479,6 +484,7 @@ def test_given_the_outcomes_table_then_only_the_two_intakes_write_it_and_only_by
     assert {handler: actions for handler, actions in access.items() if actions} == {
         API_HANDLER: {"dynamodb:PutItem", "dynamodb:Query"},  # Query: GET .../outcomes reads them
         BUS_INGEST_HANDLER: {"dynamodb:PutItem"},
+        HUBSPOT_POLLER_HANDLER: {"dynamodb:PutItem"},  # closed-won deals, through the same intake
     }
     # No stream: no consumer can mistake an outcome for a usage event.
     assert "StreamSpecification" not in template["Resources"][outcomes]["Properties"]
@@ -825,6 +831,12 @@ def test_given_the_hubspot_poller_then_it_runs_every_five_minutes_with_least_pri
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
     }
+    # Deals: the company index only (never the profiles themselves), and the outcome's put
+    accounts = table_id(template, ACCOUNTS_TABLE)
+    (index_query,) = [s for s in statements if accounts in referenced_ids(s["Resource"])]
+    assert index_query["Action"] == "dynamodb:Query"
+    assert f"/index/{ACCOUNTS_COMPANY_INDEX.name}" in json.dumps(index_query["Resource"])
+    assert allowed_actions(statements, table_id(template, OUTCOMES_TABLE)) == {"dynamodb:PutItem"}
     alarmed = [
         a["Properties"]
         for a in of_type(template, "AWS::CloudWatch::Alarm").values()

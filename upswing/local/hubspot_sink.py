@@ -18,7 +18,18 @@ refused with HubSpot's 400, and refused requests count in the rate window too.
 
 Every request is recorded (time, method, path, JSON body, the status answered) as a line of a JSONL
 file, truncated at start(), and served back at GET /__sink/requests, so a demo or a benchmark can
-show what HubSpot would have received. For tests and benchmarks it can misbehave on purpose:
+show what HubSpot would have received.
+
+Deals, for the read-back of closed-won deals: POST {deals_path} creates one (with associations to
+known companies, HUBSPOT_DEFINED type 5 for the Primary company, 341 otherwise), POST
+{deals_path}/search searches them like tasks (IN and NOT_IN too; `hs_is_closed_won` is "true" when
+the stage is one of `closed_won_stages`), GET / PATCH {deals_path}/{id} read and update one, and POST
+/crm/v4/associations/deals/companies/batch/read answers each deal's companies (207 with an error for
+deals without one). A test or the demo creates and closes deals as a salesperson would with
+`create_deal()` / `close_deal()`, or POST /__sink/deals ({"properties": ..., "companies": [...]})
+and POST /__sink/deals/{id}/close ({"amount": ...} optional).
+
+For tests and benchmarks it can misbehave on purpose:
 `fail_next` answers the next task creations with a chosen error, `rate_limit` answers 429 like
 HubSpot's ten-secondly limit, and `search_lag_seconds` hides new tasks from search for a while, as
 HubSpot's search index does.
@@ -45,6 +56,29 @@ from urllib.parse import urlsplit
 REQUESTS_PATH = "/__sink/requests"
 RECORDS_PATH = "/__sink/records"
 SINK_TASKS_PATH = "/__sink/tasks/"  # POST /__sink/tasks/{id}/complete
+SINK_DEALS_PATH = "/__sink/deals"  # POST: create a deal; POST /__sink/deals/{id}/close: close it won
+DEALS_PATH = "/crm/v3/objects/deals"
+DEAL_COMPANIES_PATH = "/crm/v4/associations/deals/companies/batch/read"
+# HubSpot's deal properties a client may set (a subset), and the default pipeline's closed-won stage.
+DEAL_PROPERTIES = frozenset(
+    {
+        "dealname",
+        "amount",
+        "deal_currency_code",
+        "closedate",
+        "pipeline",
+        "dealstage",
+        "dealtype",
+        "hubspot_owner_id",
+        "description",
+    }
+)
+CLOSED_WON = "closedwon"
+_DEAL_READ_ONLY_PROPERTIES = frozenset(
+    {"createdate", "hs_lastmodifieddate", "hs_object_id", "hs_is_closed_won"}
+)
+_PRIMARY_COMPANY = 5  # deal → company, Primary (HUBSPOT_DEFINED)
+_DEAL_COMPANY = 341  # deal → company, unlabelled
 PROPERTIES_PATH = "/crm/v3/properties/tasks"
 RATE_LIMIT_WINDOW_SECONDS = 10.0
 # HubSpot's own task properties (the ones a client may set; a subset of what HubSpot has).
@@ -81,7 +115,14 @@ _READ_ONLY_PROPERTIES = frozenset({"hs_createdate", "hs_lastmodifieddate", "hs_o
 _SEARCH_LIMIT_MAX = 200
 _BATCH_READ_MAX = 100
 _DATE_PROPERTIES = frozenset(
-    {"hs_createdate", "hs_lastmodifieddate", "hs_timestamp", "hs_task_completion_date"}
+    {
+        "hs_createdate",
+        "hs_lastmodifieddate",
+        "hs_timestamp",
+        "hs_task_completion_date",
+        "createdate",
+        "closedate",
+    }
 )
 _SHUTDOWN_POLL_SECONDS = 0.05  # how soon stop() returns (the default, 0.5 s, adds up in tests)
 _ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
@@ -109,6 +150,8 @@ class HubSpotSink:
         companies: Iterable[str] = (),
         contacts: Iterable[str] = (),
         deals: Iterable[str] = (),
+        closed_won_stages: Iterable[str] = (CLOSED_WON,),
+        deal_properties: Iterable[str] = (),
     ) -> None:
         sink = self
 
@@ -136,6 +179,9 @@ class HubSpotSink:
         self._custom_properties: dict[str, dict[str, Any]] = {}
         self.register(owners=owners, companies=companies, contacts=contacts, deals=deals)
         self._tasks: dict[str, _Task] = {}
+        self._deals: dict[str, _Task] = {}
+        self._closed_won_stages = frozenset(closed_won_stages)
+        self._deal_properties = DEAL_PROPERTIES | frozenset(deal_properties)  # + custom ones (the kind)
         self._last_stamp_ms = 0
         self._next_id = 1
         self._faults: deque[_Fault] = deque()
@@ -254,6 +300,9 @@ class HubSpotSink:
             )
             _reply(request, _Answer(200, {"registered": True}))
             return
+        if path.startswith(SINK_DEALS_PATH) and request.command == "POST":
+            _reply(request, self._sink_deal_route(path, body))
+            return
         completing = re.fullmatch(re.escape(SINK_TASKS_PATH) + r"(\d+)/complete", path)
         if completing and request.command == "POST":
             owner = body.get("owner_id") if isinstance(body, dict) else None
@@ -285,6 +334,8 @@ class HubSpotSink:
             return self._update(path.removeprefix(f"{self.tasks_path}/"), body)
         if method == "DELETE" and path.startswith(f"{self.tasks_path}/"):
             return self._archive(path.removeprefix(f"{self.tasks_path}/"))
+        if path.startswith(DEALS_PATH) or path == DEAL_COMPANIES_PATH:
+            return self._deal_route(method, path, body)
         return _error(404, f"No route for {method} {path}.")
 
     def _create(self, body: Any) -> _Answer:
@@ -388,12 +439,13 @@ class HubSpotSink:
         }
         return _error(400, "One or more associations are invalid", context)
 
-    def _search(self, body: Any) -> _Answer:
+    def _search(self, body: Any, *, deals: bool = False) -> _Answer:
         query = body if isinstance(body, dict) else {}
+        known = self._known_deal_property if deals else self._known_property
         for group in query.get("filterGroups") or []:
             for condition in group.get("filters") or []:
                 name = str(condition.get("propertyName"))
-                if not self._known_property(name):
+                if not known(name):
                     return _error(
                         400, f"There was a problem with the request: property {name} does not exist."
                     )
@@ -401,7 +453,7 @@ class HubSpotSink:
         if not isinstance(limit, int) or not 0 < limit <= _SEARCH_LIMIT_MAX:
             return _error(400, f"limit must be between 1 and {_SEARCH_LIMIT_MAX}.")
         try:
-            matches = self._matching(query.get("filterGroups") or [])
+            matches = self._matching(query.get("filterGroups") or [], self._deals if deals else None)
             offset = int(query.get("after") or 0)
         except ValueError as problem:
             return _error(400, str(problem))
@@ -423,13 +475,13 @@ class HubSpotSink:
             document["paging"] = {"next": {"after": str(offset + limit)}}
         return _Answer(200, document)
 
-    def _matching(self, groups: list[dict[str, Any]]) -> list[_Task]:
+    def _matching(self, groups: list[dict[str, Any]], records: dict[str, _Task] | None = None) -> list[_Task]:
         """Filter groups are ORed, the filters within a group ANDed, as in HubSpot's search."""
         visible_before = self._clock() - self._search_lag
         with self._lock:
             tasks = [
                 task
-                for task in self._tasks.values()
+                for task in (self._tasks if records is None else records).values()
                 if task.created <= visible_before and not task.archived_at
             ]
         if not groups:
@@ -516,6 +568,190 @@ class HubSpotSink:
             .replace("+00:00", "Z")
         )
 
+    # ── deals (the read-back of closed-won deals) ──────────────────────────────────────────────
+
+    def create_deal(
+        self, properties: dict[str, Any], companies: Iterable[str] = (), primary: str | None = None
+    ) -> dict[str, Any]:
+        """Create a deal as a salesperson would (no token, not recorded), associated with `companies`
+        (registered as known); `primary`: the company labelled Primary (the first one by default)."""
+        company_ids = [str(company) for company in companies]
+        self.register(companies=company_ids)
+        chosen = primary if primary is not None else (company_ids[0] if company_ids else None)
+        associations = [
+            {
+                "to": {"id": company},
+                "types": [
+                    {
+                        "associationCategory": "HUBSPOT_DEFINED",
+                        "associationTypeId": _PRIMARY_COMPANY if company == chosen else _DEAL_COMPANY,
+                    }
+                ],
+            }
+            for company in company_ids
+        ]
+        answer = self._create_deal({"properties": properties, "associations": associations})
+        if answer.status != 201:
+            raise ValueError(f"the sink refused the deal: {answer.document}")
+        return dict(answer.document)
+
+    def close_deal(self, deal_id: str, amount: Any = None, stage: str = CLOSED_WON) -> dict[str, Any] | None:
+        """Move a deal to a closed-won stage (closedate now unless it has one; `amount` if given).
+        The deal's document, or None when there is no such deal."""
+        properties: dict[str, Any] = {"dealstage": stage}
+        with self._lock:
+            deal = self._deals.get(deal_id)
+            if deal is not None and not deal.given.get("closedate"):
+                properties["closedate"] = _now_iso()
+        if amount is not None:
+            properties["amount"] = str(amount)
+        return self.update_deal(deal_id, properties)
+
+    def update_deal(self, deal_id: str, properties: dict[str, Any]) -> dict[str, Any] | None:
+        """Change a deal's properties as a person in HubSpot would (no token, not recorded)."""
+        answer = self._update_deal(deal_id, {"properties": properties})
+        return answer.document if answer.status == 200 else None
+
+    def deals(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [deal.document() for deal in self._deals.values()]
+
+    def _known_deal_property(self, name: str) -> bool:
+        return name in self._deal_properties or name in _DEAL_READ_ONLY_PROPERTIES
+
+    def _sink_deal_route(self, path: str, body: Any) -> _Answer:
+        document = body if isinstance(body, dict) else {}
+        if path == SINK_DEALS_PATH:
+            try:
+                return _Answer(
+                    201,
+                    self.create_deal(document.get("properties") or {}, document.get("companies") or ()),
+                )
+            except ValueError as refused:
+                return _error(400, str(refused))
+        closing = re.fullmatch(re.escape(SINK_DEALS_PATH) + r"/(\d+)/close", path)
+        closed = self.close_deal(closing.group(1), document.get("amount")) if closing else None
+        return _Answer(200, closed) if closed else _error(404, "No such deal.")
+
+    def _deal_route(self, method: str, path: str, body: Any) -> _Answer:
+        if method == "POST" and path == DEALS_PATH:
+            return self._create_deal(body)
+        if method == "POST" and path == f"{DEALS_PATH}/search":
+            return self._search(body, deals=True)
+        if method == "POST" and path == DEAL_COMPANIES_PATH:
+            return self._deal_companies(body)
+        deal_id = path.removeprefix(f"{DEALS_PATH}/")
+        if method == "GET" and deal_id.isdigit():
+            with self._lock:
+                deal = self._deals.get(deal_id)
+            return _Answer(200, deal.document()) if deal else _error(404, "Object not found.")
+        if method == "PATCH" and deal_id.isdigit():
+            return self._update_deal(deal_id, body)
+        return _error(404, f"No route for {method} {path}.")
+
+    def _deal_problem(self, properties: Any) -> str | None:
+        if not isinstance(properties, dict):
+            return "Invalid input JSON: a JSON object with a properties object is required."
+        unknown = sorted(name for name in properties if name not in self._deal_properties)
+        if unknown:
+            return f'Property values were not valid: property "{unknown[0]}" does not exist'
+        closed = str(properties.get("closedate") or "")
+        if closed and not (closed.isdigit() or _ISO_TIMESTAMP.match(closed)):
+            return f"Property values were not valid: {closed!r} is not a valid datetime (closedate)."
+        return None
+
+    def _create_deal(self, body: Any) -> _Answer:
+        document = body if isinstance(body, dict) else {}
+        properties = document.get("properties")
+        problem = self._deal_problem(properties) or _association_problem(document.get("associations"))
+        if problem:
+            return _error(400, problem)
+        assert isinstance(properties, dict)
+        associations = document.get("associations") or []
+        with self._lock:
+            unknown = [
+                str(a["to"]["id"]) for a in associations if str(a["to"]["id"]) not in self._records["COMPANY"]
+            ]
+        if unknown:
+            return _error(400, "One or more associations are invalid", {"objectId": unknown})
+        with self._lock:
+            stamp = self._next_stamp()
+            deal = _Deal(
+                str(self._next_id),
+                {"pipeline": "default", **properties},
+                associations,
+                self._clock(),
+                created_at=stamp,
+                modified_at=stamp,
+                closed_won_stages=self._closed_won_stages,
+            )
+            self._next_id += 1
+            self._deals[deal.id] = deal
+        return _Answer(201, deal.document())
+
+    def _update_deal(self, deal_id: str, body: Any) -> _Answer:
+        properties = body.get("properties") if isinstance(body, dict) else None
+        problem = self._deal_problem(properties)
+        if problem:
+            return _error(400, problem)
+        assert isinstance(properties, dict)
+        with self._lock:
+            deal = self._deals.get(deal_id)
+            if deal is None:
+                return _error(404, "Object not found.  objectId are usually numeric.")
+            deal.given.update(properties)
+            deal.modified_at = self._next_stamp()
+            return _Answer(200, deal.document())
+
+    def _deal_companies(self, body: Any) -> _Answer:
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        if not isinstance(inputs, list) or not 0 < len(inputs) <= 1000:
+            return _error(400, "inputs must hold 1 to 1000 objects with an id.")
+        ids = [str(entry.get("id")) for entry in inputs if isinstance(entry, dict)]
+        results, missing = [], []
+        with self._lock:
+            for deal_id in ids:
+                deal = self._deals.get(deal_id)
+                if deal is None or not deal.associations:
+                    missing.append(deal_id)
+                    continue
+                results.append(
+                    {
+                        "from": {"id": deal_id},
+                        "to": [
+                            {
+                                "toObjectId": int(a["to"]["id"]),
+                                "associationTypes": [
+                                    {
+                                        "category": kind["associationCategory"],
+                                        "typeId": kind["associationTypeId"],
+                                        "label": "Primary"
+                                        if kind["associationTypeId"] == _PRIMARY_COMPANY
+                                        else None,
+                                    }
+                                    for kind in a["types"]
+                                ],
+                            }
+                            for a in deal.associations
+                        ],
+                    }
+                )
+        document: dict[str, Any] = {"status": "COMPLETE", "results": results}
+        if not missing:
+            return _Answer(200, document)
+        document["numErrors"] = len(missing)
+        document["errors"] = [
+            {
+                "status": "error",
+                "category": "OBJECT_NOT_FOUND",
+                "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                "message": f"No company is associated with deal {deal_id}.",
+                "context": {"fromObjectId": [deal_id]},
+            }
+            for deal_id in missing
+        ]
+        return _Answer(207, document)
+
     def _take_fault(self) -> _Fault | None:
         with self._lock:
             if not self._faults:
@@ -598,6 +834,31 @@ class _Task:
         return document
 
 
+@dataclass
+class _Deal(_Task):
+    """A deal: a record like a task, with HubSpot's deal bookkeeping (createdate, hs_is_closed_won)."""
+
+    closed_won_stages: frozenset[str] = frozenset({CLOSED_WON})
+
+    @property
+    def properties(self) -> dict[str, str]:
+        stored = {name: str(value) for name, value in self.given.items() if value is not None}
+        return {
+            **stored,
+            "createdate": self.created_at,
+            "hs_lastmodifieddate": self.modified_at or self.created_at,
+            "hs_object_id": self.id,
+            "hs_is_closed_won": "true" if self.given.get("dealstage") in self.closed_won_stages else "false",
+        }
+
+    def document(self, names: list[str] | None = None) -> dict[str, Any]:
+        document = super().document(None)
+        if names is not None:
+            wanted = {*names, "createdate", "hs_lastmodifieddate", "hs_object_id"}
+            document["properties"] = {k: v for k, v in self.properties.items() if k in wanted}
+        return document
+
+
 def _task_problem(body: Any) -> str | None:
     """What HubSpot would refuse in a task creation, or None."""
     if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
@@ -667,6 +928,10 @@ def _filter_matches(task: _Task, condition: dict[str, Any]) -> bool:
         return actual is not None and _contains_token(actual, expected)
     if operator == "HAS_PROPERTY":
         return actual not in (None, "")
+    if operator in ("IN", "NOT_IN"):
+        values = {str(value).lower() for value in condition.get("values") or []}
+        inside = actual is not None and actual.lower() in values
+        return inside if operator == "IN" else not inside
     if operator in _COMPARISONS:
         if actual is None:
             return False
@@ -676,7 +941,7 @@ def _filter_matches(task: _Task, condition: dict[str, Any]) -> bool:
         return _COMPARISONS[operator](_sort_key(actual), _sort_key(expected))
     raise ValueError(
         f"The sink does not support the {operator} operator "
-        "(EQ, CONTAINS_TOKEN, HAS_PROPERTY, GT, GTE, LT, LTE only)."
+        "(EQ, CONTAINS_TOKEN, HAS_PROPERTY, IN, NOT_IN, GT, GTE, LT, LTE only)."
     )
 
 
