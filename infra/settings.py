@@ -40,6 +40,8 @@ class UpswingSettings:
     hubspot_play_id_property: str | None = None
     # The verified SES identity play emails come from.
     sender_email: str = "upswing@example.com"
+    # How often the scheduler checks each HubSpot task of a play with auto_close (docs/rules.md).
+    auto_close_check_hours: int = 6
 
     def __post_init__(self) -> None:
         # The stage ends up in the stack name and the event bus name: keep it to safe characters.
@@ -56,6 +58,10 @@ class UpswingSettings:
             raise ValueError(
                 f"hubspot_play_id_property {self.hubspot_play_id_property!r} is not a HubSpot property name "
                 "(lower-case letters, digits and _, starting with a letter), e.g. upswing_play_id"
+            )
+        if not 1 <= self.auto_close_check_hours <= 168:
+            raise ValueError(
+                f"auto_close_check_hours must be 1-168 (an hour to a week), got {self.auto_close_check_hours}"
             )
         for name in ("api_rate_limit", "api_burst_limit", "retention_days", "hubspot_requests_per_10s"):
             if getattr(self, name) <= 0:
@@ -91,6 +97,7 @@ class UpswingSettings:
                 str(get("hubspot_play_id_property")) if get("hubspot_play_id_property") else None
             ),
             sender_email=str(get("sender_email") or defaults.sender_email),
+            auto_close_check_hours=_as_int(get("auto_close_check_hours"), defaults.auto_close_check_hours),
         )
 
 
