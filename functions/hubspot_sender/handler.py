@@ -167,16 +167,31 @@ class HubSpotSender:
                     task_id=message.task_id, status=TaskStatus.COMPLETED, modified_ms=closed.modified_ms
                 )
                 self.plays.record_task_change(message.account_id, message.play_id, facts)
-            self.plays.record_auto_close_result(message.account_id, message.play_id, closed.result.value, now)
+            try:
+                self.plays.record_auto_close_result(
+                    message.account_id, message.play_id, closed.result.value, now
+                )
+            except ClientError as error:
+                if not is_conditional_failure(error):
+                    raise  # the message is retried; every write here is idempotent
+                logger.warning(
+                    "the play of a closed task is not in the ledger", extra={"play_id": message.play_id}
+                )
         return closed, claim.fresh
 
     def record_close_failure(self, message: TaskClose, error: HubSpotRejected, now: datetime) -> None:
         """HubSpot refused the close for good (dead-lettered): the play says so, with HubSpot's reason."""
-        if self.tasks is not None:
-            self.tasks.settle_closing(message.task_id)
-        if self.plays is not None:
-            self.plays.record_auto_close_result(
-                message.account_id, message.play_id, f"failed: {error}"[:1000], now
+        try:
+            if self.tasks is not None:
+                self.tasks.settle_closing(message.task_id)
+            if self.plays is not None:
+                self.plays.record_auto_close_result(
+                    message.account_id, message.play_id, f"failed: {error}"[:1000], now
+                )
+        except ClientError as failure:  # the DLQ and the log still tell
+            logger.error(
+                "could not record the close failure on the play",
+                extra={"play_id": message.play_id, "error": failure.response.get("Error", {}).get("Code")},
             )
 
     def _register_task(self, delivery: PlayDelivery, task_id: str, owner: str | None, now: datetime) -> None:
