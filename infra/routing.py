@@ -72,6 +72,7 @@ class Routing(Construct):
             RULESET_PATH_ENV: settings.ruleset_path,
             RETENTION_DAYS_ENV: str(settings.retention_days),
             PORTAL_TIMEZONE_ENV: settings.hubspot_portal_timezone,
+            "AUTO_CLOSE_CHECK_MINUTES": str(settings.auto_close_check_hours * 60),
         }
 
         self.router = UpswingFunction(

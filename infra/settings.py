@@ -57,6 +57,8 @@ class UpswingSettings:
     hubspot_company_currency: str = "USD"
     # The verified SES identity play emails come from.
     sender_email: str = "upswing@example.com"
+    # How often the scheduler checks each HubSpot task of a play with auto_close (docs/rules.md).
+    auto_close_check_hours: int = 6
 
     def __post_init__(self) -> None:
         # The stage ends up in the stack name and the event bus name: keep it to safe characters.
@@ -75,6 +77,10 @@ class UpswingSettings:
                 "(lower-case letters, digits and _, starting with a letter), e.g. upswing_play_id"
             )
         self._check_deal_settings()
+        if not 1 <= self.auto_close_check_hours <= 168:
+            raise ValueError(
+                f"auto_close_check_hours must be 1-168 (an hour to a week), got {self.auto_close_check_hours}"
+            )
         for name in ("api_rate_limit", "api_burst_limit", "retention_days", "hubspot_requests_per_10s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
@@ -151,6 +157,7 @@ class UpswingSettings:
                 get("hubspot_company_currency") or defaults.hubspot_company_currency
             ),
             sender_email=str(get("sender_email") or defaults.sender_email),
+            auto_close_check_hours=_as_int(get("auto_close_check_hours"), defaults.auto_close_check_hours),
         )
 
 

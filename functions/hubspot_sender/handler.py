@@ -24,11 +24,18 @@ What HubSpot answers decides what happens to the message:
   created the task; the redelivery looks first), then dead-lettered after the queue's retries;
 - connection failures the client could not get past: retried by the queue likewise.
 A message that is not a valid delivery is dead-lettered with the validation error.
+
+The same queue carries `task.close` messages (shared/routing/autoclose.py): the play's task is
+completed with a note saying why, at most once (the deliveries ledger, channel `hubspot_close`; the
+close re-reads the task first, so repeating it is harmless), and left alone when a person completed
+or deleted it (shared/delivery/task_close.py). HubSpot's answers are handled as above: 401 / 403 hold
+it, 429 puts it back, another 4xx dead-letters it (the play records the failure).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from collections.abc import Callable
@@ -59,12 +66,13 @@ from shared.delivery.hubspot import (
 from shared.delivery.hubspot_access import hubspot_client
 from shared.delivery.ledger import Claim, DeliveryLedger, deliver_once
 from shared.delivery.secrets import CachedSecret
+from shared.delivery.task_close import CLOSE_CHANNEL, Closed, CloseResult, close_task
 from shared.events.validation import describe_errors
 from shared.observability import logger, metrics, traced
 from shared.readback.tasks import TaskEntry, TaskRegistry
 from shared.resources import HUBSPOT_QUEUE
-from shared.routing.ledger import PlayLedger
-from shared.routing.messages import PlayDelivery
+from shared.routing.ledger import PlayLedger, TaskFacts, TaskStatus
+from shared.routing.messages import CLOSE_TYPE, PlayDelivery, TaskClose
 from shared.rules.plays import Channel
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client, dynamodb_client, is_conditional_failure
@@ -128,6 +136,65 @@ class HubSpotSender:
                 owner = None  # created unassigned
             self._register_task(delivery, claim.external_id, owner, now)
         return claim
+
+    def close(self, message: TaskClose, now: datetime, deadline: float) -> tuple[Closed, bool]:
+        """Complete the play's stale task with a note, once (auto-close); what was done, and whether
+        this attempt did it. The registry knows a close is in flight before HubSpot is asked, so the
+        read-back never takes Upswing's completion for a person's."""
+        if self.tasks is not None:
+            self.tasks.mark_closing(message.task_id, now)
+        claim = deliver_once(
+            self.ledger,
+            CLOSE_CHANNEL,
+            message.play_id,
+            now,
+            lambda: close_task(self.client, message, deadline).ledger_id(),
+            # close_task reads the task before changing it: any failed attempt can simply be repeated,
+            # and an attempt that died mid-way is its own lookup.
+            definite_failure=lambda error: True,
+            find=lambda: None,
+            stale_after=FUNCTION_TIMEOUT,
+        )
+        assert claim.external_id is not None
+        closed = Closed.from_ledger(claim.external_id)
+        # Idempotent: a redelivery (or a retry after one of these writes failed) writes the same again.
+        if self.tasks is not None:
+            if closed.result is CloseResult.CLOSED:
+                self.tasks.closed_by_upswing(message.task_id, closed.modified_ms, now)
+            else:
+                self.tasks.settle_closing(message.task_id)
+        if self.plays is not None:
+            if closed.result is CloseResult.CLOSED:
+                facts = TaskFacts(
+                    task_id=message.task_id, status=TaskStatus.COMPLETED, modified_ms=closed.modified_ms
+                )
+                self.plays.record_task_change(message.account_id, message.play_id, facts)
+            try:
+                self.plays.record_auto_close_result(
+                    message.account_id, message.play_id, closed.result.value, now
+                )
+            except ClientError as error:
+                if not is_conditional_failure(error):
+                    raise  # the message is retried; every write here is idempotent
+                logger.warning(
+                    "the play of a closed task is not in the ledger", extra={"play_id": message.play_id}
+                )
+        return closed, claim.fresh
+
+    def record_close_failure(self, message: TaskClose, error: HubSpotRejected, now: datetime) -> None:
+        """HubSpot refused the close for good (dead-lettered): the play says so, with HubSpot's reason."""
+        try:
+            if self.tasks is not None:
+                self.tasks.settle_closing(message.task_id)
+            if self.plays is not None:
+                self.plays.record_auto_close_result(
+                    message.account_id, message.play_id, f"failed: {error}"[:1000], now
+                )
+        except ClientError as failure:  # the DLQ and the log still tell
+            logger.error(
+                "could not record the close failure on the play",
+                extra={"play_id": message.play_id, "error": failure.response.get("Error", {}).get("Code")},
+            )
 
     def _register_task(self, delivery: PlayDelivery, task_id: str, owner: str | None, now: datetime) -> None:
         """The task → play mapping the read-back needs, and the task id on the play (GET .../signals)."""
@@ -300,15 +367,19 @@ def send_tasks(event: dict[str, Any], hubspot: HubSpotSender, deadline: float) -
         if token_still_refused or refused is not None:
             _held_for_token(hubspot, record, refused)
             return
+        model = TaskClose if _message_type(record) == CLOSE_TYPE else PlayDelivery
         try:
-            delivery = PlayDelivery.model_validate_json(record.body)
+            delivery = model.model_validate_json(record.body)
         except ValidationError as error:
-            reason = "not a play delivery: " + "; ".join(
-                describe_errors(error, PlayDelivery, noun="delivery")
+            reason = f"not a {'task close' if model is TaskClose else 'play delivery'}: " + "; ".join(
+                describe_errors(error, model, noun="message" if model is TaskClose else "delivery")
             )
             _dead_lettered(hubspot, record, reason, kind="invalid message")
             return
         try:
+            if isinstance(delivery, TaskClose):
+                _close(hubspot, delivery, deadline)
+                return
             claim = hubspot.deliver(delivery, datetime.now(UTC), deadline)
         except HubSpotAuthFailed as error:
             refused = error
@@ -323,7 +394,10 @@ def send_tasks(event: dict[str, Any], hubspot: HubSpotSender, deadline: float) -
             return
         except HubSpotRejected as error:
             kind = f"HubSpot {error.status} {error.category}"
-            hubspot.record_failure(delivery, error, datetime.now(UTC))
+            if isinstance(delivery, TaskClose):
+                hubspot.record_close_failure(delivery, error, datetime.now(UTC))
+            else:
+                hubspot.record_failure(delivery, error, datetime.now(UTC))
             _dead_lettered(
                 hubspot,
                 record,
@@ -349,6 +423,30 @@ def send_tasks(event: dict[str, Any], hubspot: HubSpotSender, deadline: float) -
 
     answer = process_partial_response(event=event, record_handler=send_record, processor=processor)
     return dict(answer)
+
+
+def _message_type(record: SQSRecord) -> str | None:
+    """The body's `type` (`play.deliver` or `task.close`): the body, not the message attribute, since a
+    fresh copy put back by hold_without_dead_lettering carries no attributes."""
+    try:
+        document = json.loads(record.body)
+    except ValueError:
+        return None  # not JSON: the delivery parser says so, and it goes to the DLQ
+    return str(document.get("type")) if isinstance(document, dict) else None
+
+
+def _close(hubspot: HubSpotSender, message: TaskClose, deadline: float) -> None:
+    closed, fresh = hubspot.close(message, datetime.now(UTC), deadline)
+    if fresh:
+        metrics.add_metric(
+            name="TasksAutoClosed" if closed.result is CloseResult.CLOSED else "TasksAutoCloseLeftAlone",
+            unit=MetricUnit.Count,
+            value=1,
+        )
+    logger.info(
+        "hubspot task auto-close",
+        extra={"play_id": message.play_id, "task_id": message.task_id, "result": closed.result.value},
+    )
 
 
 def _held_for_token(hubspot: HubSpotSender, record: SQSRecord, error: HubSpotAuthFailed | None) -> None:

@@ -1,8 +1,10 @@
-"""Every few minutes: release the plays whose time has come.
+"""Every few minutes: release the plays whose time has come, then check stale HubSpot tasks.
 
 Deferred plays (over a fatigue budget when they fired) are routed once their budget's period
 ends; escalation tiers are routed on their day if the trigger's condition still holds, else they
-lapse. A play that fails is logged and left waiting for the next run; the rest go on.
+lapse. A play that fails is logged and left waiting for the next run; the rest go on. Then a bounded
+page of the HubSpot tasks watched for auto-closing is checked (shared/routing/autoclose.py): a task
+whose signal has not held for its play's `auto_close.after` is handed to the HubSpot sender to close.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.accounts.store import AccountStore
 from shared.counters.store import CounterStore
 from shared.observability import logger, metrics, traced
+from shared.routing.autoclose import AutoCloser
+from shared.routing.dispatch import AwsDispatcher
 from shared.routing.router import Router
 from shared.rules.aggregates import DynamoAggregates
 from shared.rules.firings import FiringStore
@@ -35,6 +39,16 @@ _NOT_PERSISTING = ("excluded", "other segment")
 
 @cache
 def router() -> Router:
+    return _wired()[0]
+
+
+@cache
+def auto_closer() -> AutoCloser:
+    return _wired()[1]
+
+
+@cache
+def _wired() -> tuple[Router, AutoCloser, int]:
     settings = load_settings(SchedulerSettings)
     ruleset, plan = active_ruleset(settings.ruleset_path)
     client = dynamodb_client()
@@ -51,16 +65,43 @@ def router() -> Router:
         outcome = next(o for o in rules.preview(account_id, at).outcomes if o.trigger == trigger)
         return outcome.held and outcome.reason not in _NOT_PERSISTING
 
-    return build_router(settings, signal_holds)
+    play_router = build_router(settings, signal_holds)
+    assert isinstance(play_router.dispatcher, AwsDispatcher)
+    assert play_router.watches is not None
+    closer = AutoCloser(
+        ruleset=play_router.ruleset,
+        plays=play_router.ledger,
+        watches=play_router.watches,
+        signal_holds=signal_holds,
+        sender=play_router.dispatcher,
+    )
+    return play_router, closer, settings.auto_close_per_run
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    return release_due(
-        router(), datetime.now(UTC), lambda: context.get_remaining_time_in_millis() > _MARGIN_MS
-    )
+    now = datetime.now(UTC)
+    time_left = lambda: context.get_remaining_time_in_millis() > _MARGIN_MS  # noqa: E731
+    released = release_due(router(), now, time_left)
+    closing = close_stale_tasks(auto_closer(), now, time_left, _wired()[2])
+    return {**released, **{f"auto_close_{outcome}": count for outcome, count in closing.items()}}
+
+
+def close_stale_tasks(
+    closer: AutoCloser, now: datetime, time_left: Any = lambda: True, limit: int = 100
+) -> dict[str, int]:
+    """One page of due auto-close checks; counts by outcome (`closing`: handed to the HubSpot sender)."""
+    tally = closer.run(now, time_left, limit)
+    for outcome, count in tally.items():
+        name = (
+            "TasksAutoCloseDecided"
+            if outcome == "closing"
+            else f"AutoCloseChecks{outcome.title().replace(' ', '')}"
+        )
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+    return tally
 
 
 def release_due(play_router: Router, now: datetime, time_left: Any = lambda: True) -> dict[str, int]:

@@ -13,6 +13,7 @@ from shared.resources import (
     RETENTION_DAYS_ENV,
     RULESET_PATH_ENV,
 )
+from shared.routing.watches import AUTO_CLOSE_PER_RUN
 from shared.timezones import PORTAL_TIMEZONE_ENV, portal_zone
 
 
@@ -26,6 +27,10 @@ class RouterSettings(BaseModel):
     retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
     # SLAs count business days from the date in the HubSpot portal's zone, not from UTC's.
     business_timezone: str = Field(default="UTC", validation_alias=PORTAL_TIMEZONE_ENV)
+    # How often a HubSpot task of a play with auto_close is checked (a rules evaluation each time).
+    auto_close_check_minutes: int = Field(
+        default=360, ge=5, le=7 * 24 * 60, validation_alias="AUTO_CLOSE_CHECK_MINUTES"
+    )
 
     @field_validator("business_timezone")
     @classmethod
@@ -39,3 +44,7 @@ class SchedulerSettings(RouterSettings):
 
     counters_table: str = Field(min_length=1, validation_alias=COUNTERS_TABLE.env_var)
     firings_table: str = Field(min_length=1, validation_alias=FIRINGS_TABLE.env_var)
+    # Auto-close checks per run, at most (each is one rules evaluation of an account).
+    auto_close_per_run: int = Field(
+        default=AUTO_CLOSE_PER_RUN, ge=1, le=1000, validation_alias="AUTO_CLOSE_PER_RUN"
+    )

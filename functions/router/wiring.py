@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from shared.accounts.store import AccountStore
 from shared.routing.dispatch import AwsDispatcher
 from shared.routing.ledger import PlayLedger
 from shared.routing.router import Router, SignalCheck
+from shared.routing.watches import AutoCloseWatches
 from shared.rules.online import active_ruleset
 from shared.rules.plays import Channel
 from shared.storage.dynamo import aws_client, dynamodb_client
@@ -29,4 +32,10 @@ def build_router(settings: RouterSettings, signal_holds: SignalCheck) -> Router:
         ),
         signal_holds=signal_holds,
         business_zone=portal_zone(settings.business_timezone),
+        watches=AutoCloseWatches(
+            client,
+            settings.plays_table,
+            settings.retention_days,
+            check_every=timedelta(minutes=settings.auto_close_check_minutes),
+        ),
     )

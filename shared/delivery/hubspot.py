@@ -404,6 +404,25 @@ class HubSpotClient:
             if isinstance(result, dict) and result.get("id") is not None
         }
 
+    def read_task(self, task_id: str, properties: tuple[str, ...], deadline: float) -> dict[str, Any] | None:
+        """GET one task with these properties; None when HubSpot has no such task (404: deleted)."""
+        path = f"{self._settings.tasks_path}/{task_id}?properties={','.join(properties)}&archived=false"
+        try:
+            return self._call(_Call("read_task", "", path, None, method="GET"), deadline)
+        except HubSpotRejected as rejected:
+            if rejected.status == 404 and not isinstance(rejected, HubSpotAuthFailed):
+                return None
+            raise
+
+    def update_task(self, task_id: str, properties: dict[str, str], deadline: float) -> dict[str, Any]:
+        """PATCH one task's properties; the task as HubSpot answers it (with hs_lastmodifieddate).
+        Sending the same values again changes nothing more, so 5xx and timeouts are retried here.
+        HubSpotRejected with status 404 when the task is gone (deleted)."""
+        call = _Call(
+            "update_task", "", f"{self._settings.tasks_path}/{task_id}", {"properties": properties}, "PATCH"
+        )
+        return self._call(call, deadline)
+
     def close(self) -> None:
         if self._owns_http:
             self._http.close()
@@ -468,7 +487,8 @@ class HubSpotClient:
         token = self._token()
         self._sent_with = token
         try:
-            response = self._http.post(
+            response = self._http.request(
+                call.method,
                 self._settings.base_url.rstrip("/") + call.path,
                 json=call.body,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -768,7 +788,8 @@ class _Call:
     operation: str
     play_id: str
     path: str
-    body: dict[str, Any]
+    body: dict[str, Any] | None
+    method: str = "POST"
 
     def log_fields(self) -> dict[str, str]:
         """Ids only: the subject and body describe a customer account."""

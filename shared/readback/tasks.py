@@ -23,7 +23,13 @@ task looked like when last seen). The poller (functions/hubspot_poller) then:
    (100 a request; an unchanged one costs no write, and is read again on the next sweep cycle);
    those HubSpot no longer has are read once more with `archived=true` (for `archivedAt`) and
    recorded as deleted. With 1,000 open tasks, a deletion is noticed within ten runs.
-4. *Bounds.* Searches share the HubSpot account's search budget with the senders (SharedPacer, 5 per
+4. *Auto-closes.* When the HubSpot sender completes a task for the auto-close
+   (shared/delivery/task_close.py) it marks the registry entry `closing_at` first, and afterwards
+   records the completion itself (the entry COMPLETED at HubSpot's modification time, so the poller
+   never sees it as new). A completion read while such a close is in flight is left unrecorded (the
+   sender settles it; the sweep reads it again if it was a person's), so an auto-closed task is never
+   counted as `worked`. A mark older than CLOSING_GRACE (a close that never finished) is ignored.
+5. *Bounds.* Searches share the HubSpot account's search budget with the senders (SharedPacer, 5 per
    1.2 s); one query pages through at most 10,000 results, so the poller then starts a new query
    from the watermark it has reached. It stops starting requests before its deadline; the next run
    continues from the stored watermark and sweep position.
@@ -60,6 +66,8 @@ TASKS_PARTITION = "hubspot#tasks"
 TASK_PREFIX = "task#"
 SWEEP_SLICE = 100  # registry entries looked at per run for deletions (one batch read at most)
 COMPLETED = "COMPLETED"
+# A close in flight for longer than this never finished (its message went to the DLQ): ignore it.
+CLOSING_GRACE = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,16 @@ class TaskEntry:
     due: str | None = None
     modified_ms: int = 0
     seen_at: datetime | None = None
+    closing_at: datetime | None = None  # the HubSpot sender is completing it (auto-close)
+
+    def completion_may_be_upswings(self, seen: TaskSnapshot, now: datetime) -> bool:
+        """Whether a completion read now may be the auto-close in flight (then it is not recorded)."""
+        return (
+            seen.status == COMPLETED
+            and self.status is not TaskStatus.COMPLETED
+            and self.closing_at is not None
+            and now - self.closing_at < CLOSING_GRACE
+        )
 
 
 @dataclass(frozen=True)
@@ -201,6 +219,53 @@ class TaskRegistry:
             if not is_conditional_failure(error):
                 raise
 
+    def mark_closing(self, task_id: str, at: datetime) -> None:
+        """The HubSpot sender is about to complete the task (auto-close): the poller must not take
+        that completion for a person's. Kept if already set; a task not in the registry is left."""
+        self._closing_update(
+            task_id,
+            "SET closing_at = if_not_exists(closing_at, :at)",
+            {":at": _stamp(at)},
+            "attribute_exists(pk)",
+        )
+
+    def closed_by_upswing(self, task_id: str, modified_ms: int, at: datetime) -> None:
+        """The sender completed the task at HubSpot's `modified_ms`: the entry says so (COMPLETED, so
+        the poller never records that completion as worked) and the close is no longer in flight."""
+        values = {":done": TaskStatus.COMPLETED.value, ":modified": modified_ms, ":seen": _stamp(at)}
+        if not self._closing_update(
+            task_id,
+            "SET #status = :done, modified_ms = :modified, seen_at = :seen, closed_by = :upswing "
+            "REMOVE closing_at",
+            {**values, ":upswing": "upswing"},
+            "attribute_exists(pk) AND modified_ms <= :modified",
+        ):
+            self.settle_closing(task_id)  # a newer change was recorded since: only end the close
+
+    def settle_closing(self, task_id: str) -> None:
+        """The close is over without Upswing completing the task (a person had, or it was deleted):
+        the poller records what it reads of the task again."""
+        self._closing_update(task_id, "REMOVE closing_at", {}, "attribute_exists(pk)")
+
+    def _closing_update(self, task_id: str, expression: str, values: dict[str, Any], condition: str) -> bool:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": TASKS_PARTITION}, "sk": {"S": TASK_PREFIX + task_id}},
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+        }
+        if "#status" in expression:
+            request["ExpressionAttributeNames"] = {"#status": "status"}
+        if values:
+            request["ExpressionAttributeValues"] = serialize(values)
+        try:
+            self._client.update_item(**request)
+        except ClientError as error:
+            if not is_conditional_failure(error):
+                raise
+            return False
+        return True
+
     def sweep(self, after: str | None, limit: int = SWEEP_SLICE) -> tuple[list[TaskEntry], str | None]:
         """Up to `limit` open entries after the cursor (a task id), and the next cursor (None: the
         end was reached, start again)."""
@@ -233,6 +298,7 @@ class PollReport:
     due_moved: int = 0
     deleted: int = 0
     checked: int = 0  # open tasks batch-read by the deletion sweep
+    closing: int = 0  # completions left to the HubSpot sender's auto-close in flight
     watermark_ms: int = 0
     stopped_early: bool = False  # the deadline came first: the next run continues
 
@@ -291,6 +357,9 @@ class TaskPoller:
                 continue
             if snapshot.modified_ms <= entry.modified_ms:
                 continue  # recorded already (the overlap, or a page read again)
+            if entry.completion_may_be_upswings(snapshot, now):
+                report.closing += 1  # the sender records it (or the sweep reads it again)
+                continue
             self._record(entry, task_facts(entry, snapshot), report, now)
 
     def _record(self, entry: TaskEntry, facts: TaskFacts, report: PollReport, now: datetime) -> None:
@@ -343,7 +412,9 @@ class TaskPoller:
             for entry in batch:
                 if entry.task_id in live:
                     snapshot = TaskSnapshot.from_hubspot(live[entry.task_id])
-                    if snapshot.modified_ms > entry.modified_ms:  # a change the search has not shown yet
+                    if entry.completion_may_be_upswings(snapshot, now):
+                        report.closing += 1
+                    elif snapshot.modified_ms > entry.modified_ms:  # a change the search has not shown yet
                         self._record(entry, task_facts(entry, snapshot), report, now)
                     continue  # unchanged: nothing written (it is read again on the next sweep cycle)
                 self._record(entry, _deleted(entry, archived.get(entry.task_id), now), report, now)
@@ -372,6 +443,7 @@ def _entry(item: dict[str, Any]) -> TaskEntry:
         due=item.get("due"),
         modified_ms=int(item.get("modified_ms", 0)),
         seen_at=datetime.fromisoformat(item["seen_at"]) if item.get("seen_at") else None,
+        closing_at=datetime.fromisoformat(item["closing_at"]) if item.get("closing_at") else None,
     )
 
 

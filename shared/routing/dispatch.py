@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.resources import EVENT_SOURCE, PLAY_ROUTED_DETAIL_TYPE
 from shared.routing.ledger import PlayRecord
-from shared.routing.messages import PlayDelivery
+from shared.routing.messages import PlayDelivery, TaskClose
 from shared.routing.views import play_summary, stamp
 from shared.rules.plays import Channel
 
@@ -50,6 +50,14 @@ class AwsDispatcher:
         )
         if answer.get("FailedEntryCount"):
             raise HandOverFailed(f"play.routed not published: {answer['Entries'][0].get('ErrorCode')}")
+
+    def close_task(self, message: TaskClose) -> None:
+        """A decided auto-close to the HubSpot sender (shared/routing/autoclose.py)."""
+        self._sqs.send_message(
+            QueueUrl=self._queues[Channel.HUBSPOT_TASK],
+            MessageBody=message.model_dump_json(),
+            MessageAttributes={"type": {"DataType": "String", "StringValue": message.type}},
+        )
 
 
 def routed_event(record: PlayRecord) -> dict[str, Any]:

@@ -47,6 +47,9 @@ class PlayStatus(StrEnum):
     STOPPED = "stopped"
 
 
+# auto_close_result.result when the HubSpot sender completed the task (the other results leave it).
+AUTO_CLOSED = "closed"
+
 WAITING = (PlayStatus.SCHEDULED, PlayStatus.DEFERRED)
 FINAL = (PlayStatus.ROUTED, PlayStatus.SUPPRESSED, PlayStatus.LAPSED, PlayStatus.STOPPED)
 
@@ -93,6 +96,16 @@ class PlayRecord:
     # What went wrong delivering it, as the senders recorded it: {"channel", "problem", "at"}.
     delivery_problems: tuple[dict[str, str], ...] = ()
     task: TaskFacts | None = None  # the HubSpot task, once a sender created it (or failed to)
+    # The scheduler's decision to close the stale task (shared/routing/autoclose.py):
+    # {"decided_at", "not_holding_since", "after"}; written once.
+    auto_close: dict[str, str] | None = None
+    # What the HubSpot sender did about it: {"result": closed | already_completed | task_deleted, "at"}.
+    auto_close_result: dict[str, str] | None = None
+
+    @property
+    def auto_closed(self) -> bool:
+        """Whether Upswing completed the play's HubSpot task itself (its signal was gone)."""
+        return bool(self.auto_close_result and self.auto_close_result.get("result") == AUTO_CLOSED)
 
     @property
     def worked(self) -> bool:
@@ -305,6 +318,37 @@ class PlayLedger:
             raise
         return True
 
+    def decide_auto_close(self, account_id: str, play_id: str, decision: dict[str, str]) -> bool:
+        """The scheduler's decision to close the play's stale HubSpot task: written once, and only
+        while the task is open and not worked (a person may have been quicker). False when not written."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(account_id, PLAY_PREFIX + play_id),
+                UpdateExpression="SET auto_close = :decision",
+                ConditionExpression=(
+                    "attribute_exists(task_id) AND attribute_not_exists(auto_close) "
+                    "AND task_status = :open AND attribute_not_exists(worked)"
+                ),
+                ExpressionAttributeValues=serialize({":decision": decision, ":open": TaskStatus.OPEN.value}),
+            )
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def record_auto_close_result(self, account_id: str, play_id: str, result: str, at: datetime) -> None:
+        """The HubSpot sender's word on a close it was asked for: `closed`, `already_completed` (by a
+        person: left alone) or `task_deleted`. The first word stays (a redelivery writes nothing new)."""
+        self._client.update_item(
+            TableName=self._table,
+            Key=_key(account_id, PLAY_PREFIX + play_id),
+            UpdateExpression="SET auto_close_result = if_not_exists(auto_close_result, :result)",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=serialize({":result": {"result": result, "at": _stamp(at)}}),
+        )
+
     def due(self, at: datetime, limit: int = 100) -> list[PlayRecord]:
         """Waiting plays whose time has come, the longest-waiting first."""
         answer = self._client.query(
@@ -444,7 +488,13 @@ def _record(item: dict[str, Any]) -> PlayRecord:
             for problem in item.get("delivery_problems", [])
         ),
         task=_task_facts(item),
+        auto_close=_strings(item.get("auto_close")),
+        auto_close_result=_strings(item.get("auto_close_result")),
     )
+
+
+def _strings(value: dict[str, Any] | None) -> dict[str, str] | None:
+    return {str(key): str(part) for key, part in value.items()} if value else None
 
 
 def _task_facts(item: dict[str, Any]) -> TaskFacts | None:

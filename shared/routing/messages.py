@@ -54,3 +54,23 @@ class PlayDelivery(_Message):
     )
     hubspot: HubSpotRefs = Field(default_factory=HubSpotRefs)
     routed_at: datetime
+
+
+CLOSE_TYPE: Literal["task.close"] = "task.close"
+
+
+class TaskClose(_Message):
+    """The scheduler's word to the HubSpot sender (on the HubSpot queue): complete this play's task,
+    whose trigger no longer holds, with a note saying why (shared/routing/autoclose.py). The sender
+    acts at most once per `play_id` and leaves a task a person completed or deleted alone."""
+
+    type: Literal["task.close"] = CLOSE_TYPE
+    play_id: PlayId
+    account_id: str
+    task_id: HubSpotId
+    trigger: str
+    play: str
+    tier: int = Field(ge=0)
+    not_holding_since: datetime = Field(description="The first check that found the signal not holding.")
+    after: str = Field(description="The play's auto_close.after, e.g. 7d.")
+    decided_at: datetime

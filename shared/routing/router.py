@@ -35,6 +35,7 @@ from shared.routing.ledger import (
 )
 from shared.routing.messages import DeliveryOwner, PlayDelivery
 from shared.routing.narrative import due_date, priority, render
+from shared.routing.watches import AutoCloseWatches
 from shared.rules.durations import days
 from shared.rules.language import Ruleset
 from shared.rules.plays import Channel, Period, Pick, Play, Tier
@@ -89,6 +90,8 @@ class Router:
     signal_holds: SignalCheck
     # The business calendar (the HubSpot portal's zone): SLAs count business days from its date.
     business_zone: tzinfo = UTC
+    # Where HubSpot tasks of plays with `auto_close` are watched (shared/routing/autoclose.py).
+    watches: AutoCloseWatches | None = None
 
     def route_firing(self, message: FiredMessage, now: datetime) -> PlayRecord:
         """Schedule the play's escalation tiers and route its first; the first tier's record."""
@@ -114,7 +117,7 @@ class Router:
             return current
         record = current
         if record.status is PlayStatus.SCHEDULED and record.tier > 0:
-            stop = self._escalation_stop(record)
+            stop = self._escalation_stop(record) or self._auto_closed_before(record)
             if stop:
                 return self._settle(record.moved(PlayStatus.STOPPED, now, due_at=None, reason=stop))
         if record.status is PlayStatus.SCHEDULED and not self.signal_holds(
@@ -138,6 +141,16 @@ class Router:
             if earlier and earlier.task and earlier.task.worked:
                 worked = earlier.task.worked
                 return f"tier {tier}'s task was completed (worked) at {worked['at']} by owner {worked['by']}"
+        return None
+
+    def _auto_closed_before(self, record: PlayRecord) -> str | None:
+        """An escalation presumes the signal persisted: once an earlier tier's task was auto-closed
+        (the signal had not held for the play's auto_close.after), the later tiers stop."""
+        for tier in range(record.tier):
+            earlier = self.ledger.get(record.account_id, play_id(record.firing_id, tier))
+            if earlier and earlier.auto_close:
+                since = earlier.auto_close["not_holding_since"]
+                return f"tier {tier}'s task was auto-closed: the signal has not held since {since}"
         return None
 
     # ── routing one play tier ─────────────────────────────────────────────────────────────────
@@ -182,11 +195,20 @@ class Router:
         return self._dispatch(accepted)
 
     def _dispatch(self, record: PlayRecord) -> PlayRecord:
+        self._watch_for_auto_close(record)
         self.dispatcher.deliver(list(record.deliveries))
         routed = record.moved(PlayStatus.ROUTED, record.updated_at)
         self.dispatcher.announce(routed)
         self.ledger.mark_routed(routed)
         return routed
+
+    def _watch_for_auto_close(self, record: PlayRecord) -> None:
+        """Before the task can exist: watch it if the play closes stale tasks (idempotent)."""
+        play = self.ruleset.plays.get(record.play)
+        if self.watches is None or play is None or play.auto_close is None:
+            return
+        if any(delivery.channel is Channel.HUBSPOT_TASK for delivery in record.deliveries):
+            self.watches.watch(record, record.updated_at + self.watches.check_every)
 
     def _settle(self, record: PlayRecord) -> PlayRecord:
         try:

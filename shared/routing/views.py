@@ -56,8 +56,9 @@ def hubspot_task_state(record: PlayRecord) -> dict[str, Any] | None:
     """The play's HubSpot task and what became of it, for a play that has a HubSpot task delivery
     (None otherwise). `state`: `pending` (handed to the sender, no task yet), `created`, `failed`
     (HubSpot refused it for good: `failed.reason` is HubSpot's answer), `worked` (completed:
-    `worked.at`, `worked.by` = the owner id), `deleted` (deleted in HubSpot). `reassigned` and
-    `due_moved` hold the last such change read back from HubSpot."""
+    `worked.at`, `worked.by` = the owner id), `closed` (completed by Upswing: its signal was gone,
+    `closed` says when and why), `deleted` (deleted in HubSpot). `reassigned` and `due_moved` hold
+    the last such change read back from HubSpot."""
     if not any(delivery.channel is Channel.HUBSPOT_TASK for delivery in record.deliveries):
         return None
     task = record.task
@@ -66,7 +67,7 @@ def hubspot_task_state(record: PlayRecord) -> dict[str, Any] | None:
     if task.status is TaskStatus.DELETED:
         state = "deleted"
     elif task.status is TaskStatus.COMPLETED:
-        state = "worked"
+        state = "closed" if record.auto_closed else "worked"
     elif task.task_id:
         state = "created"
     else:
@@ -81,6 +82,26 @@ def hubspot_task_state(record: PlayRecord) -> dict[str, Any] | None:
         "reassigned": task.reassigned,
         "due_moved": task.due_moved,
         "failed": task.failed,
+        "closed": auto_close_state(record),
+    }
+
+
+def auto_close_state(record: PlayRecord) -> dict[str, Any] | None:
+    """The auto-close of the play's task (None: none decided). `result` is `closed` (Upswing completed
+    it, at `at`), `already_completed` (a person had: left alone), `task_deleted`, `failed: <HubSpot's
+    reason>`, or null while the HubSpot sender has not acted yet."""
+    if not record.auto_close:
+        return None
+    result = record.auto_close_result or {}
+    return {
+        "by": "upswing",
+        "reason": f"the trigger's signal has not held since {record.auto_close['not_holding_since']} "
+        f"(auto_close after {record.auto_close['after']})",
+        "not_holding_since": record.auto_close["not_holding_since"],
+        "after": record.auto_close["after"],
+        "decided_at": record.auto_close["decided_at"],
+        "result": result.get("result"),
+        "at": result.get("at"),
     }
 
 

@@ -3,8 +3,8 @@
 Written beside the triggers in the same rules file (docs/rules.md, "Plays") and validated the
 same way. A play names the fallback owners when the account has none for the trigger's role,
 the SLA (business days to the due date), how the priority follows from the firing's score and
-the account's value, the channels, the message (the value narrative, a template) and the
-escalation tiers.
+the account's value, the channels, the message (the value narrative, a template), the
+escalation tiers, and whether a stale HubSpot task is closed by itself (`auto_close`).
 """
 
 from __future__ import annotations
@@ -129,6 +129,22 @@ class Tier(_Strict):
     channels: list[Channel] = Field(min_length=1)
 
 
+class AutoClose(_Strict):
+    """Complete the play's open HubSpot task, with a note saying why, once the trigger's signal has
+    not held for `after` (docs/rules.md, "Auto-closing stale tasks")."""
+
+    after: Wait = Field(
+        description="7d: the task is closed once the scheduler has found the signal not holding "
+        "for 7 days without a break (1d to 365d)."
+    )
+
+    @model_validator(mode="after")
+    def _sensible(self) -> AutoClose:
+        if not 1 <= days(self.after) <= 365:
+            raise ValueError(f"auto_close.after must be 1d to 365d, not {self.after}")
+        return self
+
+
 class Play(_Strict):
     description: str | None = None
     channels: list[Channel] = Field(
@@ -142,6 +158,9 @@ class Play(_Strict):
     message: Message = Field(default_factory=Message)
     escalation: list[Tier] = Field(default_factory=list, max_length=5)
     task_type: Literal["TODO", "CALL", "EMAIL"] = "TODO"
+    auto_close: AutoClose | None = Field(
+        default=None, description="Close the play's HubSpot tasks once the signal is gone; off when absent."
+    )
 
     @model_validator(mode="after")
     def _tiers_in_order(self) -> Play:
@@ -151,6 +170,8 @@ class Play(_Strict):
                 raise ValueError("the first escalation tier is the play itself: after: 0d")
             if any(later <= earlier for earlier, later in itertools.pairwise(waits)):
                 raise ValueError("escalation tiers must come later and later (after: 0d, 7d, 14d...)")
+        if self.auto_close and not any(Channel.HUBSPOT_TASK in tier.channels for tier in self.tiers()):
+            raise ValueError("auto_close closes HubSpot tasks: the play has no hubspot_task channel")
         return self
 
     def tiers(self) -> list[Tier]:

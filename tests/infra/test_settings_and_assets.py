@@ -65,6 +65,14 @@ def test_given_a_hubspot_due_hour_and_play_id_property_then_they_are_read_and_va
         UpswingSettings(hubspot_play_id_property="Upswing Play Id")
 
 
+def test_given_an_auto_close_check_cadence_then_it_is_read_and_validated() -> None:
+    assert UpswingSettings.from_context({"auto_close_check_hours": "12"}.get).auto_close_check_hours == 12
+    assert UpswingSettings.from_context(lambda key: None).auto_close_check_hours == 6
+    for hours in (0, 169):
+        with pytest.raises(ValueError, match="auto_close_check_hours must be 1-168"):
+            UpswingSettings(auto_close_check_hours=hours)
+
+
 def test_given_a_repo_without_a_built_layer_when_assets_are_made_then_it_says_to_run_make_layer(
     tmp_path: Path,
 ) -> None:

@@ -885,6 +885,7 @@ def test_given_due_hour_and_play_id_property_settings_then_the_hubspot_sender_ge
         hubspot_portal_timezone="Australia/Sydney",
         hubspot_due_hour=9,
         hubspot_play_id_property="upswing_play_id",
+        auto_close_check_hours=12,
     )
     _, stack = synthesize(tiny_asset_dirs, cdk_context, tmp_path, settings)
     template = dict(Template.from_stack(stack).to_json())
@@ -895,6 +896,8 @@ def test_given_due_hour_and_play_id_property_settings_then_the_hubspot_sender_ge
     for business_days_counter in (ROUTER_HANDLER, SCHEDULER_HANDLER):  # SLAs count the portal's days
         variables = template["Resources"][function_id(template, business_days_counter)]["Properties"]
         assert variables["Environment"]["Variables"]["HUBSPOT_PORTAL_TIMEZONE"] == "Australia/Sydney"
+        # Both watch tasks for auto-closing: the router starts the watch, the scheduler checks it
+        assert variables["Environment"]["Variables"]["AUTO_CLOSE_CHECK_MINUTES"] == "720"
     assert environment["HUBSPOT_DUE_HOUR"] == "9"
     assert environment["HUBSPOT_PLAY_ID_PROPERTY"] == "upswing_play_id"
     assert list(referenced_ids(environment[PLAYS_TABLE.env_var])) == [table_id(template, PLAYS_TABLE)]

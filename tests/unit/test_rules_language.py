@@ -241,6 +241,55 @@ def test_given_a_play_mistake_then_the_message_names_file_line_path_and_what_is_
     assert any(expected in problem for problem in found), found
 
 
+@pytest.mark.parametrize(
+    ("auto_close", "expected"),
+    [
+        ("{after: 0d}", "plays.upgrade-proposal.auto_close: auto_close.after must be 1d to 365d, not 0d"),
+        ("{after: 400d}", "plays.upgrade-proposal.auto_close: auto_close.after must be 1d to 365d, not 400d"),
+        ("{after: 7 days}", "16:68: plays.upgrade-proposal.auto_close.after: '7 days' is not a valid"),
+        ("{after: 2m}", "plays.upgrade-proposal.auto_close.after: '2m' is not a valid"),
+        ("{}", "plays.upgrade-proposal.auto_close.after: is required"),
+        ("{after: 7d, note: hi}", "plays.upgrade-proposal.auto_close.note: unknown key 'note'"),
+        ("7d", "plays.upgrade-proposal.auto_close: must be a mapping"),
+    ],
+)
+def test_given_a_bad_auto_close_then_the_message_names_the_path_and_what_is_wrong(auto_close, expected):
+    found = problems(
+        VALID.replace(
+            "{channels: [hubspot_task, email]}", f"{{channels: [hubspot_task], auto_close: {auto_close}}}"
+        )
+    )
+
+    assert any(expected in problem for problem in found), found
+
+
+def test_given_auto_close_on_a_play_without_a_hubspot_task_then_it_is_refused():
+    found = problems(
+        VALID.replace("{channels: [hubspot_task, email]}", "{channels: [email], auto_close: {after: 7d}}")
+    )
+
+    assert any("auto_close closes HubSpot tasks: the play has no hubspot_task channel" in p for p in found), (
+        found
+    )
+
+
+def test_given_auto_close_then_it_is_kept_and_off_when_absent():
+    plain = parse_ruleset(VALID, "rules/x.yaml")
+    closing = parse_ruleset(
+        VALID.replace(
+            "{channels: [hubspot_task, email]}",
+            "{escalation: [{after: 0d, channels: [email]}, {after: 7d, channels: [hubspot_task]}], "
+            "auto_close: {after: 2w}}",
+        ),
+        "rules/x.yaml",
+    )
+
+    assert plain.plays["upgrade-proposal"].auto_close is None
+    auto_close = closing.plays["upgrade-proposal"].auto_close
+    assert auto_close is not None
+    assert auto_close.after == "2w"
+
+
 def test_given_the_reference_ruleset_then_every_trigger_has_a_play_with_a_narrative():
     ruleset = load_ruleset(REPO / "rules" / "reference.yaml")
 

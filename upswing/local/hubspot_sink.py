@@ -4,7 +4,8 @@ It answers like HubSpot (status codes, error bodies, ids as numeric strings) so 
 against it unchanged: POST {tasks_path} creates a task, POST {tasks_path}/search finds tasks (EQ,
 CONTAINS_TOKEN, HAS_PROPERTY and GT/GTE/LT/LTE filters; dates compare as instants, so
 `hs_lastmodifieddate GTE <epoch ms>` works; sorts; pages of at most 200 with `after`), GET and PATCH
-{tasks_path}/{id} read and update one (every update moves hs_lastmodifieddate), DELETE archives it
+{tasks_path}/{id} read and update one (every update moves hs_lastmodifieddate; completing one sets
+hs_task_completion_date, as HubSpot does: how the auto-close completes a task), DELETE archives it
 (gone from search and reads), POST {tasks_path}/batch/read?archived=false|true reads up to 100 by id
 (207 with OBJECT_NOT_FOUND errors for the missing ones), POST /crm/v3/properties/tasks creates a
 custom task property. A bearer token is required and never kept. A test or the demo completes a task
@@ -515,8 +516,11 @@ class HubSpotSink:
             task = self._tasks.get(task_id)
             if task is None or task.archived_at:
                 return _error(404, "Object not found.  objectId are usually numeric.")
+            completing = properties.get("hs_task_status") == "COMPLETED" != task.given.get("hs_task_status")
             task.given.update(properties)
             task.modified_at = self._next_stamp()
+            if completing and "hs_task_completion_date" not in properties:
+                task.given["hs_task_completion_date"] = task.modified_at  # as HubSpot sets it
             return _Answer(200, task.document())
 
     def _archive(self, task_id: str) -> _Answer:
