@@ -22,7 +22,6 @@ The rules of the game (docs/backtest.md explains them to RevOps):
 
 from __future__ import annotations
 
-import math
 import statistics
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
@@ -31,13 +30,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from itertools import accumulate
 
+from shared.proportions import wilson
 from upswing.backtest.replay import FiredAt
 from upswing.backtest.truth import Expansion
 
 MIN_ACCOUNTS = 20  # fewer fired accounts than this: "too few firings" to judge
 PREDICTIVE_LIFT = 2.0
 VANITY_LIFT = 1.25
-_Z95 = 1.959964
 
 
 @dataclass(frozen=True)
@@ -194,7 +193,7 @@ def score(subject: Subject, firings: Sequence[FiredAt], outcomes: Outcomes) -> S
         result.recall = _recall(scored_days, outcomes.expansions_between(first + 1, last + horizon), horizon)
     if result.accounts_fired:
         result.precision = result.hits / result.accounts_fired
-        result.precision_low, result.precision_high = _wilson(result.hits, result.accounts_fired)
+        result.precision_low, result.precision_high = wilson(result.hits, result.accounts_fired)
         if result.base_rate:
             result.lift = result.precision / result.base_rate
     if result.days_to_expansion:
@@ -230,14 +229,6 @@ def _recall(
         index = bisect_left(days, day - horizon)
         caught += index < len(days) and days[index] <= day - 1
     return caught / len(expansions)
-
-
-def _wilson(hits: int, trials: int) -> tuple[float, float]:
-    share = hits / trials
-    denominator = 1 + _Z95**2 / trials
-    centre = (share + _Z95**2 / (2 * trials)) / denominator
-    spread = _Z95 * math.sqrt(share * (1 - share) / trials + _Z95**2 / (4 * trials**2)) / denominator
-    return max(0.0, centre - spread), min(1.0, centre + spread)
 
 
 def _verdict(row: Score, horizon: int) -> tuple[str, str]:
