@@ -13,6 +13,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from shared.horizon import HORIZON_ENV
 from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
 from shared.resources import (
     ACCOUNTS_TABLE,
@@ -103,6 +104,7 @@ class IngestApi(Construct):
                 OUTCOMES_TABLE.env_var: outcomes_table.table_name,
                 RULESET_PATH_ENV: settings.ruleset_path,
                 RETENTION_DAYS_ENV: str(settings.retention_days),
+                HORIZON_ENV: str(settings.expansion_horizon_days),
             },
         )
         # Conditional put of the ledger item is the deduplication; nothing is read back from it.
@@ -117,7 +119,8 @@ class IngestApi(Construct):
         self.api_function.allow(["dynamodb:Query"], counters_table.table_arn)
         # GET .../signals previews the rules: the account's trigger state and recent firings.
         self.api_function.allow(["dynamodb:GetItem", "dynamodb:Query"], firings_table.table_arn)
-        # ...and the plays those firings became (routed, waiting, suppressed): read only.
+        # ...and the plays those firings became (routed, waiting, suppressed), and GET /v1/triggers
+        # the trigger cohorts' counters (a partition per trigger): read only.
         self.api_function.allow(["dynamodb:Query"], plays_table.table_arn)
 
         self.authorizer_function = UpswingFunction(

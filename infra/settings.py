@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.horizon import DEFAULT_HORIZON_DAYS
 from shared.timezones import portal_zone
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -40,6 +41,8 @@ class UpswingSettings:
     hubspot_play_id_property: str | None = None
     # The verified SES identity play emails come from.
     sender_email: str = "upswing@example.com"
+    # How long after a firing an expansion counts as its result (attribution, fates, trigger metrics).
+    expansion_horizon_days: int = DEFAULT_HORIZON_DAYS
 
     def __post_init__(self) -> None:
         # The stage ends up in the stack name and the event bus name: keep it to safe characters.
@@ -56,6 +59,11 @@ class UpswingSettings:
             raise ValueError(
                 f"hubspot_play_id_property {self.hubspot_play_id_property!r} is not a HubSpot property name "
                 "(lower-case letters, digits and _, starting with a letter), e.g. upswing_play_id"
+            )
+        if not 1 <= self.expansion_horizon_days <= self.retention_days:
+            raise ValueError(
+                f"expansion_horizon_days must be 1 to retention_days ({self.retention_days}), "
+                f"got {self.expansion_horizon_days}: a firing must still be kept when its horizon ends"
             )
         for name in ("api_rate_limit", "api_burst_limit", "retention_days", "hubspot_requests_per_10s"):
             if getattr(self, name) <= 0:
@@ -91,6 +99,7 @@ class UpswingSettings:
                 str(get("hubspot_play_id_property")) if get("hubspot_play_id_property") else None
             ),
             sender_email=str(get("sender_email") or defaults.sender_email),
+            expansion_horizon_days=_as_int(get("expansion_horizon_days"), defaults.expansion_horizon_days),
         )
 
 

@@ -23,8 +23,8 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
