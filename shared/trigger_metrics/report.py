@@ -14,7 +14,7 @@ expansion within the horizon):
 
 Median time to work: from the time-to-work histogram (a play routed → its task completed), the
 median rank n/2 falls in one bucket; the median is interpolated linearly inside it (as Prometheus'
-histogram_quantile): lower + (rank − count below) / bucket count × (upper − lower). A median in the
+histogram_quantile): lower + (rank - count below) / bucket count * (upper - lower). A median in the
 open last bucket is reported as that bucket's lower bound (720 h), flagged `median_at_least`.
 """
 
