@@ -336,7 +336,9 @@ def test_given_the_routers_accept_fails_for_some_firings_then_only_those_retry_a
 
     # When SQS delivers the failed ones again (the fault has passed)
     if failed:
-        assert route_fired(sqs_event([record["body"] for record in failed]), router) == {"batchItemFailures": []}
+        assert route_fired(sqs_event([record["body"] for record in failed]), router) == {
+            "batchItemFailures": []
+        }
 
     # Then every play is routed, its budgets charged once, and one task and one email go out per play
     assert routed_plays(aws) == dict.fromkeys(expected, PlayStatus.ROUTED)
