@@ -197,6 +197,9 @@ class IngestApi(Construct):
         signals = account.add_resource("signals")
         account_outcomes = account.add_resource("outcomes")
         document = v1.add_resource("openapi.json")
+        triggers = v1.add_resource("triggers")
+        trigger = triggers.add_resource("{name}")
+        name_required = {"method.request.path.name": True}
         methods = [
             events.add_method("POST", integration, request_validator=validator),
             outcomes.add_method("POST", integration, request_validator=validator),
@@ -216,6 +219,10 @@ class IngestApi(Construct):
                 "GET", integration, request_validator=validator, request_parameters=account_id_required
             ),
             document.add_method("GET", integration, request_validator=validator),
+            triggers.add_method("GET", integration, request_validator=validator),
+            trigger.add_method(
+                "GET", integration, request_validator=validator, request_parameters=name_required
+            ),
         ]
         per_account = (account, counters, signals, account_outcomes)
         # Any other method on a route's path reaches the API too, which answers 405 with an Allow
@@ -225,9 +232,15 @@ class IngestApi(Construct):
                 "ANY",
                 integration,
                 request_validator=validator,
-                request_parameters=account_id_required if resource in per_account else None,
+                request_parameters=(
+                    account_id_required
+                    if resource in per_account
+                    else name_required
+                    if resource is trigger
+                    else None
+                ),
             )
-            for resource in (events, outcomes, document, *per_account)
+            for resource in (events, outcomes, document, triggers, trigger, *per_account)
         ]
         for method in methods:
             acknowledge(
