@@ -53,7 +53,8 @@ def openapi_document() -> dict[str, Any]:
             "version": API_VERSION,
             "description": (
                 "Usage events and outcomes in; account profiles, counters and trigger metrics out. Every "
-                "call needs a producer key: `Authorization: Bearer <key>`, with the scope the operation names under "
+                "call needs a producer key: `Authorization: Bearer <key>`, with the scope the operation "
+                "names under "
                 "`security` (events:write, outcomes:write, accounts:write, accounts:read). See docs/api.md."
             ),
         },

@@ -247,7 +247,8 @@ def test_an_expansion_is_attributed_to_every_firing_of_the_account_within_its_ho
     assert first_tier(ledger, neighbour).expanded is None
     # And only the firing's own play (tier 0) holds it, not its escalation tier
     escalation = ledger.get("acct-1", play_id(recent.firing_id, 1))
-    assert escalation is not None and escalation.expanded is None
+    assert escalation is not None
+    assert escalation.expanded is None
 
 
 def test_a_redelivered_outcome_attributes_nothing_twice(
@@ -278,7 +279,8 @@ def test_given_two_expansions_within_the_horizon_then_the_first_stored_wins_and_
 
     assert second.attributed == 0
     expanded = first_tier(ledger, message).expanded
-    assert expanded is not None and expanded["outcome_id"] == "first"
+    assert expanded is not None
+    assert expanded["outcome_id"] == "first"
     assert (totals(aws)["expanded"], totals(aws)["amount_USD"]) == (1, Decimal("1000"))
 
 
@@ -348,7 +350,9 @@ def test_the_attributor_takes_new_outcomes_from_the_tables_stream_and_a_replayed
     # Then nothing failed, the play is expanded, and the trigger counted it once, in its currency
     assert first == again == {"batchItemFailures": []}
     expanded = first_tier(ledger, message).expanded
-    assert expanded is not None and expanded["kind"] == "plan_upgrade" and expanded["currency"] == "EUR"
+    assert expanded is not None
+    assert expanded["kind"] == "plan_upgrade"
+    assert expanded["currency"] == "EUR"
     [cohort] = cohorts(aws)
     assert cohort.counts[Count.EXPANDED] == 1
     assert cohort.amounts == {"EUR": Decimal("1200")}
@@ -482,7 +486,9 @@ def test_a_task_worked_counts_once_with_its_time_to_work_whatever_the_read_back_
     assert cohort.time_to_work[3] == 1  # (4 h, 8 h]
     # And the play shows its latest completion
     record = ledger.get("acct-1", tier_0)
-    assert record is not None and record.task is not None and record.task.worked is not None
+    assert record is not None
+    assert record.task is not None
+    assert record.task.worked is not None
 
 
 def test_a_task_change_for_an_unknown_play_counts_nothing(aws: Aws, ledger: PlayLedger) -> None:
@@ -580,7 +586,8 @@ def test_the_trigger_metrics_add_up_cohorts_per_window_and_version_with_honest_p
 
     # Then each window counts the cohorts fired within it
     assert status == 200
-    assert answer["trigger"] == TRIGGER and answer["in_active_ruleset"] is True
+    assert answer["trigger"] == TRIGGER
+    assert answer["in_active_ruleset"] is True
     assert answer["horizon_days"] == DEFAULT_HORIZON_DAYS
     week, month, quarter = (window(answer, days) for days in (7, 30, 90))
     assert (week["firings"], month["firings"], quarter["firings"]) == (2, 5, 6)
@@ -597,11 +604,11 @@ def test_the_trigger_metrics_add_up_cohorts_per_window_and_version_with_honest_p
     # And precision: nothing has matured within a 90-day horizon, so the to-date rate is a lower bound
     precision = month["precision"]
     assert precision["matured"] == {"firings": 0, "expanded": 0, "rate": None, "interval_95": None}
-    assert precision["to_date"]["rate"] == 0.4 and precision["to_date"]["lower_bound"] is True
+    assert precision["to_date"]["rate"] == 0.4
+    assert precision["to_date"]["lower_bound"] is True
     low, high = precision["to_date"]["interval_95"]
-    assert low == pytest.approx(0.1176, abs=1e-4) and high == pytest.approx(
-        0.7693, abs=1e-4
-    )  # Wilson, 2 of 5
+    assert low == pytest.approx(0.1176, abs=1e-4)
+    assert high == pytest.approx(0.7693, abs=1e-4)
     assert precision["open"] == {"firings": 5, "expanded": 2}
     assert "5 of 5 firings are still within their 90-day horizon" in precision["note"]
 
@@ -625,7 +632,8 @@ def test_firings_whose_horizon_has_passed_are_reported_as_matured(
     api.settings.cache_clear()
 
     precision = window(answer, 30)["precision"]
-    assert precision["matured"]["firings"] == 4 and precision["matured"]["expanded"] == 1
+    assert precision["matured"]["firings"] == 4
+    assert precision["matured"]["expanded"] == 1
     assert precision["matured"]["rate"] == 0.25
     assert precision["open"] == {"firings": 1, "expanded": 0}
     assert precision["to_date"]["lower_bound"] is True
@@ -654,7 +662,8 @@ def test_an_unknown_trigger_is_a_404_that_suggests_the_closest_name_and_lists_th
     assert status == 404
     assert "No trigger 'seat-expanzion'" in answer["message"]
     assert "Did you mean 'seat-expansion'?" in answer["message"]
-    assert "Known triggers: " in answer["message"] and "seat-expansion" in answer["message"]
+    assert "Known triggers: " in answer["message"]
+    assert "seat-expansion" in answer["message"]
 
 
 def test_a_retired_trigger_with_firings_is_still_answered(aws: Aws, router: Router) -> None:
