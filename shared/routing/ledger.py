@@ -496,7 +496,7 @@ class PlayLedger:
         condition = "(attribute_not_exists(pk) OR #status IN (:scheduled, :deferred))"
         if strict and record.stored_status is None:
             condition += " AND attribute_not_exists(pk)"
-        elif strict:
+        elif strict and record.stored_status is not None:
             condition += " AND #status = :stored"
             values[":stored"] = {"S": record.stored_status.value}
         if record.expanded is None:

@@ -103,7 +103,8 @@ def trigger_report(
     windows = []
     for days in WINDOWS_DAYS:
         first = today - timedelta(days=days - 1)
-        total, versions = Totals(), defaultdict(Totals)
+        total = Totals()
+        versions: defaultdict[str, Totals] = defaultdict(Totals)
         for cohort in cohorts:
             if first <= cohort.cohort.day <= today:
                 matured = cohort_matured(cohort.cohort.day, now, horizon_days)
