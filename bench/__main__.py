@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import backtest, cold_init, delivery, engine, readback, write_units
+from bench import backtest, cold_init, delivery, engine, readback, trigger_metrics, write_units
 
 
 def main() -> int:
@@ -16,6 +16,7 @@ def main() -> int:
         "cold_init": cold_init.run(),
         "delivery": delivery.run(),
         "readback": readback.run(),
+        "trigger_metrics": trigger_metrics.run(),
         "backtest": backtest.run(),
     }
     out = Path("bench/results")

@@ -4,7 +4,8 @@ moto does not report consumed capacity faithfully, so units are computed with Dy
 documented rules: a write costs 1 WCU per started KB of the larger of the old and new item
 (a failed conditional write still costs the item's size, at least 1), a strongly consistent
 read 1 RCU per started 4 KB (summed per item for batch reads, per page for queries), an
-eventually consistent read half that.
+eventually consistent read half that. A transactional write costs twice a plain one, per item
+(DynamoDB: two underlying writes, prepare and commit), on the larger of the old and new item.
 """
 
 from __future__ import annotations
@@ -81,13 +82,25 @@ class Meter:
                 self._shadow.get_item(TableName=params["TableName"], Key=params["Key"]).get("Item") or {}
             )
             self._update_key = (params["TableName"], params["Key"])
+        elif model.name == "TransactWriteItems":
+            self._transaction = [
+                (table, key, self._size_of(table, key)) for table, key in _transaction_keys(params)
+            ]
         elif model.name == "GetItem":
             self.read_units += read_factor  # a miss costs a read unit too
         elif model.name == "BatchGetItem":
             # Consistency is asked per table there; Upswing's batch reads are all consistent.
             self.read_units += sum(len(request["Keys"]) for request in params["RequestItems"].values())
 
+    def _size_of(self, table: str, key: dict[str, Any]) -> int:
+        return item_size(self._shadow.get_item(TableName=table, Key=key).get("Item") or {})
+
     def _charge_response(self, model: Any, parsed: dict[str, Any], read_factor: float) -> None:
+        if model.name == "TransactWriteItems":
+            # Charged whether it committed or was cancelled (a cancelled one is charged too).
+            for table, key, old in self._transaction:
+                new = self._size_of(table, key)
+                self.write_units += 2 * max(1, math.ceil(max(old, new) / 1024))
         if model.name == "UpdateItem" and self.count_updates:
             table, key = self._update_key
             new = self._shadow.get_item(TableName=table, Key=key).get("Item") or {}
@@ -101,3 +114,16 @@ class Meter:
         elif model.name == "Query":
             size = sum(item_size(item) for item in parsed.get("Items", []))
             self.read_units += read_factor * max(1, math.ceil(size / 4096))
+
+
+def _transaction_keys(params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(table, key) of each item a TransactWriteItems request writes."""
+    found = []
+    for entry in params["TransactItems"]:
+        ((kind, write),) = entry.items()
+        if kind == "Put":
+            key = {name: write["Item"][name] for name in ("pk", "sk") if name in write["Item"]}
+        else:
+            key = write["Key"]
+        found.append((write["TableName"], key))
+    return found

@@ -203,7 +203,12 @@ def _routed(record: Any, status: Any, play_id: str, now: datetime) -> Any:
         play_id=play_id,
         firing_id="f" * 24,
         tier=0,
-        firing={"trigger": "seats", "play": "seat-expansion", "ruleset_version": "bench"},
+        firing={
+            "trigger": "seats",
+            "play": "seat-expansion",
+            "ruleset_version": "bench",
+            "evaluated_at": now.isoformat(),
+        },
         status=status.ROUTED,
         updated_at=now,
     )

@@ -13,6 +13,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from shared.horizon import HORIZON_ENV
 from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
 from shared.resources import (
     ACCOUNTS_TABLE,
@@ -103,6 +104,7 @@ class IngestApi(Construct):
                 OUTCOMES_TABLE.env_var: outcomes_table.table_name,
                 RULESET_PATH_ENV: settings.ruleset_path,
                 RETENTION_DAYS_ENV: str(settings.retention_days),
+                HORIZON_ENV: str(settings.expansion_horizon_days),
             },
         )
         # Conditional put of the ledger item is the deduplication; nothing is read back from it.
@@ -117,7 +119,8 @@ class IngestApi(Construct):
         self.api_function.allow(["dynamodb:Query"], counters_table.table_arn)
         # GET .../signals previews the rules: the account's trigger state and recent firings.
         self.api_function.allow(["dynamodb:GetItem", "dynamodb:Query"], firings_table.table_arn)
-        # ...and the plays those firings became (routed, waiting, suppressed): read only.
+        # ...and the plays those firings became (routed, waiting, suppressed), and GET /v1/triggers
+        # the trigger cohorts' counters (a partition per trigger): read only.
         self.api_function.allow(["dynamodb:Query"], plays_table.table_arn)
 
         self.authorizer_function = UpswingFunction(
@@ -194,6 +197,9 @@ class IngestApi(Construct):
         signals = account.add_resource("signals")
         account_outcomes = account.add_resource("outcomes")
         document = v1.add_resource("openapi.json")
+        triggers = v1.add_resource("triggers")
+        trigger = triggers.add_resource("{name}")
+        name_required = {"method.request.path.name": True}
         methods = [
             events.add_method("POST", integration, request_validator=validator),
             outcomes.add_method("POST", integration, request_validator=validator),
@@ -213,6 +219,10 @@ class IngestApi(Construct):
                 "GET", integration, request_validator=validator, request_parameters=account_id_required
             ),
             document.add_method("GET", integration, request_validator=validator),
+            triggers.add_method("GET", integration, request_validator=validator),
+            trigger.add_method(
+                "GET", integration, request_validator=validator, request_parameters=name_required
+            ),
         ]
         per_account = (account, counters, signals, account_outcomes)
         # Any other method on a route's path reaches the API too, which answers 405 with an Allow
@@ -222,9 +232,15 @@ class IngestApi(Construct):
                 "ANY",
                 integration,
                 request_validator=validator,
-                request_parameters=account_id_required if resource in per_account else None,
+                request_parameters=(
+                    account_id_required
+                    if resource in per_account
+                    else name_required
+                    if resource is trigger
+                    else None
+                ),
             )
-            for resource in (events, outcomes, document, *per_account)
+            for resource in (events, outcomes, document, triggers, trigger, *per_account)
         ]
         for method in methods:
             acknowledge(

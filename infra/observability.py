@@ -21,6 +21,7 @@ from shared.resources import METRICS_NAMESPACE, SERVICE_NAME
 ITERATOR_AGE_LIMIT = Duration.seconds(60)
 _ONE_MINUTE = Duration.minutes(1)
 _FIVE_MINUTES = Duration.minutes(5)
+_ONE_DAY = Duration.days(1)
 # The HubSpot sender's own metrics (EMF, functions/hubspot_sender/handler.py) that need a person: each
 # alarm's description says what to do.
 HUBSPOT_ALARMS = {
@@ -119,6 +120,7 @@ class Observability(Construct):
             api_stage,
             {**dead_letter_queues, "Rejects": rejects_queue},
         )
+        self._business_dashboard(stage)
 
     def _alarm_topic(self, alarm_email: str | None) -> sns.Topic:
         key = kms.Key(
@@ -213,6 +215,64 @@ class Observability(Construct):
                         left=[_queue_depth(queue, label=name) for name, queue in queues.items()],
                         width=24,
                     )
+                ],
+            ],
+        )
+
+    def _business_dashboard(self, stage: str) -> None:
+        """Per trigger: fired, worked, expanded, amount — one line per trigger, found by SEARCH over
+        the `trigger` dimension (shared/trigger_metrics/emf.py), so a new trigger appears without a
+        deploy. The exact, cohort-based numbers are GET /v1/triggers; these are their daily flow."""
+
+        def per_trigger(metric: str, label: str, *, currency: bool = False) -> cloudwatch.MathExpression:
+            dimensions = "service,trigger,currency" if currency else "service,trigger"
+            return cloudwatch.MathExpression(
+                expression=(
+                    f"SEARCH('{{{METRICS_NAMESPACE},{dimensions}}} MetricName=\"{metric}\"', 'Sum', 86400)"
+                ),
+                label=label,
+                period=_ONE_DAY,
+            )
+
+        def graph(title: str, *metrics: str, currency: bool = False) -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(
+                title=title,
+                left=[
+                    per_trigger(metric, metric if len(metrics) > 1 else "", currency=currency)
+                    for metric in metrics
+                ],
+                width=12,
+                period=_ONE_DAY,
+            )
+
+        cloudwatch.Dashboard(
+            self,
+            "BusinessDashboard",
+            dashboard_name=f"upswing-{stage}-triggers",
+            default_interval=Duration.days(90),
+            widgets=[
+                [
+                    cloudwatch.TextWidget(
+                        markdown=(
+                            "## Triggers: fired, worked, expanded\n"
+                            "Daily sums per trigger (EMF, dimension `trigger`). Cohort numbers, "
+                            "precision and medians: `GET /v1/triggers` (docs/api.md)."
+                        ),
+                        width=24,
+                        height=2,
+                    )
+                ],
+                [
+                    graph("Fired per day", "TriggerFired"),
+                    graph("Tasks worked per day", "TriggerWorked"),
+                ],
+                [
+                    graph("Accounts expanded per day (attributed)", "TriggerExpanded"),
+                    graph("Expansion amount per day (per currency)", "TriggerExpansionAmount", currency=True),
+                ],
+                [
+                    graph("Routed per day", "TriggerRouted"),
+                    graph("Deferred and suppressed per day", "TriggerDeferred", "TriggerSuppressed"),
                 ],
             ],
         )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.currencies import ISO_4217_CODES
+from shared.horizon import DEFAULT_HORIZON_DAYS
 from shared.outcomes.models import OutcomeKind
 from shared.timezones import portal_zone
 
@@ -59,6 +60,8 @@ class UpswingSettings:
     sender_email: str = "upswing@example.com"
     # How often the scheduler checks each HubSpot task of a play with auto_close (docs/rules.md).
     auto_close_check_hours: int = 6
+    # How long after a firing an expansion counts as its result (attribution, fates, trigger metrics).
+    expansion_horizon_days: int = DEFAULT_HORIZON_DAYS
 
     def __post_init__(self) -> None:
         # The stage ends up in the stack name and the event bus name: keep it to safe characters.
@@ -80,6 +83,11 @@ class UpswingSettings:
         if not 1 <= self.auto_close_check_hours <= 168:
             raise ValueError(
                 f"auto_close_check_hours must be 1-168 (an hour to a week), got {self.auto_close_check_hours}"
+            )
+        if not 1 <= self.expansion_horizon_days <= self.retention_days:
+            raise ValueError(
+                f"expansion_horizon_days must be 1 to retention_days ({self.retention_days}), "
+                f"got {self.expansion_horizon_days}: a firing must still be kept when its horizon ends"
             )
         for name in ("api_rate_limit", "api_burst_limit", "retention_days", "hubspot_requests_per_10s"):
             if getattr(self, name) <= 0:
@@ -158,6 +166,7 @@ class UpswingSettings:
             ),
             sender_email=str(get("sender_email") or defaults.sender_email),
             auto_close_check_hours=_as_int(get("auto_close_check_hours"), defaults.auto_close_check_hours),
+            expansion_horizon_days=_as_int(get("expansion_horizon_days"), defaults.expansion_horizon_days),
         )
 
 

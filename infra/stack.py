@@ -10,6 +10,7 @@ from constructs import Construct
 from shared.resources import DETAILED_TRACING_ENV
 
 from .assets import LambdaAssets
+from .attribution import Attribution
 from .counting import Counting
 from .delivery import Delivery
 from .evaluation import Evaluation
@@ -54,6 +55,7 @@ class UpswingStack(Stack):
             fired_queue=evaluation.fired_queue,
             event_bus=bus.event_bus,
         )
+        attribution = Attribution(self, "Attribution", package=package, storage=storage, settings=settings)
         delivery = Delivery(
             self,
             "Delivery",
@@ -79,10 +81,12 @@ class UpswingStack(Stack):
                 "HubSpotSender": delivery.hubspot_sender.function,
                 "HubSpotPoller": delivery.hubspot_poller.function,
                 "EmailSender": delivery.email_sender.function,
+                "Attributor": attribution.attributor.function,
             },
             stream_consumers={
                 "Aggregator": counting.aggregator.function,
                 "Evaluator": evaluation.evaluator.function,
+                "Attributor": attribution.attributor.function,
             },
             api_stage=api.rest_api.deployment_stage,
             dead_letter_queues={
@@ -92,6 +96,7 @@ class UpswingStack(Stack):
                     *counting.dead_letter_queues,
                     *evaluation.dead_letter_queues,
                     *routing.dead_letter_queues,
+                    *attribution.dead_letter_queues,
                 )
             },
             rejects_queue=bus.rejects_queue,

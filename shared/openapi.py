@@ -52,8 +52,9 @@ def openapi_document() -> dict[str, Any]:
             "title": "Upswing API",
             "version": API_VERSION,
             "description": (
-                "Usage events and outcomes in, account profiles and counters out. Every call needs a "
-                "producer key: `Authorization: Bearer <key>`, with the scope the operation names under "
+                "Usage events and outcomes in; account profiles, counters and trigger metrics out. Every "
+                "call needs a producer key: `Authorization: Bearer <key>`, with the scope the operation "
+                "names under "
                 "`security` (events:write, outcomes:write, accounts:write, accounts:read). See docs/api.md."
             ),
         },
@@ -65,6 +66,8 @@ def openapi_document() -> dict[str, Any]:
             "/v1/accounts/{account_id}/counters": {"get": _get_counters()},
             "/v1/accounts/{account_id}/signals": {"get": _get_signals()},
             "/v1/accounts/{account_id}/outcomes": {"get": _get_outcomes()},
+            "/v1/triggers": {"get": _get_triggers()},
+            "/v1/triggers/{name}": {"get": _get_trigger()},
             "/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -240,6 +243,57 @@ def _get_outcomes() -> dict[str, Any]:
                 **_json_body(_ref("AccountOutcomes")),
             },
             **_errors({"400": "account_id is not valid.", "503": _UNAVAILABLE}),
+        },
+    }
+
+
+_TRIGGER_METRICS = (
+    "Per trigger and ruleset version, over the last 7, 30 and 90 firing days (UTC, today included): "
+    "firings, plays routed, deferred, suppressed, escalations routed, tasks worked, median hours to "
+    "work, accounts expanded within the horizon, expansion amount per currency, and precision: "
+    "matured (firings whose horizon has passed) and to date (a lower bound while firings are open), "
+    "each with its 95 % Wilson interval. Kept incrementally: reading costs one query per trigger "
+    "(docs/api.md, 'Trigger metrics')."
+)
+
+
+def _get_triggers() -> dict[str, Any]:
+    return {
+        "operationId": "getTriggers",
+        "security": _needs(Scope.ACCOUNTS_READ),
+        "summary": "Live metrics of every trigger of the active ruleset.",
+        "description": _TRIGGER_METRICS,
+        "responses": {
+            "200": {"description": "One entry per trigger.", **_json_body({"type": "object"})},
+            **_errors({"503": _UNAVAILABLE}),
+        },
+    }
+
+
+def _get_trigger() -> dict[str, Any]:
+    return {
+        "operationId": "getTrigger",
+        "security": _needs(Scope.ACCOUNTS_READ),
+        "summary": "Live metrics of one trigger (also one no longer in the active ruleset).",
+        "description": _TRIGGER_METRICS,
+        "parameters": [
+            {
+                "name": "name",
+                "in": "path",
+                "required": True,
+                "description": "The trigger's name, as in the ruleset.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+            }
+        ],
+        "responses": {
+            "200": {"description": "The trigger's windows.", **_json_body({"type": "object"})},
+            **_errors(
+                {
+                    "404": "No such trigger in the active ruleset and no firings of it in the last 90 "
+                    "days; the message lists the known triggers (and the closest name).",
+                    "503": _UNAVAILABLE,
+                }
+            ),
         },
     }
 

@@ -116,14 +116,15 @@ DELIVERIES_TABLE = TableSpec(
 )
 
 # Outcomes (expansions, upgrades, contractions, churn) per account: one item per
-# (account_id, outcome_id), written once by a conditional put like the event ledger. No stream:
-# nothing reacts to an outcome's arrival yet.
+# (account_id, outcome_id), written once by a conditional put like the event ledger. Its stream
+# (new items) feeds the attributor, which tells the plays their account expanded.
 OUTCOMES_TABLE = TableSpec(
     construct_id="Outcomes",
     env_var="OUTCOMES_TABLE",
     partition_key="pk",
     sort_key="sk",
     ttl_attribute="expires_at",
+    stream=StreamView.NEW_IMAGE,
 )
 
 TABLES = (

@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from shared.horizon import DEFAULT_HORIZON_DAYS
 from upswing.local.stack import QUIET_POWERTOOLS
 
 
@@ -158,7 +159,10 @@ def _add_backtest(commands: Any) -> None:
     )
     backtest.add_argument("--compare", type=Path, help="a second ruleset, scored on the same replay")
     backtest.add_argument(
-        "--horizon", type=int, default=90, help="days a firing may precede an expansion (90)"
+        "--horizon",
+        type=int,
+        default=DEFAULT_HORIZON_DAYS,
+        help="days a firing may precede an expansion (%(default)s, as the live metrics)",
     )
     backtest.add_argument(
         "--signals", action="store_true", help="also score each signal no trigger uses, as if it were one"

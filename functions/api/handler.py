@@ -9,8 +9,10 @@ become HTTP answers in one place (the exception handlers below).
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -46,10 +48,14 @@ from shared.rules.firings import FiringStore
 from shared.rules.online import OnlineEvaluator, active_ruleset, trigger_view
 from shared.settings import load_settings
 from shared.storage.dynamo import dynamodb_client
+from shared.trigger_metrics.report import WINDOWS_DAYS, oldest_day, trigger_report
+from shared.trigger_metrics.store import TriggerMetricsStore
 
 app = APIGatewayRestResolver()
 MAX_COUNTER_DAYS = 400
 RECENT_PLAYS = 20
+# GET /v1/triggers reads one partition per trigger; this many at once.
+TRIGGER_READS_IN_PARALLEL = 8
 _ACCOUNT_ID = TypeAdapter(AccountId)
 # The rule of the route Powertools makes up when none matched (REST resolver: "^{rule}/*$").
 _CATCH_ALL = "^.*/*$"
@@ -109,6 +115,11 @@ def counters() -> CounterStore:
 @cache
 def play_ledger() -> PlayLedger:
     return PlayLedger(dynamodb_client(), settings().plays_table, settings().retention_days)
+
+
+@cache
+def trigger_metrics() -> TriggerMetricsStore:
+    return TriggerMetricsStore(dynamodb_client(), settings().plays_table)
 
 
 @cache
@@ -242,8 +253,71 @@ def get_signals(account_id: str) -> Response:
             "evaluated_at": evaluation.evaluated_at.isoformat().replace("+00:00", "Z"),
             "triggers": [trigger_view(outcome) for outcome in evaluation.outcomes],
             "recent_firings": online.firings.recent_firings(account_id),
-            "recent_plays": [play_state(play) for play in play_ledger().plays(account_id, RECENT_PLAYS)],
+            "recent_plays": _recent_plays(account_id, now=evaluation.evaluated_at),
         },
+    )
+
+
+def _recent_plays(account_id: str, now: datetime) -> list[dict[str, Any]]:
+    """The account's most recently updated plays, each with its fate (an escalation tier's fate
+    knows its firing's expansion, which tier 0 holds)."""
+    plays = play_ledger().plays(account_id)
+    expanded = {play.firing_id: play.expanded for play in plays if play.tier == 0 and play.expanded}
+    return [
+        play_state(
+            play, now=now, horizon_days=settings().horizon_days, firing_expanded=expanded.get(play.firing_id)
+        )
+        for play in plays[:RECENT_PLAYS]
+    ]
+
+
+@app.get("/v1/triggers")
+def get_triggers() -> Response:
+    now = datetime.now(UTC)
+    names = list(signals().ruleset.triggers)
+    with ThreadPoolExecutor(max_workers=TRIGGER_READS_IN_PARALLEL) as pool:
+        reports = list(pool.map(lambda name: _trigger(name, now), names))
+    return _json(200, {**_metrics_context(now), "triggers": reports})
+
+
+@app.get("/v1/triggers/<name>")
+def get_trigger(name: str) -> Response:
+    now = datetime.now(UTC)
+    name = unquote(name)
+    report = _trigger(name, now)
+    if name not in signals().ruleset.triggers and not report["firings_kept"]:
+        raise NotFound(_unknown_trigger(name))
+    return _json(200, {**_metrics_context(now), **report})
+
+
+def _trigger(name: str, now: datetime) -> dict[str, Any]:
+    """A trigger's windows, from its cohorts (one Query); retired triggers keep theirs."""
+    cohorts = trigger_metrics().cohorts(name, oldest_day(now), now.date())
+    trigger = signals().ruleset.triggers.get(name)
+    return {
+        "category": trigger.category.value if trigger else None,
+        "in_active_ruleset": trigger is not None,
+        "firings_kept": bool(cohorts),
+        **trigger_report(name, cohorts, now, settings().horizon_days),
+    }
+
+
+def _metrics_context(now: datetime) -> dict[str, Any]:
+    return {
+        "as_of": now.isoformat().replace("+00:00", "Z"),
+        "ruleset_version": signals().ruleset.version,
+        "horizon_days": settings().horizon_days,
+        "windows_days": list(WINDOWS_DAYS),
+    }
+
+
+def _unknown_trigger(name: str) -> str:
+    known = sorted(signals().ruleset.triggers)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return (
+        f"No trigger {name!r} in the active ruleset ({signals().ruleset.version}) and no firings of it "
+        f"in the last {max(WINDOWS_DAYS)} days.{hint} Known triggers: {', '.join(known)}."
     )
 
 

@@ -1,6 +1,8 @@
 from pydantic import Field
 
+from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.ingest import IngestSettings
+from shared.horizon import DEFAULT_HORIZON_DAYS, HORIZON_ENV
 from shared.resources import (
     ACCOUNTS_TABLE,
     COUNTERS_TABLE,
@@ -17,3 +19,7 @@ class ApiSettings(IngestSettings):
     firings_table: str = Field(min_length=1, validation_alias=FIRINGS_TABLE.env_var)
     plays_table: str = Field(min_length=1, validation_alias=PLAYS_TABLE.env_var)
     ruleset_path: str = Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)
+    # How long after a firing an expansion counts: plays' fates and the trigger metrics' maturity.
+    horizon_days: int = Field(
+        default=DEFAULT_HORIZON_DAYS, ge=1, le=DEFAULT_RETENTION_DAYS, validation_alias=HORIZON_ENV
+    )

@@ -9,13 +9,21 @@ accept a play once, and no budget is ever overdrawn. SCHEDULED and DEFERRED item
 sparse `due` index keys until the scheduler releases them; ACCEPTED items keep them (due
 HAND_OFF_GRACE after the accept) until they are marked ROUTED, so a hand-off that never finished
 is found and finished by the scheduler.
+
+The transitions the live trigger metrics count (shared/trigger_metrics/counters.py: a firing's
+first record, routed, first deferred, suppressed, an escalation routed, a task first worked, an
+expansion first attributed) carry their counter ADD in the same transaction, conditional on the
+state the router read (`stored_status`), so each is counted exactly once.
 """
 
 from __future__ import annotations
 
 import json
+import random
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -25,6 +33,8 @@ from shared.resources import PLAYS_DUE_INDEX
 from shared.routing.budgets import BudgetCharge
 from shared.routing.messages import DeliveryOwner, PlayDelivery
 from shared.storage.dynamo import deserialize, serialize
+from shared.trigger_metrics import emf
+from shared.trigger_metrics.counters import Cohort, Count, Tally
 
 PLAY_PREFIX = "play#"
 DUE_SHARD = "due"  # one partition: releases are few per minute, far below a partition's limits
@@ -33,6 +43,9 @@ DUE_SHARD = "due"  # one partition: releases are few per minute, far below a par
 # scheduler release has no message to come back). Longer than the router's and the scheduler's
 # timeouts, so a hand-off still under way is not repeated.
 HAND_OFF_GRACE = timedelta(minutes=5)
+# A transaction cancelled only because another one held an item (a busy cohort counter) is tried
+# again this many times, after a short random pause, before the caller's own retry takes over.
+CONFLICT_RETRIES = 3
 
 
 class PlayStatus(StrEnum):
@@ -107,6 +120,12 @@ class PlayRecord:
         """Whether Upswing completed the play's HubSpot task itself (its signal was gone)."""
         return bool(self.auto_close_result and self.auto_close_result.get("result") == AUTO_CLOSED)
 
+    # The expansion attributed to the firing (tier 0 only): {outcome_id, at, kind, amount, currency}.
+    expanded: dict[str, str] | None = None
+    # The status the ledger held when this record was read (None: not in the ledger yet). Counted
+    # transitions are written on condition that it still holds.
+    stored_status: PlayStatus | None = None
+
     @property
     def worked(self) -> bool:
         """Whether the play's HubSpot task was completed (`task.worked` says when and by whom)."""
@@ -122,6 +141,26 @@ class PlayRecord:
 
     def moved(self, status: PlayStatus, at: datetime, **changes: Any) -> PlayRecord:
         return replace(self, status=status, updated_at=at, **changes)
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """An expansion outcome, as attributed to a firing's play."""
+
+    outcome_id: str
+    at: str  # the outcome's occurred_at, ISO 8601
+    kind: str
+    amount: Decimal
+    currency: str
+
+    def as_fact(self) -> dict[str, str]:
+        return {
+            "outcome_id": self.outcome_id,
+            "at": self.at,
+            "kind": self.kind,
+            "amount": f"{self.amount:.2f}",
+            "currency": self.currency,
+        }
 
 
 class AlreadyTaken(Exception):
@@ -169,7 +208,8 @@ class PlayLedger:
 
         Raises OverBudget (naming the budgets that are spent) or AlreadyTaken.
         """
-        writes: list[dict[str, Any]] = [{"Put": self._open_play_write(record)}]
+        tally = self._tally(record)
+        writes: list[dict[str, Any]] = [{"Put": self._open_play_write(record, strict=bool(tally))}]
         for charge in budgets:
             writes.append(
                 {
@@ -186,12 +226,14 @@ class PlayLedger:
                     }
                 }
             )
+        if tally:
+            writes.append(self._count(tally))  # last: the reasons below index the play and budgets
         try:
-            self._client.transact_write_items(TransactItems=writes)
+            self._transact(writes)
         except ClientError as error:
             if _code(error) != "TransactionCanceledException":
                 raise
-            reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+            reasons = _reasons(error)
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 raise AlreadyTaken(record.play_id) from None
             exceeded = [
@@ -202,15 +244,29 @@ class PlayLedger:
             if not exceeded:
                 raise  # a conflict or throttling: the message is retried
             raise OverBudget(exceeded) from None
+        if tally:
+            emf.publish(tally)
 
     def settle(self, record: PlayRecord) -> None:
         """Write a play that waits (again) or ends without delivery, unless another router took it."""
+        tally = self._tally(record)
+        if not tally:
+            try:
+                self._client.put_item(**self._open_play_write(record, strict=False))
+            except ClientError as error:
+                if _code(error) == "ConditionalCheckFailedException":
+                    raise AlreadyTaken(record.play_id) from None
+                raise
+            return
         try:
-            self._client.put_item(**self._open_play_write(record))
+            self._transact([{"Put": self._open_play_write(record, strict=True)}, self._count(tally)])
         except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
+            if _code(error) == "TransactionCanceledException" and _reasons(error)[:1] == [
+                "ConditionalCheckFailed"
+            ]:
                 raise AlreadyTaken(record.play_id) from None
             raise
+        emf.publish(tally)
 
     def mark_routed(self, record: PlayRecord) -> None:
         self._client.update_item(
@@ -285,7 +341,73 @@ class PlayLedger:
         """The poller's word: the task as HubSpot shows it at `facts.modified_ms`. Applied only when
         newer than what the play holds, so reading a change again (a retried page, the watermark's
         overlap) changes nothing; False then. `worked`, `deleted`, `reassigned`, `due_moved` are set
-        when given, never cleared (a reopened task was still worked once)."""
+        when given, never cleared (a reopened task was still worked once). The first `worked` of a
+        play counts toward its trigger's metrics (tasks worked, time to work), in the same
+        transaction."""
+        if facts.worked and self._record_first_work(account_id, play_id, facts):
+            return True
+        update = self._task_change_update(account_id, play_id, facts)
+        try:
+            self._client.update_item(**update)
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _record_first_work(self, account_id: str, play_id: str, facts: TaskFacts) -> bool:
+        """Record a change that first sets `worked`, with the count; False when the play is unknown
+        or was worked before (then the plain change applies, uncounted)."""
+        assert facts.worked
+        record = self.get(account_id, play_id)
+        if record is None or record.worked:
+            return False
+        update = self._task_change_update(account_id, play_id, facts)
+        update["ConditionExpression"] += " AND attribute_not_exists(worked)"
+        tally = Tally(
+            Cohort.of(record.firing),
+            {Count.WORKED: 1},
+            hours_to_work=_hours_between(record.updated_at, facts.worked["at"]),
+        )
+        try:
+            self._transact([{"Update": update}, self._count(tally)])
+        except ClientError as error:
+            if _code(error) == "TransactionCanceledException" and _reasons(error)[:1] == [
+                "ConditionalCheckFailed"
+            ]:
+                return False  # worked meanwhile, or an older change: the plain path decides
+            raise
+        emf.publish(tally)
+        return True
+
+    def record_expansion(self, record: PlayRecord, expansion: Expansion) -> bool:
+        """Attribute an expansion to a firing's play (tier 0), with its count and amount, once: a
+        play already expanded keeps its first expansion (False then), so a redelivered outcome or a
+        second expansion within the horizon changes nothing."""
+        tally = Tally(
+            Cohort.of(record.firing),
+            {Count.EXPANDED: 1},
+            amount=(expansion.currency, expansion.amount),
+        )
+        update = {
+            "TableName": self._table,
+            "Key": _key(record.account_id, PLAY_PREFIX + record.play_id),
+            "UpdateExpression": "SET expanded = :expanded",
+            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(expanded)",
+            "ExpressionAttributeValues": serialize({":expanded": expansion.as_fact()}),
+        }
+        try:
+            self._transact([{"Update": update}, self._count(tally)])
+        except ClientError as error:
+            if _code(error) == "TransactionCanceledException" and _reasons(error)[:1] == [
+                "ConditionalCheckFailed"
+            ]:
+                return False
+            raise
+        emf.publish(tally)
+        return True
+
+    def _task_change_update(self, account_id: str, play_id: str, facts: TaskFacts) -> dict[str, Any]:
         values: dict[str, Any] = {":modified": facts.modified_ms}
         sets = ["task_modified_ms = :modified"]
         for attribute, value in (
@@ -301,22 +423,16 @@ class PlayLedger:
             if value is not None:
                 values[f":{attribute}"] = value
                 sets.append(f"{attribute} = :{attribute}")
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=_key(account_id, PLAY_PREFIX + play_id),
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression=(
-                    "attribute_exists(pk) AND (attribute_not_exists(task_modified_ms) "
-                    "OR task_modified_ms < :modified)"
-                ),
-                ExpressionAttributeValues=serialize(values),
-            )
-        except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return {
+            "TableName": self._table,
+            "Key": _key(account_id, PLAY_PREFIX + play_id),
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ConditionExpression": (
+                "attribute_exists(pk) AND (attribute_not_exists(task_modified_ms) "
+                "OR task_modified_ms < :modified)"
+            ),
+            "ExpressionAttributeValues": serialize(values),
+        }
 
     def decide_auto_close(self, account_id: str, play_id: str, decision: dict[str, str]) -> bool:
         """The scheduler's decision to close the play's stale HubSpot task: written once, and only
@@ -414,18 +530,65 @@ class PlayLedger:
 
     # ── items ──────────────────────────────────────────────────────────────────────────────────
 
-    def _open_play_write(self, record: PlayRecord) -> dict[str, Any]:
-        """A put that only succeeds while the play is new or waiting."""
+    def _open_play_write(self, record: PlayRecord, *, strict: bool) -> dict[str, Any]:
+        """A put that only succeeds while the play is new or waiting — `strict`: only while it is
+        exactly as this record was read (new, or in `stored_status`), for a transition that counts.
+        Either way the put cannot undo an expansion attributed since the record was read."""
+        values = {
+            ":scheduled": {"S": PlayStatus.SCHEDULED.value},
+            ":deferred": {"S": PlayStatus.DEFERRED.value},
+        }
+        condition = "(attribute_not_exists(pk) OR #status IN (:scheduled, :deferred))"
+        if strict and record.stored_status is None:
+            condition += " AND attribute_not_exists(pk)"
+        elif strict and record.stored_status is not None:
+            condition += " AND #status = :stored"
+            values[":stored"] = {"S": record.stored_status.value}
+        if record.expanded is None:
+            condition += " AND attribute_not_exists(expanded)"
         return {
             "TableName": self._table,
             "Item": self._item(record),
-            "ConditionExpression": "attribute_not_exists(pk) OR #status IN (:scheduled, :deferred)",
+            "ConditionExpression": condition,
             "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {
-                ":scheduled": {"S": PlayStatus.SCHEDULED.value},
-                ":deferred": {"S": PlayStatus.DEFERRED.value},
-            },
+            "ExpressionAttributeValues": values,
         }
+
+    def _tally(self, record: PlayRecord) -> Tally:
+        """What writing this record counts for its trigger: the firing's first record, and what
+        became of its play (tier 0), or an escalation tier routed. Empty when nothing counts."""
+        counts: dict[Count, int] = {}
+        if record.tier > 0:
+            if record.status is PlayStatus.ACCEPTED:
+                counts[Count.ESCALATED] = 1
+        else:
+            if record.stored_status is None:
+                counts[Count.FIRINGS] = 1
+            if record.status is PlayStatus.ACCEPTED:
+                counts[Count.ROUTED] = 1
+            elif record.status is PlayStatus.DEFERRED and record.stored_status is not PlayStatus.DEFERRED:
+                counts[Count.DEFERRED] = 1
+            elif record.status is PlayStatus.SUPPRESSED:
+                counts[Count.SUPPRESSED] = 1
+        return Tally(Cohort.of(record.firing), counts)
+
+    def _count(self, tally: Tally) -> dict[str, Any]:
+        expires = datetime.combine(tally.cohort.day, datetime.min.time(), UTC) + timedelta(days=1)
+        return tally.update(self._table, self._expiry(expires))
+
+    def _transact(self, writes: list[dict[str, Any]]) -> None:
+        """One transaction; tried again when it lost only a conflict (another transaction held one
+        of its items, a busy cohort counter say) — conditions that failed are the caller's."""
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                self._client.transact_write_items(TransactItems=writes)
+                return
+            except ClientError as error:
+                reasons = _reasons(error) if _code(error) == "TransactionCanceledException" else []
+                conflict = "TransactionConflict" in reasons and "ConditionalCheckFailed" not in reasons
+                if not conflict or attempt == CONFLICT_RETRIES:
+                    raise
+                time.sleep(random.uniform(0.01, 0.05) * 2**attempt)  # noqa: S311 (jitter, not a secret)
 
     def _item(self, record: PlayRecord) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -458,6 +621,8 @@ class PlayLedger:
             item["deliveries"] = [delivery.model_dump_json() for delivery in record.deliveries]
         if record.skipped:
             item["skipped"] = record.skipped
+        if record.expanded:
+            item["expanded"] = record.expanded
         return serialize(item)
 
     def _expiry(self, moment: datetime) -> int:
@@ -490,6 +655,8 @@ def _record(item: dict[str, Any]) -> PlayRecord:
         task=_task_facts(item),
         auto_close=_strings(item.get("auto_close")),
         auto_close_result=_strings(item.get("auto_close_result")),
+        expanded={str(k): str(v) for k, v in item["expanded"].items()} if item.get("expanded") else None,
+        stored_status=PlayStatus(item["status"]),
     )
 
 
@@ -526,6 +693,21 @@ def _key(partition: str, sort: str) -> dict[str, Any]:
 def _stamp(moment: datetime) -> str:
     """Whole seconds, UTC, `Z`: stamps of one width, so the index compares them as text."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hours_between(routed_at: datetime, worked_at: str) -> float | None:
+    """Time to work in hours: the play routed (accepted) → its task completed (None: no instant)."""
+    try:
+        worked = datetime.fromisoformat(worked_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    worked = worked if worked.tzinfo else worked.replace(tzinfo=UTC)
+    return (worked - routed_at).total_seconds() / 3600
+
+
+def _reasons(error: ClientError) -> list[str | None]:
+    """A cancelled transaction's reason per item, in the order of its items ("None" when fine)."""
+    return [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
 
 
 def _code(error: ClientError) -> str | None:

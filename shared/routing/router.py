@@ -117,7 +117,7 @@ class Router:
             return current
         record = current
         if record.status is PlayStatus.SCHEDULED and record.tier > 0:
-            stop = self._escalation_stop(record) or self._auto_closed_before(record)
+            stop = self._escalation_stop(record)
             if stop:
                 return self._settle(record.moved(PlayStatus.STOPPED, now, due_at=None, reason=stop))
         if record.status is PlayStatus.SCHEDULED and not self.signal_holds(
@@ -130,24 +130,25 @@ class Router:
 
     def _escalation_stop(self, record: PlayRecord) -> str | None:
         """Why an escalation tier must not go out although its day has come: the play did its work
-        (an earlier tier's HubSpot task was completed, as the read-back recorded it) or the account
-        now has an open expansion opportunity. None: escalate (if the signal still holds).
-        TODO(outcomes): stop too when the account expanded (an outcome within the horizon)."""
+        (an earlier tier's HubSpot task was completed, as the read-back recorded it), the account
+        expanded after the firing (an expansion attributed to its first tier), an earlier tier's task
+        was auto-closed (an escalation presumes the signal persisted; it had not held for the play's
+        auto_close.after), or the account now has an open expansion opportunity. None: escalate (if
+        the signal still holds)."""
         profile = self.accounts.get(record.account_id)
         if profile and profile.flags.open_expansion_opportunity:
             return "the account has an open expansion opportunity"
         for tier in range(record.tier):
             earlier = self.ledger.get(record.account_id, play_id(record.firing_id, tier))
+            if earlier and earlier.expanded:
+                grew = earlier.expanded
+                return (
+                    f"the account expanded after the firing: {grew['kind']} of {grew['amount']} "
+                    f"{grew['currency']} on {grew['at']} (outcome {grew['outcome_id']})"
+                )
             if earlier and earlier.task and earlier.task.worked:
                 worked = earlier.task.worked
                 return f"tier {tier}'s task was completed (worked) at {worked['at']} by owner {worked['by']}"
-        return None
-
-    def _auto_closed_before(self, record: PlayRecord) -> str | None:
-        """An escalation presumes the signal persisted: once an earlier tier's task was auto-closed
-        (the signal had not held for the play's auto_close.after), the later tiers stop."""
-        for tier in range(record.tier):
-            earlier = self.ledger.get(record.account_id, play_id(record.firing_id, tier))
             if earlier and earlier.auto_close:
                 since = earlier.auto_close["not_holding_since"]
                 return f"tier {tier}'s task was auto-closed: the signal has not held since {since}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.horizon import DEFAULT_HORIZON_DAYS
 from shared.routing.ledger import WAITING, PlayRecord, TaskStatus
 from shared.rules.plays import Channel
+from shared.trigger_metrics.counters import fired_at
 
 
 def play_summary(record: PlayRecord) -> dict[str, Any]:
@@ -37,9 +39,17 @@ def play_summary(record: PlayRecord) -> dict[str, Any]:
     }
 
 
-def play_state(record: PlayRecord) -> dict[str, Any]:
+def play_state(
+    record: PlayRecord,
+    *,
+    now: datetime | None = None,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    firing_expanded: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """A play with where it stands: routed, waiting (and until when), or ended without a delivery
-    (and why). What GET .../signals lists."""
+    (and why), and its fate. What GET .../signals lists. `firing_expanded`: the expansion attributed
+    to the play's firing (held by its tier 0), for the fate of its escalation tiers."""
+    expanded = record.expanded or firing_expanded
     return {
         **play_summary(record),
         "status": record.status.value,
@@ -49,7 +59,27 @@ def play_state(record: PlayRecord) -> dict[str, Any]:
         # A routed play whose delivery fell back (an owner HubSpot does not know, say) says so here.
         "delivery_problems": list(record.delivery_problems),
         "hubspot_task": hubspot_task_state(record),
+        "expanded": expanded,
+        "fate": play_fate(record, now or datetime.now(UTC), horizon_days, expanded),
     }
+
+
+def play_fate(
+    record: PlayRecord, now: datetime, horizon_days: int, expanded: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """What became of the play, computed now: `expanded` (the account expanded within the horizon
+    after the firing), else `worked` (its task was completed), else `lapsed` (the horizon passed with
+    neither), else `open`. `horizon_ends`: when an open play lapses."""
+    horizon_ends = fired_at(record.firing) + timedelta(days=horizon_days)
+    if expanded or record.expanded:
+        state = "expanded"
+    elif record.worked:
+        state = "worked"
+    elif now > horizon_ends:
+        state = "lapsed"
+    else:
+        state = "open"
+    return {"state": state, "horizon_ends": stamp(horizon_ends)}
 
 
 def hubspot_task_state(record: PlayRecord) -> dict[str, Any] | None:

@@ -232,3 +232,56 @@ def _outcome(outcome_id: str, now: datetime) -> dict[str, Any]:
         "currency": "EUR",
         "source": "billing",
     }
+
+
+def test_given_a_firings_play_when_an_expansion_is_posted_then_the_local_attributor_credits_its_trigger(
+    stack: RunningStack,
+) -> None:
+    from shared.resources import PLAYS_TABLE
+    from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
+    from shared.storage.dynamo import aws_client
+
+    # Given a firing of seat-expansion yesterday, its play in the stack's ledger (suppressed: final)
+    now = datetime.now(UTC).replace(microsecond=0)
+    fired_at = now - timedelta(days=1)
+    os.environ.update({**FAKE_AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": stack.aws})
+    try:
+        PlayLedger(aws_client("dynamodb"), PLAYS_TABLE.local_name(LOCAL_PREFIX), 400).settle(
+            PlayRecord(
+                account_id="attribution-e2e",
+                play_id="e2e0" * 6,
+                firing_id="f2e0" * 6,
+                tier=0,
+                firing={
+                    "trigger": "seat-expansion",
+                    "play": "seat-expansion",
+                    "ruleset_version": "e2e",
+                    "evaluated_at": fired_at.isoformat().replace("+00:00", "Z"),
+                },
+                status=PlayStatus.SUPPRESSED,
+                updated_at=fired_at,
+                reason="do not contact",
+            )
+        )
+    finally:
+        os.environ.pop("AWS_ENDPOINT_URL")
+
+    # When the account's expansion is posted
+    outcome = {**_outcome("chg-attributed", now), "account_id": "attribution-e2e"}
+    with stack.client() as api:
+        assert api.post("/v1/outcomes", json={"outcomes": [outcome]}).status_code == 202
+
+        # Then the outcomes stream reaches the attributor, and the trigger counts the expansion
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            answer = api.get("/v1/triggers/seat-expansion").json()
+            week = next(w for w in answer["windows"] if w["days"] == 7)
+            if week["accounts_expanded"]:
+                break
+            time.sleep(0.2)
+        signals = api.get("/v1/accounts/attribution-e2e/signals").json()
+    assert week["accounts_expanded"] == 1
+    assert week["expansion_amount"] == {"EUR": "12000.00"}
+    [play] = signals["recent_plays"]
+    assert play["fate"]["state"] == "expanded"
+    assert play["expanded"]["outcome_id"] == "chg-attributed"

@@ -12,7 +12,9 @@ from infra.assets import LambdaAssets
 from infra.settings import UpswingSettings
 from infra.stack import UpswingStack
 
-SETTINGS = UpswingSettings(stage="test", api_rate_limit=42, api_burst_limit=84, retention_days=30)
+SETTINGS = UpswingSettings(
+    stage="test", api_rate_limit=42, api_burst_limit=84, retention_days=30, expansion_horizon_days=14
+)
 
 
 def synthesize(

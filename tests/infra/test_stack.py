@@ -57,6 +57,7 @@ SCHEDULER_HANDLER = "functions.router.scheduler.handler"
 HUBSPOT_SENDER_HANDLER = "functions.hubspot_sender.handler.handler"
 EMAIL_SENDER_HANDLER = "functions.email_sender.handler.handler"
 HUBSPOT_POLLER_HANDLER = "functions.hubspot_poller.handler.handler"
+ATTRIBUTOR_HANDLER = "functions.attributor.handler.handler"
 DYNAMODB_WRITES = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -356,6 +357,7 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         HUBSPOT_SENDER_HANDLER,
         EMAIL_SENDER_HANDLER,
         HUBSPOT_POLLER_HANDLER,
+        ATTRIBUTOR_HANDLER,
     }
     own_log_groups = set()
     for function in functions.values():
@@ -397,6 +399,7 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         (HUBSPOT_SENDER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE]),
         (EMAIL_SENDER_HANDLER, [DELIVERIES_TABLE]),
         (HUBSPOT_POLLER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE, ACCOUNTS_TABLE, OUTCOMES_TABLE]),
+        (ATTRIBUTOR_HANDLER, [PLAYS_TABLE]),
     ],
 )
 def test_given_a_function_then_its_table_env_vars_name_the_tables_of_the_same_spec(
@@ -485,9 +488,81 @@ def test_given_the_outcomes_table_then_only_the_intakes_write_it_and_only_by_put
         API_HANDLER: {"dynamodb:PutItem", "dynamodb:Query"},  # Query: GET .../outcomes reads them
         BUS_INGEST_HANDLER: {"dynamodb:PutItem"},
         HUBSPOT_POLLER_HANDLER: {"dynamodb:PutItem"},  # closed-won deals, through the same intake
+        # The attributor reads its stream, never an item.
+        ATTRIBUTOR_HANDLER: {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"},
     }
-    # No stream: no consumer can mistake an outcome for a usage event.
-    assert "StreamSpecification" not in template["Resources"][outcomes]["Properties"]
+    # Its stream carries new outcomes to the attributor only; the aggregator never sees one.
+    assert template["Resources"][outcomes]["Properties"]["StreamSpecification"] == {
+        "StreamViewType": "NEW_IMAGE"
+    }
+    consumers = [
+        m["Properties"]
+        for m in of_type(template, "AWS::Lambda::EventSourceMapping").values()
+        if outcomes in referenced_ids(m["Properties"].get("EventSourceArn"))
+    ]
+    assert [list(referenced_ids(m["FunctionName"])) for m in consumers] == [
+        [function_id(template, ATTRIBUTOR_HANDLER)]
+    ]
+
+
+def test_given_the_outcomes_stream_then_the_attributor_gets_only_inserts_with_bisect_and_a_failure_queue(
+    template: dict[str, Any],
+) -> None:
+    attributor = function_id(template, ATTRIBUTOR_HANDLER)
+    (mapping,) = [
+        m["Properties"]
+        for m in of_type(template, "AWS::Lambda::EventSourceMapping").values()
+        if attributor in referenced_ids(m["Properties"]["FunctionName"])
+    ]
+
+    assert list(referenced_ids(mapping["EventSourceArn"])) == [table_id(template, OUTCOMES_TABLE)]
+    assert [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]] == [
+        {"eventName": ["INSERT"]}
+    ]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    (failures,) = referenced_ids(mapping["DestinationConfig"]["OnFailure"]["Destination"])
+    assert failures in dead_letter_queue_ids(template)
+
+
+def test_given_the_attributor_then_it_only_queries_plays_and_updates_them_and_their_counters(
+    template: dict[str, Any],
+) -> None:
+    attributor = function_id(template, ATTRIBUTOR_HANDLER)
+    statements = role_statements(template, attributor)
+
+    assert allowed_actions(statements, table_id(template, PLAYS_TABLE)) == {
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+    }
+    for spec in TABLES:
+        if spec not in (PLAYS_TABLE, OUTCOMES_TABLE):
+            assert not allowed_actions(statements, table_id(template, spec)), spec.construct_id
+    # The outcomes table: its stream only (records, shards), never an item
+    outcome_actions = allowed_actions(statements, table_id(template, OUTCOMES_TABLE))
+    assert "dynamodb:GetRecords" in outcome_actions
+    assert not outcome_actions & (DYNAMODB_WRITES | {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"})
+    variables = template["Resources"][attributor]["Properties"]["Environment"]["Variables"]
+    assert variables["EXPANSION_HORIZON_DAYS"] == str(SETTINGS.expansion_horizon_days) == "14"
+
+
+def test_given_the_business_dashboard_then_it_graphs_fired_worked_expanded_and_amount_per_trigger(
+    template: dict[str, Any],
+) -> None:
+    # The bodies' literal text, without escapes (the region is joined in as a reference)
+    dashboards = {
+        json.dumps(d["Properties"]["DashboardName"]): "".join(
+            part for part in d["Properties"]["DashboardBody"]["Fn::Join"][1] if isinstance(part, str)
+        ).replace(chr(92), "")
+        for d in of_type(template, "AWS::CloudWatch::Dashboard").values()
+    }
+    (business,) = [body for name, body in dashboards.items() if "triggers" in name]
+
+    for metric in ("TriggerFired", "TriggerWorked", "TriggerExpanded", "TriggerExpansionAmount"):
+        assert f'MetricName="{metric}"' in business, metric
+    assert "{Upswing,service,trigger}" in business
+    assert "{Upswing,service,trigger,currency}" in business
+    assert len(dashboards) == 2  # beside the operations one
 
 
 def test_given_the_aggregator_then_it_writes_only_counters(template: dict[str, Any]) -> None:
@@ -631,7 +706,10 @@ def test_given_the_alarms_then_each_function_errors_and_the_aggregator_lag_notif
     assert list(referenced_ids(topic["Properties"]["KmsMasterKeyId"])) == [key_id]
     assert key["Properties"]["EnableKeyRotation"] is True
     assert errors_watched == set(of_type(template, "AWS::Lambda::Function"))
-    stream_consumers = {function_id(template, AGGREGATOR_HANDLER), function_id(template, EVALUATOR_HANDLER)}
+    stream_consumers = {
+        function_id(template, handler)
+        for handler in (AGGREGATOR_HANDLER, EVALUATOR_HANDLER, ATTRIBUTOR_HANDLER)
+    }
     assert {fn for alarm in iterator_ages for fn in referenced_ids(alarm["Dimensions"])} == stream_consumers
     assert {alarm["Threshold"] for alarm in iterator_ages} == {60_000}
     assert any(alarm["MetricName"] == "5XXError" for alarm in alarms)
@@ -789,7 +867,7 @@ def test_given_the_scheduler_then_it_runs_every_five_minutes(template: dict[str,
     assert rule["ScheduleExpression"] == "rate(5 minutes)"
 
 
-def test_given_the_play_ledger_then_only_routing_the_hubspot_sender_and_poller_write_it(
+def test_given_the_play_ledger_then_only_routing_the_hubspot_sender_the_poller_and_the_attributor_write_it(
     template: dict[str, Any],
 ) -> None:
     plays = table_id(template, PLAYS_TABLE)
@@ -801,7 +879,15 @@ def test_given_the_play_ledger_then_only_routing_the_hubspot_sender_and_poller_w
         for name in of_type(template, "AWS::Lambda::Function")
     }
     writers = {handler for handler, actions in writes.items() if actions}
-    assert writers == {ROUTER_HANDLER, SCHEDULER_HANDLER, HUBSPOT_SENDER_HANDLER, HUBSPOT_POLLER_HANDLER}
+    assert writers == {
+        ROUTER_HANDLER,
+        SCHEDULER_HANDLER,
+        HUBSPOT_SENDER_HANDLER,
+        HUBSPOT_POLLER_HANDLER,
+        ATTRIBUTOR_HANDLER,
+    }
+    # The attributor only updates: a play's `expanded`, its trigger cohort's counters
+    assert writes[ATTRIBUTOR_HANDLER] == {"dynamodb:UpdateItem"}
     # The sender records the task on its play (updates) and registers it for the read-back (a put)
     assert writes[HUBSPOT_SENDER_HANDLER] == {"dynamodb:UpdateItem", "dynamodb:PutItem"}
     # The poller only updates: facts on plays, registry entries, its watermark

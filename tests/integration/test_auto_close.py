@@ -265,6 +265,7 @@ def test_given_the_task_is_worked_between_the_check_and_the_decision_then_the_co
     real_get = router.ledger.get
 
     def get_then_worked(account_id: str, play_id: str) -> Any:
+        closer.plays.get = real_get  # type: ignore[method-assign]  # once: recording reads the play too
         record = real_get(account_id, play_id)
         router.ledger.record_task_change(
             "acct-1",

@@ -135,7 +135,12 @@ def task(sender: HubSpotSender, plays: PlayLedger) -> str:
             play_id=PLAY,
             firing_id="f" * 24,
             tier=0,
-            firing={"trigger": "seats", "play": "seat-expansion", "ruleset_version": "v1"},
+            firing={
+                "trigger": "seats",
+                "play": "seat-expansion",
+                "ruleset_version": "v1",
+                "evaluated_at": "2026-11-25T09:59:00Z",
+            },
             status=PlayStatus.ROUTED,
             updated_at=NOW,
             deliveries=(delivery,),

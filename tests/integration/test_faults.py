@@ -320,16 +320,25 @@ def test_given_the_routers_accept_fails_for_some_firings_then_only_those_retry_a
     # When the batch is routed
     answer = route_fired(event, router)
 
-    # Then only the two failed messages are reported; the other four plays are routed
-    failed = [event["Records"][index] for index in (1, 4)]
-    assert answer == {"batchItemFailures": [{"itemIdentifier": record["messageId"]} for record in failed]}
-    assert log.failed == 2
     expected = {play_id(message.firing_id, 0) for message in messages}
+    assert log.failed == 2
+    if fault == "TransactionCanceled: TransactionConflict":
+        # Then a transaction that lost only a conflict is tried again at once (shared/routing/ledger.py):
+        # nothing fails, every play is routed
+        failed: list[dict[str, Any]] = []
+        assert answer == {"batchItemFailures": []}
+    else:
+        # Then only the two failed messages are reported; the other four plays are routed
+        failed = [event["Records"][index] for index in (1, 4)]
+        assert answer == {"batchItemFailures": [{"itemIdentifier": record["messageId"]} for record in failed]}
     routed = routed_plays(aws)
-    assert sum(status is PlayStatus.ROUTED for status in routed.values()) == 4
+    assert sum(status is PlayStatus.ROUTED for status in routed.values()) == 6 - len(failed)
 
-    # When SQS delivers the two again (the fault has passed)
-    assert route_fired(sqs_event([record["body"] for record in failed]), router) == {"batchItemFailures": []}
+    # When SQS delivers the failed ones again (the fault has passed)
+    if failed:
+        assert route_fired(sqs_event([record["body"] for record in failed]), router) == {
+            "batchItemFailures": []
+        }
 
     # Then every play is routed, its budgets charged once, and one task and one email go out per play
     assert routed_plays(aws) == dict.fromkeys(expected, PlayStatus.ROUTED)

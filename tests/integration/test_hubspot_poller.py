@@ -30,6 +30,13 @@ from upswing.local.hubspot_sink import HubSpotSink
 
 TOKEN = "pat-na1-readback-token"
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+# The firing evidence a play carries (the fields the ledger and the trigger metrics read).
+A_FIRING = {
+    "trigger": "seats",
+    "play": "seat-expansion",
+    "ruleset_version": "v1",
+    "evaluated_at": "2026-11-25T09:00:00Z",
+}
 PACER_KEY = "hubspot-search#secret"
 
 
@@ -133,7 +140,7 @@ def create_play(
                 play_id=play_id,
                 firing_id="f" * 24,
                 tier=0,
-                firing={"trigger": "seats", "play": "seat-expansion", "ruleset_version": "v1"},
+                firing=A_FIRING,
                 status=PlayStatus.ROUTED,
                 updated_at=NOW,
                 deliveries=(delivery,),
@@ -390,7 +397,7 @@ def test_given_a_task_hubspot_refused_for_good_then_the_play_says_failed_with_hu
             play_id=play_id(9),
             firing_id="f" * 24,
             tier=0,
-            firing={"trigger": "seats", "play": "seat-expansion", "ruleset_version": "v1"},
+            firing=A_FIRING,
             status=PlayStatus.ROUTED,
             updated_at=NOW,
             deliveries=(a_delivery(play_id(9)),),
@@ -413,7 +420,7 @@ def test_a_task_status_is_never_moved_back_by_an_older_change(aws: Aws, plays: C
             play_id=play_id(3),
             firing_id="f" * 24,
             tier=0,
-            firing={"trigger": "seats", "play": "seat-expansion", "ruleset_version": "v1"},
+            firing=A_FIRING,
             status=PlayStatus.ROUTED,
             updated_at=NOW,
         )

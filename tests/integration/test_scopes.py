@@ -15,6 +15,7 @@ from shared.resources import OUTCOMES_TABLE
 from tests.integration.builders import an_outcome, call_api, proxy_event, usage_event
 
 ACCOUNT = "acct-northwind"
+TRIGGER = "seat-expansion"  # a trigger of the reference ruleset the API runs in these tests
 PROFILE = {
     "name": "Northwind",
     "segment": "mid-market",
@@ -29,7 +30,7 @@ def operations() -> list[tuple[str, str]]:
 
 def request_for(method: str, template: str, scopes: frozenset[Scope] | set[Scope]) -> dict[str, Any]:
     """A well-formed request to the operation, from a key holding `scopes`."""
-    path = template.replace("{account_id}", ACCOUNT)
+    path = template.replace("{account_id}", ACCOUNT).replace("{name}", TRIGGER)
     body = None
     if (method, template) == ("POST", "/v1/events"):
         body = json.dumps({"events": [usage_event()]})
@@ -96,6 +97,18 @@ def test_given_an_outcomes_only_key_when_it_posts_events_then_403_names_events_w
 
     assert status == 403
     assert "'events:write'" in answer["message"]
+
+
+@pytest.mark.parametrize("template", ["/v1/triggers", "/v1/triggers/{name}"])
+def test_given_a_producer_key_when_it_reads_trigger_metrics_then_403_names_accounts_read(aws, template):
+    # Given a product service's key (events:write) and a billing key (events and outcomes)
+    for scopes in ({Scope.EVENTS_WRITE}, {Scope.EVENTS_WRITE, Scope.OUTCOMES_WRITE, Scope.ACCOUNTS_WRITE}):
+        # When it asks for the trigger metrics
+        status, answer = call_api(request_for("GET", template, scopes))
+
+        # Then 403, naming the reader scope
+        assert status == 403
+        assert "'accounts:read'" in answer["message"]
 
 
 def test_scope_free_routes_are_only_the_document_itself():

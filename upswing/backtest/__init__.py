@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
+from shared.horizon import DEFAULT_HORIZON_DAYS
 from shared.rules.durations import days
 from shared.rules.engine import read_plan
 from shared.rules.language import Category, Ruleset, Trigger
@@ -33,7 +34,6 @@ from upswing.backtest.replay import Contender, FiredAt, StrictStop
 from upswing.backtest.scoring import Outcomes, Score, Subject, monday_of, overlap, rank, score
 from upswing.backtest.truth import read_outcomes, read_profiles
 
-DEFAULT_HORIZON_DAYS = 90
 DEFAULT_PARTITIONS = 64
 SIGNAL_COOLDOWN = "30d"  # a signal scored as a trigger fires at most monthly
 SIGNAL_PREFIX = "signal:"

@@ -23,6 +23,7 @@ from shared.resources import (
     FIRED_QUEUE,
     HUBSPOT_QUEUE,
     HUBSPOT_SECRET_ENV,
+    OUTCOMES_TABLE,
     PLAYS_TABLE,
     REGISTRY_TABLE,
     RETENTION_DAYS_ENV,
@@ -89,6 +90,7 @@ class LocalStack:
 
         from functions.aggregator import handler as aggregator
         from functions.api import handler as api
+        from functions.attributor import handler as attributor
         from functions.authorizer import handler as authorizer
         from functions.bus_ingest import handler as bus_ingest
         from functions.email_sender import handler as email_sender
@@ -101,6 +103,7 @@ class LocalStack:
         _forget_cached_clients(
             aggregator,
             api,
+            attributor,
             authorizer,
             bus_ingest,
             evaluator,
@@ -131,6 +134,11 @@ class LocalStack:
                 event_names=("INSERT", "MODIFY"),
             ),
             QueuePump(queues[FIRED_QUEUE.env_var], LocalFunction("router", router.handler)),
+            # New outcomes → attribution (whatever wrote them: the API, the bus, a read-back).
+            StreamPump(
+                self.resources.stream_arns[OUTCOMES_TABLE.env_var],
+                LocalFunction("attributor", attributor.handler),
+            ),
             QueuePump(queues[HUBSPOT_QUEUE.env_var], LocalFunction("hubspot_sender", hubspot_sender.handler)),
             QueuePump(queues[EMAIL_QUEUE.env_var], LocalFunction("email_sender", email_sender.handler)),
             SchedulePump(
