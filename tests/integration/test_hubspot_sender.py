@@ -516,7 +516,12 @@ def routed_play(aws: Aws) -> PlayLedger:
             play_id="a" * 24,
             firing_id="f" * 24,
             tier=0,
-            firing={"trigger": "seats", "play": "seat-expansion", "ruleset_version": "2026-11-23.2"},
+            firing={
+                "trigger": "seats",
+                "play": "seat-expansion",
+                "ruleset_version": "2026-11-23.2",
+                "evaluated_at": "2026-11-25T09:00:00Z",
+            },
             status=PlayStatus.ROUTED,
             updated_at=delivery().routed_at,
         )
