@@ -39,6 +39,16 @@ def test_the_demo_routes_plays_to_hubspot_tasks_and_emails(tmp_path: Path) -> No
     # The demo ends with a CSM completing a task in HubSpot and the read-back recording it
     assert "HubSpot read-back (" in output
     assert " is worked, at " in output
+    # ... then a deal closing in HubSpot: an outcome attributed to the account's firings ...
+    assert "closed-won on company" in output
+    assert "(GET /v1/accounts/{id}/signals: fate = expanded)" in output
+    # ... and the trigger table RevOps reads, with the worked task and the expansion counted.
+    assert "Triggers, last 30 firing days (GET /v1/triggers):" in output
+    table = output.split("Triggers, last 30 firing days (GET /v1/triggers):")[1].splitlines()[2:]
+    rows = [line.split() for line in table if line.startswith("  ") and not line.startswith("  (")]
+    assert sum(int(row[4]) for row in rows) >= 1  # tasks worked
+    assert sum(int(row[5]) for row in rows) >= 1  # accounts expanded
+    assert any("24000.00 USD" in line for line in table)
     # (Which of the other accounts' triggers fire first depends on how the stream batches their
     # events, and the first firing excludes the rest for 14 days: not asserted here.)
 

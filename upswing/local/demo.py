@@ -102,7 +102,7 @@ def run_demo(stack: LocalStack, out: Any) -> dict[str, Any]:
             )
 
         print(f"\nCounters per account, last {DEMO_DAYS} days (UTC, by event time):", file=out)
-        report = {}
+        report: dict[str, Any] = {}
         for account_id in ACCOUNTS:
             counters = api.get(
                 f"/v1/accounts/{account_id}/counters", params={"from": _day(now, DEMO_DAYS - 1)}
@@ -134,7 +134,86 @@ def run_demo(stack: LocalStack, out: Any) -> dict[str, Any]:
         worked = complete_one_task(stack, out)
         if worked:
             report[worked.account_id]["worked"] = worked.play_id
+        expanded = close_one_deal(stack, out)
+        if expanded:
+            report[expanded.account_id]["expanded"] = expanded.play_id
+        report["_triggers"] = show_trigger_table(api, out)
     return report
+
+
+DEMO_DEAL_AMOUNT = 24_000
+
+
+def close_one_deal(stack: LocalStack, out: Any) -> PlayRecord | None:
+    """A salesperson closes an expansion deal on the company of an account that got a play: the
+    read-back turns it into an outcome (`source: hubspot`), the attributor marks the play's firing
+    `expanded`, and the trigger's counters count it."""
+    sink = stack.hubspot_sink
+    if not sink:
+        return None
+    for account_id in ACCOUNTS:
+        plays = [
+            play for play in stack.plays(account_id) if play.tier == 0 and play.status is PlayStatus.ROUTED
+        ]
+        if plays:
+            break
+    else:
+        return None
+    company = ACCOUNTS[account_id]["hubspot"]["company_id"]
+    deal = sink.create_deal(
+        {
+            "dealname": f"{ACCOUNTS[account_id]['name']}: more seats",
+            "dealtype": "existingbusiness",
+            "deal_currency_code": "USD",
+            "pipeline": "default",
+        },
+        companies=[company],
+    )
+    sink.close_deal(deal["id"], amount=DEMO_DEAL_AMOUNT)
+    polled = stack.poll_hubspot().get("deals", {})
+    stack.settle()
+    attributed = [play for play in stack.plays(account_id) if play.tier == 0 and play.expanded]
+    if not attributed:
+        print(f"\nHubSpot deal {deal['id']} closed-won, but no play was marked expanded: {polled}", file=out)
+        return None
+    grew = attributed[0].expanded or {}
+    triggers = ", ".join(sorted({play.trigger for play in attributed}))
+    print(
+        f"\nHubSpot deal {deal['id']} closed-won on company {company} ({DEMO_DEAL_AMOUNT:,} USD) →\n"
+        f"  outcome {grew.get('outcome_id')} ({grew.get('kind')}) for {account_id}, attributed to "
+        f"{len(attributed)} firing(s) within the horizon: {triggers} "
+        "(GET /v1/accounts/{id}/signals: fate = expanded)",
+        file=out,
+    )
+    return attributed[0]
+
+
+def show_trigger_table(api: httpx.Client, out: Any) -> list[dict[str, Any]]:
+    """GET /v1/triggers as RevOps reads it: the last 30 firing days per trigger."""
+    answer = api.get("/v1/triggers")
+    answer.raise_for_status()
+    rows = []
+    for report in answer.json()["triggers"]:
+        window = next(window for window in report["windows"] if window["days"] == 30)
+        rows.append({"trigger": report["trigger"], **window})
+    print("\nTriggers, last 30 firing days (GET /v1/triggers):", file=out)
+    print(
+        f"  {'trigger':<26} {'fired':>5} {'routed':>6} {'deferred':>8} {'worked':>6} {'expanded':>8}  amount",
+        file=out,
+    )
+    for row in rows:
+        if not row["firings"]:
+            continue
+        amount = ", ".join(f"{value} {currency}" for currency, value in row["expansion_amount"].items())
+        print(
+            f"  {row['trigger']:<26} {row['firings']:>5} {row['routed']:>6} {row['deferred']:>8} "
+            f"{row['tasks_worked']:>6} {row['accounts_expanded']:>8}  {amount or '-'}",
+            file=out,
+        )
+    quiet = [row["trigger"] for row in rows if not row["firings"]]
+    if quiet:
+        print(f"  (no firings: {', '.join(quiet)})", file=out)
+    return rows
 
 
 def complete_one_task(stack: LocalStack, out: Any) -> PlayRecord | None:
