@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -960,6 +961,8 @@ class _MetricRule:
         self.per_limit = signal.per_limit or ""
         self.no_limit = Missing(f"no plan limit for {signal.per_limit} on file")
         self.growth = signal.growth
+        # from_zero: fire: a rise from a zero baseline is infinite growth (docs/rules.md, "Growth").
+        self.from_zero_fires = bool(signal.growth and signal.growth.from_zero == "fire")
         self.previous_window = bool(signal.growth and signal.growth.over == "previous_window")
         self.baseline_days = days(signal.growth.baseline_window or "1d") if signal.growth else 0
         baseline_window = signal.growth.baseline_window if signal.growth else ""
@@ -1017,8 +1020,11 @@ class _MetricRule:
             if isinstance(baseline, Missing):
                 return baseline
             if baseline == 0:
-                return _ZERO_BASELINE
-            found = (found - baseline) / baseline
+                if not self.from_zero_fires:
+                    return _ZERO_BASELINE
+                found = _from_zero(found)
+            else:
+                found = (found - baseline) / baseline
         if self.per_limit:
             limit = context.limits.get(self.per_limit)
             if not limit:
@@ -1097,7 +1103,12 @@ class _MetricRule:
         ]
         if self.periods == 1:
             return observations[0]
-        shown = [f"{o.observed:.4g}" if o.observed is not None else "none" for o in reversed(observations)]
+        shown = [
+            f"{seen.observed:.4g}"
+            if seen.observed is not None
+            else _shown(self.value(context, day - self.window * period))
+            for period, seen in reversed(list(enumerate(observations)))
+        ]
         return replace(
             observations[0],
             held=all(observation.held for observation in observations),
@@ -1113,18 +1124,19 @@ class _MetricRule:
         if isinstance(value, Missing):
             return Observation(self.name, False, None, self.comparison, bound, first, last, value.text())
         held = bound is None or (self.compare is not None and self.compare(value, bound))
-        detail = f"{self.description} = {value:.4g}"
-        return Observation(self.name, held, round(value, 6), self.comparison, bound, first, last, detail)
+        detail = f"{self.description} = {_shown(value)}"
+        observed = round(value, 6) if math.isfinite(value) else None  # evidence is strict JSON
+        return Observation(self.name, held, observed, self.comparison, bound, first, last, detail)
 
     def _observe_rising(self, context: _Context, day: int) -> Observation:
         values = self.rising_values(context, day)
         bound = self.bound(context.segment)
         latest = values[-1]
-        shown = ", ".join("none" if isinstance(v, Missing) else f"{v:.4g}" for v in values)
+        shown = ", ".join(_shown(value) for value in values)
         return Observation(
             self.name,
             self.reference_held(context, day),
-            None if isinstance(latest, Missing) else latest,
+            None if isinstance(latest, Missing) or not math.isfinite(latest) else latest,
             self.comparison or "rising",
             bound if bound is not None else float(self.rising),
             date.fromordinal(day - self.window * (self.rising + 1) + 1),
@@ -1146,7 +1158,7 @@ class _MetricRule:
 
 def _held_source(rule: _MetricRule) -> str:
     """A function `held(context, day) -> bool` for the signal: what `reference_held` answers."""
-    lines = ["from bisect import bisect_left, bisect_right", ""]
+    lines = ["from bisect import bisect_left, bisect_right", "", "_INF = float('inf')"]
     if rule.segment_bounds is not None:
         lines.append(f"_BOUNDS = {dict(rule.segment_bounds.segments)!r}")
     lines += [
@@ -1211,7 +1223,14 @@ def _value_lines(rule: _MetricRule, back: int, target: str) -> list[str]:
             "        return False",
             "    baseline = float(series.cum_last[hi] - series.cum_last[lo]) / readings",
         ]
-    if rule.growth:
+    if rule.from_zero_fires:  # _from_zero, inlined
+        lines += [
+            "    if baseline == 0:",
+            f"        {target} = _INF if {target} > 0 else -_INF if {target} < 0 else 0.0",
+            "    else:",
+            f"        {target} = ({target} - baseline) / baseline",
+        ]
+    elif rule.growth:
         lines += [
             "    if baseline == 0:",
             "        return False",
@@ -1391,7 +1410,23 @@ class _CompositeRule:
 
 
 _Rule = _MetricRule | _CompositeRule
-_ZERO_BASELINE = Missing("the baseline is zero: growth is undefined")
+_ZERO_BASELINE = Missing("the baseline is zero: growth is undefined (from_zero: fire would count a rise)")
+_INF = float("inf")
+
+
+def _from_zero(value: float) -> float:
+    """Growth from a zero baseline, with from_zero: fire: a rise is above any threshold, a fall
+    below any, and zero to zero is no growth."""
+    return _INF if value > 0 else -_INF if value < 0 else 0.0
+
+
+def _shown(value: float | Missing) -> str:
+    """A window's value as the evidence's detail shows it."""
+    if isinstance(value, Missing):
+        return "none"
+    if math.isinf(value):
+        return "a rise from zero" if value > 0 else "a fall from zero"
+    return f"{value:.4g}"
 
 
 def _describe(signal: MetricSignal) -> str:

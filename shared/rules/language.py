@@ -100,6 +100,11 @@ class Growth(_Strict):
         "mean daily reading of the gauge over `baseline_window` before the current one."
     )
     baseline_window: Duration | None = Field(default=None, description="With over: average.")
+    from_zero: Literal["skip", "fire"] = Field(
+        default="skip",
+        description="A zero baseline: skip (the signal does not hold: growth is undefined) or fire "
+        "(a rise from zero is growth above any threshold, a fall below any; zero to zero is no growth).",
+    )
 
     @model_validator(mode="after")
     def _baseline_window_only_for_average(self) -> Growth:

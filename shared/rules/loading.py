@@ -266,7 +266,7 @@ def _message(error: Any) -> str:
                 f"{error['input']!r} is not a duration: use whole days or weeks, at least one (14d, 30d, 13w)"
             )
         return f"{error['input']!r} is not a valid name here (expected the pattern {pattern})"
-    if kind == "enum":
+    if kind in ("enum", "literal_error"):
         expected = error.get("ctx", {}).get("expected", "")
         return f"{error['input']!r} is not one of {expected}"
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type"):

@@ -50,6 +50,8 @@ _EVERY_MEASURE_SIGNALS = {
     "api_sustained": "{measure: sum, metric: api.calls, window: 14d, per_limit: api.calls, sustained: 2, "
     "at_least: 0.2}",
     "paywall_rising": "{measure: count, metric: paywall.hit, window: 10d, rising: 2}",
+    "api_from_zero": "{measure: sum, metric: api.calls, window: 7d, growth: {over: previous_window, "
+    "from_zero: fire}, at_least: 0.5}",
     "busy": "{signals: [sessions_sum, session_users, seats_growth, api_growth, paywall_rising], "
     "n_of: 2, within: 14d}",
 }

@@ -71,6 +71,10 @@ _SIGNALS = {
     "more_than: 0}",
     "api_sustained": "{measure: sum, metric: api.calls, window: 5d, per_limit: api.calls, sustained: 3, "
     "at_least: 0.2}",
+    "api_from_zero": "{measure: sum, metric: api.calls, window: 3d, growth: {over: previous_window, "
+    "from_zero: fire}, per_limit: api.calls, sustained: 2, at_least: 0.5}",
+    "seats_from_zero": "{measure: latest, metric: seats.active, window: 3d, growth: {over: average, "
+    "baseline_window: 5d, from_zero: fire}, at_most: 0}",
     "paywall_rising": "{measure: count, metric: paywall.hit, window: 4d, rising: 2}",
     "users_rising": "{measure: distinct, metric: app.session, dimension: user, window: 3d, rising: 2, "
     "at_least: 2}",

@@ -455,6 +455,92 @@ def test_given_no_readings_in_the_baseline_when_growth_over_average_then_it_does
     assert "no seats.active readings in the 10d baseline" in condition.detail
 
 
+# from_zero: growth against a zero baseline
+
+GROWTH_FROM_ZERO = (
+    "{{measure: sum, metric: app.session, window: 7d, growth: {{over: previous_window, from_zero: {mode}}}, "
+    "{threshold}}}"
+)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "current", "held", "shown"),
+    [
+        ("at_least: 0.25", 50, True, "a rise from zero"),  # a rise from zero is above any threshold
+        ("more_than: 1000000", 1, True, "a rise from zero"),
+        ("at_most: 0", 50, False, "a rise from zero"),  # ...and never a decline
+        ("at_least: 0.25", 0, False, "= 0"),  # zero to zero is no growth
+        ("at_most: 0", 0, True, "= 0"),
+        ("less_than: 0", -3, True, "a fall from zero"),  # counts may be negative (corrections)
+    ],
+)
+def test_given_a_zero_previous_window_when_from_zero_fire_then_growth_is_defined(
+    threshold, current, held, shown
+):
+    # Given a previous window without events (a zero baseline) and `current` this window
+    signal = GROWTH_FROM_ZERO.format(mode="fire", threshold=threshold)
+    events = [counted("app.session", ago(1), current)] if current else []
+
+    # When observed
+    condition = observe(signal, events)
+
+    # Then it holds as growth from zero says, and the evidence says so in words (JSON has no infinity)
+    assert condition.held is held
+    assert condition.observed == (0 if current == 0 else None)
+    assert shown in condition.detail
+
+
+def test_given_a_zero_previous_window_when_from_zero_skip_then_it_does_not_hold_as_without_the_key():
+    events = [counted("app.session", ago(1), 50)]
+
+    skipped = observe(GROWTH_FROM_ZERO.format(mode="skip", threshold="at_least: 0.25"), events)
+
+    assert not skipped.held
+    assert skipped.observed is None
+    assert "baseline is zero: growth is undefined" in skipped.detail
+
+
+def test_given_a_non_zero_baseline_when_from_zero_fire_then_growth_is_the_usual_ratio():
+    events = [counted("app.session", ago(8), 100), counted("app.session", ago(1), 125)]
+
+    condition = observe(GROWTH_FROM_ZERO.format(mode="fire", threshold="at_least: 0.25"), events)
+
+    assert condition.held
+    assert condition.observed == 0.25
+
+
+def test_given_gauge_readings_of_zero_in_the_baseline_when_from_zero_fire_then_a_reading_above_holds():
+    signal = (
+        "{measure: latest, metric: seats.active, window: 7d, "
+        "growth: {over: average, baseline_window: 10d, from_zero: fire}, at_least: 0.3}"
+    )
+    # A baseline of zero readings is zero; no reading at all in it is still no baseline.
+    zero_baseline = observe(signal, [reading(0, ago(12)), reading(4, ago(1))])
+    no_baseline = observe(signal, [reading(4, ago(1))])
+
+    assert zero_baseline.held
+    assert not no_baseline.held
+    assert "no seats.active readings in the 10d baseline" in no_baseline.detail
+
+
+def test_given_a_sustained_rise_from_zero_when_it_fires_then_the_evidence_is_strict_json():
+    # Given two back-to-back 7-day windows each growing against the one before, the oldest from zero
+    signal = (
+        "{measure: sum, metric: app.session, window: 7d, growth: {over: previous_window, from_zero: fire}, "
+        "sustained: 2, at_least: 0.5}"
+    )
+    events = [counted("app.session", ago(8), 10), counted("app.session", ago(1), 20)]
+
+    # When evaluated
+    outcome = watch(evaluate(ruleset(signal), events))
+
+    # Then it fires, and its evidence serialises without NaN or Infinity
+    assert outcome.fired
+    assert outcome.firing is not None
+    assert "oldest first: a rise from zero, 1" in outcome.firing.condition.detail
+    json.dumps(outcome.firing.as_evidence(), allow_nan=False)
+
+
 # ── sustained and rising ───────────────────────────────────────────────────────────────────────
 
 SUSTAINED_SESSIONS = "{measure: sum, metric: app.session, window: 7d, sustained: 2, at_least: 1}"

@@ -95,6 +95,13 @@ def test_given_a_valid_file_then_dates_as_versions_and_calibrated_thresholds_are
             "triggers.upgrade.unless[0]: 'do_not_call' is not one of",
         ),
         (VALID.replace("n_of: 2", "n_of: 3"), "signals.both: n_of is 3 but only 2 signals are listed"),
+        (
+            VALID.replace(
+                "window: 30d, at_least: {",
+                "window: 30d, growth: {over: previous_window, from_zero: always}, at_least: {",
+            ),
+            "rules/x.yaml:5:104: signals.api_heavy.growth.from_zero: 'always' is not one of 'skip' or 'fire'",
+        ),
         (VALID.replace("upgrade:\n", "upgrade:\n    cooldown: 1d\n"), "'cooldown' appears twice"),
     ],
 )
