@@ -42,18 +42,17 @@ from typing import Any, ClassVar, NamedTuple
 
 from shared.accounts.models import AccountProfile
 from shared.rules.aggregates import Aggregates
+from shared.rules.conditions import ExclusionCheck, check_exclusion, exclusion_test
 from shared.rules.durations import days
 from shared.rules.history import History, MetricSeries
 from shared.rules.language import (
     BySegment,
     CompositeSignal,
-    ContactedWithin,
     Exclusion,
-    Flag,
     Measure,
     MetricSignal,
-    RenewalWithin,
     Ruleset,
+    SignalHolds,
     Trigger,
 )
 from shared.rules.loading import lookback_days
@@ -102,13 +101,6 @@ class Observation:
         if self.members:
             evidence["members"] = [member.as_evidence() for member in self.members]
         return evidence
-
-
-@dataclass(frozen=True)
-class ExclusionCheck:
-    exclusion: str
-    applies: bool
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -184,13 +176,19 @@ class ReadPlan:
 
 
 def read_plan(ruleset: Ruleset) -> ReadPlan:
-    """Covers each trigger's signal and each signal its score weighs (held within the composite's window)."""
+    """Covers each trigger's signal, each signal its score weighs (held within the composite's window)
+    and each signal an exclusion names."""
     lookbacks = [1]
     for trigger in ruleset.triggers.values():
         lookbacks.append(lookback_days(ruleset, trigger.when) or 1)
         within = _score_within(ruleset, trigger)
         lookbacks.extend(
             (lookback_days(ruleset, signal) or 1) + within - 1 for signal in _score_weights(ruleset, trigger)
+        )
+        lookbacks.extend(
+            lookback_days(ruleset, exclusion.signal) or 1
+            for exclusion in trigger.unless
+            if isinstance(exclusion, SignalHolds)
         )
     return ReadPlan(lookback_days=max(lookbacks))
 
@@ -350,7 +348,7 @@ class CompiledRuleset:
                 if exclusion not in exclusions:
                     exclusions.append(exclusion)
             trigger.exclusions = [exclusions.index(exclusion) for exclusion in trigger.trigger.unless]
-        self.exclusion_tests = [_exclusion_test(exclusion) for exclusion in exclusions]
+        self.exclusion_tests = [exclusion_test(exclusion) for exclusion in exclusions]
 
 
 _compiled: dict[int, tuple[Ruleset, CompiledRuleset]] = {}
@@ -416,7 +414,6 @@ class _CompiledTrigger:
         if not held:
             rearmed = TriggerState(state.last_fired_at, armed=True) if not state.armed else None
             return TriggerOutcome(name, False, False, "not held", condition), rearmed
-        profile = context.profile
         if context.excluded(self.exclusions, last_contacted, at):
             return self._outcome("excluded", condition), None
         if not state.armed:
@@ -435,7 +432,7 @@ class _CompiledTrigger:
             score_base=self.base,
             condition=condition,
             exclusions=tuple(
-                _check_exclusion(check, profile, last_contacted, at) for check in self.trigger.unless
+                check_exclusion(check, context, last_contacted, at) for check in self.trigger.unless
             ),
             **self._score(context, day),
         )
@@ -476,75 +473,6 @@ def _score_within(ruleset: Ruleset, trigger: Trigger) -> int:
     """A weighted signal counts if it held within the composite's window (else: today)."""
     when = ruleset.signals[trigger.when]
     return days(when.within) if isinstance(when, CompositeSignal) else 1
-
-
-_ExclusionTest = Callable[[AccountProfile | None, datetime | None, datetime], bool]
-
-
-def _exclusion_test(exclusion: Flag | RenewalWithin | ContactedWithin) -> _ExclusionTest:
-    """Whether the exclusion applies, given the profile, the last contact and the evaluation time."""
-    if isinstance(exclusion, RenewalWithin):
-        renewal_days = days(exclusion.renewal_within)
-
-        def renewal_within(
-            profile: AccountProfile | None, last_contacted: datetime | None, at: datetime
-        ) -> bool:
-            renewal = profile.renewal_date if profile else None
-            return renewal is not None and 0 <= (renewal - at.date()).days <= renewal_days
-
-        return renewal_within
-    if isinstance(exclusion, ContactedWithin):
-        contact_window = timedelta(days=days(exclusion.contacted_within))
-
-        def contacted_within(
-            profile: AccountProfile | None, last_contacted: datetime | None, at: datetime
-        ) -> bool:
-            return last_contacted is not None and at - last_contacted < contact_window
-
-        return contacted_within
-    if exclusion is Flag.TOP_TIER:
-        return lambda profile, last_contacted, at: bool(profile and profile.plan and profile.plan.top_tier)
-    flag = exclusion.value
-    return lambda profile, last_contacted, at: bool(profile and getattr(profile.flags, flag))
-
-
-def _excluded(
-    exclusion: Flag | RenewalWithin | ContactedWithin,
-    profile: AccountProfile | None,
-    last_contacted: datetime | None,
-    at: datetime,
-) -> bool:
-    return _exclusion_test(exclusion)(profile, last_contacted, at)
-
-
-def _check_exclusion(
-    exclusion: Flag | RenewalWithin | ContactedWithin,
-    profile: AccountProfile | None,
-    last_contacted: datetime | None,
-    at: datetime,
-) -> ExclusionCheck:
-    """The exclusion as the evidence shows it: whether it applies, and what was seen."""
-    applies = _excluded(exclusion, profile, last_contacted, at)
-    if isinstance(exclusion, RenewalWithin):
-        renewal = profile.renewal_date if profile else None
-        seen = (
-            "no renewal date on file"
-            if renewal is None
-            else f"renewal on {renewal} ({(renewal - at.date()).days} days)"
-        )
-        return ExclusionCheck(f"renewal_within {exclusion.renewal_within}", applies, seen)
-    if isinstance(exclusion, ContactedWithin):
-        seen = (
-            "no play sent yet"
-            if last_contacted is None
-            else f"last play {(at - last_contacted).days} days ago"
-        )
-        return ExclusionCheck(f"contacted_within {exclusion.contacted_within}", applies, seen)
-    if exclusion is Flag.TOP_TIER:
-        return ExclusionCheck(
-            exclusion.value, applies, "on the top tier" if applies else "not on the top tier"
-        )
-    return ExclusionCheck(exclusion.value, applies, "flag set" if applies else "flag not set")
 
 
 # ── signals over one account's history ─────────────────────────────────────────────────────────
@@ -728,6 +656,9 @@ class _Context:
                 signal.run_held, signal.run_open, signal.run_cap = held, True, _FOREVER
         return held
 
+    def observe_detail(self, name: str, day: int) -> str:
+        return self.observe(name, day).detail
+
     def observe(self, name: str, day: int) -> Observation:
         key = (name, day)
         observation = self._observed.get(key)
@@ -742,7 +673,7 @@ class _Context:
         for exclusion in exclusions:
             applies = known.get(exclusion)
             if applies is None:
-                applies = known[exclusion] = self._exclusions[exclusion](self.profile, last_contacted, at)
+                applies = known[exclusion] = self._exclusions[exclusion](self, last_contacted, at)
             if applies:
                 return True
         return False

@@ -214,18 +214,28 @@ class ContactedWithin(_Strict):
     contacted_within: Duration = Field(description="Any play fired for the account within this window.")
 
 
+class SignalHolds(_Strict):
+    signal: Name = Field(
+        description="Any signal of the ruleset: applies when it holds on the evaluation day (as a "
+        "trigger's `when` would), e.g. usage_decline."
+    )
+
+
 def _exclusion_kind(value: Any) -> str:
     if isinstance(value, RenewalWithin) or (isinstance(value, dict) and "renewal_within" in value):
         return "~renewal"
     if isinstance(value, ContactedWithin) or (isinstance(value, dict) and "contacted_within" in value):
         return "~contacted"
+    if isinstance(value, SignalHolds) or (isinstance(value, dict) and "signal" in value):
+        return "~signal"
     return "~flag"
 
 
 Exclusion = Annotated[
     Annotated[Flag, Tag("~flag")]
     | Annotated[RenewalWithin, Tag("~renewal")]
-    | Annotated[ContactedWithin, Tag("~contacted")],
+    | Annotated[ContactedWithin, Tag("~contacted")]
+    | Annotated[SignalHolds, Tag("~signal")],
     Discriminator(_exclusion_kind),
 ]
 

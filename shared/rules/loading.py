@@ -27,6 +27,7 @@ from shared.rules.language import (
     Measure,
     MetricSignal,
     Ruleset,
+    SignalHolds,
 )
 
 # libyaml when PyYAML was built with it (the Lambda wheels are): about 10x faster than pure Python.
@@ -137,6 +138,15 @@ def check_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
                 ("triggers", name, "when"),
                 f"no signal named {trigger.when!r}{did_you_mean(trigger.when, ruleset.signals)}",
             )
+        for index, exclusion in enumerate(trigger.unless):
+            if not isinstance(exclusion, SignalHolds):
+                continue
+            at = ("triggers", name, "unless", index, "signal")
+            named = exclusion.signal
+            if named not in ruleset.signals:
+                yield at, f"no signal named {named!r}{did_you_mean(named, ruleset.signals)}"
+            elif exclusion.signal == trigger.when:
+                yield at, f"the trigger is excluded by its own signal {trigger.when!r}: it could never fire"
         for weighted in trigger.score.weights if trigger.score else {}:
             if weighted not in ruleset.signals:
                 yield ("triggers", name, "score", "weights", weighted), f"no signal named {weighted!r}"

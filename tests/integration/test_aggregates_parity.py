@@ -60,6 +60,7 @@ _EXCLUSIONS = [
     "[do_not_contact, churn_risk]",
     "[top_tier, {contacted_within: 7d}]",
     "[open_expansion_opportunity, {renewal_within: 30d}]",
+    "[{signal: seats_low}]",
 ]
 EVERY_MEASURE = parse_ruleset(
     "version: parity-1\n"

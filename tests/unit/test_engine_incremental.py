@@ -92,7 +92,15 @@ RULESET: Ruleset = parse_ruleset(
     + "".join(
         f"  {name.replace('_', '-')}: {{category: adoption, owner_role: csm, play: check-in, when: {name}, "
         f"cooldown: {3 + index}d, unless: "
-        + ("[{contacted_within: 2d}]" if index % 3 == 0 else "[churn_risk]" if index % 3 == 1 else "[]")
+        + (
+            "[{contacted_within: 2d}]"
+            if index % 4 == 0
+            else "[churn_risk]"
+            if index % 4 == 1
+            else "[]"
+            if index % 4 == 2
+            else f"[{{signal: {'seats_low' if name == 'quiet' else 'quiet'}}}, churn_risk]"
+        )
         + (", segments: [smb, enterprise]" if index % 4 == 3 else "")
         + (", score: {base: 5, weights: {sessions_sum: 30, seats_peak: 40}}" if name == "busy" else "")
         + "}\n"

@@ -789,6 +789,75 @@ def test_given_contacted_within_14d_when_evaluated_then_a_play_sent_in_the_14_da
     assert outcome.reason == reason
 
 
+# unless: {signal: name}: excluded while any signal of the ruleset holds
+
+USAGE_DECLINE = (
+    "{measure: sum, metric: app.session, window: 14d, growth: {over: previous_window}, at_most: -0.3}"
+)
+
+
+@pytest.mark.parametrize(
+    ("events", "reason"),
+    [
+        # 10 sessions in the 14 days before the window, 5 in it: -50 %, the decline holds
+        ([counted("app.session", ago(20), 10), counted("app.session", ago(0), 5)], "excluded"),
+        # 10 then 9: -10 %, no decline
+        ([counted("app.session", ago(20), 10), counted("app.session", ago(0), 9)], "fired"),
+        # nothing before: a zero baseline, the decline does not hold (growth undefined)
+        ([counted("app.session", ago(0), 5)], "fired"),
+    ],
+    ids=["declining", "steady", "no baseline"],
+)
+def test_given_an_exclusion_by_a_signal_when_that_signal_holds_then_the_trigger_is_excluded(events, reason):
+    # Given a trigger on any session this week, excluded while usage declines
+    rules = ruleset(SESSIONS_7D, others={"usage_decline": USAGE_DECLINE}, unless="[{signal: usage_decline}]")
+
+    # When evaluated
+    outcome = watch(evaluate(rules, events))
+
+    # Then excluded exactly while the decline holds on the evaluation day
+    assert outcome.held
+    assert outcome.reason == reason
+
+
+def test_given_an_exclusion_by_a_signal_when_the_trigger_fires_then_the_evidence_shows_what_was_seen():
+    rules = ruleset(SESSIONS_7D, others={"usage_decline": USAGE_DECLINE}, unless="[{signal: usage_decline}]")
+
+    firing = watch(evaluate(rules, [counted("app.session", ago(20), 10), counted("app.session", ago(0), 9)]))
+
+    assert firing.firing is not None
+    (check,) = firing.firing.as_evidence()["exclusions_checked"]
+    assert check == {
+        "exclusion": "signal usage_decline",
+        "applies": False,
+        "detail": "not held: growth of sum of app.session over 14d vs the previous window = -0.1",
+    }
+
+
+def test_given_an_exclusion_by_a_composite_when_a_member_held_within_its_window_then_it_excludes():
+    others = {
+        "usage_decline": USAGE_DECLINE,
+        "tickets": "{measure: sum, metric: dashboard.created, window: 1d, at_least: 1}",
+        "at_risk": "{signals: [usage_decline, tickets], n_of: 1, within: 10d}",
+    }
+    rules = ruleset(SESSIONS_7D, others=others, unless="[{signal: at_risk}]")
+
+    # A dashboard created 9 days ago: `tickets` held within the composite's 10 days
+    excluded = watch(evaluate(rules, [*sessions_on(0), counted("dashboard.created", ago(9))]))
+    fired = watch(evaluate(rules, [*sessions_on(0), counted("dashboard.created", ago(10))]))
+
+    assert (excluded.reason, fired.reason) == ("excluded", "fired")
+
+
+def test_given_an_exclusion_by_a_longer_signal_when_planned_then_the_read_plan_covers_it():
+    others = {"usage_decline": USAGE_DECLINE}
+    without = ruleset(SESSIONS_7D, others=others)
+    with_exclusion = ruleset(SESSIONS_7D, others=others, unless="[{signal: usage_decline}]")
+
+    # The decline reads two 14-day windows: 28 days, read in the same one Query as the 7 before
+    assert (read_plan(without).lookback_days, read_plan(with_exclusion).lookback_days) == (7, 28)
+
+
 TWO_CAUTIOUS_TRIGGERS = f"""
 version: test-1
 metrics: {METRICS}

@@ -134,6 +134,20 @@ def test_given_a_schema_mistake_then_the_message_names_file_line_path_and_what_i
             "signals.both.signals[1]: no signal named 'ghost'",
         ),
         (("window: 30d, at_least: {", "window: 30d, sustained: 14, at_least: {"), "less than or equal to 12"),
+        (
+            ("unless: [do_not_contact,", "unless: [{signal: seats_ful}, do_not_contact,"),
+            "rules/x.yaml:13:23: triggers.upgrade.unless[0].signal: no signal named 'seats_ful' "
+            "(did you mean 'seats_full'?)",
+        ),
+        (
+            ("unless: [do_not_contact,", "unless: [{signal: both}, do_not_contact,"),
+            "rules/x.yaml:13:23: triggers.upgrade.unless[0].signal: the trigger is excluded by its own "
+            "signal 'both': it could never fire",
+        ),
+        (
+            ("unless: [do_not_contact,", "unless: [{signal: seats_full, days: 3}, do_not_contact,"),
+            "rules/x.yaml:13:41: triggers.upgrade.unless[0].days: unknown key 'days'",
+        ),
     ],
 )
 def test_given_a_reference_mistake_then_it_is_reported_at_its_place(change, expected):
