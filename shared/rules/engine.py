@@ -177,7 +177,7 @@ class ReadPlan:
 
 def read_plan(ruleset: Ruleset) -> ReadPlan:
     """Covers each trigger's signal, each signal its score weighs (held within the composite's window)
-    and each signal an exclusion names."""
+    and each signal an exclusion or a requirement names."""
     lookbacks = [1]
     for trigger in ruleset.triggers.values():
         lookbacks.append(lookback_days(ruleset, trigger.when) or 1)
@@ -186,9 +186,9 @@ def read_plan(ruleset: Ruleset) -> ReadPlan:
             (lookback_days(ruleset, signal) or 1) + within - 1 for signal in _score_weights(ruleset, trigger)
         )
         lookbacks.extend(
-            lookback_days(ruleset, exclusion.signal) or 1
-            for exclusion in trigger.unless
-            if isinstance(exclusion, SignalHolds)
+            lookback_days(ruleset, check.signal) or 1
+            for check in [*trigger.unless, *trigger.requires]
+            if isinstance(check, SignalHolds)
         )
     return ReadPlan(lookback_days=max(lookbacks))
 
@@ -342,13 +342,16 @@ class CompiledRuleset:
             for metric in sorted(_metrics_read(ruleset, name)):
                 self.readers.setdefault(metric, []).append(name)
         # Each distinct exclusion is checked at most once per evaluation, whichever triggers name it.
-        exclusions: list[Exclusion] = []
+        # A requirement (`requires`) is checked as the exclusion "it does not hold".
+        exclusions: list[tuple[bool, Exclusion]] = []
         for trigger in self.triggers:
-            for exclusion in trigger.trigger.unless:
-                if exclusion not in exclusions:
-                    exclusions.append(exclusion)
-            trigger.exclusions = [exclusions.index(exclusion) for exclusion in trigger.trigger.unless]
-        self.exclusion_tests = [exclusion_test(exclusion) for exclusion in exclusions]
+            checks = [(False, check) for check in trigger.trigger.unless]
+            checks += [(True, check) for check in trigger.trigger.requires]
+            for check in checks:
+                if check not in exclusions:
+                    exclusions.append(check)
+            trigger.exclusions = [exclusions.index(check) for check in checks]
+        self.exclusion_tests = [exclusion_test(check, required=required) for required, check in exclusions]
 
 
 _compiled: dict[int, tuple[Ruleset, CompiledRuleset]] = {}
@@ -432,7 +435,11 @@ class _CompiledTrigger:
             score_base=self.base,
             condition=condition,
             exclusions=tuple(
-                check_exclusion(check, context, last_contacted, at) for check in self.trigger.unless
+                [check_exclusion(check, context, last_contacted, at) for check in self.trigger.unless]
+                + [
+                    check_exclusion(check, context, last_contacted, at, required=True)
+                    for check in self.trigger.requires
+                ]
             ),
             **self._score(context, day),
         )

@@ -26,6 +26,7 @@ from pydantic import (
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.models import DimensionKey, EventKind, MetricName
+from shared.rules.durations import days
 from shared.rules.plays import Budgets, Play
 
 DURATION_PATTERN = r"^[1-9][0-9]{0,3}[dw]$"
@@ -214,6 +215,25 @@ class ContactedWithin(_Strict):
     contacted_within: Duration = Field(description="Any play fired for the account within this window.")
 
 
+class AgeBounds(_Strict):
+    at_least: Duration | None = Field(default=None, description="A customer for at least this long.")
+    at_most: Duration | None = Field(default=None, description="A customer for at most this long.")
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> AgeBounds:
+        if self.at_least is None and self.at_most is None:
+            raise ValueError("give at_least, at_most or both")
+        if self.at_least and self.at_most and days(self.at_least) > days(self.at_most):
+            raise ValueError(f"at_least {self.at_least} is longer than at_most {self.at_most}: no age fits")
+        return self
+
+
+class AccountAge(_Strict):
+    account_age: AgeBounds = Field(
+        description="Days since the profile's created_at, to the evaluation day (unknown without it)."
+    )
+
+
 class SignalHolds(_Strict):
     signal: Name = Field(
         description="Any signal of the ruleset: applies when it holds on the evaluation day (as a "
@@ -228,16 +248,22 @@ def _exclusion_kind(value: Any) -> str:
         return "~contacted"
     if isinstance(value, SignalHolds) or (isinstance(value, dict) and "signal" in value):
         return "~signal"
+    if isinstance(value, AccountAge) or (isinstance(value, dict) and "account_age" in value):
+        return "~age"
     return "~flag"
 
 
-Exclusion = Annotated[
+# One kind of check serves both lists of a trigger: `unless` (none may apply) and `requires` (all
+# must hold), so "renewal in 90 days" reads the same whether it blocks a play or calls for one.
+Condition = Annotated[
     Annotated[Flag, Tag("~flag")]
     | Annotated[RenewalWithin, Tag("~renewal")]
     | Annotated[ContactedWithin, Tag("~contacted")]
-    | Annotated[SignalHolds, Tag("~signal")],
+    | Annotated[SignalHolds, Tag("~signal")]
+    | Annotated[AccountAge, Tag("~age")],
     Discriminator(_exclusion_kind),
 ]
+Exclusion = Condition
 
 
 class Score(_Strict):
@@ -253,7 +279,11 @@ class Trigger(_Strict):
     owner_role: Label = Field(description="Who gets the play: a role of the account's owners (csm, ae…).")
     play: Name = Field(description="The play to run when the trigger fires.")
     when: Name = Field(description="The signal that fires the trigger.")
-    unless: list[Exclusion] = Field(default_factory=list)
+    unless: list[Condition] = Field(default_factory=list, description="Not when any of these applies.")
+    requires: list[Condition] = Field(
+        default_factory=list,
+        description="Only when all of these hold (the same kinds as unless), e.g. {renewal_within: 90d}.",
+    )
     segments: list[Label] | None = Field(default=None, description="Only accounts of these segments.")
     cooldown: Duration = Field(
         description="Fires at most once per account per cooldown; re-arms when the signal clears."

@@ -138,15 +138,21 @@ def check_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
                 ("triggers", name, "when"),
                 f"no signal named {trigger.when!r}{did_you_mean(trigger.when, ruleset.signals)}",
             )
-        for index, exclusion in enumerate(trigger.unless):
-            if not isinstance(exclusion, SignalHolds):
-                continue
-            at = ("triggers", name, "unless", index, "signal")
-            named = exclusion.signal
-            if named not in ruleset.signals:
-                yield at, f"no signal named {named!r}{did_you_mean(named, ruleset.signals)}"
-            elif exclusion.signal == trigger.when:
-                yield at, f"the trigger is excluded by its own signal {trigger.when!r}: it could never fire"
+        for part, checks in (("unless", trigger.unless), ("requires", trigger.requires)):
+            for index, check in enumerate(checks):
+                if not isinstance(check, SignalHolds):
+                    continue
+                where: Location = ("triggers", name, part, index, "signal")
+                named = check.signal
+                if named not in ruleset.signals:
+                    yield where, f"no signal named {named!r}{did_you_mean(named, ruleset.signals)}"
+                elif named == trigger.when and part == "unless":
+                    yield where, f"the trigger is excluded by its own signal {named!r}: it could never fire"
+        for check in set(trigger.unless) & set(trigger.requires):
+            yield (
+                ("triggers", name, "requires"),
+                f"{_named(check)} is both required and excluded: the trigger could never fire",
+            )
         for weighted in trigger.score.weights if trigger.score else {}:
             if weighted not in ruleset.signals:
                 yield ("triggers", name, "score", "weights", weighted), f"no signal named {weighted!r}"
@@ -155,6 +161,14 @@ def check_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
                 ("triggers", name, "play"),
                 f"no play named {trigger.play!r} under plays{did_you_mean(trigger.play, ruleset.plays)}",
             )
+
+
+def _named(check: language.Condition) -> str:
+    """A check as written in the file, e.g. `renewal_within: 90d`."""
+    if isinstance(check, language.Flag):
+        return check.value
+    ((key, value),) = check.model_dump(exclude_none=True).items()
+    return f"{key}: {value}"
 
 
 def lookback_days(ruleset: Ruleset, name: str, seen: frozenset[str] = frozenset()) -> int | None:

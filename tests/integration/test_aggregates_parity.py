@@ -73,6 +73,8 @@ EVERY_MEASURE = parse_ruleset(
         f"  {name.replace('_', '-')}: {{category: adoption, owner_role: csm, play: check-in, when: {name}, "
         f"cooldown: {10 + 5 * index}d, unless: {_EXCLUSIONS[index % len(_EXCLUSIONS)]}"
         + (", segments: [smb, enterprise]" if index % 5 == 4 else "")
+        + (", requires: [{account_age: {at_least: 30d, at_most: 90d}}]" if index % 3 == 1 else "")
+        + (", requires: [{renewal_within: 90d}]" if index % 7 == 5 else "")
         + (", score: {base: 10, weights: {sessions_sum: 30, seats_growth: 40}}" if name == "busy" else "")
         + "}\n"
         for index, name in enumerate(_EVERY_MEASURE_SIGNALS)
@@ -133,6 +135,10 @@ _profiles = st.one_of(
                 st.integers(min_value=60, max_value=200).map(lambda n: FIRST_DAY + timedelta(days=n)),
             ),
             "flags": st.sampled_from([{}, {}, {}, {"do_not_contact": True}, {"churn_risk": True}]),
+            "created_at": st.one_of(
+                st.none(),
+                st.integers(min_value=-60, max_value=100).map(lambda n: FIRST_DAY + timedelta(days=n)),
+            ),
         }
     ).map(AccountProfile.model_validate),
 )

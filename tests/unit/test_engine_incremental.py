@@ -102,6 +102,8 @@ RULESET: Ruleset = parse_ruleset(
             else f"[{{signal: {'seats_low' if name == 'quiet' else 'quiet'}}}, churn_risk]"
         )
         + (", segments: [smb, enterprise]" if index % 4 == 3 else "")
+        + (", requires: [{account_age: {at_most: 40d}}]" if index % 5 == 2 else "")
+        + (", requires: [{renewal_within: 30d}, {signal: sessions_sum}]" if index % 5 == 4 else "")
         + (", score: {base: 5, weights: {sessions_sum: 30, seats_peak: 40}}" if name == "busy" else "")
         + "}\n"
         for index, name in enumerate(_SIGNALS)
@@ -127,18 +129,22 @@ _events = st.tuples(
 _profiles = st.one_of(
     st.none(),
     st.builds(
-        lambda segment, seats, api_calls, churn_risk: AccountProfile.model_validate(
+        lambda segment, seats, api_calls, churn_risk, created_at, renewal_date: AccountProfile.model_validate(
             {
                 "name": "Northwind Traders",
                 "segment": segment,
                 "plan": {"name": "Growth", "limits": {"seats": seats, "api.calls": api_calls}},
                 "flags": {"churn_risk": churn_risk},
+                "created_at": created_at,
+                "renewal_date": renewal_date,
             }
         ),
         st.sampled_from([None, "smb", "enterprise"]),
         st.sampled_from([0, 20, 50]),
         st.sampled_from([10, 100]),
         st.booleans(),
+        st.sampled_from([None, "2026-03-20", "2026-05-01"]),
+        st.sampled_from([None, "2026-04-15", "2026-06-10"]),
     ),
 )
 # A step: some events arrive, then the account is evaluated (day, hour, read plan, profile).

@@ -858,6 +858,107 @@ def test_given_an_exclusion_by_a_longer_signal_when_planned_then_the_read_plan_c
     assert (read_plan(without).lookback_days, read_plan(with_exclusion).lookback_days) == (7, 28)
 
 
+# requires: conditions on the profile that must all hold (the same kinds as unless)
+
+
+@pytest.mark.parametrize(
+    ("days_ahead", "reason"),
+    [(0, "fired"), (90, "fired"), (91, "excluded"), (-1, "excluded"), (None, "excluded")],
+    ids=["today", "last day", "one day further", "passed", "no renewal date"],
+)
+def test_given_requires_renewal_within_90d_when_evaluated_then_only_a_renewal_0_to_90_days_ahead_fires(
+    days_ahead, reason
+):
+    # Given expansion before renewal: a trigger that requires the renewal to be near
+    renewal = None if days_ahead is None else (TODAY + timedelta(days=days_ahead)).isoformat()
+    rules = ruleset(SESSIONS_7D, unless="[]\n    requires: [{renewal_within: 90d}]")
+
+    # When its signal holds
+    outcome = watch(evaluate(rules, sessions_on(0), account_profile=profile(renewal_date=renewal)))
+
+    # Then it fires only with the renewal 0 to 90 days ahead; otherwise it is held but excluded
+    assert outcome.held
+    assert outcome.reason == reason
+
+
+def test_given_a_requirement_when_the_trigger_fires_then_the_evidence_lists_it_as_checked():
+    rules = ruleset(SESSIONS_7D, unless="[do_not_contact]\n    requires: [{renewal_within: 90d}]")
+    renewal = TODAY + timedelta(days=45)
+
+    renewing = profile(renewal_date=renewal.isoformat())
+
+    outcome = watch(evaluate(rules, sessions_on(0), account_profile=renewing))
+
+    assert outcome.firing is not None
+    assert outcome.firing.as_evidence()["exclusions_checked"] == [
+        {"exclusion": "do_not_contact", "applies": False, "detail": "flag not set"},
+        {
+            "exclusion": "requires renewal_within 90d",
+            "applies": False,
+            "detail": f"renewal on {renewal} (45 days)",
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("created_days_ago", "reason"),
+    [(0, "fired"), (30, "fired"), (31, "excluded"), (-1, "excluded"), (None, "excluded")],
+    ids=["created today", "30 days", "31 days", "created tomorrow", "no created_at"],
+)
+def test_given_requires_account_age_at_most_30d_when_evaluated_then_only_new_accounts_fire(
+    created_days_ago, reason
+):
+    # Given a first-30-days trigger
+    created = None if created_days_ago is None else ago(created_days_ago).isoformat()
+    rules = ruleset(SESSIONS_7D, unless="[]\n    requires: [{account_age: {at_most: 30d}}]")
+
+    # When evaluated
+    outcome = watch(evaluate(rules, sessions_on(0), account_profile=profile(created_at=created)))
+
+    # Then only an account at most 30 days old (known, and already a customer) gets the play
+    assert outcome.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("created_days_ago", "reason", "detail"),
+    [
+        (10, "excluded", "created on {created} (10 days)"),
+        (91, "fired", "created on {created} (91 days)"),
+        (None, "fired", "no created_at on file"),
+    ],
+)
+def test_given_an_account_age_exclusion_when_evaluated_then_an_unknown_age_does_not_exclude(
+    created_days_ago, reason, detail
+):
+    created = None if created_days_ago is None else ago(created_days_ago)
+    rules = ruleset(SESSIONS_7D, unless="[{account_age: {at_least: 1d, at_most: 90d}}]")
+
+    outcome = watch(
+        evaluate(rules, sessions_on(0), account_profile=profile(created_at=created and created.isoformat()))
+    )
+
+    assert outcome.reason == reason
+    if outcome.firing:
+        (check,) = outcome.firing.exclusions
+        assert check.exclusion == "account_age at_least 1d at_most 90d"
+        assert check.detail == detail.format(created=created)
+
+
+def test_given_a_signal_requirement_when_it_does_not_hold_then_the_trigger_waits_and_stays_armed():
+    # Given seats saturation that counts only while sessions are active this week
+    others = {"active": SESSIONS_7D}
+    rules = ruleset(
+        "{measure: latest, metric: seats.active, window: 7d, at_least: 10}",
+        others=others,
+        unless="[]\n    requires: [{signal: active}]",
+    )
+
+    waiting = watch(evaluate(rules, [reading(12)]))
+    firing = watch(evaluate(rules, [reading(12), *sessions_on(3)]))
+
+    assert (waiting.reason, firing.reason) == ("excluded", "fired")
+
+
 TWO_CAUTIOUS_TRIGGERS = f"""
 version: test-1
 metrics: {METRICS}

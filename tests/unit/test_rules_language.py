@@ -148,6 +148,27 @@ def test_given_a_schema_mistake_then_the_message_names_file_line_path_and_what_i
             ("unless: [do_not_contact,", "unless: [{signal: seats_full, days: 3}, do_not_contact,"),
             "rules/x.yaml:13:41: triggers.upgrade.unless[0].days: unknown key 'days'",
         ),
+        (
+            ("cooldown: 30d\n", "cooldown: 30d\n    requires: [{account_age: {}}]\n"),
+            "rules/x.yaml:15:30: triggers.upgrade.requires[0].account_age: give at_least, at_most or both",
+        ),
+        (
+            (
+                "cooldown: 30d\n",
+                "cooldown: 30d\n    requires: [{account_age: {at_least: 5w, at_most: 30d}}]\n",
+            ),
+            "triggers.upgrade.requires[0].account_age: at_least 5w is longer than at_most 30d: no age fits",
+        ),
+        (
+            ("cooldown: 30d\n", "cooldown: 30d\n    requires: [{renewal_within: 60d}]\n"),
+            "rules/x.yaml:15:15: triggers.upgrade.requires: renewal_within: 60d is both required and "
+            "excluded: the trigger could never fire",
+        ),
+        (
+            ("cooldown: 30d\n", "cooldown: 30d\n    requires: [{signal: seats_fll}]\n"),
+            "rules/x.yaml:15:25: triggers.upgrade.requires[0].signal: no signal named 'seats_fll' "
+            "(did you mean 'seats_full'?)",
+        ),
     ],
 )
 def test_given_a_reference_mistake_then_it_is_reported_at_its_place(change, expected):
