@@ -491,18 +491,25 @@ class _Memo:
     The backtest evaluates an account day after day over a history that mostly stays the same: a
     signal's answer for a day, and "the latest day it held within N days", stay true until the
     days they read change. The memo lives with the account's in-memory `History` (`memos`, one per
-    compiled ruleset, for the profile values signals read: segment and plan limits); the history
-    reports the days recorded since (`take_changes`) and the memo forgets every answer that may
-    read them. A `History` read fresh from DynamoDB has no memo: evaluating starts from nothing.
+    compiled ruleset, for the profile values signals read: segment, industry, headcount and plan
+    limits); the history reports the days recorded since (`take_changes`) and the memo forgets every
+    answer that may read them. A `History` read fresh from DynamoDB has no memo: evaluating starts
+    from nothing.
 
     Only answers that cannot depend on the view are kept: for days whose whole lookback lies
     within the history's readable days.
     """
 
-    __slots__ = ("latest", "limits", "quiet", "readers", "segment", "signals")
+    __slots__ = ("firmographics", "latest", "limits", "quiet", "readers", "segment", "signals")
 
-    def __init__(self, compiled: CompiledRuleset, segment: str | None, limits: dict[str, float]) -> None:
-        self.segment, self.limits = segment, dict(limits)
+    def __init__(
+        self,
+        compiled: CompiledRuleset,
+        segment: str | None,
+        limits: dict[str, float],
+        firmographics: tuple[str | None, int | None],
+    ) -> None:
+        self.segment, self.limits, self.firmographics = segment, dict(limits), firmographics
         self.signals = {
             name: _SignalMemo(rule, compiled.lookback[name] - 1) for name, rule in compiled.rules.items()
         }
@@ -582,11 +589,17 @@ def _memo_for(history: History, compiled: CompiledRuleset, profile: AccountProfi
             memo.forget(changes)
     segment = profile.segment if profile else None
     limits = profile.plan.limits if profile and profile.plan else {}
+    firmographics = (profile.industry, profile.employees) if profile else (None, None)
     memo = memos.get(compiled)
-    if memo is None or memo.segment != segment or memo.limits != limits:
+    if (
+        memo is None
+        or memo.segment != segment
+        or memo.limits != limits
+        or memo.firmographics != firmographics
+    ):
         if len(memos) >= _MEMOS_PER_HISTORY:
             memos.clear()
-        memo = memos[compiled] = _Memo(compiled, segment, limits)
+        memo = memos[compiled] = _Memo(compiled, segment, limits, firmographics)
     memo.latest = max(memo.latest, history.last)
     return memo
 
@@ -601,9 +614,11 @@ class _Context:
         "_last_held",
         "_observed",
         "_signals",
+        "employees",
         "exhaustive",
         "first",
         "history",
+        "industry",
         "last",
         "limits",
         "memo",
@@ -623,10 +638,12 @@ class _Context:
         self.first, self.last = history.first, history.last
         self.profile = profile
         self.segment = profile.segment if profile else None
+        self.industry = profile.industry if profile else None
+        self.employees = profile.employees if profile else None
         self.limits = profile.plan.limits if profile and profile.plan else {}
         # exhaustive is the reference the skipping is checked against: it starts from nothing.
         memo = (
-            _Memo(compiled, self.segment, self.limits)
+            _Memo(compiled, self.segment, self.limits, (self.industry, self.employees))
             if exhaustive
             else _memo_for(history, compiled, profile)
         )
@@ -920,17 +937,17 @@ class _MetricRule:
         self.held: Callable[[_Context, int], bool] = generated["held"]
         self.stable_until: Callable[[_Context, int], int] = generated["stable_until"]
 
-    def bound(self, segment: str | None) -> float | None:
-        """The threshold for the account's segment."""
+    def bound(self, context: _Context) -> float | None:
+        """The threshold for the account (its segment, industry, headcount)."""
         calibrated = self.segment_bounds
         if calibrated is None:
             return self.fixed_bound
-        return calibrated.segments.get(segment, calibrated.default) if segment else calibrated.default
+        return calibrated.value_for(context.segment, context.industry, context.employees)
 
     # held: the generic path (the reference for the generated `held`; evidence uses it)
 
     def reference_held(self, context: _Context, day: int) -> bool:
-        compare, bound = self.compare, self.bound(context.segment)
+        compare, bound = self.compare, self.bound(context)
         if self.rising:
             values = self.rising_values(context, day)
             latest = values[-1]
@@ -996,7 +1013,7 @@ class _MetricRule:
             if not limit:
                 return False
             highest = highest / limit
-        bound = self.bound(context.segment)
+        bound = self.bound(context)
         return bound is None or self.compare(highest, bound)
 
     # change days: between two of them nothing the signal reads changes
@@ -1058,7 +1075,7 @@ class _MetricRule:
     def _observe_window(self, context: _Context, end: int) -> Observation:
         first, last = date.fromordinal(end - self.window + 1), date.fromordinal(end)
         value = self.value(context, end)
-        bound = self.bound(context.segment)
+        bound = self.bound(context)
         if isinstance(value, Missing):
             return Observation(self.name, False, None, self.comparison, bound, first, last, value.text())
         held = bound is None or (self.compare is not None and self.compare(value, bound))
@@ -1068,7 +1085,7 @@ class _MetricRule:
 
     def _observe_rising(self, context: _Context, day: int) -> Observation:
         values = self.rising_values(context, day)
-        bound = self.bound(context.segment)
+        bound = self.bound(context)
         latest = values[-1]
         shown = ", ".join(_shown(value) for value in values)
         return Observation(
@@ -1096,9 +1113,14 @@ class _MetricRule:
 
 def _held_source(rule: _MetricRule) -> str:
     """A function `held(context, day) -> bool` for the signal: what `reference_held` answers."""
-    lines = ["from bisect import bisect_left, bisect_right", "", "_INF = float('inf')"]
-    if rule.segment_bounds is not None:
-        lines.append(f"_BOUNDS = {dict(rule.segment_bounds.segments)!r}")
+    lines = [
+        "from bisect import bisect_left, bisect_right",
+        "",
+        "_INF = float('inf')",
+        f"_NAME = {rule.name!r}",
+    ]
+    if rule.segment_bounds is not None and rule.segment_bounds.by_segment_only:
+        lines.append(f"_BOUNDS = {dict(rule.segment_bounds.segments or {})!r}")
     lines += [
         "",
         "",
@@ -1123,9 +1145,11 @@ def _held_source(rule: _MetricRule) -> str:
             "    if not limit:",
             "        return False",
         ]
-    if rule.segment_bounds is not None:
+    if rule.segment_bounds is not None and rule.segment_bounds.by_segment_only:
         bounds = rule.segment_bounds
         lines.append(f"    bound = _BOUNDS.get(context.segment, {bounds.default!r})")
+    elif rule.segment_bounds is not None:  # by industry or headcount too: the model's own lookup
+        lines.append("    bound = context.rules[_NAME].bound(context)")
     elif rule.fixed_bound is not None:
         lines.append(f"    bound = {rule.fixed_bound!r}")
     compare = {"at_least": ">=", "more_than": ">", "at_most": "<=", "less_than": "<"}.get(

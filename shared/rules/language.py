@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.accounts.models import MAX_EMPLOYEES
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.models import DimensionKey, EventKind, MetricName
 from shared.rules.durations import days
@@ -66,11 +67,55 @@ class Category(StrEnum):
     INTENT = "intent"
 
 
+class EmployeeBand(_Strict):
+    at_least: int = Field(ge=0, le=MAX_EMPLOYEES, description="The band's smallest headcount.")
+    value: float = Field(allow_inf_nan=False, description="The threshold for accounts of this band.")
+
+
 class BySegment(_Strict):
-    """A threshold calibrated per segment: `default` unless the account's segment is listed."""
+    """A threshold calibrated by firmographics: the first of segments, industries, employees that
+    names the account gives its value; `default` otherwise (or without a profile)."""
 
     default: float = Field(allow_inf_nan=False)
-    segments: dict[Label, Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1)
+    segments: dict[Label, Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        default=None, min_length=1, description="By the profile's segment (checked first)."
+    )
+    industries: dict[Label, Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        default=None, min_length=1, description="By the profile's industry (checked second)."
+    )
+    employees: list[EmployeeBand] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="By the profile's employees (checked last): the band with the largest at_least "
+        "not above the headcount.",
+    )
+
+    @model_validator(mode="after")
+    def _calibrated(self) -> BySegment:
+        if self.segments is None and self.industries is None and self.employees is None:
+            raise ValueError("give segments, industries or employees beside default (or a plain number)")
+        if self.employees is not None:
+            starts = [band.at_least for band in self.employees]
+            if starts != sorted(set(starts)):
+                raise ValueError("employee bands must be listed by at_least, smallest first, each once")
+        return self
+
+    def value_for(self, segment: str | None, industry: str | None, employees: int | None) -> float:
+        """The threshold for an account with these firmographics."""
+        if self.segments and segment in self.segments:
+            return self.segments[segment]
+        if self.industries and industry in self.industries:
+            return self.industries[industry]
+        if self.employees and employees is not None:
+            for band in reversed(self.employees):
+                if band.at_least <= employees:
+                    return band.value
+        return self.default
+
+    @property
+    def by_segment_only(self) -> bool:
+        return self.industries is None and self.employees is None
 
 
 # Unions are told apart by the shape of the value, so an error speaks of the form that was meant.

@@ -43,6 +43,9 @@ _EVERY_MEASURE_SIGNALS = {
     "seats_low": "{measure: low, metric: seats.active, window: 30d, at_most: 10}",
     "seats_under": "{measure: latest, metric: seats.active, window: 30d, "
     "less_than: {default: 20, segments: {smb: 10}}}",
+    "sessions_firmographic": "{measure: sum, metric: app.session, window: 14d, at_least: {default: 30, "
+    "segments: {smb: 15}, industries: {fintech: 10}, employees: [{at_least: 0, value: 40}, "
+    "{at_least: 200, value: 20}]}}",
     "seats_growth": "{measure: peak, metric: seats.active, window: 7d, "
     "growth: {over: average, baseline_window: 30d}, at_least: 0.1}",
     "api_growth": "{measure: sum, metric: api.calls, window: 14d, growth: {over: previous_window}, "
@@ -135,6 +138,8 @@ _profiles = st.one_of(
                 st.integers(min_value=60, max_value=200).map(lambda n: FIRST_DAY + timedelta(days=n)),
             ),
             "flags": st.sampled_from([{}, {}, {}, {"do_not_contact": True}, {"churn_risk": True}]),
+            "industry": st.sampled_from([None, "fintech", "retail"]),
+            "employees": st.sampled_from([None, 50, 200, 5000]),
             "created_at": st.one_of(
                 st.none(),
                 st.integers(min_value=-60, max_value=100).map(lambda n: FIRST_DAY + timedelta(days=n)),

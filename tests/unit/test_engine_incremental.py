@@ -65,6 +65,8 @@ _SIGNALS = {
     "more_than: 0.1}",
     "seats_under": "{measure: latest, metric: seats.active, window: 10d, "
     "less_than: {default: 20, segments: {smb: 10}}}",
+    "sessions_firmographic": "{measure: sum, metric: app.session, window: 5d, at_least: {default: 9, "
+    "industries: {fintech: 3}, employees: [{at_least: 0, value: 12}, {at_least: 500, value: 5}]}}",
     "seats_growth": "{measure: peak, metric: seats.active, window: 4d, growth: {over: average, "
     "baseline_window: 10d}, at_least: 0.1}",
     "api_growth": "{measure: sum, metric: api.calls, window: 6d, growth: {over: previous_window}, "
@@ -129,15 +131,18 @@ _events = st.tuples(
 _profiles = st.one_of(
     st.none(),
     st.builds(
-        lambda segment, seats, api_calls, churn_risk, created_at, renewal_date: AccountProfile.model_validate(
-            {
-                "name": "Northwind Traders",
-                "segment": segment,
-                "plan": {"name": "Growth", "limits": {"seats": seats, "api.calls": api_calls}},
-                "flags": {"churn_risk": churn_risk},
-                "created_at": created_at,
-                "renewal_date": renewal_date,
-            }
+        lambda segment, seats, api_calls, churn_risk, created_at, renewal_date, firmographics: (
+            AccountProfile.model_validate(
+                {
+                    "name": "Northwind Traders",
+                    "segment": segment,
+                    "plan": {"name": "Growth", "limits": {"seats": seats, "api.calls": api_calls}},
+                    "flags": {"churn_risk": churn_risk},
+                    "created_at": created_at,
+                    "renewal_date": renewal_date,
+                    **firmographics,
+                }
+            )
         ),
         st.sampled_from([None, "smb", "enterprise"]),
         st.sampled_from([0, 20, 50]),
@@ -145,6 +150,9 @@ _profiles = st.one_of(
         st.booleans(),
         st.sampled_from([None, "2026-03-20", "2026-05-01"]),
         st.sampled_from([None, "2026-04-15", "2026-06-10"]),
+        st.sampled_from(
+            [{}, {"industry": "fintech"}, {"employees": 499}, {"industry": "retail", "employees": 800}]
+        ),
     ),
 )
 # A step: some events arrive, then the account is evaluated (day, hour, read plan, profile).

@@ -959,6 +959,48 @@ def test_given_a_signal_requirement_when_it_does_not_hold_then_the_trigger_waits
     assert (waiting.reason, firing.reason) == ("excluded", "fired")
 
 
+# firmographic calibration: thresholds by segment, then industry, then headcount
+
+FIRMOGRAPHIC = (
+    "{measure: sum, metric: app.session, window: 7d, at_least: {default: 10, segments: {enterprise: 25}, "
+    "industries: {fintech: 5}, employees: [{at_least: 0, value: 8}, {at_least: 1000, value: 20}]}}"
+)
+
+
+@pytest.mark.parametrize(
+    ("account_profile", "threshold"),
+    [
+        (profile(segment="enterprise", industry="fintech", employees=5000), 25),  # segment first
+        (profile(segment="smb", industry="fintech", employees=5000), 5),  # then industry
+        (profile(segment="smb", industry="retail", employees=1000), 20),  # then the band: its first value
+        (profile(segment="smb", industry="retail", employees=999), 8),
+        (profile(industry="retail"), 10),  # no headcount: the default
+        (None, 10),
+    ],
+    ids=["segment", "industry", "band edge", "lower band", "no headcount", "no profile"],
+)
+def test_given_a_firmographic_threshold_when_evaluated_then_the_account_gets_its_calibrated_value(
+    account_profile, threshold
+):
+    # Given 8 sessions this week
+    condition = observe(FIRMOGRAPHIC, sessions_on(1, value=8), account_profile=account_profile)
+
+    # Then the threshold that applied is the account's, and held follows it
+    assert condition.threshold == threshold
+    assert condition.held is (threshold <= 8)
+
+
+def test_given_a_history_kept_in_memory_when_the_industry_changes_then_the_new_threshold_applies():
+    rules = ruleset(FIRMOGRAPHIC)
+    memory = history(sessions_on(1, value=8))
+    retail, fintech = profile(industry="retail"), profile(industry="fintech")
+
+    before = evaluate_account(rules, memory, ACCOUNT, retail, AccountState(), AT, explain=False)
+    after = evaluate_account(rules, memory, ACCOUNT, fintech, AccountState(), AT, explain=False)
+
+    assert (watch(before).held, watch(after).held) == (False, True)
+
+
 TWO_CAUTIOUS_TRIGGERS = f"""
 version: test-1
 metrics: {METRICS}

@@ -96,6 +96,25 @@ def test_given_a_valid_file_then_dates_as_versions_and_calibrated_thresholds_are
         ),
         (VALID.replace("n_of: 2", "n_of: 3"), "signals.both: n_of is 3 but only 2 signals are listed"),
         (
+            VALID.replace("segments: {smb: 100}}", "industries: {}}"),
+            "rules/x.yaml:5:99: signals.api_heavy.at_least.industries: dictionary should have at least 1",
+        ),
+        (
+            VALID.replace("{default: 1000, segments: {smb: 100}}", "{default: 1000}"),
+            "signals.api_heavy.at_least: give segments, industries or employees beside default",
+        ),
+        (
+            VALID.replace(
+                "segments: {smb: 100}}",
+                "employees: [{at_least: 500, value: 3}, {at_least: 50, value: 2}]}",
+            ),
+            "signals.api_heavy.at_least: employee bands must be listed by at_least, smallest first",
+        ),
+        (
+            VALID.replace("segments: {smb: 100}}", "employees: [{at_least: 100000000, value: 3}]}"),
+            "signals.api_heavy.at_least.employees[0].at_least: input should be less than or equal to 1000",
+        ),
+        (
             VALID.replace(
                 "window: 30d, at_least: {",
                 "window: 30d, growth: {over: previous_window, from_zero: always}, at_least: {",
