@@ -51,6 +51,7 @@ from shared.rules.language import (
     Exclusion,
     Measure,
     MetricSignal,
+    RatioPart,
     Ruleset,
     SignalHolds,
     Trigger,
@@ -371,8 +372,7 @@ def _metrics_read(ruleset: Ruleset, name: str) -> set[str]:
     signal = ruleset.signals[name]
     if isinstance(signal, CompositeSignal):
         return set().union(*(_metrics_read(ruleset, member) for member in signal.signals))
-    parts = [signal.metric] + [part.metric for part in (signal.of, signal.among) if part]
-    return {metric for metric in parts if metric}
+    return {metric for _, _, metric in signal.measured()}
 
 
 class _CompiledTrigger:
@@ -879,6 +879,44 @@ class _Share(_Measure):
         return len(of & among) / len(among)
 
 
+class _Ratio(_Measure):
+    """numerator / denominator, each a plain measure over the same window (a zero denominator, or
+    a side without a value: no value)."""
+
+    def __init__(self, signal: MetricSignal) -> None:
+        super().__init__(signal)
+        assert signal.ratio
+        self.numerator, self.denominator = (
+            _MEASURES[part.measure](
+                MetricSignal.model_construct(
+                    measure=part.measure, metric=part.metric, dimension=part.dimension, window=signal.window
+                )
+            )
+            for part in (signal.ratio.numerator, signal.ratio.denominator)
+        )
+        self.zero = f"{_part_text(signal.ratio.denominator)} is zero in {{first}}..{{last}}: no ratio"
+
+    def value(self, context: _Context, end: int) -> float | Missing:
+        denominator = self.denominator.value(context, end)
+        if isinstance(denominator, Missing):
+            return denominator
+        if denominator == 0:
+            return Missing(self.zero, end - self.span, end)
+        numerator = self.numerator.value(context, end)
+        if isinstance(numerator, Missing):
+            return numerator
+        return numerator / denominator
+
+
+def _part_text(part: RatioPart) -> str:
+    of = (
+        f"distinct {part.dimension}"
+        if part.measure is Measure.DISTINCT
+        else part.measure.value.replace("_", " ")
+    )
+    return f"{of} of {part.metric}"
+
+
 _MEASURES: dict[Measure, type[_Measure]] = {
     Measure.SUM: _Additive,
     Measure.COUNT: _Additive,
@@ -888,6 +926,7 @@ _MEASURES: dict[Measure, type[_Measure]] = {
     Measure.LOW: _Reading,
     Measure.DISTINCT: _Distinct,
     Measure.SHARE: _Share,
+    Measure.RATIO: _Ratio,
 }
 _COMPARATORS: dict[str, Callable[[float, float], bool]] = {
     "at_least": operator.ge,
@@ -922,10 +961,7 @@ class _MetricRule:
         self.baseline_days = days(signal.growth.baseline_window or "1d") if signal.growth else 0
         baseline_window = signal.growth.baseline_window if signal.growth else ""
         self.no_baseline = Missing(f"no {self.metric} readings in the {baseline_window} baseline")
-        read = (
-            [signal.metric] if signal.metric else [part.metric for part in (signal.of, signal.among) if part]
-        )
-        self.metrics_read = [metric for metric in read if metric]
+        self.metrics_read = list(dict.fromkeys(metric for _, _, metric in signal.measured()))
         self.change_offsets, self.reach = self._change_offsets()
         self.measure = _MEASURES[signal.measure](signal)
         plain = not (self.growth or self.rising or self.periods > 1)
@@ -1242,6 +1278,12 @@ def _measure_lines(measure: _Measure, back: int, target: str) -> list[str]:
             "        return False",
         ]
     end = f"day - {back}" if back else "day"
+    if isinstance(measure, _Ratio):  # two measures and a division: the measure's own code
+        return [
+            f"    {target} = context.rules[_NAME].measure.value(context, {end})",
+            f"    if {target}.__class__ is not float:",
+            "        return False",
+        ]
     window = f"max(day - {oldest}, first), min({end}, last)"
     # Distinct values as bitmasks (DistinctSeries.mask): len(set) is mask.bit_count().
     if isinstance(measure, _Distinct):
@@ -1398,6 +1440,9 @@ def _describe(signal: MetricSignal) -> str:
         text = f"share of {signal.among.metric} {signal.among.dimension}s in {signal.of.metric}"
     elif signal.measure is Measure.DISTINCT:
         text = f"distinct {signal.dimension} of {signal.metric} over {signal.window}"
+    elif signal.ratio is not None:
+        numerator, denominator = _part_text(signal.ratio.numerator), _part_text(signal.ratio.denominator)
+        text = f"{numerator} per {denominator} over {signal.window}"
     elif signal.measure in (Measure.LATEST,):
         text = f"latest {signal.metric}"
     else:

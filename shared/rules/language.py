@@ -53,6 +53,7 @@ class Measure(StrEnum):
     PEAK = "peak"  # the highest reading of a gauge in the window
     LOW = "low"  # the lowest reading of a gauge in the window
     SHARE = "share"  # |values of `of` ∩ values of `among`| / |values of `among`| in the window
+    RATIO = "ratio"  # one measure of a metric divided by another's, over the same window
 
 
 GAUGE_MEASURES = frozenset({Measure.LATEST, Measure.PEAK, Measure.LOW})
@@ -138,6 +139,29 @@ class DimensionOf(_Strict):
     dimension: DimensionKey
 
 
+class RatioPart(_Strict):
+    """One side of a ratio: a measure of one metric over the signal's window."""
+
+    measure: Measure = Field(description="sum, count, active_days, distinct, latest, peak or low.")
+    metric: MetricName
+    dimension: DimensionKey | None = Field(default=None, description="Required for distinct.")
+
+    @model_validator(mode="after")
+    def _plain_measure(self) -> RatioPart:
+        if self.measure in (Measure.SHARE, Measure.RATIO):
+            raise ValueError(f"a side of a ratio is a plain measure, not {self.measure.value}")
+        if (self.measure is Measure.DISTINCT) != (self.dimension is not None):
+            raise ValueError("dimension is required with measure distinct, and only there")
+        return self
+
+
+class Ratio(_Strict):
+    """numerator / denominator over the same window; a zero denominator: no value (does not hold)."""
+
+    numerator: RatioPart
+    denominator: RatioPart
+
+
 class Growth(_Strict):
     """Compare the measure with a baseline: (value - baseline) / baseline, e.g. 0.25 = +25 %."""
 
@@ -168,6 +192,7 @@ class MetricSignal(_Strict):
     dimension: DimensionKey | None = Field(default=None, description="Required for distinct.")
     of: DimensionOf | None = Field(default=None, description="share: the values counted…")
     among: DimensionOf | None = Field(default=None, description="share: …out of these values.")
+    ratio: Ratio | None = Field(default=None, description="ratio: numerator / denominator.")
     window: Duration = Field(description="How far back the measure looks, ending with the evaluation day.")
     per_limit: MetricName | None = Field(
         default=None, description="Divide by this plan limit of the account (plan.limits), e.g. seats."
@@ -195,9 +220,14 @@ class MetricSignal(_Strict):
             raise ValueError(f"give one threshold, not {' and '.join(thresholds)}")
         if not thresholds and self.rising is None:
             raise ValueError("give a threshold (at_least, more_than, at_most or less_than) or rising")
+        if (self.measure is Measure.RATIO) != (self.ratio is not None):
+            raise ValueError("ratio ({numerator, denominator}) goes with measure ratio, and only there")
         if self.measure is Measure.SHARE:
             if self.of is None or self.among is None or self.metric is not None:
                 raise ValueError("share takes `of` and `among` ({metric, dimension} each), not `metric`")
+        elif self.measure is Measure.RATIO:
+            if self.metric is not None or self.dimension is not None:
+                raise ValueError("ratio takes its metrics in numerator and denominator, not `metric`")
         elif self.metric is None:
             raise ValueError(f"measure {self.measure.value} needs a metric")
         if (self.measure is Measure.DISTINCT) != (self.dimension is not None):
@@ -207,6 +237,23 @@ class MetricSignal(_Strict):
         if self.sustained and self.rising:
             raise ValueError("use sustained or rising, not both")
         return self
+
+    def measured(self) -> list[tuple[tuple[str, ...], Measure, MetricName]]:
+        """Each (where in the signal, measure, metric) the signal reads."""
+        if self.ratio is not None:
+            return [
+                (("ratio", side), part.measure, part.metric)
+                for side, part in (
+                    ("numerator", self.ratio.numerator),
+                    ("denominator", self.ratio.denominator),
+                )
+            ]
+        if self.of is not None and self.among is not None:
+            return [
+                (("of",), Measure.DISTINCT, self.of.metric),
+                (("among",), Measure.DISTINCT, self.among.metric),
+            ]
+        return [((), self.measure, self.metric)] if self.metric else []
 
     def threshold(self) -> tuple[str, Threshold] | None:
         for name in ("at_least", "more_than", "at_most", "less_than"):

@@ -25,7 +25,6 @@ from shared.rules.language import (
     UNION_TAG_PREFIX,
     CompositeSignal,
     Measure,
-    MetricSignal,
     Ruleset,
     SignalHolds,
 )
@@ -106,22 +105,22 @@ def check_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
                         f"no signal named {member!r}{did_you_mean(member, ruleset.signals)}",
                     )
             continue
-        for field, metric in _metrics_read(signal):
+        for inside, measure, metric in signal.measured():
             kind = ruleset.metrics.get(metric)
             if kind is None:
                 yield (
-                    (*at, *field),
+                    (*at, *inside, "metric"),
                     f"metric {metric!r} is not declared under metrics"
                     + did_you_mean(metric, ruleset.metrics),
                 )
-            elif signal.measure in GAUGE_MEASURES and kind is not EventKind.GAUGE:
+            elif measure in GAUGE_MEASURES and kind is not EventKind.GAUGE:
                 yield (
-                    (*at, "measure"),
-                    f"{signal.measure.value} reads a gauge, but {metric!r} is a {kind.value}",
+                    (*at, *inside, "measure"),
+                    f"{measure.value} reads a gauge, but {metric!r} is a {kind.value}",
                 )
-            elif signal.measure is Measure.SUM and kind is not EventKind.COUNT:
+            elif measure is Measure.SUM and kind is not EventKind.COUNT:
                 yield (
-                    (*at, "measure"),
+                    (*at, *inside, "measure"),
                     f"sum adds up counts, but {metric!r} is a gauge (use latest, peak or low)",
                 )
     yield from _cycles(ruleset)
@@ -186,15 +185,6 @@ def lookback_days(ruleset: Ruleset, name: str, seen: frozenset[str] = frozenset(
         windows += 1
     baseline = days(signal.growth.baseline_window) if signal.growth and signal.growth.baseline_window else 0
     return window * windows + baseline
-
-
-def _metrics_read(signal: MetricSignal) -> Iterator[tuple[Location, str]]:
-    if signal.metric:
-        yield ("metric",), signal.metric
-    for field in ("of", "among"):
-        part = getattr(signal, field)
-        if part:
-            yield (field, "metric"), part.metric
 
 
 def _cycles(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:

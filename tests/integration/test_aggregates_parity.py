@@ -53,6 +53,10 @@ _EVERY_MEASURE_SIGNALS = {
     "api_sustained": "{measure: sum, metric: api.calls, window: 14d, per_limit: api.calls, sustained: 2, "
     "at_least: 0.2}",
     "paywall_rising": "{measure: count, metric: paywall.hit, window: 10d, rising: 2}",
+    "paywall_per_call": "{measure: ratio, ratio: {numerator: {measure: sum, metric: paywall.hit}, "
+    "denominator: {measure: sum, metric: api.calls}}, window: 14d, at_least: 0.3}",
+    "seats_per_user": "{measure: ratio, ratio: {numerator: {measure: latest, metric: seats.active}, "
+    "denominator: {measure: distinct, metric: app.session, dimension: user}}, window: 14d, at_least: 4}",
     "api_from_zero": "{measure: sum, metric: api.calls, window: 7d, growth: {over: previous_window, "
     "from_zero: fire}, at_least: 0.5}",
     "busy": "{signals: [sessions_sum, session_users, seats_growth, api_growth, paywall_rising], "

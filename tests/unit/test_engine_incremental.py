@@ -78,6 +78,11 @@ _SIGNALS = {
     "seats_from_zero": "{measure: latest, metric: seats.active, window: 3d, growth: {over: average, "
     "baseline_window: 5d, from_zero: fire}, at_most: 0}",
     "paywall_rising": "{measure: count, metric: paywall.hit, window: 4d, rising: 2}",
+    "paywall_per_session": "{measure: ratio, ratio: {numerator: {measure: sum, metric: paywall.hit}, "
+    "denominator: {measure: count, metric: app.session}}, window: 5d, at_least: 0.5}",
+    "seats_per_user": "{measure: ratio, ratio: {numerator: {measure: low, metric: seats.active}, "
+    "denominator: {measure: distinct, metric: app.session, dimension: user}}, window: 4d, "
+    "growth: {over: previous_window, from_zero: fire}, sustained: 2, more_than: 0}",
     "users_rising": "{measure: distinct, metric: app.session, dimension: user, window: 3d, rising: 2, "
     "at_least: 2}",
     "busy": "{signals: [sessions_sum, session_users, seats_growth, api_growth, paywall_rising], "

@@ -541,6 +541,76 @@ def test_given_a_sustained_rise_from_zero_when_it_fires_then_the_evidence_is_str
     json.dumps(outcome.firing.as_evidence(), allow_nan=False)
 
 
+# ── ratio of two measures ─────────────────────────────────────────────────────────────────────
+
+PAYWALL_PER_SESSION = (
+    "{measure: ratio, ratio: {numerator: {measure: sum, metric: paywall.hit}, "
+    "denominator: {measure: sum, metric: app.session}}, window: 7d, at_least: 0.05}"
+)
+
+
+@pytest.mark.parametrize(
+    ("paywall", "sessions", "held", "observed"),
+    [(5, 100, True, 0.05), (4, 100, False, 0.04), (0, 100, False, 0.0)],
+    ids=["at the threshold", "below", "no numerator events: zero"],
+)
+def test_given_two_counts_when_a_ratio_is_measured_then_it_is_numerator_over_denominator(
+    paywall, sessions, held, observed
+):
+    events = [counted("app.session", ago(6), sessions), counted("app.session", ago(7), 1000)]
+    events += [counted("paywall.hit", ago(0), paywall)] if paywall else []
+
+    condition = observe(PAYWALL_PER_SESSION, events)
+
+    assert (condition.held, condition.observed) == (held, observed)
+    assert condition.detail.startswith("sum of paywall.hit per sum of app.session over 7d")
+
+
+def test_given_a_zero_denominator_when_a_ratio_is_measured_then_it_does_not_hold_and_says_why():
+    # Sessions only before the window: the window's denominator is zero
+    events = [counted("paywall.hit", ago(0), 5), counted("app.session", ago(7))]
+
+    condition = observe(PAYWALL_PER_SESSION, events)
+
+    assert not condition.held
+    assert condition.observed is None
+    assert condition.detail == f"sum of app.session is zero in {ago(6)}..{TODAY}: no ratio"
+
+
+def test_given_a_gauge_over_a_distinct_count_when_a_ratio_is_measured_then_each_side_reads_its_measure():
+    # Seats in use per active user: the latest reading over the distinct users of the window
+    signal = (
+        "{measure: ratio, ratio: {numerator: {measure: latest, metric: seats.active}, denominator: "
+        "{measure: distinct, metric: app.session, dimension: user}}, window: 7d, more_than: 1.5}"
+    )
+    users = [counted("app.session", ago(day), dimensions={"user": f"u-{day % 4}"}) for day in range(7)]
+
+    held = observe(signal, [*users, reading(9, ago(8)), reading(7, ago(2))])
+    no_reading = observe(signal, [*users, reading(9, ago(8))])
+
+    assert (held.held, held.observed) == (True, 1.75)
+    assert not no_reading.held
+    assert "no seats.active reading" in no_reading.detail
+
+
+def test_given_a_ratio_with_growth_when_measured_then_the_ratio_grows_against_the_previous_window():
+    signal = (
+        "{measure: ratio, ratio: {numerator: {measure: sum, metric: paywall.hit}, "
+        "denominator: {measure: count, metric: app.session}}, window: 7d, growth: {over: previous_window}, "
+        "at_least: 1}"
+    )
+    events = [
+        counted("paywall.hit", ago(10), 1),
+        *sessions_on(10, 9),  # previous window: 1 hit in 2 sessions, 0.5
+        counted("paywall.hit", ago(1), 2),
+        *sessions_on(1, 2),  # this window: 2 hits in 2 sessions, 1.0: +100 %
+    ]
+
+    condition = observe(signal, events)
+
+    assert (condition.held, condition.observed) == (True, 1.0)
+
+
 # ── sustained and rising ───────────────────────────────────────────────────────────────────────
 
 SUSTAINED_SESSIONS = "{measure: sum, metric: app.session, window: 7d, sustained: 2, at_least: 1}"

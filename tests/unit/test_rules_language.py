@@ -188,6 +188,35 @@ def test_given_a_schema_mistake_then_the_message_names_file_line_path_and_what_i
             "rules/x.yaml:15:25: triggers.upgrade.requires[0].signal: no signal named 'seats_fll' "
             "(did you mean 'seats_full'?)",
         ),
+        (
+            ("measure: sum, metric: api.calls,", "measure: ratio,"),
+            "signals.api_heavy: ratio ({numerator, denominator}) goes with measure ratio, and only there",
+        ),
+        (
+            (
+                "measure: sum, metric: api.calls,",
+                "measure: ratio, ratio: {numerator: {measure: sum, metric: api.calls}, "
+                "denominator: {measure: sum, metric: seats.active}},",
+            ),
+            "rules/x.yaml:5:108: signals.api_heavy.ratio.denominator.measure: sum adds up counts, but "
+            "'seats.active' is a gauge",
+        ),
+        (
+            (
+                "measure: sum, metric: api.calls,",
+                "measure: ratio, ratio: {numerator: {measure: sum, metric: api.errors}, "
+                "denominator: {measure: sum, metric: api.calls}},",
+            ),
+            "rules/x.yaml:5:73: signals.api_heavy.ratio.numerator.metric: metric 'api.errors' is not",
+        ),
+        (
+            (
+                "measure: sum, metric: api.calls,",
+                "measure: ratio, ratio: {numerator: {measure: share, metric: api.calls}, "
+                "denominator: {measure: sum, metric: api.calls}},",
+            ),
+            "signals.api_heavy.ratio.numerator: a side of a ratio is a plain measure, not share",
+        ),
     ],
 )
 def test_given_a_reference_mistake_then_it_is_reported_at_its_place(change, expected):
