@@ -862,6 +862,26 @@ class _Distinct(_Measure):
         return float(len(context.history.distinct(self.metric, self.dimension, first, last)))
 
 
+class _NewDistinct(_Distinct):
+    """The window's distinct values that the `not_seen_in` days before it did not have. Bounded
+    like `distinct` (the new values of a window are among its values)."""
+
+    def __init__(self, signal: MetricSignal) -> None:
+        super().__init__(signal)
+        self.before = days(signal.not_seen_in or "1d")
+
+    def value(self, context: _Context, end: int) -> float | Missing:
+        first, last = max(end - self.span, context.first), min(end, context.last)
+        oldest = end - self.span
+        seen = context.history.distinct(
+            self.metric,
+            self.dimension,
+            max(oldest - self.before, context.first),
+            min(oldest - 1, context.last),
+        )
+        return float(len(context.history.distinct(self.metric, self.dimension, first, last) - seen))
+
+
 class _Share(_Measure):
     def __init__(self, signal: MetricSignal) -> None:
         super().__init__(signal)
@@ -925,6 +945,7 @@ _MEASURES: dict[Measure, type[_Measure]] = {
     Measure.PEAK: _Reading,
     Measure.LOW: _Reading,
     Measure.DISTINCT: _Distinct,
+    Measure.NEW_DISTINCT: _NewDistinct,
     Measure.SHARE: _Share,
     Measure.RATIO: _Ratio,
 }
@@ -962,8 +983,8 @@ class _MetricRule:
         baseline_window = signal.growth.baseline_window if signal.growth else ""
         self.no_baseline = Missing(f"no {self.metric} readings in the {baseline_window} baseline")
         self.metrics_read = list(dict.fromkeys(metric for _, _, metric in signal.measured()))
-        self.change_offsets, self.reach = self._change_offsets()
         self.measure = _MEASURES[signal.measure](signal)
+        self.change_offsets, self.reach = self._change_offsets()
         plain = not (self.growth or self.rising or self.periods > 1)
         self.prunable = plain and self.measure.prunable and comparison in ("at_least", "more_than")
         # `held` runs for every signal of every evaluation: straight-line code generated for this
@@ -1067,6 +1088,8 @@ class _MetricRule:
             windows += [(a + w, b + w) for a, b in windows]
         elif self.growth:
             windows += [(b + w + self.baseline_days - 1, b + w) for _, b in windows]
+        if isinstance(self.measure, _NewDistinct):  # a day leaving a window is "seen before" for a while
+            windows += [(a + self.measure.before, b) for a, b in windows]
         offsets = tuple(sorted({offset for a, b in windows for offset in (b, a + 1)}))
         return offsets, max(a for a, _ in windows) + 1
 
@@ -1286,6 +1309,15 @@ def _measure_lines(measure: _Measure, back: int, target: str) -> list[str]:
         ]
     window = f"max(day - {oldest}, first), min({end}, last)"
     # Distinct values as bitmasks (DistinctSeries.mask): len(set) is mask.bit_count().
+    if isinstance(measure, _NewDistinct):
+        seen = f"max(day - {oldest + measure.before}, first), min(day - {oldest + 1}, last)"
+        return [
+            "    if values_series is None:",
+            f"        {target} = 0.0",
+            "    else:",
+            f"        mask = values_series.mask({window})",
+            f"        {target} = float((mask & ~values_series.mask({seen})).bit_count()) if mask else 0.0",
+        ]
     if isinstance(measure, _Distinct):
         return [
             f"    mask = values_series.mask({window}) if values_series is not None else 0",
@@ -1440,6 +1472,11 @@ def _describe(signal: MetricSignal) -> str:
         text = f"share of {signal.among.metric} {signal.among.dimension}s in {signal.of.metric}"
     elif signal.measure is Measure.DISTINCT:
         text = f"distinct {signal.dimension} of {signal.metric} over {signal.window}"
+    elif signal.measure is Measure.NEW_DISTINCT:
+        text = (
+            f"new {signal.dimension} of {signal.metric} over {signal.window} "
+            f"(not seen in the {signal.not_seen_in} before)"
+        )
     elif signal.ratio is not None:
         numerator, denominator = _part_text(signal.ratio.numerator), _part_text(signal.ratio.denominator)
         text = f"{numerator} per {denominator} over {signal.window}"

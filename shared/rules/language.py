@@ -48,6 +48,7 @@ class Measure(StrEnum):
     SUM = "sum"  # total of the values in the window (counts)
     COUNT = "count"  # number of events in the window
     DISTINCT = "distinct"  # distinct values of a dimension in the window
+    NEW_DISTINCT = "new_distinct"  # ...of those, the values not seen in the `not_seen_in` days before it
     ACTIVE_DAYS = "active_days"  # days with at least one event in the window
     LATEST = "latest"  # the latest reading of a gauge (looking back at most `window`)
     PEAK = "peak"  # the highest reading of a gauge in the window
@@ -148,7 +149,7 @@ class RatioPart(_Strict):
 
     @model_validator(mode="after")
     def _plain_measure(self) -> RatioPart:
-        if self.measure in (Measure.SHARE, Measure.RATIO):
+        if self.measure in (Measure.SHARE, Measure.RATIO, Measure.NEW_DISTINCT):
             raise ValueError(f"a side of a ratio is a plain measure, not {self.measure.value}")
         if (self.measure is Measure.DISTINCT) != (self.dimension is not None):
             raise ValueError("dimension is required with measure distinct, and only there")
@@ -189,7 +190,14 @@ class MetricSignal(_Strict):
     description: str | None = None
     measure: Measure
     metric: MetricName | None = Field(default=None, description="Required for every measure but share.")
-    dimension: DimensionKey | None = Field(default=None, description="Required for distinct.")
+    dimension: DimensionKey | None = Field(
+        default=None, description="Required for distinct and new_distinct."
+    )
+    not_seen_in: Duration | None = Field(
+        default=None,
+        description="new_distinct: a value is new when the dimension did not have it in this many days "
+        "before the window (read too: the read plan grows by it).",
+    )
     of: DimensionOf | None = Field(default=None, description="share: the values counted…")
     among: DimensionOf | None = Field(default=None, description="share: …out of these values.")
     ratio: Ratio | None = Field(default=None, description="ratio: numerator / denominator.")
@@ -230,8 +238,11 @@ class MetricSignal(_Strict):
                 raise ValueError("ratio takes its metrics in numerator and denominator, not `metric`")
         elif self.metric is None:
             raise ValueError(f"measure {self.measure.value} needs a metric")
-        if (self.measure is Measure.DISTINCT) != (self.dimension is not None):
-            raise ValueError("dimension is required with measure distinct, and only there")
+        distinct = self.measure in (Measure.DISTINCT, Measure.NEW_DISTINCT)
+        if distinct != (self.dimension is not None):
+            raise ValueError("dimension is required with measure distinct or new_distinct, and only there")
+        if (self.measure is Measure.NEW_DISTINCT) != (self.not_seen_in is not None):
+            raise ValueError("not_seen_in is required with measure new_distinct, and only there")
         if self.growth and self.growth.over == "average" and self.measure not in GAUGE_MEASURES:
             raise ValueError("growth over: average compares gauge readings: use latest, peak or low")
         if self.sustained and self.rising:

@@ -184,7 +184,9 @@ def lookback_days(ruleset: Ruleset, name: str, seen: frozenset[str] = frozenset(
     if signal.growth and signal.growth.over == "previous_window":
         windows += 1
     baseline = days(signal.growth.baseline_window) if signal.growth and signal.growth.baseline_window else 0
-    return window * windows + baseline
+    # new_distinct reads the not_seen_in days before its oldest window (no growth over average with it).
+    before = days(signal.not_seen_in) if signal.not_seen_in else 0
+    return window * windows + baseline + before
 
 
 def _cycles(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:

@@ -53,6 +53,8 @@ _EVERY_MEASURE_SIGNALS = {
     "api_sustained": "{measure: sum, metric: api.calls, window: 14d, per_limit: api.calls, sustained: 2, "
     "at_least: 0.2}",
     "paywall_rising": "{measure: count, metric: paywall.hit, window: 10d, rising: 2}",
+    "new_teams": "{measure: new_distinct, metric: feature.analytics.used, dimension: team, window: 14d, "
+    "not_seen_in: 30d, at_least: 2}",
     "paywall_per_call": "{measure: ratio, ratio: {numerator: {measure: sum, metric: paywall.hit}, "
     "denominator: {measure: sum, metric: api.calls}}, window: 14d, at_least: 0.3}",
     "seats_per_user": "{measure: ratio, ratio: {numerator: {measure: latest, metric: seats.active}, "

@@ -78,6 +78,10 @@ _SIGNALS = {
     "seats_from_zero": "{measure: latest, metric: seats.active, window: 3d, growth: {over: average, "
     "baseline_window: 5d, from_zero: fire}, at_most: 0}",
     "paywall_rising": "{measure: count, metric: paywall.hit, window: 4d, rising: 2}",
+    "new_users": "{measure: new_distinct, metric: app.session, dimension: user, window: 4d, not_seen_in: 6d, "
+    "at_least: 2}",
+    "new_users_rising": "{measure: new_distinct, metric: app.session, dimension: user, window: 3d, "
+    "not_seen_in: 5d, rising: 2}",
     "paywall_per_session": "{measure: ratio, ratio: {numerator: {measure: sum, metric: paywall.hit}, "
     "denominator: {measure: count, metric: app.session}}, window: 5d, at_least: 0.5}",
     "seats_per_user": "{measure: ratio, ratio: {numerator: {measure: low, metric: seats.active}, "

@@ -611,6 +611,61 @@ def test_given_a_ratio_with_growth_when_measured_then_the_ratio_grows_against_th
     assert (condition.held, condition.observed) == (True, 1.0)
 
 
+# ── new distinct values ───────────────────────────────────────────────────────────────────────
+
+NEW_TEAMS = (
+    "{measure: new_distinct, metric: feature.analytics.used, dimension: team, window: 7d, "
+    "not_seen_in: 14d, at_least: 2}"
+)
+
+
+def team_on(team: str, days_ago: int) -> CountedEvent:
+    return counted("feature.analytics.used", ago(days_ago), dimensions={"team": team})
+
+
+@pytest.mark.parametrize(
+    ("earlier", "new"),
+    [
+        (None, 1),  # first seen in the window: new
+        (7, 0),  # the day just before the window: seen
+        (20, 0),  # the 14th day before the window: seen
+        (21, 1),  # the 15th day before it: forgotten, new again
+    ],
+    ids=["never before", "day before the window", "last day of not_seen_in", "just beyond it"],
+)
+def test_given_a_value_seen_before_the_window_when_new_distinct_then_only_unseen_values_count(earlier, new):
+    # Given team t-1 used analytics today (twice, on two days) and maybe `earlier` days ago
+    events = [team_on("t-1", 0), team_on("t-1", 3)] + ([team_on("t-1", earlier)] if earlier else [])
+
+    # When new teams are counted over the window
+    condition = observe(NEW_TEAMS, events)
+
+    # Then t-1 is new exactly when the 14 days before the window did not have it
+    assert condition.observed == new
+    assert condition.detail.startswith(
+        "new team of feature.analytics.used over 7d (not seen in the 14d before)"
+    )
+
+
+def test_given_two_new_teams_and_an_old_one_when_new_distinct_at_least_2_then_it_holds():
+    events = [team_on("t-old", 10), team_on("t-old", 1), team_on("t-a", 2), team_on("t-b", 6)]
+
+    condition = observe(NEW_TEAMS, events)
+
+    assert (condition.held, condition.observed) == (True, 2)
+
+
+def test_given_new_distinct_when_planned_then_the_read_plan_covers_the_days_before_the_window():
+    # Two quarters of 13 weeks, sustained, each against the year before it
+    signal = (
+        "{measure: new_distinct, metric: feature.analytics.used, dimension: team, window: 13w, "
+        "not_seen_in: 26w, sustained: 2, at_least: 1}"
+    )
+
+    assert read_plan(ruleset(NEW_TEAMS)).lookback_days == 21
+    assert read_plan(ruleset(signal)).lookback_days == 91 * 2 + 182
+
+
 # ── sustained and rising ───────────────────────────────────────────────────────────────────────
 
 SUSTAINED_SESSIONS = "{measure: sum, metric: app.session, window: 7d, sustained: 2, at_least: 1}"

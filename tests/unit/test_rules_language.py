@@ -217,6 +217,31 @@ def test_given_a_schema_mistake_then_the_message_names_file_line_path_and_what_i
             ),
             "signals.api_heavy.ratio.numerator: a side of a ratio is a plain measure, not share",
         ),
+        (
+            (
+                "measure: sum, metric: api.calls,",
+                "measure: new_distinct, metric: api.calls, dimension: team,",
+            ),
+            "signals.api_heavy: not_seen_in is required with measure new_distinct, and only there",
+        ),
+        (
+            ("measure: sum, metric: api.calls,", "measure: sum, metric: api.calls, not_seen_in: 30d,"),
+            "signals.api_heavy: not_seen_in is required with measure new_distinct, and only there",
+        ),
+        (
+            (
+                "measure: sum, metric: api.calls,",
+                "measure: new_distinct, metric: api.calls, not_seen_in: 30d,",
+            ),
+            "signals.api_heavy: dimension is required with measure distinct or new_distinct, and only there",
+        ),
+        (
+            (
+                "measure: sum, metric: api.calls, window: 30d,",
+                "measure: new_distinct, metric: api.calls, dimension: team, not_seen_in: 53w, window: 30d,",
+            ),
+            "signals.api_heavy: looks back 401 days, more than the 400 days counters are kept",
+        ),
     ],
 )
 def test_given_a_reference_mistake_then_it_is_reported_at_its_place(change, expected):
