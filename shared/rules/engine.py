@@ -899,6 +899,54 @@ class _Share(_Measure):
         return len(of & among) / len(among)
 
 
+class _Forecast(_Measure):
+    """Where the window's linear trend goes: the highest point of the least-squares line between the
+    evaluation day and `within` days ahead. A sum is fitted as its running total over the window's
+    days (each day a point, days without events adding 0); a gauge as its daily readings (days
+    without one left out). Needs two points; days are offsets from the evaluation day."""
+
+    def __init__(self, signal: MetricSignal) -> None:
+        super().__init__(signal)
+        assert signal.forecast
+        self.which = signal.measure
+        self.ahead = days(signal.forecast.within)
+        points = "readings" if self.which is Measure.LATEST else "days"
+        self.too_few = f"fewer than 2 {points} of {self.metric} in {{first}}..{{last}}: no trend"
+
+    def value(self, context: _Context, end: int) -> float | Missing:
+        first, last = max(end - self.span, context.first), min(end, context.last)
+        series = context.metrics.get(self.metric)
+        if self.which is Measure.SUM:
+            points = last - first + 1
+            running, ys = 0.0, [0.0] * max(points, 0)
+            if series is not None and points > 0:
+                lo, hi = series.span(first, last)
+                sums, data_days = series.total_sums(), series.days
+                for index in range(lo, hi):
+                    ys[data_days[index] - first] = float(sums[index + 1] - sums[index])
+            for index in range(len(ys)):
+                running += ys[index]
+                ys[index] = running
+            xs = list(range(first - end, last - end + 1))
+        else:
+            xs, ys = [], []
+            if series is not None:
+                lo, hi = series.span(first, last)
+                series.reading_arrays()
+                for index in range(lo, hi):
+                    reading = series.lasts[index]
+                    if reading is not None:
+                        xs.append(series.days[index] - end)
+                        ys.append(reading)
+        if len(xs) < 2:
+            return Missing(self.too_few, end - self.span, end)
+        mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+        spread = sum((x - mean_x) * (x - mean_x) for x in xs)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+        # A line's highest point over [today, today + ahead] is at one end.
+        return max(mean_y - slope * mean_x, mean_y + slope * (self.ahead - mean_x))
+
+
 class _Ratio(_Measure):
     """numerator / denominator, each a plain measure over the same window (a zero denominator, or
     a side without a value: no value)."""
@@ -983,8 +1031,10 @@ class _MetricRule:
         baseline_window = signal.growth.baseline_window if signal.growth else ""
         self.no_baseline = Missing(f"no {self.metric} readings in the {baseline_window} baseline")
         self.metrics_read = list(dict.fromkeys(metric for _, _, metric in signal.measured()))
-        self.measure = _MEASURES[signal.measure](signal)
+        self.measure = _Forecast(signal) if signal.forecast else _MEASURES[signal.measure](signal)
         self.change_offsets, self.reach = self._change_offsets()
+        # A projection is made from the evaluation day: it moves with it, new data or not.
+        self.moves_daily = isinstance(self.measure, _Forecast)
         plain = not (self.growth or self.rising or self.periods > 1)
         self.prunable = plain and self.measure.prunable and comparison in ("at_least", "more_than")
         # `held` runs for every signal of every evaluation: straight-line code generated for this
@@ -1094,7 +1144,7 @@ class _MetricRule:
         return offsets, max(a for a, _ in windows) + 1
 
     def change_days(self, context: _Context, first: int, last: int) -> list[int]:
-        if context.exhaustive:
+        if context.exhaustive or self.moves_daily:
             return list(range(first, last + 1))
         days_ = {first}
         for metric in self.metrics_read:
@@ -1301,7 +1351,7 @@ def _measure_lines(measure: _Measure, back: int, target: str) -> list[str]:
             "        return False",
         ]
     end = f"day - {back}" if back else "day"
-    if isinstance(measure, _Ratio):  # two measures and a division: the measure's own code
+    if isinstance(measure, _Ratio | _Forecast):  # the measure's own code: not worth inlining
         return [
             f"    {target} = context.rules[_NAME].measure.value(context, {end})",
             f"    if {target}.__class__ is not float:",
@@ -1349,6 +1399,8 @@ def _stable_until_source(rule: _MetricRule) -> str:
     """A function `stable_until(context, day) -> int`: the last day of the run that starts on `day`,
     the day before the next change day (`_MetricRule.change_days`). It reads every day the history
     holds, later ones included: a run ends where a day recorded in advance enters a window."""
+    if rule.moves_daily:  # no run: the answer may change from one day to the next
+        return f"def stable_until(context, day):  # {rule.name}\n    return day\n"
     lines = [
         f"def stable_until(context, day):  # {rule.name}",
         f"    until = {_FOREVER}",
@@ -1488,6 +1540,8 @@ def _describe(signal: MetricSignal) -> str:
         previous = signal.growth.over == "previous_window"
         baseline = "the previous window" if previous else f"the {signal.growth.baseline_window} average"
         text = f"growth of {text} vs {baseline}"
+    if signal.forecast:
+        text += f", its trend's highest in the next {signal.forecast.within}"
     if signal.per_limit:
         text += f" / plan limit {signal.per_limit}"
     return text

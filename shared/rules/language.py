@@ -163,6 +163,14 @@ class Ratio(_Strict):
     denominator: RatioPart
 
 
+class Forecast(_Strict):
+    """Holds when the measure's linear trend over the window reaches `reaches` within `within` days
+    (after per_limit: 1.0 = the plan limit). docs/rules.md, "Projection", gives the method."""
+
+    reaches: float = Field(allow_inf_nan=False, description="The level, e.g. 1.0 of the plan limit.")
+    within: Duration = Field(description="How far ahead of the evaluation day the trend is projected.")
+
+
 class Growth(_Strict):
     """Compare the measure with a baseline: (value - baseline) / baseline, e.g. 0.25 = +25 %."""
 
@@ -206,6 +214,9 @@ class MetricSignal(_Strict):
         default=None, description="Divide by this plan limit of the account (plan.limits), e.g. seats."
     )
     growth: Growth | None = None
+    forecast: Forecast | None = Field(
+        default=None, description="sum or latest only: the linear trend reaches a level soon (the threshold)."
+    )
     sustained: int | None = Field(
         default=None, ge=2, le=12, description="Must hold in this many consecutive windows ending now."
     )
@@ -226,7 +237,14 @@ class MetricSignal(_Strict):
         ]
         if len(thresholds) > 1:
             raise ValueError(f"give one threshold, not {' and '.join(thresholds)}")
-        if not thresholds and self.rising is None:
+        if self.forecast is not None:
+            if thresholds or self.growth or self.sustained or self.rising:
+                raise ValueError("forecast is the threshold: no other threshold, growth, sustained or rising")
+            if self.measure not in (Measure.SUM, Measure.LATEST):
+                raise ValueError("forecast projects a sum (its running total) or a gauge's latest readings")
+            if days(self.window) < 2:
+                raise ValueError("forecast fits a trend: the window needs at least 2 days")
+        elif not thresholds and self.rising is None:
             raise ValueError("give a threshold (at_least, more_than, at_most or less_than) or rising")
         if (self.measure is Measure.RATIO) != (self.ratio is not None):
             raise ValueError("ratio ({numerator, denominator}) goes with measure ratio, and only there")
@@ -267,6 +285,8 @@ class MetricSignal(_Strict):
         return [((), self.measure, self.metric)] if self.metric else []
 
     def threshold(self) -> tuple[str, Threshold] | None:
+        if self.forecast is not None:
+            return "at_least", self.forecast.reaches
         for name in ("at_least", "more_than", "at_most", "less_than"):
             value = getattr(self, name)
             if value is not None:

@@ -53,6 +53,10 @@ _EVERY_MEASURE_SIGNALS = {
     "api_sustained": "{measure: sum, metric: api.calls, window: 14d, per_limit: api.calls, sustained: 2, "
     "at_least: 0.2}",
     "paywall_rising": "{measure: count, metric: paywall.hit, window: 10d, rising: 2}",
+    "seats_trending": "{measure: latest, metric: seats.active, window: 30d, per_limit: seats, "
+    "forecast: {reaches: 1.0, within: 30d}}",
+    "api_trending": "{measure: sum, metric: api.calls, window: 14d, per_limit: api.calls, "
+    "forecast: {reaches: 1.0, within: 14d}}",
     "new_teams": "{measure: new_distinct, metric: feature.analytics.used, dimension: team, window: 14d, "
     "not_seen_in: 30d, at_least: 2}",
     "paywall_per_call": "{measure: ratio, ratio: {numerator: {measure: sum, metric: paywall.hit}, "
@@ -83,7 +87,7 @@ EVERY_MEASURE = parse_ruleset(
         f"cooldown: {10 + 5 * index}d, unless: {_EXCLUSIONS[index % len(_EXCLUSIONS)]}"
         + (", segments: [smb, enterprise]" if index % 5 == 4 else "")
         + (", requires: [{account_age: {at_least: 30d, at_most: 90d}}]" if index % 3 == 1 else "")
-        + (", requires: [{renewal_within: 90d}]" if index % 7 == 5 else "")
+        + (", requires: [{renewal_within: 90d}]" if index % 7 == 5 and index % 3 != 1 else "")
         + (", score: {base: 10, weights: {sessions_sum: 30, seats_growth: 40}}" if name == "busy" else "")
         + "}\n"
         for index, name in enumerate(_EVERY_MEASURE_SIGNALS)

@@ -78,6 +78,10 @@ _SIGNALS = {
     "seats_from_zero": "{measure: latest, metric: seats.active, window: 3d, growth: {over: average, "
     "baseline_window: 5d, from_zero: fire}, at_most: 0}",
     "paywall_rising": "{measure: count, metric: paywall.hit, window: 4d, rising: 2}",
+    "seats_trending": "{measure: latest, metric: seats.active, window: 8d, per_limit: seats, "
+    "forecast: {reaches: 0.8, within: 5d}}",
+    "api_trending": "{measure: sum, metric: api.calls, window: 6d, per_limit: api.calls, "
+    "forecast: {reaches: 1.0, within: 4d}}",
     "new_users": "{measure: new_distinct, metric: app.session, dimension: user, window: 4d, not_seen_in: 6d, "
     "at_least: 2}",
     "new_users_rising": "{measure: new_distinct, metric: app.session, dimension: user, window: 3d, "

@@ -666,6 +666,66 @@ def test_given_new_distinct_when_planned_then_the_read_plan_covers_the_days_befo
     assert read_plan(ruleset(signal)).lookback_days == 91 * 2 + 182
 
 
+# ── projection: forecast ──────────────────────────────────────────────────────────────────────
+
+SEATS_TRENDING = (
+    "{{measure: latest, metric: seats.active, window: 30d, per_limit: seats, "
+    "forecast: {{reaches: 1.0, within: {within}}}}}"
+)
+SEATS_30 = profile(plan={"name": "Team", "limits": {"seats": 30, "app.session": 3000}})
+
+
+@pytest.mark.parametrize(
+    ("within", "held", "observed"),
+    [("30d", True, 35 / 30), ("20d", True, 1.0), ("14d", False, 0.9)],
+)
+def test_given_seats_on_a_straight_rise_when_forecast_then_the_trend_is_projected_within_the_horizon(
+    within, held, observed
+):
+    # Given 10, 15, 20 seats of 30 at 20, 10 and 0 days ago: half a seat a day
+    events = [reading(10, ago(20)), reading(15, ago(10)), reading(20, ago(0)), reading(99, ago(31))]
+
+    # When projected `within` days ahead
+    condition = observe(SEATS_TRENDING.format(within=within), events, account_profile=SEATS_30)
+
+    # Then the trend's level at the horizon, per the limit, is compared with reaches
+    assert condition.held is held
+    assert condition.observed == pytest.approx(observed)
+    assert (condition.comparison, condition.threshold) == ("at_least", 1.0)
+    assert "its trend's highest in the next" in condition.detail
+
+
+def test_given_a_gauge_already_at_the_limit_and_falling_when_forecast_then_today_counts():
+    events = [reading(40, ago(20)), reading(35, ago(10)), reading(30, ago(0))]
+
+    condition = observe(SEATS_TRENDING.format(within="30d"), events, account_profile=SEATS_30)
+
+    assert condition.held
+    assert condition.observed == 1.0
+
+
+def test_given_one_reading_when_forecast_then_there_is_no_trend_and_it_says_why():
+    condition = observe(SEATS_TRENDING.format(within="30d"), [reading(29)], account_profile=SEATS_30)
+
+    assert not condition.held
+    assert condition.detail.startswith("fewer than 2 readings of seats.active")
+
+
+def test_given_a_steady_daily_sum_when_forecast_then_the_running_total_is_projected():
+    # Given 100 sessions on each of the window's 10 days: 1,000 so far, on a line of 100 a day
+    signal = (
+        "{measure: sum, metric: app.session, window: 10d, per_limit: app.session, "
+        "forecast: {reaches: 1.0, within: 20d}}"
+    )
+    events = sessions_on(*range(10), value=100)
+
+    condition = observe(signal, events, account_profile=SEATS_30)
+
+    # Then 1,000 + 20 x 100 = 3,000 of the 3,000 allowed: reached within 20 days
+    assert condition.held
+    assert condition.observed == pytest.approx(1.0)
+
+
 # ── sustained and rising ───────────────────────────────────────────────────────────────────────
 
 SUSTAINED_SESSIONS = "{measure: sum, metric: app.session, window: 7d, sustained: 2, at_least: 1}"

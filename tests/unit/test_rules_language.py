@@ -242,6 +242,33 @@ def test_given_a_schema_mistake_then_the_message_names_file_line_path_and_what_i
             ),
             "signals.api_heavy: looks back 401 days, more than the 400 days counters are kept",
         ),
+        (
+            ("window: 30d, at_least: {", "window: 30d, forecast: {reaches: 1, within: 30d}, at_least: {"),
+            "signals.api_heavy: forecast is the threshold: no other threshold, growth, sustained or rising",
+        ),
+        (
+            (
+                "measure: latest, metric: seats.active, window: 30d, per_limit: seats, at_least: 0.9",
+                "measure: peak, metric: seats.active, window: 30d, per_limit: seats, "
+                "forecast: {reaches: 1, within: 30d}",
+            ),
+            "signals.seats_full: forecast projects a sum (its running total) or a gauge's latest readings",
+        ),
+        (
+            (
+                "measure: latest, metric: seats.active, window: 30d, per_limit: seats, at_least: 0.9",
+                "measure: latest, metric: seats.active, window: 1d, per_limit: seats, "
+                "forecast: {reaches: 1, within: 30d}",
+            ),
+            "signals.seats_full: forecast fits a trend: the window needs at least 2 days",
+        ),
+        (
+            (
+                "measure: latest, metric: seats.active, window: 30d, per_limit: seats, at_least: 0.9",
+                "measure: latest, metric: seats.active, window: 30d, forecast: {reaches: 1, within: 0d}",
+            ),
+            "rules/x.yaml:4:99: signals.seats_full.forecast.within: '0d' is not a duration",
+        ),
     ],
 )
 def test_given_a_reference_mistake_then_it_is_reported_at_its_place(change, expected):
