@@ -41,6 +41,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple
 
 from shared.accounts.models import AccountProfile
+from shared.counters.slices import slice_key
 from shared.rules.aggregates import Aggregates
 from shared.rules.conditions import ExclusionCheck, check_exclusion, exclusion_test
 from shared.rules.durations import days
@@ -330,6 +331,8 @@ class CompiledRuleset:
         self.rules: dict[str, _Rule] = {
             name: _CompositeRule(name, signal)
             if isinstance(signal, CompositeSignal)
+            else _GroupRule(name, signal)
+            if signal.group_by
             else _MetricRule(name, signal)
             for name, signal in ruleset.signals.items()
         }
@@ -1008,7 +1011,13 @@ _COMPARATORS: dict[str, Callable[[float, float], bool]] = {
 class _MetricRule:
     """A compiled MetricSignal: `held` is the fast path, `observe` builds the evidence."""
 
-    def __init__(self, name: str, signal: MetricSignal) -> None:
+    def __init__(self, name: str, signal: MetricSignal, description: str | None = None) -> None:
+        description = description or _describe(signal)
+        where = signal.where_values()
+        if where:  # the filtered events are a metric of their own: the slice (shared/counters/slices.py)
+            signal = signal.model_copy(
+                update={"metric": slice_key(signal.metric or "", *where), "where": None}
+            )
         self.name = name
         self.signal = signal
         self.window = days(signal.window)
@@ -1019,7 +1028,7 @@ class _MetricRule:
         self.compare = _COMPARATORS[comparison] if comparison else None
         self.fixed_bound = float(threshold) if isinstance(threshold, int | float) else None
         self.segment_bounds = threshold if isinstance(threshold, BySegment) else None
-        self.description = _describe(signal)
+        self.description = description
         self.metric = signal.metric or ""
         self.per_limit = signal.per_limit or ""
         self.no_limit = Missing(f"no plan limit for {signal.per_limit} on file")
@@ -1497,7 +1506,81 @@ class _CompositeRule:
         return True
 
 
-_Rule = _MetricRule | _CompositeRule
+class _GroupRule:
+    """A MetricSignal with group_by: the signal evaluated for each value of the dimension (its group
+    slice), holding when it holds for at least `groups_at_least` of them."""
+
+    _MAX_COMPILED = 4096
+
+    def __init__(self, name: str, signal: MetricSignal) -> None:
+        assert signal.metric
+        assert signal.group_by
+        assert signal.groups_at_least
+        self.name = name
+        self.metric, self.dimension, self.needed = signal.metric, signal.group_by, signal.groups_at_least
+        self.plain = signal.model_copy(update={"group_by": None, "groups_at_least": None})
+        # The signal over all the metric's events: what reads which days, for runs and change days.
+        self.template = _MetricRule(name, self.plain)
+        self.description = f"{_describe(self.plain)} per {self.dimension}"
+        self._per_group: dict[str, _MetricRule] = {}
+
+    def group(self, key: str) -> _MetricRule:
+        rule = self._per_group.get(key)
+        if rule is None:
+            if len(self._per_group) >= self._MAX_COMPILED:
+                self._per_group.clear()
+            plain = self.plain.model_copy(update={"metric": key})
+            rule = self._per_group[key] = _MetricRule(self.name, plain, self.description)
+        return rule
+
+    def groups(self, context: _Context, day: int) -> list[str]:
+        """The values with data in the days the signal reads for `day` (within the view): the same
+        whatever else the history holds, so answers can be kept between evaluations."""
+        first, last = context.window(day, self.template.reach)
+        series = context.metrics
+        return [
+            key
+            for key in context.history.groups(self.metric, self.dimension)
+            if series[key].days_between(first, last)
+        ]
+
+    def held(self, context: _Context, day: int) -> bool:
+        needed = self.needed
+        for key in self.groups(context, day):
+            if self.group(key).held(context, day):
+                needed -= 1
+                if not needed:
+                    return True
+        return False
+
+    def observe(self, context: _Context, day: int) -> Observation:
+        keys = self.groups(context, day)
+        held = sum(self.group(key).reference_held(context, day) for key in keys)
+        template = self.template.observe(context, day)
+        comparison, bound = template.comparison, template.threshold
+        condition = f"{comparison} {bound:g}" if comparison and bound is not None else (comparison or "")
+        return Observation(
+            signal=self.name,
+            held=held >= self.needed,
+            observed=float(held),
+            comparison="at_least",
+            threshold=float(self.needed),
+            window_from=template.window_from,
+            window_to=template.window_to,
+            detail=f"{held} of {len(keys)} {self.dimension} values: {self.description} {condition}".rstrip(),
+        )
+
+    def change_days(self, context: _Context, first: int, last: int) -> list[int]:
+        return self.template.change_days(context, first, last)
+
+    def stable_until(self, context: _Context, day: int) -> int:
+        return self.template.stable_until(context, day)
+
+    def could_hold(self, context: _Context, first: int, last: int) -> bool:
+        return True
+
+
+_Rule = _MetricRule | _CompositeRule | _GroupRule
 _ZERO_BASELINE = Missing("the baseline is zero: growth is undefined (from_zero: fire would count a rise)")
 _INF = float("inf")
 
@@ -1540,6 +1623,9 @@ def _describe(signal: MetricSignal) -> str:
         previous = signal.growth.over == "previous_window"
         baseline = "the previous window" if previous else f"the {signal.growth.baseline_window} average"
         text = f"growth of {text} vs {baseline}"
+    where = signal.where_values()
+    if where:
+        text += f" where {where[0]} is {' or '.join(where[1])}"
     if signal.forecast:
         text += f", its trend's highest in the next {signal.forecast.within}"
     if signal.per_limit:

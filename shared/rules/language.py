@@ -25,8 +25,9 @@ from pydantic import (
 )
 
 from shared.accounts.models import MAX_EMPLOYEES
+from shared.counters.slices import MAX_GROUPS_PER_DAY
 from shared.events.contract import DEFAULT_RETENTION_DAYS
-from shared.events.models import DimensionKey, EventKind, MetricName
+from shared.events.models import DimensionKey, DimensionValue, EventKind, MetricName
 from shared.rules.durations import days
 from shared.rules.plays import Budgets, Play
 
@@ -58,6 +59,8 @@ class Measure(StrEnum):
 
 
 GAUGE_MEASURES = frozenset({Measure.LATEST, Measure.PEAK, Measure.LOW})
+# What a slice (shared/counters/slices.py) keeps: a MetricDay, no distinct values.
+_SLICEABLE = frozenset({Measure.SUM, Measure.COUNT, Measure.ACTIVE_DAYS, *GAUGE_MEASURES})
 
 
 class Category(StrEnum):
@@ -213,6 +216,27 @@ class MetricSignal(_Strict):
     per_limit: MetricName | None = Field(
         default=None, description="Divide by this plan limit of the account (plan.limits), e.g. seats."
     )
+    where: (
+        dict[
+            DimensionKey, DimensionValue | Annotated[list[DimensionValue], Field(min_length=1, max_length=20)]
+        ]
+        | None
+    ) = Field(
+        default=None,
+        min_length=1,
+        max_length=1,
+        description="Only the metric's events whose dimension has this value (or one of these values), "
+        "e.g. {feature: sso}. One dimension; sum, count, active_days, latest, peak or low.",
+    )
+    group_by: DimensionKey | None = Field(
+        default=None, description="Measure per value of this dimension (e.g. team): with groups_at_least."
+    )
+    groups_at_least: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_GROUPS_PER_DAY,
+        description="Holds when the condition holds for at least this many values of group_by.",
+    )
     growth: Growth | None = None
     forecast: Forecast | None = Field(
         default=None, description="sum or latest only: the linear trend reaches a level soon (the threshold)."
@@ -246,6 +270,16 @@ class MetricSignal(_Strict):
                 raise ValueError("forecast fits a trend: the window needs at least 2 days")
         elif not thresholds and self.rising is None:
             raise ValueError("give a threshold (at_least, more_than, at_most or less_than) or rising")
+        if (self.group_by is None) != (self.groups_at_least is None):
+            raise ValueError("group_by and groups_at_least go together")
+        if self.where is not None or self.group_by is not None:
+            key = "where" if self.where is not None else "group_by"
+            if self.measure not in _SLICEABLE:
+                raise ValueError(
+                    f"{key} slices a metric's own numbers: use sum, count, active_days, latest, peak or low"
+                )
+            if self.where is not None and self.group_by is not None:
+                raise ValueError("use where or group_by, not both")
         if (self.measure is Measure.RATIO) != (self.ratio is not None):
             raise ValueError("ratio ({numerator, denominator}) goes with measure ratio, and only there")
         if self.measure is Measure.SHARE:
@@ -283,6 +317,13 @@ class MetricSignal(_Strict):
                 (("among",), Measure.DISTINCT, self.among.metric),
             ]
         return [((), self.measure, self.metric)] if self.metric else []
+
+    def where_values(self) -> tuple[str, list[str]] | None:
+        """The filter's dimension and values, a single value as a list of one."""
+        if not self.where:
+            return None
+        ((dimension, values),) = self.where.items()
+        return dimension, [values] if isinstance(values, str) else list(values)
 
     def threshold(self) -> tuple[str, Threshold] | None:
         if self.forecast is not None:

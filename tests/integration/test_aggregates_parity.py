@@ -25,6 +25,7 @@ from shared.rules.aggregates import Aggregates, DynamoAggregates, InMemoryAggreg
 from shared.rules.engine import AccountState, Evaluation, ReadPlan, evaluate_account
 from shared.rules.language import Ruleset
 from shared.rules.loading import load_ruleset, parse_ruleset
+from shared.rules.slicing import ruleset_slicing
 from tests.conftest import TEST_RETENTION_DAYS, Aws
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +54,11 @@ _EVERY_MEASURE_SIGNALS = {
     "api_sustained": "{measure: sum, metric: api.calls, window: 14d, per_limit: api.calls, sustained: 2, "
     "at_least: 0.2}",
     "paywall_rising": "{measure: count, metric: paywall.hit, window: 10d, rising: 2}",
+    "teams_growing": "{measure: sum, metric: feature.analytics.used, window: 14d, "
+    "growth: {over: previous_window}, at_least: 0.25, group_by: team, groups_at_least: 2}",
+    "sso_intent": "{measure: count, metric: paywall.hit, where: {feature: sso}, window: 14d, at_least: 2}",
+    "seats_of_two_teams": "{measure: latest, metric: seats.active, where: {team: [t-1, t-2]}, window: 14d, "
+    "at_least: 20}",
     "seats_trending": "{measure: latest, metric: seats.active, window: 30d, per_limit: seats, "
     "forecast: {reaches: 1.0, within: 30d}}",
     "api_trending": "{measure: sum, metric: api.calls, window: 14d, per_limit: api.calls, "
@@ -96,6 +102,7 @@ EVERY_MEASURE = parse_ruleset(
     "parity.yaml",
 )
 RULESETS = {"reference": REFERENCE, "every-measure": EVERY_MEASURE}
+SLICING = ruleset_slicing(*RULESETS.values())
 
 FIRST_DAY = date(2026, 7, 1)
 HISTORY_DAYS = 120
@@ -248,11 +255,11 @@ def test_property_given_any_history_when_evaluated_over_dynamodb_and_memory_then
     arrived = arrive(data.draw(st.permutations(events), label="arrival order"))
     batch = data.draw(st.integers(min_value=1, max_value=100), label="batch size")
 
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     memory.apply(arrived)
     store = CounterStore(aws.dynamodb, aws.counters_table, TEST_RETENTION_DAYS)
     for start in range(0, len(arrived), batch):
-        assert aggregate(arrived[start : start + batch], store).failed == []
+        assert aggregate(arrived[start : start + batch], store, SLICING).failed == []
     dynamo = DynamoAggregates(store)
 
     # When / Then: the same buckets, and the same evaluations, step after step.
@@ -272,7 +279,7 @@ def test_property_given_any_history_when_evaluated_over_dynamodb_and_memory_then
 def test_property_given_any_history_when_evaluated_with_the_read_plan_then_reading_everything_changes_nothing(
     accounts, moments
 ):
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     (specs, profile) = accounts[0]
     account_id = f"acct-plan-{next(_accounts)}"
     memory.apply(arrive([counted(account_id, spec) for spec in specs]))
@@ -289,7 +296,7 @@ def test_property_given_any_history_when_evaluated_with_the_read_plan_then_readi
 def test_property_given_any_history_when_held_within_skips_to_change_days_then_it_agrees_with_every_day(
     accounts, moments
 ):
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     (specs, profile) = accounts[0]
     account_id = f"acct-days-{next(_accounts)}"
     memory.apply(arrive([counted(account_id, spec) for spec in specs]))

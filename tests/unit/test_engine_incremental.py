@@ -37,6 +37,7 @@ from shared.rules.engine import (
 from shared.rules.history import DistinctSeries, History, MetricSeries
 from shared.rules.language import Ruleset
 from shared.rules.loading import parse_ruleset
+from shared.rules.slicing import ruleset_slicing
 
 ACCOUNT = "acct-incremental"
 FIRST_DAY = date(2026, 3, 1)
@@ -78,6 +79,13 @@ _SIGNALS = {
     "seats_from_zero": "{measure: latest, metric: seats.active, window: 3d, growth: {over: average, "
     "baseline_window: 5d, from_zero: fire}, at_most: 0}",
     "paywall_rising": "{measure: count, metric: paywall.hit, window: 4d, rising: 2}",
+    "sessions_per_user": "{measure: sum, metric: app.session, window: 4d, at_least: 3, group_by: user, "
+    "groups_at_least: 2}",
+    "user_growth": "{measure: count, metric: app.session, window: 3d, growth: {over: previous_window}, "
+    "more_than: 0, group_by: user, groups_at_least: 1}",
+    "one_user": "{measure: active_days, metric: app.session, where: {user: u-1}, window: 5d, at_least: 2}",
+    "seats_of_some": "{measure: peak, metric: seats.active, where: {user: [u-2, u-3]}, window: 6d, "
+    "at_least: 30}",
     "seats_trending": "{measure: latest, metric: seats.active, window: 8d, per_limit: seats, "
     "forecast: {reaches: 0.8, within: 5d}}",
     "api_trending": "{measure: sum, metric: api.calls, window: 6d, per_limit: api.calls, "
@@ -127,6 +135,7 @@ RULESET: Ruleset = parse_ruleset(
     "incremental.yaml",
 )
 DIMENSION_VALUES = {"user": [f"u-{n}" for n in range(6)]}
+SLICING = ruleset_slicing(RULESET)
 _sequences = itertools.count(7_000_000_000_000_000_000)
 
 
@@ -234,7 +243,7 @@ def test_property_given_events_arriving_between_evaluations_when_evaluated_incre
 ):
     # Given: one in-memory history, kept up to date as events arrive (for past days too), and the
     # same buckets read afresh for every evaluation.
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     fresh = FreshAggregates(memory)
     incremental_state, fresh_state = AccountState(), AccountState()
     for specs, day, hour, lookback, profile in steps:
@@ -262,7 +271,7 @@ def test_property_given_a_folded_history_when_days_are_evaluated_in_any_order_th
     steps, order
 ):
     # Given: every event folded first (as the benchmark and a whole-history backtest do).
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     memory.apply([counted(spec) for specs, *_ in steps for spec in specs])
     fresh = FreshAggregates(memory)
     moments = [(day, hour, profile) for _, day, hour, _, profile in steps]
@@ -289,7 +298,7 @@ def test_property_given_any_history_when_a_signal_is_held_then_the_generated_cod
     specs, profile, lookback, days
 ):
     # Given: a history, read through views of any size (windows cut at the first readable day).
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     memory.apply([counted(spec) for spec in specs])
     compiled = compiled_ruleset(RULESET)
     for offset in days:

@@ -19,6 +19,7 @@ import pytest
 
 from shared.accounts.models import AccountProfile
 from shared.counters.bucket import CountedEvent, padded_sequence
+from shared.counters.slices import NO_SLICING
 from shared.events.models import EventKind
 from shared.rules.aggregates import InMemoryAggregates
 from shared.rules.engine import (
@@ -33,6 +34,7 @@ from shared.rules.engine import (
 )
 from shared.rules.language import Ruleset
 from shared.rules.loading import load_ruleset, parse_ruleset
+from shared.rules.slicing import ruleset_slicing
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "acct-northwind"
@@ -126,8 +128,9 @@ def ruleset(
     return parse_ruleset(text, "test.yaml")
 
 
-def history(events: Iterable[CountedEvent]) -> InMemoryAggregates:
-    aggregates = InMemoryAggregates()
+def history(events: Iterable[CountedEvent], rules: Ruleset | None = None) -> InMemoryAggregates:
+    """The events folded in memory, with the slices the rules filter or group by."""
+    aggregates = InMemoryAggregates(ruleset_slicing(rules) if rules else NO_SLICING)
     aggregates.apply(events)
     return aggregates
 
@@ -142,7 +145,7 @@ def evaluate(
     plan: ReadPlan | None = None,
 ) -> Evaluation:
     return evaluate_account(
-        rules, history(events), ACCOUNT, account_profile, state or AccountState(), at, plan
+        rules, history(events, rules), ACCOUNT, account_profile, state or AccountState(), at, plan
     )
 
 
@@ -724,6 +727,95 @@ def test_given_a_steady_daily_sum_when_forecast_then_the_running_total_is_projec
     # Then 1,000 + 20 x 100 = 3,000 of the 3,000 allowed: reached within 20 days
     assert condition.held
     assert condition.observed == pytest.approx(1.0)
+
+
+# ── where: filters on a dimension's value ─────────────────────────────────────────────────────
+
+
+def paywall(feature: str | None, days_ago: int = 0, value: int = 1) -> CountedEvent:
+    return counted("paywall.hit", ago(days_ago), value, dimensions={"feature": feature} if feature else {})
+
+
+@pytest.mark.parametrize(
+    ("where", "observed"),
+    [("{feature: sso}", 3), ("{feature: [sso, scim]}", 5), ("{feature: audit-log}", 0)],
+    ids=["one value", "values", "a value never sent"],
+)
+def test_given_a_where_filter_when_measured_then_only_the_matching_events_count(where, observed):
+    events = [paywall("sso", 1, 3), paywall("scim", 2, 2), paywall("SSO", 1, 10), paywall(None, 0, 100)]
+
+    condition = observe(
+        f"{{measure: sum, metric: paywall.hit, where: {where}, window: 7d, at_least: 3}}", events
+    )
+
+    # Values match exactly as sent (`SSO` is not `sso`); events without the dimension never match
+    assert condition.observed == observed
+    assert condition.held is (observed >= 3)
+    assert "where feature is" in condition.detail
+
+
+def test_given_a_where_filter_on_a_gauge_when_latest_then_the_latest_matching_reading_counts():
+    def seats(value: int, team: str, at: str) -> CountedEvent:
+        return counted("seats.active", ago(1), value, at=at, kind=EventKind.GAUGE, dimensions={"team": team})
+
+    signal = "{measure: latest, metric: seats.active, where: {team: sales}, window: 7d, at_least: 5}"
+
+    condition = observe(signal, [seats(6, "sales", "09:00:00"), seats(40, "support", "10:00:00")])
+
+    assert (condition.held, condition.observed) == (True, 6)
+
+
+# ── group_by: the condition per value of a dimension ──────────────────────────────────────────
+
+ADVANCED_GROWTH_IN_TWO_TEAMS = (
+    "{measure: sum, metric: feature.analytics.used, window: 7d, growth: {over: previous_window}, "
+    "at_least: 0.25, group_by: team, groups_at_least: 2}"
+)
+
+
+def team_usage(team: str, days_ago: int, value: int) -> CountedEvent:
+    return counted("feature.analytics.used", ago(days_ago), value, dimensions={"team": team})
+
+
+@pytest.mark.parametrize(
+    ("events", "held", "observed"),
+    [
+        # two teams grew 25 %+, one shrank: holds
+        (
+            [
+                team_usage("a", 10, 4),
+                team_usage("a", 1, 5),
+                team_usage("b", 9, 10),
+                team_usage("b", 2, 20),
+                team_usage("c", 8, 10),
+                team_usage("c", 3, 5),
+            ],
+            True,
+            2,
+        ),
+        # the account grew 50 % but only one team by 25 %: does not hold
+        (
+            [team_usage("a", 10, 4), team_usage("a", 1, 10), team_usage("b", 9, 10), team_usage("b", 2, 10)],
+            False,
+            1,
+        ),
+        # a team new this week has no baseline (growth undefined): not counted
+        ([team_usage("a", 10, 4), team_usage("a", 1, 5), team_usage("new", 1, 50)], False, 1),
+    ],
+    ids=["two teams grew", "one team grew", "a new team"],
+)
+def test_given_group_by_team_when_evaluated_then_it_holds_when_enough_teams_meet_the_condition(
+    events, held, observed
+):
+    condition = observe(ADVANCED_GROWTH_IN_TWO_TEAMS, events)
+
+    assert (condition.held, condition.observed) == (held, observed)
+    assert (condition.comparison, condition.threshold) == ("at_least", 2)
+    assert "team values: growth of sum of feature.analytics.used over 7d" in condition.detail
+
+
+def test_given_group_by_when_planned_then_the_read_plan_is_the_signals_own():
+    assert read_plan(ruleset(ADVANCED_GROWTH_IN_TWO_TEAMS)).lookback_days == 14
 
 
 # ── sustained and rising ───────────────────────────────────────────────────────────────────────

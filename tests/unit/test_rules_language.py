@@ -269,6 +269,32 @@ def test_given_a_schema_mistake_then_the_message_names_file_line_path_and_what_i
             ),
             "rules/x.yaml:4:99: signals.seats_full.forecast.within: '0d' is not a duration",
         ),
+        (
+            ("window: 30d, at_least: {", "where: {team: a, region: eu}, window: 30d, at_least: {"),
+            "signals.api_heavy.where: dictionary should have at most 1 item",
+        ),
+        (
+            ("window: 30d, at_least: {", "group_by: team, window: 30d, at_least: {"),
+            "signals.api_heavy: group_by and groups_at_least go together",
+        ),
+        (
+            (
+                "window: 30d, at_least: {",
+                "where: {team: a}, group_by: region, groups_at_least: 2, window: 30d, at_least: {",
+            ),
+            "signals.api_heavy: use where or group_by, not both",
+        ),
+        (
+            ("window: 30d, at_least: {", "group_by: team, groups_at_least: 51, window: 30d, at_least: {"),
+            "signals.api_heavy.groups_at_least: input should be less than or equal to 50",
+        ),
+        (
+            (
+                "measure: sum, metric: api.calls,",
+                "measure: distinct, dimension: user, metric: api.calls, where: {team: a},",
+            ),
+            "signals.api_heavy: where slices a metric's own numbers: use sum, count, active_days, latest",
+        ),
     ],
 )
 def test_given_a_reference_mistake_then_it_is_reported_at_its_place(change, expected):
