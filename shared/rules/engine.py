@@ -1049,7 +1049,7 @@ class _MetricRule:
         # `held` runs for every signal of every evaluation: straight-line code generated for this
         # signal (see "Generated code" below); `reference_held` is what it must agree with.
         self.source = _held_source(self) + "\n\n" + _stable_until_source(self)
-        generated = _compile(self.source, f"<signal {name}>")
+        generated = _compile(self.source, f"<signal {name}>", {"_RULE": self})
         self.held: Callable[[_Context, int], bool] = generated["held"]
         self.stable_until: Callable[[_Context, int], int] = generated["stable_until"]
 
@@ -1235,7 +1235,7 @@ def _held_source(rule: _MetricRule) -> str:
         "from bisect import bisect_left, bisect_right",
         "",
         "_INF = float('inf')",
-        f"_NAME = {rule.name!r}",
+        "# _RULE: the compiled rule itself, for the parts read through its own code",
     ]
     if rule.segment_bounds is not None and rule.segment_bounds.by_segment_only:
         lines.append(f"_BOUNDS = {dict(rule.segment_bounds.segments or {})!r}")
@@ -1267,7 +1267,7 @@ def _held_source(rule: _MetricRule) -> str:
         bounds = rule.segment_bounds
         lines.append(f"    bound = _BOUNDS.get(context.segment, {bounds.default!r})")
     elif rule.segment_bounds is not None:  # by industry or headcount too: the model's own lookup
-        lines.append("    bound = context.rules[_NAME].bound(context)")
+        lines.append("    bound = _RULE.bound(context)")
     elif rule.fixed_bound is not None:
         lines.append(f"    bound = {rule.fixed_bound!r}")
     compare = {"at_least": ">=", "more_than": ">", "at_most": "<=", "less_than": "<"}.get(
@@ -1362,7 +1362,7 @@ def _measure_lines(measure: _Measure, back: int, target: str) -> list[str]:
     end = f"day - {back}" if back else "day"
     if isinstance(measure, _Ratio | _Forecast):  # the measure's own code: not worth inlining
         return [
-            f"    {target} = context.rules[_NAME].measure.value(context, {end})",
+            f"    {target} = _RULE.measure.value(context, {end})",
             f"    if {target}.__class__ is not float:",
             "        return False",
         ]
@@ -1436,10 +1436,11 @@ def _stable_until_source(rule: _MetricRule) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _compile(source: str, filename: str) -> dict[str, Any]:
-    """The functions the source defines; the source is registered with `linecache` for tracebacks."""
+def _compile(source: str, filename: str, names: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The functions the source defines (seeing `names`); the source is registered with `linecache`
+    for tracebacks."""
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = dict(names or {})
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 -- our own generated source
     return namespace
 

@@ -30,6 +30,7 @@ from shared.rules.engine import (
     Evaluation,
     ReadPlan,
     _Context,
+    _GroupRule,
     _MetricRule,
     compiled_ruleset,
     evaluate_account,
@@ -83,6 +84,11 @@ _SIGNALS = {
     "groups_at_least: 2}",
     "user_growth": "{measure: count, metric: app.session, window: 3d, growth: {over: previous_window}, "
     "more_than: 0, group_by: user, groups_at_least: 1}",
+    "users_trending": "{measure: sum, metric: api.calls, window: 4d, forecast: {reaches: 60, within: 3d}, "
+    "group_by: user, groups_at_least: 1}",
+    "users_calibrated": "{measure: count, metric: app.session, window: 3d, group_by: user, "
+    "groups_at_least: 2, at_least: {default: 2, industries: {fintech: 1}, "
+    "employees: [{at_least: 600, value: 3}]}}",
     "one_user": "{measure: active_days, metric: app.session, where: {user: u-1}, window: 5d, at_least: 2}",
     "seats_of_some": "{measure: peak, metric: seats.active, where: {user: [u-2, u-3]}, window: 6d, "
     "at_least: 30}",
@@ -305,11 +311,18 @@ def test_property_given_any_history_when_a_signal_is_held_then_the_generated_cod
         today = FIRST_DAY + timedelta(days=offset)
         history = memory.history(ACCOUNT, today - timedelta(days=lookback - 1), today)
         context = _Context(compiled, history, profile, exhaustive=True)
-        for rule in compiled.rules.values():
-            if isinstance(rule, _MetricRule):
-                # When / Then: the generated code answers as the generic path, that day and the ones before.
-                for day in range(today.toordinal() - 3, today.toordinal() + 1):
-                    assert rule.held(context, day) == rule.reference_held(context, day), (rule.name, day)
+        rules = [rule for rule in compiled.rules.values() if isinstance(rule, _MetricRule)]
+        # group_by: the signal compiled for each value of the dimension
+        rules += [
+            group.group(key)
+            for group in compiled.rules.values()
+            if isinstance(group, _GroupRule)
+            for key in history.groups(group.metric, group.dimension)
+        ]
+        for rule in rules:
+            # When / Then: the generated code answers as the generic path, that day and the ones before.
+            for day in range(today.toordinal() - 3, today.toordinal() + 1):
+                assert rule.held(context, day) == rule.reference_held(context, day), (rule.name, day)
 
 
 # ── the series' structures ─────────────────────────────────────────────────────────────────────

@@ -814,6 +814,19 @@ def test_given_group_by_team_when_evaluated_then_it_holds_when_enough_teams_meet
     assert "team values: growth of sum of feature.analytics.used over 7d" in condition.detail
 
 
+def test_given_group_by_with_a_calibrated_threshold_when_evaluated_then_each_group_meets_the_accounts_value():
+    signal = (
+        "{measure: sum, metric: feature.analytics.used, window: 7d, group_by: team, groups_at_least: 2, "
+        "at_least: {default: 10, industries: {fintech: 3}}}"
+    )
+    events = [team_usage("a", 1, 4), team_usage("b", 2, 5), team_usage("c", 3, 1)]
+
+    fintech = observe(signal, events, account_profile=profile(industry="fintech"))
+    retail = observe(signal, events, account_profile=profile(industry="retail"))
+
+    assert (fintech.held, fintech.observed, retail.held, retail.observed) == (True, 2, False, 0)
+
+
 def test_given_group_by_when_planned_then_the_read_plan_is_the_signals_own():
     assert read_plan(ruleset(ADVANCED_GROWTH_IN_TWO_TEAMS)).lookback_days == 14
 
