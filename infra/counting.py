@@ -6,7 +6,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from shared.resources import COUNTERS_TABLE, EVENTS_TABLE, RETENTION_DAYS_ENV
+from shared.resources import COUNTERS_TABLE, EVENTS_TABLE, RETENTION_DAYS_ENV, RULESET_PATH_ENV
 
 from .function import LambdaPackage, UpswingFunction
 from .settings import UpswingSettings
@@ -40,6 +40,8 @@ class Counting(Construct):
             environment={
                 COUNTERS_TABLE.env_var: counters_table.table_name,
                 RETENTION_DAYS_ENV: str(settings.retention_days),
+                # The slices the rules filter or group by are counted too (shared/counters/slices.py).
+                RULESET_PATH_ENV: settings.ruleset_path,
             },
             wildcard_resource_reasons=(
                 "The DynamoDB stream event source also needs dynamodb:ListStreams, which cannot "

@@ -10,8 +10,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.aggregator.settings import AggregatorSettings
 from shared.counters.aggregate import CountedEvent, aggregate, counted_event
+from shared.counters.slices import NO_SLICING, Slicing
 from shared.counters.store import CounterStore
 from shared.observability import logger, metrics, traced
+from shared.rules.loading import load_ruleset
+from shared.rules.online import BUNDLE_ROOT
+from shared.rules.slicing import ruleset_slicing
 from shared.settings import load_settings
 from shared.storage.dynamo import dynamodb_client
 
@@ -22,14 +26,23 @@ def counter_store() -> CounterStore:
     return CounterStore(dynamodb_client(), settings.counters_table, settings.retention_days)
 
 
+@cache
+def slicing() -> Slicing:
+    """The slices the active ruleset filters or groups by (the evaluator reads the same file)."""
+    settings = load_settings(AggregatorSettings)
+    return ruleset_slicing(load_ruleset(BUNDLE_ROOT / settings.ruleset_path))
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 @traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_stream_batch(event, counter_store())
+    return process_stream_batch(event, counter_store(), slicing())
 
 
-def process_stream_batch(event: dict[str, Any], store: CounterStore) -> dict[str, Any]:
+def process_stream_batch(
+    event: dict[str, Any], store: CounterStore, slicing: Slicing = NO_SLICING
+) -> dict[str, Any]:
     """Apply the batch; report the earliest failed record so Lambda retries from there.
 
     A stream batch is retried from the lowest reported sequence number on, so everything after it
@@ -48,7 +61,7 @@ def process_stream_batch(event: dict[str, Any], store: CounterStore) -> dict[str
         except (KeyError, TypeError, ValueError, ArithmeticError) as error:
             logger.error("undecodable ledger record", extra={"error": type(error).__name__})
             failed.append(stream_data.get("SequenceNumber", ""))
-    result = aggregate(counted, store)
+    result = aggregate(counted, store, slicing)
     failed.extend(event.stream_sequence for event in result.failed)
     metrics.add_metric(name="EventsCounted", unit=MetricUnit.Count, value=result.applied)
     metrics.add_metric(name="EventsReplayed", unit=MetricUnit.Count, value=result.replayed)

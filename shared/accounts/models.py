@@ -161,6 +161,9 @@ class AccountProfile(_Strict):
     )
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
     renewal_date: Day | None = None
+    created_at: Day | None = Field(
+        default=None, description="The day the account became a customer (YYYY-MM-DD): account_age in rules."
+    )
     owners: dict[Label, Owner] = Field(
         default_factory=dict, max_length=20, description="Owners by role: csm, ae, ..."
     )

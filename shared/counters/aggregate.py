@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.counters.bucket import CountedEvent, padded_sequence
+from shared.counters.slices import NO_SLICING, Slicing
 from shared.counters.store import BucketKey, CounterStore
 from shared.events.models import EventKind
 from shared.observability import logger
@@ -54,8 +55,11 @@ def counted_event(sequence_number: str, new_image: Mapping[str, Any]) -> Counted
     )
 
 
-def aggregate(events: Sequence[CountedEvent], store: CounterStore) -> AggregationResult:
-    """Apply events (in stream order) to their buckets; report the ones that could not be saved."""
+def aggregate(
+    events: Sequence[CountedEvent], store: CounterStore, slicing: Slicing = NO_SLICING
+) -> AggregationResult:
+    """Apply events (in stream order) to their buckets (and the slices the ruleset reads); report
+    the ones that could not be saved."""
     groups = _group_by_bucket(events)
     result = AggregationResult()
     try:
@@ -66,7 +70,7 @@ def aggregate(events: Sequence[CountedEvent], store: CounterStore) -> Aggregatio
         return result
     for key, group in groups.items():
         try:
-            applied = _apply_group(store, buckets[key], group)
+            applied = _apply_group(store, buckets[key], group, slicing)
         except (ClientError, BotoCoreError, BucketContention) as error:
             logger.error("saving a bucket failed", extra={"error": type(error).__name__, "day": key[1]})
             result.failed.extend(group)
@@ -76,10 +80,10 @@ def aggregate(events: Sequence[CountedEvent], store: CounterStore) -> Aggregatio
     return result
 
 
-def _apply_group(store: CounterStore, bucket: Any, group: list[CountedEvent]) -> int:
+def _apply_group(store: CounterStore, bucket: Any, group: list[CountedEvent], slicing: Slicing) -> int:
     for _ in range(_SAVE_ATTEMPTS):
         previous = bucket.applied_sequence
-        applied = sum(bucket.apply(event) for event in group)
+        applied = sum(bucket.apply(event, slicing) for event in group)
         if applied == 0 or store.save(bucket, previous):
             return applied
         # Someone wrote the bucket since we read it: start again from what is there now.

@@ -18,9 +18,12 @@ import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from shared.events.models import EventKind
+
+if TYPE_CHECKING:
+    from shared.counters.slices import Slicing
 
 _GAUGE = EventKind.GAUGE  # read for every event: a module constant, not an enum attribute
 
@@ -119,8 +122,9 @@ class DayBucket:
     overflow_events: int = 0
     applied_sequence: str = ""
 
-    def apply(self, event: CountedEvent) -> bool:
-        """Fold one event in, unless this bucket has already seen it (by stream sequence)."""
+    def apply(self, event: CountedEvent, slicing: Slicing | None = None) -> bool:
+        """Fold one event in, unless this bucket has already seen it (by stream sequence); with a
+        slicing, into the slices of its metric it belongs to as well (shared/counters/slices.py)."""
         if event.sequence <= self.applied_sequence:
             return False
         self.applied_sequence = event.sequence
@@ -136,6 +140,8 @@ class DayBucket:
         else:  # MetricDay.add for a count, inlined: most events are counts
             metric.total += event.value
             metric.events += 1
+        if slicing and event.dimensions and name in slicing.metrics():
+            self._slice(event, metric.kind, slicing)
         if event.dimensions:
             # The backtest folds millions of events: the lookups are hoisted out of the loop, and
             # a value already seen that day (the usual case) costs a token and a set lookup.
@@ -155,6 +161,36 @@ class DayBucket:
                 else:
                     self._add_distinct(name, dimension, values, token)
         return True
+
+    def _slice(self, event: CountedEvent, kind: EventKind, slicing: Slicing) -> None:
+        from shared.counters.slices import MAX_GROUPS_PER_DAY, group_prefix, slice_key
+
+        name, dimensions = event.name, event.dimensions
+        keys = set(slicing.filter_keys(name, dimensions))
+        for dimension in slicing.groups.get(name, ()):
+            value = dimensions.get(dimension)
+            if value is None:
+                continue
+            key = slice_key(name, dimension, [value])
+            if key not in self.metrics:
+                prefix = group_prefix(name, dimension)
+                if sum(1 for known in self.metrics if known.startswith(prefix)) >= MAX_GROUPS_PER_DAY:
+                    self.capped.add(f"{name}/{dimension}")
+                    continue
+            keys.add(key)
+        for key in keys:
+            sliced = self.metrics.get(key)
+            if sliced is None:
+                if len(self.metrics) >= MAX_METRICS_PER_BUCKET:
+                    self.capped.add(key.split("=", 1)[0].replace("|", "/"))
+                    continue
+                sliced = self.metrics[key] = MetricDay(kind)
+            sliced.add(event.value, event.occurred_at)
+
+    def slice_keys(self, name: str) -> list[str]:
+        """The keys of the metric's slices in this bucket."""
+        prefix = f"{name}|"
+        return [key for key in self.metrics if key.startswith(prefix)]
 
     def distinct_count(self, name: str, dimension: str) -> int:
         return len(self.distinct.get(name, {}).get(dimension, ()))

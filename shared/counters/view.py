@@ -6,10 +6,12 @@ from decimal import Decimal
 from typing import Any
 
 from shared.counters.bucket import DayBucket
+from shared.counters.slices import is_slice
 
 
 def bucket_view(bucket: DayBucket) -> dict[str, Any]:
-    metrics = {}
+    metrics: dict[str, Any] = {}
+    slices: dict[str, Any] = {}
     for name, metric in sorted(bucket.metrics.items()):
         shown: dict[str, Any] = {
             "kind": metric.kind.value,
@@ -28,8 +30,11 @@ def bucket_view(bucket: DayBucket) -> dict[str, Any]:
         }
         if distinct:
             shown["distinct"] = distinct
-        metrics[name] = shown
+        # A slice (`where` / `group_by`, shared/counters/slices.py): its value is a hash, never shown.
+        (slices if is_slice(name) else metrics)[name] = shown
     view: dict[str, Any] = {"day": bucket.day, "metrics": metrics}
+    if slices:
+        view["slices"] = slices
     if bucket.capped:
         view["distinct_capped"] = sorted(bucket.capped)
     if bucket.overflow_events:

@@ -12,6 +12,7 @@ from datetime import date
 from typing import Protocol
 
 from shared.counters.bucket import CountedEvent, DayBucket
+from shared.counters.slices import NO_SLICING, Slicing
 from shared.counters.store import CounterStore
 from shared.rules.history import History
 
@@ -54,8 +55,9 @@ class InMemoryAggregates:
     the same whatever the length of its history.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, slicing: Slicing = NO_SLICING) -> None:
         self._accounts: dict[str, _Account] = {}
+        self._slicing = slicing  # the slices the rules read, folded as the aggregator folds them
 
     def apply(self, events: Iterable[CountedEvent]) -> None:
         # A batch is mostly one account's day (the backtest's, an aggregator batch's runs): its
@@ -83,8 +85,9 @@ class InMemoryAggregates:
                         )
                     known = touched[(account_id, day_text)] = (account, stored[0], stored[1], {})
                 bucket, names = known[1], known[3]
-            if bucket.apply(event):
+            if bucket.apply(event, self._slicing):
                 names[event.name] = None
+        sliced = self._slicing.metrics()
         for account, bucket, day, names in touched.values():
             history = account.history
             for name in names:
@@ -94,6 +97,9 @@ class InMemoryAggregates:
                 history.record_metric(name, day, metric)
                 for dimension, values in bucket.distinct.get(name, {}).items():
                     history.record_distinct(name, dimension, day, values)
+                if sliced and name in sliced:
+                    for key in bucket.slice_keys(name):
+                        history.record_metric(key, day, bucket.metrics[key])
 
     def buckets(self, account_id: str, first_day: date, last_day: date) -> list[DayBucket]:
         first, last = first_day.isoformat(), last_day.isoformat()

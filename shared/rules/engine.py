@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -40,19 +41,20 @@ from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple
 
 from shared.accounts.models import AccountProfile
+from shared.counters.slices import slice_key
 from shared.rules.aggregates import Aggregates
+from shared.rules.conditions import ExclusionCheck, check_exclusion, exclusion_test
 from shared.rules.durations import days
 from shared.rules.history import History, MetricSeries
 from shared.rules.language import (
     BySegment,
     CompositeSignal,
-    ContactedWithin,
     Exclusion,
-    Flag,
     Measure,
     MetricSignal,
-    RenewalWithin,
+    RatioPart,
     Ruleset,
+    SignalHolds,
     Trigger,
 )
 from shared.rules.loading import lookback_days
@@ -101,16 +103,6 @@ class Observation:
         if self.members:
             evidence["members"] = [member.as_evidence() for member in self.members]
         return evidence
-
-
-@dataclass(frozen=True)
-class ExclusionCheck:
-    exclusion: str
-    applies: bool
-    detail: str
-
-    def as_evidence(self) -> dict[str, Any]:
-        return {"exclusion": self.exclusion, "applies": self.applies, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -185,13 +177,19 @@ class ReadPlan:
 
 
 def read_plan(ruleset: Ruleset) -> ReadPlan:
-    """Covers each trigger's signal and each signal its score weighs (held within the composite's window)."""
+    """Covers each trigger's signal, each signal its score weighs (held within the composite's window)
+    and each signal an exclusion or a requirement names."""
     lookbacks = [1]
     for trigger in ruleset.triggers.values():
         lookbacks.append(lookback_days(ruleset, trigger.when) or 1)
         within = _score_within(ruleset, trigger)
         lookbacks.extend(
             (lookback_days(ruleset, signal) or 1) + within - 1 for signal in _score_weights(ruleset, trigger)
+        )
+        lookbacks.extend(
+            lookback_days(ruleset, check.signal) or 1
+            for check in [*trigger.unless, *trigger.requires]
+            if isinstance(check, SignalHolds)
         )
     return ReadPlan(lookback_days=max(lookbacks))
 
@@ -332,6 +330,8 @@ class CompiledRuleset:
         self.rules: dict[str, _Rule] = {
             name: _CompositeRule(name, signal)
             if isinstance(signal, CompositeSignal)
+            else _GroupRule(name, signal)
+            if signal.group_by
             else _MetricRule(name, signal)
             for name, signal in ruleset.signals.items()
         }
@@ -345,13 +345,16 @@ class CompiledRuleset:
             for metric in sorted(_metrics_read(ruleset, name)):
                 self.readers.setdefault(metric, []).append(name)
         # Each distinct exclusion is checked at most once per evaluation, whichever triggers name it.
-        exclusions: list[Exclusion] = []
+        # A requirement (`requires`) is checked as the exclusion "it does not hold".
+        exclusions: list[tuple[bool, Exclusion]] = []
         for trigger in self.triggers:
-            for exclusion in trigger.trigger.unless:
-                if exclusion not in exclusions:
-                    exclusions.append(exclusion)
-            trigger.exclusions = [exclusions.index(exclusion) for exclusion in trigger.trigger.unless]
-        self.exclusion_tests = [_exclusion_test(exclusion) for exclusion in exclusions]
+            checks = [(False, check) for check in trigger.trigger.unless]
+            checks += [(True, check) for check in trigger.trigger.requires]
+            for check in checks:
+                if check not in exclusions:
+                    exclusions.append(check)
+            trigger.exclusions = [exclusions.index(check) for check in checks]
+        self.exclusion_tests = [exclusion_test(check, required=required) for required, check in exclusions]
 
 
 _compiled: dict[int, tuple[Ruleset, CompiledRuleset]] = {}
@@ -371,8 +374,7 @@ def _metrics_read(ruleset: Ruleset, name: str) -> set[str]:
     signal = ruleset.signals[name]
     if isinstance(signal, CompositeSignal):
         return set().union(*(_metrics_read(ruleset, member) for member in signal.signals))
-    parts = [signal.metric] + [part.metric for part in (signal.of, signal.among) if part]
-    return {metric for metric in parts if metric}
+    return {metric for _, _, metric in signal.measured()}
 
 
 class _CompiledTrigger:
@@ -417,11 +419,10 @@ class _CompiledTrigger:
         if not held:
             rearmed = TriggerState(state.last_fired_at, armed=True) if not state.armed else None
             return TriggerOutcome(name, False, False, "not held", condition), rearmed
-        profile = context.profile
         if context.excluded(self.exclusions, last_contacted, at):
             if condition is None:
                 return self.excluded, None
-            checks = self._exclusion_checks(profile, last_contacted, at)
+            checks = self._exclusion_checks(context, last_contacted, at)
             return TriggerOutcome(name, True, False, "excluded", condition, exclusions=checks), None
         if not state.armed:
             return self._outcome("not re-armed", condition), None
@@ -438,7 +439,7 @@ class _CompiledTrigger:
             play=self.trigger.play,
             score_base=self.base,
             condition=condition,
-            exclusions=self._exclusion_checks(profile, last_contacted, at),
+            exclusions=self._exclusion_checks(context, last_contacted, at),
             **self._score(context, day),
         )
         return TriggerOutcome(name, True, True, "fired", condition, firing), TriggerState(
@@ -446,9 +447,16 @@ class _CompiledTrigger:
         )
 
     def _exclusion_checks(
-        self, profile: AccountProfile | None, last_contacted: datetime | None, at: datetime
+        self, context: _Context, last_contacted: datetime | None, at: datetime
     ) -> tuple[ExclusionCheck, ...]:
-        return tuple(_check_exclusion(check, profile, last_contacted, at) for check in self.trigger.unless)
+        """Every `unless` and `requires` check, as the evidence shows it."""
+        return tuple(
+            [check_exclusion(check, context, last_contacted, at) for check in self.trigger.unless]
+            + [
+                check_exclusion(check, context, last_contacted, at, required=True)
+                for check in self.trigger.requires
+            ]
+        )
 
     def _outcome(self, reason: str, condition: Observation | None) -> TriggerOutcome:
         """A held trigger that does not fire."""
@@ -485,75 +493,6 @@ def _score_within(ruleset: Ruleset, trigger: Trigger) -> int:
     return days(when.within) if isinstance(when, CompositeSignal) else 1
 
 
-_ExclusionTest = Callable[[AccountProfile | None, datetime | None, datetime], bool]
-
-
-def _exclusion_test(exclusion: Flag | RenewalWithin | ContactedWithin) -> _ExclusionTest:
-    """Whether the exclusion applies, given the profile, the last contact and the evaluation time."""
-    if isinstance(exclusion, RenewalWithin):
-        renewal_days = days(exclusion.renewal_within)
-
-        def renewal_within(
-            profile: AccountProfile | None, last_contacted: datetime | None, at: datetime
-        ) -> bool:
-            renewal = profile.renewal_date if profile else None
-            return renewal is not None and 0 <= (renewal - at.date()).days <= renewal_days
-
-        return renewal_within
-    if isinstance(exclusion, ContactedWithin):
-        contact_window = timedelta(days=days(exclusion.contacted_within))
-
-        def contacted_within(
-            profile: AccountProfile | None, last_contacted: datetime | None, at: datetime
-        ) -> bool:
-            return last_contacted is not None and at - last_contacted < contact_window
-
-        return contacted_within
-    if exclusion is Flag.TOP_TIER:
-        return lambda profile, last_contacted, at: bool(profile and profile.plan and profile.plan.top_tier)
-    flag = exclusion.value
-    return lambda profile, last_contacted, at: bool(profile and getattr(profile.flags, flag))
-
-
-def _excluded(
-    exclusion: Flag | RenewalWithin | ContactedWithin,
-    profile: AccountProfile | None,
-    last_contacted: datetime | None,
-    at: datetime,
-) -> bool:
-    return _exclusion_test(exclusion)(profile, last_contacted, at)
-
-
-def _check_exclusion(
-    exclusion: Flag | RenewalWithin | ContactedWithin,
-    profile: AccountProfile | None,
-    last_contacted: datetime | None,
-    at: datetime,
-) -> ExclusionCheck:
-    """The exclusion as the evidence shows it: whether it applies, and what was seen."""
-    applies = _excluded(exclusion, profile, last_contacted, at)
-    if isinstance(exclusion, RenewalWithin):
-        renewal = profile.renewal_date if profile else None
-        seen = (
-            "no renewal date on file"
-            if renewal is None
-            else f"renewal on {renewal} ({(renewal - at.date()).days} days)"
-        )
-        return ExclusionCheck(f"renewal_within {exclusion.renewal_within}", applies, seen)
-    if isinstance(exclusion, ContactedWithin):
-        seen = (
-            "no play sent yet"
-            if last_contacted is None
-            else f"last play {(at - last_contacted).days} days ago"
-        )
-        return ExclusionCheck(f"contacted_within {exclusion.contacted_within}", applies, seen)
-    if exclusion is Flag.TOP_TIER:
-        return ExclusionCheck(
-            exclusion.value, applies, "on the top tier" if applies else "not on the top tier"
-        )
-    return ExclusionCheck(exclusion.value, applies, "flag set" if applies else "flag not set")
-
-
 # ── signals over one account's history ─────────────────────────────────────────────────────────
 
 
@@ -563,18 +502,25 @@ class _Memo:
     The backtest evaluates an account day after day over a history that mostly stays the same: a
     signal's answer for a day, and "the latest day it held within N days", stay true until the
     days they read change. The memo lives with the account's in-memory `History` (`memos`, one per
-    compiled ruleset, for the profile values signals read: segment and plan limits); the history
-    reports the days recorded since (`take_changes`) and the memo forgets every answer that may
-    read them. A `History` read fresh from DynamoDB has no memo: evaluating starts from nothing.
+    compiled ruleset, for the profile values signals read: segment, industry, headcount and plan
+    limits); the history reports the days recorded since (`take_changes`) and the memo forgets every
+    answer that may read them. A `History` read fresh from DynamoDB has no memo: evaluating starts
+    from nothing.
 
     Only answers that cannot depend on the view are kept: for days whose whole lookback lies
     within the history's readable days.
     """
 
-    __slots__ = ("latest", "limits", "quiet", "readers", "segment", "signals")
+    __slots__ = ("firmographics", "latest", "limits", "quiet", "readers", "segment", "signals")
 
-    def __init__(self, compiled: CompiledRuleset, segment: str | None, limits: dict[str, float]) -> None:
-        self.segment, self.limits = segment, dict(limits)
+    def __init__(
+        self,
+        compiled: CompiledRuleset,
+        segment: str | None,
+        limits: dict[str, float],
+        firmographics: tuple[str | None, int | None],
+    ) -> None:
+        self.segment, self.limits, self.firmographics = segment, dict(limits), firmographics
         self.signals = {
             name: _SignalMemo(rule, compiled.lookback[name] - 1) for name, rule in compiled.rules.items()
         }
@@ -654,11 +600,17 @@ def _memo_for(history: History, compiled: CompiledRuleset, profile: AccountProfi
             memo.forget(changes)
     segment = profile.segment if profile else None
     limits = profile.plan.limits if profile and profile.plan else {}
+    firmographics = (profile.industry, profile.employees) if profile else (None, None)
     memo = memos.get(compiled)
-    if memo is None or memo.segment != segment or memo.limits != limits:
+    if (
+        memo is None
+        or memo.segment != segment
+        or memo.limits != limits
+        or memo.firmographics != firmographics
+    ):
         if len(memos) >= _MEMOS_PER_HISTORY:
             memos.clear()
-        memo = memos[compiled] = _Memo(compiled, segment, limits)
+        memo = memos[compiled] = _Memo(compiled, segment, limits, firmographics)
     memo.latest = max(memo.latest, history.last)
     return memo
 
@@ -673,9 +625,11 @@ class _Context:
         "_last_held",
         "_observed",
         "_signals",
+        "employees",
         "exhaustive",
         "first",
         "history",
+        "industry",
         "last",
         "limits",
         "memo",
@@ -695,10 +649,12 @@ class _Context:
         self.first, self.last = history.first, history.last
         self.profile = profile
         self.segment = profile.segment if profile else None
+        self.industry = profile.industry if profile else None
+        self.employees = profile.employees if profile else None
         self.limits = profile.plan.limits if profile and profile.plan else {}
         # exhaustive is the reference the skipping is checked against: it starts from nothing.
         memo = (
-            _Memo(compiled, self.segment, self.limits)
+            _Memo(compiled, self.segment, self.limits, (self.industry, self.employees))
             if exhaustive
             else _memo_for(history, compiled, profile)
         )
@@ -735,6 +691,9 @@ class _Context:
                 signal.run_held, signal.run_open, signal.run_cap = held, True, _FOREVER
         return held
 
+    def observe_detail(self, name: str, day: int) -> str:
+        return self.observe(name, day).detail
+
     def observe(self, name: str, day: int) -> Observation:
         key = (name, day)
         observation = self._observed.get(key)
@@ -749,7 +708,7 @@ class _Context:
         for exclusion in exclusions:
             applies = known.get(exclusion)
             if applies is None:
-                applies = known[exclusion] = self._exclusions[exclusion](self.profile, last_contacted, at)
+                applies = known[exclusion] = self._exclusions[exclusion](self, last_contacted, at)
             if applies:
                 return True
         return False
@@ -914,6 +873,26 @@ class _Distinct(_Measure):
         return float(len(context.history.distinct(self.metric, self.dimension, first, last)))
 
 
+class _NewDistinct(_Distinct):
+    """The window's distinct values that the `not_seen_in` days before it did not have. Bounded
+    like `distinct` (the new values of a window are among its values)."""
+
+    def __init__(self, signal: MetricSignal) -> None:
+        super().__init__(signal)
+        self.before = days(signal.not_seen_in or "1d")
+
+    def value(self, context: _Context, end: int) -> float | Missing:
+        first, last = max(end - self.span, context.first), min(end, context.last)
+        oldest = end - self.span
+        seen = context.history.distinct(
+            self.metric,
+            self.dimension,
+            max(oldest - self.before, context.first),
+            min(oldest - 1, context.last),
+        )
+        return float(len(context.history.distinct(self.metric, self.dimension, first, last) - seen))
+
+
 class _Share(_Measure):
     def __init__(self, signal: MetricSignal) -> None:
         super().__init__(signal)
@@ -931,6 +910,92 @@ class _Share(_Measure):
         return len(of & among) / len(among)
 
 
+class _Forecast(_Measure):
+    """Where the window's linear trend goes: the highest point of the least-squares line between the
+    evaluation day and `within` days ahead. A sum is fitted as its running total over the window's
+    days (each day a point, days without events adding 0); a gauge as its daily readings (days
+    without one left out). Needs two points; days are offsets from the evaluation day."""
+
+    def __init__(self, signal: MetricSignal) -> None:
+        super().__init__(signal)
+        assert signal.forecast
+        self.which = signal.measure
+        self.ahead = days(signal.forecast.within)
+        points = "readings" if self.which is Measure.LATEST else "days"
+        self.too_few = f"fewer than 2 {points} of {self.metric} in {{first}}..{{last}}: no trend"
+
+    def value(self, context: _Context, end: int) -> float | Missing:
+        first, last = max(end - self.span, context.first), min(end, context.last)
+        series = context.metrics.get(self.metric)
+        if self.which is Measure.SUM:
+            points = last - first + 1
+            running, ys = 0.0, [0.0] * max(points, 0)
+            if series is not None and points > 0:
+                lo, hi = series.span(first, last)
+                sums, data_days = series.total_sums(), series.days
+                for index in range(lo, hi):
+                    ys[data_days[index] - first] = float(sums[index + 1] - sums[index])
+            for index in range(len(ys)):
+                running += ys[index]
+                ys[index] = running
+            xs = list(range(first - end, last - end + 1))
+        else:
+            xs, ys = [], []
+            if series is not None:
+                lo, hi = series.span(first, last)
+                series.reading_arrays()
+                for index in range(lo, hi):
+                    reading = series.lasts[index]
+                    if reading is not None:
+                        xs.append(series.days[index] - end)
+                        ys.append(reading)
+        if len(xs) < 2:
+            return Missing(self.too_few, end - self.span, end)
+        mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+        spread = sum((x - mean_x) * (x - mean_x) for x in xs)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+        # A line's highest point over [today, today + ahead] is at one end.
+        return max(mean_y - slope * mean_x, mean_y + slope * (self.ahead - mean_x))
+
+
+class _Ratio(_Measure):
+    """numerator / denominator, each a plain measure over the same window (a zero denominator, or
+    a side without a value: no value)."""
+
+    def __init__(self, signal: MetricSignal) -> None:
+        super().__init__(signal)
+        assert signal.ratio
+        self.numerator, self.denominator = (
+            _MEASURES[part.measure](
+                MetricSignal.model_construct(
+                    measure=part.measure, metric=part.metric, dimension=part.dimension, window=signal.window
+                )
+            )
+            for part in (signal.ratio.numerator, signal.ratio.denominator)
+        )
+        self.zero = f"{_part_text(signal.ratio.denominator)} is zero in {{first}}..{{last}}: no ratio"
+
+    def value(self, context: _Context, end: int) -> float | Missing:
+        denominator = self.denominator.value(context, end)
+        if isinstance(denominator, Missing):
+            return denominator
+        if denominator == 0:
+            return Missing(self.zero, end - self.span, end)
+        numerator = self.numerator.value(context, end)
+        if isinstance(numerator, Missing):
+            return numerator
+        return numerator / denominator
+
+
+def _part_text(part: RatioPart) -> str:
+    of = (
+        f"distinct {part.dimension}"
+        if part.measure is Measure.DISTINCT
+        else part.measure.value.replace("_", " ")
+    )
+    return f"{of} of {part.metric}"
+
+
 _MEASURES: dict[Measure, type[_Measure]] = {
     Measure.SUM: _Additive,
     Measure.COUNT: _Additive,
@@ -939,7 +1004,9 @@ _MEASURES: dict[Measure, type[_Measure]] = {
     Measure.PEAK: _Reading,
     Measure.LOW: _Reading,
     Measure.DISTINCT: _Distinct,
+    Measure.NEW_DISTINCT: _NewDistinct,
     Measure.SHARE: _Share,
+    Measure.RATIO: _Ratio,
 }
 _COMPARATORS: dict[str, Callable[[float, float], bool]] = {
     "at_least": operator.ge,
@@ -952,7 +1019,13 @@ _COMPARATORS: dict[str, Callable[[float, float], bool]] = {
 class _MetricRule:
     """A compiled MetricSignal: `held` is the fast path, `observe` builds the evidence."""
 
-    def __init__(self, name: str, signal: MetricSignal) -> None:
+    def __init__(self, name: str, signal: MetricSignal, description: str | None = None) -> None:
+        description = description or _describe(signal)
+        where = signal.where_values()
+        if where:  # the filtered events are a metric of their own: the slice (shared/counters/slices.py)
+            signal = signal.model_copy(
+                update={"metric": slice_key(signal.metric or "", *where), "where": None}
+            )
         self.name = name
         self.signal = signal
         self.window = days(signal.window)
@@ -963,41 +1036,42 @@ class _MetricRule:
         self.compare = _COMPARATORS[comparison] if comparison else None
         self.fixed_bound = float(threshold) if isinstance(threshold, int | float) else None
         self.segment_bounds = threshold if isinstance(threshold, BySegment) else None
-        self.description = _describe(signal)
+        self.description = description
         self.metric = signal.metric or ""
         self.per_limit = signal.per_limit or ""
         self.no_limit = Missing(f"no plan limit for {signal.per_limit} on file")
         self.growth = signal.growth
+        # from_zero: fire: a rise from a zero baseline is infinite growth (docs/rules.md, "Growth").
+        self.from_zero_fires = bool(signal.growth and signal.growth.from_zero == "fire")
         self.previous_window = bool(signal.growth and signal.growth.over == "previous_window")
         self.baseline_days = days(signal.growth.baseline_window or "1d") if signal.growth else 0
         baseline_window = signal.growth.baseline_window if signal.growth else ""
         self.no_baseline = Missing(f"no {self.metric} readings in the {baseline_window} baseline")
-        read = (
-            [signal.metric] if signal.metric else [part.metric for part in (signal.of, signal.among) if part]
-        )
-        self.metrics_read = [metric for metric in read if metric]
+        self.metrics_read = list(dict.fromkeys(metric for _, _, metric in signal.measured()))
+        self.measure = _Forecast(signal) if signal.forecast else _MEASURES[signal.measure](signal)
         self.change_offsets, self.reach = self._change_offsets()
-        self.measure = _MEASURES[signal.measure](signal)
+        # A projection is made from the evaluation day: it moves with it, new data or not.
+        self.moves_daily = isinstance(self.measure, _Forecast)
         plain = not (self.growth or self.rising or self.periods > 1)
         self.prunable = plain and self.measure.prunable and comparison in ("at_least", "more_than")
         # `held` runs for every signal of every evaluation: straight-line code generated for this
         # signal (see "Generated code" below); `reference_held` is what it must agree with.
         self.source = _held_source(self) + "\n\n" + _stable_until_source(self)
-        generated = _compile(self.source, f"<signal {name}>")
+        generated = _compile(self.source, f"<signal {name}>", {"_RULE": self})
         self.held: Callable[[_Context, int], bool] = generated["held"]
         self.stable_until: Callable[[_Context, int], int] = generated["stable_until"]
 
-    def bound(self, segment: str | None) -> float | None:
-        """The threshold for the account's segment."""
+    def bound(self, context: _Context) -> float | None:
+        """The threshold for the account (its segment, industry, headcount)."""
         calibrated = self.segment_bounds
         if calibrated is None:
             return self.fixed_bound
-        return calibrated.segments.get(segment, calibrated.default) if segment else calibrated.default
+        return calibrated.value_for(context.segment, context.industry, context.employees)
 
     # held: the generic path (the reference for the generated `held`; evidence uses it)
 
     def reference_held(self, context: _Context, day: int) -> bool:
-        compare, bound = self.compare, self.bound(context.segment)
+        compare, bound = self.compare, self.bound(context)
         if self.rising:
             values = self.rising_values(context, day)
             latest = values[-1]
@@ -1025,8 +1099,11 @@ class _MetricRule:
             if isinstance(baseline, Missing):
                 return baseline
             if baseline == 0:
-                return _ZERO_BASELINE
-            found = (found - baseline) / baseline
+                if not self.from_zero_fires:
+                    return _ZERO_BASELINE
+                found = _from_zero(found)
+            else:
+                found = (found - baseline) / baseline
         if self.per_limit:
             limit = context.limits.get(self.per_limit)
             if not limit:
@@ -1060,7 +1137,7 @@ class _MetricRule:
             if not limit:
                 return False
             highest = highest / limit
-        bound = self.bound(context.segment)
+        bound = self.bound(context)
         return bound is None or self.compare(highest, bound)
 
     # change days: between two of them nothing the signal reads changes
@@ -1078,11 +1155,13 @@ class _MetricRule:
             windows += [(a + w, b + w) for a, b in windows]
         elif self.growth:
             windows += [(b + w + self.baseline_days - 1, b + w) for _, b in windows]
+        if isinstance(self.measure, _NewDistinct):  # a day leaving a window is "seen before" for a while
+            windows += [(a + self.measure.before, b) for a, b in windows]
         offsets = tuple(sorted({offset for a, b in windows for offset in (b, a + 1)}))
         return offsets, max(a for a, _ in windows) + 1
 
     def change_days(self, context: _Context, first: int, last: int) -> list[int]:
-        if context.exhaustive:
+        if context.exhaustive or self.moves_daily:
             return list(range(first, last + 1))
         days_ = {first}
         for metric in self.metrics_read:
@@ -1105,7 +1184,12 @@ class _MetricRule:
         ]
         if self.periods == 1:
             return observations[0]
-        shown = [f"{o.observed:.4g}" if o.observed is not None else "none" for o in reversed(observations)]
+        shown = [
+            f"{seen.observed:.4g}"
+            if seen.observed is not None
+            else _shown(self.value(context, day - self.window * period))
+            for period, seen in reversed(list(enumerate(observations)))
+        ]
         return replace(
             observations[0],
             held=all(observation.held for observation in observations),
@@ -1117,22 +1201,23 @@ class _MetricRule:
     def _observe_window(self, context: _Context, end: int) -> Observation:
         first, last = date.fromordinal(end - self.window + 1), date.fromordinal(end)
         value = self.value(context, end)
-        bound = self.bound(context.segment)
+        bound = self.bound(context)
         if isinstance(value, Missing):
             return Observation(self.name, False, None, self.comparison, bound, first, last, value.text())
         held = bound is None or (self.compare is not None and self.compare(value, bound))
-        detail = f"{self.description} = {value:.4g}"
-        return Observation(self.name, held, round(value, 6), self.comparison, bound, first, last, detail)
+        detail = f"{self.description} = {_shown(value)}"
+        observed = round(value, 6) if math.isfinite(value) else None  # evidence is strict JSON
+        return Observation(self.name, held, observed, self.comparison, bound, first, last, detail)
 
     def _observe_rising(self, context: _Context, day: int) -> Observation:
         values = self.rising_values(context, day)
-        bound = self.bound(context.segment)
+        bound = self.bound(context)
         latest = values[-1]
-        shown = ", ".join("none" if isinstance(v, Missing) else f"{v:.4g}" for v in values)
+        shown = ", ".join(_shown(value) for value in values)
         return Observation(
             self.name,
             self.reference_held(context, day),
-            None if isinstance(latest, Missing) else latest,
+            None if isinstance(latest, Missing) or not math.isfinite(latest) else latest,
             self.comparison or "rising",
             bound if bound is not None else float(self.rising),
             date.fromordinal(day - self.window * (self.rising + 1) + 1),
@@ -1154,9 +1239,14 @@ class _MetricRule:
 
 def _held_source(rule: _MetricRule) -> str:
     """A function `held(context, day) -> bool` for the signal: what `reference_held` answers."""
-    lines = ["from bisect import bisect_left, bisect_right", ""]
-    if rule.segment_bounds is not None:
-        lines.append(f"_BOUNDS = {dict(rule.segment_bounds.segments)!r}")
+    lines = [
+        "from bisect import bisect_left, bisect_right",
+        "",
+        "_INF = float('inf')",
+        "# _RULE: the compiled rule itself, for the parts read through its own code",
+    ]
+    if rule.segment_bounds is not None and rule.segment_bounds.by_segment_only:
+        lines.append(f"_BOUNDS = {dict(rule.segment_bounds.segments or {})!r}")
     lines += [
         "",
         "",
@@ -1181,9 +1271,11 @@ def _held_source(rule: _MetricRule) -> str:
             "    if not limit:",
             "        return False",
         ]
-    if rule.segment_bounds is not None:
+    if rule.segment_bounds is not None and rule.segment_bounds.by_segment_only:
         bounds = rule.segment_bounds
         lines.append(f"    bound = _BOUNDS.get(context.segment, {bounds.default!r})")
+    elif rule.segment_bounds is not None:  # by industry or headcount too: the model's own lookup
+        lines.append("    bound = _RULE.bound(context)")
     elif rule.fixed_bound is not None:
         lines.append(f"    bound = {rule.fixed_bound!r}")
     compare = {"at_least": ">=", "more_than": ">", "at_most": "<=", "less_than": "<"}.get(
@@ -1219,7 +1311,14 @@ def _value_lines(rule: _MetricRule, back: int, target: str) -> list[str]:
             "        return False",
             "    baseline = float(series.cum_last[hi] - series.cum_last[lo]) / readings",
         ]
-    if rule.growth:
+    if rule.from_zero_fires:  # _from_zero, inlined
+        lines += [
+            "    if baseline == 0:",
+            f"        {target} = _INF if {target} > 0 else -_INF if {target} < 0 else 0.0",
+            "    else:",
+            f"        {target} = ({target} - baseline) / baseline",
+        ]
+    elif rule.growth:
         lines += [
             "    if baseline == 0:",
             "        return False",
@@ -1269,8 +1368,23 @@ def _measure_lines(measure: _Measure, back: int, target: str) -> list[str]:
             "        return False",
         ]
     end = f"day - {back}" if back else "day"
+    if isinstance(measure, _Ratio | _Forecast):  # the measure's own code: not worth inlining
+        return [
+            f"    {target} = _RULE.measure.value(context, {end})",
+            f"    if {target}.__class__ is not float:",
+            "        return False",
+        ]
     window = f"max(day - {oldest}, first), min({end}, last)"
     # Distinct values as bitmasks (DistinctSeries.mask): len(set) is mask.bit_count().
+    if isinstance(measure, _NewDistinct):
+        seen = f"max(day - {oldest + measure.before}, first), min(day - {oldest + 1}, last)"
+        return [
+            "    if values_series is None:",
+            f"        {target} = 0.0",
+            "    else:",
+            f"        mask = values_series.mask({window})",
+            f"        {target} = float((mask & ~values_series.mask({seen})).bit_count()) if mask else 0.0",
+        ]
     if isinstance(measure, _Distinct):
         return [
             f"    mask = values_series.mask({window}) if values_series is not None else 0",
@@ -1302,6 +1416,8 @@ def _stable_until_source(rule: _MetricRule) -> str:
     """A function `stable_until(context, day) -> int`: the last day of the run that starts on `day`,
     the day before the next change day (`_MetricRule.change_days`). It reads every day the history
     holds, later ones included: a run ends where a day recorded in advance enters a window."""
+    if rule.moves_daily:  # no run: the answer may change from one day to the next
+        return f"def stable_until(context, day):  # {rule.name}\n    return day\n"
     lines = [
         f"def stable_until(context, day):  # {rule.name}",
         f"    until = {_FOREVER}",
@@ -1328,10 +1444,11 @@ def _stable_until_source(rule: _MetricRule) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _compile(source: str, filename: str) -> dict[str, Any]:
-    """The functions the source defines; the source is registered with `linecache` for tracebacks."""
+def _compile(source: str, filename: str, names: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The functions the source defines (seeing `names`); the source is registered with `linecache`
+    for tracebacks."""
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = dict(names or {})
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 -- our own generated source
     return namespace
 
@@ -1398,8 +1515,98 @@ class _CompositeRule:
         return True
 
 
-_Rule = _MetricRule | _CompositeRule
-_ZERO_BASELINE = Missing("the baseline is zero: growth is undefined")
+class _GroupRule:
+    """A MetricSignal with group_by: the signal evaluated for each value of the dimension (its group
+    slice), holding when it holds for at least `groups_at_least` of them."""
+
+    _MAX_COMPILED = 4096
+
+    def __init__(self, name: str, signal: MetricSignal) -> None:
+        assert signal.metric
+        assert signal.group_by
+        assert signal.groups_at_least
+        self.name = name
+        self.metric, self.dimension, self.needed = signal.metric, signal.group_by, signal.groups_at_least
+        self.plain = signal.model_copy(update={"group_by": None, "groups_at_least": None})
+        # The signal over all the metric's events: what reads which days, for runs and change days.
+        self.template = _MetricRule(name, self.plain)
+        self.description = f"{_describe(self.plain)} per {self.dimension}"
+        self._per_group: dict[str, _MetricRule] = {}
+
+    def group(self, key: str) -> _MetricRule:
+        rule = self._per_group.get(key)
+        if rule is None:
+            if len(self._per_group) >= self._MAX_COMPILED:
+                self._per_group.clear()
+            plain = self.plain.model_copy(update={"metric": key})
+            rule = self._per_group[key] = _MetricRule(self.name, plain, self.description)
+        return rule
+
+    def groups(self, context: _Context, day: int) -> list[str]:
+        """The values with data in the days the signal reads for `day` (within the view): the same
+        whatever else the history holds, so answers can be kept between evaluations."""
+        first, last = context.window(day, self.template.reach)
+        series = context.metrics
+        return [
+            key
+            for key in context.history.groups(self.metric, self.dimension)
+            if series[key].days_between(first, last)
+        ]
+
+    def held(self, context: _Context, day: int) -> bool:
+        needed = self.needed
+        for key in self.groups(context, day):
+            if self.group(key).held(context, day):
+                needed -= 1
+                if not needed:
+                    return True
+        return False
+
+    def observe(self, context: _Context, day: int) -> Observation:
+        keys = self.groups(context, day)
+        held = sum(self.group(key).reference_held(context, day) for key in keys)
+        template = self.template.observe(context, day)
+        comparison, bound = template.comparison, template.threshold
+        condition = f"{comparison} {bound:g}" if comparison and bound is not None else (comparison or "")
+        return Observation(
+            signal=self.name,
+            held=held >= self.needed,
+            observed=float(held),
+            comparison="at_least",
+            threshold=float(self.needed),
+            window_from=template.window_from,
+            window_to=template.window_to,
+            detail=f"{held} of {len(keys)} {self.dimension} values: {self.description} {condition}".rstrip(),
+        )
+
+    def change_days(self, context: _Context, first: int, last: int) -> list[int]:
+        return self.template.change_days(context, first, last)
+
+    def stable_until(self, context: _Context, day: int) -> int:
+        return self.template.stable_until(context, day)
+
+    def could_hold(self, context: _Context, first: int, last: int) -> bool:
+        return True
+
+
+_Rule = _MetricRule | _CompositeRule | _GroupRule
+_ZERO_BASELINE = Missing("the baseline is zero: growth is undefined (from_zero: fire would count a rise)")
+_INF = float("inf")
+
+
+def _from_zero(value: float) -> float:
+    """Growth from a zero baseline, with from_zero: fire: a rise is above any threshold, a fall
+    below any, and zero to zero is no growth."""
+    return _INF if value > 0 else -_INF if value < 0 else 0.0
+
+
+def _shown(value: float | Missing) -> str:
+    """A window's value as the evidence's detail shows it."""
+    if isinstance(value, Missing):
+        return "none"
+    if math.isinf(value):
+        return "a rise from zero" if value > 0 else "a fall from zero"
+    return f"{value:.4g}"
 
 
 def _describe(signal: MetricSignal) -> str:
@@ -1409,6 +1616,14 @@ def _describe(signal: MetricSignal) -> str:
         text = f"share of {signal.among.metric} {signal.among.dimension}s in {signal.of.metric}"
     elif signal.measure is Measure.DISTINCT:
         text = f"distinct {signal.dimension} of {signal.metric} over {signal.window}"
+    elif signal.measure is Measure.NEW_DISTINCT:
+        text = (
+            f"new {signal.dimension} of {signal.metric} over {signal.window} "
+            f"(not seen in the {signal.not_seen_in} before)"
+        )
+    elif signal.ratio is not None:
+        numerator, denominator = _part_text(signal.ratio.numerator), _part_text(signal.ratio.denominator)
+        text = f"{numerator} per {denominator} over {signal.window}"
     elif signal.measure in (Measure.LATEST,):
         text = f"latest {signal.metric}"
     else:
@@ -1417,6 +1632,11 @@ def _describe(signal: MetricSignal) -> str:
         previous = signal.growth.over == "previous_window"
         baseline = "the previous window" if previous else f"the {signal.growth.baseline_window} average"
         text = f"growth of {text} vs {baseline}"
+    where = signal.where_values()
+    if where:
+        text += f" where {where[0]} is {' or '.join(where[1])}"
+    if signal.forecast:
+        text += f", its trend's highest in the next {signal.forecast.within}"
     if signal.per_limit:
         text += f" / plan limit {signal.per_limit}"
     return text

@@ -15,7 +15,7 @@ exact, and a window total equals the plain sum of its days to the last digit.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable
 from datetime import date
 from decimal import Decimal
@@ -383,12 +383,14 @@ class History:
     days of which metrics were recorded since it last asked, so it can forget what they affect.
     """
 
-    __slots__ = ("_bits", "_changes", "_distinct", "first", "last", "memos", "series")
+    __slots__ = ("_bits", "_changes", "_distinct", "_groups", "first", "last", "memos", "series")
 
     def __init__(self, first: int = 1, last: int = date.max.toordinal()) -> None:
         self.series: dict[str, MetricSeries] = {}  # by metric name
         self._distinct: dict[tuple[str, str], DistinctSeries] = {}
         self._bits: dict[str, int] = {}  # every distinct value seen, numbered (DistinctSeries.mask)
+        # (metric, dimension) → the keys of its group slices (shared/counters/slices.py), sorted
+        self._groups: dict[tuple[str, str], list[str]] = {}
         self.first = first
         self.last = last
         self._changes: dict[str, int] = {}  # metric → the earliest day recorded since take_changes
@@ -414,6 +416,8 @@ class History:
         series = self.series.get(name)
         if series is None:
             series = self.series[name] = MetricSeries()
+            if "|" in name:
+                self._new_slice(name)
         series.record(day, metric)
 
     def record_distinct(self, name: str, dimension: str, day: int, values: set[str]) -> None:
@@ -423,10 +427,21 @@ class History:
             series = self._distinct[(name, dimension)] = DistinctSeries(self._bits)
         series.record(day, values)
 
+    def _new_slice(self, key: str) -> None:
+        metric, rest = key.split("|", 1)
+        dimension, tokens = rest.split("=", 1)
+        if "+" not in tokens:  # one value: a group (a filter of several values is not one)
+            insort(self._groups.setdefault((metric, dimension), []), key)
+
+    def groups(self, metric: str, dimension: str) -> list[str]:
+        """The keys of the metric's group slices by the dimension: one per value seen, sorted."""
+        return self._groups.get((metric, dimension), [])
+
     def bounded(self, first: date, last: date) -> History:
         """The same series, readable only from first to last: what a read plan allows."""
         view = History.__new__(History)
         view.series, view._distinct, view._bits = self.series, self._distinct, self._bits
+        view._groups = self._groups
         view._changes, view.memos = self._changes, self.memos
         view.first, view.last = first.toordinal(), last.toordinal()
         return view

@@ -24,8 +24,11 @@ from pydantic import (
     model_validator,
 )
 
+from shared.accounts.models import MAX_EMPLOYEES
+from shared.counters.slices import MAX_GROUPS_PER_DAY
 from shared.events.contract import DEFAULT_RETENTION_DAYS
-from shared.events.models import DimensionKey, EventKind, MetricName
+from shared.events.models import DimensionKey, DimensionValue, EventKind, MetricName
+from shared.rules.durations import days
 from shared.rules.plays import Budgets, Play
 
 DURATION_PATTERN = r"^[1-9][0-9]{0,3}[dw]$"
@@ -46,14 +49,18 @@ class Measure(StrEnum):
     SUM = "sum"  # total of the values in the window (counts)
     COUNT = "count"  # number of events in the window
     DISTINCT = "distinct"  # distinct values of a dimension in the window
+    NEW_DISTINCT = "new_distinct"  # ...of those, the values not seen in the `not_seen_in` days before it
     ACTIVE_DAYS = "active_days"  # days with at least one event in the window
     LATEST = "latest"  # the latest reading of a gauge (looking back at most `window`)
     PEAK = "peak"  # the highest reading of a gauge in the window
     LOW = "low"  # the lowest reading of a gauge in the window
     SHARE = "share"  # |values of `of` ∩ values of `among`| / |values of `among`| in the window
+    RATIO = "ratio"  # one measure of a metric divided by another's, over the same window
 
 
 GAUGE_MEASURES = frozenset({Measure.LATEST, Measure.PEAK, Measure.LOW})
+# What a slice (shared/counters/slices.py) keeps: a MetricDay, no distinct values.
+_SLICEABLE = frozenset({Measure.SUM, Measure.COUNT, Measure.ACTIVE_DAYS, *GAUGE_MEASURES})
 
 
 class Category(StrEnum):
@@ -65,11 +72,55 @@ class Category(StrEnum):
     INTENT = "intent"
 
 
+class EmployeeBand(_Strict):
+    at_least: int = Field(ge=0, le=MAX_EMPLOYEES, description="The band's smallest headcount.")
+    value: float = Field(allow_inf_nan=False, description="The threshold for accounts of this band.")
+
+
 class BySegment(_Strict):
-    """A threshold calibrated per segment: `default` unless the account's segment is listed."""
+    """A threshold calibrated by firmographics: the first of segments, industries, employees that
+    names the account gives its value; `default` otherwise (or without a profile)."""
 
     default: float = Field(allow_inf_nan=False)
-    segments: dict[Label, Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1)
+    segments: dict[Label, Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        default=None, min_length=1, description="By the profile's segment (checked first)."
+    )
+    industries: dict[Label, Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        default=None, min_length=1, description="By the profile's industry (checked second)."
+    )
+    employees: list[EmployeeBand] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="By the profile's employees (checked last): the band with the largest at_least "
+        "not above the headcount.",
+    )
+
+    @model_validator(mode="after")
+    def _calibrated(self) -> BySegment:
+        if self.segments is None and self.industries is None and self.employees is None:
+            raise ValueError("give segments, industries or employees beside default (or a plain number)")
+        if self.employees is not None:
+            starts = [band.at_least for band in self.employees]
+            if starts != sorted(set(starts)):
+                raise ValueError("employee bands must be listed by at_least, smallest first, each once")
+        return self
+
+    def value_for(self, segment: str | None, industry: str | None, employees: int | None) -> float:
+        """The threshold for an account with these firmographics."""
+        if self.segments and segment in self.segments:
+            return self.segments[segment]
+        if self.industries and industry in self.industries:
+            return self.industries[industry]
+        if self.employees and employees is not None:
+            for band in reversed(self.employees):
+                if band.at_least <= employees:
+                    return band.value
+        return self.default
+
+    @property
+    def by_segment_only(self) -> bool:
+        return self.industries is None and self.employees is None
 
 
 # Unions are told apart by the shape of the value, so an error speaks of the form that was meant.
@@ -92,6 +143,37 @@ class DimensionOf(_Strict):
     dimension: DimensionKey
 
 
+class RatioPart(_Strict):
+    """One side of a ratio: a measure of one metric over the signal's window."""
+
+    measure: Measure = Field(description="sum, count, active_days, distinct, latest, peak or low.")
+    metric: MetricName
+    dimension: DimensionKey | None = Field(default=None, description="Required for distinct.")
+
+    @model_validator(mode="after")
+    def _plain_measure(self) -> RatioPart:
+        if self.measure in (Measure.SHARE, Measure.RATIO, Measure.NEW_DISTINCT):
+            raise ValueError(f"a side of a ratio is a plain measure, not {self.measure.value}")
+        if (self.measure is Measure.DISTINCT) != (self.dimension is not None):
+            raise ValueError("dimension is required with measure distinct, and only there")
+        return self
+
+
+class Ratio(_Strict):
+    """numerator / denominator over the same window; a zero denominator: no value (does not hold)."""
+
+    numerator: RatioPart
+    denominator: RatioPart
+
+
+class Forecast(_Strict):
+    """Holds when the measure's linear trend over the window reaches `reaches` within `within` days
+    (after per_limit: 1.0 = the plan limit). docs/rules.md, "Projection", gives the method."""
+
+    reaches: float = Field(allow_inf_nan=False, description="The level, e.g. 1.0 of the plan limit.")
+    within: Duration = Field(description="How far ahead of the evaluation day the trend is projected.")
+
+
 class Growth(_Strict):
     """Compare the measure with a baseline: (value - baseline) / baseline, e.g. 0.25 = +25 %."""
 
@@ -100,6 +182,11 @@ class Growth(_Strict):
         "mean daily reading of the gauge over `baseline_window` before the current one."
     )
     baseline_window: Duration | None = Field(default=None, description="With over: average.")
+    from_zero: Literal["skip", "fire"] = Field(
+        default="skip",
+        description="A zero baseline: skip (the signal does not hold: growth is undefined) or fire "
+        "(a rise from zero is growth above any threshold, a fall below any; zero to zero is no growth).",
+    )
 
     @model_validator(mode="after")
     def _baseline_window_only_for_average(self) -> Growth:
@@ -114,14 +201,46 @@ class MetricSignal(_Strict):
     description: str | None = None
     measure: Measure
     metric: MetricName | None = Field(default=None, description="Required for every measure but share.")
-    dimension: DimensionKey | None = Field(default=None, description="Required for distinct.")
+    dimension: DimensionKey | None = Field(
+        default=None, description="Required for distinct and new_distinct."
+    )
+    not_seen_in: Duration | None = Field(
+        default=None,
+        description="new_distinct: a value is new when the dimension did not have it in this many days "
+        "before the window (read too: the read plan grows by it).",
+    )
     of: DimensionOf | None = Field(default=None, description="share: the values counted…")
     among: DimensionOf | None = Field(default=None, description="share: …out of these values.")
+    ratio: Ratio | None = Field(default=None, description="ratio: numerator / denominator.")
     window: Duration = Field(description="How far back the measure looks, ending with the evaluation day.")
     per_limit: MetricName | None = Field(
         default=None, description="Divide by this plan limit of the account (plan.limits), e.g. seats."
     )
+    where: (
+        dict[
+            DimensionKey, DimensionValue | Annotated[list[DimensionValue], Field(min_length=1, max_length=20)]
+        ]
+        | None
+    ) = Field(
+        default=None,
+        min_length=1,
+        max_length=1,
+        description="Only the metric's events whose dimension has this value (or one of these values), "
+        "e.g. {feature: sso}. One dimension; sum, count, active_days, latest, peak or low.",
+    )
+    group_by: DimensionKey | None = Field(
+        default=None, description="Measure per value of this dimension (e.g. team): with groups_at_least."
+    )
+    groups_at_least: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_GROUPS_PER_DAY,
+        description="Holds when the condition holds for at least this many values of group_by.",
+    )
     growth: Growth | None = None
+    forecast: Forecast | None = Field(
+        default=None, description="sum or latest only: the linear trend reaches a level soon (the threshold)."
+    )
     sustained: int | None = Field(
         default=None, ge=2, le=12, description="Must hold in this many consecutive windows ending now."
     )
@@ -142,22 +261,73 @@ class MetricSignal(_Strict):
         ]
         if len(thresholds) > 1:
             raise ValueError(f"give one threshold, not {' and '.join(thresholds)}")
-        if not thresholds and self.rising is None:
+        if self.forecast is not None:
+            if thresholds or self.growth or self.sustained or self.rising:
+                raise ValueError("forecast is the threshold: no other threshold, growth, sustained or rising")
+            if self.measure not in (Measure.SUM, Measure.LATEST):
+                raise ValueError("forecast projects a sum (its running total) or a gauge's latest readings")
+            if days(self.window) < 2:
+                raise ValueError("forecast fits a trend: the window needs at least 2 days")
+        elif not thresholds and self.rising is None:
             raise ValueError("give a threshold (at_least, more_than, at_most or less_than) or rising")
+        if (self.group_by is None) != (self.groups_at_least is None):
+            raise ValueError("group_by and groups_at_least go together")
+        if self.where is not None or self.group_by is not None:
+            key = "where" if self.where is not None else "group_by"
+            if self.measure not in _SLICEABLE:
+                raise ValueError(
+                    f"{key} slices a metric's own numbers: use sum, count, active_days, latest, peak or low"
+                )
+            if self.where is not None and self.group_by is not None:
+                raise ValueError("use where or group_by, not both")
+        if (self.measure is Measure.RATIO) != (self.ratio is not None):
+            raise ValueError("ratio ({numerator, denominator}) goes with measure ratio, and only there")
         if self.measure is Measure.SHARE:
             if self.of is None or self.among is None or self.metric is not None:
                 raise ValueError("share takes `of` and `among` ({metric, dimension} each), not `metric`")
+        elif self.measure is Measure.RATIO:
+            if self.metric is not None or self.dimension is not None:
+                raise ValueError("ratio takes its metrics in numerator and denominator, not `metric`")
         elif self.metric is None:
             raise ValueError(f"measure {self.measure.value} needs a metric")
-        if (self.measure is Measure.DISTINCT) != (self.dimension is not None):
-            raise ValueError("dimension is required with measure distinct, and only there")
+        distinct = self.measure in (Measure.DISTINCT, Measure.NEW_DISTINCT)
+        if distinct != (self.dimension is not None):
+            raise ValueError("dimension is required with measure distinct or new_distinct, and only there")
+        if (self.measure is Measure.NEW_DISTINCT) != (self.not_seen_in is not None):
+            raise ValueError("not_seen_in is required with measure new_distinct, and only there")
         if self.growth and self.growth.over == "average" and self.measure not in GAUGE_MEASURES:
             raise ValueError("growth over: average compares gauge readings: use latest, peak or low")
         if self.sustained and self.rising:
             raise ValueError("use sustained or rising, not both")
         return self
 
+    def measured(self) -> list[tuple[tuple[str, ...], Measure, MetricName]]:
+        """Each (where in the signal, measure, metric) the signal reads."""
+        if self.ratio is not None:
+            return [
+                (("ratio", side), part.measure, part.metric)
+                for side, part in (
+                    ("numerator", self.ratio.numerator),
+                    ("denominator", self.ratio.denominator),
+                )
+            ]
+        if self.of is not None and self.among is not None:
+            return [
+                (("of",), Measure.DISTINCT, self.of.metric),
+                (("among",), Measure.DISTINCT, self.among.metric),
+            ]
+        return [((), self.measure, self.metric)] if self.metric else []
+
+    def where_values(self) -> tuple[str, list[str]] | None:
+        """The filter's dimension and values, a single value as a list of one."""
+        if not self.where:
+            return None
+        ((dimension, values),) = self.where.items()
+        return dimension, [values] if isinstance(values, str) else list(values)
+
     def threshold(self) -> tuple[str, Threshold] | None:
+        if self.forecast is not None:
+            return "at_least", self.forecast.reaches
         for name in ("at_least", "more_than", "at_most", "less_than"):
             value = getattr(self, name)
             if value is not None:
@@ -209,20 +379,55 @@ class ContactedWithin(_Strict):
     contacted_within: Duration = Field(description="Any play fired for the account within this window.")
 
 
+class AgeBounds(_Strict):
+    at_least: Duration | None = Field(default=None, description="A customer for at least this long.")
+    at_most: Duration | None = Field(default=None, description="A customer for at most this long.")
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> AgeBounds:
+        if self.at_least is None and self.at_most is None:
+            raise ValueError("give at_least, at_most or both")
+        if self.at_least and self.at_most and days(self.at_least) > days(self.at_most):
+            raise ValueError(f"at_least {self.at_least} is longer than at_most {self.at_most}: no age fits")
+        return self
+
+
+class AccountAge(_Strict):
+    account_age: AgeBounds = Field(
+        description="Days since the profile's created_at, to the evaluation day (unknown without it)."
+    )
+
+
+class SignalHolds(_Strict):
+    signal: Name = Field(
+        description="Any signal of the ruleset: applies when it holds on the evaluation day (as a "
+        "trigger's `when` would), e.g. usage_decline."
+    )
+
+
 def _exclusion_kind(value: Any) -> str:
     if isinstance(value, RenewalWithin) or (isinstance(value, dict) and "renewal_within" in value):
         return "~renewal"
     if isinstance(value, ContactedWithin) or (isinstance(value, dict) and "contacted_within" in value):
         return "~contacted"
+    if isinstance(value, SignalHolds) or (isinstance(value, dict) and "signal" in value):
+        return "~signal"
+    if isinstance(value, AccountAge) or (isinstance(value, dict) and "account_age" in value):
+        return "~age"
     return "~flag"
 
 
-Exclusion = Annotated[
+# One kind of check serves both lists of a trigger: `unless` (none may apply) and `requires` (all
+# must hold), so "renewal in 90 days" reads the same whether it blocks a play or calls for one.
+Condition = Annotated[
     Annotated[Flag, Tag("~flag")]
     | Annotated[RenewalWithin, Tag("~renewal")]
-    | Annotated[ContactedWithin, Tag("~contacted")],
+    | Annotated[ContactedWithin, Tag("~contacted")]
+    | Annotated[SignalHolds, Tag("~signal")]
+    | Annotated[AccountAge, Tag("~age")],
     Discriminator(_exclusion_kind),
 ]
+Exclusion = Condition
 
 
 class Score(_Strict):
@@ -238,7 +443,11 @@ class Trigger(_Strict):
     owner_role: Label = Field(description="Who gets the play: a role of the account's owners (csm, ae…).")
     play: Name = Field(description="The play to run when the trigger fires.")
     when: Name = Field(description="The signal that fires the trigger.")
-    unless: list[Exclusion] = Field(default_factory=list)
+    unless: list[Condition] = Field(default_factory=list, description="Not when any of these applies.")
+    requires: list[Condition] = Field(
+        default_factory=list,
+        description="Only when all of these hold (the same kinds as unless), e.g. {renewal_within: 90d}.",
+    )
     segments: list[Label] | None = Field(default=None, description="Only accounts of these segments.")
     cooldown: Duration = Field(
         description="Fires at most once per account per cooldown; re-arms when the signal clears."

@@ -25,8 +25,8 @@ from shared.rules.language import (
     UNION_TAG_PREFIX,
     CompositeSignal,
     Measure,
-    MetricSignal,
     Ruleset,
+    SignalHolds,
 )
 
 # libyaml when PyYAML was built with it (the Lambda wheels are): about 10x faster than pure Python.
@@ -105,22 +105,22 @@ def check_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
                         f"no signal named {member!r}{did_you_mean(member, ruleset.signals)}",
                     )
             continue
-        for field, metric in _metrics_read(signal):
+        for inside, measure, metric in signal.measured():
             kind = ruleset.metrics.get(metric)
             if kind is None:
                 yield (
-                    (*at, *field),
+                    (*at, *inside, "metric"),
                     f"metric {metric!r} is not declared under metrics"
                     + did_you_mean(metric, ruleset.metrics),
                 )
-            elif signal.measure in GAUGE_MEASURES and kind is not EventKind.GAUGE:
+            elif measure in GAUGE_MEASURES and kind is not EventKind.GAUGE:
                 yield (
-                    (*at, "measure"),
-                    f"{signal.measure.value} reads a gauge, but {metric!r} is a {kind.value}",
+                    (*at, *inside, "measure"),
+                    f"{measure.value} reads a gauge, but {metric!r} is a {kind.value}",
                 )
-            elif signal.measure is Measure.SUM and kind is not EventKind.COUNT:
+            elif measure is Measure.SUM and kind is not EventKind.COUNT:
                 yield (
-                    (*at, "measure"),
+                    (*at, *inside, "measure"),
                     f"sum adds up counts, but {metric!r} is a gauge (use latest, peak or low)",
                 )
     yield from _cycles(ruleset)
@@ -137,6 +137,21 @@ def check_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
                 ("triggers", name, "when"),
                 f"no signal named {trigger.when!r}{did_you_mean(trigger.when, ruleset.signals)}",
             )
+        for part, checks in (("unless", trigger.unless), ("requires", trigger.requires)):
+            for index, check in enumerate(checks):
+                if not isinstance(check, SignalHolds):
+                    continue
+                where: Location = ("triggers", name, part, index, "signal")
+                named = check.signal
+                if named not in ruleset.signals:
+                    yield where, f"no signal named {named!r}{did_you_mean(named, ruleset.signals)}"
+                elif named == trigger.when and part == "unless":
+                    yield where, f"the trigger is excluded by its own signal {named!r}: it could never fire"
+        for check in set(trigger.unless) & set(trigger.requires):
+            yield (
+                ("triggers", name, "requires"),
+                f"{_named(check)} is both required and excluded: the trigger could never fire",
+            )
         for weighted in trigger.score.weights if trigger.score else {}:
             if weighted not in ruleset.signals:
                 yield ("triggers", name, "score", "weights", weighted), f"no signal named {weighted!r}"
@@ -145,6 +160,14 @@ def check_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
                 ("triggers", name, "play"),
                 f"no play named {trigger.play!r} under plays{did_you_mean(trigger.play, ruleset.plays)}",
             )
+
+
+def _named(check: language.Condition) -> str:
+    """A check as written in the file, e.g. `renewal_within: 90d`."""
+    if isinstance(check, language.Flag):
+        return check.value
+    ((key, value),) = check.model_dump(exclude_none=True).items()
+    return f"{key}: {value}"
 
 
 def lookback_days(ruleset: Ruleset, name: str, seen: frozenset[str] = frozenset()) -> int | None:
@@ -161,16 +184,9 @@ def lookback_days(ruleset: Ruleset, name: str, seen: frozenset[str] = frozenset(
     if signal.growth and signal.growth.over == "previous_window":
         windows += 1
     baseline = days(signal.growth.baseline_window) if signal.growth and signal.growth.baseline_window else 0
-    return window * windows + baseline
-
-
-def _metrics_read(signal: MetricSignal) -> Iterator[tuple[Location, str]]:
-    if signal.metric:
-        yield ("metric",), signal.metric
-    for field in ("of", "among"):
-        part = getattr(signal, field)
-        if part:
-            yield (field, "metric"), part.metric
+    # new_distinct reads the not_seen_in days before its oldest window (no growth over average with it).
+    before = days(signal.not_seen_in) if signal.not_seen_in else 0
+    return window * windows + baseline + before
 
 
 def _cycles(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
@@ -266,7 +282,7 @@ def _message(error: Any) -> str:
                 f"{error['input']!r} is not a duration: use whole days or weeks, at least one (14d, 30d, 13w)"
             )
         return f"{error['input']!r} is not a valid name here (expected the pattern {pattern})"
-    if kind == "enum":
+    if kind in ("enum", "literal_error"):
         expected = error.get("ctx", {}).get("expected", "")
         return f"{error['input']!r} is not one of {expected}"
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type"):

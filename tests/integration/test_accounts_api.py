@@ -102,6 +102,8 @@ def test_given_a_unicode_account_id_in_a_decoded_path_when_put_and_read_then_it_
         ({"name": "N", "segment": "Mid Market"}, "segment"),
         ({"name": "N", "arr": -5}, "arr"),
         ({"name": "N", "renewal_date": "next spring"}, "renewal_date"),
+        ({"name": "N", "created_at": "2026-11-23T10:00:00Z"}, "created_at"),  # a day, as renewal_date
+        ({"name": "N", "created_at": 20261123}, "created_at"),
         ({"name": "N", "owners": {"csm": {"email": "not-an-email"}}}, "owners.csm.email"),
         ({"name": "N", "hubspot": {"company_id": "ACME"}}, "hubspot.company_id"),
         ({"name": "N", "plan": {"name": "Growth", "limits": {"seats": -1}}}, "plan.limits.seats"),

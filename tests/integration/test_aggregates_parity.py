@@ -25,6 +25,7 @@ from shared.rules.aggregates import Aggregates, DynamoAggregates, InMemoryAggreg
 from shared.rules.engine import AccountState, Evaluation, ReadPlan, evaluate_account
 from shared.rules.language import Ruleset
 from shared.rules.loading import load_ruleset, parse_ruleset
+from shared.rules.slicing import ruleset_slicing
 from tests.conftest import TEST_RETENTION_DAYS, Aws
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,6 +44,9 @@ _EVERY_MEASURE_SIGNALS = {
     "seats_low": "{measure: low, metric: seats.active, window: 30d, at_most: 10}",
     "seats_under": "{measure: latest, metric: seats.active, window: 30d, "
     "less_than: {default: 20, segments: {smb: 10}}}",
+    "sessions_firmographic": "{measure: sum, metric: app.session, window: 14d, at_least: {default: 30, "
+    "segments: {smb: 15}, industries: {fintech: 10}, employees: [{at_least: 0, value: 40}, "
+    "{at_least: 200, value: 20}]}}",
     "seats_growth": "{measure: peak, metric: seats.active, window: 7d, "
     "growth: {over: average, baseline_window: 30d}, at_least: 0.1}",
     "api_growth": "{measure: sum, metric: api.calls, window: 14d, growth: {over: previous_window}, "
@@ -50,6 +54,23 @@ _EVERY_MEASURE_SIGNALS = {
     "api_sustained": "{measure: sum, metric: api.calls, window: 14d, per_limit: api.calls, sustained: 2, "
     "at_least: 0.2}",
     "paywall_rising": "{measure: count, metric: paywall.hit, window: 10d, rising: 2}",
+    "teams_growing": "{measure: sum, metric: feature.analytics.used, window: 14d, "
+    "growth: {over: previous_window}, at_least: 0.25, group_by: team, groups_at_least: 2}",
+    "sso_intent": "{measure: count, metric: paywall.hit, where: {feature: sso}, window: 14d, at_least: 2}",
+    "seats_of_two_teams": "{measure: latest, metric: seats.active, where: {team: [t-1, t-2]}, window: 14d, "
+    "at_least: 20}",
+    "seats_trending": "{measure: latest, metric: seats.active, window: 30d, per_limit: seats, "
+    "forecast: {reaches: 1.0, within: 30d}}",
+    "api_trending": "{measure: sum, metric: api.calls, window: 14d, per_limit: api.calls, "
+    "forecast: {reaches: 1.0, within: 14d}}",
+    "new_teams": "{measure: new_distinct, metric: feature.analytics.used, dimension: team, window: 14d, "
+    "not_seen_in: 30d, at_least: 2}",
+    "paywall_per_call": "{measure: ratio, ratio: {numerator: {measure: sum, metric: paywall.hit}, "
+    "denominator: {measure: sum, metric: api.calls}}, window: 14d, at_least: 0.3}",
+    "seats_per_user": "{measure: ratio, ratio: {numerator: {measure: latest, metric: seats.active}, "
+    "denominator: {measure: distinct, metric: app.session, dimension: user}}, window: 14d, at_least: 4}",
+    "api_from_zero": "{measure: sum, metric: api.calls, window: 7d, growth: {over: previous_window, "
+    "from_zero: fire}, at_least: 0.5}",
     "busy": "{signals: [sessions_sum, session_users, seats_growth, api_growth, paywall_rising], "
     "n_of: 2, within: 14d}",
 }
@@ -58,6 +79,7 @@ _EXCLUSIONS = [
     "[do_not_contact, churn_risk]",
     "[top_tier, {contacted_within: 7d}]",
     "[open_expansion_opportunity, {renewal_within: 30d}]",
+    "[{signal: seats_low}]",
 ]
 EVERY_MEASURE = parse_ruleset(
     "version: parity-1\n"
@@ -70,6 +92,8 @@ EVERY_MEASURE = parse_ruleset(
         f"  {name.replace('_', '-')}: {{category: adoption, owner_role: csm, play: check-in, when: {name}, "
         f"cooldown: {10 + 5 * index}d, unless: {_EXCLUSIONS[index % len(_EXCLUSIONS)]}"
         + (", segments: [smb, enterprise]" if index % 5 == 4 else "")
+        + (", requires: [{account_age: {at_least: 30d, at_most: 90d}}]" if index % 3 == 1 else "")
+        + (", requires: [{renewal_within: 90d}]" if index % 7 == 5 and index % 3 != 1 else "")
         + (", score: {base: 10, weights: {sessions_sum: 30, seats_growth: 40}}" if name == "busy" else "")
         + "}\n"
         for index, name in enumerate(_EVERY_MEASURE_SIGNALS)
@@ -78,6 +102,7 @@ EVERY_MEASURE = parse_ruleset(
     "parity.yaml",
 )
 RULESETS = {"reference": REFERENCE, "every-measure": EVERY_MEASURE}
+SLICING = ruleset_slicing(*RULESETS.values())
 
 FIRST_DAY = date(2026, 7, 1)
 HISTORY_DAYS = 120
@@ -130,6 +155,12 @@ _profiles = st.one_of(
                 st.integers(min_value=60, max_value=200).map(lambda n: FIRST_DAY + timedelta(days=n)),
             ),
             "flags": st.sampled_from([{}, {}, {}, {"do_not_contact": True}, {"churn_risk": True}]),
+            "industry": st.sampled_from([None, "fintech", "retail"]),
+            "employees": st.sampled_from([None, 50, 200, 5000]),
+            "created_at": st.one_of(
+                st.none(),
+                st.integers(min_value=-60, max_value=100).map(lambda n: FIRST_DAY + timedelta(days=n)),
+            ),
         }
     ).map(AccountProfile.model_validate),
 )
@@ -224,11 +255,11 @@ def test_property_given_any_history_when_evaluated_over_dynamodb_and_memory_then
     arrived = arrive(data.draw(st.permutations(events), label="arrival order"))
     batch = data.draw(st.integers(min_value=1, max_value=100), label="batch size")
 
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     memory.apply(arrived)
     store = CounterStore(aws.dynamodb, aws.counters_table, TEST_RETENTION_DAYS)
     for start in range(0, len(arrived), batch):
-        assert aggregate(arrived[start : start + batch], store).failed == []
+        assert aggregate(arrived[start : start + batch], store, SLICING).failed == []
     dynamo = DynamoAggregates(store)
 
     # When / Then: the same buckets, and the same evaluations, step after step.
@@ -248,7 +279,7 @@ def test_property_given_any_history_when_evaluated_over_dynamodb_and_memory_then
 def test_property_given_any_history_when_evaluated_with_the_read_plan_then_reading_everything_changes_nothing(
     accounts, moments
 ):
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     (specs, profile) = accounts[0]
     account_id = f"acct-plan-{next(_accounts)}"
     memory.apply(arrive([counted(account_id, spec) for spec in specs]))
@@ -265,7 +296,7 @@ def test_property_given_any_history_when_evaluated_with_the_read_plan_then_readi
 def test_property_given_any_history_when_held_within_skips_to_change_days_then_it_agrees_with_every_day(
     accounts, moments
 ):
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     (specs, profile) = accounts[0]
     account_id = f"acct-days-{next(_accounts)}"
     memory.apply(arrive([counted(account_id, spec) for spec in specs]))

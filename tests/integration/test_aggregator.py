@@ -8,9 +8,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from functions.aggregator.handler import process_stream_batch
+from functions.aggregator.handler import process_stream_batch, slicing
 from shared.counters.bucket import DayBucket
+from shared.counters.slices import slice_key
 from shared.counters.store import CounterStore
+from shared.resources import RULESET_PATH_ENV
 from tests.conftest import TEST_RETENTION_DAYS, Aws
 from tests.integration.builders import an_hour, call_api, post_events, rfc3339, stream_event, usage_event
 
@@ -209,3 +211,39 @@ def test_given_events_of_two_days_when_one_day_fails_then_the_other_day_is_still
     assert [bucket.day for bucket in store_of(aws).read_range(ACCOUNT, "2000-01-01", "2999-12-31")] == [
         an_hour(0, 9).date().isoformat()
     ]
+
+
+def test_given_a_ruleset_that_filters_and_groups_when_the_handler_folds_then_the_slices_are_stored(
+    aws, tmp_path, monkeypatch
+):
+    # Given the deployment's ruleset grouping app sessions by team and filtering them by region
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "version: slices-1\n"
+        "metrics: {app.session: count}\n"
+        "signals:\n"
+        "  teams: {measure: sum, metric: app.session, window: 7d, at_least: 1, group_by: team, "
+        "groups_at_least: 2}\n"
+        "  eu: {measure: sum, metric: app.session, where: {region: eu}, window: 7d, at_least: 1}\n"
+        "triggers:\n"
+        "  t: {category: adoption, owner_role: csm, play: p, when: teams, cooldown: 7d}\n"
+        "plays: {p: {}}\n"
+    )
+    monkeypatch.setenv(RULESET_PATH_ENV, str(rules))  # absolute: read as is, not under the bundle
+    slicing.cache_clear()
+    try:
+        sliced = slicing()
+    finally:
+        slicing.cache_clear()
+    records = send_and_read_stream(aws, 3, name="app.session", dimensions={"team": "t-1", "region": "eu"})
+
+    # When the handler's fold runs with it
+    assert process_stream_batch(stream_event(records), store_of(aws), sliced) == {"batchItemFailures": []}
+
+    # Then the bucket holds the metric, its group slice and its filter slice, each with the 3 events
+    (bucket,) = store_of(aws).read_range(ACCOUNT, "2000-01-01", "2999-12-31")
+    assert {key: metric.events for key, metric in bucket.metrics.items()} == {
+        "app.session": 3,
+        slice_key("app.session", "team", ["t-1"]): 3,
+        slice_key("app.session", "region", ["eu"]): 3,
+    }

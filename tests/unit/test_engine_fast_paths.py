@@ -27,6 +27,7 @@ from tests.unit.test_engine_incremental import (
     FIRST_DAY,
     HISTORY_DAYS,
     RULESET,
+    SLICING,
     FreshAggregates,
     _events,
     _profiles,
@@ -72,7 +73,7 @@ def _moment(specs: list) -> datetime:
 def test_property_given_days_folded_one_at_a_time_when_evaluated_quietly_then_as_from_scratch(days, profile):
     # Given: the backtest's loop — fold a day's events in one batch, evaluate once at the day's
     # last event, carry the state — and the same buckets read afresh for every evaluation.
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     fresh = FreshAggregates(memory)
     state, fresh_state = AccountState(), AccountState()
     for _, specs in _daily(days):
@@ -102,8 +103,8 @@ def test_property_given_any_history_when_evaluated_quietly_then_the_outcomes_are
 ):
     # Given: a history evaluated day after day with explanations (the reference loop) and without
     # (the quiet loop), each carrying its own state, the last contact some days back or never.
-    memory = InMemoryAggregates()
-    explained_memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
+    explained_memory = InMemoryAggregates(SLICING)
     state = explained_state = AccountState()
     for _, specs in _daily(days):
         events = [counted(spec) for spec in specs]
@@ -135,7 +136,7 @@ def test_property_given_events_when_folded_in_batches_then_buckets_and_answers_a
 ):
     # Given: the same events folded one by one, and in batches of any size.
     events = [counted(spec) for spec in specs]
-    one_by_one, batched = InMemoryAggregates(), InMemoryAggregates()
+    one_by_one, batched = InMemoryAggregates(SLICING), InMemoryAggregates(SLICING)
     for event in events:
         one_by_one.apply([event])
     for start in range(0, len(events), split):
@@ -219,7 +220,7 @@ def _assert_window(
 def test_given_an_answer_kept_from_a_full_view_when_a_short_read_plan_cuts_its_window_then_it_is_not_reused():
     # Given: sessions that hold `sessions_sum` (8 in 7 days) through day 16 thanks to day 10 alone,
     # evaluated over the whole lookback on days 15 and 16 (the answer is kept, its run extended).
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     memory.apply([counted(("app.session", 10, 3600, Decimal(9), {}))])
     fresh = FreshAggregates(memory)
     at = datetime.combine(FIRST_DAY + timedelta(days=15), time(12), UTC)

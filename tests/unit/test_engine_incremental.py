@@ -30,6 +30,7 @@ from shared.rules.engine import (
     Evaluation,
     ReadPlan,
     _Context,
+    _GroupRule,
     _MetricRule,
     compiled_ruleset,
     evaluate_account,
@@ -37,6 +38,7 @@ from shared.rules.engine import (
 from shared.rules.history import DistinctSeries, History, MetricSeries
 from shared.rules.language import Ruleset
 from shared.rules.loading import parse_ruleset
+from shared.rules.slicing import ruleset_slicing
 
 ACCOUNT = "acct-incremental"
 FIRST_DAY = date(2026, 3, 1)
@@ -65,13 +67,44 @@ _SIGNALS = {
     "more_than: 0.1}",
     "seats_under": "{measure: latest, metric: seats.active, window: 10d, "
     "less_than: {default: 20, segments: {smb: 10}}}",
+    "sessions_firmographic": "{measure: sum, metric: app.session, window: 5d, at_least: {default: 9, "
+    "industries: {fintech: 3}, employees: [{at_least: 0, value: 12}, {at_least: 500, value: 5}]}}",
     "seats_growth": "{measure: peak, metric: seats.active, window: 4d, growth: {over: average, "
     "baseline_window: 10d}, at_least: 0.1}",
     "api_growth": "{measure: sum, metric: api.calls, window: 6d, growth: {over: previous_window}, "
     "more_than: 0}",
     "api_sustained": "{measure: sum, metric: api.calls, window: 5d, per_limit: api.calls, sustained: 3, "
     "at_least: 0.2}",
+    "api_from_zero": "{measure: sum, metric: api.calls, window: 3d, growth: {over: previous_window, "
+    "from_zero: fire}, per_limit: api.calls, sustained: 2, at_least: 0.5}",
+    "seats_from_zero": "{measure: latest, metric: seats.active, window: 3d, growth: {over: average, "
+    "baseline_window: 5d, from_zero: fire}, at_most: 0}",
     "paywall_rising": "{measure: count, metric: paywall.hit, window: 4d, rising: 2}",
+    "sessions_per_user": "{measure: sum, metric: app.session, window: 4d, at_least: 3, group_by: user, "
+    "groups_at_least: 2}",
+    "user_growth": "{measure: count, metric: app.session, window: 3d, growth: {over: previous_window}, "
+    "more_than: 0, group_by: user, groups_at_least: 1}",
+    "users_trending": "{measure: sum, metric: api.calls, window: 4d, forecast: {reaches: 60, within: 3d}, "
+    "group_by: user, groups_at_least: 1}",
+    "users_calibrated": "{measure: count, metric: app.session, window: 3d, group_by: user, "
+    "groups_at_least: 2, at_least: {default: 2, industries: {fintech: 1}, "
+    "employees: [{at_least: 600, value: 3}]}}",
+    "one_user": "{measure: active_days, metric: app.session, where: {user: u-1}, window: 5d, at_least: 2}",
+    "seats_of_some": "{measure: peak, metric: seats.active, where: {user: [u-2, u-3]}, window: 6d, "
+    "at_least: 30}",
+    "seats_trending": "{measure: latest, metric: seats.active, window: 8d, per_limit: seats, "
+    "forecast: {reaches: 0.8, within: 5d}}",
+    "api_trending": "{measure: sum, metric: api.calls, window: 6d, per_limit: api.calls, "
+    "forecast: {reaches: 1.0, within: 4d}}",
+    "new_users": "{measure: new_distinct, metric: app.session, dimension: user, window: 4d, not_seen_in: 6d, "
+    "at_least: 2}",
+    "new_users_rising": "{measure: new_distinct, metric: app.session, dimension: user, window: 3d, "
+    "not_seen_in: 5d, rising: 2}",
+    "paywall_per_session": "{measure: ratio, ratio: {numerator: {measure: sum, metric: paywall.hit}, "
+    "denominator: {measure: count, metric: app.session}}, window: 5d, at_least: 0.5}",
+    "seats_per_user": "{measure: ratio, ratio: {numerator: {measure: low, metric: seats.active}, "
+    "denominator: {measure: distinct, metric: app.session, dimension: user}}, window: 4d, "
+    "growth: {over: previous_window, from_zero: fire}, sustained: 2, more_than: 0}",
     "users_rising": "{measure: distinct, metric: app.session, dimension: user, window: 3d, rising: 2, "
     "at_least: 2}",
     "busy": "{signals: [sessions_sum, session_users, seats_growth, api_growth, paywall_rising], "
@@ -88,8 +121,18 @@ RULESET: Ruleset = parse_ruleset(
     + "".join(
         f"  {name.replace('_', '-')}: {{category: adoption, owner_role: csm, play: check-in, when: {name}, "
         f"cooldown: {3 + index}d, unless: "
-        + ("[{contacted_within: 2d}]" if index % 3 == 0 else "[churn_risk]" if index % 3 == 1 else "[]")
+        + (
+            "[{contacted_within: 2d}]"
+            if index % 4 == 0
+            else "[churn_risk]"
+            if index % 4 == 1
+            else "[]"
+            if index % 4 == 2
+            else f"[{{signal: {'seats_low' if name == 'quiet' else 'quiet'}}}, churn_risk]"
+        )
         + (", segments: [smb, enterprise]" if index % 4 == 3 else "")
+        + (", requires: [{account_age: {at_most: 40d}}]" if index % 5 == 2 else "")
+        + (", requires: [{renewal_within: 30d}, {signal: sessions_sum}]" if index % 5 == 4 else "")
         + (", score: {base: 5, weights: {sessions_sum: 30, seats_peak: 40}}" if name == "busy" else "")
         + "}\n"
         for index, name in enumerate(_SIGNALS)
@@ -98,6 +141,7 @@ RULESET: Ruleset = parse_ruleset(
     "incremental.yaml",
 )
 DIMENSION_VALUES = {"user": [f"u-{n}" for n in range(6)]}
+SLICING = ruleset_slicing(RULESET)
 _sequences = itertools.count(7_000_000_000_000_000_000)
 
 
@@ -115,18 +159,28 @@ _events = st.tuples(
 _profiles = st.one_of(
     st.none(),
     st.builds(
-        lambda segment, seats, api_calls, churn_risk: AccountProfile.model_validate(
-            {
-                "name": "Northwind Traders",
-                "segment": segment,
-                "plan": {"name": "Growth", "limits": {"seats": seats, "api.calls": api_calls}},
-                "flags": {"churn_risk": churn_risk},
-            }
+        lambda segment, seats, api_calls, churn_risk, created_at, renewal_date, firmographics: (
+            AccountProfile.model_validate(
+                {
+                    "name": "Northwind Traders",
+                    "segment": segment,
+                    "plan": {"name": "Growth", "limits": {"seats": seats, "api.calls": api_calls}},
+                    "flags": {"churn_risk": churn_risk},
+                    "created_at": created_at,
+                    "renewal_date": renewal_date,
+                    **firmographics,
+                }
+            )
         ),
         st.sampled_from([None, "smb", "enterprise"]),
         st.sampled_from([0, 20, 50]),
         st.sampled_from([10, 100]),
         st.booleans(),
+        st.sampled_from([None, "2026-03-20", "2026-05-01"]),
+        st.sampled_from([None, "2026-04-15", "2026-06-10"]),
+        st.sampled_from(
+            [{}, {"industry": "fintech"}, {"employees": 499}, {"industry": "retail", "employees": 800}]
+        ),
     ),
 )
 # A step: some events arrive, then the account is evaluated (day, hour, read plan, profile).
@@ -195,7 +249,7 @@ def test_property_given_events_arriving_between_evaluations_when_evaluated_incre
 ):
     # Given: one in-memory history, kept up to date as events arrive (for past days too), and the
     # same buckets read afresh for every evaluation.
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     fresh = FreshAggregates(memory)
     incremental_state, fresh_state = AccountState(), AccountState()
     for specs, day, hour, lookback, profile in steps:
@@ -223,7 +277,7 @@ def test_property_given_a_folded_history_when_days_are_evaluated_in_any_order_th
     steps, order
 ):
     # Given: every event folded first (as the benchmark and a whole-history backtest do).
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     memory.apply([counted(spec) for specs, *_ in steps for spec in specs])
     fresh = FreshAggregates(memory)
     moments = [(day, hour, profile) for _, day, hour, _, profile in steps]
@@ -250,18 +304,25 @@ def test_property_given_any_history_when_a_signal_is_held_then_the_generated_cod
     specs, profile, lookback, days
 ):
     # Given: a history, read through views of any size (windows cut at the first readable day).
-    memory = InMemoryAggregates()
+    memory = InMemoryAggregates(SLICING)
     memory.apply([counted(spec) for spec in specs])
     compiled = compiled_ruleset(RULESET)
     for offset in days:
         today = FIRST_DAY + timedelta(days=offset)
         history = memory.history(ACCOUNT, today - timedelta(days=lookback - 1), today)
         context = _Context(compiled, history, profile, exhaustive=True)
-        for rule in compiled.rules.values():
-            if isinstance(rule, _MetricRule):
-                # When / Then: the generated code answers as the generic path, that day and the ones before.
-                for day in range(today.toordinal() - 3, today.toordinal() + 1):
-                    assert rule.held(context, day) == rule.reference_held(context, day), (rule.name, day)
+        rules = [rule for rule in compiled.rules.values() if isinstance(rule, _MetricRule)]
+        # group_by: the signal compiled for each value of the dimension
+        rules += [
+            group.group(key)
+            for group in compiled.rules.values()
+            if isinstance(group, _GroupRule)
+            for key in history.groups(group.metric, group.dimension)
+        ]
+        for rule in rules:
+            # When / Then: the generated code answers as the generic path, that day and the ones before.
+            for day in range(today.toordinal() - 3, today.toordinal() + 1):
+                assert rule.held(context, day) == rule.reference_held(context, day), (rule.name, day)
 
 
 # ── the series' structures ─────────────────────────────────────────────────────────────────────

@@ -19,6 +19,7 @@ import pytest
 
 from shared.accounts.models import AccountProfile
 from shared.counters.bucket import CountedEvent, padded_sequence
+from shared.counters.slices import NO_SLICING
 from shared.events.models import EventKind
 from shared.rules.aggregates import InMemoryAggregates
 from shared.rules.engine import (
@@ -33,6 +34,7 @@ from shared.rules.engine import (
 )
 from shared.rules.language import Ruleset
 from shared.rules.loading import load_ruleset, parse_ruleset
+from shared.rules.slicing import ruleset_slicing
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "acct-northwind"
@@ -126,8 +128,9 @@ def ruleset(
     return parse_ruleset(text, "test.yaml")
 
 
-def history(events: Iterable[CountedEvent]) -> InMemoryAggregates:
-    aggregates = InMemoryAggregates()
+def history(events: Iterable[CountedEvent], rules: Ruleset | None = None) -> InMemoryAggregates:
+    """The events folded in memory, with the slices the rules filter or group by."""
+    aggregates = InMemoryAggregates(ruleset_slicing(rules) if rules else NO_SLICING)
     aggregates.apply(events)
     return aggregates
 
@@ -142,7 +145,7 @@ def evaluate(
     plan: ReadPlan | None = None,
 ) -> Evaluation:
     return evaluate_account(
-        rules, history(events), ACCOUNT, account_profile, state or AccountState(), at, plan
+        rules, history(events, rules), ACCOUNT, account_profile, state or AccountState(), at, plan
     )
 
 
@@ -455,6 +458,379 @@ def test_given_no_readings_in_the_baseline_when_growth_over_average_then_it_does
     assert "no seats.active readings in the 10d baseline" in condition.detail
 
 
+# from_zero: growth against a zero baseline
+
+GROWTH_FROM_ZERO = (
+    "{{measure: sum, metric: app.session, window: 7d, growth: {{over: previous_window, from_zero: {mode}}}, "
+    "{threshold}}}"
+)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "current", "held", "shown"),
+    [
+        ("at_least: 0.25", 50, True, "a rise from zero"),  # a rise from zero is above any threshold
+        ("more_than: 1000000", 1, True, "a rise from zero"),
+        ("at_most: 0", 50, False, "a rise from zero"),  # ...and never a decline
+        ("at_least: 0.25", 0, False, "= 0"),  # zero to zero is no growth
+        ("at_most: 0", 0, True, "= 0"),
+        ("less_than: 0", -3, True, "a fall from zero"),  # counts may be negative (corrections)
+    ],
+)
+def test_given_a_zero_previous_window_when_from_zero_fire_then_growth_is_defined(
+    threshold, current, held, shown
+):
+    # Given a previous window without events (a zero baseline) and `current` this window
+    signal = GROWTH_FROM_ZERO.format(mode="fire", threshold=threshold)
+    events = [counted("app.session", ago(1), current)] if current else []
+
+    # When observed
+    condition = observe(signal, events)
+
+    # Then it holds as growth from zero says, and the evidence says so in words (JSON has no infinity)
+    assert condition.held is held
+    assert condition.observed == (0 if current == 0 else None)
+    assert shown in condition.detail
+
+
+def test_given_a_zero_previous_window_when_from_zero_skip_then_it_does_not_hold_as_without_the_key():
+    events = [counted("app.session", ago(1), 50)]
+
+    skipped = observe(GROWTH_FROM_ZERO.format(mode="skip", threshold="at_least: 0.25"), events)
+
+    assert not skipped.held
+    assert skipped.observed is None
+    assert "baseline is zero: growth is undefined" in skipped.detail
+
+
+def test_given_a_non_zero_baseline_when_from_zero_fire_then_growth_is_the_usual_ratio():
+    events = [counted("app.session", ago(8), 100), counted("app.session", ago(1), 125)]
+
+    condition = observe(GROWTH_FROM_ZERO.format(mode="fire", threshold="at_least: 0.25"), events)
+
+    assert condition.held
+    assert condition.observed == 0.25
+
+
+def test_given_gauge_readings_of_zero_in_the_baseline_when_from_zero_fire_then_a_reading_above_holds():
+    signal = (
+        "{measure: latest, metric: seats.active, window: 7d, "
+        "growth: {over: average, baseline_window: 10d, from_zero: fire}, at_least: 0.3}"
+    )
+    # A baseline of zero readings is zero; no reading at all in it is still no baseline.
+    zero_baseline = observe(signal, [reading(0, ago(12)), reading(4, ago(1))])
+    no_baseline = observe(signal, [reading(4, ago(1))])
+
+    assert zero_baseline.held
+    assert not no_baseline.held
+    assert "no seats.active readings in the 10d baseline" in no_baseline.detail
+
+
+def test_given_a_sustained_rise_from_zero_when_it_fires_then_the_evidence_is_strict_json():
+    # Given two back-to-back 7-day windows each growing against the one before, the oldest from zero
+    signal = (
+        "{measure: sum, metric: app.session, window: 7d, growth: {over: previous_window, from_zero: fire}, "
+        "sustained: 2, at_least: 0.5}"
+    )
+    events = [counted("app.session", ago(8), 10), counted("app.session", ago(1), 20)]
+
+    # When evaluated
+    outcome = watch(evaluate(ruleset(signal), events))
+
+    # Then it fires, and its evidence serialises without NaN or Infinity
+    assert outcome.fired
+    assert outcome.firing is not None
+    assert "oldest first: a rise from zero, 1" in outcome.firing.condition.detail
+    json.dumps(outcome.firing.as_evidence(), allow_nan=False)
+
+
+# ── ratio of two measures ─────────────────────────────────────────────────────────────────────
+
+PAYWALL_PER_SESSION = (
+    "{measure: ratio, ratio: {numerator: {measure: sum, metric: paywall.hit}, "
+    "denominator: {measure: sum, metric: app.session}}, window: 7d, at_least: 0.05}"
+)
+
+
+@pytest.mark.parametrize(
+    ("paywall", "sessions", "held", "observed"),
+    [(5, 100, True, 0.05), (4, 100, False, 0.04), (0, 100, False, 0.0)],
+    ids=["at the threshold", "below", "no numerator events: zero"],
+)
+def test_given_two_counts_when_a_ratio_is_measured_then_it_is_numerator_over_denominator(
+    paywall, sessions, held, observed
+):
+    events = [counted("app.session", ago(6), sessions), counted("app.session", ago(7), 1000)]
+    events += [counted("paywall.hit", ago(0), paywall)] if paywall else []
+
+    condition = observe(PAYWALL_PER_SESSION, events)
+
+    assert (condition.held, condition.observed) == (held, observed)
+    assert condition.detail.startswith("sum of paywall.hit per sum of app.session over 7d")
+
+
+def test_given_a_zero_denominator_when_a_ratio_is_measured_then_it_does_not_hold_and_says_why():
+    # Sessions only before the window: the window's denominator is zero
+    events = [counted("paywall.hit", ago(0), 5), counted("app.session", ago(7))]
+
+    condition = observe(PAYWALL_PER_SESSION, events)
+
+    assert not condition.held
+    assert condition.observed is None
+    assert condition.detail == f"sum of app.session is zero in {ago(6)}..{TODAY}: no ratio"
+
+
+def test_given_a_gauge_over_a_distinct_count_when_a_ratio_is_measured_then_each_side_reads_its_measure():
+    # Seats in use per active user: the latest reading over the distinct users of the window
+    signal = (
+        "{measure: ratio, ratio: {numerator: {measure: latest, metric: seats.active}, denominator: "
+        "{measure: distinct, metric: app.session, dimension: user}}, window: 7d, more_than: 1.5}"
+    )
+    users = [counted("app.session", ago(day), dimensions={"user": f"u-{day % 4}"}) for day in range(7)]
+
+    held = observe(signal, [*users, reading(9, ago(8)), reading(7, ago(2))])
+    no_reading = observe(signal, [*users, reading(9, ago(8))])
+
+    assert (held.held, held.observed) == (True, 1.75)
+    assert not no_reading.held
+    assert "no seats.active reading" in no_reading.detail
+
+
+def test_given_a_ratio_with_growth_when_measured_then_the_ratio_grows_against_the_previous_window():
+    signal = (
+        "{measure: ratio, ratio: {numerator: {measure: sum, metric: paywall.hit}, "
+        "denominator: {measure: count, metric: app.session}}, window: 7d, growth: {over: previous_window}, "
+        "at_least: 1}"
+    )
+    events = [
+        counted("paywall.hit", ago(10), 1),
+        *sessions_on(10, 9),  # previous window: 1 hit in 2 sessions, 0.5
+        counted("paywall.hit", ago(1), 2),
+        *sessions_on(1, 2),  # this window: 2 hits in 2 sessions, 1.0: +100 %
+    ]
+
+    condition = observe(signal, events)
+
+    assert (condition.held, condition.observed) == (True, 1.0)
+
+
+# ── new distinct values ───────────────────────────────────────────────────────────────────────
+
+NEW_TEAMS = (
+    "{measure: new_distinct, metric: feature.analytics.used, dimension: team, window: 7d, "
+    "not_seen_in: 14d, at_least: 2}"
+)
+
+
+def team_on(team: str, days_ago: int) -> CountedEvent:
+    return counted("feature.analytics.used", ago(days_ago), dimensions={"team": team})
+
+
+@pytest.mark.parametrize(
+    ("earlier", "new"),
+    [
+        (None, 1),  # first seen in the window: new
+        (7, 0),  # the day just before the window: seen
+        (20, 0),  # the 14th day before the window: seen
+        (21, 1),  # the 15th day before it: forgotten, new again
+    ],
+    ids=["never before", "day before the window", "last day of not_seen_in", "just beyond it"],
+)
+def test_given_a_value_seen_before_the_window_when_new_distinct_then_only_unseen_values_count(earlier, new):
+    # Given team t-1 used analytics today (twice, on two days) and maybe `earlier` days ago
+    events = [team_on("t-1", 0), team_on("t-1", 3)] + ([team_on("t-1", earlier)] if earlier else [])
+
+    # When new teams are counted over the window
+    condition = observe(NEW_TEAMS, events)
+
+    # Then t-1 is new exactly when the 14 days before the window did not have it
+    assert condition.observed == new
+    assert condition.detail.startswith(
+        "new team of feature.analytics.used over 7d (not seen in the 14d before)"
+    )
+
+
+def test_given_two_new_teams_and_an_old_one_when_new_distinct_at_least_2_then_it_holds():
+    events = [team_on("t-old", 10), team_on("t-old", 1), team_on("t-a", 2), team_on("t-b", 6)]
+
+    condition = observe(NEW_TEAMS, events)
+
+    assert (condition.held, condition.observed) == (True, 2)
+
+
+def test_given_new_distinct_when_planned_then_the_read_plan_covers_the_days_before_the_window():
+    # Two quarters of 13 weeks, sustained, each against the year before it
+    signal = (
+        "{measure: new_distinct, metric: feature.analytics.used, dimension: team, window: 13w, "
+        "not_seen_in: 26w, sustained: 2, at_least: 1}"
+    )
+
+    assert read_plan(ruleset(NEW_TEAMS)).lookback_days == 21
+    assert read_plan(ruleset(signal)).lookback_days == 91 * 2 + 182
+
+
+# ── projection: forecast ──────────────────────────────────────────────────────────────────────
+
+SEATS_TRENDING = (
+    "{{measure: latest, metric: seats.active, window: 30d, per_limit: seats, "
+    "forecast: {{reaches: 1.0, within: {within}}}}}"
+)
+SEATS_30 = profile(plan={"name": "Team", "limits": {"seats": 30, "app.session": 3000}})
+
+
+@pytest.mark.parametrize(
+    ("within", "held", "observed"),
+    [("30d", True, 35 / 30), ("20d", True, 1.0), ("14d", False, 0.9)],
+)
+def test_given_seats_on_a_straight_rise_when_forecast_then_the_trend_is_projected_within_the_horizon(
+    within, held, observed
+):
+    # Given 10, 15, 20 seats of 30 at 20, 10 and 0 days ago: half a seat a day
+    events = [reading(10, ago(20)), reading(15, ago(10)), reading(20, ago(0)), reading(99, ago(31))]
+
+    # When projected `within` days ahead
+    condition = observe(SEATS_TRENDING.format(within=within), events, account_profile=SEATS_30)
+
+    # Then the trend's level at the horizon, per the limit, is compared with reaches
+    assert condition.held is held
+    assert condition.observed == pytest.approx(observed)
+    assert (condition.comparison, condition.threshold) == ("at_least", 1.0)
+    assert "its trend's highest in the next" in condition.detail
+
+
+def test_given_a_gauge_already_at_the_limit_and_falling_when_forecast_then_today_counts():
+    events = [reading(40, ago(20)), reading(35, ago(10)), reading(30, ago(0))]
+
+    condition = observe(SEATS_TRENDING.format(within="30d"), events, account_profile=SEATS_30)
+
+    assert condition.held
+    assert condition.observed == 1.0
+
+
+def test_given_one_reading_when_forecast_then_there_is_no_trend_and_it_says_why():
+    condition = observe(SEATS_TRENDING.format(within="30d"), [reading(29)], account_profile=SEATS_30)
+
+    assert not condition.held
+    assert condition.detail.startswith("fewer than 2 readings of seats.active")
+
+
+def test_given_a_steady_daily_sum_when_forecast_then_the_running_total_is_projected():
+    # Given 100 sessions on each of the window's 10 days: 1,000 so far, on a line of 100 a day
+    signal = (
+        "{measure: sum, metric: app.session, window: 10d, per_limit: app.session, "
+        "forecast: {reaches: 1.0, within: 20d}}"
+    )
+    events = sessions_on(*range(10), value=100)
+
+    condition = observe(signal, events, account_profile=SEATS_30)
+
+    # Then 1,000 + 20 x 100 = 3,000 of the 3,000 allowed: reached within 20 days
+    assert condition.held
+    assert condition.observed == pytest.approx(1.0)
+
+
+# ── where: filters on a dimension's value ─────────────────────────────────────────────────────
+
+
+def paywall(feature: str | None, days_ago: int = 0, value: int = 1) -> CountedEvent:
+    return counted("paywall.hit", ago(days_ago), value, dimensions={"feature": feature} if feature else {})
+
+
+@pytest.mark.parametrize(
+    ("where", "observed"),
+    [("{feature: sso}", 3), ("{feature: [sso, scim]}", 5), ("{feature: audit-log}", 0)],
+    ids=["one value", "values", "a value never sent"],
+)
+def test_given_a_where_filter_when_measured_then_only_the_matching_events_count(where, observed):
+    events = [paywall("sso", 1, 3), paywall("scim", 2, 2), paywall("SSO", 1, 10), paywall(None, 0, 100)]
+
+    condition = observe(
+        f"{{measure: sum, metric: paywall.hit, where: {where}, window: 7d, at_least: 3}}", events
+    )
+
+    # Values match exactly as sent (`SSO` is not `sso`); events without the dimension never match
+    assert condition.observed == observed
+    assert condition.held is (observed >= 3)
+    assert "where feature is" in condition.detail
+
+
+def test_given_a_where_filter_on_a_gauge_when_latest_then_the_latest_matching_reading_counts():
+    def seats(value: int, team: str, at: str) -> CountedEvent:
+        return counted("seats.active", ago(1), value, at=at, kind=EventKind.GAUGE, dimensions={"team": team})
+
+    signal = "{measure: latest, metric: seats.active, where: {team: sales}, window: 7d, at_least: 5}"
+
+    condition = observe(signal, [seats(6, "sales", "09:00:00"), seats(40, "support", "10:00:00")])
+
+    assert (condition.held, condition.observed) == (True, 6)
+
+
+# ── group_by: the condition per value of a dimension ──────────────────────────────────────────
+
+ADVANCED_GROWTH_IN_TWO_TEAMS = (
+    "{measure: sum, metric: feature.analytics.used, window: 7d, growth: {over: previous_window}, "
+    "at_least: 0.25, group_by: team, groups_at_least: 2}"
+)
+
+
+def team_usage(team: str, days_ago: int, value: int) -> CountedEvent:
+    return counted("feature.analytics.used", ago(days_ago), value, dimensions={"team": team})
+
+
+@pytest.mark.parametrize(
+    ("events", "held", "observed"),
+    [
+        # two teams grew 25 %+, one shrank: holds
+        (
+            [
+                team_usage("a", 10, 4),
+                team_usage("a", 1, 5),
+                team_usage("b", 9, 10),
+                team_usage("b", 2, 20),
+                team_usage("c", 8, 10),
+                team_usage("c", 3, 5),
+            ],
+            True,
+            2,
+        ),
+        # the account grew 50 % but only one team by 25 %: does not hold
+        (
+            [team_usage("a", 10, 4), team_usage("a", 1, 10), team_usage("b", 9, 10), team_usage("b", 2, 10)],
+            False,
+            1,
+        ),
+        # a team new this week has no baseline (growth undefined): not counted
+        ([team_usage("a", 10, 4), team_usage("a", 1, 5), team_usage("new", 1, 50)], False, 1),
+    ],
+    ids=["two teams grew", "one team grew", "a new team"],
+)
+def test_given_group_by_team_when_evaluated_then_it_holds_when_enough_teams_meet_the_condition(
+    events, held, observed
+):
+    condition = observe(ADVANCED_GROWTH_IN_TWO_TEAMS, events)
+
+    assert (condition.held, condition.observed) == (held, observed)
+    assert (condition.comparison, condition.threshold) == ("at_least", 2)
+    assert "team values: growth of sum of feature.analytics.used over 7d" in condition.detail
+
+
+def test_given_group_by_with_a_calibrated_threshold_when_evaluated_then_each_group_meets_the_accounts_value():
+    signal = (
+        "{measure: sum, metric: feature.analytics.used, window: 7d, group_by: team, groups_at_least: 2, "
+        "at_least: {default: 10, industries: {fintech: 3}}}"
+    )
+    events = [team_usage("a", 1, 4), team_usage("b", 2, 5), team_usage("c", 3, 1)]
+
+    fintech = observe(signal, events, account_profile=profile(industry="fintech"))
+    retail = observe(signal, events, account_profile=profile(industry="retail"))
+
+    assert (fintech.held, fintech.observed, retail.held, retail.observed) == (True, 2, False, 0)
+
+
+def test_given_group_by_when_planned_then_the_read_plan_is_the_signals_own():
+    assert read_plan(ruleset(ADVANCED_GROWTH_IN_TWO_TEAMS)).lookback_days == 14
+
+
 # ── sustained and rising ───────────────────────────────────────────────────────────────────────
 
 SUSTAINED_SESSIONS = "{measure: sum, metric: app.session, window: 7d, sustained: 2, at_least: 1}"
@@ -701,6 +1077,218 @@ def test_given_contacted_within_14d_when_evaluated_then_a_play_sent_in_the_14_da
     )
 
     assert outcome.reason == reason
+
+
+# unless: {signal: name}: excluded while any signal of the ruleset holds
+
+USAGE_DECLINE = (
+    "{measure: sum, metric: app.session, window: 14d, growth: {over: previous_window}, at_most: -0.3}"
+)
+
+
+@pytest.mark.parametrize(
+    ("events", "reason"),
+    [
+        # 10 sessions in the 14 days before the window, 5 in it: -50 %, the decline holds
+        ([counted("app.session", ago(20), 10), counted("app.session", ago(0), 5)], "excluded"),
+        # 10 then 9: -10 %, no decline
+        ([counted("app.session", ago(20), 10), counted("app.session", ago(0), 9)], "fired"),
+        # nothing before: a zero baseline, the decline does not hold (growth undefined)
+        ([counted("app.session", ago(0), 5)], "fired"),
+    ],
+    ids=["declining", "steady", "no baseline"],
+)
+def test_given_an_exclusion_by_a_signal_when_that_signal_holds_then_the_trigger_is_excluded(events, reason):
+    # Given a trigger on any session this week, excluded while usage declines
+    rules = ruleset(SESSIONS_7D, others={"usage_decline": USAGE_DECLINE}, unless="[{signal: usage_decline}]")
+
+    # When evaluated
+    outcome = watch(evaluate(rules, events))
+
+    # Then excluded exactly while the decline holds on the evaluation day
+    assert outcome.held
+    assert outcome.reason == reason
+
+
+def test_given_an_exclusion_by_a_signal_when_the_trigger_fires_then_the_evidence_shows_what_was_seen():
+    rules = ruleset(SESSIONS_7D, others={"usage_decline": USAGE_DECLINE}, unless="[{signal: usage_decline}]")
+
+    firing = watch(evaluate(rules, [counted("app.session", ago(20), 10), counted("app.session", ago(0), 9)]))
+
+    assert firing.firing is not None
+    (check,) = firing.firing.as_evidence()["exclusions_checked"]
+    assert check == {
+        "exclusion": "signal usage_decline",
+        "applies": False,
+        "detail": "not held: growth of sum of app.session over 14d vs the previous window = -0.1",
+    }
+
+
+def test_given_an_exclusion_by_a_composite_when_a_member_held_within_its_window_then_it_excludes():
+    others = {
+        "usage_decline": USAGE_DECLINE,
+        "tickets": "{measure: sum, metric: dashboard.created, window: 1d, at_least: 1}",
+        "at_risk": "{signals: [usage_decline, tickets], n_of: 1, within: 10d}",
+    }
+    rules = ruleset(SESSIONS_7D, others=others, unless="[{signal: at_risk}]")
+
+    # A dashboard created 9 days ago: `tickets` held within the composite's 10 days
+    excluded = watch(evaluate(rules, [*sessions_on(0), counted("dashboard.created", ago(9))]))
+    fired = watch(evaluate(rules, [*sessions_on(0), counted("dashboard.created", ago(10))]))
+
+    assert (excluded.reason, fired.reason) == ("excluded", "fired")
+
+
+def test_given_an_exclusion_by_a_longer_signal_when_planned_then_the_read_plan_covers_it():
+    others = {"usage_decline": USAGE_DECLINE}
+    without = ruleset(SESSIONS_7D, others=others)
+    with_exclusion = ruleset(SESSIONS_7D, others=others, unless="[{signal: usage_decline}]")
+
+    # The decline reads two 14-day windows: 28 days, read in the same one Query as the 7 before
+    assert (read_plan(without).lookback_days, read_plan(with_exclusion).lookback_days) == (7, 28)
+
+
+# requires: conditions on the profile that must all hold (the same kinds as unless)
+
+
+@pytest.mark.parametrize(
+    ("days_ahead", "reason"),
+    [(0, "fired"), (90, "fired"), (91, "excluded"), (-1, "excluded"), (None, "excluded")],
+    ids=["today", "last day", "one day further", "passed", "no renewal date"],
+)
+def test_given_requires_renewal_within_90d_when_evaluated_then_only_a_renewal_0_to_90_days_ahead_fires(
+    days_ahead, reason
+):
+    # Given expansion before renewal: a trigger that requires the renewal to be near
+    renewal = None if days_ahead is None else (TODAY + timedelta(days=days_ahead)).isoformat()
+    rules = ruleset(SESSIONS_7D, unless="[]\n    requires: [{renewal_within: 90d}]")
+
+    # When its signal holds
+    outcome = watch(evaluate(rules, sessions_on(0), account_profile=profile(renewal_date=renewal)))
+
+    # Then it fires only with the renewal 0 to 90 days ahead; otherwise it is held but excluded
+    assert outcome.held
+    assert outcome.reason == reason
+
+
+def test_given_a_requirement_when_the_trigger_fires_then_the_evidence_lists_it_as_checked():
+    rules = ruleset(SESSIONS_7D, unless="[do_not_contact]\n    requires: [{renewal_within: 90d}]")
+    renewal = TODAY + timedelta(days=45)
+
+    renewing = profile(renewal_date=renewal.isoformat())
+
+    outcome = watch(evaluate(rules, sessions_on(0), account_profile=renewing))
+
+    assert outcome.firing is not None
+    assert outcome.firing.as_evidence()["exclusions_checked"] == [
+        {"exclusion": "do_not_contact", "applies": False, "detail": "flag not set"},
+        {
+            "exclusion": "requires renewal_within 90d",
+            "applies": False,
+            "detail": f"renewal on {renewal} (45 days)",
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("created_days_ago", "reason"),
+    [(0, "fired"), (30, "fired"), (31, "excluded"), (-1, "excluded"), (None, "excluded")],
+    ids=["created today", "30 days", "31 days", "created tomorrow", "no created_at"],
+)
+def test_given_requires_account_age_at_most_30d_when_evaluated_then_only_new_accounts_fire(
+    created_days_ago, reason
+):
+    # Given a first-30-days trigger
+    created = None if created_days_ago is None else ago(created_days_ago).isoformat()
+    rules = ruleset(SESSIONS_7D, unless="[]\n    requires: [{account_age: {at_most: 30d}}]")
+
+    # When evaluated
+    outcome = watch(evaluate(rules, sessions_on(0), account_profile=profile(created_at=created)))
+
+    # Then only an account at most 30 days old (known, and already a customer) gets the play
+    assert outcome.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("created_days_ago", "reason", "detail"),
+    [
+        (10, "excluded", "created on {created} (10 days)"),
+        (91, "fired", "created on {created} (91 days)"),
+        (None, "fired", "no created_at on file"),
+    ],
+)
+def test_given_an_account_age_exclusion_when_evaluated_then_an_unknown_age_does_not_exclude(
+    created_days_ago, reason, detail
+):
+    created = None if created_days_ago is None else ago(created_days_ago)
+    rules = ruleset(SESSIONS_7D, unless="[{account_age: {at_least: 1d, at_most: 90d}}]")
+
+    outcome = watch(
+        evaluate(rules, sessions_on(0), account_profile=profile(created_at=created and created.isoformat()))
+    )
+
+    assert outcome.reason == reason
+    if outcome.firing:
+        (check,) = outcome.firing.exclusions
+        assert check.exclusion == "account_age at_least 1d at_most 90d"
+        assert check.detail == detail.format(created=created)
+
+
+def test_given_a_signal_requirement_when_it_does_not_hold_then_the_trigger_waits_and_stays_armed():
+    # Given seats saturation that counts only while sessions are active this week
+    others = {"active": SESSIONS_7D}
+    rules = ruleset(
+        "{measure: latest, metric: seats.active, window: 7d, at_least: 10}",
+        others=others,
+        unless="[]\n    requires: [{signal: active}]",
+    )
+
+    waiting = watch(evaluate(rules, [reading(12)]))
+    firing = watch(evaluate(rules, [reading(12), *sessions_on(3)]))
+
+    assert (waiting.reason, firing.reason) == ("excluded", "fired")
+
+
+# firmographic calibration: thresholds by segment, then industry, then headcount
+
+FIRMOGRAPHIC = (
+    "{measure: sum, metric: app.session, window: 7d, at_least: {default: 10, segments: {enterprise: 25}, "
+    "industries: {fintech: 5}, employees: [{at_least: 0, value: 8}, {at_least: 1000, value: 20}]}}"
+)
+
+
+@pytest.mark.parametrize(
+    ("account_profile", "threshold"),
+    [
+        (profile(segment="enterprise", industry="fintech", employees=5000), 25),  # segment first
+        (profile(segment="smb", industry="fintech", employees=5000), 5),  # then industry
+        (profile(segment="smb", industry="retail", employees=1000), 20),  # then the band: its first value
+        (profile(segment="smb", industry="retail", employees=999), 8),
+        (profile(industry="retail"), 10),  # no headcount: the default
+        (None, 10),
+    ],
+    ids=["segment", "industry", "band edge", "lower band", "no headcount", "no profile"],
+)
+def test_given_a_firmographic_threshold_when_evaluated_then_the_account_gets_its_calibrated_value(
+    account_profile, threshold
+):
+    # Given 8 sessions this week
+    condition = observe(FIRMOGRAPHIC, sessions_on(1, value=8), account_profile=account_profile)
+
+    # Then the threshold that applied is the account's, and held follows it
+    assert condition.threshold == threshold
+    assert condition.held is (threshold <= 8)
+
+
+def test_given_a_history_kept_in_memory_when_the_industry_changes_then_the_new_threshold_applies():
+    rules = ruleset(FIRMOGRAPHIC)
+    memory = history(sessions_on(1, value=8))
+    retail, fintech = profile(industry="retail"), profile(industry="fintech")
+
+    before = evaluate_account(rules, memory, ACCOUNT, retail, AccountState(), AT, explain=False)
+    after = evaluate_account(rules, memory, ACCOUNT, fintech, AccountState(), AT, explain=False)
+
+    assert (watch(before).held, watch(after).held) == (False, True)
 
 
 TWO_CAUTIOUS_TRIGGERS = f"""

@@ -95,6 +95,32 @@ def test_given_a_valid_file_then_dates_as_versions_and_calibrated_thresholds_are
             "triggers.upgrade.unless[0]: 'do_not_call' is not one of",
         ),
         (VALID.replace("n_of: 2", "n_of: 3"), "signals.both: n_of is 3 but only 2 signals are listed"),
+        (
+            VALID.replace("segments: {smb: 100}}", "industries: {}}"),
+            "rules/x.yaml:5:99: signals.api_heavy.at_least.industries: dictionary should have at least 1",
+        ),
+        (
+            VALID.replace("{default: 1000, segments: {smb: 100}}", "{default: 1000}"),
+            "signals.api_heavy.at_least: give segments, industries or employees beside default",
+        ),
+        (
+            VALID.replace(
+                "segments: {smb: 100}}",
+                "employees: [{at_least: 500, value: 3}, {at_least: 50, value: 2}]}",
+            ),
+            "signals.api_heavy.at_least: employee bands must be listed by at_least, smallest first",
+        ),
+        (
+            VALID.replace("segments: {smb: 100}}", "employees: [{at_least: 100000000, value: 3}]}"),
+            "signals.api_heavy.at_least.employees[0].at_least: input should be less than or equal to 1000",
+        ),
+        (
+            VALID.replace(
+                "window: 30d, at_least: {",
+                "window: 30d, growth: {over: previous_window, from_zero: always}, at_least: {",
+            ),
+            "rules/x.yaml:5:104: signals.api_heavy.growth.from_zero: 'always' is not one of 'skip' or 'fire'",
+        ),
         (VALID.replace("upgrade:\n", "upgrade:\n    cooldown: 1d\n"), "'cooldown' appears twice"),
     ],
 )
@@ -127,6 +153,148 @@ def test_given_a_schema_mistake_then_the_message_names_file_line_path_and_what_i
             "signals.both.signals[1]: no signal named 'ghost'",
         ),
         (("window: 30d, at_least: {", "window: 30d, sustained: 14, at_least: {"), "less than or equal to 12"),
+        (
+            ("unless: [do_not_contact,", "unless: [{signal: seats_ful}, do_not_contact,"),
+            "rules/x.yaml:13:23: triggers.upgrade.unless[0].signal: no signal named 'seats_ful' "
+            "(did you mean 'seats_full'?)",
+        ),
+        (
+            ("unless: [do_not_contact,", "unless: [{signal: both}, do_not_contact,"),
+            "rules/x.yaml:13:23: triggers.upgrade.unless[0].signal: the trigger is excluded by its own "
+            "signal 'both': it could never fire",
+        ),
+        (
+            ("unless: [do_not_contact,", "unless: [{signal: seats_full, days: 3}, do_not_contact,"),
+            "rules/x.yaml:13:41: triggers.upgrade.unless[0].days: unknown key 'days'",
+        ),
+        (
+            ("cooldown: 30d\n", "cooldown: 30d\n    requires: [{account_age: {}}]\n"),
+            "rules/x.yaml:15:30: triggers.upgrade.requires[0].account_age: give at_least, at_most or both",
+        ),
+        (
+            (
+                "cooldown: 30d\n",
+                "cooldown: 30d\n    requires: [{account_age: {at_least: 5w, at_most: 30d}}]\n",
+            ),
+            "triggers.upgrade.requires[0].account_age: at_least 5w is longer than at_most 30d: no age fits",
+        ),
+        (
+            ("cooldown: 30d\n", "cooldown: 30d\n    requires: [{renewal_within: 60d}]\n"),
+            "rules/x.yaml:15:15: triggers.upgrade.requires: renewal_within: 60d is both required and "
+            "excluded: the trigger could never fire",
+        ),
+        (
+            ("cooldown: 30d\n", "cooldown: 30d\n    requires: [{signal: seats_fll}]\n"),
+            "rules/x.yaml:15:25: triggers.upgrade.requires[0].signal: no signal named 'seats_fll' "
+            "(did you mean 'seats_full'?)",
+        ),
+        (
+            ("measure: sum, metric: api.calls,", "measure: ratio,"),
+            "signals.api_heavy: ratio ({numerator, denominator}) goes with measure ratio, and only there",
+        ),
+        (
+            (
+                "measure: sum, metric: api.calls,",
+                "measure: ratio, ratio: {numerator: {measure: sum, metric: api.calls}, "
+                "denominator: {measure: sum, metric: seats.active}},",
+            ),
+            "rules/x.yaml:5:108: signals.api_heavy.ratio.denominator.measure: sum adds up counts, but "
+            "'seats.active' is a gauge",
+        ),
+        (
+            (
+                "measure: sum, metric: api.calls,",
+                "measure: ratio, ratio: {numerator: {measure: sum, metric: api.errors}, "
+                "denominator: {measure: sum, metric: api.calls}},",
+            ),
+            "rules/x.yaml:5:73: signals.api_heavy.ratio.numerator.metric: metric 'api.errors' is not",
+        ),
+        (
+            (
+                "measure: sum, metric: api.calls,",
+                "measure: ratio, ratio: {numerator: {measure: share, metric: api.calls}, "
+                "denominator: {measure: sum, metric: api.calls}},",
+            ),
+            "signals.api_heavy.ratio.numerator: a side of a ratio is a plain measure, not share",
+        ),
+        (
+            (
+                "measure: sum, metric: api.calls,",
+                "measure: new_distinct, metric: api.calls, dimension: team,",
+            ),
+            "signals.api_heavy: not_seen_in is required with measure new_distinct, and only there",
+        ),
+        (
+            ("measure: sum, metric: api.calls,", "measure: sum, metric: api.calls, not_seen_in: 30d,"),
+            "signals.api_heavy: not_seen_in is required with measure new_distinct, and only there",
+        ),
+        (
+            (
+                "measure: sum, metric: api.calls,",
+                "measure: new_distinct, metric: api.calls, not_seen_in: 30d,",
+            ),
+            "signals.api_heavy: dimension is required with measure distinct or new_distinct, and only there",
+        ),
+        (
+            (
+                "measure: sum, metric: api.calls, window: 30d,",
+                "measure: new_distinct, metric: api.calls, dimension: team, not_seen_in: 53w, window: 30d,",
+            ),
+            "signals.api_heavy: looks back 401 days, more than the 400 days counters are kept",
+        ),
+        (
+            ("window: 30d, at_least: {", "window: 30d, forecast: {reaches: 1, within: 30d}, at_least: {"),
+            "signals.api_heavy: forecast is the threshold: no other threshold, growth, sustained or rising",
+        ),
+        (
+            (
+                "measure: latest, metric: seats.active, window: 30d, per_limit: seats, at_least: 0.9",
+                "measure: peak, metric: seats.active, window: 30d, per_limit: seats, "
+                "forecast: {reaches: 1, within: 30d}",
+            ),
+            "signals.seats_full: forecast projects a sum (its running total) or a gauge's latest readings",
+        ),
+        (
+            (
+                "measure: latest, metric: seats.active, window: 30d, per_limit: seats, at_least: 0.9",
+                "measure: latest, metric: seats.active, window: 1d, per_limit: seats, "
+                "forecast: {reaches: 1, within: 30d}",
+            ),
+            "signals.seats_full: forecast fits a trend: the window needs at least 2 days",
+        ),
+        (
+            (
+                "measure: latest, metric: seats.active, window: 30d, per_limit: seats, at_least: 0.9",
+                "measure: latest, metric: seats.active, window: 30d, forecast: {reaches: 1, within: 0d}",
+            ),
+            "rules/x.yaml:4:99: signals.seats_full.forecast.within: '0d' is not a duration",
+        ),
+        (
+            ("window: 30d, at_least: {", "where: {team: a, region: eu}, window: 30d, at_least: {"),
+            "signals.api_heavy.where: dictionary should have at most 1 item",
+        ),
+        (
+            ("window: 30d, at_least: {", "group_by: team, window: 30d, at_least: {"),
+            "signals.api_heavy: group_by and groups_at_least go together",
+        ),
+        (
+            (
+                "window: 30d, at_least: {",
+                "where: {team: a}, group_by: region, groups_at_least: 2, window: 30d, at_least: {",
+            ),
+            "signals.api_heavy: use where or group_by, not both",
+        ),
+        (
+            ("window: 30d, at_least: {", "group_by: team, groups_at_least: 51, window: 30d, at_least: {"),
+            "signals.api_heavy.groups_at_least: input should be less than or equal to 50",
+        ),
+        (
+            (
+                "measure: sum, metric: api.calls,",
+                "measure: distinct, dimension: user, metric: api.calls, where: {team: a},",
+            ),
+            "signals.api_heavy: where slices a metric's own numbers: use sum, count, active_days, latest",
+        ),
     ],
 )
 def test_given_a_reference_mistake_then_it_is_reported_at_its_place(change, expected):

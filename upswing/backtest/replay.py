@@ -27,6 +27,7 @@ from shared.events.validation import window_problem
 from shared.rules.aggregates import InMemoryAggregates
 from shared.rules.engine import AccountState, ReadPlan, evaluate_account
 from shared.rules.language import Ruleset
+from shared.rules.slicing import ruleset_slicing
 from upswing.backtest.events import Accepted, Rejected, location
 
 MAX_PROBLEMS_KEPT = 200  # the first ones, with file and line; every one is counted
@@ -114,7 +115,8 @@ def replay_account(
     stats: ReplayStats,
 ) -> list[FiredAt]:
     """Fold and evaluate one account's accepted events, in arrival order; its firings."""
-    aggregates = InMemoryAggregates()
+    # The slices the rulesets filter or group by, folded as the aggregator folds them online.
+    aggregates = InMemoryAggregates(ruleset_slicing(*(contender.ruleset for contender in contenders)))
     states = [AccountState() for _ in contenders]
     fired: list[FiredAt] = []
     seen: dict[str, Accepted] = {}  # by event id: the ledger's deduplication
