@@ -9,6 +9,7 @@ from shared.resources import (
     PLAYS_TABLE,
     RULESET_PATH_ENV,
 )
+from shared.segment.mapping import DEFAULT_MAPPING_PATH, MAPPING_PATH_ENV
 
 
 class ApiSettings(IngestSettings):
@@ -17,3 +18,4 @@ class ApiSettings(IngestSettings):
     firings_table: str = Field(min_length=1, validation_alias=FIRINGS_TABLE.env_var)
     plays_table: str = Field(min_length=1, validation_alias=PLAYS_TABLE.env_var)
     ruleset_path: str = Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)
+    segment_mapping_path: str = Field(default=DEFAULT_MAPPING_PATH, validation_alias=MAPPING_PATH_ENV)
