@@ -355,14 +355,20 @@ def _trait_error(item: Any, applied: dict[tuple[str, ...], str], new: bool, acco
 
 
 # Segment's Spec types `employees` as a string; numbers sent as digit strings are read as numbers
-# where the profile wants a whole number.
+# where the profile wants a whole number. Labels (segment, industry) are lower case in a profile;
+# Segment's examples write "Technology": such a trait is read as the label "technology".
 _WHOLE_TARGETS = {"employees", "plan.tier"}
+_LABEL_TARGETS = {"segment", "industry"}
 
 
 def _coerced(target: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
     whole = target in _WHOLE_TARGETS or target.startswith("plan.limits.")
-    if whole and isinstance(value, str) and re.fullmatch(r"[0-9]{1,15}", value.strip()):
+    if whole and re.fullmatch(r"[0-9]{1,15}", value.strip()):
         return int(value.strip())
+    if target in _LABEL_TARGETS:
+        return re.sub(r"\s+", "-", value.strip().lower())
     return value
 
 
