@@ -14,6 +14,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
+from shared.segment import SEGMENT_PATHS
 from shared.resources import (
     ACCOUNTS_TABLE,
     BUS_INGEST_QUEUE,
@@ -92,7 +93,7 @@ class IngestApi(Construct):
             handler="functions.api.handler.handler",
             package=package,
             timeout=_API_TIMEOUT,
-            description="HTTP API: accepts usage events, outcomes and account profiles",
+            description="HTTP API: accepts usage events, outcomes, account profiles and Segment calls",
             environment={
                 EVENTS_TABLE.env_var: events_table.table_name,
                 REGISTRY_TABLE.env_var: registry_table.table_name,
@@ -194,6 +195,8 @@ class IngestApi(Construct):
         signals = account.add_resource("signals")
         account_outcomes = account.add_resource("outcomes")
         document = v1.add_resource("openapi.json")
+        # Segment's HTTP Tracking API paths (/v1/track, ...): Segment's libraries and destinations post there.
+        segment_calls = [v1.add_resource(path.removeprefix("/v1/")) for path in SEGMENT_PATHS]
         methods = [
             events.add_method("POST", integration, request_validator=validator),
             outcomes.add_method("POST", integration, request_validator=validator),
@@ -213,6 +216,7 @@ class IngestApi(Construct):
                 "GET", integration, request_validator=validator, request_parameters=account_id_required
             ),
             document.add_method("GET", integration, request_validator=validator),
+            *(call.add_method("POST", integration, request_validator=validator) for call in segment_calls),
         ]
         per_account = (account, counters, signals, account_outcomes)
         # Any other method on a route's path reaches the API too, which answers 405 with an Allow
@@ -224,7 +228,7 @@ class IngestApi(Construct):
                 request_validator=validator,
                 request_parameters=account_id_required if resource in per_account else None,
             )
-            for resource in (events, outcomes, document, *per_account)
+            for resource in (events, outcomes, document, *per_account, *segment_calls)
         ]
         for method in methods:
             acknowledge(
