@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
@@ -14,7 +15,6 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
-from shared.segment import SEGMENT_PATHS
 from shared.resources import (
     ACCOUNTS_TABLE,
     BUS_INGEST_QUEUE,
@@ -29,6 +29,8 @@ from shared.resources import (
     RETENTION_DAYS_ENV,
     RULESET_PATH_ENV,
 )
+from shared.segment import SEGMENT_PATHS
+from shared.segment.mapping import DEFAULT_MAPPING_PATH, load_mapping
 
 from .acknowledge import acknowledge
 from .function import LambdaPackage, UpswingFunction
@@ -36,6 +38,7 @@ from .queues import dead_letter_queue, queue_with_dlq
 from .settings import UpswingSettings
 from .storage import Storage
 
+_REPO_ROOT = Path(__file__).resolve().parents[1]
 API_STAGE_NAME = "api"
 # A revoked key keeps working for at most this long (API Gateway caches the authorizer's answer).
 AUTHORIZER_CACHE_TTL = Duration.seconds(60)
@@ -87,6 +90,8 @@ class IngestApi(Construct):
         plays_table = storage.table(PLAYS_TABLE)
         outcomes_table = storage.table(OUTCOMES_TABLE)
 
+        # A Segment mapping with a mistake fails the synth, long before a Segment call could meet it.
+        load_mapping(_REPO_ROOT / DEFAULT_MAPPING_PATH)
         self.api_function = UpswingFunction(
             self,
             "Api",
