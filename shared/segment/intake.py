@@ -32,7 +32,7 @@ from shared.intake import BatchIntake, Channel, ItemResult, Status
 from shared.model_fields import did_you_mean
 from shared.observability import logger
 from shared.segment.mapping import GroupMapping, SegmentMapping, Unmapped, lookup, target_location
-from shared.segment.messages import GroupCall, Ignored, Refused, SegmentResponse, TrackCall
+from shared.segment.messages import GroupCall, IdentifyCall, Ignored, Refused, SegmentResponse, TrackCall
 
 SOURCE = "segment"
 _ACCOUNT_ID = TypeAdapter(AccountId)
@@ -148,6 +148,8 @@ class SegmentIntake:
                     tracks.append((index, translated["event_id"], translated))
             elif kind == "group":
                 results[index] = self._group(index, call, caller, now)
+            elif kind == "identify" and (problems := _identify_problems(call)):
+                results[index] = _rejected(index, message_id, problems)
             elif kind in _IGNORED_TYPES:
                 results[index] = CallResult(index, message_id, Fate.IGNORED, [_IGNORED_TYPES[str(kind)]])
             else:
@@ -386,6 +388,15 @@ def _set(document: dict[str, Any], location: tuple[str, ...], value: Any) -> Non
         node.pop(location[-1], None)
     else:
         node[location[-1]] = value
+
+
+def _identify_problems(call: dict[str, Any]) -> list[str]:
+    """An identify call is ignored, but one that is not even an identify call is said to be wrong."""
+    try:
+        IdentifyCall.model_validate(call)
+    except ValidationError as error:
+        return describe_errors(error, IdentifyCall, noun="identify call")
+    return []
 
 
 def _with_context(call: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:

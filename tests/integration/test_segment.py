@@ -12,13 +12,17 @@ Where a test needs a call Upswing can take (a recent timestamp, an account), it 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from functions.api import handler as api
+from shared.accounts.store import AccountStore
 from shared.producers import Scope, scopes_text
 from shared.segment.mapping import MAPPING_PATH_ENV
 from tests.conftest import Aws
@@ -512,3 +516,35 @@ def test_given_a_segment_write_key_on_another_route_then_403_says_where_it_works
 
     assert status == 403
     assert "accepted only on the Segment routes" in answer["message"]
+
+
+def test_given_an_identify_call_that_is_not_one_then_400_says_what_is_wrong(aws):
+    status, answer = call_api(segment("/v1/identify", {"type": "identify", "traits": ["email"]}))
+
+    assert status == 400
+    assert answer["errors"] == ["traits: input should be a valid dictionary"]
+
+
+class _ThrottledAccounts(AccountStore):
+    def _read(self, account_id: str) -> dict[str, Any] | None:
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}},
+            "GetItem",
+        )
+
+
+def test_given_storage_fails_during_a_batch_then_503_and_the_retry_counts_each_call_once(aws, monkeypatch):
+    batch = {"batch": [a_course_click(), example("group_spec_complete")]}
+
+    with monkeypatch.context() as patch:
+        patch.setattr(api, "accounts", lambda: _ThrottledAccounts(aws.dynamodb, aws.accounts_table))
+        patch.setattr(api, "segment_intake", functools.cache(api.segment_intake.__wrapped__))
+        status, answer = call_api(segment("/v1/batch", batch))
+
+    assert status == 503
+    assert "Retry the whole request" in answer["message"]
+    assert len(ledger(aws)) == 1  # the track call was stored before the failure
+    status, answer = call_api(segment("/v1/batch", batch))
+    assert (status, answer["accepted"], answer["duplicates"]) == (200, 1, 1)
+    assert len(ledger(aws)) == 1
+    assert profile()["name"] == "Initech"
