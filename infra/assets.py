@@ -15,7 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 from .bytecode import compile_for_lambda
 
 # Only what the functions import: hashing the whole repo would redeploy on every README edit.
-_CODE_PACKAGES = ("functions", "shared", "rules")
+_CODE_PACKAGES = ("functions", "shared", "rules", "segment")  # segment/: the Segment mapping file
 _NOT_CODE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 

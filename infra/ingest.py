@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
@@ -29,6 +30,8 @@ from shared.resources import (
     RETENTION_DAYS_ENV,
     RULESET_PATH_ENV,
 )
+from shared.segment import SEGMENT_PATHS
+from shared.segment.mapping import DEFAULT_MAPPING_PATH, load_mapping
 
 from .acknowledge import acknowledge
 from .function import LambdaPackage, UpswingFunction
@@ -36,6 +39,7 @@ from .queues import dead_letter_queue, queue_with_dlq
 from .settings import UpswingSettings
 from .storage import Storage
 
+_REPO_ROOT = Path(__file__).resolve().parents[1]
 API_STAGE_NAME = "api"
 # A revoked key keeps working for at most this long (API Gateway caches the authorizer's answer).
 AUTHORIZER_CACHE_TTL = Duration.seconds(60)
@@ -87,13 +91,15 @@ class IngestApi(Construct):
         plays_table = storage.table(PLAYS_TABLE)
         outcomes_table = storage.table(OUTCOMES_TABLE)
 
+        # A Segment mapping with a mistake fails the synth, long before a Segment call could meet it.
+        load_mapping(_REPO_ROOT / DEFAULT_MAPPING_PATH)
         self.api_function = UpswingFunction(
             self,
             "Api",
             handler="functions.api.handler.handler",
             package=package,
             timeout=_API_TIMEOUT,
-            description="HTTP API: accepts usage events, outcomes and account profiles",
+            description="HTTP API: accepts usage events, outcomes, account profiles and Segment calls",
             environment={
                 EVENTS_TABLE.env_var: events_table.table_name,
                 REGISTRY_TABLE.env_var: registry_table.table_name,
@@ -200,6 +206,8 @@ class IngestApi(Construct):
         triggers = v1.add_resource("triggers")
         trigger = triggers.add_resource("{name}")
         name_required = {"method.request.path.name": True}
+        # Segment's HTTP Tracking API paths (/v1/track, ...): Segment's libraries and destinations post there.
+        segment_calls = [v1.add_resource(path.removeprefix("/v1/")) for path in SEGMENT_PATHS]
         methods = [
             events.add_method("POST", integration, request_validator=validator),
             outcomes.add_method("POST", integration, request_validator=validator),
@@ -223,6 +231,7 @@ class IngestApi(Construct):
             trigger.add_method(
                 "GET", integration, request_validator=validator, request_parameters=name_required
             ),
+            *(call.add_method("POST", integration, request_validator=validator) for call in segment_calls),
         ]
         per_account = (account, counters, signals, account_outcomes)
         # Any other method on a route's path reaches the API too, which answers 405 with an Allow
@@ -240,7 +249,7 @@ class IngestApi(Construct):
                     else None
                 ),
             )
-            for resource in (events, outcomes, document, triggers, trigger, *per_account)
+            for resource in (events, outcomes, document, triggers, trigger, *per_account, *segment_calls)
         ]
         for method in methods:
             acknowledge(

@@ -17,9 +17,11 @@ from shared.events.contract import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST
 from shared.events.models import PRINTABLE_ID_FORMAT, EventBatch, IngestResponse, UsageEvent
 from shared.outcomes.models import AccountOutcome, AccountOutcomes, OutcomeBatch, OutcomesResponse
 from shared.producers import Scope
+from shared.segment.messages import BatchCall, GroupCall, IdentifyCall, SegmentResponse, TrackCall
 
 API_VERSION = "1.0.0"
 _REF = "#/components/schemas/{model}"
+SEGMENT_SCHEME = "segmentWriteKey"
 _UNAVAILABLE = "Storage is unavailable; retry in a few seconds (nothing was half-written)."
 
 
@@ -30,10 +32,12 @@ def openapi_document() -> dict[str, Any]:
             (model, "validation")
             for model in (EventBatch, UsageEvent, OutcomeBatch, AccountOutcome, AccountProfile)
         ]
+        + [(model, "validation") for model in (TrackCall, GroupCall, IdentifyCall, BatchCall)]
         + [
             (model, "serialization")
             for model in (IngestResponse, OutcomesResponse, StoredAccount, AccountOutcomes)
-        ],
+        ]
+        + [(SegmentResponse, "serialization")],
         ref_template=_REF,
     )
     components = schemas["$defs"]
@@ -54,8 +58,9 @@ def openapi_document() -> dict[str, Any]:
             "description": (
                 "Usage events and outcomes in; account profiles, counters and trigger metrics out. Every "
                 "call needs a producer key: `Authorization: Bearer <key>`, with the scope the operation "
-                "names under "
-                "`security` (events:write, outcomes:write, accounts:write, accounts:read). See docs/api.md."
+                "names under `security` (events:write, outcomes:write, accounts:write, accounts:read). "
+                "The Segment routes (/v1/track, /v1/identify, /v1/group, /v1/batch) also take the key as "
+                "a Segment write key: `Authorization: Basic base64(<key>:)`. See docs/api.md."
             ),
         },
         "security": [{"producerKey": []}],
@@ -68,6 +73,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/accounts/{account_id}/outcomes": {"get": _get_outcomes()},
             "/v1/triggers": {"get": _get_triggers()},
             "/v1/triggers/{name}": {"get": _get_trigger()},
+            **_segment_paths(),
             "/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -83,7 +89,13 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "producerKey": {"type": "http", "scheme": "bearer", "description": "A producer key."}
+                "producerKey": {"type": "http", "scheme": "bearer", "description": "A producer key."},
+                SEGMENT_SCHEME: {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "A producer key as a Segment write key: the user name, with an empty "
+                    "password (base64 of '<key>:'). Only on the Segment routes.",
+                },
             },
         },
     }
@@ -298,6 +310,62 @@ def _get_trigger() -> dict[str, Any]:
     }
 
 
+def _segment_paths() -> dict[str, Any]:
+    """The Segment HTTP Tracking API's routes (docs/api.md, "Segment")."""
+    shared = {
+        "400": "The body is not a JSON object (for /v1/batch: no `batch` array, or an empty one); on "
+        "/v1/track, /v1/group and /v1/identify also: the call was not taken (`errors` says why; Segment "
+        "does not retry a 4xx).",
+        "413": "More than 500 calls or more than 1 MiB.",
+        "415": "Content-Type is not application/json.",
+        "503": "Storage is unavailable; retry the whole request (calls already taken count once).",
+    }
+    operations = {
+        "/v1/track": (
+            "postTrack",
+            Scope.EVENTS_WRITE,
+            "TrackCall",
+            "A Segment track call: a usage event, as the mapping file (segment/mapping.yaml) says.",
+        ),
+        "/v1/group": (
+            "postGroup",
+            Scope.ACCOUNTS_WRITE,
+            "GroupCall",
+            "A Segment group call: profile fields from its traits, as the mapping file says.",
+        ),
+        "/v1/identify": (
+            "postIdentify",
+            Scope.EVENTS_WRITE,
+            "IdentifyCall",
+            "A Segment identify call: accepted and ignored (Upswing keeps accounts, not people).",
+        ),
+        "/v1/batch": (
+            "postBatch",
+            Scope.EVENTS_WRITE,
+            "BatchCall",
+            "A Segment batch: up to 500 calls of any type, each taken on its own; group calls in it also "
+            "need accounts:write (else rejected one by one).",
+        ),
+    }
+    return {
+        path: {
+            "post": {
+                "operationId": operation_id,
+                "security": [*_needs(scope), {SEGMENT_SCHEME: [scope.value]}],
+                "summary": summary,
+                "description": 'Segment-compatible (docs/api.md, "Segment"). messageId is the '
+                "deduplication key: a call delivered again is a duplicate and changes nothing.",
+                "requestBody": {"required": True, **_json_body(_ref(model))},
+                "responses": {
+                    "200": {"description": "Each call's fate.", **_json_body(_ref("SegmentResponse"))},
+                    **_errors(shared),
+                },
+            }
+        }
+        for path, (operation_id, scope, model, summary) in operations.items()
+    }
+
+
 def _account_parameter() -> dict[str, Any]:
     return {
         "name": "account_id",
@@ -336,10 +404,19 @@ def required_scope(method: str, path: str) -> Scope | None:
     """The scope an operation needs (None: any valid key), as this document declares it.
 
     The API enforces what the document says, so the two cannot disagree. KeyError: no such operation.
+    Every way to authenticate an operation (a bearer key, a Segment write key) needs the same scope.
     """
-    (requirement,) = openapi_document()["paths"][path][method.lower()]["security"]
+    requirement = openapi_document()["paths"][path][method.lower()]["security"][0]
     (scope,) = requirement["producerKey"] or [None]
     return Scope(scope) if scope else None
+
+
+def takes_scheme(method: str, path: str, scheme: str) -> bool:
+    """Whether the operation takes a key presented this way: "bearer" everywhere, "basic" (a Segment
+    write key) where the document lists the Segment scheme. KeyError: no such operation."""
+    requirements = openapi_document()["paths"][path][method.lower()]["security"]
+    names = {name for requirement in requirements for name in requirement}
+    return {"bearer": "producerKey", "basic": SEGMENT_SCHEME}.get(scheme) in names
 
 
 def allowed_methods(path: str) -> list[str]:

@@ -1,5 +1,5 @@
-"""The HTTP API: events and outcomes in, account profiles, counters, signals and plays out, and the
-OpenAPI document.
+"""The HTTP API: events and outcomes in (also as Segment calls), account profiles, counters, signals
+and plays out, and the OpenAPI document.
 
 Every route is behind the producer-key authorizer; the producer it names is recorded with each
 accepted event. Each route needs the scope the OpenAPI document declares for it (a middleware
@@ -36,7 +36,7 @@ from shared.events.models import AccountId
 from shared.events.validation import BadRequest, describe_errors, parse_batch_request, parse_json_body
 from shared.intake import BatchIntake, Channel, ItemResult, Tally
 from shared.observability import logger, metrics, traced
-from shared.openapi import allowed_methods, openapi_document, required_scope
+from shared.openapi import allowed_methods, openapi_document, required_scope, takes_scheme
 from shared.outcomes.intake import OutcomeIntake, outcome_intake_for, summarize_outcomes
 from shared.outcomes.models import AccountOutcomes
 from shared.outcomes.store import OutcomeStore
@@ -46,6 +46,15 @@ from shared.routing.views import play_state
 from shared.rules.aggregates import DynamoAggregates
 from shared.rules.firings import FiringStore
 from shared.rules.online import OnlineEvaluator, active_ruleset, trigger_view
+from shared.segment.intake import (
+    Caller,
+    CallResult,
+    Fate,
+    SegmentIntake,
+    parse_segment_request,
+    summarize_calls,
+)
+from shared.segment.mapping import active_mapping
 from shared.settings import load_settings
 from shared.storage.dynamo import dynamodb_client
 from shared.trigger_metrics.report import WINDOWS_DAYS, oldest_day, trigger_report
@@ -75,6 +84,19 @@ class MissingScope(Exception):
         self.scope = scope
 
 
+class SchemeNotAccepted(Exception):
+    """The key came in a way this route does not take (a Segment write key off the Segment routes)."""
+
+
+class RejectedCall(Exception):
+    """The one call of a single-call Segment route was not taken: a 400 so Segment does not retry it."""
+
+    def __init__(self, result: CallResult, kind: str) -> None:
+        super().__init__("; ".join(result.reasons))
+        self.result = result
+        self.kind = kind
+
+
 class InvalidProfile(Exception):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("; ".join(errors))
@@ -100,6 +122,14 @@ def outcome_store() -> OutcomeStore:
 def outcome_intake() -> OutcomeIntake:
     config = settings()
     return outcome_intake_for(dynamodb_client(), config.outcomes_table, config.retention_days)
+
+
+@cache
+def segment_intake() -> SegmentIntake:
+    config = settings()
+    return SegmentIntake(
+        active_mapping(config.segment_mapping_path), ingestor(), accounts(), config.retention_days
+    )
 
 
 @cache
@@ -151,6 +181,8 @@ def require_scope(app: APIGatewayRestResolver, next_middleware: NextMiddleware) 
     except KeyError:  # served but never declared, so never reviewed: refuse for every key
         logger.error("route missing from the OpenAPI document", extra={"route": route.path})
         raise MissingScope(None) from None
+    if not takes_scheme(route.method, route.path.replace("<", "{").replace(">", "}"), _auth_scheme()):
+        raise SchemeNotAccepted()
     if needed is not None and needed not in _scopes():
         raise MissingScope(needed)
     return next_middleware(app)
@@ -167,6 +199,57 @@ def post_events() -> Response:
 @app.post("/v1/outcomes")
 def post_outcomes() -> Response:
     return _take_batch(outcome_intake(), summarize_outcomes)
+
+
+@app.post("/v1/track")
+def post_track() -> Response:
+    return _take_segment("track")
+
+
+@app.post("/v1/group")
+def post_group() -> Response:
+    return _take_segment("group")
+
+
+@app.post("/v1/identify")
+def post_identify() -> Response:
+    return _take_segment("identify")
+
+
+@app.post("/v1/batch")
+def post_batch() -> Response:
+    return _take_segment(None)
+
+
+def _take_segment(route_type: str | None) -> Response:
+    """Segment calls: 200 with each call's fate (what Segment's libraries expect of a success), a 400 when
+    the one call of /v1/track, /v1/group or /v1/identify was rejected (Segment does not retry a 4xx),
+    503 when storage failed (a retry is safe: what was stored comes back as duplicates)."""
+    request = app.current_event
+    calls, context = parse_segment_request(
+        request.body,
+        request.headers.get("content-type"),
+        request.is_base64_encoded or False,
+        batch=route_type is None,
+    )
+    caller = Caller(
+        producer_id=_producer(),
+        key_id=_writer().key_id,
+        may_write_accounts=Scope.ACCOUNTS_WRITE in _scopes(),
+    )
+    results = segment_intake().take(calls, caller, datetime.now(UTC), route_type=route_type, context=context)
+    for fate in Fate:
+        count = sum(result.fate is fate for result in results)
+        metrics.add_metric(name=f"Segment{fate.value.capitalize()}", unit=MetricUnit.Count, value=count)
+    failed = sum(result.fate is Fate.FAILED for result in results)
+    if failed:
+        raise StorageUnavailable(
+            f"{failed} of {len(results)} calls could not be stored because storage became unavailable. "
+            "Retry the whole request: calls already taken are recognised and not counted twice."
+        )
+    if route_type is not None and results[0].fate is Fate.REJECTED:
+        raise RejectedCall(results[0], route_type)
+    return _json(200, summarize_calls(results).model_dump(mode="json"))
 
 
 def _take_batch(intake: BatchIntake, summarize: Callable[[Sequence[ItemResult]], BaseModel]) -> Response:
@@ -343,6 +426,20 @@ def invalid_profile(error: InvalidProfile) -> Response:
     return _json(400, {"message": "The profile is not valid.", "errors": error.errors})
 
 
+@app.exception_handler(RejectedCall)
+def rejected_call(error: RejectedCall) -> Response:
+    return _json(400, {"message": f"The {error.kind} call was not taken.", "errors": error.result.reasons})
+
+
+@app.exception_handler(SchemeNotAccepted)
+def scheme_not_accepted(_: SchemeNotAccepted) -> Response:
+    return _message(
+        403,
+        "A Segment write key (HTTP Basic) is accepted only on the Segment routes (/v1/track, /v1/identify, "
+        "/v1/group, /v1/batch); send this key as Authorization: Bearer <key> here.",
+    )
+
+
 @app.exception_handler(MissingScope)
 def missing_scope(error: MissingScope) -> Response:
     if error.scope is None:
@@ -419,6 +516,12 @@ def _producer() -> str:
         # producer means the deployment is miswired, never the caller's fault.
         raise RuntimeError("the authorizer did not name a producer")
     return str(producer)
+
+
+def _auth_scheme() -> str:
+    """How the caller presented its key: bearer, or basic (a Segment write key); the authorizer says."""
+    authorizer = app.current_event.request_context.authorizer
+    return str((authorizer.get("auth_scheme") if authorizer else None) or "bearer")
 
 
 def _scopes() -> frozenset[Scope]:

@@ -11,6 +11,7 @@ from shared.resources import (
     PLAYS_TABLE,
     RULESET_PATH_ENV,
 )
+from shared.segment.mapping import DEFAULT_MAPPING_PATH, MAPPING_PATH_ENV
 
 
 class ApiSettings(IngestSettings):
@@ -23,3 +24,4 @@ class ApiSettings(IngestSettings):
     horizon_days: int = Field(
         default=DEFAULT_HORIZON_DAYS, ge=1, le=DEFAULT_RETENTION_DAYS, validation_alias=HORIZON_ENV
     )
+    segment_mapping_path: str = Field(default=DEFAULT_MAPPING_PATH, validation_alias=MAPPING_PATH_ENV)

@@ -8,11 +8,19 @@ A profile that names a HubSpot company also carries the id as a top-level `hubsp
 written by the same put as the profile: the keys-only `hubspot_company` index (ACCOUNTS_COMPANY_INDEX)
 answers "which accounts is this company?" for the deal read-back with a Query, never a scan. A put
 without the company drops the attribute, and the index entry with it.
+`put` replaces the profile (PUT /v1/accounts/{id}); `revise` changes part of it from what is
+stored (a Segment `group` call's traits), in the same read → conditional write loop, so a revision
+is never built on a profile another writer has replaced meanwhile. A revision from an outside source
+carries a `SourceMark` (the message id and its time): the item keeps the last one applied per
+source, so a redelivered message is recognised and an older one arriving late never undoes a newer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -29,6 +37,32 @@ class ConcurrentProfileWrites(Exception):
     """Other writers kept changing the profile while this write was being made."""
 
 
+@dataclass(frozen=True)
+class SourceMark:
+    """The message of an outside source a revision comes from: its id and its time (RFC 3339 UTC,
+    so that text order is time order)."""
+
+    source: str
+    message_id: str
+    at: str
+
+    @property
+    def attribute(self) -> str:
+        return f"mark_{self.source}"
+
+
+class Revision(StrEnum):
+    CREATED = "created"  # the account had no profile
+    CHANGED = "changed"  # fields changed (an audit entry names them)
+    UNCHANGED = "unchanged"  # the profile already said so; only the mark moved
+    DUPLICATE = "duplicate"  # this very message was applied already
+    STALE = "stale"  # a newer message of the source was applied already: this one changes nothing
+
+
+# Builds the next profile from the stored one (None: no profile yet); raises to refuse.
+Reviser = Callable[[StoredAccount | None], AccountProfile]
+
+
 class AccountStore:
     def __init__(self, client: Any, table: str) -> None:
         self._client = client
@@ -38,21 +72,65 @@ class AccountStore:
         self, account_id: str, profile: AccountProfile, writer: Writer, now: datetime | None = None
     ) -> tuple[StoredAccount, bool]:
         """Replace the account's profile, recording the writer; True when the account is new."""
-        stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
+        stamp = _stamp(now)
         for _ in range(_ATTEMPTS):
-            item = self._client.get_item(
-                TableName=self._table, Key={"pk": {"S": account_id}}, ConsistentRead=True
-            ).get("Item")
+            item = self._read(account_id)
             previous = StoredAccount.model_validate_json(item["profile"]["S"]) if item else None
             stored = _next_version(account_id, profile, previous, writer, stamp)
-            if self._replace(
-                account_id, stored, int(item["revision"]["N"]) if item and "revision" in item else 0
-            ):
+            if self._replace(account_id, stored, item):
                 return stored, item is None
         raise ConcurrentProfileWrites(account_id)
 
-    def _replace(self, account_id: str, stored: StoredAccount, revision_read: int) -> bool:
-        """Write `stored` if the item is still at the revision read; False when another writer came first."""
+    def revise(
+        self,
+        account_id: str,
+        reviser: Reviser,
+        writer: Writer,
+        mark: SourceMark,
+        now: datetime | None = None,
+    ) -> tuple[Revision, StoredAccount | None]:
+        """Change the profile from what is stored, once per message of `mark`'s source, newest wins.
+
+        Whatever `reviser` raises propagates with nothing written (a refused revision never
+        half-writes). A profile the revision leaves as it was gets no audit entry.
+        """
+        stamp = _stamp(now)
+        for _ in range(_ATTEMPTS):
+            item = self._read(account_id)
+            previous = StoredAccount.model_validate_json(item["profile"]["S"]) if item else None
+            last = _mark_of(item, mark)
+            if last is not None and last.message_id == mark.message_id:
+                return Revision.DUPLICATE, previous
+            if last is not None and mark.at < last.at:
+                return Revision.STALE, previous
+            profile = reviser(previous)
+            if previous is not None and not _changed_fields(profile, previous):
+                outcome, stored = Revision.UNCHANGED, previous
+            else:
+                outcome = Revision.CREATED if previous is None else Revision.CHANGED
+                stored = _next_version(account_id, profile, previous, writer, stamp)
+            if self._replace(account_id, stored, item, mark):
+                return outcome, stored
+        raise ConcurrentProfileWrites(account_id)
+
+    def _read(self, account_id: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": account_id}}, ConsistentRead=True
+        ).get("Item")
+        return item
+
+    def _replace(
+        self,
+        account_id: str,
+        stored: StoredAccount,
+        item_read: dict[str, Any] | None,
+        mark: SourceMark | None = None,
+    ) -> bool:
+        """Write `stored` if the item is still at the revision read; False when another writer came first.
+
+        Attributes other than the profile (the sources' marks) are kept; `mark` replaces its source's.
+        """
+        revision_read = int(item_read["revision"]["N"]) if item_read and "revision" in item_read else 0
         guard: dict[str, Any] = (
             {
                 "ConditionExpression": "revision = :read",
@@ -70,7 +148,15 @@ class AccountStore:
         if stored.hubspot.company_id:
             item[ACCOUNTS_COMPANY_INDEX.partition_key] = {"S": stored.hubspot.company_id}
         try:
-            self._client.put_item(TableName=self._table, Item=item, **guard)
+            # Attributes written beside the profile (a Segment source's mark) are kept; the company
+            # index key follows the profile being written (dropped when it names no company).
+            kept = {
+                name: value
+                for name, value in (item_read or {}).items()
+                if name != ACCOUNTS_COMPANY_INDEX.partition_key
+            }
+            mark_attribute = {mark.attribute: _mark_attribute(mark)} if mark else {}
+            self._client.put_item(TableName=self._table, Item={**kept, **mark_attribute, **item}, **guard)
         except ClientError as error:
             if is_conditional_failure(error):
                 return False
@@ -103,12 +189,33 @@ class AccountStore:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def _stamp(now: datetime | None) -> str:
+    return (now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _mark_of(item: dict[str, Any] | None, mark: SourceMark) -> SourceMark | None:
+    stored = (item or {}).get(mark.attribute, {}).get("M")
+    if not stored:
+        return None
+    return SourceMark(source=mark.source, message_id=stored["message_id"]["S"], at=stored["at"]["S"])
+
+
+def _mark_attribute(mark: SourceMark) -> dict[str, Any]:
+    return {"M": {"message_id": {"S": mark.message_id}, "at": {"S": mark.at}}}
+
+
+def _changed_fields(profile: AccountProfile, previous: StoredAccount) -> list[str]:
+    before = _leaves(previous.model_dump(mode="json", include=_PROFILE_FIELDS))
+    after = _leaves(profile.model_dump(mode="json"))
+    return sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+
+
 def _next_version(
     account_id: str, profile: AccountProfile, previous: StoredAccount | None, writer: Writer, stamp: str
 ) -> StoredAccount:
-    before = _leaves(previous.model_dump(mode="json", include=_PROFILE_FIELDS)) if previous else {}
-    after = _leaves(profile.model_dump(mode="json"))
-    changed = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    changed = (
+        _changed_fields(profile, previous) if previous else sorted(_leaves(profile.model_dump(mode="json")))
+    )
     change = ProfileChange(at=stamp, producer_id=writer.producer_id, key_id=writer.key_id, fields=changed)
     history = [change, *(previous.changes if previous else [])][:MAX_CHANGES_KEPT]
     return StoredAccount(

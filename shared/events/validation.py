@@ -109,25 +109,29 @@ def check_item(raw: Any, model: type[Model], *, id_field: str, noun: str) -> Mod
     item_id = _peek_id(raw, id_field)
     if not isinstance(raw, dict):
         article = "an" if noun[0] in "aeiou" else "a"
-        return Invalid(item_id, [f"{article} {noun} must be a JSON object, got {_json_type(raw)}"])
+        return Invalid(item_id, [f"{article} {noun} must be a JSON object, got {json_type(raw)}"])
     try:
         return model.model_validate(raw)
     except ValidationError as error:
         return Invalid(item_id, describe_errors(error, model, noun))
 
 
-def window_problem(occurred_at: datetime, now: datetime, retention_days: int) -> str | None:
-    """Why a fact (an event, an outcome) that occurred at `occurred_at` cannot be accepted at `now`."""
+def window_problem(
+    occurred_at: datetime, now: datetime, retention_days: int, field: str = "occurred_at"
+) -> str | None:
+    """Why a fact (an event, an outcome) that occurred at `occurred_at` cannot be accepted at `now`.
+
+    `field` names the time in the sender's own terms (a Segment call's is `timestamp`)."""
     if occurred_at > now + FUTURE_TOLERANCE:
         return (
-            f"occurred_at {occurred_at.isoformat()} is in the future (more than "
+            f"{field} {occurred_at.isoformat()} is in the future (more than "
             f"{int(FUTURE_TOLERANCE.total_seconds() // 60)} minutes ahead of {now.isoformat()}); "
             "check the producer's clock and timezone"
         )
     oldest = now - timedelta(days=retention_days)
     if occurred_at < oldest:
         return (
-            f"occurred_at {occurred_at.isoformat()} is older than the {retention_days}-day "
+            f"{field} {occurred_at.isoformat()} is older than the {retention_days}-day "
             f"retention (oldest accepted: {oldest.isoformat()})"
         )
     return None
@@ -148,7 +152,7 @@ def describe_errors(error: ValidationError, model: type[BaseModel], noun: str) -
             if isinstance(given, int) and not isinstance(given, bool):  # too big even for a float
                 messages.append(f"value must be between -{MAX_ABS_VALUE:g} and {MAX_ABS_VALUE:g}")
             else:
-                messages.append(f"value must be a JSON number, got {_json_type(given)}")
+                messages.append(f"value must be a JSON number, got {json_type(given)}")
         else:
             message = item["msg"].removeprefix("Value error, ")
             messages.append(f"{field}: {message[0].lower()}{message[1:]}")
@@ -181,7 +185,7 @@ def _peek_id(raw: Any, id_field: str) -> str | None:
     return None
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, str):

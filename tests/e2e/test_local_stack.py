@@ -285,3 +285,36 @@ def test_given_a_firings_play_when_an_expansion_is_posted_then_the_local_attribu
     [play] = signals["recent_plays"]
     assert play["fate"]["state"] == "expanded"
     assert play["expanded"]["outcome_id"] == "chg-attributed"
+
+
+def test_given_a_segment_batch_with_the_write_key_then_counted_once_however_often_delivered(
+    stack: RunningStack,
+) -> None:
+    # As a Segment library sends it: HTTP Basic with the key as the write key, POST /v1/batch.
+    at = (datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)).isoformat()
+    batch = {
+        "batch": [
+            {
+                "type": "track",
+                "messageId": f"seg-{n}",
+                "timestamp": at,
+                "event": "API Calls Reported",
+                "properties": {"count": 10},
+                "userId": "u-1",
+            }
+            for n in range(3)
+        ]
+        + [{"type": "identify", "userId": "u-1", "traits": {"email": "dana@example.com"}}],
+        "context": {"groupId": "segment-e2e"},
+    }
+    with httpx.Client(base_url=stack.api, auth=(stack.key, ""), timeout=30) as segment:
+        answers = [segment.post("/v1/batch", json=batch) for _ in range(3)]
+        refused_elsewhere = segment.post("/v1/events", json={"events": []})
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert [(a.json()["accepted"], a.json()["duplicates"]) for a in answers] == [(3, 0), (0, 3), (0, 3)]
+    assert refused_elsewhere.status_code == 403
+    with stack.client() as api:
+        days = _wait_for_counters(api, "segment-e2e", lambda days: _total(days, "api.calls") >= 30)
+        time.sleep(0.5)  # give a wrongly double-counted call time to show up
+        days = api.get("/v1/accounts/segment-e2e/counters").json()["days"]
+    assert _total(days, "api.calls") == 30

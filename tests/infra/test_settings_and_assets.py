@@ -76,7 +76,7 @@ def test_given_an_auto_close_check_cadence_then_it_is_read_and_validated() -> No
 def test_given_a_repo_without_a_built_layer_when_assets_are_made_then_it_says_to_run_make_layer(
     tmp_path: Path,
 ) -> None:
-    for package in ("functions", "shared", "rules"):
+    for package in ("functions", "shared", "rules", "segment"):
         (tmp_path / package).mkdir()
 
     with pytest.raises(FileNotFoundError, match="run `make layer` first"):
@@ -93,6 +93,8 @@ def test_given_a_repo_with_a_layer_when_assets_are_made_then_only_clean_sources_
         (tmp_path / package / "stale.pyc").write_bytes(b"\0")
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "reference.yaml").write_text("version: x\n")
+    (tmp_path / "segment").mkdir()
+    (tmp_path / "segment" / "mapping.yaml").write_text("version: 1\n")
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_x.py").write_text("")
     (tmp_path / "build" / "lambda" / "app" / "removed_module").mkdir(parents=True)
@@ -106,6 +108,7 @@ def test_given_a_repo_with_a_layer_when_assets_are_made_then_only_clean_sources_
     assert [f for f in files if not f.endswith(".pyc")] == [
         "functions/__init__.py",
         "rules/reference.yaml",
+        "segment/mapping.yaml",
         "shared/__init__.py",
     ]
     compiled_here = sys.version_info[:2] == LAMBDA_PYTHON  # only the runtime's own version can

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 import pytest
@@ -16,6 +17,7 @@ from shared.producers import (
     key_hash,
     parse_scopes,
 )
+from shared.segment import SEGMENT_PATHS
 from tests.conftest import Aws
 from upswing.local.lambda_runtime import LocalContext
 
@@ -207,6 +209,7 @@ def test_given_a_valid_key_when_authorized_then_the_whole_api_is_allowed_and_the
         "producer_id": "checkout-service",
         "key_id": issued.key_id,
         "scopes": "events:write",
+        "auth_scheme": "bearer",
     }
     (statement,) = policy["policyDocument"]["Statement"]
     assert statement == {
@@ -214,6 +217,73 @@ def test_given_a_valid_key_when_authorized_then_the_whole_api_is_allowed_and_the
         "Effect": "Allow",
         "Resource": "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/*",
     }
+
+
+# --- Segment write keys (HTTP Basic) -------------------------------------------------------------
+
+
+def basic(user: str, password: str = "", colon: bool = True) -> str:
+    credentials = f"{user}:{password}" if colon else user
+    return "Basic " + base64.b64encode(credentials.encode()).decode()
+
+
+SEGMENT_ROUTES = [
+    f"arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/*{path}" for path in SEGMENT_PATHS
+]
+
+
+def test_given_a_key_as_a_segment_write_key_then_only_the_segment_routes_are_allowed(keys):
+    issued = keys.issue("segment-prod", scopes={Scope.EVENTS_WRITE, Scope.ACCOUNTS_WRITE})
+    arn = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/POST/v1/batch"
+
+    policy = authorize(token_event(basic(issued.key), arn), keys)
+
+    assert policy["principalId"] == "segment-prod"
+    assert policy["context"] == {
+        "producer_id": "segment-prod",
+        "key_id": issued.key_id,
+        "scopes": "accounts:write events:write",
+        "auth_scheme": "basic",
+    }
+    (statement,) = policy["policyDocument"]["Statement"]
+    # Cached per header for a minute: the answer must not open any other route.
+    assert statement["Resource"] == SEGMENT_ROUTES
+
+
+def test_given_a_write_key_encoded_without_the_colon_then_it_is_accepted_as_segment_does(keys):
+    issued = keys.issue("segment-prod")
+
+    policy = authorize(token_event(basic(issued.key, colon=False)), keys)
+
+    assert policy["context"]["auth_scheme"] == "basic"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Basic not-base64!",
+        "Basic " + base64.b64encode(b"\xff\xfe:").decode(),
+        "Basic " + base64.b64encode(b":").decode(),
+    ],
+)
+def test_given_malformed_basic_credentials_then_unauthorized(keys, header):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorize(token_event(header), keys)
+
+
+def test_given_a_write_key_with_a_password_then_unauthorized(keys):
+    issued = keys.issue("segment-prod")
+
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorize(token_event(basic(issued.key, password="secret")), keys)
+
+
+def test_given_a_revoked_key_as_a_write_key_then_unauthorized(keys):
+    issued = keys.issue("segment-prod")
+    keys.revoke(issued.key_id)
+
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorize(token_event(basic(issued.key)), keys)
 
 
 def test_given_the_cached_policy_then_it_also_covers_the_other_routes_of_the_api(keys):

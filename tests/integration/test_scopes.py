@@ -12,7 +12,7 @@ from functions.api import handler as api
 from shared.openapi import openapi_document, required_scope
 from shared.producers import Scope, scopes_text
 from shared.resources import OUTCOMES_TABLE
-from tests.integration.builders import an_outcome, call_api, proxy_event, usage_event
+from tests.integration.builders import an_hour, an_outcome, call_api, proxy_event, rfc3339, usage_event
 
 ACCOUNT = "acct-northwind"
 TRIGGER = "seat-expansion"  # a trigger of the reference ruleset the API runs in these tests
@@ -20,6 +20,28 @@ PROFILE = {
     "name": "Northwind",
     "segment": "mid-market",
     "owners": {"csm": {"name": "Dana", "email": "dana@example.com", "hubspot_owner_id": "1001"}},
+}
+
+
+_TRACK = {
+    "type": "track",
+    "messageId": "ajs-scope-check",
+    "timestamp": rfc3339(an_hour(0, 10)),
+    "event": "Report Created",
+    "context": {"groupId": ACCOUNT},
+}
+# A well-formed call per Segment route (the repository's mapping, segment/mapping.yaml, is in force).
+SEGMENT_CALLS = {
+    "/v1/track": _TRACK,
+    "/v1/identify": {"type": "identify", "userId": "u-7", "traits": {"email": "dana@example.com"}},
+    "/v1/group": {
+        "type": "group",
+        "messageId": "grp-scope-check",
+        "timestamp": rfc3339(an_hour(0, 10)),
+        "groupId": ACCOUNT,
+        "traits": {"name": "Northwind"},
+    },
+    "/v1/batch": {"batch": [_TRACK]},
 }
 
 
@@ -38,6 +60,8 @@ def request_for(method: str, template: str, scopes: frozenset[Scope] | set[Scope
         body = json.dumps({"outcomes": [an_outcome()]})
     elif method == "PUT":
         body = json.dumps(PROFILE)
+    elif template in SEGMENT_CALLS:
+        body = json.dumps(SEGMENT_CALLS[template])
     return proxy_event(
         method,
         path,

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from shared.events.contract import MAX_EVENTS_PER_REQUEST
-from shared.openapi import openapi_document
+from shared.openapi import SEGMENT_SCHEME, openapi_document
+from shared.segment import SEGMENT_PATHS
 
 COMMITTED_COPY = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 REGENERATE = "upswing openapi --out docs/openapi.json"
@@ -39,6 +40,7 @@ def test_given_the_document_then_it_lists_the_routes_of_the_api():
         "/v1/triggers",
         "/v1/triggers/{name}",
         "/v1/openapi.json",
+        *SEGMENT_PATHS,
     }
     assert set(paths["/v1/events"]) == {"post"}
     assert set(paths["/v1/outcomes"]) == {"post"}
@@ -55,8 +57,17 @@ def test_given_the_document_then_every_call_needs_a_bearer_producer_key():
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             # Each operation names the scope it needs; none opts out of the key (an empty list).
-            (requirement,) = operation["security"]
+            requirement, *alternatives = operation["security"]
             assert list(requirement) == ["producerKey"], f"{method.upper()} {path} must need a producer key"
+            # The Segment routes also take the key as a Segment write key, for the same scope.
+            expected = [{SEGMENT_SCHEME: requirement["producerKey"]}] if path in SEGMENT_PATHS else []
+            assert alternatives == expected, f"{method.upper()} {path}"
+
+
+def test_given_the_segment_write_key_scheme_then_it_is_http_basic():
+    scheme = openapi_document()["components"]["securitySchemes"][SEGMENT_SCHEME]
+
+    assert (scheme["type"], scheme["scheme"]) == ("http", "basic")
 
 
 def test_given_every_operation_then_it_has_an_id_and_documents_the_auth_failures():
