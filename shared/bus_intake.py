@@ -19,13 +19,11 @@ from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.intake import BatchIntake, Channel, ItemResult, Status
 from shared.json_input import JsonInputError, decode_json
-from shared.observability import logger, metrics
-
-_SQS_BATCH_LIMIT = 10
+from shared.observability import metrics
+from shared.sqs import Outgoing, send_batch
 
 
 def process_messages(
@@ -100,21 +98,11 @@ def _reject(
 
 def _send_rejects(sqs: Any, queue_url: str, rejects: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """Record each rejected message with its reasons; return the messages whose reject was not recorded."""
-    unrecorded: list[str] = []
-    for start in range(0, len(rejects), _SQS_BATCH_LIMIT):
-        chunk = rejects[start : start + _SQS_BATCH_LIMIT]
-        entries = [
-            {"Id": str(position), "MessageBody": json.dumps(body, ensure_ascii=False, default=str)}
-            for position, (_, body) in enumerate(chunk)
-        ]
-        try:
-            answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-        except (ClientError, BotoCoreError) as error:
-            logger.error("recording rejects failed", extra={"error": type(error).__name__})
-            unrecorded.extend(message_id for message_id, _ in chunk)
-            continue
-        unrecorded.extend(chunk[int(failure["Id"])][0] for failure in answer.get("Failed", []))
-    return unrecorded
+    outgoing = [
+        Outgoing(message_id, json.dumps(body, ensure_ascii=False, default=str))
+        for message_id, body in rejects
+    ]
+    return send_batch(sqs, queue_url, outgoing)
 
 
 def _count(prefix: str, results: list[ItemResult]) -> None:

@@ -10,6 +10,7 @@ from shared.routing.ledger import PlayRecord
 from shared.routing.messages import PlayDelivery, TaskClose
 from shared.routing.views import play_summary, stamp
 from shared.rules.plays import Channel
+from shared.sqs import Outgoing, send_batch
 
 
 class HandOverFailed(Exception):
@@ -25,17 +26,14 @@ class AwsDispatcher:
 
     def deliver(self, deliveries: list[PlayDelivery]) -> None:
         for channel in dict.fromkeys(delivery.channel for delivery in deliveries):
-            entries = [
-                {
-                    "Id": str(index),
-                    "MessageBody": delivery.model_dump_json(),
-                    "MessageAttributes": {"type": {"DataType": "String", "StringValue": delivery.type}},
-                }
-                for index, delivery in enumerate(d for d in deliveries if d.channel is channel)
+            outgoing = [
+                Outgoing(delivery.play_id, delivery.model_dump_json(), delivery.type)
+                for delivery in deliveries
+                if delivery.channel is channel
             ]
-            answer = self._sqs.send_message_batch(QueueUrl=self._queues[channel], Entries=entries)
-            if answer.get("Failed"):
-                raise HandOverFailed(f"{len(answer['Failed'])} {channel} deliveries not queued")
+            unsent = send_batch(self._sqs, self._queues[channel], outgoing)
+            if unsent:
+                raise HandOverFailed(f"{len(unsent)} {channel} deliveries not queued")
 
     def announce(self, record: PlayRecord) -> None:
         answer = self._events.put_events(

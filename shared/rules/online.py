@@ -27,6 +27,7 @@ from shared.rules.engine import (
 from shared.rules.firings import ConcurrentEvaluation, FiringStore, fired_message, firing_id
 from shared.rules.language import Ruleset
 from shared.rules.loading import load_ruleset
+from shared.sqs import Outgoing, send_batch
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[2]  # functions/, shared/ and rules/ live here
 _COMMIT_ATTEMPTS = 3
@@ -108,21 +109,16 @@ class HandOffFailed(Exception):
 
 def sqs_publisher(sqs: Any, queue_url: str) -> Publisher:
     def publish(messages: list[dict[str, Any]]) -> set[str]:
-        sent: set[str] = set()
-        for start in range(0, len(messages), 10):
-            chunk = messages[start : start + 10]
-            entries = [
-                {
-                    "Id": str(index),
-                    "MessageBody": json.dumps(message, separators=(",", ":"), ensure_ascii=False),
-                    "MessageAttributes": {"type": {"DataType": "String", "StringValue": message["type"]}},
-                }
-                for index, message in enumerate(chunk)
-            ]
-            answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-            failed = {int(failure["Id"]) for failure in answer.get("Failed", [])}
-            sent |= {message["firing_id"] for index, message in enumerate(chunk) if index not in failed}
-        return sent
+        outgoing = [
+            Outgoing(
+                message["firing_id"],
+                json.dumps(message, separators=(",", ":"), ensure_ascii=False),
+                message["type"],
+            )
+            for message in messages
+        ]
+        unsent = set(send_batch(sqs, queue_url, outgoing))
+        return {message.key for message in outgoing if message.key not in unsent}
 
     return publish
 
