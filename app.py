@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """CDK entry point: builds the Upswing stack for one stage and checks it with cdk-nag.
 
-Context (cdk.json or `cdk synth -c key=value`): stage (dev), alarm_email, api_rate_limit (100),
-api_burst_limit (200), retention_days (400).
+Context (cdk.json or `cdk synth -c key=value`): every setting of infra/settings.py's UpswingSettings
+(stage, alarm e-mail, API limits, retention, HubSpot, auto-close, the expansion horizon...), checked
+there at synth; README.md, "Deploy", lists them with their defaults.
 """
 
 from __future__ import annotations

@@ -3,19 +3,16 @@ account expanded (and counts it for their trigger)."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from shared.horizon import HORIZON_ENV
-from shared.resources import OUTCOMES_TABLE, PLAYS_TABLE, RETENTION_DAYS_ENV
+from shared.resources import ATTRIBUTOR_FUNCTION, OUTCOMES_TABLE, PLAYS_TABLE, RETENTION_DAYS_ENV
 
 from .function import LambdaPackage, UpswingFunction
 from .settings import UpswingSettings
 from .storage import Storage
 from .streams import consume_stream
-
-_ATTRIBUTOR_TIMEOUT = Duration.seconds(60)
 
 
 class Attribution(Construct):
@@ -35,9 +32,8 @@ class Attribution(Construct):
         self.attributor = UpswingFunction(
             self,
             "Attributor",
-            handler="functions.attributor.handler.handler",
+            spec=ATTRIBUTOR_FUNCTION,
             package=package,
-            timeout=_ATTRIBUTOR_TIMEOUT,
             description="Marks the plays an expansion outcome followed as expanded, and counts it",
             environment={
                 PLAYS_TABLE.env_var: plays_table.table_name,

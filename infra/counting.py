@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from shared.resources import COUNTERS_TABLE, EVENTS_TABLE, RETENTION_DAYS_ENV, RULESET_PATH_ENV
+from shared.resources import (
+    AGGREGATOR_FUNCTION,
+    COUNTERS_TABLE,
+    EVENTS_TABLE,
+    RETENTION_DAYS_ENV,
+    RULESET_PATH_ENV,
+)
 
 from .function import LambdaPackage, UpswingFunction
 from .settings import UpswingSettings
 from .storage import Storage
 from .streams import consume_stream
-
-_AGGREGATOR_TIMEOUT = Duration.seconds(60)
 
 
 class Counting(Construct):
@@ -33,9 +36,8 @@ class Counting(Construct):
         self.aggregator = UpswingFunction(
             self,
             "Aggregator",
-            handler="functions.aggregator.handler.handler",
+            spec=AGGREGATOR_FUNCTION,
             package=package,
-            timeout=_AGGREGATOR_TIMEOUT,
             description="Adds newly recorded events to the per-day counters",
             environment={
                 COUNTERS_TABLE.env_var: counters_table.table_name,

@@ -14,9 +14,12 @@ from shared.resources import (
     ACCOUNTS_COMPANY_INDEX,
     ACCOUNTS_TABLE,
     DELIVERIES_TABLE,
+    EMAIL_SENDER_FUNCTION,
     HUBSPOT_DLQ_ENV,
+    HUBSPOT_POLLER_FUNCTION,
     HUBSPOT_QUEUE,
     HUBSPOT_SECRET_ENV,
+    HUBSPOT_SENDER_FUNCTION,
     OUTCOMES_TABLE,
     PLAYS_TABLE,
     RETENTION_DAYS_ENV,
@@ -27,7 +30,7 @@ from shared.timezones import PORTAL_TIMEZONE_ENV
 from .acknowledge import acknowledge
 from .function import LambdaPackage, UpswingFunction
 from .queues import QueueWithDlq
-from .routing import EMAIL_SENDER_TIMEOUT, HUBSPOT_SENDER_TIMEOUT, SCHEDULE
+from .routing import SCHEDULE
 from .settings import UpswingSettings
 from .storage import Storage
 
@@ -35,7 +38,6 @@ from .storage import Storage
 # the app's HubSpot limit and together they stay under it.
 HUBSPOT_SENDER_CONCURRENCY = 2
 # The read-back poller: a run stops starting requests 15 s before this, and runs every SCHEDULE.
-HUBSPOT_POLLER_TIMEOUT = Duration.seconds(120)
 _DELIVERY_LEDGER_ACTIONS = [
     "dynamodb:GetItem",
     "dynamodb:PutItem",
@@ -77,9 +79,8 @@ class Delivery(Construct):
         self.hubspot_sender = UpswingFunction(
             self,
             "HubSpotSender",
-            handler="functions.hubspot_sender.handler.handler",
+            spec=HUBSPOT_SENDER_FUNCTION,
             package=package,
-            timeout=HUBSPOT_SENDER_TIMEOUT,
             description="Creates one HubSpot task per play",
             environment={
                 DELIVERIES_TABLE.env_var: deliveries_table.table_name,
@@ -114,9 +115,8 @@ class Delivery(Construct):
         self.hubspot_poller = UpswingFunction(
             self,
             "HubSpotPoller",
-            handler="functions.hubspot_poller.handler.handler",
+            spec=HUBSPOT_POLLER_FUNCTION,
             package=package,
-            timeout=HUBSPOT_POLLER_TIMEOUT,
             description="Reads HubSpot back: Upswing's tasks (completed, deleted, ...), closed-won deals",
             environment={
                 DELIVERIES_TABLE.env_var: deliveries_table.table_name,
@@ -155,9 +155,8 @@ class Delivery(Construct):
         self.email_sender = UpswingFunction(
             self,
             "EmailSender",
-            handler="functions.email_sender.handler.handler",
+            spec=EMAIL_SENDER_FUNCTION,
             package=package,
-            timeout=EMAIL_SENDER_TIMEOUT,
             description="Emails each play to its owner through SES",
             environment={
                 DELIVERIES_TABLE.env_var: deliveries_table.table_name,

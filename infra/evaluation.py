@@ -5,29 +5,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from shared.resources import (
     ACCOUNTS_TABLE,
     COUNTERS_TABLE,
+    EVALUATOR_FUNCTION,
     FIRED_QUEUE,
     FIRINGS_TABLE,
     RETENTION_DAYS_ENV,
+    ROUTER_FUNCTION,
     RULESET_PATH_ENV,
 )
 from shared.rules.loading import load_ruleset
 
 from .function import LambdaPackage, UpswingFunction
 from .queues import queue_with_dlq
-from .routing import ROUTER_TIMEOUT
 from .settings import UpswingSettings
 from .storage import Storage
 from .streams import consume_stream
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
-_EVALUATOR_TIMEOUT = Duration.seconds(60)
 
 
 class Evaluation(Construct):
@@ -46,15 +45,14 @@ class Evaluation(Construct):
         counters_table = storage.table(COUNTERS_TABLE)
         accounts_table = storage.table(ACCOUNTS_TABLE)
         firings_table = storage.table(FIRINGS_TABLE)
-        fired = queue_with_dlq(self, FIRED_QUEUE, consumer_timeout=ROUTER_TIMEOUT)
+        fired = queue_with_dlq(self, FIRED_QUEUE, consumer=ROUTER_FUNCTION)
         self.fired_queue = fired.queue
 
         self.evaluator = UpswingFunction(
             self,
             "Evaluator",
-            handler="functions.evaluator.handler.handler",
+            spec=EVALUATOR_FUNCTION,
             package=package,
-            timeout=_EVALUATOR_TIMEOUT,
             description="Evaluates the expansion rules when an account's counters change",
             environment={
                 COUNTERS_TABLE.env_var: counters_table.table_name,

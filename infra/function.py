@@ -11,7 +11,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from shared.resources import METRICS_NAMESPACE, SERVICE_NAME
+from shared.resources import METRICS_NAMESPACE, SERVICE_NAME, FunctionSpec
 
 from .acknowledge import acknowledge
 
@@ -60,11 +60,9 @@ class UpswingFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        handler: str,
+        spec: FunctionSpec,
         package: LambdaPackage,
-        timeout: Duration,
         environment: Mapping[str, str],
-        memory_size: int = 512,
         description: str | None = None,
         wildcard_resource_reasons: Sequence[str] = (),
     ) -> None:
@@ -80,7 +78,7 @@ class UpswingFunction(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Runs {handler}",
+            description=f"Runs {spec.handler}",
         )
         self.role.add_to_policy(
             iam.PolicyStatement(
@@ -93,11 +91,11 @@ class UpswingFunction(Construct):
             "Function",
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
-            handler=handler,
+            handler=spec.handler,
             code=package.code,
             layers=[package.layer],
-            memory_size=memory_size,
-            timeout=timeout,
+            memory_size=spec.memory_mb,
+            timeout=Duration.seconds(spec.timeout_seconds),
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             role=self.role,

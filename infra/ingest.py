@@ -18,6 +18,9 @@ from shared.horizon import HORIZON_ENV
 from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
 from shared.resources import (
     ACCOUNTS_TABLE,
+    API_FUNCTION,
+    AUTHORIZER_FUNCTION,
+    BUS_INGEST_FUNCTION,
     BUS_INGEST_QUEUE,
     BUS_INTAKE_DETAIL_TYPES,
     COUNTERS_TABLE,
@@ -62,9 +65,6 @@ _ACCESS_LOG_FIELDS = {
     "scopes": "$context.authorizer.scopes",
     "error": "$context.error.message",
 }
-_API_TIMEOUT = Duration.seconds(10)
-_AUTHORIZER_TIMEOUT = Duration.seconds(5)
-_BUS_INGEST_TIMEOUT = Duration.seconds(30)
 
 
 class IngestApi(Construct):
@@ -96,9 +96,8 @@ class IngestApi(Construct):
         self.api_function = UpswingFunction(
             self,
             "Api",
-            handler="functions.api.handler.handler",
+            spec=API_FUNCTION,
             package=package,
-            timeout=_API_TIMEOUT,
             description="HTTP API: accepts usage events, outcomes, account profiles and Segment calls",
             environment={
                 EVENTS_TABLE.env_var: events_table.table_name,
@@ -132,9 +131,8 @@ class IngestApi(Construct):
         self.authorizer_function = UpswingFunction(
             self,
             "Authorizer",
-            handler="functions.authorizer.handler.handler",
+            spec=AUTHORIZER_FUNCTION,
             package=package,
-            timeout=_AUTHORIZER_TIMEOUT,
             description="Verifies producer keys for the HTTP API",
             environment={REGISTRY_TABLE.env_var: registry_table.table_name},
         )
@@ -315,8 +313,8 @@ class BusIngest(Construct):
         outcomes_table = storage.table(OUTCOMES_TABLE)
 
         self.event_bus = events.EventBus(self, "EventBus", event_bus_name=f"upswing-{settings.stage}")
-        inbox = queue_with_dlq(self, BUS_INGEST_QUEUE, consumer_timeout=_BUS_INGEST_TIMEOUT)
-        rejects = queue_with_dlq(self, REJECTS_QUEUE, consumer_timeout=None)
+        inbox = queue_with_dlq(self, BUS_INGEST_QUEUE, consumer=BUS_INGEST_FUNCTION)
+        rejects = queue_with_dlq(self, REJECTS_QUEUE, consumer=None)
         self.rejects_queue = rejects.queue
         undeliverable = dead_letter_queue(self, "BusDeliveryDlq", used_by="EventBridge rule target DLQ")
         self.dead_letter_queues: list[sqs.IQueue] = [
@@ -337,9 +335,8 @@ class BusIngest(Construct):
         self.function = UpswingFunction(
             self,
             "BusIngest",
-            handler="functions.bus_ingest.handler.handler",
+            spec=BUS_INGEST_FUNCTION,
             package=package,
-            timeout=_BUS_INGEST_TIMEOUT,
             description="Validates and records usage events and outcomes that arrived on the event bus",
             environment={
                 EVENTS_TABLE.env_var: events_table.table_name,

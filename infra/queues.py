@@ -8,7 +8,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from shared.resources import QueueSpec
+from shared.resources import FunctionSpec, QueueSpec
 
 from .acknowledge import acknowledge
 
@@ -24,13 +24,12 @@ class QueueWithDlq:
     dead_letter_queue: sqs.Queue
 
 
-def queue_with_dlq(scope: Construct, spec: QueueSpec, *, consumer_timeout: Duration | None) -> QueueWithDlq:
-    """The queue a spec describes, with its own DLQ that receives after `spec.max_receive_count` tries."""
+def queue_with_dlq(scope: Construct, spec: QueueSpec, *, consumer: FunctionSpec | None) -> QueueWithDlq:
+    """The queue a spec describes, with its own DLQ that receives after `spec.max_receive_count` tries;
+    its visibility timeout follows from its consumer function's timeout (None: no Lambda consumer)."""
     dead_letters = dead_letter_queue(scope, f"{spec.construct_id}Dlq")
     visibility = (
-        Duration.seconds(consumer_timeout.to_seconds() * _VISIBILITY_PER_FUNCTION_TIMEOUT)
-        if consumer_timeout
-        else None
+        Duration.seconds(consumer.timeout_seconds * _VISIBILITY_PER_FUNCTION_TIMEOUT) if consumer else None
     )
     queue = sqs.Queue(
         scope,

@@ -14,13 +14,17 @@ from shared.resources import (
     ACCOUNTS_TABLE,
     COUNTERS_TABLE,
     EMAIL_QUEUE,
+    EMAIL_SENDER_FUNCTION,
     EVENT_BUS_ENV,
     FIRINGS_TABLE,
     HUBSPOT_QUEUE,
+    HUBSPOT_SENDER_FUNCTION,
     PLAYS_DUE_INDEX,
     PLAYS_TABLE,
     RETENTION_DAYS_ENV,
+    ROUTER_FUNCTION,
     RULESET_PATH_ENV,
+    SCHEDULER_FUNCTION,
 )
 from shared.timezones import PORTAL_TIMEZONE_ENV
 
@@ -29,11 +33,6 @@ from .queues import queue_with_dlq
 from .settings import UpswingSettings
 from .storage import Storage
 
-ROUTER_TIMEOUT = Duration.seconds(30)
-SCHEDULER_TIMEOUT = Duration.seconds(120)
-# The senders' timeouts; the channel queues' visibility timeouts follow from them.
-HUBSPOT_SENDER_TIMEOUT = Duration.seconds(60)
-EMAIL_SENDER_TIMEOUT = Duration.seconds(30)
 SCHEDULE = Duration.minutes(5)
 _PLAY_LEDGER_ACTIONS = [
     "dynamodb:GetItem",
@@ -59,8 +58,8 @@ class Routing(Construct):
         super().__init__(scope, construct_id)
         plays_table = storage.table(PLAYS_TABLE)
         accounts_table = storage.table(ACCOUNTS_TABLE)
-        hubspot = queue_with_dlq(self, HUBSPOT_QUEUE, consumer_timeout=HUBSPOT_SENDER_TIMEOUT)
-        email = queue_with_dlq(self, EMAIL_QUEUE, consumer_timeout=EMAIL_SENDER_TIMEOUT)
+        hubspot = queue_with_dlq(self, HUBSPOT_QUEUE, consumer=HUBSPOT_SENDER_FUNCTION)
+        email = queue_with_dlq(self, EMAIL_QUEUE, consumer=EMAIL_SENDER_FUNCTION)
         self.hubspot_queue = hubspot
         self.email_queue = email
         environment = {
@@ -78,9 +77,8 @@ class Routing(Construct):
         self.router = UpswingFunction(
             self,
             "Router",
-            handler="functions.router.handler.handler",
+            spec=ROUTER_FUNCTION,
             package=package,
-            timeout=ROUTER_TIMEOUT,
             description="Routes each firing's play: owner, budgets, channels",
             environment=environment,
         )
@@ -98,9 +96,8 @@ class Routing(Construct):
         self.scheduler = UpswingFunction(
             self,
             "Scheduler",
-            handler="functions.router.scheduler.handler",
+            spec=SCHEDULER_FUNCTION,
             package=package,
-            timeout=SCHEDULER_TIMEOUT,
             description="Releases deferred plays and due escalation tiers",
             environment={
                 **environment,

@@ -8,6 +8,7 @@ deployed names through the environment variables named here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 
@@ -176,3 +177,44 @@ HUBSPOT_SECRET_ENV = "HUBSPOT_SECRET_ID"  # noqa: S105 (a variable name, not a s
 SENDER_EMAIL_ENV = "SENDER_EMAIL"
 SERVICE_NAME = "upswing"
 METRICS_NAMESPACE = "Upswing"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A Lambda function: its handler, timeout and memory, stated once for the stack (infra) and for
+    the code whose exactly-once reasoning depends on them (a sender treats a claim younger than its
+    own timeout as possibly still running)."""
+
+    handler: str
+    timeout_seconds: int
+    memory_mb: int = 512
+
+    @property
+    def timeout(self) -> timedelta:
+        return timedelta(seconds=self.timeout_seconds)
+
+
+API_FUNCTION = FunctionSpec("functions.api.handler.handler", 10)
+AUTHORIZER_FUNCTION = FunctionSpec("functions.authorizer.handler.handler", 5)
+BUS_INGEST_FUNCTION = FunctionSpec("functions.bus_ingest.handler.handler", 30)
+AGGREGATOR_FUNCTION = FunctionSpec("functions.aggregator.handler.handler", 60)
+EVALUATOR_FUNCTION = FunctionSpec("functions.evaluator.handler.handler", 60)
+ROUTER_FUNCTION = FunctionSpec("functions.router.handler.handler", 30)
+SCHEDULER_FUNCTION = FunctionSpec("functions.router.scheduler.handler", 120)
+HUBSPOT_SENDER_FUNCTION = FunctionSpec("functions.hubspot_sender.handler.handler", 60)
+EMAIL_SENDER_FUNCTION = FunctionSpec("functions.email_sender.handler.handler", 30)
+HUBSPOT_POLLER_FUNCTION = FunctionSpec("functions.hubspot_poller.handler.handler", 120)
+ATTRIBUTOR_FUNCTION = FunctionSpec("functions.attributor.handler.handler", 60)
+FUNCTIONS = (
+    API_FUNCTION,
+    AUTHORIZER_FUNCTION,
+    BUS_INGEST_FUNCTION,
+    AGGREGATOR_FUNCTION,
+    EVALUATOR_FUNCTION,
+    ROUTER_FUNCTION,
+    SCHEDULER_FUNCTION,
+    HUBSPOT_SENDER_FUNCTION,
+    EMAIL_SENDER_FUNCTION,
+    HUBSPOT_POLLER_FUNCTION,
+    ATTRIBUTOR_FUNCTION,
+)

@@ -9,7 +9,7 @@ dead-lettered after the queue's receive limit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -21,7 +21,9 @@ from botocore.exceptions import ClientError
 
 from shared.delivery.email import render_email
 from shared.delivery.ledger import DeliveryLedger, deliver_once
+from shared.delivery.ses import SesMailer
 from shared.observability import logger, metrics, traced
+from shared.resources import EMAIL_SENDER_FUNCTION
 from shared.routing.messages import PlayDelivery
 from shared.rules.plays import Channel
 from shared.settings import load_settings
@@ -31,44 +33,24 @@ from .settings import EmailSenderSettings
 
 processor = BatchProcessor(event_type=EventType.SQS)
 # The function's timeout: a claim younger than this may belong to an attempt still running.
-FUNCTION_TIMEOUT = timedelta(seconds=30)
+FUNCTION_TIMEOUT = EMAIL_SENDER_FUNCTION.timeout  # the stack sets the same (one spec, shared/resources.py)
 
 
 @dataclass
 class EmailSender:
-    ses: Any
+    mail: SesMailer
     ledger: DeliveryLedger
-    sender: str
 
     def deliver(self, delivery: PlayDelivery, now: datetime) -> str:
         if delivery.channel is not Channel.EMAIL or not (delivery.owner and delivery.owner.email):
             raise ValueError(f"play {delivery.play_id}: not an email delivery with an owner address")
         recipient = delivery.owner.email
-
-        def send() -> str:
-            content = render_email(delivery)
-            answer = self.ses.send_email(
-                FromEmailAddress=self.sender,
-                Destination={"ToAddresses": [recipient]},
-                Content={
-                    "Simple": {
-                        "Subject": {"Data": content.subject, "Charset": "UTF-8"},
-                        "Body": {
-                            "Text": {"Data": content.text, "Charset": "UTF-8"},
-                            "Html": {"Data": content.html, "Charset": "UTF-8"},
-                        },
-                    }
-                },
-                EmailTags=[{"Name": "play", "Value": delivery.play}],
-            )
-            return str(answer["MessageId"])
-
         claim = deliver_once(
             self.ledger,
             Channel.EMAIL.value,
             delivery.play_id,
             now,
-            send,
+            lambda: self.mail.send(recipient, render_email(delivery), {"play": delivery.play}),
             definite_failure=lambda error: isinstance(error, ClientError),
             stale_after=FUNCTION_TIMEOUT,
         )
@@ -79,9 +61,8 @@ class EmailSender:
 def sender() -> EmailSender:
     settings = load_settings(EmailSenderSettings)
     return EmailSender(
-        ses=aws_client("sesv2"),
+        mail=SesMailer(aws_client("sesv2"), settings.sender_email),
         ledger=DeliveryLedger(dynamodb_client(), settings.deliveries_table, settings.retention_days),
-        sender=settings.sender_email,
     )
 
 

@@ -70,7 +70,7 @@ from shared.delivery.task_close import CLOSE_CHANNEL, Closed, CloseResult, close
 from shared.events.validation import describe_errors
 from shared.observability import logger, metrics, traced
 from shared.readback.tasks import TaskEntry, TaskRegistry
-from shared.resources import HUBSPOT_QUEUE
+from shared.resources import HUBSPOT_QUEUE, HUBSPOT_SENDER_FUNCTION
 from shared.routing.ledger import PlayLedger, TaskFacts, TaskStatus
 from shared.routing.messages import CLOSE_TYPE, PlayDelivery, TaskClose
 from shared.rules.plays import Channel
@@ -80,7 +80,7 @@ from shared.storage.dynamo import aws_client, dynamodb_client, is_conditional_fa
 from .settings import HubSpotSenderSettings
 
 processor = BatchProcessor(event_type=EventType.SQS)
-FUNCTION_TIMEOUT = timedelta(seconds=60)  # infra/delivery.py sets the same
+FUNCTION_TIMEOUT = HUBSPOT_SENDER_FUNCTION.timeout  # the stack sets the same (one spec, shared/resources.py)
 # While HubSpot refuses the token, held messages come back this often to try a token put in since.
 AUTH_HOLD = timedelta(minutes=5)
 # Stop starting HubSpot calls this long before Lambda's own deadline.

@@ -473,9 +473,3 @@ class History:
 
     def distinct_series(self, name: str, dimension: str) -> DistinctSeries | None:
         return self._distinct.get((name, dimension))
-
-    def distinct_mask(self, name: str, dimension: str, first: int, last: int) -> int:
-        """`distinct` as a bitmask: its bit count is the number of values, and the masks of two
-        series of the history intersect as their sets do."""
-        series = self._distinct.get((name, dimension))
-        return 0 if series is None else series.mask(first, last)

@@ -57,13 +57,6 @@ def dynamodb_client() -> Any:
     return aws_client("dynamodb")
 
 
-def table_name(env_var: str) -> str:
-    try:
-        return os.environ[env_var]
-    except KeyError:
-        raise RuntimeError(f"{env_var} is not set: the function's environment names its tables") from None
-
-
 def to_decimal(value: float | int | Decimal) -> Decimal:
     if isinstance(value, Decimal):
         return value

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
+from functions.email_sender import handler as email_sender
+from functions.hubspot_sender import handler as hubspot_sender
 from infra.ingest import AUTHORIZER_CACHE_TTL
 from infra.settings import UpswingSettings
 from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
@@ -25,12 +27,15 @@ from shared.resources import (
     COUNTERS_TABLE,
     DELIVERIES_TABLE,
     EMAIL_QUEUE,
+    EMAIL_SENDER_FUNCTION,
     EVENTS_TABLE,
     FIRED_QUEUE,
     FIRINGS_TABLE,
+    FUNCTIONS,
     HUBSPOT_DLQ_ENV,
     HUBSPOT_QUEUE,
     HUBSPOT_SECRET_ENV,
+    HUBSPOT_SENDER_FUNCTION,
     METRICS_NAMESPACE,
     OUTCOME_DETAIL_TYPE,
     OUTCOMES_TABLE,
@@ -987,3 +992,29 @@ def test_given_due_hour_and_play_id_property_settings_then_the_hubspot_sender_ge
     assert environment["HUBSPOT_DUE_HOUR"] == "9"
     assert environment["HUBSPOT_PLAY_ID_PROPERTY"] == "upswing_play_id"
     assert list(referenced_ids(environment[PLAYS_TABLE.env_var])) == [table_id(template, PLAYS_TABLE)]
+
+
+def test_every_function_is_deployed_as_its_spec_says(template: dict[str, Any]) -> None:
+    """Handlers reason from their own timeout (a delivery claim younger than it may still be running);
+    the stack must give them exactly that timeout, from the same spec (shared/resources.py)."""
+    deployed = {
+        function["Properties"]["Handler"]: function["Properties"]
+        for function in of_type(template, "AWS::Lambda::Function").values()
+        if str(function["Properties"].get("Handler", "")).startswith("functions.")
+    }
+    assert set(deployed) == {spec.handler for spec in FUNCTIONS}
+    for spec in FUNCTIONS:
+        properties = deployed[spec.handler]
+        assert (properties["Timeout"], properties["MemorySize"]) == (spec.timeout_seconds, spec.memory_mb)
+    # The senders' timeouts are their specs'.
+    assert HUBSPOT_SENDER_FUNCTION.timeout == hubspot_sender.FUNCTION_TIMEOUT
+    assert EMAIL_SENDER_FUNCTION.timeout == email_sender.FUNCTION_TIMEOUT
+
+
+def test_a_queue_stays_invisible_six_function_timeouts_of_its_consumer(template: dict[str, Any]) -> None:
+    timeouts = {
+        queue["Properties"]["VisibilityTimeout"]
+        for queue in of_type(template, "AWS::SQS::Queue").values()
+        if "VisibilityTimeout" in queue["Properties"]
+    }
+    assert {6 * spec.timeout_seconds for spec in (HUBSPOT_SENDER_FUNCTION, EMAIL_SENDER_FUNCTION)} <= timeouts

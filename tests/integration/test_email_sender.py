@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from functions.email_sender.handler import EmailSender, send_emails
 from shared.delivery.email import render_email
 from shared.delivery.ledger import DeliveryInFlight, DeliveryLedger, DeliveryStatus
+from shared.delivery.ses import SesMailer
 from shared.resources import DELIVERIES_TABLE
 from shared.routing.messages import PlayDelivery
 from tests.conftest import TEST_RETENTION_DAYS, Aws, _test_client
@@ -53,7 +54,7 @@ def email(aws: Aws) -> EmailSender:
     ses = _test_client("sesv2")
     ses.create_email_identity(EmailIdentity=SENDER)
     ledger = DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS)
-    return EmailSender(ses=ses, ledger=ledger, sender=SENDER)
+    return EmailSender(mail=SesMailer(ses, SENDER), ledger=ledger)
 
 
 def test_the_owner_gets_one_email_with_the_narrative(aws: Aws, email: EmailSender) -> None:
@@ -91,7 +92,7 @@ def test_an_attempt_that_stopped_mid_send_is_recorded_as_unknown_not_repeated(
 def test_an_ses_error_releases_the_claim_so_the_retry_sends(aws: Aws) -> None:
     ses = _test_client("sesv2")  # no verified identity: SES rejects the sender
     ledger = DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS)
-    email = EmailSender(ses=ses, ledger=ledger, sender=SENDER)
+    email = EmailSender(mail=SesMailer(ses, SENDER), ledger=ledger)
 
     # A batch whose every record failed is failed whole (Powertools raises; Lambda retries it)
     with pytest.raises(BatchProcessingError, match="Email address not verified"):
