@@ -26,6 +26,7 @@ import httpx
 from shared.resources import HUBSPOT_QUEUE
 from shared.routing.messages import PlayDelivery
 from shared.storage.dynamo import aws_client
+from shared.timestamps import utc_stamp
 from upswing.local.stack import QUIET_POWERTOOLS, LocalStack
 
 FIRINGS = 200
@@ -75,7 +76,7 @@ def _latency(stack: LocalStack) -> dict[str, Any]:
         stack.register_in_hubspot([profile])
 
     posted: dict[str, float] = {}
-    now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    now = utc_stamp(datetime.now(UTC).replace(microsecond=0))
 
     def post_all() -> None:
         for account_id in companies:

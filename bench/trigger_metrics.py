@@ -27,6 +27,7 @@ import httpx
 from bench.dynamo_meter import Meter
 from bench.environment import BENCH_TABLES, fake_aws
 from shared.resources import ACCOUNTS_TABLE, PLAYS_TABLE
+from shared.timestamps import utc_stamp
 
 TRANSITIONS = 100
 PLAYS_ON_THE_STACK = 10_000
@@ -255,7 +256,7 @@ def _fired(account_id: str, trigger: str, version: str, at: datetime) -> Any:
         "ruleset_version": version,
         "trigger": trigger,
         "account_id": account_id,
-        "evaluated_at": at.isoformat().replace("+00:00", "Z"),
+        "evaluated_at": utc_stamp(at),
         "category": "commercial",
         "owner_role": "csm",
         "play": "seat-expansion",

@@ -9,6 +9,7 @@ from typing import Any
 from bench.dynamo_meter import Meter
 from bench.environment import BENCH_TABLES, fake_aws
 from shared.resources import EVENTS_TABLE
+from shared.timestamps import utc_stamp
 
 ACCOUNTS = 25
 TARGET_WCU_PER_EVENT = 1.6
@@ -59,7 +60,7 @@ class StreamReader:
 def _batch(now: datetime, batch_number: int) -> list[dict[str, Any]]:
     events = []
     for account in range(ACCOUNTS):
-        stamp = (now - timedelta(minutes=account)).isoformat().replace("+00:00", "Z")
+        stamp = utc_stamp(now - timedelta(minutes=account))
         base = {"account_id": f"bench-account-{account:02d}", "occurred_at": stamp}
         prefix = f"b{batch_number}-a{account}"
         events += [

@@ -24,6 +24,7 @@ from shared.intake import BatchIntake, Channel, ItemResult, Status
 from shared.json_input import JsonInputError, decode_json
 from shared.observability import metrics
 from shared.sqs import Outgoing, send_batch
+from shared.timestamps import utc_stamp
 
 
 def process_messages(
@@ -91,7 +92,7 @@ def _reject(
         "errors": errors,
         "source": source,
         "detail_type": detail_type,
-        "rejected_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "rejected_at": utc_stamp(now, "seconds"),
         "event": payload,
     }
 

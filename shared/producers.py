@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.storage.dynamo import deserialize
+from shared.timestamps import utc_stamp
 
 KEY_PREFIX = "upk_"
 _PRODUCER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -213,4 +214,4 @@ def _pk(key_id: str) -> str:
 
 
 def _stamp(now: datetime | None) -> str:
-    return (now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_stamp(now or datetime.now(UTC), "seconds")

@@ -57,6 +57,7 @@ from shared.segment.intake import (
 from shared.segment.mapping import active_mapping
 from shared.settings import load_settings
 from shared.storage.dynamo import dynamodb_client
+from shared.timestamps import utc_stamp
 from shared.trigger_metrics.report import WINDOWS_DAYS, oldest_day, trigger_report
 from shared.trigger_metrics.store import TriggerMetricsStore
 
@@ -333,7 +334,7 @@ def get_signals(account_id: str) -> Response:
         {
             "account_id": account_id,
             "ruleset_version": online.ruleset.version,
-            "evaluated_at": evaluation.evaluated_at.isoformat().replace("+00:00", "Z"),
+            "evaluated_at": utc_stamp(evaluation.evaluated_at),
             "triggers": [trigger_view(outcome) for outcome in evaluation.outcomes],
             "recent_firings": online.firings.recent_firings(account_id),
             "recent_plays": _recent_plays(account_id, now=evaluation.evaluated_at),
@@ -387,7 +388,7 @@ def _trigger(name: str, now: datetime) -> dict[str, Any]:
 
 def _metrics_context(now: datetime) -> dict[str, Any]:
     return {
-        "as_of": now.isoformat().replace("+00:00", "Z"),
+        "as_of": utc_stamp(now),
         "ruleset_version": signals().ruleset.version,
         "horizon_days": settings().horizon_days,
         "windows_days": list(WINDOWS_DAYS),

@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from shared.accounts.models import MAX_CHANGES_KEPT, AccountProfile, ProfileChange, StoredAccount, Writer
 from shared.resources import ACCOUNTS_COMPANY_INDEX
 from shared.storage.dynamo import is_conditional_failure
+from shared.timestamps import utc_stamp
 
 _ATTEMPTS = 3
 _PROFILE_FIELDS = set(AccountProfile.model_fields)
@@ -190,7 +191,7 @@ class AccountStore:
 
 
 def _stamp(now: datetime | None) -> str:
-    return (now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_stamp(now or datetime.now(UTC), "seconds")
 
 
 def _mark_of(item: dict[str, Any] | None, mark: SourceMark) -> SourceMark | None:

@@ -14,6 +14,7 @@ from typing import Any
 from shared.events.models import UsageEvent
 from shared.intake import Channel, ConditionalLedger, Existing
 from shared.storage.dynamo import to_decimal
+from shared.timestamps import utc_stamp
 
 __all__ = ["Channel", "EventLedger", "Existing", "day_of", "ledger_item"]
 
@@ -32,14 +33,14 @@ def ledger_item(
         "name": event.name,
         "kind": event.kind.value,
         "value": to_decimal(event.value),
-        "occurred_at": event.occurred_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "occurred_at": utc_stamp(event.occurred_at, "microseconds"),
         "day": day_of(event.occurred_at),
         "dimensions": dict(event.dimensions),
         # Kept as a JSON string: free-form context round-trips exactly and is never read by rules.
         "properties": json.dumps(event.properties, separators=(",", ":"), ensure_ascii=False),
         "producer": producer,
         "channel": channel.value,
-        "received_at": received_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "received_at": utc_stamp(received_at, "milliseconds"),
         "fingerprint": event.fingerprint(),
         "expires_at": int(expires.timestamp()),
     }

@@ -26,6 +26,7 @@ from shared.horizon import within_horizon
 from shared.observability import logger
 from shared.outcomes.models import OutcomeKind
 from shared.routing.ledger import Expansion, PlayLedger
+from shared.timestamps import utc_stamp
 from shared.trigger_metrics.counters import fired_at
 
 
@@ -74,7 +75,7 @@ class Attributor:
             return result
         expansion = Expansion(
             outcome_id=outcome.outcome_id,
-            at=outcome.occurred_at.isoformat().replace("+00:00", "Z"),
+            at=utc_stamp(outcome.occurred_at),
             kind=outcome.kind.value,
             amount=outcome.amount,
             currency=outcome.currency,

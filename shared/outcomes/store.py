@@ -14,6 +14,7 @@ from typing import Any
 from shared.intake import Channel, ConditionalLedger
 from shared.outcomes.models import AccountOutcome, StoredOutcome
 from shared.storage.dynamo import deserialize
+from shared.timestamps import utc_stamp
 
 SORT_KEY_PREFIX = "outcome#"
 
@@ -27,13 +28,13 @@ def outcome_item(
         "sk": SORT_KEY_PREFIX + outcome.outcome_id,
         "outcome_id": outcome.outcome_id,
         "kind": outcome.kind.value,
-        "occurred_at": outcome.occurred_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "occurred_at": utc_stamp(outcome.occurred_at, "microseconds"),
         "amount": outcome.amount,
         "currency": outcome.currency,
         "source": outcome.source,
         "producer": producer,
         "channel": channel.value,
-        "received_at": received_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "received_at": utc_stamp(received_at, "milliseconds"),
         "fingerprint": outcome.fingerprint(),
         "expires_at": int(expires.timestamp()),
     }

@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from shared.delivery.hubspot import SEARCH_RESULT_LIMIT, TaskPage
 from shared.storage.dynamo import deserialize, is_conditional_failure, serialize
+from shared.timestamps import utc_stamp
 
 POLLER_PARTITION = "hubspot#poller"
 TASKS_STATE_KEY = {"pk": {"S": POLLER_PARTITION}, "sk": {"S": "state"}}
@@ -134,8 +135,8 @@ def epoch_ms(value: str | int) -> int:
 
 
 def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_stamp(datetime.fromtimestamp(ms / 1000, UTC), "milliseconds")
 
 
 def stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_stamp(moment, "milliseconds")

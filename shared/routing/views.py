@@ -8,6 +8,7 @@ from typing import Any
 from shared.horizon import DEFAULT_HORIZON_DAYS
 from shared.routing.ledger import WAITING, PlayRecord, TaskStatus
 from shared.rules.plays import Channel
+from shared.timestamps import utc_stamp
 from shared.trigger_metrics.counters import fired_at
 
 
@@ -137,4 +138,4 @@ def auto_close_state(record: PlayRecord) -> dict[str, Any] | None:
 
 def stamp(moment: datetime) -> str:
     """An instant as the API writes it: ISO 8601 in UTC, with Z."""
-    return moment.isoformat().replace("+00:00", "Z")
+    return utc_stamp(moment)

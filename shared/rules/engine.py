@@ -58,6 +58,7 @@ from shared.rules.language import (
     Trigger,
 )
 from shared.rules.loading import lookback_days
+from shared.timestamps import utc_stamp
 
 # ── inputs and outputs ─────────────────────────────────────────────────────────────────────────
 
@@ -128,7 +129,7 @@ class Firing:
             "ruleset_version": self.ruleset_version,
             "trigger": self.trigger,
             "account_id": self.account_id,
-            "evaluated_at": self.evaluated_at.isoformat().replace("+00:00", "Z"),
+            "evaluated_at": utc_stamp(self.evaluated_at),
             "category": self.category,
             "owner_role": self.owner_role,
             "play": self.play,

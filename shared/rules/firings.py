@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from shared.rules.engine import AccountState, Firing, TriggerState
 from shared.storage.dynamo import deserialize, serialize
+from shared.timestamps import utc_stamp
 
 STATE_KEY = "state"
 FIRING_PREFIX = "firing#"
@@ -168,7 +169,7 @@ class FiringStore:
         return [json.loads(deserialize(raw)["message"])["firing"] for raw in answer.get("Items", [])]
 
     def _firing_item(self, firing: Firing) -> dict[str, Any]:
-        moment = firing.evaluated_at.isoformat().replace("+00:00", "Z")
+        moment = utc_stamp(firing.evaluated_at)
         return {
             **self._key_values(firing.account_id, f"{FIRING_PREFIX}{moment}#{firing.trigger}"),
             "firing_id": firing_id(firing),

@@ -26,3 +26,16 @@ def test_given_detailed_tracing_on_when_a_handler_is_wrapped_then_powertools_tra
     wrapped = traced(handler)
     assert wrapped is not handler
     assert wrapped({}, None) == "answer"
+
+
+def test_instants_are_written_in_utc_with_a_z() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from shared.timestamps import utc_stamp
+
+    noon = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    assert utc_stamp(noon) == "2026-11-23T12:00:00Z"
+    assert utc_stamp(noon, "milliseconds") == "2026-11-23T12:00:00.000Z"
+    # Another offset is converted, not relabelled; a naive moment is written as it stands.
+    assert utc_stamp(noon.astimezone(timezone(timedelta(hours=2)))) == "2026-11-23T12:00:00Z"
+    assert utc_stamp(noon.replace(tzinfo=None)) == "2026-11-23T12:00:00"

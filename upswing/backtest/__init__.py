@@ -28,6 +28,7 @@ from shared.rules.durations import days
 from shared.rules.engine import read_plan
 from shared.rules.language import Category, Ruleset, Trigger
 from shared.rules.loading import RulesetError, load_ruleset, lookback_days
+from shared.timestamps import utc_stamp
 from upswing.backtest.events import InputError, check_files
 from upswing.backtest.pipeline import Progress, default_workers, run
 from upswing.backtest.replay import Contender, FiredAt, StrictStop
@@ -117,7 +118,7 @@ def backtest(config: BacktestConfig, progress: Progress | None = None) -> Backte
     result = {
         "tool": "upswing backtest",
         "version": _version(),
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "generated_at": utc_stamp(datetime.now(UTC), "seconds"),
         "command": config.command,
         "period": {"first_day": _iso(outcomes.first_day), "last_day": _iso(outcomes.last_day)},
         "horizon_days": config.horizon_days,
@@ -261,7 +262,7 @@ def _by_week(firings: Sequence[FiredAt], subjects: dict[str, Subject], outcomes:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+    return utc_stamp(moment)
 
 
 def _iso(ordinal: int) -> str | None:

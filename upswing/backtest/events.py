@@ -41,6 +41,7 @@ from shared.events.models import EventKind
 from shared.events.validation import InvalidEvent, check_event
 from shared.json_input import JsonInputError, decode_json
 from shared.storage.dynamo import to_decimal
+from shared.timestamps import utc_stamp
 
 EVENT_FIELDS = ("event_id", "account_id", "name", "occurred_at", "value", "kind", "dimensions", "properties")
 DIMENSION_PREFIX = "dimensions."
@@ -322,7 +323,7 @@ def _ledger_stamp(text: str) -> str | None:
 
 def stamp_of(moment: datetime) -> str:
     """As the ledger writes `occurred_at` (shared/events/ledger.py)."""
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return utc_stamp(moment, "microseconds")
 
 
 def _judge_slowly(file: int, line: int, raw: Any) -> Arrival:

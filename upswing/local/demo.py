@@ -13,6 +13,7 @@ import httpx
 from shared.resources import REJECTS_QUEUE, USAGE_EVENT_DETAIL_TYPE
 from shared.routing.ledger import PlayRecord, PlayStatus
 from shared.storage.dynamo import aws_client
+from shared.timestamps import utc_stamp
 from upswing.local.stack import LocalStack
 
 DEMO_DAYS = 14
@@ -312,7 +313,7 @@ def demo_events(now: datetime) -> Iterator[dict[str, Any]]:
         for days_ago in range(DEMO_DAYS - 1, -1, -1):
             day = now - timedelta(days=days_ago)
             moment = min(day.replace(hour=9, minute=0, second=0), now)  # never in the future
-            stamp = moment.isoformat().replace("+00:00", "Z")
+            stamp = utc_stamp(moment)
             yield _event(
                 account_id,
                 f"seats-{days_ago}",

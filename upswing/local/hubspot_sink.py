@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from shared.timestamps import utc_stamp
+
 REQUESTS_PATH = "/__sink/requests"
 RECORDS_PATH = "/__sink/records"
 SINK_TASKS_PATH = "/__sink/tasks/"  # POST /__sink/tasks/{id}/complete
@@ -566,11 +568,7 @@ class HubSpotSink:
         two changes never share an hs_lastmodifieddate, which keeps paging tests deterministic."""
         now_ms = max(int(time.time() * 1000), self._last_stamp_ms + 1)
         self._last_stamp_ms = now_ms
-        return (
-            datetime.fromtimestamp(now_ms / 1000, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z")
-        )
+        return utc_stamp(datetime.fromtimestamp(now_ms / 1000, UTC), "milliseconds")
 
     # ── deals (the read-back of closed-won deals) ──────────────────────────────────────────────
 
@@ -1060,4 +1058,4 @@ def _reply(request: BaseHTTPRequestHandler, answer: _Answer) -> None:
 
 
 def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_stamp(datetime.now(UTC), "milliseconds")
