@@ -40,6 +40,8 @@ from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple
 
 from shared.accounts.models import AccountProfile
+from shared.experiments.arms import Assignment, assign
+from shared.experiments.assignment import Arm
 from shared.rules.aggregates import Aggregates
 from shared.rules.durations import days
 from shared.rules.history import History, MetricSeries
@@ -129,9 +131,16 @@ class Firing:
     score_base: float
     condition: Observation
     exclusions: tuple[ExclusionCheck, ...]
+    # The account's group in the trigger's experiment (None: no holdout on the trigger: treated).
+    experiment: Assignment | None = None
+
+    @property
+    def arm(self) -> Arm:
+        return self.experiment.arm if self.experiment else Arm.TREATED
 
     def as_evidence(self) -> dict[str, Any]:
         """The stable JSON of a firing (docs/rules.md, "Evidence")."""
+        experiment = {"experiment": self.experiment.as_evidence()} if self.experiment else {}
         return {
             "ruleset_version": self.ruleset_version,
             "trigger": self.trigger,
@@ -147,6 +156,8 @@ class Firing:
             },
             "condition": self.condition.as_evidence(),
             "exclusions_checked": [check.as_evidence() for check in self.exclusions],
+            "arm": self.arm.value,
+            **experiment,
         }
 
 
@@ -439,6 +450,7 @@ class _CompiledTrigger:
             score_base=self.base,
             condition=condition,
             exclusions=self._exclusion_checks(profile, last_contacted, at),
+            experiment=assign(name, self.trigger, account_id),
             **self._score(context, day),
         )
         return TriggerOutcome(name, True, True, "fired", condition, firing), TriggerState(
