@@ -47,7 +47,8 @@ def route_fired(
     def route_record(record: SQSRecord) -> None:
         message = FiredMessage.model_validate_json(record.body)
         routed = play_router.route_firing(message, datetime.now(UTC))
-        metrics.add_metric(name=f"Plays{routed.status.value.capitalize()}", unit=MetricUnit.Count, value=1)
+        status = "".join(part.capitalize() for part in routed.status.value.split("_"))  # PlaysHeldOut
+        metrics.add_metric(name=f"Plays{status}", unit=MetricUnit.Count, value=1)
         logger.info(
             "firing routed",
             extra={"play_id": routed.play_id, "trigger": routed.trigger, "status": routed.status.value},

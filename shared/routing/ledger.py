@@ -14,6 +14,13 @@ The transitions the live trigger metrics count (shared/trigger_metrics/counters.
 first record, routed, first deferred, suppressed, an escalation routed, a task first worked, an
 expansion first attributed) carry their counter ADD in the same transaction, conditional on the
 state the router read (`stored_status`), so each is counted exactly once.
+
+A held-out firing (its account is in its trigger's experiment holdout, `arm: holdout` in its
+evidence) ends HELD_OUT at once: recorded and counted like any firing, never routed. A firing that
+is its account's first in its trigger's experiment is the account's *trial* (`experiment_trial`):
+its first record also writes the account's enrolment item (`experiment#<trigger>#<salt>`,
+conditional on not existing) and counts one account for its arm; an expansion attributed to it
+counts for the arm too (shared/trigger_metrics/counters.py).
 """
 
 from __future__ import annotations
@@ -34,9 +41,10 @@ from shared.routing.budgets import BudgetCharge
 from shared.routing.messages import DeliveryOwner, PlayDelivery
 from shared.storage.dynamo import deserialize, serialize
 from shared.trigger_metrics import emf
-from shared.trigger_metrics.counters import Cohort, Count, Tally
+from shared.trigger_metrics.counters import ArmCount, Cohort, Count, Tally, Trial
 
 PLAY_PREFIX = "play#"
+EXPERIMENT_PREFIX = "experiment#"
 DUE_SHARD = "due"  # one partition: releases are few per minute, far below a partition's limits
 # An accepted play whose hand-off has not finished this long after the accept is handed over by
 # the scheduler: the hand-off failed, or the invocation died, and nothing else would retry it (a
@@ -58,13 +66,15 @@ class PlayStatus(StrEnum):
     # An escalation tier not routed because the play already did its work: an earlier tier's task
     # was completed, or the account has an open expansion opportunity (`reason` says which).
     STOPPED = "stopped"
+    # The firing's account is in its trigger's experiment holdout: recorded, never routed.
+    HELD_OUT = "held_out"
 
 
 # auto_close_result.result when the HubSpot sender completed the task (the other results leave it).
 AUTO_CLOSED = "closed"
 
 WAITING = (PlayStatus.SCHEDULED, PlayStatus.DEFERRED)
-FINAL = (PlayStatus.ROUTED, PlayStatus.SUPPRESSED, PlayStatus.LAPSED, PlayStatus.STOPPED)
+FINAL = (PlayStatus.ROUTED, PlayStatus.SUPPRESSED, PlayStatus.LAPSED, PlayStatus.STOPPED, PlayStatus.HELD_OUT)
 
 
 class TaskStatus(StrEnum):
@@ -122,6 +132,9 @@ class PlayRecord:
 
     # The expansion attributed to the firing (tier 0 only): {outcome_id, at, kind, amount, currency}.
     expanded: dict[str, str] | None = None
+    # Whether this firing is its account's first in its trigger's experiment (tier 0 only): the
+    # account's one trial, counted per arm (its enrolment, then its expansion).
+    trial: bool = False
     # The status the ledger held when this record was read (None: not in the ledger yet). Counted
     # transitions are written on condition that it still holds.
     stored_status: PlayStatus | None = None
@@ -138,6 +151,16 @@ class PlayRecord:
     @property
     def play(self) -> str:
         return str(self.firing["play"])
+
+    @property
+    def experiment_salt(self) -> str | None:
+        """The salt of the firing's experiment (None: its trigger held no experiment)."""
+        experiment = self.firing.get("experiment")
+        return str(experiment["salt"]) if isinstance(experiment, dict) and "salt" in experiment else None
+
+    @property
+    def arm(self) -> str:
+        return str(self.firing.get("arm", "treated"))
 
     def moved(self, status: PlayStatus, at: datetime, **changes: Any) -> PlayRecord:
         return replace(self, status=status, updated_at=at, **changes)
@@ -189,6 +212,16 @@ class PlayLedger:
         ).get("Item")
         return _record(deserialize(item)) if item else None
 
+    def in_experiment(self, account_id: str, trigger: str, salt: str) -> bool:
+        """Whether the account entered the trigger's experiment (salt) already: its enrolment item."""
+        answer = self._client.get_item(
+            TableName=self._table,
+            Key=_key(account_id, _enrolment_sort_key(trigger, salt)),
+            ConsistentRead=True,
+            ProjectionExpression="pk",
+        )
+        return "Item" in answer
+
     def schedule(self, record: PlayRecord) -> bool:
         """Write a waiting play unless the play exists already; True when written."""
         try:
@@ -227,7 +260,7 @@ class PlayLedger:
                 }
             )
         if tally:
-            writes.append(self._count(tally))  # last: the reasons below index the play and budgets
+            writes += self._counted(record, tally)  # last: the reasons below index the play and budgets
         try:
             self._transact(writes)
         except ClientError as error:
@@ -259,7 +292,9 @@ class PlayLedger:
                 raise
             return
         try:
-            self._transact([{"Put": self._open_play_write(record, strict=True)}, self._count(tally)])
+            self._transact(
+                [{"Put": self._open_play_write(record, strict=True)}, *self._counted(record, tally)]
+            )
         except ClientError as error:
             if _code(error) == "TransactionCanceledException" and _reasons(error)[:1] == [
                 "ConditionalCheckFailed"
@@ -384,10 +419,12 @@ class PlayLedger:
         """Attribute an expansion to a firing's play (tier 0), with its count and amount, once: a
         play already expanded keeps its first expansion (False then), so a redelivered outcome or a
         second expansion within the horizon changes nothing."""
+        salt = record.experiment_salt
         tally = Tally(
             Cohort.of(record.firing),
             {Count.EXPANDED: 1},
             amount=(expansion.currency, expansion.amount),
+            trial=Trial(salt, record.arm, ArmCount.EXPANDED) if record.trial and salt else None,
         )
         update = {
             "TableName": self._table,
@@ -570,7 +607,39 @@ class PlayLedger:
                 counts[Count.DEFERRED] = 1
             elif record.status is PlayStatus.SUPPRESSED:
                 counts[Count.SUPPRESSED] = 1
-        return Tally(Cohort.of(record.firing), counts)
+            elif record.status is PlayStatus.HELD_OUT:
+                counts[Count.HELD_OUT] = 1
+        salt = record.experiment_salt
+        enrols = record.tier == 0 and record.stored_status is None and record.trial and salt
+        trial = Trial(salt, record.arm, ArmCount.ACCOUNTS) if enrols and salt else None
+        return Tally(Cohort.of(record.firing), counts, trial=trial)
+
+    def _counted(self, record: PlayRecord, tally: Tally) -> list[dict[str, Any]]:
+        """The transaction elements of a counted transition: the cohort ADD, and for an account
+        entering its trigger's experiment, its enrolment item (conditional on not existing: an
+        account is one trial per experiment, whichever of its firings raced to enter it)."""
+        writes = [self._count(tally)]
+        if tally.trial is not None and tally.trial.count is ArmCount.ACCOUNTS:
+            enrolment = {
+                "pk": record.account_id,
+                "sk": _enrolment_sort_key(record.trigger, tally.trial.salt),
+                "trigger": record.trigger,
+                "salt": tally.trial.salt,
+                "arm": tally.trial.arm,
+                "firing_id": record.firing_id,
+                "fired_at": str(record.firing["evaluated_at"]),
+                "expires_at": self._expiry(record.updated_at),
+            }
+            writes.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": serialize(enrolment),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
+        return writes
 
     def _count(self, tally: Tally) -> dict[str, Any]:
         expires = datetime.combine(tally.cohort.day, datetime.min.time(), UTC) + timedelta(days=1)
@@ -623,6 +692,8 @@ class PlayLedger:
             item["skipped"] = record.skipped
         if record.expanded:
             item["expanded"] = record.expanded
+        if record.trial:
+            item["experiment_trial"] = True
         return serialize(item)
 
     def _expiry(self, moment: datetime) -> int:
@@ -656,6 +727,7 @@ def _record(item: dict[str, Any]) -> PlayRecord:
         auto_close=_strings(item.get("auto_close")),
         auto_close_result=_strings(item.get("auto_close_result")),
         expanded={str(k): str(v) for k, v in item["expanded"].items()} if item.get("expanded") else None,
+        trial=bool(item.get("experiment_trial")),
         stored_status=PlayStatus(item["status"]),
     )
 
@@ -684,6 +756,10 @@ def _task_facts(item: dict[str, Any]) -> TaskFacts | None:
         due_moved=fact("due_moved"),
         failed=fact("task_failed"),
     )
+
+
+def _enrolment_sort_key(trigger: str, salt: str) -> str:
+    return f"{EXPERIMENT_PREFIX}{trigger}#{salt}"
 
 
 def _key(partition: str, sort: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Any, Literal, Protocol
 
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from shared.accounts.models import AccountProfile, HubSpotRefs, Owner
 from shared.accounts.store import AccountStore
+from shared.experiments.assignment import Arm
 from shared.observability import logger
 from shared.routing.budgets import charges, owner_counter, period_of
 from shared.routing.ledger import (
@@ -96,13 +97,26 @@ class Router:
     def route_firing(self, message: FiredMessage, now: datetime) -> PlayRecord:
         """Schedule the play's escalation tiers and route its first; the first tier's record."""
         firing = message.firing.model_dump(mode="json")
-        tiers = self._play(firing).tiers()
+        held_out = firing.get("arm") == Arm.HOLDOUT
+        tiers = [] if held_out else self._play(firing).tiers()  # a held-out firing escalates to no one
         fired_at = message.firing.evaluated_at
         for number, tier in enumerate(tiers[1:], start=1):
             due_at = fired_at + timedelta(days=days(tier.after))
             self.ledger.schedule(self._new_record(message.firing_id, number, firing, now, due_at=due_at))
         existing = self.ledger.get(message.firing.account_id, play_id(message.firing_id, 0))
-        return self._route(existing or self._new_record(message.firing_id, 0, firing, now, due_at=now), now)
+        if existing:
+            return self._route(existing, now)
+        record = self._new_record(message.firing_id, 0, firing, now, due_at=now)
+        salt = record.experiment_salt
+        if salt and not self.ledger.in_experiment(record.account_id, record.trigger, salt):
+            record = replace(record, trial=True)
+        if held_out:
+            # Recorded and counted like any firing (its arm's comparison group), never routed.
+            draw = firing["experiment"]["draw"]
+            percent = firing["experiment"]["holdout_percent"]
+            reason = f"held out: experiment {salt}, draw {draw} < {percent}%"
+            return self._settle(record.moved(PlayStatus.HELD_OUT, now, due_at=None, reason=reason))
+        return self._route(record, now)
 
     def release(self, record: PlayRecord, now: datetime) -> PlayRecord:
         """Route a deferred play, or an escalation tier whose day has come (if its signal holds);

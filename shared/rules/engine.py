@@ -42,6 +42,8 @@ from typing import Any, ClassVar, NamedTuple
 
 from shared.accounts.models import AccountProfile
 from shared.counters.slices import slice_key
+from shared.experiments.arms import Assignment, assign
+from shared.experiments.assignment import Arm
 from shared.rules.aggregates import Aggregates
 from shared.rules.conditions import ExclusionCheck, check_exclusion, exclusion_test
 from shared.rules.durations import days
@@ -122,9 +124,16 @@ class Firing:
     score_base: float
     condition: Observation
     exclusions: tuple[ExclusionCheck, ...]
+    # The account's group in the trigger's experiment (None: no holdout on the trigger: treated).
+    experiment: Assignment | None = None
+
+    @property
+    def arm(self) -> Arm:
+        return self.experiment.arm if self.experiment else Arm.TREATED
 
     def as_evidence(self) -> dict[str, Any]:
         """The stable JSON of a firing (docs/rules.md, "Evidence")."""
+        experiment = {"experiment": self.experiment.as_evidence()} if self.experiment else {}
         return {
             "ruleset_version": self.ruleset_version,
             "trigger": self.trigger,
@@ -140,6 +149,8 @@ class Firing:
             },
             "condition": self.condition.as_evidence(),
             "exclusions_checked": [check.as_evidence() for check in self.exclusions],
+            "arm": self.arm.value,
+            **experiment,
         }
 
 
@@ -441,6 +452,7 @@ class _CompiledTrigger:
             score_base=self.base,
             condition=condition,
             exclusions=self._exclusion_checks(context, last_contacted, at),
+            experiment=assign(name, self.trigger, account_id),
             **self._score(context, day),
         )
         return TriggerOutcome(name, True, True, "fired", condition, firing), TriggerState(

@@ -437,6 +437,23 @@ class Score(_Strict):
     weights: dict[Name, Annotated[float, Field(gt=0, le=100)]] = Field(min_length=1)
 
 
+HOLDOUT_MAX_PERCENT = 50
+Percent = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]{1,2}(\.[0-9]{1,2})?%$"),
+    Field(description=f"A percentage of accounts, above 0 and at most {HOLDOUT_MAX_PERCENT}: 10%, 2.5%."),
+]
+
+
+class Experiment(_Strict):
+    """What names a trigger's experiment (shared/experiments/assignment.py draws the groups)."""
+
+    salt: Label = Field(
+        description="Seeds the stable draw of accounts into groups (default: the trigger's name). A new "
+        "salt is a new experiment: every account is drawn again."
+    )
+
+
 class Trigger(_Strict):
     description: str | None = None
     category: Category
@@ -455,6 +472,27 @@ class Trigger(_Strict):
     score: Score | None = Field(
         default=None, description="Default: the signal (or a composite's members) weighted equally."
     )
+    holdout: Percent | None = Field(
+        default=None,
+        description="Hold out this share of accounts: their firings are recorded, never routed, so the "
+        "play's lift can be measured (docs/rules.md, 'Experiments').",
+    )
+    experiment: Experiment | None = Field(default=None, description="With holdout: the experiment's salt.")
+
+    @model_validator(mode="after")
+    def _experiment_settings(self) -> Trigger:
+        if self.holdout is not None and not 0 < self.holdout_percent <= HOLDOUT_MAX_PERCENT:
+            raise ValueError(
+                f"holdout must be above 0% and at most {HOLDOUT_MAX_PERCENT}%, not {self.holdout}"
+            )
+        if self.experiment is not None and self.holdout is None:
+            raise ValueError("experiment names the salt of a holdout: give holdout too")
+        return self
+
+    @property
+    def holdout_percent(self) -> float:
+        """The holdout as a number of percent (0: no holdout)."""
+        return float(self.holdout.removesuffix("%")) if self.holdout else 0.0
 
 
 def _version_text(value: Any) -> Any:

@@ -12,6 +12,13 @@ Keys (plays table): pk = `trigger#<trigger>`, sk = `day#<YYYY-MM-DD>#<ruleset_ve
 Query reads a trigger's cohorts over a range of days, every version at once. Attributes: the
 counts by name (`firings`, `routed`, ...), the time-to-work histogram (`ttw_00`..), and the
 expansion amount per currency (`amount_USD`, ...: amounts are never converted).
+
+A trigger with a holdout also counts its experiment here, per arm (shared/experiments/): the
+accounts that entered it (an account's first firing in the experiment, a *trial*), those of them
+whose trial firing expanded within the horizon, and the amount — `arm#<salt>#<arm>#accounts`,
+`...#expanded`, `...#amount#<currency>`, in the cohort of the trial's firing day. The salt is in the
+name, so a new experiment on the same trigger starts from zero. GET /v1/triggers/{name}/experiment
+adds them up without a scan.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ PARTITION_PREFIX = "trigger#"
 DAY_PREFIX = "day#"
 AMOUNT_PREFIX = "amount_"
 HISTOGRAM_PREFIX = "ttw_"
+ARM_PREFIX = "arm#"
 # Time to work (a play routed → its HubSpot task completed), bucket upper bounds in hours; a last,
 # open bucket holds what took longer. Bucket i counts times in (bound[i-1], bound[i]].
 TIME_TO_WORK_BOUNDS_HOURS: tuple[float, ...] = (1, 2, 4, 8, 24, 48, 72, 120, 168, 336, 720)
@@ -44,6 +52,31 @@ class Count(StrEnum):
     ESCALATED = "escalated"
     WORKED = "worked"
     EXPANDED = "expanded"
+    HELD_OUT = "held_out"  # the firing's account is in its experiment's holdout: recorded, not routed
+
+
+class ArmCount(StrEnum):
+    """What an experiment counts per arm: trials (accounts) and those of them that expanded."""
+
+    ACCOUNTS = "accounts"
+    EXPANDED = "expanded"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What one transition adds to an experiment's arm: an account entering it, or its trial
+    firing expanding (with the amount of the tally)."""
+
+    salt: str
+    arm: str
+    count: ArmCount
+
+    def attribute(self) -> str:
+        return arm_attribute(self.salt, self.arm, self.count.value)
+
+
+def arm_attribute(salt: str, arm: str, what: str) -> str:
+    return f"{ARM_PREFIX}{salt}#{arm}#{what}"
 
 
 @dataclass(frozen=True)
@@ -96,6 +129,7 @@ class Tally:
     counts: Mapping[Count, int] = field(default_factory=dict)
     hours_to_work: float | None = None
     amount: tuple[str, Decimal] | None = None  # (currency, amount)
+    trial: Trial | None = None  # the experiment's share of this transition (its amount too)
 
     def __bool__(self) -> bool:
         return bool(self.counts)
@@ -116,6 +150,11 @@ class Tally:
         if self.amount is not None:
             currency, amount = self.amount
             increments[AMOUNT_PREFIX + currency] = amount
+        if self.trial is not None:
+            increments[self.trial.attribute()] = 1
+            if self.amount is not None:
+                currency, amount = self.amount
+                increments[arm_attribute(self.trial.salt, self.trial.arm, f"amount#{currency}")] = amount
         for position, (attribute, increment) in enumerate(increments.items()):
             names[f"#a{position}"] = attribute
             values[f":a{position}"] = {"N": str(increment)}

@@ -24,6 +24,7 @@ METRIC_NAMES = {
     Count.ESCALATED: "TriggerEscalated",
     Count.WORKED: "TriggerWorked",
     Count.EXPANDED: "TriggerExpanded",
+    Count.HELD_OUT: "TriggerHeldOut",
 }
 HOURS_TO_WORK_METRIC = "TriggerHoursToWork"
 AMOUNT_METRIC = "TriggerExpansionAmount"

@@ -62,6 +62,7 @@ class Totals:
             "routed": self.counts[Count.ROUTED],
             "deferred": self.counts[Count.DEFERRED],
             "suppressed": self.counts[Count.SUPPRESSED],
+            "held_out": self.counts[Count.HELD_OUT],
             "escalations_routed": self.counts[Count.ESCALATED],
             "tasks_worked": self.counts[Count.WORKED],
             "median_hours_to_work": median,

@@ -16,6 +16,7 @@ from typing import Any
 from shared.storage.dynamo import deserialize
 from shared.trigger_metrics.counters import (
     AMOUNT_PREFIX,
+    ARM_PREFIX,
     DAY_PREFIX,
     HISTOGRAM_PREFIX,
     PARTITION_PREFIX,
@@ -33,6 +34,8 @@ class CohortCounts:
     counts: Mapping[Count, int]
     time_to_work: tuple[int, ...]  # one count per bucket of TIME_TO_WORK_BOUNDS_HOURS, plus the open one
     amounts: Mapping[str, Decimal] = field(default_factory=dict)
+    # The experiment counts by attribute name without its prefix: `<salt>#<arm>#accounts`, ...
+    arms: Mapping[str, Decimal] = field(default_factory=dict)
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> CohortCounts:
@@ -49,6 +52,11 @@ class CohortCounts:
                 name.removeprefix(AMOUNT_PREFIX): Decimal(value)
                 for name, value in item.items()
                 if name.startswith(AMOUNT_PREFIX)
+            },
+            arms={
+                name.removeprefix(ARM_PREFIX): Decimal(value)
+                for name, value in item.items()
+                if name.startswith(ARM_PREFIX)
             },
         )
 

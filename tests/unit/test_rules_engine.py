@@ -21,6 +21,7 @@ from shared.accounts.models import AccountProfile
 from shared.counters.bucket import CountedEvent, padded_sequence
 from shared.counters.slices import NO_SLICING
 from shared.events.models import EventKind
+from shared.experiments.assignment import held_out
 from shared.rules.aggregates import InMemoryAggregates
 from shared.rules.engine import (
     AccountState,
@@ -1613,6 +1614,7 @@ def test_given_a_firing_when_rendered_as_evidence_then_it_is_the_documented_json
             {"exclusion": "do_not_contact", "applies": False, "detail": "flag not set"},
             {"exclusion": "top_tier", "applies": False, "detail": "not on the top tier"},
         ],
+        "arm": "treated",
     }
 
 
@@ -1709,3 +1711,32 @@ def test_given_the_reference_ruleset_and_no_history_when_evaluated_then_nothing_
     assert {outcome.trigger for outcome in evaluation.outcomes} == set(rules.triggers)
     assert {outcome.reason for outcome in evaluation.outcomes} <= {"not held", "other segment"}
     assert evaluation.state == AccountState()
+
+
+def test_given_a_trigger_with_a_holdout_then_each_firing_carries_the_accounts_stable_arm():
+    # Given the trigger holds out half of the accounts
+    plain = ruleset("{measure: count, metric: app.session, window: 7d, at_least: 1}")
+    trigger = plain.triggers["watch"].model_copy(update={"holdout": "50%"})
+    rules = plain.model_copy(update={"triggers": {"watch": trigger}})
+
+    # When ten accounts fire, twice (evaluated from scratch, as on another deploy)
+    def arms() -> dict[str, tuple[str, dict[str, Any]]]:
+        found = {}
+        for number in range(10):
+            account = f"acct-{number}"
+            aggregates = history([counted(account=account)])
+            evaluation = evaluate_account(rules, aggregates, account, None, AccountState(), AT)
+            (firing,) = evaluation.firings
+            evidence = firing.as_evidence()
+            found[account] = (evidence["arm"], evidence["experiment"])
+        return found
+
+    first, again = arms(), arms()
+
+    # Then every firing names its arm and the draw that decided it, the same both times
+    assert first == again
+    for account, (arm, experiment) in first.items():
+        assert experiment["salt"] == "watch"
+        assert experiment["holdout_percent"] == 50
+        assert arm == ("holdout" if held_out("watch", account, 50) else "treated")
+    assert {arm for arm, _ in first.values()} == {"holdout", "treated"}

@@ -1,0 +1,243 @@
+"""Randomized holdouts on moto: a held-out firing is recorded and counted, never routed; each account
+is one trial of its trigger's experiment, counted per arm exactly once; GET /v1/triggers/{name}/
+experiment measures the lift from those counters.
+
+Firings carry the evidence the rules engine writes (`arm`, `experiment`), drawn by the real
+assignment (shared/experiments/arms.py) from a ruleset with `holdout: 10%`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from functions.router.handler import route_fired
+from shared.accounts.models import AccountProfile
+from shared.accounts.store import AccountStore
+from shared.experiments.arms import assign
+from shared.experiments.assignment import Arm
+from shared.resources import EMAIL_QUEUE, HUBSPOT_QUEUE, PLAYS_TABLE
+from shared.routing.dispatch import AwsDispatcher
+from shared.routing.ledger import PlayLedger, PlayStatus
+from shared.routing.router import FiredMessage, Router, play_id
+from shared.rules.language import Experiment
+from shared.rules.loading import parse_ruleset
+from shared.rules.plays import Channel
+from shared.trigger_metrics.counters import Count
+from shared.trigger_metrics.store import TriggerMetricsStore
+from tests.conftest import TEST_RETENTION_DAYS, Aws
+from tests.integration.builders import TEST_WRITER, sqs_event
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+TRIGGER = "seat-expansion"  # a trigger of the reference ruleset, which the API runs in tests
+BUS = "upswing-experiments-bus"
+
+RULES = parse_ruleset(
+    """
+version: experiments-test-1
+metrics: {seats.active: gauge}
+signals:
+  busy: {measure: latest, metric: seats.active, window: 1d, at_least: 10}
+triggers:
+  seat-expansion:
+    {category: commercial, owner_role: csm, play: seat-expansion, when: busy, cooldown: 30d, holdout: 10%}
+plays:
+  seat-expansion:
+    escalation:
+      - {after: 0d, channels: [hubspot_task, email]}
+      - {after: 7d, role: ae, channels: [hubspot_task]}
+""",
+    "experiments-test.yaml",
+)
+CSM = {"name": "Casey CSM", "email": "casey@example.com", "hubspot_owner_id": "501"}
+AE = {"name": "Alex AE", "email": "alex@example.com", "hubspot_owner_id": "601"}
+
+
+def accounts_in(arm: Arm, count: int, prefix: str = "acct-") -> list[str]:
+    """The first `count` account ids (acct-0, acct-1, ...) the trigger's draw puts in `arm`."""
+    trigger = RULES.triggers[TRIGGER]
+    found = []
+    number = 0
+    while len(found) < count:
+        account = f"{prefix}{number}"
+        assignment = assign(TRIGGER, trigger, account)
+        if assignment and assignment.arm is arm:
+            found.append(account)
+        number += 1
+    return found
+
+
+def fired(account_id: str, at: datetime, *, salt: str | None = None) -> FiredMessage:
+    """A firing as the engine writes it, with the account's arm drawn for the trigger."""
+    trigger = RULES.triggers[TRIGGER]
+    if salt is not None:
+        trigger = trigger.model_copy(update={"experiment": Experiment(salt=salt)})
+    assignment = assign(TRIGGER, trigger, account_id)
+    assert assignment is not None
+    firing = {
+        "ruleset_version": "v1",
+        "trigger": TRIGGER,
+        "account_id": account_id,
+        "evaluated_at": at.isoformat().replace("+00:00", "Z"),
+        "category": "commercial",
+        "owner_role": "csm",
+        "play": "seat-expansion",
+        "score": {"total": 75, "base": 0, "parts": []},
+        "condition": {
+            "signal": "busy",
+            "detail": "latest seats.active = 12",
+            "held": True,
+            "observed": 12,
+            "threshold": 10,
+            "comparison": "at_least",
+            "window": {"from": "2026-11-24", "to": "2026-11-24"},
+        },
+        "exclusions_checked": [],
+        "arm": assignment.arm.value,
+        "experiment": assignment.as_evidence(),
+    }
+    firing_id = hashlib.sha256(f"{account_id}|{at.isoformat()}".encode()).hexdigest()[:24]
+    return FiredMessage.model_validate({"type": "trigger.fired", "firing_id": firing_id, "firing": firing})
+
+
+def put_account(aws: Aws, account_id: str, **profile: Any) -> None:
+    AccountStore(aws.dynamodb, aws.accounts_table).put(
+        account_id,
+        AccountProfile.model_validate(
+            {"name": account_id.title(), "owners": {"csm": CSM, "ae": AE}, **profile}
+        ),
+        TEST_WRITER,
+    )
+
+
+@pytest.fixture
+def ledger(aws: Aws) -> PlayLedger:
+    return PlayLedger(aws.dynamodb, aws.tables[PLAYS_TABLE.env_var], TEST_RETENTION_DAYS)
+
+
+@pytest.fixture
+def router(aws: Aws, ledger: PlayLedger) -> Router:
+    from tests.conftest import _test_client
+
+    events = _test_client("events")
+    events.create_event_bus(Name=BUS)
+    return Router(
+        ruleset=RULES,
+        accounts=AccountStore(aws.dynamodb, aws.accounts_table),
+        ledger=ledger,
+        dispatcher=AwsDispatcher(
+            aws.sqs,
+            {
+                Channel.HUBSPOT_TASK: aws.queues[HUBSPOT_QUEUE.env_var],
+                Channel.EMAIL: aws.queues[EMAIL_QUEUE.env_var],
+            },
+            events,
+            BUS,
+        ),
+        signal_holds=lambda account_id, trigger, at: True,
+    )
+
+
+def delivered(aws: Aws) -> list[dict[str, Any]]:
+    return [
+        json.loads(message["Body"])
+        for queue in (HUBSPOT_QUEUE, EMAIL_QUEUE)
+        for message in aws.queue_messages(aws.queues[queue.env_var])
+    ]
+
+
+def cohort_totals(aws: Aws) -> tuple[dict[str, int], dict[str, Decimal]]:
+    """The trigger's counts by name, and its experiment counts by `<salt>#<arm>#<what>`, all days."""
+    cohorts = TriggerMetricsStore(aws.dynamodb, aws.tables[PLAYS_TABLE.env_var]).cohorts(
+        TRIGGER, date(2000, 1, 1), date(2100, 1, 1)
+    )
+    counts = {count.value: sum(c.counts[count] for c in cohorts) for count in Count}
+    arms: dict[str, Decimal] = {}
+    for cohort in cohorts:
+        for name, value in cohort.arms.items():
+            arms[name] = arms.get(name, Decimal(0)) + value
+    return counts, arms
+
+
+# ── the holdout ────────────────────────────────────────────────────────────────────────────────
+
+
+def test_a_held_out_firing_is_recorded_and_counted_but_never_reaches_a_delivery_queue(
+    aws: Aws, router: Router, ledger: PlayLedger
+) -> None:
+    # Given an account the draw holds out, and one it treats
+    [held] = accounts_in(Arm.HOLDOUT, 1)
+    [treated] = accounts_in(Arm.TREATED, 1)
+    for account in (held, treated):
+        put_account(aws, account)
+    messages = [fired(held, NOW - timedelta(hours=1)), fired(treated, NOW - timedelta(hours=1))]
+
+    # When the router function takes both firings (and the held-out one is redelivered)
+    answer = route_fired(
+        sqs_event([message.model_dump_json() for message in [*messages, messages[0]]]), router
+    )
+
+    # Then only the treated account's play reaches the queues
+    assert answer == {"batchItemFailures": []}
+    assert {delivery["account_id"] for delivery in delivered(aws)} == {treated}
+    # And the held-out play is in the ledger, final, saying why, with its evidence and no escalation
+    record = ledger.get(held, play_id(messages[0].firing_id, 0))
+    assert record is not None
+    assert record.status is PlayStatus.HELD_OUT
+    assert record.reason is not None
+    assert record.reason.startswith(f"held out: experiment {TRIGGER}, draw ")
+    assert record.firing["arm"] == "holdout"
+    assert record.firing["experiment"]["salt"] == TRIGGER
+    assert record.firing["condition"]["detail"] == "latest seats.active = 12"
+    assert ledger.get(held, play_id(messages[0].firing_id, 1)) is None
+    assert ledger.get(treated, play_id(messages[1].firing_id, 1)) is not None  # the treated one escalates
+    # And the trigger counts two firings, one routed, one held out, one account per arm — once
+    counts, arms = cohort_totals(aws)
+    assert (counts["firings"], counts["routed"], counts["held_out"]) == (2, 1, 1)
+    assert arms == {f"{TRIGGER}#holdout#accounts": 1, f"{TRIGGER}#treated#accounts": 1}
+
+
+def test_a_held_out_account_stays_held_out_and_is_one_trial_however_often_it_fires(
+    aws: Aws, router: Router, ledger: PlayLedger
+) -> None:
+    # Given a held-out account that fires, then fires again after the cooldown
+    [held] = accounts_in(Arm.HOLDOUT, 1)
+    put_account(aws, held)
+    first, second = fired(held, NOW - timedelta(days=40)), fired(held, NOW - timedelta(days=5))
+
+    router.route_firing(first, NOW - timedelta(days=40))
+    record = router.route_firing(second, NOW - timedelta(days=5))
+
+    # Then both firings are held out (the draw is the same), neither is routed
+    assert record.status is PlayStatus.HELD_OUT
+    assert delivered(aws) == []
+    # And only the first is the account's trial in the experiment
+    assert ledger.get(held, play_id(first.firing_id, 0)).trial is True  # type: ignore[union-attr]
+    assert ledger.get(held, play_id(second.firing_id, 0)).trial is False  # type: ignore[union-attr]
+    counts, arms = cohort_totals(aws)
+    assert (counts["firings"], counts["held_out"]) == (2, 2)
+    assert arms == {f"{TRIGGER}#holdout#accounts": 1}
+
+
+def test_a_new_salt_is_a_new_experiment_that_counts_the_account_again(
+    aws: Aws, router: Router, ledger: PlayLedger
+) -> None:
+    # Given an account that entered the experiment under the trigger's name
+    [account] = accounts_in(Arm.TREATED, 1)
+    put_account(aws, account)
+    router.route_firing(fired(account, NOW - timedelta(days=40)), NOW - timedelta(days=40))
+
+    # When the trigger's experiment gets a new salt and the account fires again
+    message = fired(account, NOW - timedelta(days=2), salt="seats-2027")
+    router.route_firing(message, NOW - timedelta(days=2))
+
+    # Then it is a trial of the new experiment too, counted under the new salt
+    assert ledger.get(account, play_id(message.firing_id, 0)).trial is True  # type: ignore[union-attr]
+    _, arms = cohort_totals(aws)
+    new_arm = message.firing.model_dump()["arm"]
+    assert arms == {f"{TRIGGER}#treated#accounts": 1, f"seats-2027#{new_arm}#accounts": 1}
