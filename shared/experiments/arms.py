@@ -7,11 +7,14 @@ experiment: its firings are `treated` and carry no `experiment` evidence.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from shared.experiments.assignment import Arm, draw
 from shared.rules.language import Trigger
+
+EXPERIMENT_SALT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # the rules language's Label
 
 
 @dataclass(frozen=True)

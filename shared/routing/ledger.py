@@ -292,7 +292,9 @@ class PlayLedger:
                 raise
             return
         try:
-            self._transact([{"Put": self._open_play_write(record, strict=True)}, *self._counted(record, tally)])
+            self._transact(
+                [{"Put": self._open_play_write(record, strict=True)}, *self._counted(record, tally)]
+            )
         except ClientError as error:
             if _code(error) == "TransactionCanceledException" and _reasons(error)[:1] == [
                 "ConditionalCheckFailed"

@@ -273,7 +273,9 @@ class Trigger(_Strict):
     @model_validator(mode="after")
     def _experiment_settings(self) -> Trigger:
         if self.holdout is not None and not 0 < self.holdout_percent <= HOLDOUT_MAX_PERCENT:
-            raise ValueError(f"holdout must be above 0% and at most {HOLDOUT_MAX_PERCENT}%, not {self.holdout}")
+            raise ValueError(
+                f"holdout must be above 0% and at most {HOLDOUT_MAX_PERCENT}%, not {self.holdout}"
+            )
         if self.experiment is not None and self.holdout is None:
             raise ValueError("experiment names the salt of a holdout: give holdout too")
         return self

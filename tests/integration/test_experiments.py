@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,6 +22,9 @@ from shared.accounts.models import AccountProfile
 from shared.accounts.store import AccountStore
 from shared.experiments.arms import assign
 from shared.experiments.assignment import Arm
+from shared.horizon import DEFAULT_HORIZON_DAYS
+from shared.outcomes.attribution import Attributor, StoredOutcomeFacts
+from shared.outcomes.models import OutcomeKind
 from shared.resources import EMAIL_QUEUE, HUBSPOT_QUEUE, PLAYS_TABLE
 from shared.routing.dispatch import AwsDispatcher
 from shared.routing.ledger import PlayLedger, PlayStatus
@@ -31,7 +35,7 @@ from shared.rules.plays import Channel
 from shared.trigger_metrics.counters import Count
 from shared.trigger_metrics.store import TriggerMetricsStore
 from tests.conftest import TEST_RETENTION_DAYS, Aws
-from tests.integration.builders import TEST_WRITER, sqs_event
+from tests.integration.builders import TEST_WRITER, call_api, proxy_event, sqs_event
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TRIGGER = "seat-expansion"  # a trigger of the reference ruleset, which the API runs in tests
@@ -241,3 +245,175 @@ def test_a_new_salt_is_a_new_experiment_that_counts_the_account_again(
     _, arms = cohort_totals(aws)
     new_arm = message.firing.model_dump()["arm"]
     assert arms == {f"{TRIGGER}#treated#accounts": 1, f"seats-2027#{new_arm}#accounts": 1}
+
+
+# ── measured lift ──────────────────────────────────────────────────────────────────────────────
+
+
+class Recorder:
+    """The router's queues and bus, as lists (the lift tests route hundreds of firings)."""
+
+    def __init__(self) -> None:
+        self.delivered: list[Any] = []
+
+    def deliver(self, deliveries: list[Any]) -> None:
+        self.delivered += deliveries
+
+    def announce(self, record: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fast_router(aws: Aws, ledger: PlayLedger) -> Router:
+    return Router(
+        ruleset=RULES,
+        accounts=AccountStore(aws.dynamodb, aws.accounts_table),
+        ledger=ledger,
+        dispatcher=Recorder(),
+        signal_holds=lambda account_id, trigger, at: True,
+    )
+
+
+def run_experiment(
+    router: Router, ledger: PlayLedger, plan: dict[Arm, tuple[int, int]], *, days_ago: int = 10
+) -> None:
+    """Fire `accounts` of each arm `days_ago`, and expand the first `expanded` of them 2 days later
+    (amount 100 USD each)."""
+    attributor = Attributor(plays=ledger, horizon_days=DEFAULT_HORIZON_DAYS)
+    fired_at = NOW - timedelta(days=days_ago)
+    for arm, (accounts, expanded) in plan.items():
+        chosen = accounts_in(arm, accounts)
+        for account in chosen:
+            router.route_firing(fired(account, fired_at), fired_at)
+        for number, account in enumerate(chosen[:expanded]):
+            outcome = StoredOutcomeFacts(
+                account_id=account,
+                outcome_id=f"out-{account}-{number}",
+                kind=OutcomeKind.SEAT_EXPANSION,
+                occurred_at=fired_at + timedelta(days=2),
+                amount=Decimal("100"),
+                currency="USD",
+            )
+            attributor.attribute(outcome)
+
+
+def experiment(salt: str | None = None) -> tuple[int, dict[str, Any]]:
+    query = {"salt": salt} if salt else None
+    path = f"/v1/triggers/{TRIGGER}/experiment"
+    return call_api(proxy_event("GET", path, None, content_type=None, query=query))
+
+
+def wilson(hits: int, trials: int) -> tuple[float, float]:
+    """The Wilson score interval, written out here to check the API's arithmetic independently."""
+    z = 1.959963984540054
+    share = hits / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return centre - half, centre + half
+
+
+def test_the_experiment_route_reports_hand_computed_rates_lift_and_amounts(
+    aws: Aws, fast_router: Router, ledger: PlayLedger
+) -> None:
+    # Given 30 treated accounts, 12 of which expanded, and 20 held out, 2 of which expanded
+    run_experiment(fast_router, ledger, {Arm.TREATED: (30, 12), Arm.HOLDOUT: (20, 2)})
+
+    # When RevOps reads the experiment
+    status, answer = experiment()
+
+    # Then the arms are counted per account
+    assert status == 200
+    assert answer["salt"] == TRIGGER
+    assert (answer["treated"]["accounts"], answer["treated"]["expanded"]) == (30, 12)
+    assert (answer["held_out"]["accounts"], answer["held_out"]["expanded"]) == (20, 2)
+    assert answer["treated"]["expansion_amount"] == {"USD": "1200.00"}
+    assert answer["treated"]["amount_per_account"] == {"USD": "40.00"}  # 1,200 over 30 accounts
+    assert answer["held_out"]["amount_per_account"] == {"USD": "10.00"}  # 200 over 20
+    assert answer["treated"]["still_within_horizon"] == 30
+    # And the rates are 12/30 and 2/20 with their Wilson intervals
+    assert answer["treated"]["rate"]["value"] == 0.4
+    assert answer["treated"]["rate"]["interval_95"] == pytest.approx(wilson(12, 30), abs=1e-4)
+    assert answer["held_out"]["rate"]["value"] == 0.1
+    # And the absolute lift is 0.4 - 0.1 with Newcombe's interval (from the two Wilson intervals)
+    (l1, u1), (l2, u2) = wilson(12, 30), wilson(2, 20)
+    low = 0.3 - math.sqrt((0.4 - l1) ** 2 + (u2 - 0.1) ** 2)
+    high = 0.3 + math.sqrt((u1 - 0.4) ** 2 + (0.1 - l2) ** 2)
+    assert answer["absolute_lift"]["value"] == 0.3
+    assert answer["absolute_lift"]["interval_95"] == pytest.approx([low, high], abs=1e-4)
+    # And the relative lift is 4x with the Katz log interval
+    spread = 1.959963984540054 * math.sqrt(1 / 12 - 1 / 30 + 1 / 2 - 1 / 20)
+    assert answer["relative_lift"]["value"] == 4.0
+    assert answer["relative_lift"]["interval_95"] == pytest.approx(
+        [4 * math.exp(-spread), 4 * math.exp(spread)], abs=1e-3
+    )
+    assert answer["significant"] is True
+    assert answer["verdict"].startswith("the play works")
+    assert "Newcombe" in answer["method"]
+
+
+def test_a_planted_effect_is_detected_and_a_null_effect_is_not_called_significant(
+    aws: Aws, fast_router: Router, ledger: PlayLedger
+) -> None:
+    # Given the play works: 50 % of 30 treated accounts expand, 5 % of 20 held-out ones
+    run_experiment(fast_router, ledger, {Arm.TREATED: (30, 15), Arm.HOLDOUT: (20, 1)})
+    # And under another salt (another experiment), the play does nothing: 20 % in both arms
+    salted = RULES.triggers[TRIGGER].model_copy(update={"experiment": Experiment(salt="null-run")})
+    fired_at = NOW - timedelta(days=10)
+    attributor = Attributor(plays=ledger, horizon_days=DEFAULT_HORIZON_DAYS)
+    for arm, (size, grew) in {Arm.TREATED: (20, 4), Arm.HOLDOUT: (20, 4)}.items():
+        chosen = accounts_in_salted(salted, arm, size)
+        for account in chosen:
+            fast_router.route_firing(fired(account, fired_at, salt="null-run"), fired_at)
+        for account in chosen[:grew]:
+            attributor.attribute(
+                StoredOutcomeFacts(
+                    account_id=account,
+                    outcome_id=f"null-{account}",
+                    kind=OutcomeKind.SEAT_EXPANSION,
+                    occurred_at=fired_at + timedelta(days=1),
+                    amount=Decimal("50"),
+                    currency="USD",
+                )
+            )
+
+    # When RevOps reads both experiments
+    _, planted = experiment()
+    _, null = experiment("null-run")
+
+    # Then the planted effect is significant and positive
+    assert (planted["treated"]["accounts"], planted["held_out"]["accounts"]) == (30, 20)
+    assert planted["significant"] is True
+    assert planted["absolute_lift"]["interval_95"][0] > 0
+    assert planted["verdict"].startswith("the play works")
+    # And the null effect is not called significant, and says how many more accounts would settle it
+    assert (null["treated"]["accounts"], null["held_out"]["accounts"]) == (20, 20)
+    assert null["absolute_lift"]["value"] == 0.0
+    assert null["significant"] is False
+    assert null["verdict"].startswith("no measurable effect yet")
+    assert null["more_accounts_needed"] > 0
+    assert null["power_note"] is not None  # 20 held-out accounts cannot see a 25 % lift at 20 %
+
+
+def test_an_unknown_trigger_or_a_bad_salt_is_refused_with_a_plain_message(aws: Aws) -> None:
+    status, answer = call_api(
+        proxy_event("GET", "/v1/triggers/seat-expansio/experiment", None, content_type=None)
+    )
+    assert status == 404
+    assert "Did you mean 'seat-expansion'?" in answer["message"]
+
+    status, answer = experiment("Not A Salt")
+    assert status == 400
+    assert "is not a salt" in answer["message"]
+
+
+def accounts_in_salted(trigger: Any, arm: Arm, count: int) -> list[str]:
+    """Like accounts_in, for a trigger with its own salt."""
+    found: list[str] = []
+    number = 0
+    while len(found) < count:
+        account = f"null-{number}"
+        assignment = assign(TRIGGER, trigger, account)
+        if assignment and assignment.arm is arm:
+            found.append(account)
+        number += 1
+    return found
