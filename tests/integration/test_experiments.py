@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
 from functions.router.handler import route_fired
@@ -36,6 +37,7 @@ from shared.trigger_metrics.counters import Count
 from shared.trigger_metrics.store import TriggerMetricsStore
 from tests.conftest import TEST_RETENTION_DAYS, Aws
 from tests.integration.builders import TEST_WRITER, call_api, proxy_event, sqs_event
+from upswing.experiment import ReportError, fetch_report, render
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TRIGGER = "seat-expansion"  # a trigger of the reference ruleset, which the API runs in tests
@@ -417,3 +419,51 @@ def accounts_in_salted(trigger: Any, arm: Arm, count: int) -> list[str]:
             found.append(account)
         number += 1
     return found
+
+
+# ── upswing experiment report ──────────────────────────────────────────────────────────────────
+
+
+def api_transport() -> httpx.MockTransport:
+    """The API handler behind an httpx transport, as API Gateway's `prod` stage: what the CLI asks
+    reaches the real route (the stage is not part of the route's path)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        query = dict(request.url.params) or None
+        path = request.url.path.removeprefix("/prod")
+        status, body = call_api(proxy_event(request.method, path, None, content_type=None, query=query))
+        return httpx.Response(status, json=body)
+
+    return httpx.MockTransport(handle)
+
+
+def test_the_report_command_says_the_verdict_and_each_arm_in_plain_words(
+    aws: Aws, fast_router: Router, ledger: PlayLedger
+) -> None:
+    # Given 30 treated accounts (12 expanded) and 20 held out (2 expanded)
+    run_experiment(fast_router, ledger, {Arm.TREATED: (30, 12), Arm.HOLDOUT: (20, 2)})
+
+    # When RevOps asks for the report
+    with httpx.Client(transport=api_transport()) as http:
+        report = fetch_report(http, "https://api.example.test/prod/", "upk_reader", TRIGGER)
+    text = render(report)
+
+    # Then it leads with the verdict, then each arm, the lifts, the open trials and the power note
+    lines = text.splitlines()
+    assert lines[0].startswith(f"Experiment {TRIGGER} on trigger {TRIGGER} (no holdout in the active ruleset")
+    assert lines[2].startswith("Verdict: the play works: treated accounts expanded +30.0%")
+    assert lines[5].split()[:4] == ["treated", "30", "12", "40.0%"]
+    assert lines[5].endswith("40.00 USD")
+    assert lines[6].split()[:5] == ["held", "out", "20", "2", "10.0%"]
+    assert "Absolute lift: +30.0% (95 % interval +4.7% to +49.1%)" in text
+    assert "Relative lift: x4.00" in text
+    assert "50 trials are still within their horizon: rates are to date." in text
+    assert "Power: the held-out group (20 accounts) is too small" in text
+
+
+def test_the_report_command_passes_the_apis_message_on(aws: Aws) -> None:
+    with httpx.Client(transport=api_transport()) as http, pytest.raises(ReportError) as caught:
+        fetch_report(http, "https://api.example.test/prod", "upk_reader", "seat-expansio")
+
+    assert str(caught.value).startswith("the API answered 404: No trigger 'seat-expansio'")
+    assert "Did you mean 'seat-expansion'?" in str(caught.value)
