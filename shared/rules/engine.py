@@ -450,7 +450,7 @@ class _CompiledTrigger:
             score_base=self.base,
             condition=condition,
             exclusions=self._exclusion_checks(profile, last_contacted, at),
-            experiment=assign(name, self.trigger, account_id),
+            experiment=assign(name, self.trigger, account_id, profile.segment if profile else None),
             **self._score(context, day),
         )
         return TriggerOutcome(name, True, True, "fired", condition, firing), TriggerState(

@@ -30,7 +30,7 @@ from shared.resources import EMAIL_QUEUE, HUBSPOT_QUEUE, PLAYS_TABLE
 from shared.routing.dispatch import AwsDispatcher
 from shared.routing.ledger import PlayLedger, PlayStatus
 from shared.routing.router import FiredMessage, Router, play_id
-from shared.rules.language import Experiment
+from shared.rules.language import Experiment, Rollout
 from shared.rules.loading import parse_ruleset
 from shared.rules.plays import Channel
 from shared.trigger_metrics.counters import Count
@@ -467,3 +467,37 @@ def test_the_report_command_passes_the_apis_message_on(aws: Aws) -> None:
 
     assert str(caught.value).startswith("the API answered 404: No trigger 'seat-expansio'")
     assert "Did you mean 'seat-expansion'?" in str(caught.value)
+
+
+# ── rollout: shadow ────────────────────────────────────────────────────────────────────────────
+
+
+def test_a_firing_outside_the_rollout_is_recorded_in_shadow_never_routed_and_not_compared(
+    aws: Aws, router: Router, ledger: PlayLedger
+) -> None:
+    # Given a trigger live for the smb segment only, with a holdout, and an enterprise account
+    trigger = RULES.triggers[TRIGGER].model_copy(update={"rollout": Rollout(segments=["smb"])})
+    assignment = assign(TRIGGER, trigger, "acct-ent", "enterprise")
+    assert assignment is not None
+    put_account(aws, "acct-ent", segment="enterprise")
+    message = fired("acct-ent", NOW - timedelta(hours=1))
+    evidence = message.firing.model_dump(mode="json") | {
+        "arm": assignment.arm.value,
+        "experiment": assignment.as_evidence(),
+    }
+    message = FiredMessage.model_validate({**message.model_dump(mode="json"), "firing": evidence})
+
+    # When the router function takes its firing
+    answer = route_fired(sqs_event([message.model_dump_json()]), router)
+
+    # Then nothing is delivered; the play is recorded in shadow, saying why, and is no trial
+    assert answer == {"batchItemFailures": []}
+    assert delivered(aws) == []
+    record = ledger.get("acct-ent", play_id(message.firing_id, 0))
+    assert record is not None
+    assert record.status is PlayStatus.SHADOW
+    assert record.reason == "shadow: outside the rollout (segments smb: segment enterprise)"
+    assert record.trial is False
+    counts, arms = cohort_totals(aws)
+    assert (counts["firings"], counts["shadow"], counts["routed"]) == (1, 1, 0)
+    assert arms == {}
