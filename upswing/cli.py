@@ -113,6 +113,18 @@ def _add_experiment(commands: Any) -> None:
     report.add_argument("--key-env", default="UPSWING_API_KEY", help="env var holding the reader key")
     report.add_argument("--json", action="store_true", help="print the API's JSON instead of text")
     report.set_defaults(run=_experiment_report)
+    export = actions.add_parser(
+        "export",
+        help="every kept firing of a trigger with its arm, as CSV (scans the plays table)",
+        description="Reads the plays table with your AWS credentials (a scan: run it off-peak on big "
+        "tables) and writes one row per firing: arm, draw, trial, status, expansion.",
+    )
+    export.add_argument("trigger", help="the trigger's name")
+    table = export.add_mutually_exclusive_group(required=True)
+    table.add_argument("--plays-table", help="the plays table's name")
+    table.add_argument("--stack", help="read the table name from this CloudFormation stack's outputs")
+    export.add_argument("--out", type=Path, help="the CSV file (default: standard output)")
+    export.set_defaults(run=_experiment_export)
 
 
 def _experiment_report(args: argparse.Namespace) -> None:
@@ -130,6 +142,21 @@ def _experiment_report(args: argparse.Namespace) -> None:
     except ReportError as error:
         raise UserError(str(error)) from None
     print(json.dumps(report, indent=2) if args.json else render(report))
+
+
+def _experiment_export(args: argparse.Namespace) -> None:
+    from shared.experiments.export import write_firings
+    from shared.routing.ledger import PlayLedger
+    from shared.storage.dynamo import dynamodb_client
+
+    table = args.plays_table or _stack_output(args.stack, "PlaysTableName")
+    ledger = PlayLedger(dynamodb_client(), table, retention_days=1)  # reads only: no expiry is written
+    if args.out is None:
+        write_firings(ledger.firings_of(args.trigger), sys.stdout)
+        return
+    with args.out.open("w", encoding="utf-8", newline="") as out:
+        rows = write_firings(ledger.firings_of(args.trigger), out)
+    print(f"{rows:,} firings of {args.trigger} written to {args.out}", file=sys.stderr)
 
 
 def _stack_output(stack: str, name: str) -> str:

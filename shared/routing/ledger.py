@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -551,6 +552,26 @@ class PlayLedger:
         records.sort(key=lambda record: (record.tier, record.play_id))  # a firing's tiers in order...
         records.sort(key=lambda record: record.updated_at, reverse=True)  # ...within the newest first
         return records if limit is None else records[:limit]
+
+    def firings_of(self, trigger: str) -> Iterator[PlayRecord]:
+        """Every kept firing's play (tier 0) of a trigger: a **scan** of the table, for an operator's
+        export (upswing experiment export), never for a request path."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(sk, :prefix) AND tier = :zero AND #trigger = :trigger",
+            "ExpressionAttributeNames": {"#trigger": "trigger"},
+            "ExpressionAttributeValues": {
+                ":prefix": {"S": PLAY_PREFIX},
+                ":zero": {"N": "0"},
+                ":trigger": {"S": trigger},
+            },
+        }
+        while True:
+            page = self._client.scan(**request)
+            yield from (_record(deserialize(raw)) for raw in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def counts(self, counters: list[str], period: str) -> dict[str, int]:
         """The current value of budget counters in one period (absent counters are 0)."""

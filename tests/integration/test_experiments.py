@@ -8,11 +8,13 @@ assignment (shared/experiments/arms.py) from a ruleset with `holdout: 10%`.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +25,7 @@ from shared.accounts.models import AccountProfile
 from shared.accounts.store import AccountStore
 from shared.experiments.arms import assign
 from shared.experiments.assignment import Arm
+from shared.experiments.export import COLUMNS
 from shared.horizon import DEFAULT_HORIZON_DAYS
 from shared.outcomes.attribution import Attributor, StoredOutcomeFacts
 from shared.outcomes.models import OutcomeKind
@@ -37,6 +40,7 @@ from shared.trigger_metrics.counters import Count
 from shared.trigger_metrics.store import TriggerMetricsStore
 from tests.conftest import TEST_RETENTION_DAYS, Aws
 from tests.integration.builders import TEST_WRITER, call_api, proxy_event, sqs_event
+from upswing.cli import main
 from upswing.experiment import ReportError, fetch_report, render
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -501,3 +505,50 @@ def test_a_firing_outside_the_rollout_is_recorded_in_shadow_never_routed_and_not
     counts, arms = cohort_totals(aws)
     assert (counts["firings"], counts["shadow"], counts["routed"]) == (1, 1, 0)
     assert arms == {}
+
+
+# ── CSV export ─────────────────────────────────────────────────────────────────────────────────
+
+
+def test_the_export_lists_every_firing_with_its_arm_trial_status_and_expansion(
+    aws: Aws, fast_router: Router, ledger: PlayLedger, tmp_path: Path
+) -> None:
+    # Given a held-out account that fired twice and expanded after its first firing, and a treated one
+    [held] = accounts_in(Arm.HOLDOUT, 1)
+    [treated] = accounts_in(Arm.TREATED, 1)
+    firings = [
+        fired(held, NOW - timedelta(days=40)),
+        fired(held, NOW - timedelta(days=5)),
+        fired(treated, NOW - timedelta(days=3)),
+    ]
+    for message in firings:
+        fast_router.route_firing(message, message.firing.evaluated_at)
+    Attributor(plays=ledger, horizon_days=30).attribute(
+        StoredOutcomeFacts(
+            held, "out-1", OutcomeKind.PLAN_UPGRADE, NOW - timedelta(days=35), Decimal("900"), "EUR"
+        )
+    )
+
+    # When an operator exports the trigger's firings with the CLI
+    out = tmp_path / "firings.csv"
+    code = main(
+        ["experiment", "export", TRIGGER, "--plays-table", aws.tables[PLAYS_TABLE.env_var], "--out", str(out)]
+    )
+
+    # Then one row per firing, oldest first, with its arm, whether it is the account's trial, and its fate
+    assert code == 0
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert [(row["account_id"], row["arm"], row["trial"], row["status"]) for row in rows] == [
+        (held, "holdout", "true", "held_out"),
+        (held, "holdout", "false", "held_out"),
+        (treated, "treated", "true", "routed"),
+    ]
+    assert (rows[0]["expansion_kind"], rows[0]["expansion_amount"], rows[0]["currency"]) == (
+        "plan_upgrade",
+        "900.00",
+        "EUR",
+    )
+    assert rows[1]["expanded_at"] == ""  # the expansion came before the second firing
+    assert rows[0]["salt"] == TRIGGER
+    assert float(rows[0]["draw"]) < 0.10
+    assert set(rows[0]) == set(COLUMNS)
