@@ -74,6 +74,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/triggers": {"get": _get_triggers()},
             "/v1/triggers/{name}": {"get": _get_trigger()},
             **_segment_paths(),
+            "/v1/triggers/{name}/experiment": {"get": _get_experiment()},
             "/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -363,6 +364,49 @@ def _segment_paths() -> dict[str, Any]:
             }
         }
         for path, (operation_id, scope, model, summary) in operations.items()
+    }
+
+
+def _get_experiment() -> dict[str, Any]:
+    return {
+        "operationId": "getTriggerExperiment",
+        "security": _needs(Scope.ACCOUNTS_READ),
+        "summary": "Measured lift of a trigger's play: treated vs held-out accounts (its holdout).",
+        "description": (
+            "One trial per account (its first firing in the experiment). Per arm: accounts, those that "
+            "expanded within the horizon (rate with its Wilson 95 % interval), expansion amount and amount "
+            "per account by currency, trials still within their horizon. Absolute lift with Newcombe's "
+            "interval, relative lift with the Katz interval, a plain verdict, the accounts per arm still "
+            "needed, and a power note. From counters kept incrementally: one query per call "
+            "(docs/api.md, 'Experiments')."
+        ),
+        "parameters": [
+            {
+                "name": "name",
+                "in": "path",
+                "required": True,
+                "description": "The trigger's name, as in the ruleset.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+            },
+            {
+                "name": "salt",
+                "in": "query",
+                "required": False,
+                "description": "Which experiment (default: the active trigger's salt, else its name).",
+                "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+            },
+        ],
+        "responses": {
+            "200": {"description": "The experiment's arms and lift.", **_json_body({"type": "object"})},
+            **_errors(
+                {
+                    "400": "The salt is not a salt (the message says what one looks like).",
+                    "404": "No such trigger in the active ruleset and no firings of it kept; the message "
+                    "lists the known triggers (and the closest name).",
+                    "503": _UNAVAILABLE,
+                }
+            ),
+        },
     }
 
 

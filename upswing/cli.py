@@ -92,7 +92,81 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_simulate(commands)
     _add_backtest(commands)
+    _add_experiment(commands)
     return parser
+
+
+def _add_experiment(commands: Any) -> None:
+    experiment = commands.add_parser("experiment", help="a trigger's measured lift (its holdout)")
+    actions = experiment.add_subparsers(required=True, metavar="ACTION")
+    report = actions.add_parser(
+        "report",
+        help="treated vs held-out expansion rates, lift with 95 %% intervals, a plain verdict",
+        description="Reads GET /v1/triggers/{name}/experiment with a key holding accounts:read, read from "
+        "the environment variable named by --key-env (never an argument).",
+    )
+    report.add_argument("trigger", help="the trigger's name")
+    where = report.add_mutually_exclusive_group(required=True)
+    where.add_argument("--endpoint", help="the API's base URL (the stack's ApiUrl output)")
+    where.add_argument("--stack", help="read the API's URL from this CloudFormation stack's outputs")
+    report.add_argument("--salt", help="another experiment of the trigger (default: its current one)")
+    report.add_argument("--key-env", default="UPSWING_API_KEY", help="env var holding the reader key")
+    report.add_argument("--json", action="store_true", help="print the API's JSON instead of text")
+    report.set_defaults(run=_experiment_report)
+    export = actions.add_parser(
+        "export",
+        help="every kept firing of a trigger with its arm, as CSV (scans the plays table)",
+        description="Reads the plays table with your AWS credentials (a scan: run it off-peak on big "
+        "tables) and writes one row per firing: arm, draw, trial, status, expansion.",
+    )
+    export.add_argument("trigger", help="the trigger's name")
+    table = export.add_mutually_exclusive_group(required=True)
+    table.add_argument("--plays-table", help="the plays table's name")
+    table.add_argument("--stack", help="read the table name from this CloudFormation stack's outputs")
+    export.add_argument("--out", type=Path, help="the CSV file (default: standard output)")
+    export.set_defaults(run=_experiment_export)
+
+
+def _experiment_report(args: argparse.Namespace) -> None:
+    import httpx
+
+    from upswing.experiment import ReportError, fetch_report, render
+
+    key = os.environ.get(args.key_env, "").strip()
+    if not key:
+        raise UserError(f"put a key with the accounts:read scope in ${args.key_env} (never an argument)")
+    endpoint = args.endpoint or _stack_output(args.stack, "ApiUrl")
+    try:
+        with httpx.Client(timeout=30) as http:
+            report = fetch_report(http, endpoint, key, args.trigger, args.salt)
+    except ReportError as error:
+        raise UserError(str(error)) from None
+    print(json.dumps(report, indent=2) if args.json else render(report))
+
+
+def _experiment_export(args: argparse.Namespace) -> None:
+    from shared.experiments.export import write_firings
+    from shared.routing.ledger import PlayLedger
+    from shared.storage.dynamo import dynamodb_client
+
+    table = args.plays_table or _stack_output(args.stack, "PlaysTableName")
+    ledger = PlayLedger(dynamodb_client(), table, retention_days=1)  # reads only: no expiry is written
+    if args.out is None:
+        write_firings(ledger.firings_of(args.trigger), sys.stdout)
+        return
+    with args.out.open("w", encoding="utf-8", newline="") as out:
+        rows = write_firings(ledger.firings_of(args.trigger), out)
+    print(f"{rows:,} firings of {args.trigger} written to {args.out}", file=sys.stderr)
+
+
+def _stack_output(stack: str, name: str) -> str:
+    from shared.storage.dynamo import aws_client
+
+    outputs = aws_client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
+    value = next((o["OutputValue"] for o in outputs if o["OutputKey"] == name), None)
+    if not value:
+        raise UserError(f"stack {stack} has no {name} output")
+    return str(value)
 
 
 def _hubspot_create_property(args: argparse.Namespace) -> None:

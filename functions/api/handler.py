@@ -34,6 +34,8 @@ from shared.counters.view import bucket_view
 from shared.events.ingest import Ingestor, ingestor_for, summarize
 from shared.events.models import AccountId
 from shared.events.validation import BadRequest, describe_errors, parse_batch_request, parse_json_body
+from shared.experiments.arms import EXPERIMENT_SALT, experiment_salt
+from shared.experiments.report import experiment_report
 from shared.intake import BatchIntake, Channel, ItemResult, Tally
 from shared.observability import logger, metrics, traced
 from shared.openapi import allowed_methods, openapi_document, required_scope, takes_scheme
@@ -372,6 +374,28 @@ def get_trigger(name: str) -> Response:
     if name not in signals().ruleset.triggers and not report["firings_kept"]:
         raise NotFound(_unknown_trigger(name))
     return _json(200, {**_metrics_context(now), **report})
+
+
+@app.get("/v1/triggers/<name>/experiment")
+def get_experiment(name: str) -> Response:
+    now = datetime.now(UTC)
+    name = unquote(name)
+    trigger = signals().ruleset.triggers.get(name)
+    salt = app.current_event.get_query_string_value("salt") or (
+        experiment_salt(name, trigger) if trigger else name
+    )
+    if not EXPERIMENT_SALT.fullmatch(salt):
+        raise BadRequest(
+            400,
+            f"salt {salt!r} is not a salt: lower-case letters, digits, '-' and '_', at most 64",
+        )
+    first = now.date() - timedelta(days=settings().retention_days)
+    cohorts = trigger_metrics().cohorts(name, first, now.date())
+    if trigger is None and not cohorts:
+        raise NotFound(_unknown_trigger(name))
+    percent = (trigger.holdout_percent or None) if trigger else None
+    report = experiment_report(name, salt, percent, cohorts, now, settings().horizon_days)
+    return _json(200, {**_metrics_context(now), "in_active_ruleset": trigger is not None, **report})
 
 
 def _trigger(name: str, now: datetime) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -68,13 +69,22 @@ class PlayStatus(StrEnum):
     STOPPED = "stopped"
     # The firing's account is in its trigger's experiment holdout: recorded, never routed.
     HELD_OUT = "held_out"
+    # The account is outside the trigger's rollout: evaluated and recorded in shadow, never routed.
+    SHADOW = "shadow"
 
 
 # auto_close_result.result when the HubSpot sender completed the task (the other results leave it).
 AUTO_CLOSED = "closed"
 
 WAITING = (PlayStatus.SCHEDULED, PlayStatus.DEFERRED)
-FINAL = (PlayStatus.ROUTED, PlayStatus.SUPPRESSED, PlayStatus.LAPSED, PlayStatus.STOPPED, PlayStatus.HELD_OUT)
+FINAL = (
+    PlayStatus.ROUTED,
+    PlayStatus.SUPPRESSED,
+    PlayStatus.LAPSED,
+    PlayStatus.STOPPED,
+    PlayStatus.HELD_OUT,
+    PlayStatus.SHADOW,
+)
 
 
 class TaskStatus(StrEnum):
@@ -154,9 +164,12 @@ class PlayRecord:
 
     @property
     def experiment_salt(self) -> str | None:
-        """The salt of the firing's experiment (None: its trigger held no experiment)."""
+        """The salt of the treated-vs-held-out comparison the firing is part of (None: none — no
+        holdout on its trigger, or the account is in shadow, outside the rollout)."""
         experiment = self.firing.get("experiment")
-        return str(experiment["salt"]) if isinstance(experiment, dict) and "salt" in experiment else None
+        if not isinstance(experiment, dict) or self.arm == "shadow":
+            return None
+        return str(experiment["salt"]) if experiment.get("holdout_percent") else None
 
     @property
     def arm(self) -> str:
@@ -540,6 +553,26 @@ class PlayLedger:
         records.sort(key=lambda record: record.updated_at, reverse=True)  # ...within the newest first
         return records if limit is None else records[:limit]
 
+    def firings_of(self, trigger: str) -> Iterator[PlayRecord]:
+        """Every kept firing's play (tier 0) of a trigger: a **scan** of the table, for an operator's
+        export (upswing experiment export), never for a request path."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(sk, :prefix) AND tier = :zero AND #trigger = :trigger",
+            "ExpressionAttributeNames": {"#trigger": "trigger"},
+            "ExpressionAttributeValues": {
+                ":prefix": {"S": PLAY_PREFIX},
+                ":zero": {"N": "0"},
+                ":trigger": {"S": trigger},
+            },
+        }
+        while True:
+            page = self._client.scan(**request)
+            yield from (_record(deserialize(raw)) for raw in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def counts(self, counters: list[str], period: str) -> dict[str, int]:
         """The current value of budget counters in one period (absent counters are 0)."""
         found = dict.fromkeys(counters, 0)
@@ -609,6 +642,8 @@ class PlayLedger:
                 counts[Count.SUPPRESSED] = 1
             elif record.status is PlayStatus.HELD_OUT:
                 counts[Count.HELD_OUT] = 1
+            elif record.status is PlayStatus.SHADOW:
+                counts[Count.SHADOW] = 1
         salt = record.experiment_salt
         enrols = record.tier == 0 and record.stored_status is None and record.trial and salt
         trial = Trial(salt, record.arm, ArmCount.ACCOUNTS) if enrols and salt else None

@@ -97,8 +97,9 @@ class Router:
     def route_firing(self, message: FiredMessage, now: datetime) -> PlayRecord:
         """Schedule the play's escalation tiers and route its first; the first tier's record."""
         firing = message.firing.model_dump(mode="json")
-        held_out = firing.get("arm") == Arm.HOLDOUT
-        tiers = [] if held_out else self._play(firing).tiers()  # a held-out firing escalates to no one
+        arm = firing.get("arm")
+        unrouted = arm in (Arm.HOLDOUT, Arm.SHADOW)
+        tiers = [] if unrouted else self._play(firing).tiers()  # held out or shadow: escalates to no one
         fired_at = message.firing.evaluated_at
         for number, tier in enumerate(tiers[1:], start=1):
             due_at = fired_at + timedelta(days=days(tier.after))
@@ -110,12 +111,20 @@ class Router:
         salt = record.experiment_salt
         if salt and not self.ledger.in_experiment(record.account_id, record.trigger, salt):
             record = replace(record, trial=True)
-        if held_out:
-            # Recorded and counted like any firing (its arm's comparison group), never routed.
-            draw = firing["experiment"]["draw"]
-            percent = firing["experiment"]["holdout_percent"]
-            reason = f"held out: experiment {salt}, draw {draw} < {percent}%"
-            return self._settle(record.moved(PlayStatus.HELD_OUT, now, due_at=None, reason=reason))
+        if unrouted:
+            # Recorded and counted like any firing (a held-out one in its arm's comparison group),
+            # never routed.
+            experiment = firing["experiment"]
+            if arm == Arm.HOLDOUT:
+                status = PlayStatus.HELD_OUT
+                reason = (
+                    f"held out: experiment {experiment['salt']}, draw {experiment['draw']} "
+                    f"< {experiment['holdout_percent']}%"
+                )
+            else:
+                status = PlayStatus.SHADOW
+                reason = f"shadow: outside the rollout ({experiment.get('rollout')})"
+            return self._settle(record.moved(status, now, due_at=None, reason=reason))
         return self._route(record, now)
 
     def release(self, record: PlayRecord, now: datetime) -> PlayRecord:

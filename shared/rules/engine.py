@@ -452,7 +452,9 @@ class _CompiledTrigger:
             score_base=self.base,
             condition=condition,
             exclusions=self._exclusion_checks(context, last_contacted, at),
-            experiment=assign(name, self.trigger, account_id),
+            experiment=assign(
+                name, self.trigger, account_id, context.profile.segment if context.profile else None
+            ),
             **self._score(context, day),
         )
         return TriggerOutcome(name, True, True, "fired", condition, firing), TriggerState(

@@ -27,7 +27,7 @@ from pydantic import (
 from shared.accounts.models import MAX_EMPLOYEES
 from shared.counters.slices import MAX_GROUPS_PER_DAY
 from shared.events.contract import DEFAULT_RETENTION_DAYS
-from shared.events.models import DimensionKey, DimensionValue, EventKind, MetricName
+from shared.events.models import AccountId, DimensionKey, DimensionValue, EventKind, MetricName
 from shared.rules.durations import days
 from shared.rules.plays import Budgets, Play
 
@@ -454,6 +454,26 @@ class Experiment(_Strict):
     )
 
 
+class Rollout(_Strict):
+    """Which accounts a trigger is live for; the others are evaluated in shadow (recorded, never
+    routed). One of: a stable random share, pilot accounts, or segments."""
+
+    percent: float | None = Field(default=None, gt=0, lt=100, description="A stable random share: 25.")
+    accounts: list[AccountId] | None = Field(default=None, min_length=1, description="Pilot accounts.")
+    segments: list[Label] | None = Field(
+        default=None, min_length=1, description="Accounts of these segments."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Rollout:
+        given = [name for name in ("percent", "accounts", "segments") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give one of percent, accounts or segments, not {' and '.join(given) or 'none'}"
+            )
+        return self
+
+
 class Trigger(_Strict):
     description: str | None = None
     category: Category
@@ -477,7 +497,14 @@ class Trigger(_Strict):
         description="Hold out this share of accounts: their firings are recorded, never routed, so the "
         "play's lift can be measured (docs/rules.md, 'Experiments').",
     )
-    experiment: Experiment | None = Field(default=None, description="With holdout: the experiment's salt.")
+    experiment: Experiment | None = Field(
+        default=None, description="With holdout or rollout: the experiment's salt."
+    )
+    rollout: Rollout | None = Field(
+        default=None,
+        description="Live only for these accounts; the others are evaluated in shadow: recorded, never "
+        "routed, not compared (docs/rules.md, 'Experiments').",
+    )
 
     @model_validator(mode="after")
     def _experiment_settings(self) -> Trigger:
@@ -485,8 +512,8 @@ class Trigger(_Strict):
             raise ValueError(
                 f"holdout must be above 0% and at most {HOLDOUT_MAX_PERCENT}%, not {self.holdout}"
             )
-        if self.experiment is not None and self.holdout is None:
-            raise ValueError("experiment names the salt of a holdout: give holdout too")
+        if self.experiment is not None and self.holdout is None and self.rollout is None:
+            raise ValueError("experiment names the salt of a holdout or rollout: give one of them too")
         return self
 
     @property

@@ -53,6 +53,7 @@ class Count(StrEnum):
     WORKED = "worked"
     EXPANDED = "expanded"
     HELD_OUT = "held_out"  # the firing's account is in its experiment's holdout: recorded, not routed
+    SHADOW = "shadow"  # the firing's account is outside the trigger's rollout: recorded, not routed
 
 
 class ArmCount(StrEnum):

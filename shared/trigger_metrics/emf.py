@@ -25,6 +25,7 @@ METRIC_NAMES = {
     Count.WORKED: "TriggerWorked",
     Count.EXPANDED: "TriggerExpanded",
     Count.HELD_OUT: "TriggerHeldOut",
+    Count.SHADOW: "TriggerShadow",
 }
 HOURS_TO_WORK_METRIC = "TriggerHoursToWork"
 AMOUNT_METRIC = "TriggerExpansionAmount"

@@ -63,6 +63,7 @@ class Totals:
             "deferred": self.counts[Count.DEFERRED],
             "suppressed": self.counts[Count.SUPPRESSED],
             "held_out": self.counts[Count.HELD_OUT],
+            "shadow": self.counts[Count.SHADOW],
             "escalations_routed": self.counts[Count.ESCALATED],
             "tasks_worked": self.counts[Count.WORKED],
             "median_hours_to_work": median,

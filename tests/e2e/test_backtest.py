@@ -44,8 +44,7 @@ def run(folder: Path, events: str = "events.jsonl", **options: Any) -> BacktestR
         events=(folder / events,),
         outcomes=folder / "outcomes.csv",
         accounts=folder / "accounts.jsonl",
-        rules=REFERENCE,
-        **{"workers": 1, "partitions": 8, **options},
+        **{"rules": REFERENCE, "workers": 1, "partitions": 8, **options},
     )
     return backtest(config)
 
@@ -148,6 +147,28 @@ def test_compare_scores_a_second_ruleset_on_the_same_replay(small: Path, tmp_pat
     seat = {ruleset["label"]: _row(ruleset, "seat-expansion")["firings"] for ruleset in result["rulesets"]}
     assert seat["B"] < seat["A"]
     assert _row(first, "upgrade")["firings"] >= _row(second, "upgrade")["firings"]
+
+
+def test_holdout_and_rollout_keys_are_accepted_and_change_no_firing_and_no_score(
+    small: Path, tmp_path: Path
+) -> None:
+    # Given the reference rules with a holdout on one trigger and a segment rollout on another
+    experimental = tmp_path / "experimental.yaml"
+    experimental.write_text(
+        REFERENCE.read_text().replace(
+            "    cooldown: 30d\n\n  # Its 182-day lookback",
+            "    cooldown: 30d\n    holdout: 20%\n    rollout: {segments: [smb]}\n\n  # Its 182-day lookback",
+            1,
+        )
+    )
+    assert "holdout: 20%" in experimental.read_text()
+
+    # When both are backtested on the same history
+    plain, with_keys = run(small), run(small, rules=experimental)
+
+    # Then the backtest scores every firing as if every account were treated: nothing differs
+    assert with_keys.firings == plain.firings
+    assert with_keys.result["rulesets"][0]["triggers"] == plain.result["rulesets"][0]["triggers"]
 
 
 def test_problems_with_the_inputs_are_plain_errors(

@@ -123,7 +123,9 @@ def test_given_an_outcomes_only_key_when_it_posts_events_then_403_names_events_w
     assert "'events:write'" in answer["message"]
 
 
-@pytest.mark.parametrize("template", ["/v1/triggers", "/v1/triggers/{name}"])
+@pytest.mark.parametrize(
+    "template", ["/v1/triggers", "/v1/triggers/{name}", "/v1/triggers/{name}/experiment"]
+)
 def test_given_a_producer_key_when_it_reads_trigger_metrics_then_403_names_accounts_read(aws, template):
     # Given a product service's key (events:write) and a billing key (events and outcomes)
     for scopes in ({Scope.EVENTS_WRITE}, {Scope.EVENTS_WRITE, Scope.OUTCOMES_WRITE, Scope.ACCOUNTS_WRITE}):

@@ -68,7 +68,10 @@ def test_given_no_holdout_then_there_is_no_experiment():
         (", holdout: 60%", "holdout must be above 0% and at most 50%, not 60%"),
         (", holdout: 10", "triggers.seats.holdout"),
         (", holdout: ten", "triggers.seats.holdout"),
-        (", experiment: {salt: s1}", "experiment names the salt of a holdout: give holdout too"),
+        (
+            ", experiment: {salt: s1}",
+            "give one of them too",
+        ),
         (", holdout: 10%, experiment: {salt: 'Has Spaces'}", "triggers.seats.experiment.salt"),
     ],
     ids=["zero", "over half", "no percent sign", "not a number", "salt without holdout", "bad salt"],
@@ -86,3 +89,49 @@ def test_raising_the_holdout_moves_accounts_only_from_treated_to_held_out():
     assert at_10 < at_20
     assert 0.08 < len(at_10) / len(accounts) < 0.12
     assert 0.18 < len(at_20) / len(accounts) < 0.22
+
+
+# ── rollout ────────────────────────────────────────────────────────────────────────────────────
+
+
+def test_a_percentage_rollout_puts_the_others_in_shadow_with_a_draw_independent_of_the_holdout():
+    trigger = trigger_with(", rollout: {percent: 25}, holdout: 20%")
+    accounts = [f"acct-{n}" for n in range(8000)]
+    arms = {account: assign("seats", trigger, account).arm for account in accounts}  # type: ignore[union-attr]
+
+    shadow = {a for a, arm in arms.items() if arm is Arm.SHADOW}
+    assert 0.73 < len(shadow) / len(accounts) < 0.77
+    inside = [a for a in accounts if a not in shadow]
+    held = [a for a in inside if arms[a] is Arm.HOLDOUT]
+    assert 0.17 < len(held) / len(inside) < 0.23  # the holdout's share inside the rollout: independent
+    evidence = assign("seats", trigger, inside[0]).as_evidence()  # type: ignore[union-attr]
+    assert evidence["rollout"] == "25% of accounts: inside"
+
+
+def test_pilot_accounts_and_segments_decide_the_rollout_without_a_draw():
+    pilots = trigger_with(", rollout: {accounts: [acme, globex]}")
+    segments = trigger_with(", rollout: {segments: [smb]}")
+
+    assert assign("seats", pilots, "acme").arm is Arm.TREATED  # type: ignore[union-attr]
+    assert assign("seats", pilots, "initech").arm is Arm.SHADOW  # type: ignore[union-attr]
+    assert assign("seats", segments, "initech", "smb").arm is Arm.TREATED  # type: ignore[union-attr]
+    outside = assign("seats", segments, "initech", "enterprise")
+    assert outside is not None
+    assert outside.arm is Arm.SHADOW
+    assert outside.as_evidence()["rollout"] == "segments smb: segment enterprise"
+    assert outside.compared is False
+    assert assign("seats", pilots, "acme").compared is False  # type: ignore[union-attr]  # no holdout
+
+
+@pytest.mark.parametrize(
+    ("tail", "expected"),
+    [
+        (", rollout: {}", "give one of percent, accounts or segments, not none"),
+        (", rollout: {percent: 10, segments: [smb]}", "not percent and segments"),
+        (", rollout: {percent: 100}", "triggers.seats.rollout.percent"),
+        (", rollout: {accounts: []}", "triggers.seats.rollout.accounts"),
+    ],
+    ids=["empty", "two kinds", "everyone", "no accounts"],
+)
+def test_given_a_bad_rollout_then_the_message_says_what_is_wrong(tail: str, expected: str):
+    assert any(expected in problem for problem in problems(tail)), problems(tail)

@@ -39,6 +39,7 @@ def test_given_the_document_then_it_lists_the_routes_of_the_api():
         "/v1/accounts/{account_id}/outcomes",
         "/v1/triggers",
         "/v1/triggers/{name}",
+        "/v1/triggers/{name}/experiment",
         "/v1/openapi.json",
         *SEGMENT_PATHS,
     }
