@@ -9,6 +9,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from shared.resources import (
+    ACCOUNTS_PARENT_INDEX,
     ACCOUNTS_TABLE,
     COUNTERS_TABLE,
     EVALUATOR_FUNCTION,
@@ -71,6 +72,10 @@ class Evaluation(Construct):
         # The read plan's days of one account (Query), its profile (GetItem).
         self.evaluator.allow(["dynamodb:Query"], counters_table.table_arn)
         self.evaluator.allow(["dynamodb:GetItem"], accounts_table.table_arn)
+        # Family-scope rules: a family's members, from the accounts' keys-only `parent` index.
+        self.evaluator.allow(
+            ["dynamodb:Query"], f"{accounts_table.table_arn}/index/{ACCOUNTS_PARENT_INDEX.name}"
+        )
         # The firing ledger: read the state, commit state + firings in one conditional transaction
         # (PutItem per item), find pending firings (Query), clear them once sent (UpdateItem).
         self.evaluator.allow(

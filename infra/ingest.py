@@ -17,6 +17,7 @@ from constructs import Construct
 from shared.horizon import HORIZON_ENV
 from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
 from shared.resources import (
+    ACCOUNTS_PARENT_INDEX,
     ACCOUNTS_TABLE,
     API_FUNCTION,
     AUTHORIZER_FUNCTION,
@@ -119,6 +120,11 @@ class IngestApi(Construct):
         # Metric-kind registrations (registry) and account profiles (accounts).
         self.api_function.allow(
             ["dynamodb:GetItem", "dynamodb:PutItem"], registry_table.table_arn, accounts_table.table_arn
+        )
+        # PUT /v1/accounts checks a parent_account_id against the family (the `parent` index);
+        # GET .../signals reads a family for family-scope rules.
+        self.api_function.allow(
+            ["dynamodb:Query"], f"{accounts_table.table_arn}/index/{ACCOUNTS_PARENT_INDEX.name}"
         )
         # GET .../counters reads a range of an account's day buckets; only the aggregator writes them.
         self.api_function.allow(["dynamodb:Query"], counters_table.table_arn)

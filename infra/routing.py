@@ -11,6 +11,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from shared.resources import (
+    ACCOUNTS_PARENT_INDEX,
     ACCOUNTS_TABLE,
     COUNTERS_TABLE,
     EMAIL_QUEUE,
@@ -110,6 +111,11 @@ class Routing(Construct):
         self.scheduler.allow(["dynamodb:GetItem"], firings_table.table_arn)
         # The due index, read page by page.
         self.scheduler.allow(["dynamodb:Query"], f"{plays_table.table_arn}/index/{PLAYS_DUE_INDEX.name}")
+        # Its escalation and auto-close checks evaluate the rules: a family-scope rule reads the
+        # family's members from the accounts' `parent` index.
+        self.scheduler.allow(
+            ["dynamodb:Query"], f"{accounts_table.table_arn}/index/{ACCOUNTS_PARENT_INDEX.name}"
+        )
         events.Rule(
             self,
             "Every5Minutes",

@@ -80,8 +80,16 @@ COUNTERS_TABLE = TableSpec(
 ACCOUNTS_COMPANY_INDEX = IndexSpec(
     name="hubspot_company", partition_key="hubspot_company_id", sort_key="pk", keys_only=True
 )
+# A child account (its profile names `parent_account_id`) carries the parent's id as a top-level
+# attribute too, in the sparse keys-only `parent` index: parent → children, for family-scope rules.
+ACCOUNTS_PARENT_INDEX = IndexSpec(
+    name="parent", partition_key="parent_account_id", sort_key="pk", keys_only=True
+)
 ACCOUNTS_TABLE = TableSpec(
-    construct_id="Accounts", env_var="ACCOUNTS_TABLE", partition_key="pk", indexes=(ACCOUNTS_COMPANY_INDEX,)
+    construct_id="Accounts",
+    env_var="ACCOUNTS_TABLE",
+    partition_key="pk",
+    indexes=(ACCOUNTS_COMPANY_INDEX, ACCOUNTS_PARENT_INDEX),
 )
 
 # Small configuration items: producer key hashes and the kind each metric name is registered as.

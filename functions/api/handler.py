@@ -28,7 +28,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from functions.api.settings import ApiSettings
 from shared.accounts.models import AccountProfile, StoredAccount, Writer
-from shared.accounts.store import AccountStore, ConcurrentProfileWrites
+from shared.accounts.store import AccountStore, ConcurrentProfileWrites, HierarchyRefused
 from shared.counters.store import CounterStore
 from shared.counters.view import bucket_view
 from shared.events.ingest import Ingestor, ingestor_for, summarize
@@ -163,7 +163,9 @@ def signals() -> OnlineEvaluator:
     return OnlineEvaluator(
         ruleset=ruleset,
         plan=plan,
-        aggregates=DynamoAggregates(counters(), consistent=False),  # a preview: eventual is enough
+        aggregates=DynamoAggregates(  # a preview: eventual is enough
+            counters(), consistent=False, children=accounts().children_of
+        ),
         accounts=accounts(),
         firings=FiringStore(dynamodb_client(), config.firings_table, config.retention_days),
         publish=_never_publish,
@@ -484,6 +486,11 @@ def not_found(error: NotFound) -> Response:
 @app.exception_handler(ConcurrentProfileWrites)
 def concurrent_writes(_: ConcurrentProfileWrites) -> Response:
     return _message(503, "Other writers changed this profile at the same time; retry the request.")
+
+
+@app.exception_handler(HierarchyRefused)
+def hierarchy_refused(error: HierarchyRefused) -> Response:
+    return _json(400, {"message": "The profile is not valid.", "errors": [f"parent_account_id: {error}"]})
 
 
 @app.exception_handler(StorageUnavailable)

@@ -4,6 +4,10 @@ The event-source filter passes only INSERT and MODIFY records (TTL removals neve
 A batch is handled record by record by Powertools' batch processor, but each account is
 evaluated once per batch: its other records share the result (success, or the same failure,
 so Lambda retries the account's records together and bisects around a poison record).
+
+With family-scope rules, a child's change moves its family's roll-up: the parent (from the
+child's profile) is evaluated too, once per batch like any account, and a failure to evaluate
+it fails the child's records as well, so the retry evaluates both again.
 """
 
 from __future__ import annotations
@@ -34,11 +38,15 @@ def evaluator() -> OnlineEvaluator:
     settings = load_settings(EvaluatorSettings)
     ruleset, plan = active_ruleset(settings.ruleset_path)
     client = dynamodb_client()
+    accounts = AccountStore(client, settings.accounts_table)
     return OnlineEvaluator(
         ruleset=ruleset,
         plan=plan,
-        aggregates=DynamoAggregates(CounterStore(client, settings.counters_table, settings.retention_days)),
-        accounts=AccountStore(client, settings.accounts_table),
+        aggregates=DynamoAggregates(
+            CounterStore(client, settings.counters_table, settings.retention_days),
+            children=accounts.children_of,
+        ),
+        accounts=accounts,
         firings=FiringStore(client, settings.firings_table, settings.retention_days),
         publish=sqs_publisher(aws_client("sqs"), settings.fired_queue_url),
     )
@@ -55,11 +63,9 @@ def evaluate_changed_accounts(
     event: dict[str, Any], online: OnlineEvaluator, at: datetime, context: LambdaContext | None = None
 ) -> dict[str, Any]:
     results: dict[str, BaseException | None] = {}
+    parents: dict[str, str | None] = {}
 
-    def evaluate_record(record: DynamoDBRecord) -> None:
-        account_id = str(record.dynamodb.keys["pk"]) if record.dynamodb and record.dynamodb.keys else None
-        if not account_id:
-            raise ValueError("a counters stream record without a pk key")
+    def evaluate_once(account_id: str) -> BaseException | None:
         if account_id not in results:
             try:
                 evaluation = online.evaluate(account_id, at)
@@ -69,7 +75,18 @@ def evaluate_changed_accounts(
                 results[account_id] = None
                 for firing in evaluation.firings:
                     logger.info("trigger fired", extra={"trigger": firing.trigger, "score": firing.score})
-        failure = results[account_id]
+        return results[account_id]
+
+    def evaluate_record(record: DynamoDBRecord) -> None:
+        account_id = str(record.dynamodb.keys["pk"]) if record.dynamodb and record.dynamodb.keys else None
+        if not account_id:
+            raise ValueError("a counters stream record without a pk key")
+        failure = evaluate_once(account_id)
+        if failure is None:
+            if account_id not in parents:
+                parents[account_id] = online.family_parent(account_id)
+            parent = parents[account_id]
+            failure = evaluate_once(parent) if parent else None
         if failure is not None:
             raise failure
 

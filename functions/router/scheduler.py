@@ -52,11 +52,15 @@ def _wired() -> tuple[Router, AutoCloser, int]:
     settings = load_settings(SchedulerSettings)
     ruleset, plan = active_ruleset(settings.ruleset_path)
     client = dynamodb_client()
+    accounts = AccountStore(client, settings.accounts_table)
     rules = OnlineEvaluator(
         ruleset=ruleset,
         plan=plan,
-        aggregates=DynamoAggregates(CounterStore(client, settings.counters_table, settings.retention_days)),
-        accounts=AccountStore(client, settings.accounts_table),
+        aggregates=DynamoAggregates(
+            CounterStore(client, settings.counters_table, settings.retention_days),
+            children=accounts.children_of,
+        ),
+        accounts=accounts,
         firings=FiringStore(client, settings.firings_table, settings.retention_days),
         publish=lambda messages: set(),  # previews never publish
     )

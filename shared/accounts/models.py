@@ -43,6 +43,9 @@ MAX_EMPLOYEES = 10_000_000
 MAX_PLAN_TIER = 1_000
 # Writes remembered per profile (the audit trail stays inside one DynamoDB item).
 MAX_CHANGES_KEPT = 50
+# Children per parent account (`parent_account_id`): a family is read whole by every evaluation of a
+# family-scope trigger (docs/rules.md, "Account families"), so its size is the read's bound.
+MAX_CHILDREN = 100
 
 
 def _iso_day(value: Any) -> Any:
@@ -169,6 +172,11 @@ class AccountProfile(_Strict):
     )
     hubspot: HubSpotRefs = Field(default_factory=HubSpotRefs)
     flags: Flags = Field(default_factory=Flags)
+    parent_account_id: AccountId | None = Field(
+        default=None,
+        description="The parent account (one level: a parent has no parent), for rules with scope: family; "
+        f"at most {MAX_CHILDREN} children per parent.",
+    )
 
 
 class Writer(BaseModel):

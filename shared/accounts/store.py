@@ -13,6 +13,12 @@ stored (a Segment `group` call's traits), in the same read → conditional write
 is never built on a profile another writer has replaced meanwhile. A revision from an outside source
 carries a `SourceMark` (the message id and its time): the item keeps the last one applied per
 source, so a redelivered message is recognised and an older one arriving late never undoes a newer.
+
+A child account (`parent_account_id`) carries its parent's id the same way, in the keys-only
+`parent` index (ACCOUNTS_PARENT_INDEX): `children_of` answers "which accounts make this family?"
+with one Query. Families are one level deep and bounded (MAX_CHILDREN): a write that would make a
+child of a child, a parent of a child, an account its own parent or a family of more than
+MAX_CHILDREN children is refused (`HierarchyRefused`), with what to do instead.
 """
 
 from __future__ import annotations
@@ -25,8 +31,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.accounts.models import MAX_CHANGES_KEPT, AccountProfile, ProfileChange, StoredAccount, Writer
-from shared.resources import ACCOUNTS_COMPANY_INDEX
+from shared.accounts.models import (
+    MAX_CHANGES_KEPT,
+    MAX_CHILDREN,
+    AccountProfile,
+    ProfileChange,
+    StoredAccount,
+    Writer,
+)
+from shared.resources import ACCOUNTS_COMPANY_INDEX, ACCOUNTS_PARENT_INDEX, IndexSpec
 from shared.storage.dynamo import is_conditional_failure
 from shared.timestamps import utc_stamp
 
@@ -64,6 +77,10 @@ class Revision(StrEnum):
 Reviser = Callable[[StoredAccount | None], AccountProfile]
 
 
+class HierarchyRefused(Exception):
+    """The profile's parent_account_id would make a family the rules cannot read (the message says why)."""
+
+
 class AccountStore:
     def __init__(self, client: Any, table: str) -> None:
         self._client = client
@@ -74,6 +91,8 @@ class AccountStore:
     ) -> tuple[StoredAccount, bool]:
         """Replace the account's profile, recording the writer; True when the account is new."""
         stamp = _stamp(now)
+        if profile.parent_account_id is not None:
+            self._check_family(account_id, profile.parent_account_id)
         for _ in range(_ATTEMPTS):
             item = self._read(account_id)
             previous = StoredAccount.model_validate_json(item["profile"]["S"]) if item else None
@@ -148,14 +167,13 @@ class AccountStore:
         }
         if stored.hubspot.company_id:
             item[ACCOUNTS_COMPANY_INDEX.partition_key] = {"S": stored.hubspot.company_id}
+        if stored.parent_account_id:
+            item[ACCOUNTS_PARENT_INDEX.partition_key] = {"S": stored.parent_account_id}
         try:
-            # Attributes written beside the profile (a Segment source's mark) are kept; the company
-            # index key follows the profile being written (dropped when it names no company).
-            kept = {
-                name: value
-                for name, value in (item_read or {}).items()
-                if name != ACCOUNTS_COMPANY_INDEX.partition_key
-            }
+            # Attributes written beside the profile (a Segment source's mark) are kept; the index
+            # keys follow the profile being written (dropped when it names no company or parent).
+            index_keys = {ACCOUNTS_COMPANY_INDEX.partition_key, ACCOUNTS_PARENT_INDEX.partition_key}
+            kept = {name: value for name, value in (item_read or {}).items() if name not in index_keys}
             mark_attribute = {mark.attribute: _mark_attribute(mark)} if mark else {}
             self._client.put_item(TableName=self._table, Item={**kept, **mark_attribute, **item}, **guard)
         except ClientError as error:
@@ -174,12 +192,44 @@ class AccountStore:
         """The ids of the accounts whose profile names this HubSpot company (usually one; none when no
         profile does). One Query of the keys-only index: 0.5 read unit, eventually consistent, so a
         profile written in the last second may not be found yet."""
+        return self._keys_of(ACCOUNTS_COMPANY_INDEX, company_id)
+
+    def children_of(self, parent_id: str) -> list[str]:
+        """The ids of the accounts whose profile names this parent, sorted (none for a standalone
+        account). One Query of the keys-only `parent` index: 0.5 read unit for up to ~1,000 children
+        (keys only), eventually consistent like accounts_of_company."""
+        return self._keys_of(ACCOUNTS_PARENT_INDEX, parent_id)
+
+    def _check_family(self, account_id: str, parent_id: str) -> None:
+        """Refuse a parent that would make the family deeper than one level or larger than the bound."""
+        if parent_id == account_id:
+            raise HierarchyRefused("parent_account_id names the account itself: leave it out for a parent")
+        parent = self.get(parent_id)
+        if parent is not None and parent.parent_account_id is not None:
+            raise HierarchyRefused(
+                f"parent_account_id {parent_id!r} is itself a child of {parent.parent_account_id!r}: "
+                f"families are one level deep; name {parent.parent_account_id!r} as the parent instead"
+            )
+        own = self.children_of(account_id)
+        if own:
+            raise HierarchyRefused(
+                f"the account is the parent of {len(own)} accounts (e.g. {own[0]!r}): families are one level "
+                "deep; clear their parent_account_id first, or give this account none"
+            )
+        siblings = [child for child in self.children_of(parent_id) if child != account_id]
+        if len(siblings) >= MAX_CHILDREN:
+            raise HierarchyRefused(
+                f"{parent_id!r} already has {len(siblings)} children, the most a family may have "
+                f"({MAX_CHILDREN}): a family-scope rule reads every member at each evaluation"
+            )
+
+    def _keys_of(self, index: IndexSpec, value: str) -> list[str]:
         request: dict[str, Any] = {
             "TableName": self._table,
-            "IndexName": ACCOUNTS_COMPANY_INDEX.name,
-            "KeyConditionExpression": "#company = :company",
-            "ExpressionAttributeNames": {"#company": ACCOUNTS_COMPANY_INDEX.partition_key},
-            "ExpressionAttributeValues": {":company": {"S": company_id}},
+            "IndexName": index.name,
+            "KeyConditionExpression": "#key = :value",
+            "ExpressionAttributeNames": {"#key": index.partition_key},
+            "ExpressionAttributeValues": {":value": {"S": value}},
         }
         found: list[str] = []
         while True:

@@ -6,20 +6,32 @@ engine a `History` of them, so an evaluation cannot depend on where its counters
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
 
+from aws_lambda_powertools.metrics import MetricUnit
+
+from shared.accounts.models import MAX_CHILDREN
 from shared.counters.bucket import CountedEvent, DayBucket
+from shared.counters.family import fold_family, members_capped
 from shared.counters.slices import NO_SLICING, Slicing
 from shared.counters.store import CounterStore
+from shared.observability import logger, metrics
 from shared.rules.history import History
 
 
 class Aggregates(Protocol):
     def history(self, account_id: str, first_day: date, last_day: date) -> History:
         """The account's counters, readable from first_day to last_day inclusive."""
+        ...
+
+    def family_history(
+        self, account_id: str, first_day: date, last_day: date, family_metrics: frozenset[str]
+    ) -> History:
+        """`history`, plus the family's folded days of `family_metrics` (the account and its children:
+        shared/counters/family.py) under the family keys."""
         ...
 
 
@@ -30,9 +42,16 @@ class DynamoAggregates:
     eventually consistent read could miss that very change (and with it a firing).
     """
 
-    def __init__(self, store: CounterStore, *, consistent: bool = True) -> None:
+    def __init__(
+        self,
+        store: CounterStore,
+        *,
+        consistent: bool = True,
+        children: Callable[[str], list[str]] | None = None,
+    ) -> None:
         self._store = store
         self._consistent = consistent
+        self._children = children  # AccountStore.children_of: needed by family-scope rules only
 
     def buckets(self, account_id: str, first_day: date, last_day: date) -> list[DayBucket]:
         first, last = first_day.isoformat(), last_day.isoformat()
@@ -40,6 +59,41 @@ class DynamoAggregates:
 
     def history(self, account_id: str, first_day: date, last_day: date) -> History:
         return History.of(self.buckets(account_id, first_day, last_day), first_day, last_day)
+
+    def family_history(
+        self, account_id: str, first_day: date, last_day: date, family_metrics: frozenset[str]
+    ) -> History:
+        """One Query of the `parent` index, then one counters Query per member (N + 2 for N children)."""
+        if self._children is None:
+            raise RuntimeError(
+                "family-scope rules read the accounts' parent index: give DynamoAggregates children"
+            )
+        own = self.buckets(account_id, first_day, last_day)
+        history = History.of(own, first_day, last_day)
+        children, left_out = members_capped(self._children(account_id), MAX_CHILDREN)
+        if left_out:
+            family_capped(account_id, left_out)
+        by_day: dict[str, list[DayBucket]] = {}
+        for bucket in own:
+            by_day.setdefault(bucket.day, []).append(bucket)
+        for child in children:
+            for bucket in self.buckets(child, first_day, last_day):
+                by_day.setdefault(bucket.day, []).append(bucket)
+        for day in sorted(by_day):
+            history.record_family(
+                date.fromisoformat(day).toordinal(), *fold_family(by_day[day], family_metrics)
+            )
+        return history
+
+
+def family_capped(parent_id: str, left_out: int) -> None:
+    """A family past MAX_CHILDREN (profiles written before the bound, or a race of two writes): read
+    with its first MAX_CHILDREN children by id, loudly."""
+    logger.error(
+        "family larger than the bound: children left out of family-scope rules",
+        extra={"parent_account_id": parent_id, "left_out": left_out, "bound": MAX_CHILDREN},
+    )
+    metrics.add_metric(name="FamilyChildrenLeftOut", unit=MetricUnit.Count, value=left_out)
 
 
 @dataclass
@@ -55,9 +109,23 @@ class InMemoryAggregates:
     the same whatever the length of its history.
     """
 
-    def __init__(self, slicing: Slicing = NO_SLICING) -> None:
+    def __init__(
+        self,
+        slicing: Slicing = NO_SLICING,
+        *,
+        parents: Mapping[str, str] | None = None,
+        family_metrics: frozenset[str] = frozenset(),
+    ) -> None:
         self._accounts: dict[str, _Account] = {}
         self._slicing = slicing  # the slices the rules read, folded as the aggregator folds them
+        # Families (child → parent, from the profiles): each root's history also holds its family's
+        # days of `family_metrics`, folded again whenever a member's day changes.
+        self._parents = dict(parents or {})
+        self._family_metrics = family_metrics
+        children: dict[str, list[str]] = {}
+        for child, parent in self._parents.items():
+            children.setdefault(parent, []).append(child)
+        self._children = {parent: members_capped(kids, MAX_CHILDREN) for parent, kids in children.items()}
 
     def apply(self, events: Iterable[CountedEvent]) -> None:
         # A batch is mostly one account's day (the backtest's, an aggregator batch's runs): its
@@ -100,6 +168,27 @@ class InMemoryAggregates:
                 if sliced and name in sliced:
                     for key in bucket.slice_keys(name):
                         history.record_metric(key, day, bucket.metrics[key])
+        if self._family_metrics:
+            self._fold_families(
+                {(self._parents.get(account_id, account_id), day) for (account_id, day) in touched}
+            )
+
+    def _fold_families(self, days: set[tuple[str, str]]) -> None:
+        """Fold again each (family root, day) a member's events touched, into the root's history."""
+        for root, day_text in sorted(days):
+            members, _ = self._children.get(root, ([], 0))
+            buckets = []
+            for member in (root, *members):
+                account = self._accounts.get(member)
+                stored = account.buckets.get(day_text) if account else None
+                if stored is not None:
+                    buckets.append(stored[0])
+            home = self._accounts.get(root)
+            if home is None:
+                home = self._accounts[root] = _Account()
+            home.history.record_family(
+                date.fromisoformat(day_text).toordinal(), *fold_family(buckets, self._family_metrics)
+            )
 
     def buckets(self, account_id: str, first_day: date, last_day: date) -> list[DayBucket]:
         first, last = first_day.isoformat(), last_day.isoformat()
@@ -112,6 +201,15 @@ class InMemoryAggregates:
         if account is None:
             return History(first_day.toordinal(), last_day.toordinal())
         return account.history.bounded(first_day, last_day)
+
+    def family_history(
+        self, account_id: str, first_day: date, last_day: date, family_metrics: frozenset[str]
+    ) -> History:
+        if not family_metrics <= self._family_metrics:
+            raise RuntimeError(
+                "fold families for the rules' family metrics: InMemoryAggregates(family_metrics=...)"
+            )
+        return self.history(account_id, first_day, last_day)
 
     def accounts(self) -> list[str]:
         return list(self._accounts)

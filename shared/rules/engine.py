@@ -41,6 +41,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple
 
 from shared.accounts.models import AccountProfile
+from shared.counters.family import family_key
 from shared.counters.slices import slice_key
 from shared.experiments.arms import Assignment, assign
 from shared.experiments.assignment import Arm
@@ -54,6 +55,7 @@ from shared.rules.language import (
     Exclusion,
     Measure,
     MetricSignal,
+    Ratio,
     RatioPart,
     Ruleset,
     SignalHolds,
@@ -231,7 +233,12 @@ def evaluate_account(
     compiled = compiled_ruleset(ruleset)
     plan = plan or compiled.plan
     day = at.toordinal()
-    history = aggregates.history(account_id, date.fromordinal(day - plan.lookback_days + 1), at.date())
+    first_day = date.fromordinal(day - plan.lookback_days + 1)
+    if compiled.family_metrics and (profile is None or profile.parent_account_id is None):
+        # A family root (or a standalone account, a family of one): its family's days too.
+        history = aggregates.family_history(account_id, first_day, at.date(), compiled.family_metrics)
+    else:
+        history = aggregates.history(account_id, first_day, at.date())
     context = _Context(compiled, history, profile, exhaustive)
     if not explain:
         return _evaluate_quietly(context, account_id, state, at, day)
@@ -242,6 +249,9 @@ def evaluate_account(
         name = trigger.name
         if trigger.segments is not None and context.segment not in trigger.segments:
             outcomes.append(trigger.other_segment)
+            continue
+        if trigger.family and context.child:
+            outcomes.append(trigger.family_member)
             continue
         known = trigger_states.get(name)
         held = context.held(trigger.when, day)
@@ -273,6 +283,9 @@ def _evaluate_quietly(
     for trigger, signal in context.memo.quiet:
         if signal is None:
             outcomes.append(trigger.other_segment)
+            continue
+        if trigger.family and context.child:
+            outcomes.append(trigger.family_member)
             continue
         # The answer kept from an earlier day, when it still holds (_Context.held, inlined).
         if signal.run_from <= day <= signal.run_to and day - signal.back >= first:
@@ -339,17 +352,17 @@ class CompiledRuleset:
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
         self.plan = read_plan(ruleset)
-        self.rules: dict[str, _Rule] = {
-            name: _CompositeRule(name, signal)
-            if isinstance(signal, CompositeSignal)
-            else _GroupRule(name, signal)
-            if signal.group_by
-            else _MetricRule(name, signal)
-            for name, signal in ruleset.signals.items()
-        }
+        self.rules: dict[str, _Rule] = {name: _rule(name, signal) for name, signal in ruleset.signals.items()}
         self.triggers = [
             _CompiledTrigger(ruleset, name, trigger) for name, trigger in ruleset.triggers.items()
         ]
+        # The metrics family-scope signals read: folded across each family (shared/counters/family.py).
+        self.family_metrics = frozenset(
+            metric
+            for signal in ruleset.signals.values()
+            if isinstance(signal, MetricSignal) and signal.scope == "family"
+            for _, _, metric in signal.measured()
+        )
         # How many days back each signal reads, and which signals read each metric (composites too).
         self.lookback = {name: lookback_days(ruleset, name) or 1 for name in ruleset.signals}
         self.readers: dict[str, list[str]] = {}
@@ -382,11 +395,52 @@ def compiled_ruleset(ruleset: Ruleset) -> CompiledRuleset:
     return entry[1]
 
 
+def _rule(name: str, signal: CompositeSignal | MetricSignal) -> _Rule:
+    if isinstance(signal, CompositeSignal):
+        return _CompositeRule(name, signal)
+    description = _describe(signal)
+    if signal.scope == "family":
+        signal = _family_view(signal)
+    if signal.group_by:
+        return _GroupRule(name, signal, description)
+    return _MetricRule(name, signal, description)
+
+
+def _family_view(signal: MetricSignal) -> MetricSignal:
+    """The signal reading the family's series (family keys) instead of the account's own."""
+    update: dict[str, Any] = {"scope": "account"}
+    if signal.metric:
+        update["metric"] = family_key(signal.metric)
+    if signal.ratio:
+        update["ratio"] = Ratio(
+            numerator=signal.ratio.numerator.model_copy(
+                update={"metric": family_key(signal.ratio.numerator.metric)}
+            ),
+            denominator=signal.ratio.denominator.model_copy(
+                update={"metric": family_key(signal.ratio.denominator.metric)}
+            ),
+        )
+    for side in ("of", "among"):
+        part = getattr(signal, side)
+        if part is not None:
+            update[side] = part.model_copy(update={"metric": family_key(part.metric)})
+    return signal.model_copy(update=update)
+
+
 def _metrics_read(ruleset: Ruleset, name: str) -> set[str]:
+    """The series a signal reads (a family-scope one: the family's), for forgetting kept answers."""
     signal = ruleset.signals[name]
     if isinstance(signal, CompositeSignal):
         return set().union(*(_metrics_read(ruleset, member) for member in signal.signals))
-    return {metric for _, _, metric in signal.measured()}
+    family = signal.scope == "family"
+    return {family_key(metric) if family else metric for _, _, metric in signal.measured()}
+
+
+def _reads_family(ruleset: Ruleset, name: str) -> bool:
+    signal = ruleset.signals[name]
+    if isinstance(signal, CompositeSignal):
+        return any(_reads_family(ruleset, member) for member in signal.signals)
+    return signal.scope == "family"
 
 
 class _CompiledTrigger:
@@ -401,6 +455,21 @@ class _CompiledTrigger:
         self.weights = list(_score_weights(ruleset, trigger).items())
         self.within = _score_within(ruleset, trigger)
         self.exclusions: list[int] = []  # indexes into CompiledRuleset.exclusions
+        # A trigger reading a family-scope signal (its own, a score weight, a signal check) is the
+        # family's: evaluated on the parent, never on a child (docs/rules.md, "Account families").
+        self.family = any(
+            _reads_family(ruleset, signal)
+            for signal in [
+                trigger.when,
+                *_score_weights(ruleset, trigger),
+                *(
+                    check.signal
+                    for check in [*trigger.unless, *trigger.requires]
+                    if isinstance(check, SignalHolds)
+                ),
+            ]
+        )
+        self.family_member = TriggerOutcome(name, False, False, "family member", None)
         # Outcomes without evidence are the same every time: made once.
         self.other_segment = TriggerOutcome(name, False, False, "other segment", None)
         self.not_held = TriggerOutcome(name, False, False, "not held", None)
@@ -640,6 +709,7 @@ class _Context:
         "_last_held",
         "_observed",
         "_signals",
+        "child",
         "employees",
         "exhaustive",
         "first",
@@ -667,6 +737,7 @@ class _Context:
         self.industry = profile.industry if profile else None
         self.employees = profile.employees if profile else None
         self.limits = profile.plan.limits if profile and profile.plan else {}
+        self.child = profile is not None and profile.parent_account_id is not None
         # exhaustive is the reference the skipping is checked against: it starts from nothing.
         memo = (
             _Memo(compiled, self.segment, self.limits, (self.industry, self.employees))
@@ -1536,7 +1607,7 @@ class _GroupRule:
 
     _MAX_COMPILED = 4096
 
-    def __init__(self, name: str, signal: MetricSignal) -> None:
+    def __init__(self, name: str, signal: MetricSignal, description: str | None = None) -> None:
         assert signal.metric
         assert signal.group_by
         assert signal.groups_at_least
@@ -1545,7 +1616,7 @@ class _GroupRule:
         self.plain = signal.model_copy(update={"group_by": None, "groups_at_least": None})
         # The signal over all the metric's events: what reads which days, for runs and change days.
         self.template = _MetricRule(name, self.plain)
-        self.description = f"{_describe(self.plain)} per {self.dimension}"
+        self.description = f"{description or _describe(self.plain)} per {self.dimension}"
         self._per_group: dict[str, _MetricRule] = {}
 
     def group(self, key: str) -> _MetricRule:
@@ -1654,4 +1725,6 @@ def _describe(signal: MetricSignal) -> str:
         text += f", its trend's highest in the next {signal.forecast.within}"
     if signal.per_limit:
         text += f" / plan limit {signal.per_limit}"
+    if signal.scope == "family":
+        text += " across the family"
     return text

@@ -24,6 +24,7 @@ from operator import or_
 from typing import Any
 
 from shared.counters.bucket import DayBucket, MetricDay
+from shared.counters.family import family_key
 
 _ZERO = Decimal(0)
 _NO_DISTINCT: frozenset[str] = frozenset()
@@ -410,6 +411,16 @@ class History:
         for name, dimensions in bucket.distinct.items():
             for dimension, values in dimensions.items():
                 self.record_distinct(name, dimension, day, values)
+
+    def record_family(
+        self, day: int, metrics: dict[str, MetricDay], distinct: dict[str, dict[str, set[str]]]
+    ) -> None:
+        """The family's folded day (shared/counters/family.py), under the family keys."""
+        for key, metric in metrics.items():
+            self.record_metric(family_key(key), day, metric)
+        for name, dimensions in distinct.items():
+            for dimension, values in dimensions.items():
+                self.record_distinct(family_key(name), dimension, day, values)
 
     def record_metric(self, name: str, day: int, metric: MetricDay) -> None:
         self._changed(name, day)

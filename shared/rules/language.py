@@ -213,6 +213,11 @@ class MetricSignal(_Strict):
     among: DimensionOf | None = Field(default=None, description="share: …out of these values.")
     ratio: Ratio | None = Field(default=None, description="ratio: numerator / denominator.")
     window: Duration = Field(description="How far back the measure looks, ending with the evaluation day.")
+    scope: Literal["account", "family"] = Field(
+        default="account",
+        description="family: the measure over the account and its children (parent_account_id) together; "
+        "a trigger reading it fires on the parent, never on a child.",
+    )
     per_limit: MetricName | None = Field(
         default=None, description="Divide by this plan limit of the account (plan.limits), e.g. seats."
     )
@@ -299,6 +304,13 @@ class MetricSignal(_Strict):
             raise ValueError("growth over: average compares gauge readings: use latest, peak or low")
         if self.sustained and self.rising:
             raise ValueError("use sustained or rising, not both")
+        if self.scope == "family":
+            gauges = [measure.value for _, measure, _ in self.measured() if measure in GAUGE_MEASURES]
+            if gauges:
+                raise ValueError(
+                    f"scope: family adds up the family's usage; {gauges[0]} reads one account's level "
+                    "(a gauge): use it with scope: account, or a sum, count, active_days or distinct"
+                )
         return self
 
     def measured(self) -> list[tuple[tuple[str, ...], Measure, MetricName]]:

@@ -21,6 +21,7 @@ from shared.rules.engine import (
     Evaluation,
     ReadPlan,
     TriggerOutcome,
+    compiled_ruleset,
     evaluate_account,
     read_plan,
 )
@@ -66,6 +67,14 @@ class OnlineEvaluator:
             self._hand_off(account_id, [fired_message(firing) for firing in evaluation.firings])
             return evaluation
         raise ConcurrentEvaluation(account_id)
+
+    def family_parent(self, account_id: str) -> str | None:
+        """The parent to evaluate too when this account's counters changed: its family's roll-up moved.
+        None without family-scope rules (no read then) or for an account without a parent."""
+        if not compiled_ruleset(self.ruleset).family_metrics:
+            return None
+        profile = self.accounts.get(account_id)
+        return profile.parent_account_id if profile else None
 
     def preview(self, account_id: str, at: datetime) -> Evaluation:
         """What the rules say now, every condition explained, committing nothing (GET .../signals)."""

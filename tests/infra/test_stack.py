@@ -22,6 +22,7 @@ from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
 from shared.openapi import openapi_document
 from shared.resources import (
     ACCOUNTS_COMPANY_INDEX,
+    ACCOUNTS_PARENT_INDEX,
     ACCOUNTS_TABLE,
     BUS_INGEST_QUEUE,
     COUNTERS_TABLE,
@@ -137,6 +138,34 @@ def allowed_actions(statements: list[dict[str, Any]], resource_id: str | None = 
             action = statement["Action"]
             actions.update([action] if isinstance(action, str) else action)
     return actions
+
+
+def item_statements(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The statements on tables themselves, not on one of their indexes."""
+    return [s for s in statements if "/index/" not in json.dumps(s["Resource"])]
+
+
+def assert_parent_index_query_only(template: dict[str, Any], statements: list[dict[str, Any]]) -> None:
+    """Family-scope rules and profile writes read the accounts' `parent` index: Query, that index only."""
+    accounts = table_id(template, ACCOUNTS_TABLE)
+    on_index = [
+        s
+        for s in statements
+        if accounts in referenced_ids(s["Resource"]) and "/index/" in json.dumps(s["Resource"])
+    ]
+    assert [s["Action"] for s in on_index] == ["dynamodb:Query"]
+    assert f"/index/{ACCOUNTS_PARENT_INDEX.name}" in json.dumps(on_index[0]["Resource"])
+
+
+def test_given_the_evaluator_and_the_scheduler_then_they_query_the_parent_index_only(
+    template: dict[str, Any],
+) -> None:
+    for handler in (EVALUATOR_HANDLER, SCHEDULER_HANDLER):
+        statements = role_statements(template, function_id(template, handler))
+        assert allowed_actions(item_statements(statements), table_id(template, ACCOUNTS_TABLE)) == {
+            "dynamodb:GetItem"
+        }
+        assert_parent_index_query_only(template, statements)
 
 
 def dead_letter_queue_ids(template: dict[str, Any]) -> set[str]:
@@ -461,10 +490,11 @@ def test_given_the_api_function_then_it_gets_exactly_the_item_actions_it_perform
 
     assert allowed_actions(statements, table_id(template, EVENTS_TABLE)) == {"dynamodb:PutItem"}
     for spec in (REGISTRY_TABLE, ACCOUNTS_TABLE):
-        assert allowed_actions(statements, table_id(template, spec)) == {
+        assert allowed_actions(item_statements(statements), table_id(template, spec)) == {
             "dynamodb:GetItem",
             "dynamodb:PutItem",
         }
+    assert_parent_index_query_only(template, statements)
     assert allowed_actions(statements, table_id(template, COUNTERS_TABLE)) == {"dynamodb:Query"}
     assert allowed_actions(statements, table_id(template, FIRINGS_TABLE)) == {
         "dynamodb:GetItem",

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.accounts.models import AccountProfile
+from shared.accounts.store import AccountStore
 from shared.counters.aggregate import aggregate
 from shared.counters.bucket import CountedEvent, padded_sequence
 from shared.counters.store import CounterStore
@@ -27,6 +28,7 @@ from shared.rules.language import Ruleset
 from shared.rules.loading import load_ruleset, parse_ruleset
 from shared.rules.slicing import ruleset_slicing
 from tests.conftest import TEST_RETENTION_DAYS, Aws
+from tests.integration.builders import TEST_WRITER
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = load_ruleset(REPO / "rules" / "reference.yaml")
@@ -306,3 +308,129 @@ def test_property_given_any_history_when_held_within_skips_to_change_days_then_i
         skipping = evaluations(ruleset, memory, account_id, profile, at)
         every_day = evaluations(ruleset, memory, account_id, profile, at, exhaustive=True)
         assert skipping == every_day, name
+
+
+# ── families: scope: family reads a parent and its children folded ─────────────────────────────
+
+FAMILY = parse_ruleset(
+    "version: family-1\n"
+    "metrics: {app.session: count, api.calls: count, paywall.hit: count, seats.active: gauge}\n"
+    "signals:\n"
+    "  family_sessions: {measure: sum, metric: app.session, window: 14d, at_least: 40, scope: family}\n"
+    "  family_users: {measure: distinct, metric: app.session, dimension: user, window: 30d, at_least: 5, "
+    "scope: family}\n"
+    "  family_sso: {measure: count, metric: paywall.hit, where: {feature: sso}, window: 14d, at_least: 2, "
+    "scope: family}\n"
+    "  family_teams: {measure: sum, metric: app.session, window: 14d, growth: {over: previous_window}, "
+    "at_least: 0.25, group_by: team, groups_at_least: 2, scope: family}\n"
+    "  family_api_per_session: {measure: ratio, ratio: {numerator: {measure: sum, metric: api.calls}, "
+    "denominator: {measure: count, metric: app.session}}, window: 14d, at_least: 2, scope: family}\n"
+    "  own_sessions: {measure: sum, metric: app.session, window: 14d, at_least: 20}\n"
+    "  seats_high: {measure: latest, metric: seats.active, window: 14d, at_least: 30}\n"
+    "  both: {signals: [family_sessions, own_sessions], n_of: 2, within: 14d}\n"
+    "triggers:\n"
+    "  family-sessions: {category: value, owner_role: csm, play: p, when: family_sessions, cooldown: 10d}\n"
+    "  family-users: {category: stakeholder, owner_role: csm, play: p, when: family_users, cooldown: 15d}\n"
+    "  family-sso: {category: intent, owner_role: ae, play: p, when: family_sso, cooldown: 20d}\n"
+    "  family-teams: {category: adoption, owner_role: csm, play: p, when: family_teams, cooldown: 10d}\n"
+    "  family-ratio: {category: value, owner_role: csm, play: p, when: family_api_per_session, "
+    "cooldown: 10d}\n"
+    "  own-sessions: {category: value, owner_role: csm, play: p, when: own_sessions, cooldown: 10d}\n"
+    "  seats: {category: commercial, owner_role: csm, play: p, when: seats_high, cooldown: 10d, "
+    "unless: [{signal: family_sessions}]}\n"
+    "  both: {category: value, owner_role: csm, play: p, when: both, cooldown: 10d}\n"
+    "plays: {p: {}}\n",
+    "family.yaml",
+)
+FAMILY_SLICING = ruleset_slicing(FAMILY)
+FAMILY_METRICS = frozenset({"app.session", "api.calls", "paywall.hit"})
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    accounts=st.lists(st.lists(_event_specs, max_size=50), min_size=1, max_size=4),
+    moments=_moments,
+    data=st.data(),
+)
+def test_property_given_a_family_when_evaluated_over_dynamodb_and_memory_then_the_evaluations_are_equal(
+    aws: Aws, accounts, moments, data
+):
+    # Given: a parent (the first account) and up to three children, their profiles written through
+    # the account store (its `parent` index is what the online side reads), events in a random
+    # arrival order, aggregated in random batches.
+    ids = [f"acct-family-{next(_accounts)}" for _ in accounts]
+    parent, children = ids[0], ids[1:]
+    profiles = {parent: AccountProfile(name="Parent Co")} | {
+        child: AccountProfile(name="Child Co", parent_account_id=parent) for child in children
+    }
+    store_accounts = AccountStore(aws.dynamodb, aws.accounts_table)
+    for account_id, profile in profiles.items():
+        store_accounts.put(account_id, profile, TEST_WRITER)
+    events = [
+        counted(account_id, spec) for account_id, specs in zip(ids, accounts, strict=True) for spec in specs
+    ]
+    arrived = arrive(data.draw(st.permutations(events), label="arrival order"))
+    batch = data.draw(st.integers(min_value=1, max_value=100), label="batch size")
+
+    memory = InMemoryAggregates(
+        FAMILY_SLICING, parents=dict.fromkeys(children, parent), family_metrics=FAMILY_METRICS
+    )
+    memory.apply(arrived)
+    store = CounterStore(aws.dynamodb, aws.counters_table, TEST_RETENTION_DAYS)
+    for start in range(0, len(arrived), batch):
+        assert aggregate(arrived[start : start + batch], store, FAMILY_SLICING).failed == []
+    dynamo = DynamoAggregates(store, children=store_accounts.children_of)
+
+    # When / Then: every member evaluates the same over both; the family's triggers only on the parent.
+    at = [datetime.combine(FIRST_DAY + timedelta(days=day), time(hour), UTC) for day, hour in moments]
+    for account_id, profile in profiles.items():
+        online = evaluations(FAMILY, dynamo, account_id, profile, at)
+        backtest = evaluations(FAMILY, memory, account_id, profile, at)
+        assert [seen(e) for e in online] == [seen(e) for e in backtest]
+        assert online == backtest
+        if account_id != parent:
+            family_triggers = {
+                "family-sessions",
+                "family-users",
+                "family-sso",
+                "family-teams",
+                "family-ratio",
+            }
+            reasons = {
+                o.reason
+                for e in online
+                for o in e.outcomes
+                if o.trigger in family_triggers | {"seats", "both"}
+            }
+            assert reasons == {"family member"}
+
+
+def test_given_a_family_when_the_parent_is_evaluated_then_family_measures_add_up_the_members():
+    # Given a parent with 10 sessions by u-1 and two children with 20 and 15 by u-1 and u-2
+    parent, first, second = "fam-parent", "fam-child-1", "fam-child-2"
+    memory = InMemoryAggregates(
+        FAMILY_SLICING, parents={first: parent, second: parent}, family_metrics=FAMILY_METRICS
+    )
+    day = ("app.session", 100, 3600)
+    memory.apply(
+        arrive(
+            [
+                counted(parent, (*day, Decimal(10), {"user": "u-1"})),
+                counted(first, (*day, Decimal(20), {"user": "u-1"})),
+                counted(second, (*day, Decimal(15), {"user": "u-2"})),
+            ]
+        )
+    )
+    at = datetime.combine(FIRST_DAY + timedelta(days=100), time(12), UTC)
+    profile = AccountProfile(name="Parent Co")
+
+    # When the parent is evaluated
+    (evaluation,) = evaluations(FAMILY, memory, parent, profile, [at])
+
+    # Then the family's sum is 45 (it fires, on the parent) and its users are 2; its own sum is 10
+    outcomes = {outcome.trigger: outcome for outcome in evaluation.outcomes}
+    assert outcomes["family-sessions"].fired
+    assert outcomes["family-sessions"].condition.observed == 45.0
+    assert "across the family" in outcomes["family-sessions"].condition.detail
+    assert outcomes["family-users"].condition.observed == 2.0
+    assert outcomes["own-sessions"].condition.observed == 10.0

@@ -691,3 +691,80 @@ def test_given_an_invalid_account_id_when_signals_are_asked_then_400(aws):
 
     assert status == 400
     assert "account_id" in answer["message"]
+
+
+FAMILY_RULES = parse_ruleset(
+    """
+version: evaluator-family-1
+metrics: {dashboard.created: count}
+signals:
+  family_building: {measure: sum, metric: dashboard.created, window: 7d, at_least: 3, scope: family}
+triggers:
+  family-dashboards: {category: adoption, owner_role: csm, play: p, when: family_building, cooldown: 30d}
+plays: {p: {}}
+""",
+    "evaluator-family.yaml",
+)
+
+
+def test_given_children_whose_counters_change_when_evaluated_then_the_parent_is_evaluated_once_and_fires(aws):
+    # Given a parent (Northwind) without usage and two children with 2 dashboards each
+    accounts = AccountStore(aws.dynamodb, aws.accounts_table)
+    accounts.put(NORTHWIND, AccountProfile(name="Northwind Holding"), TEST_WRITER)
+    for child in (CONTOSO, FABRIKAM):
+        accounts.put(child, AccountProfile(name=child, parent_account_id=NORTHWIND), TEST_WRITER)
+    pipeline = Pipeline(aws)
+    pipeline.post(*(dashboard_created(child, offset) for child in (CONTOSO, FABRIKAM) for offset in (-1, 0)))
+    records = pipeline.counter_changes()
+    assert {account_of(record) for record in records} == {CONTOSO, FABRIKAM}
+    online = online_evaluator(aws, rules=FAMILY_RULES)
+    spy = SpyEvaluator(
+        ruleset=online.ruleset,
+        plan=online.plan,
+        aggregates=DynamoAggregates(
+            CounterStore(aws.dynamodb, aws.counters_table, TEST_RETENTION_DAYS), children=accounts.children_of
+        ),
+        accounts=online.accounts,
+        firings=online.firings,
+        publish=online.publish,
+    )
+
+    # When the children's counter changes are evaluated
+    answer = evaluate_changed_accounts({"Records": records}, spy, AT)
+
+    # Then the parent is evaluated once, besides each child, and the family's trigger fires on it
+    assert answer == {"batchItemFailures": []}
+    assert Counter(spy.calls) == {CONTOSO: 1, FABRIKAM: 1, NORTHWIND: 1}
+    (firing,) = [body["firing"] for body in bodies(fired_messages(aws))]
+    assert firing["account_id"] == NORTHWIND
+    assert firing["condition"]["observed"] == 4
+    assert firing["condition"]["detail"] == "sum of dashboard.created over 7d across the family = 4"
+
+
+def test_given_a_parent_whose_evaluation_fails_when_a_child_changes_then_the_child_records_fail_too(aws):
+    accounts = AccountStore(aws.dynamodb, aws.accounts_table)
+    accounts.put(CONTOSO, AccountProfile(name="Contoso", parent_account_id=NORTHWIND), TEST_WRITER)
+    pipeline = Pipeline(aws)
+    pipeline.post(dashboard_created(CONTOSO))
+    pipeline.post(dashboard_created("acct-solo"))  # standalone: its records succeed
+    records = pipeline.counter_changes()
+    online = online_evaluator(aws, rules=FAMILY_RULES)
+    spy = SpyEvaluator(
+        ruleset=online.ruleset,
+        plan=online.plan,
+        aggregates=DynamoAggregates(
+            CounterStore(aws.dynamodb, aws.counters_table, TEST_RETENTION_DAYS), children=accounts.children_of
+        ),
+        accounts=online.accounts,
+        firings=online.firings,
+        publish=online.publish,
+        failing=frozenset({NORTHWIND}),
+    )
+
+    answer = evaluate_changed_accounts({"Records": records}, spy, AT)
+
+    # Then Lambda retries the child's records: the parent's evaluation is retried with them
+    contoso = [record for record in records if account_of(record) == CONTOSO]
+    assert answer["batchItemFailures"] == [
+        {"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in contoso
+    ]

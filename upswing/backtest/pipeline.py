@@ -1,7 +1,8 @@
 """Ten million events without holding them: split by account, then replay the parts in parallel.
 
-Accounts are independent (an evaluation reads one account's counters and state), so the backtest
-is a map over accounts. The input is time-ordered, not account-ordered, so:
+Families are independent (an evaluation reads one account's counters and state, a family-scope
+rule its family's: a parent and its children, from the profiles), so the backtest is a map over
+families — most of them one account. The input is time-ordered, not account-ordered, so:
 
 1. **Split** (one streaming pass): each line goes, untouched, to one of `partitions` spill
    folders chosen by a stable hash of its account id, tagged with its file and line. A plain
@@ -52,7 +53,7 @@ from upswing.backtest.events import (
     read_lines,
     read_parquet_objects,
 )
-from upswing.backtest.replay import Contender, FiredAt, ReplayStats, replay_account
+from upswing.backtest.replay import Contender, FiredAt, ReplayStats, replay_family
 
 _BROKEN = b"B"  # a CSV row that could not be read: its spill line carries the reason
 _EVENT = b"E"
@@ -99,7 +100,12 @@ def run(
         strict,
     )
     with tempfile.TemporaryDirectory(prefix="upswing-backtest-", dir=spill_dir) as folder:
-        spills, kinds = split(files, Path(folder), partitions, workers, progress)
+        parents = {
+            account: profile.parent_account_id
+            for account, profile in profiles.items()
+            if profile.parent_account_id is not None
+        }
+        spills, kinds = split(files, Path(folder), partitions, workers, progress, parents)
         return _replay_all(spills, replace(job, kinds=kinds), workers, progress)
 
 
@@ -125,9 +131,11 @@ def split(
     partitions: int,
     workers: int = 1,
     progress: Progress | None = None,
+    parents: dict[str, str] | None = None,
 ) -> tuple[list[Path], dict[str, EventKind]]:
     """Pass 1: every input line into its account's partition folder; the partition folders that
-    got lines, and the kind each metric name registers — as online, the kind of its first valid
+    got lines (a family's lines all in its root's partition: `parents`, child → parent), and the kind
+    each metric name registers — as online, the kind of its first valid
     event in arrival order (only the first line of each name in a piece is judged here)."""
     pieces = [piece for number, path in enumerate(files) for piece in _pieces(number, path, workers)]
     for index in range(partitions):
@@ -141,7 +149,7 @@ def split(
         if progress:
             progress(done, len(pieces), "splitting by account")
 
-    tasks = [(piece, folder, partitions) for piece in pieces]
+    tasks = [(piece, folder, partitions, parents or {}) for piece in pieces]
     if workers <= 1 or len(pieces) <= 1:
         for done, task in enumerate(tasks, 1):
             absorb(done, _split_piece(task))
@@ -187,16 +195,17 @@ def _newlines(stream: IO[bytes], start: int, end: int) -> int:
     return count
 
 
-def _split_piece(task: tuple[_Piece, Path, int]) -> _FirstKinds:
+def _split_piece(task: tuple[_Piece, Path, int, dict[str, str]]) -> _FirstKinds:
     """Split one piece into `partition folder / <file>-<start>.spill` files (a worker's job)."""
-    piece, folder, partitions = task
+    piece, folder, partitions, parents = task
     name_of_spill = f"{piece.file:04d}-{piece.start:016d}.spill"
     paths = [folder / f"part-{index:04d}" / name_of_spill for index in range(partitions)]
     firsts: _FirstKinds = {}
     with ExitStack() as stack:
         outs: list[IO[bytes]] = [stack.enter_context(path.open("wb", buffering=1 << 18)) for path in paths]
         for line, tag, payload, account, name in _spill_lines(piece):
-            outs[_partition(account, partitions)].write(b"%s\t%d\t%d\t%s" % (tag, piece.file, line, payload))
+            root = parents.get(account, account) if account is not None else None
+            outs[_partition(root, partitions)].write(b"%s\t%d\t%d\t%s" % (tag, piece.file, line, payload))
             if tag == _EVENT and (name is None or name not in firsts):
                 first = judge_line(piece.file, line, payload)
                 if isinstance(first, Accepted) and first.event.name not in firsts:
@@ -296,12 +305,20 @@ def replay_spill(partition: Path) -> Replayed:
                     stats.reject(arrival)
                 else:
                     by_account.setdefault(arrival.event.account_id, []).append(arrival)
-    firings: list[FiredAt] = []
+    # A family (its root's partition holds every member's lines) is replayed together.
+    families: dict[str, dict[str, list[Accepted]]] = {}
     for account_id, arrivals in by_account.items():
         profile = job.profiles.get(account_id)
-        firings.extend(
-            replay_account(account_id, arrivals, profile, _worker_contenders, job.retention_days, stats)
-        )
+        root = profile.parent_account_id if profile and profile.parent_account_id else account_id
+        families.setdefault(root, {})[account_id] = arrivals
+    firings: list[FiredAt] = []
+    for members in families.values():
+        profiles = {account: job.profiles[account] for account in members if account in job.profiles}
+        for account in members:
+            parent = profiles[account].parent_account_id if account in profiles else None
+            if parent is not None and parent in job.profiles:
+                profiles[parent] = job.profiles[parent]
+        firings.extend(replay_family(members, profiles, _worker_contenders, job.retention_days, stats))
     return Replayed(firings, stats)
 
 

@@ -17,7 +17,8 @@ day's bucket, like online, and evaluated with the batch it arrived in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -25,7 +26,7 @@ from shared.accounts.models import AccountProfile
 from shared.counters.bucket import CountedEvent
 from shared.events.validation import window_problem
 from shared.rules.aggregates import InMemoryAggregates
-from shared.rules.engine import AccountState, ReadPlan, evaluate_account
+from shared.rules.engine import AccountState, ReadPlan, compiled_ruleset, evaluate_account
 from shared.rules.language import Ruleset
 from shared.rules.slicing import ruleset_slicing
 from upswing.backtest.events import Accepted, Rejected, location
@@ -115,38 +116,76 @@ def replay_account(
     stats: ReplayStats,
 ) -> list[FiredAt]:
     """Fold and evaluate one account's accepted events, in arrival order; its firings."""
-    # The slices the rulesets filter or group by, folded as the aggregator folds them online.
-    aggregates = InMemoryAggregates(ruleset_slicing(*(contender.ruleset for contender in contenders)))
-    states = [AccountState() for _ in contenders]
-    fired: list[FiredAt] = []
-    seen: dict[str, Accepted] = {}  # by event id: the ledger's deduplication
-    batch: list[Accepted] = []
-    clock = ""  # the latest occurred_at seen (the ledger's fixed-width stamps order as strings)
-    first = last = ""
+    profiles = {account_id: profile} if profile is not None else {}
+    return replay_family({account_id: arrivals}, profiles, contenders, retention_days, stats)
 
-    def evaluate() -> None:
-        aggregates.apply(arrival.event for arrival in batch)
-        batch.clear()
+
+def replay_family(
+    members: Mapping[str, Sequence[Accepted]],
+    profiles: Mapping[str, AccountProfile],
+    contenders: Sequence[Contender],
+    retention_days: int,
+    stats: ReplayStats,
+) -> list[FiredAt]:
+    """Replay a family (a parent and its children, or one account) together, in arrival order.
+
+    Each member keeps its own ledger, clock and batches, exactly as `replay_account` describes; the
+    counters are one `InMemoryAggregates`, which folds each family's days for family-scope rules.
+    When a child's batch closes and a ruleset has family-scope rules, the parent is evaluated too,
+    at the child's clock: online, the evaluator evaluates a changed child's parent with it.
+    """
+    rulesets = [contender.ruleset for contender in contenders]
+    family_metrics = frozenset().union(*(compiled_ruleset(ruleset).family_metrics for ruleset in rulesets))
+    parents = {
+        account: profile.parent_account_id
+        for account, profile in profiles.items()
+        if profile.parent_account_id is not None
+    }
+    # The slices the rulesets filter or group by, folded as the aggregator folds them online.
+    aggregates = InMemoryAggregates(
+        ruleset_slicing(*rulesets), parents=parents, family_metrics=family_metrics
+    )
+    states: dict[str, list[AccountState]] = {}
+    fired: list[FiredAt] = []
+    seen: dict[str, dict[str, Accepted]] = {account: {} for account in members}  # the ledger's deduplication
+    batches: dict[str, list[Accepted]] = {account: [] for account in members}
+    clocks = dict.fromkeys(members, "")  # the latest occurred_at seen, per account
+    spans: dict[str, list[str]] = {}
+
+    def evaluate_at(account_id: str, at: datetime) -> None:
         stats.evaluations += 1
-        at = datetime.fromisoformat(clock)
+        profile = profiles.get(account_id)
+        account_states = states.setdefault(account_id, [AccountState() for _ in contenders])
         for index, contender in enumerate(contenders):
             evaluation = evaluate_account(
                 contender.ruleset,
                 aggregates,
                 account_id,
                 profile,
-                states[index],
+                account_states[index],
                 at,
                 contender.plan,
                 explain=False,
             )
-            states[index] = evaluation.state
+            account_states[index] = evaluation.state
             for firing in evaluation.firings:
                 fired.append(FiredAt(index, account_id, firing.trigger, at, firing.score))
 
-    for arrival in arrivals:
+    def evaluate(account_id: str) -> None:
+        batch = batches[account_id]
+        aggregates.apply(arrival.event for arrival in batch)
+        batch.clear()
+        at = datetime.fromisoformat(clocks[account_id])
+        evaluate_at(account_id, at)
+        parent = parents.get(account_id)
+        if parent is not None and family_metrics:
+            evaluate_at(parent, at)
+
+    ordered = heapq.merge(*members.values(), key=lambda arrival: arrival.event.sequence)
+    for arrival in ordered:
         event = arrival.event
-        earlier = seen.get(event.event_id)
+        account_id = event.account_id
+        earlier = seen[account_id].get(event.event_id)
         if earlier is not None:
             if earlier.content() == arrival.content():
                 stats.duplicates += 1
@@ -160,10 +199,10 @@ def replay_account(
                     )
                 )
             continue
-        stamp, day = event.occurred_at, event.day
+        stamp, day, clock = event.occurred_at, event.day, clocks[account_id]
         if clock:
             if day > clock[:10]:
-                evaluate()  # the clock moves to a new day: the batch so far closes
+                evaluate(account_id)  # the clock moves to a new day: the batch so far closes
             elif day < clock[:10]:
                 too_old = window_problem(
                     datetime.fromisoformat(stamp), datetime.fromisoformat(clock), retention_days
@@ -174,17 +213,16 @@ def replay_account(
                     continue
                 stats.late += 1
         if stamp > clock:
-            clock = stamp
-        seen[event.event_id] = arrival
-        batch.append(arrival)
+            clocks[account_id] = stamp
+        seen[account_id][event.event_id] = arrival
+        batches[account_id].append(arrival)
         stats.accepted += 1
-        if not first or day < first:
-            first = day
-        if day > last:
-            last = day
-    if batch:
-        evaluate()
-    if first:
+        span = spans.setdefault(account_id, [day, day])
+        span[0], span[1] = min(span[0], day), max(span[1], day)
+    for account_id in members:
+        if batches[account_id]:
+            evaluate(account_id)
+    for account_id, (first, last) in spans.items():
         stats.spans[account_id] = (
             date.fromisoformat(first).toordinal(),
             date.fromisoformat(last).toordinal(),
