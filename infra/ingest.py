@@ -209,6 +209,7 @@ class IngestApi(Construct):
         document = v1.add_resource("openapi.json")
         triggers = v1.add_resource("triggers")
         trigger = triggers.add_resource("{name}")
+        experiment = trigger.add_resource("experiment")
         name_required = {"method.request.path.name": True}
         # Segment's HTTP Tracking API paths (/v1/track, ...): Segment's libraries and destinations post there.
         segment_calls = [v1.add_resource(path.removeprefix("/v1/")) for path in SEGMENT_PATHS]
@@ -235,6 +236,9 @@ class IngestApi(Construct):
             trigger.add_method(
                 "GET", integration, request_validator=validator, request_parameters=name_required
             ),
+            experiment.add_method(
+                "GET", integration, request_validator=validator, request_parameters=name_required
+            ),
             *(call.add_method("POST", integration, request_validator=validator) for call in segment_calls),
         ]
         per_account = (account, counters, signals, account_outcomes)
@@ -249,11 +253,20 @@ class IngestApi(Construct):
                     account_id_required
                     if resource in per_account
                     else name_required
-                    if resource is trigger
+                    if resource in (trigger, experiment)
                     else None
                 ),
             )
-            for resource in (events, outcomes, document, triggers, trigger, *per_account, *segment_calls)
+            for resource in (
+                events,
+                outcomes,
+                document,
+                triggers,
+                trigger,
+                experiment,
+                *per_account,
+                *segment_calls,
+            )
         ]
         for method in methods:
             acknowledge(

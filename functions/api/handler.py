@@ -383,6 +383,10 @@ def get_experiment(name: str) -> Response:
     now = datetime.now(UTC)
     name = unquote(name)
     trigger = signals().ruleset.triggers.get(name)
+    first = now.date() - timedelta(days=settings().retention_days)
+    cohorts = trigger_metrics().cohorts(name, first, now.date())
+    if trigger is None and not cohorts:
+        raise NotFound(_unknown_trigger(name))  # before the salt: an unknown name is a 404, not a bad salt
     salt = app.current_event.get_query_string_value("salt") or (
         experiment_salt(name, trigger) if trigger else name
     )
@@ -391,10 +395,6 @@ def get_experiment(name: str) -> Response:
             400,
             f"salt {salt!r} is not a salt: lower-case letters, digits, '-' and '_', at most 64",
         )
-    first = now.date() - timedelta(days=settings().retention_days)
-    cohorts = trigger_metrics().cohorts(name, first, now.date())
-    if trigger is None and not cohorts:
-        raise NotFound(_unknown_trigger(name))
     percent = (trigger.holdout_percent or None) if trigger else None
     report = experiment_report(name, salt, percent, cohorts, now, settings().horizon_days)
     return _json(200, {**_metrics_context(now), "in_active_ruleset": trigger is not None, **report})
