@@ -39,7 +39,7 @@ from shared.rules.plays import Channel
 from shared.trigger_metrics.counters import Count
 from shared.trigger_metrics.store import TriggerMetricsStore
 from tests.conftest import TEST_RETENTION_DAYS, Aws
-from tests.integration.builders import TEST_WRITER, call_api, proxy_event, sqs_event
+from tests.integration.builders import TEST_WRITER, account_path, call_api, proxy_event, sqs_event
 from upswing.cli import main
 from upswing.experiment import ReportError, fetch_report, render
 
@@ -552,3 +552,22 @@ def test_the_export_lists_every_firing_with_its_arm_trial_status_and_expansion(
     assert rows[0]["salt"] == TRIGGER
     assert float(rows[0]["draw"]) < 0.10
     assert set(rows[0]) == set(COLUMNS)
+
+
+def test_the_signals_route_shows_a_held_out_play_and_why(aws: Aws, router: Router) -> None:
+    # Given a held-out account whose firing was settled
+    [held] = accounts_in(Arm.HOLDOUT, 1)
+    put_account(aws, held)
+    message = fired(held, NOW - timedelta(hours=2))
+    router.route_firing(message, NOW - timedelta(hours=2))
+
+    # When its signals are read
+    status, answer = call_api(proxy_event("GET", account_path(held, "/signals"), None, content_type=None))
+
+    # Then its play is listed as held out, with the draw that decided it, and no channel
+    assert status == 200
+    [play] = answer["recent_plays"]
+    assert play["status"] == "held_out"
+    assert play["reason"].startswith(f"held out: experiment {TRIGGER}, draw 0.")
+    assert play["channels"] == []
+    assert play["fate"]["state"] == "open"
