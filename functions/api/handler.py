@@ -14,7 +14,6 @@ import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -45,9 +44,8 @@ from shared.outcomes.store import OutcomeStore
 from shared.producers import Scope
 from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
-from shared.rules.aggregates import DynamoAggregates
-from shared.rules.firings import FiringStore
-from shared.rules.online import OnlineEvaluator, active_ruleset, trigger_view
+from shared.rules.build import build_online_evaluator
+from shared.rules.online import OnlineEvaluator, trigger_view
 from shared.segment.intake import (
     Caller,
     CallResult,
@@ -62,6 +60,9 @@ from shared.storage.dynamo import dynamodb_client
 from shared.timestamps import utc_stamp
 from shared.trigger_metrics.report import WINDOWS_DAYS, oldest_day, trigger_report
 from shared.trigger_metrics.store import TriggerMetricsStore
+from shared.wiring import Wiring
+
+wiring = Wiring()
 
 app = APIGatewayRestResolver()
 MAX_COUNTER_DAYS = 400
@@ -106,28 +107,28 @@ class InvalidProfile(Exception):
         self.errors = errors
 
 
-@cache
+@wiring.once
 def settings() -> ApiSettings:
     return load_settings(ApiSettings)
 
 
-@cache
+@wiring.once
 def ingestor() -> Ingestor:
     return ingestor_for(dynamodb_client(), settings())
 
 
-@cache
+@wiring.once
 def outcome_store() -> OutcomeStore:
     return OutcomeStore(dynamodb_client(), settings().outcomes_table)
 
 
-@cache
+@wiring.once
 def outcome_intake() -> OutcomeIntake:
     config = settings()
     return outcome_intake_for(dynamodb_client(), config.outcomes_table, config.retention_days)
 
 
-@cache
+@wiring.once
 def segment_intake() -> SegmentIntake:
     config = settings()
     return SegmentIntake(
@@ -135,45 +136,30 @@ def segment_intake() -> SegmentIntake:
     )
 
 
-@cache
+@wiring.once
 def accounts() -> AccountStore:
     return AccountStore(dynamodb_client(), settings().accounts_table)
 
 
-@cache
+@wiring.once
 def counters() -> CounterStore:
     return CounterStore(dynamodb_client(), settings().counters_table, settings().retention_days)
 
 
-@cache
+@wiring.once
 def play_ledger() -> PlayLedger:
     return PlayLedger(dynamodb_client(), settings().plays_table, settings().retention_days)
 
 
-@cache
+@wiring.once
 def trigger_metrics() -> TriggerMetricsStore:
     return TriggerMetricsStore(dynamodb_client(), settings().plays_table)
 
 
-@cache
+@wiring.once
 def signals() -> OnlineEvaluator:
     """The rules, read-only: previews what they say now; firing is the evaluator's job."""
-    config = settings()
-    ruleset, plan = active_ruleset(config.ruleset_path)
-    return OnlineEvaluator(
-        ruleset=ruleset,
-        plan=plan,
-        aggregates=DynamoAggregates(  # a preview: eventual is enough
-            counters(), consistent=False, children=accounts().children_of
-        ),
-        accounts=accounts(),
-        firings=FiringStore(dynamodb_client(), config.firings_table, config.retention_days),
-        publish=_never_publish,
-    )
-
-
-def _never_publish(messages: list[dict[str, Any]]) -> set[str]:
-    raise RuntimeError("the API previews rules; it never hands firings off")
+    return build_online_evaluator(settings(), consistent_reads=False)  # a preview: eventual is enough
 
 
 def require_scope(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
