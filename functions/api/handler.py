@@ -32,7 +32,14 @@ from shared.counters.store import CounterStore
 from shared.counters.view import bucket_view
 from shared.events.ingest import Ingestor, ingestor_for, summarize
 from shared.events.models import AccountId
-from shared.events.validation import BadRequest, describe_errors, parse_batch_request, parse_json_body
+from shared.events.validation import (
+    BadRequest,
+    TooLarge,
+    UnsupportedMediaType,
+    describe_errors,
+    parse_batch_request,
+    parse_json_body,
+)
 from shared.experiments.arms import EXPERIMENT_SALT, experiment_salt
 from shared.experiments.report import experiment_report
 from shared.intake import BatchIntake, Channel, ItemResult, Tally
@@ -276,7 +283,7 @@ def put_account(account_id: str) -> Response:
     request = app.current_event
     document = parse_json_body(request.body, request.is_base64_encoded or False, what="profile")
     if not isinstance(document, dict):
-        raise BadRequest(400, "The body must be a JSON object with the account profile (at least a name).")
+        raise BadRequest("The body must be a JSON object with the account profile (at least a name).")
     try:
         profile = AccountProfile.model_validate(document)
     except ValidationError as error:
@@ -378,7 +385,6 @@ def get_experiment(name: str) -> Response:
     )
     if not EXPERIMENT_SALT.fullmatch(salt):
         raise BadRequest(
-            400,
             f"salt {salt!r} is not a salt: lower-case letters, digits, '-' and '_', at most 64",
         )
     percent = (trigger.holdout_percent or None) if trigger else None
@@ -431,7 +437,8 @@ def get_openapi() -> Response:
 
 @app.exception_handler(BadRequest)
 def bad_request(error: BadRequest) -> Response:
-    return _message(error.status, error.message)
+    status = 413 if isinstance(error, TooLarge) else 415 if isinstance(error, UnsupportedMediaType) else 400
+    return _message(status, error.message)
 
 
 @app.exception_handler(InvalidProfile)
@@ -555,13 +562,13 @@ def _account_id(raw: str) -> str:
         # that is not UTF-8 (%FF) must not become U+FFFD and collapse two ids into one.
         decoded = unquote(raw, errors="strict")
     except UnicodeDecodeError:
-        raise BadRequest(400, "account_id is not valid percent-encoded UTF-8 (e.g. %FF).") from None
+        raise BadRequest("account_id is not valid percent-encoded UTF-8 (e.g. %FF).") from None
     if decoded in (".", ".."):
-        raise BadRequest(400, "account_id cannot be '.' or '..': such a path names no account.")
+        raise BadRequest("account_id cannot be '.' or '..': such a path names no account.")
     try:
         return _ACCOUNT_ID.validate_python(decoded)
     except ValidationError:
-        raise BadRequest(400, "account_id must be 1-128 printable characters.") from None
+        raise BadRequest("account_id must be 1-128 printable characters.") from None
 
 
 def _day_range(first: str | None, last: str | None, today: date) -> tuple[date, date]:
@@ -577,13 +584,13 @@ def _day_range(first: str | None, last: str | None, today: date) -> tuple[date, 
             date.fromisoformat(first) if first is not None else max(oldest, last_day - timedelta(days=29))
         )
     except (ValueError, OverflowError):
-        raise BadRequest(400, f"from and to must be dates like 2026-11-23, {allowed}.") from None
+        raise BadRequest(f"from and to must be dates like 2026-11-23, {allowed}.") from None
     if not (oldest <= first_day <= newest and oldest <= last_day <= newest):
-        raise BadRequest(400, f"from and to must be {allowed}.")
+        raise BadRequest(f"from and to must be {allowed}.")
     if first_day > last_day:
-        raise BadRequest(400, "from must not be after to.")
+        raise BadRequest("from must not be after to.")
     if (last_day - first_day).days >= MAX_COUNTER_DAYS:
-        raise BadRequest(400, f"Ask for at most {MAX_COUNTER_DAYS} days at a time.")
+        raise BadRequest(f"Ask for at most {MAX_COUNTER_DAYS} days at a time.")
     return first_day, last_day
 
 
