@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from shared.accounts.store import AccountStore
 from shared.counters.store import CounterStore
-from shared.rules.aggregates import DynamoAggregates
+from shared.rules.dynamo_aggregates import DynamoAggregates
 from shared.rules.firings import FiringStore
 from shared.rules.online import OnlineEvaluator, Publisher, active_ruleset
 from shared.storage.dynamo import dynamodb_client

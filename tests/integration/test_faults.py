@@ -51,7 +51,7 @@ from shared.routing.dispatch import AwsDispatcher
 from shared.routing.ledger import PlayLedger, PlayStatus
 from shared.routing.messages import PlayDelivery
 from shared.routing.router import FiredMessage, Router, play_id
-from shared.rules.aggregates import DynamoAggregates
+from shared.rules.dynamo_aggregates import DynamoAggregates
 from shared.rules.engine import read_plan
 from shared.rules.firings import FiringStore
 from shared.rules.loading import parse_ruleset
