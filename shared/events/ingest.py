@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field
 
+from shared.errors import StorageUnavailable
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.ledger import EventLedger, ledger_item
 from shared.events.metric_kinds import MetricKinds, kind_conflict
@@ -71,7 +71,7 @@ class Ingestor:
     ) -> list[tuple[int, UsageEvent]]:
         try:
             kinds = self._kinds.resolve((event.name, event.kind) for _, event in candidates)
-        except (ClientError, BotoCoreError) as error:
+        except StorageUnavailable as error:
             logger.error("metric kind lookup failed", extra={"error": type(error).__name__})
             for index, event in candidates:
                 results[index] = unavailable(index, event.event_id)

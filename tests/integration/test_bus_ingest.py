@@ -6,9 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from functions.bus_ingest.handler import handler, process_messages
+from shared.errors import StorageUnavailable
 from shared.events.ingest import Ingestor, IngestSettings, ingestor_for
 from shared.events.ledger import EventLedger
 from shared.events.metric_kinds import MetricKinds
@@ -161,10 +160,7 @@ class _ThrottledLedger(EventLedger):
 
     def put_new(self, item: dict[str, Any]) -> Any:
         if item["sk"] == self._throttled:
-            raise ClientError(
-                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}},
-                "PutItem",
-            )
+            raise StorageUnavailable("ProvisionedThroughputExceededException")
         return super().put_new(item)
 
 
