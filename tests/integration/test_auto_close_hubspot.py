@@ -23,8 +23,9 @@ from shared.delivery.queue import DeliveryQueue
 from shared.delivery.task_close import CLOSE_CHANNEL, TASK_BODY_LIMIT, marker, with_note
 from shared.readback.tasks import PollerStateStore, TaskPoller, TaskRegistry
 from shared.resources import DELIVERIES_TABLE, HUBSPOT_QUEUE, HUBSPOT_SENDER_FUNCTION, PLAYS_TABLE
-from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery, TaskClose
+from shared.routing.models import PlayRecord, PlayStatus
 from shared.routing.views import play_state
 from tests.conftest import TEST_RETENTION_DAYS, Aws
 from tests.integration.builders import sqs_event

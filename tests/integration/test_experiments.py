@@ -31,7 +31,8 @@ from shared.outcomes.attribution import Attributor, StoredOutcomeFacts
 from shared.outcomes.models import OutcomeKind
 from shared.resources import EMAIL_QUEUE, HUBSPOT_QUEUE, PLAYS_TABLE
 from shared.routing.dispatch import AwsDispatcher
-from shared.routing.ledger import PlayLedger, PlayStatus
+from shared.routing.ledger import PlayLedger
+from shared.routing.models import PlayStatus
 from shared.routing.router import FiredMessage, Router, play_id
 from shared.rules.language import Experiment, Rollout
 from shared.rules.loading import parse_ruleset

@@ -48,8 +48,9 @@ from shared.resources import (
     PLAYS_TABLE,
 )
 from shared.routing.dispatch import AwsDispatcher
-from shared.routing.ledger import PlayLedger, PlayStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
+from shared.routing.models import PlayStatus
 from shared.routing.router import FiredMessage, Router, play_id
 from shared.rules.dynamo_aggregates import DynamoAggregates
 from shared.rules.engine import read_plan

@@ -23,8 +23,9 @@ from shared.delivery.queue import DeliveryQueue
 from shared.delivery.shared_pacer import SharedPacer
 from shared.readback.tasks import POLLER_STATE_KEY, PollerStateStore, TaskFacts, TaskPoller, TaskRegistry
 from shared.resources import DELIVERIES_TABLE, HUBSPOT_QUEUE, HUBSPOT_SENDER_FUNCTION, PLAYS_TABLE
-from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus, TaskStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
+from shared.routing.models import PlayRecord, PlayStatus, TaskStatus
 from shared.routing.views import play_state
 from tests.conftest import TEST_RETENTION_DAYS, Aws
 from upswing.local.hubspot_sink import HubSpotSink

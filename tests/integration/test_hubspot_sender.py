@@ -29,8 +29,9 @@ from shared.resources import (
     HUBSPOT_SENDER_FUNCTION,
     PLAYS_TABLE,
 )
-from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
+from shared.routing.models import PlayRecord, PlayStatus
 from shared.routing.views import play_state
 from shared.settings import load_settings
 from tests.conftest import TEST_RETENTION_DAYS, Aws

@@ -18,7 +18,8 @@ from shared.accounts.models import AccountProfile
 from shared.accounts.store import AccountStore
 from shared.resources import EMAIL_QUEUE, HUBSPOT_QUEUE, PLAYS_TABLE
 from shared.routing.dispatch import AwsDispatcher
-from shared.routing.ledger import AlreadyTaken, PlayLedger, PlayStatus, TaskFacts, TaskStatus
+from shared.routing.ledger import PlayLedger
+from shared.routing.models import AlreadyTaken, PlayStatus, TaskFacts, TaskStatus
 from shared.routing.router import FiredMessage, Router, play_id
 from shared.rules.loading import parse_ruleset
 from shared.rules.plays import Channel

@@ -24,8 +24,9 @@ from shared.outcomes.attribution import Attributor, StoredOutcomeFacts
 from shared.outcomes.intake import outcome_intake_for
 from shared.outcomes.models import OutcomeKind
 from shared.resources import OUTCOMES_TABLE, PLAYS_TABLE
-from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus, TaskFacts, TaskStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
+from shared.routing.models import PlayRecord, PlayStatus, TaskFacts, TaskStatus
 from shared.routing.router import FiredMessage, Router, play_id
 from shared.rules.loading import parse_ruleset
 from shared.trigger_metrics.counters import Count
