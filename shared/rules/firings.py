@@ -12,29 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from shared.rules.engine import AccountState, Firing, TriggerState
+from shared.rules.ports import ConcurrentEvaluation, StoredState
 from shared.storage.dynamo import deserialize, serialize
 from shared.timestamps import utc_stamp
 
 STATE_KEY = "state"
 FIRING_PREFIX = "firing#"
-
-
-class ConcurrentEvaluation(Exception):
-    """Another evaluation of the account committed first; evaluate again from its state."""
-
-
-@dataclass(frozen=True)
-class StoredState:
-    state: AccountState
-    version: int
-    pending: frozenset[str]
 
 
 def firing_id(firing: Firing) -> str:

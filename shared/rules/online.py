@@ -13,7 +13,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from shared.accounts.store import AccountStore
 from shared.observability import logger
 from shared.rules.aggregates import Aggregates
 from shared.rules.engine import (
@@ -25,9 +24,10 @@ from shared.rules.engine import (
     evaluate_account,
     read_plan,
 )
-from shared.rules.firings import ConcurrentEvaluation, FiringStore, fired_message, firing_id
+from shared.rules.firings import fired_message, firing_id
 from shared.rules.language import Ruleset
 from shared.rules.loading import load_ruleset
+from shared.rules.ports import ConcurrentEvaluation, FiringLedger, Profiles
 from shared.sqs import Outgoing, send_batch
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[2]  # functions/, shared/ and rules/ live here
@@ -49,8 +49,8 @@ class OnlineEvaluator:
     ruleset: Ruleset
     plan: ReadPlan
     aggregates: Aggregates
-    accounts: AccountStore
-    firings: FiringStore
+    accounts: Profiles
+    firings: FiringLedger
     publish: Publisher
 
     def evaluate(self, account_id: str, at: datetime) -> Evaluation:
