@@ -40,6 +40,7 @@ from shared.rules.plays import Channel
 from shared.trigger_metrics.counters import Count
 from shared.trigger_metrics.store import TriggerMetricsStore
 from tests.conftest import TEST_RETENTION_DAYS, Aws
+from tests.firings import fired_message
 from tests.integration.builders import TEST_WRITER, account_path, call_api, proxy_event, sqs_event
 from upswing.cli import main
 from upswing.experiment import ReportError, fetch_report, render
@@ -90,30 +91,15 @@ def fired(account_id: str, at: datetime, *, salt: str | None = None) -> FiredMes
         trigger = trigger.model_copy(update={"experiment": Experiment(salt=salt)})
     assignment = assign(TRIGGER, trigger, account_id)
     assert assignment is not None
-    firing = {
-        "ruleset_version": "v1",
-        "trigger": TRIGGER,
-        "account_id": account_id,
-        "evaluated_at": at.isoformat().replace("+00:00", "Z"),
-        "category": "commercial",
-        "owner_role": "csm",
-        "play": "seat-expansion",
-        "score": {"total": 75, "base": 0, "parts": []},
-        "condition": {
-            "signal": "busy",
-            "detail": "latest seats.active = 12",
-            "held": True,
-            "observed": 12,
-            "threshold": 10,
-            "comparison": "at_least",
-            "window": {"from": "2026-11-24", "to": "2026-11-24"},
-        },
-        "exclusions_checked": [],
-        "arm": assignment.arm.value,
-        "experiment": assignment.as_evidence(),
-    }
-    firing_id = hashlib.sha256(f"{account_id}|{at.isoformat()}".encode()).hexdigest()[:24]
-    return FiredMessage.model_validate({"type": "trigger.fired", "firing_id": firing_id, "firing": firing})
+    return fired_message(
+        account_id,
+        at,
+        trigger=TRIGGER,
+        version="v1",
+        firing_id=hashlib.sha256(f"{account_id}|{at.isoformat()}".encode()).hexdigest()[:24],
+        arm=assignment.arm.value,
+        experiment=assignment.as_evidence(),
+    )
 
 
 def put_account(aws: Aws, account_id: str, **profile: Any) -> None:

@@ -6,7 +6,6 @@ DynamoDB adapters to the same behaviour.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from shared.routing.models import PlayStatus
 from shared.routing.router import FiredMessage, Router, play_id
 from shared.rules.loading import parse_ruleset
 from shared.rules.plays import Channel
+from tests.firings import fired_message
 from tests.unit.routing_fakes import MemoryAccounts, MemoryPlays, MemoryWatches, RecordingDispatcher
 
 WEDNESDAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -77,32 +77,10 @@ def world() -> tuple[Router, MemoryPlays, RecordingDispatcher, Signals]:
 
 
 def fired(
-    account_id: str, trigger: str = "seats", play: str = "seat-expansion", **extra: Any
+    account_id: str, trigger: str = "seats", play: str = "seat-expansion", **evidence: Any
 ) -> FiredMessage:
-    at = extra.pop("at", WEDNESDAY - timedelta(hours=1))
-    firing = {
-        "ruleset_version": "router-unit-1",
-        "trigger": trigger,
-        "account_id": account_id,
-        "evaluated_at": at.isoformat().replace("+00:00", "Z"),
-        "category": "commercial",
-        "owner_role": "csm",
-        "play": play,
-        "score": {"total": 75, "base": 0, "parts": []},
-        "condition": {
-            "signal": "busy",
-            "detail": "latest seats.active = 12",
-            "held": True,
-            "observed": 12,
-            "threshold": 10,
-            "comparison": "at_least",
-            "window": {"from": "2026-11-24", "to": "2026-11-24"},
-        },
-        "exclusions_checked": [],
-        **extra,
-    }
-    firing_id = hashlib.sha256(f"{account_id}/{trigger}/{at}".encode()).hexdigest()[:24]
-    return FiredMessage.model_validate({"type": "trigger.fired", "firing_id": firing_id, "firing": firing})
+    at = evidence.pop("at", WEDNESDAY - timedelta(hours=1))
+    return fired_message(account_id, at, trigger=trigger, play=play, version="router-unit-1", **evidence)
 
 
 def test_a_firing_goes_to_the_owner_on_each_channel_once_even_when_redelivered(world) -> None:
