@@ -33,6 +33,7 @@ from shared.resources import (
     REJECTS_QUEUE,
     RETENTION_DAYS_ENV,
     RULESET_PATH_ENV,
+    SHADOW_RULESETS_ENV,
 )
 from shared.segment import SEGMENT_PATHS
 from shared.segment.mapping import DEFAULT_MAPPING_PATH, load_mapping
@@ -109,6 +110,7 @@ class IngestApi(Construct):
                 PLAYS_TABLE.env_var: plays_table.table_name,
                 OUTCOMES_TABLE.env_var: outcomes_table.table_name,
                 RULESET_PATH_ENV: settings.ruleset_path,
+                SHADOW_RULESETS_ENV: ",".join(settings.shadow_rulesets),
                 RETENTION_DAYS_ENV: str(settings.retention_days),
                 HORIZON_ENV: str(settings.expansion_horizon_days),
             },

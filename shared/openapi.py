@@ -75,6 +75,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/triggers/{name}": {"get": _get_trigger()},
             **_segment_paths(),
             "/v1/triggers/{name}/experiment": {"get": _get_experiment()},
+            "/v1/rulesets": {"get": _get_rulesets()},
             "/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -406,6 +407,27 @@ def _get_experiment() -> dict[str, Any]:
                     "503": _UNAVAILABLE,
                 }
             ),
+        },
+    }
+
+
+def _get_rulesets() -> dict[str, Any]:
+    return {
+        "operationId": "getRulesets",
+        "security": _needs(Scope.ACCOUNTS_READ),
+        "summary": "Every ruleset version deployed: live, shadow or retired, who deployed it and when.",
+        "description": (
+            "Each version as first recorded (oldest first): its content hash, file, git revision and "
+            "deployer (as the deployment was told), when it first ran (`deployed_at`) and first ran live "
+            "(`live_from`), and its status now. Firings name their version (`ruleset_version`). "
+            "One read per call (docs/api.md, 'Ruleset versions')."
+        ),
+        "responses": {
+            "200": {
+                "description": "The live and shadow versions, and every version recorded.",
+                **_json_body({"type": "object"}),
+            },
+            **_errors({"503": _UNAVAILABLE}),
         },
     }
 

@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     schema = rule_actions.add_parser("schema", help="the JSON Schema of rules files (write it with --out)")
     schema.add_argument("--out", type=Path)
     schema.set_defaults(run=_rules_schema)
+    lock = rule_actions.add_parser(
+        "lock", help="add new ruleset versions to rules/versions.lock (a locked version never changes)"
+    )
+    lock.add_argument("path", type=Path, nargs="?", default=Path("rules"), help="file or folder (rules/)")
+    lock.add_argument("--check", action="store_true", help="change nothing: fail if the lock is not current")
+    lock.set_defaults(run=_rules_lock)
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI document (or write it with --out)")
     openapi.add_argument("--out", type=Path)
@@ -422,6 +428,39 @@ def _rules_validate(args: argparse.Namespace) -> int:
         counts = f"{len(ruleset.signals)} signals, {len(ruleset.triggers)} triggers"
         print(f"{file}: ruleset {ruleset.version}: {counts}")
     return 1 if failed else 0
+
+
+def _rules_lock(args: argparse.Namespace) -> int:
+    from shared.rules.loading import RulesetError
+    from shared.rules.versions import (
+        LOCK_FILE,
+        VersionError,
+        folder_entries,
+        lock_problems,
+        lock_text,
+        read_lock,
+        relocked,
+    )
+
+    root = Path.cwd()
+    lock_path = root / LOCK_FILE
+    try:
+        entries = folder_entries(args.path.resolve(), root)
+        lock = read_lock(lock_path)
+        if args.check:
+            problems = lock_problems(entries, lock)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            return 1 if problems else 0
+        updated = relocked(entries, lock)
+    except (RulesetError, VersionError, FileNotFoundError) as error:
+        raise UserError(str(error)) from None
+    added = sorted(set(updated) - set(lock))
+    lock_path.write_text(lock_text(updated), encoding="utf-8")
+    print(
+        f"{LOCK_FILE}: {len(updated)} versions" + (f", added {', '.join(added)}" if added else ", no change")
+    )
+    return 0
 
 
 def _rules_schema(args: argparse.Namespace) -> None:

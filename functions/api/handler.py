@@ -48,6 +48,7 @@ from shared.routing.views import play_state
 from shared.rules.aggregates import DynamoAggregates
 from shared.rules.firings import FiringStore
 from shared.rules.online import OnlineEvaluator, active_ruleset, trigger_view
+from shared.rules.versions import RulesetRecords, shadow_paths
 from shared.segment.intake import (
     Caller,
     CallResult,
@@ -398,6 +399,28 @@ def get_experiment(name: str) -> Response:
     percent = (trigger.holdout_percent or None) if trigger else None
     report = experiment_report(name, salt, percent, cohorts, now, settings().horizon_days)
     return _json(200, {**_metrics_context(now), "in_active_ruleset": trigger is not None, **report})
+
+
+@app.get("/v1/rulesets")
+def get_rulesets() -> Response:
+    """Every ruleset version the deployment ever ran (as the evaluator recorded it), oldest first,
+    each with its status now: live, shadow, or retired."""
+    config = settings()
+    live = signals().ruleset.version
+    shadows = [active_ruleset(path)[0].version for path in shadow_paths(config.shadow_rulesets)]
+    records = RulesetRecords(dynamodb_client(), config.registry_table).records()
+
+    def status(version: str) -> str:
+        return "live" if version == live else "shadow" if version in shadows else "retired"
+
+    return _json(
+        200,
+        {
+            "live": live,
+            "shadow": shadows,
+            "rulesets": [{**record.as_view(), "status": status(record.version)} for record in records],
+        },
+    )
 
 
 def _trigger(name: str, now: datetime) -> dict[str, Any]:

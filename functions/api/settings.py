@@ -10,6 +10,7 @@ from shared.resources import (
     FIRINGS_TABLE,
     PLAYS_TABLE,
     RULESET_PATH_ENV,
+    SHADOW_RULESETS_ENV,
 )
 from shared.segment.mapping import DEFAULT_MAPPING_PATH, MAPPING_PATH_ENV
 
@@ -20,6 +21,8 @@ class ApiSettings(IngestSettings):
     firings_table: str = Field(min_length=1, validation_alias=FIRINGS_TABLE.env_var)
     plays_table: str = Field(min_length=1, validation_alias=PLAYS_TABLE.env_var)
     ruleset_path: str = Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)
+    # The shadow rulesets deployed beside it (GET /v1/rulesets says which versions run now).
+    shadow_rulesets: str = Field(default="", validation_alias=SHADOW_RULESETS_ENV)
     # How long after a firing an expansion counts: plays' fates and the trigger metrics' maturity.
     horizon_days: int = Field(
         default=DEFAULT_HORIZON_DAYS, ge=1, le=DEFAULT_RETENTION_DAYS, validation_alias=HORIZON_ENV

@@ -8,6 +8,10 @@ so Lambda retries the account's records together and bisects around a poison rec
 With family-scope rules, a child's change moves its family's roll-up: the parent (from the
 child's profile) is evaluated too, once per batch like any account, and a failure to evaluate
 it fails the child's records as well, so the retry evaluates both again.
+
+Shadow rulesets are evaluated in the same pass and their firings recorded, never handed off
+(shared/rules/online.py). On a cold start the evaluator records the versions it runs, once each
+(shared/rules/versions.py): GET /v1/rulesets lists them.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from shared.accounts.store import AccountStore
 from shared.counters.store import CounterStore
 from shared.observability import logger, metrics, traced
 from shared.rules.aggregates import DynamoAggregates
+from shared.rules.engine import read_plan
 from shared.rules.firings import FiringStore
-from shared.rules.online import OnlineEvaluator, active_ruleset, sqs_publisher
+from shared.rules.online import OnlineEvaluator, ShadowRuleset, active_deployment, sqs_publisher
+from shared.rules.versions import Role, RulesetRecords, shadow_paths
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client, dynamodb_client
 
@@ -36,12 +42,19 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 @cache
 def evaluator() -> OnlineEvaluator:
     settings = load_settings(EvaluatorSettings)
-    ruleset, plan = active_ruleset(settings.ruleset_path)
+    deployed = active_deployment(settings.ruleset_path, shadow_paths(settings.shadow_rulesets))
     client = dynamodb_client()
+    records = RulesetRecords(client, settings.registry_table)
+    now = datetime.now(UTC)
+    for one in deployed:
+        if records.record(one, now, deployer=settings.deployer, git_revision=settings.git_revision):
+            logger.info("ruleset version recorded", extra={"ruleset_version": one.version, "role": one.role})
+    live = next(one.ruleset for one in deployed if one.role is Role.LIVE)
     accounts = AccountStore(client, settings.accounts_table)
     return OnlineEvaluator(
-        ruleset=ruleset,
-        plan=plan,
+        ruleset=live,
+        plan=read_plan(live),
+        shadows=tuple(ShadowRuleset.of(one.ruleset) for one in deployed if one.role is Role.SHADOW),
         aggregates=DynamoAggregates(
             CounterStore(client, settings.counters_table, settings.retention_days),
             children=accounts.children_of,
