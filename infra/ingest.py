@@ -213,6 +213,7 @@ class IngestApi(Construct):
         trigger = triggers.add_resource("{name}")
         experiment = trigger.add_resource("experiment")
         name_required = {"method.request.path.name": True}
+        rulesets = v1.add_resource("rulesets")
         # Segment's HTTP Tracking API paths (/v1/track, ...): Segment's libraries and destinations post there.
         segment_calls = [v1.add_resource(path.removeprefix("/v1/")) for path in SEGMENT_PATHS]
         methods = [
@@ -241,6 +242,7 @@ class IngestApi(Construct):
             experiment.add_method(
                 "GET", integration, request_validator=validator, request_parameters=name_required
             ),
+            rulesets.add_method("GET", integration, request_validator=validator),
             *(call.add_method("POST", integration, request_validator=validator) for call in segment_calls),
         ]
         per_account = (account, counters, signals, account_outcomes)
@@ -266,6 +268,7 @@ class IngestApi(Construct):
                 triggers,
                 trigger,
                 experiment,
+                rulesets,
                 *per_account,
                 *segment_calls,
             )
