@@ -214,6 +214,8 @@ class IngestApi(Construct):
         experiment = trigger.add_resource("experiment")
         name_required = {"method.request.path.name": True}
         rulesets = v1.add_resource("rulesets")
+        ruleset_changes = rulesets.add_resource("{version}").add_resource("changes")
+        version_required = {"method.request.path.version": True}
         # Segment's HTTP Tracking API paths (/v1/track, ...): Segment's libraries and destinations post there.
         segment_calls = [v1.add_resource(path.removeprefix("/v1/")) for path in SEGMENT_PATHS]
         methods = [
@@ -243,6 +245,9 @@ class IngestApi(Construct):
                 "GET", integration, request_validator=validator, request_parameters=name_required
             ),
             rulesets.add_method("GET", integration, request_validator=validator),
+            ruleset_changes.add_method(
+                "GET", integration, request_validator=validator, request_parameters=version_required
+            ),
             *(call.add_method("POST", integration, request_validator=validator) for call in segment_calls),
         ]
         per_account = (account, counters, signals, account_outcomes)
@@ -258,6 +263,8 @@ class IngestApi(Construct):
                     if resource in per_account
                     else name_required
                     if resource in (trigger, experiment)
+                    else version_required
+                    if resource is ruleset_changes
                     else None
                 ),
             )
@@ -269,6 +276,7 @@ class IngestApi(Construct):
                 trigger,
                 experiment,
                 rulesets,
+                ruleset_changes,
                 *per_account,
                 *segment_calls,
             )

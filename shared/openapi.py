@@ -76,6 +76,7 @@ def openapi_document() -> dict[str, Any]:
             **_segment_paths(),
             "/v1/triggers/{name}/experiment": {"get": _get_experiment()},
             "/v1/rulesets": {"get": _get_rulesets()},
+            "/v1/rulesets/{version}/changes": {"get": _get_ruleset_changes()},
             "/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -428,6 +429,37 @@ def _get_rulesets() -> dict[str, Any]:
                 **_json_body({"type": "object"}),
             },
             **_errors({"503": _UNAVAILABLE}),
+        },
+    }
+
+
+def _get_ruleset_changes() -> dict[str, Any]:
+    return {
+        "operationId": "getRulesetChanges",
+        "security": _needs(Scope.ACCOUNTS_READ),
+        "summary": "The audit of one ruleset version: which triggers it added, removed or changed.",
+        "description": (
+            "A structural diff of the version's rules against the version recorded before it, trigger by "
+            "trigger, in plain words (a trigger changed when its keys, the signals it reads or its play "
+            "changed), with who deployed it and when (docs/api.md, 'Ruleset versions')."
+        ),
+        "parameters": [
+            {
+                "name": "version",
+                "in": "path",
+                "required": True,
+                "description": "A recorded ruleset version, as GET /v1/rulesets lists it.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+            }
+        ],
+        "responses": {
+            "200": {"description": "The version's changes.", **_json_body({"type": "object"})},
+            **_errors(
+                {
+                    "404": "No such version recorded (the message names the closest one).",
+                    "503": _UNAVAILABLE,
+                }
+            ),
         },
     }
 

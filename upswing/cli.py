@@ -77,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     lock.add_argument("path", type=Path, nargs="?", default=Path("rules"), help="file or folder (rules/)")
     lock.add_argument("--check", action="store_true", help="change nothing: fail if the lock is not current")
     lock.set_defaults(run=_rules_lock)
+    audit = rule_actions.add_parser(
+        "audit",
+        help="which triggers each deployed ruleset version added, removed or changed, by whom and when",
+        description="Reads the version records from the registry table with your AWS credentials (one "
+        "GetItem, and one per version for its file), or diffs two local rules files with --diff.",
+    )
+    source = audit.add_mutually_exclusive_group(required=True)
+    source.add_argument("--registry-table", help="the registry table's name")
+    source.add_argument("--stack", help="read the table name from this CloudFormation stack's outputs")
+    source.add_argument("--diff", nargs=2, type=Path, metavar=("OLD", "NEW"), help="two rules files")
+    audit.add_argument("--json", action="store_true", help="JSON instead of text")
+    audit.set_defaults(run=_rules_audit)
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI document (or write it with --out)")
     openapi.add_argument("--out", type=Path)
@@ -461,6 +473,36 @@ def _rules_lock(args: argparse.Namespace) -> int:
         f"{LOCK_FILE}: {len(updated)} versions" + (f", added {', '.join(added)}" if added else ", no change")
     )
     return 0
+
+
+def _rules_audit(args: argparse.Namespace) -> None:
+    from shared.rules.audit import ruleset_audit, ruleset_changes, summary
+    from shared.rules.loading import RulesetError, load_ruleset
+    from shared.rules.versions import RulesetRecords
+    from shared.storage.dynamo import dynamodb_client
+
+    if args.diff:
+        old, new = args.diff
+        try:
+            changes = ruleset_changes(load_ruleset(old), load_ruleset(new))
+        except (RulesetError, FileNotFoundError) as error:
+            raise UserError(str(error)) from None
+        if args.json:
+            print(json.dumps([change.as_view() for change in changes], indent=2, ensure_ascii=False))
+            return
+        print(f"{old} → {new}: {summary(changes)}")
+        for change in changes:
+            print("\n".join(change.lines()))
+        return
+    table = args.registry_table or _stack_output(args.stack, "RegistryTableName")
+    store = RulesetRecords(dynamodb_client(), table)
+    audit = ruleset_audit(store.records(), store.text)
+    if not audit:
+        raise UserError(f"no ruleset version is recorded in {table} yet (the evaluator records them)")
+    if args.json:
+        print(json.dumps([entry.as_view() for entry in audit], indent=2, ensure_ascii=False))
+        return
+    print("\n\n".join(str(entry) for entry in audit))
 
 
 def _rules_schema(args: argparse.Namespace) -> None:

@@ -37,6 +37,7 @@ from shared.events.validation import BadRequest, describe_errors, parse_batch_re
 from shared.experiments.arms import EXPERIMENT_SALT, experiment_salt
 from shared.experiments.report import experiment_report
 from shared.intake import BatchIntake, Channel, ItemResult, Tally
+from shared.model_fields import did_you_mean
 from shared.observability import logger, metrics, traced
 from shared.openapi import allowed_methods, openapi_document, required_scope, takes_scheme
 from shared.outcomes.intake import OutcomeIntake, outcome_intake_for, summarize_outcomes
@@ -46,6 +47,7 @@ from shared.producers import Scope
 from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
 from shared.rules.aggregates import DynamoAggregates
+from shared.rules.audit import ruleset_audit
 from shared.rules.firings import FiringStore
 from shared.rules.online import OnlineEvaluator, active_ruleset, trigger_view
 from shared.rules.versions import RulesetRecords, shadow_paths
@@ -421,6 +423,23 @@ def get_rulesets() -> Response:
             "rulesets": [{**record.as_view(), "status": status(record.version)} for record in records],
         },
     )
+
+
+@app.get("/v1/rulesets/<version>/changes")
+def get_ruleset_changes(version: str) -> Response:
+    """The triggers added, removed or changed by a recorded version, against the one recorded before it."""
+    version = unquote(version)
+    store = RulesetRecords(dynamodb_client(), settings().registry_table)
+    records = store.records()
+    index = next((i for i, record in enumerate(records) if record.version == version), None)
+    if index is None:
+        known = [record.version for record in records]
+        raise NotFound(
+            f"no ruleset version {version!r} was recorded{did_you_mean(version, known)}; "
+            "GET /v1/rulesets lists them"
+        )
+    (changes,) = ruleset_audit(records[max(index - 1, 0) : index + 1], store.text)[-1:]
+    return _json(200, changes.as_view())
 
 
 def _trigger(name: str, now: datetime) -> dict[str, Any]:

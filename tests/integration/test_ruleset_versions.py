@@ -189,3 +189,88 @@ def test_given_recorded_versions_when_get_rulesets_then_each_is_listed_with_its_
         "status",
     }
     assert live["deployer"] == "release-pipeline"
+
+
+# ── the audit ──────────────────────────────────────────────────────────────────────────────────
+
+REFERENCE = BUNDLE_ROOT / "rules/reference.yaml"
+
+
+def record_two_versions(aws: Aws) -> RulesetRecords:
+    """The reference ruleset, then a next version with the paywall bar lowered, deployed by ana."""
+    store = RulesetRecords(aws.dynamodb, aws.registry_table)
+    text = REFERENCE.read_text()
+    first = DeployedRuleset("rules/reference.yaml", Role.LIVE, parse_ruleset(text, "a.yaml"), text)
+    store.record(first, datetime(2026, 11, 23, 9, tzinfo=UTC), deployer="bo", git_revision="aaaaaaa")
+    edited = text.replace('version: "2026-11-23.2"', 'version: "2026-12-01.1"').replace(
+        "    at_least: 3\n", "    at_least: 2\n", 1
+    )
+    second = DeployedRuleset("rules/reference.yaml", Role.LIVE, parse_ruleset(edited, "b.yaml"), edited)
+    store.record(second, datetime(2026, 12, 1, 9, tzinfo=UTC), deployer="ana", git_revision="bbbbbbb")
+    return store
+
+
+def test_given_two_recorded_versions_when_the_changes_of_the_second_are_asked_then_the_api_says_them(aws):
+    record_two_versions(aws)
+
+    status, answer = call_api(
+        proxy_event("GET", "/v1/rulesets/2026-12-01.1/changes", None, content_type=None)
+    )
+
+    assert status == 200
+    assert answer == {
+        "version": "2026-12-01.1",
+        "previous": "2026-11-23.2",
+        "deployed_at": "2026-12-01T09:00:00Z",
+        "deployer": "ana",
+        "git_revision": "bbbbbbb",
+        "first_role": "live",
+        "summary": "2 triggers: 2 changed",
+        "changes": [
+            {
+                "trigger": "paywall-intent",
+                "change": "changed",
+                "details": ["signal paywall_attempts: at_least: 3.0 → 2.0"],
+            },
+            {
+                "trigger": "upgrade",
+                "change": "changed",
+                "details": ["signal paywall_attempts: at_least: 3.0 → 2.0"],
+            },
+        ],
+    }
+    status, first = call_api(proxy_event("GET", "/v1/rulesets/2026-11-23.2/changes", None, content_type=None))
+    assert (status, first["previous"], first["changes"]) == (200, None, [])
+
+
+def test_given_an_unknown_version_when_its_changes_are_asked_then_404_names_the_closest(aws):
+    record_two_versions(aws)
+
+    status, answer = call_api(
+        proxy_event("GET", "/v1/rulesets/2026-12-01.2/changes", None, content_type=None)
+    )
+
+    assert status == 404
+    assert "no ruleset version '2026-12-01.2' was recorded" in answer["message"]
+    assert "2026-12-01.1" in answer["message"]
+
+
+def test_given_recorded_versions_when_rules_audit_runs_then_it_prints_who_changed_what_when(aws, capsys):
+    from upswing.cli import main
+
+    record_two_versions(aws)
+
+    assert main(["rules", "audit", "--registry-table", aws.registry_table]) == 0
+
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        "2026-11-23.2 — deployed 2026-11-23T09:00:00Z by bo (git aaaaaaa), first live",
+        "  the first version recorded",
+        "",
+        "2026-12-01.1 — deployed 2026-12-01T09:00:00Z by ana (git bbbbbbb), first live",
+        "  since 2026-11-23.2: 2 triggers: 2 changed",
+        "  - changed trigger paywall-intent",
+        "      signal paywall_attempts: at_least: 3.0 → 2.0",
+        "  - changed trigger upgrade",
+        "      signal paywall_attempts: at_least: 3.0 → 2.0",
+    ]
