@@ -130,6 +130,9 @@ def _add_experiment(commands: Any) -> None:
     report.add_argument("--salt", help="another experiment of the trigger (default: its current one)")
     report.add_argument("--key-env", default="UPSWING_API_KEY", help="env var holding the reader key")
     report.add_argument("--json", action="store_true", help="print the API's JSON instead of text")
+    report.add_argument(
+        "--html", type=Path, metavar="OUT", help="also write the report as a self-contained HTML page"
+    )
     report.set_defaults(run=_experiment_report)
     export = actions.add_parser(
         "export",
@@ -148,7 +151,7 @@ def _add_experiment(commands: Any) -> None:
 def _experiment_report(args: argparse.Namespace) -> None:
     import httpx
 
-    from upswing.experiment import ReportError, fetch_report, render
+    from upswing.experiment import ReportError, fetch_report, render, render_html
 
     key = os.environ.get(args.key_env, "").strip()
     if not key:
@@ -160,6 +163,9 @@ def _experiment_report(args: argparse.Namespace) -> None:
     except ReportError as error:
         raise UserError(str(error)) from None
     print(json.dumps(report, indent=2) if args.json else render(report))
+    if args.html:
+        args.html.write_text(render_html(report), encoding="utf-8")
+        print(f"HTML report written to {args.html}", file=sys.stderr)
 
 
 def _experiment_export(args: argparse.Namespace) -> None:
