@@ -20,9 +20,11 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.evaluator.settings import EvaluatorSettings
 from shared.accounts.store import AccountStore
@@ -32,7 +34,7 @@ from shared.rules.aggregates import DynamoAggregates
 from shared.rules.engine import read_plan
 from shared.rules.firings import FiringStore
 from shared.rules.online import OnlineEvaluator, ShadowRuleset, active_deployment, sqs_publisher
-from shared.rules.versions import Role, RulesetRecords, shadow_paths
+from shared.rules.versions import DeployedRuleset, Role, RulesetRecords, shadow_paths
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client, dynamodb_client
 
@@ -44,11 +46,7 @@ def evaluator() -> OnlineEvaluator:
     settings = load_settings(EvaluatorSettings)
     deployed = active_deployment(settings.ruleset_path, shadow_paths(settings.shadow_rulesets))
     client = dynamodb_client()
-    records = RulesetRecords(client, settings.registry_table)
-    now = datetime.now(UTC)
-    for one in deployed:
-        if records.record(one, now, deployer=settings.deployer, git_revision=settings.git_revision):
-            logger.info("ruleset version recorded", extra={"ruleset_version": one.version, "role": one.role})
+    record_versions(deployed, RulesetRecords(client, settings.registry_table), settings, datetime.now(UTC))
     live = next(one.ruleset for one in deployed if one.role is Role.LIVE)
     accounts = AccountStore(client, settings.accounts_table)
     return OnlineEvaluator(
@@ -63,6 +61,22 @@ def evaluator() -> OnlineEvaluator:
         firings=FiringStore(client, settings.firings_table, settings.retention_days),
         publish=sqs_publisher(aws_client("sqs"), settings.fired_queue_url),
     )
+
+
+def record_versions(
+    deployed: tuple[DeployedRuleset, ...], records: RulesetRecords, settings: EvaluatorSettings, at: datetime
+) -> None:
+    """Record each version run, once. Bookkeeping must not stop the rules: a failed write is logged
+    and counted (`RulesetRecordFailed`), and the next cold start records it."""
+    for one in deployed:
+        try:
+            recorded = records.record(one, at, deployer=settings.deployer, git_revision=settings.git_revision)
+        except (ClientError, BotoCoreError):
+            logger.exception("ruleset version not recorded", extra={"ruleset_version": one.version})
+            metrics.add_metric(name="RulesetRecordFailed", unit=MetricUnit.Count, value=1)
+            continue
+        if recorded:
+            logger.info("ruleset version recorded", extra={"ruleset_version": one.version, "role": one.role})
 
 
 @logger.inject_lambda_context

@@ -274,3 +274,21 @@ def test_given_recorded_versions_when_rules_audit_runs_then_it_prints_who_change
         "  - changed trigger upgrade",
         "      signal paywall_attempts: at_least: 3.0 → 2.0",
     ]
+
+
+def test_given_a_registry_that_refuses_when_the_evaluator_starts_then_it_still_evaluates(
+    aws, deployed_evaluator
+):
+    from botocore.exceptions import ClientError
+
+    class Refusing(RulesetRecords):
+        def record(self, *args: Any, **kwargs: Any) -> bool:
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem")
+
+    settings = evaluator_function.load_settings(evaluator_function.EvaluatorSettings)
+    deployed = evaluator_function.active_deployment(settings.ruleset_path, (SHADOW_FILE,))
+
+    evaluator_function.record_versions(deployed, Refusing(aws.dynamodb, aws.registry_table), settings, AT)
+
+    assert RulesetRecords(aws.dynamodb, aws.registry_table).records() == []  # the next cold start records
+    assert deployed_evaluator().ruleset.version == "2026-11-23.2"
