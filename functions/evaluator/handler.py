@@ -17,7 +17,6 @@ Shadow rulesets are evaluated in the same pass and their firings recorded, never
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -27,39 +26,29 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.evaluator.settings import EvaluatorSettings
-from shared.accounts.store import AccountStore
-from shared.counters.store import CounterStore
 from shared.observability import logger, metrics, traced
-from shared.rules.aggregates import DynamoAggregates
-from shared.rules.engine import read_plan
-from shared.rules.firings import FiringStore
-from shared.rules.online import OnlineEvaluator, ShadowRuleset, active_deployment, sqs_publisher
+from shared.rules.build import build_online_evaluator
+from shared.rules.online import OnlineEvaluator, active_deployment, sqs_publisher
 from shared.rules.versions import DeployedRuleset, Role, RulesetRecords, shadow_paths
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client, dynamodb_client
+from shared.wiring import Wiring
+
+wiring = Wiring()
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-@cache
+@wiring.once
 def evaluator() -> OnlineEvaluator:
     settings = load_settings(EvaluatorSettings)
     deployed = active_deployment(settings.ruleset_path, shadow_paths(settings.shadow_rulesets))
-    client = dynamodb_client()
-    record_versions(deployed, RulesetRecords(client, settings.registry_table), settings, datetime.now(UTC))
-    live = next(one.ruleset for one in deployed if one.role is Role.LIVE)
-    accounts = AccountStore(client, settings.accounts_table)
-    return OnlineEvaluator(
-        ruleset=live,
-        plan=read_plan(live),
-        shadows=tuple(ShadowRuleset.of(one.ruleset) for one in deployed if one.role is Role.SHADOW),
-        aggregates=DynamoAggregates(
-            CounterStore(client, settings.counters_table, settings.retention_days),
-            children=accounts.children_of,
-        ),
-        accounts=accounts,
-        firings=FiringStore(client, settings.firings_table, settings.retention_days),
-        publish=sqs_publisher(aws_client("sqs"), settings.fired_queue_url),
+    records = RulesetRecords(dynamodb_client(), settings.registry_table)
+    record_versions(deployed, records, settings, datetime.now(UTC))
+    return build_online_evaluator(
+        settings,
+        sqs_publisher(aws_client("sqs"), settings.fired_queue_url),
+        shadows=[one.ruleset for one in deployed if one.role is Role.SHADOW],
     )
 
 

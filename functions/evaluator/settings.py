@@ -1,19 +1,15 @@
 from pydantic import BaseModel, Field
 
-from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.resources import (
     ACCOUNTS_TABLE,
     COUNTERS_TABLE,
-    DEFAULT_RULESET_PATH,
     FIRED_QUEUE,
     FIRINGS_TABLE,
     REGISTRY_TABLE,
-    RETENTION_DAYS_ENV,
     RULESET_DEPLOYER_ENV,
     RULESET_GIT_REVISION_ENV,
-    RULESET_PATH_ENV,
-    SHADOW_RULESETS_ENV,
 )
+from shared.settings import RetentionDays, RulesetPath, ShadowRulesets
 
 
 class EvaluatorSettings(BaseModel):
@@ -21,10 +17,10 @@ class EvaluatorSettings(BaseModel):
     accounts_table: str = Field(min_length=1, validation_alias=ACCOUNTS_TABLE.env_var)
     firings_table: str = Field(min_length=1, validation_alias=FIRINGS_TABLE.env_var)
     fired_queue_url: str = Field(min_length=1, validation_alias=FIRED_QUEUE.env_var)
-    ruleset_path: str = Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)
-    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
-    # Comma-separated files under rules/: evaluated and recorded, never routed.
-    shadow_rulesets: str = Field(default="", validation_alias=SHADOW_RULESETS_ENV)
+    ruleset_path: RulesetPath
+    retention_days: RetentionDays
+    # Evaluated and recorded, never routed.
+    shadow_rulesets: ShadowRulesets
     # Where each version run is recorded once (shared/rules/versions.py), with who deployed it and from
     # which git revision, as the synth was told.
     registry_table: str = Field(min_length=1, validation_alias=REGISTRY_TABLE.env_var)
