@@ -41,9 +41,8 @@ def firing_id(firing: Firing) -> str:
     moment = firing.evaluated_at.isoformat()
     # A shadow ruleset may name a trigger as the live one does: its firings get their own ids.
     shadow = f"shadow\n{firing.ruleset_version}\n" if firing.shadow_ruleset else ""
-    return hashlib.sha256(f"{shadow}{firing.account_id}\n{firing.trigger}\n{moment}".encode()).hexdigest()[
-        :24
-    ]
+    text = f"{shadow}{firing.account_id}\n{firing.trigger}\n{moment}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def fired_message(firing: Firing) -> dict[str, Any]:

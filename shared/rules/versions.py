@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 
 from shared.observability import logger
 from shared.rules.language import Ruleset
-from shared.rules.loading import parse_ruleset
+from shared.rules.loading import parse_ruleset, rules_files
 from shared.storage.dynamo import deserialize, serialize
 from shared.timestamps import utc_stamp
 
@@ -131,8 +131,6 @@ def lock_problems(files: Iterable[tuple[str, str, str]], lock: Mapping[str, str]
 
 def folder_entries(folder: Path, root: Path) -> list[tuple[str, str, str]]:
     """(file relative to root, version, content hash) of every rules file under the folder."""
-    from shared.rules.loading import rules_files
-
     entries = []
     for file in rules_files(folder):
         text = file.read_text(encoding="utf-8")
