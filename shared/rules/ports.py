@@ -40,8 +40,10 @@ class FiringLedger(Protocol):
         state: AccountState,
         firings: list[Firing],
         handed_off: set[str] | frozenset[str] = frozenset(),
+        shadow_firings: list[Firing] | tuple[Firing, ...] = (),
     ) -> None:
-        """Store the state and firings unless the state changed since `read` (ConcurrentEvaluation)."""
+        """Store the state and firings (a shadow ruleset's too, never handed off) unless the state
+        changed since `read` (ConcurrentEvaluation)."""
         ...
 
     def pending_firings(self, account_id: str, ids: frozenset[str]) -> list[dict[str, Any]]:
