@@ -96,9 +96,10 @@ def run_demo(stack: LocalStack, out: Any) -> dict[str, Any]:
         _put_on_bus(stack, [{**bus_events[0], "event_id": "bad-bus-1", "occurred_at": "yesterday"}])
         stack.settle()
         for reject in _rejects(stack):
+            rejected = reject["event"]
+            event_id = rejected.get("event_id") if isinstance(rejected, dict) else "(not an event)"
             print(
-                f"  rejects queue: {reject['event']['event_id']} from {reject['source']}: "
-                f"{'; '.join(reject['errors'])}",
+                f"  rejects queue: {event_id} from {reject['source']}: {'; '.join(reject['errors'])}",
                 file=out,
             )
 
