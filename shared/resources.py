@@ -161,8 +161,20 @@ HUBSPOT_QUEUE = QueueSpec(
 # The HubSpot sender dead-letters a message HubSpot rejects for good itself, with HubSpot's message.
 HUBSPOT_DLQ_ENV = "HUBSPOT_DLQ_URL"
 EMAIL_QUEUE = QueueSpec(construct_id="EmailQueue", env_var="EMAIL_QUEUE_URL", retention_days=14)
+# Slack messages; Slack's rate limits and Retry-After can hold one back for a while.
+SLACK_QUEUE = QueueSpec(
+    construct_id="SlackQueue", env_var="SLACK_QUEUE_URL", retention_days=14, max_receive_count=10
+)
+# Signed webhooks: a destination that answers 5xx or times out is retried with a growing delay
+# (the sender sets the message's visibility), up to 10 receives, then the DLQ; the sender
+# dead-letters a refusal for good (4xx other than 408 and 429) itself, with the reason.
+WEBHOOK_QUEUE = QueueSpec(
+    construct_id="WebhookQueue", env_var="WEBHOOK_QUEUE_URL", retention_days=14, max_receive_count=10
+)
+SLACK_DLQ_ENV = "SLACK_DLQ_URL"
+WEBHOOK_DLQ_ENV = "WEBHOOK_DLQ_URL"
 
-QUEUES = (BUS_INGEST_QUEUE, REJECTS_QUEUE, FIRED_QUEUE, HUBSPOT_QUEUE, EMAIL_QUEUE)
+QUEUES = (BUS_INGEST_QUEUE, REJECTS_QUEUE, FIRED_QUEUE, HUBSPOT_QUEUE, EMAIL_QUEUE, SLACK_QUEUE, WEBHOOK_QUEUE)
 
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
 # How far back events are accepted and how long ledger and counters keep them (days).
@@ -211,6 +223,8 @@ ROUTER_FUNCTION = FunctionSpec("functions.router.handler.handler", 30)
 SCHEDULER_FUNCTION = FunctionSpec("functions.router.scheduler.handler", 120)
 HUBSPOT_SENDER_FUNCTION = FunctionSpec("functions.hubspot_sender.handler.handler", 60)
 EMAIL_SENDER_FUNCTION = FunctionSpec("functions.email_sender.handler.handler", 30)
+SLACK_SENDER_FUNCTION = FunctionSpec("functions.slack_sender.handler.handler", 30)
+WEBHOOK_SENDER_FUNCTION = FunctionSpec("functions.webhook_sender.handler.handler", 60)
 HUBSPOT_POLLER_FUNCTION = FunctionSpec("functions.hubspot_poller.handler.handler", 120)
 ATTRIBUTOR_FUNCTION = FunctionSpec("functions.attributor.handler.handler", 60)
 FUNCTIONS = (
@@ -223,6 +237,8 @@ FUNCTIONS = (
     SCHEDULER_FUNCTION,
     HUBSPOT_SENDER_FUNCTION,
     EMAIL_SENDER_FUNCTION,
+    SLACK_SENDER_FUNCTION,
+    WEBHOOK_SENDER_FUNCTION,
     HUBSPOT_POLLER_FUNCTION,
     ATTRIBUTOR_FUNCTION,
 )

@@ -12,6 +12,8 @@ from shared.resources import (
     PLAYS_TABLE,
     RETENTION_DAYS_ENV,
     RULESET_PATH_ENV,
+    SLACK_QUEUE,
+    WEBHOOK_QUEUE,
 )
 from shared.routing.watches import AUTO_CLOSE_PER_RUN
 from shared.timezones import PORTAL_TIMEZONE_ENV, portal_zone
@@ -22,6 +24,8 @@ class RouterSettings(BaseModel):
     accounts_table: str = Field(min_length=1, validation_alias=ACCOUNTS_TABLE.env_var)
     hubspot_queue_url: str = Field(min_length=1, validation_alias=HUBSPOT_QUEUE.env_var)
     email_queue_url: str = Field(min_length=1, validation_alias=EMAIL_QUEUE.env_var)
+    slack_queue_url: str = Field(min_length=1, validation_alias=SLACK_QUEUE.env_var)
+    webhook_queue_url: str = Field(min_length=1, validation_alias=WEBHOOK_QUEUE.env_var)
     event_bus_name: str = Field(min_length=1, validation_alias=EVENT_BUS_ENV)
     ruleset_path: str = Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)
     retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)

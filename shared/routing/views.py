@@ -24,7 +24,7 @@ def play_summary(record: PlayRecord) -> dict[str, Any]:
         "play": record.play,
         "tier": record.tier,
         "ruleset_version": record.firing["ruleset_version"],
-        "channels": [delivery.channel.value for delivery in record.deliveries],
+        "channels": [delivery.channel_name for delivery in record.deliveries],
         "skipped": record.skipped,
         "owner": (
             {
