@@ -64,6 +64,7 @@ class UpswingStack(Stack):
             settings=settings,
             hubspot_queue=routing.hubspot_queue,
             email_queue=routing.email_queue,
+            webhook_queue=routing.webhook_queue,
         )
         Observability(
             self,
@@ -81,6 +82,7 @@ class UpswingStack(Stack):
                 "HubSpotSender": delivery.hubspot_sender.function,
                 "HubSpotPoller": delivery.hubspot_poller.function,
                 "EmailSender": delivery.email_sender.function,
+                "WebhookSender": delivery.webhook_sender.function,
                 "Attributor": attribution.attributor.function,
             },
             stream_consumers={

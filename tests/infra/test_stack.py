@@ -21,6 +21,9 @@ from infra.settings import UpswingSettings
 from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
 from shared.openapi import openapi_document
 from shared.resources import (
+    WEBHOOK_DLQ_ENV,
+    WEBHOOK_QUEUE,
+    WEBHOOK_SENDER_FUNCTION,
     ACCOUNTS_COMPANY_INDEX,
     ACCOUNTS_PARENT_INDEX,
     ACCOUNTS_TABLE,
@@ -64,6 +67,7 @@ HUBSPOT_SENDER_HANDLER = "functions.hubspot_sender.handler.handler"
 EMAIL_SENDER_HANDLER = "functions.email_sender.handler.handler"
 HUBSPOT_POLLER_HANDLER = "functions.hubspot_poller.handler.handler"
 ATTRIBUTOR_HANDLER = "functions.attributor.handler.handler"
+WEBHOOK_SENDER_HANDLER = "functions.webhook_sender.handler.handler"
 DYNAMODB_WRITES = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -392,6 +396,7 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         EMAIL_SENDER_HANDLER,
         HUBSPOT_POLLER_HANDLER,
         ATTRIBUTOR_HANDLER,
+        WEBHOOK_SENDER_HANDLER,
     }
     own_log_groups = set()
     for function in functions.values():
@@ -800,6 +805,7 @@ def event_source(template: dict[str, Any], handler: str) -> dict[str, Any]:
         (ROUTER_HANDLER, [EVALUATOR_HANDLER], FIRED_QUEUE.env_var, FIRED_QUEUE.max_receive_count),
         (HUBSPOT_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], HUBSPOT_QUEUE.env_var, 10),
         (EMAIL_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], EMAIL_QUEUE.env_var, 5),
+        (WEBHOOK_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], WEBHOOK_QUEUE.env_var, 10),
     ],
 )
 def test_given_a_play_queue_then_its_producers_send_and_its_consumer_reports_partial_failures(
@@ -832,6 +838,36 @@ def test_given_the_hubspot_sender_then_it_runs_at_most_two_at_once_and_can_dead_
     assert list(referenced_ids(template["Resources"][queue]["Properties"]["RedrivePolicy"])) == [dead_letters]
     assert "sqs:SendMessage" in allowed_actions(statements, dead_letters)
     assert "sqs:ChangeMessageVisibility" in allowed_actions(statements, queue)
+
+
+def test_given_the_webhook_sender_then_it_reads_only_the_webhook_secrets_and_dead_letters_itself(
+    template: dict[str, Any],
+) -> None:
+    sender = function_id(template, WEBHOOK_SENDER_HANDLER)
+    statements = role_statements(template, sender)
+    dead_letters = queue_of_env(template, WEBHOOK_SENDER_HANDLER, WEBHOOK_DLQ_ENV)
+    queue = queue_of_env(template, WEBHOOK_SENDER_HANDLER, WEBHOOK_QUEUE.env_var)
+    secret_statements = [s for s in statements if "secretsmanager:" in json.dumps(s["Action"])]
+
+    (statement,) = secret_statements
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert json.dumps(statement["Resource"]).endswith(':secret:upswing/webhooks/*"]]}')
+    assert list(referenced_ids(template["Resources"][queue]["Properties"]["RedrivePolicy"])) == [dead_letters]
+    assert "sqs:SendMessage" in allowed_actions(statements, dead_letters)
+    assert "sqs:ChangeMessageVisibility" in allowed_actions(statements, queue)
+    deliveries = table_id(template, DELIVERIES_TABLE)
+    assert allowed_actions(item_statements(statements), deliveries) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    }
+    # No other function may read the webhooks' signing secrets
+    readers = {
+        name
+        for name in of_type(template, "AWS::Lambda::Function")
+        if "webhooks/*" in json.dumps(role_statements(template, name))
+    }
+    assert readers == {sender}
 
 
 def test_given_the_hubspot_secret_then_only_the_hubspot_sender_and_poller_can_read_it(
@@ -1047,4 +1083,5 @@ def test_a_queue_stays_invisible_six_function_timeouts_of_its_consumer(template:
         for queue in of_type(template, "AWS::SQS::Queue").values()
         if "VisibilityTimeout" in queue["Properties"]
     }
-    assert {6 * spec.timeout_seconds for spec in (HUBSPOT_SENDER_FUNCTION, EMAIL_SENDER_FUNCTION)} <= timeouts
+    senders = (HUBSPOT_SENDER_FUNCTION, EMAIL_SENDER_FUNCTION, WEBHOOK_SENDER_FUNCTION)
+    assert {6 * spec.timeout_seconds for spec in senders} <= timeouts
