@@ -45,5 +45,7 @@ def send_webhooks(
     event: dict[str, Any], webhooks: WebhookSender, context: LambdaContext | None = None
 ) -> dict[str, Any]:
     return dict(
-        process_partial_response(event=event, record_handler=webhooks.handle, processor=processor, context=context)
+        process_partial_response(
+            event=event, record_handler=webhooks.handle, processor=processor, context=context
+        )
     )

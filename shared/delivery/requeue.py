@@ -20,7 +20,7 @@ _REASON_LIMIT = 4000  # a message attribute holds more, but a reason longer than
 
 @dataclass(frozen=True)
 class Backoff:
-    """first × 2^(receives − 1), at most `longest`: 30 s, 60 s, 2 min... up to an hour by default."""
+    """first * 2^(receives - 1), at most `longest`: 30 s, 60 s, 2 min... up to an hour by default."""
 
     first_seconds: float = 30.0
     longest_seconds: float = 3600.0

@@ -30,9 +30,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
-from botocore.exceptions import ClientError
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from shared.delivery.ledger import DeliveryLedger, DeliveryStatus
@@ -58,7 +58,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def idempotency_key(play_id: str, destination: str) -> str:
-    """Stable per play × destination: every attempt of one play to one destination carries it."""
+    """Stable per play and destination: every attempt of one play to one destination carries it."""
     return f"{play_id}.{destination}"
 
 
@@ -132,7 +132,9 @@ class WebhookSender:
             delivery = PlayDelivery.model_validate_json(record.body)
             outcome = self.deliver(delivery, datetime.now(UTC))
         except ValidationError as error:
-            reason = "not a play delivery: " + "; ".join(describe_errors(error, PlayDelivery, noun="delivery"))
+            reason = "not a play delivery: " + "; ".join(
+                describe_errors(error, PlayDelivery, noun="delivery")
+            )
             self._dead_letter(record, reason, play_id=None)
             return
         except (ValueError, WebhookRefused) as error:
@@ -145,11 +147,18 @@ class WebhookSender:
             metrics.add_metric(name="WebhookRetried", unit=MetricUnit.Count, value=1)
             logger.warning(
                 "webhook retried",
-                extra={"play_id": _play_id(record), "reason": str(error), "wait_seconds": wait, "receives": receives},
+                extra={
+                    "play_id": _play_id(record),
+                    "reason": str(error),
+                    "wait_seconds": wait,
+                    "receives": receives,
+                },
             )
             raise
         metrics.add_metric(
-            name="WebhooksDelivered" if outcome == "delivered" else "WebhooksRepeated", unit=MetricUnit.Count, value=1
+            name="WebhooksDelivered" if outcome == "delivered" else "WebhooksRepeated",
+            unit=MetricUnit.Count,
+            value=1,
         )
         logger.info("webhook delivery", extra={"play_id": delivery.play_id, "outcome": outcome})
 

@@ -24,6 +24,7 @@ from shared.accounts.store import AccountStore
 from shared.experiments.assignment import Arm
 from shared.observability import logger
 from shared.routing.budgets import charges, owner_counter, period_of
+from shared.routing.dispatch import routed_event
 from shared.routing.ledger import (
     FINAL,
     WAITING,
@@ -34,7 +35,6 @@ from shared.routing.ledger import (
     PlayStatus,
     hand_off_overdue_at,
 )
-from shared.routing.dispatch import routed_event
 from shared.routing.messages import DeliveryOwner, PlayDelivery, WebhookTarget
 from shared.routing.narrative import due_date, priority, render
 from shared.routing.watches import AutoCloseWatches
@@ -227,7 +227,9 @@ class Router:
         event = routed_event(routed)
         self.dispatcher.deliver(
             [
-                delivery.model_copy(update={"event": event}) if delivery.channel is Channel.WEBHOOK else delivery
+                delivery.model_copy(update={"event": event})
+                if delivery.channel is Channel.WEBHOOK
+                else delivery
                 for delivery in record.deliveries
             ]
         )

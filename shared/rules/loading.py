@@ -19,7 +19,6 @@ from shared.events.models import EventKind
 from shared.model_fields import did_you_mean, fields_at
 from shared.rules import language
 from shared.rules.durations import days
-from shared.rules.plays import destination_of
 from shared.rules.language import (
     GAUGE_MEASURES,
     MAX_LOOKBACK_DAYS,
@@ -29,6 +28,7 @@ from shared.rules.language import (
     Ruleset,
     SignalHolds,
 )
+from shared.rules.plays import destination_of
 
 # libyaml when PyYAML was built with it (the Lambda wheels are): about 10x faster than pure Python.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -50,7 +50,9 @@ _CHANNEL_NAME = rf"^(hubspot_task|email|event|slack|webhook:{DESTINATION_NAME})$
 def _channel_name(text: str) -> str:
     kind, _, destination = text.partition(":")
     if kind == Channel.WEBHOOK and not destination:
-        raise ValueError("a webhook channel names its destination: webhook:NAME (declared under destinations)")
+        raise ValueError(
+            "a webhook channel names its destination: webhook:NAME (declared under destinations)"
+        )
     if re.fullmatch(_CHANNEL_NAME, text) is None:
         raise ValueError(
             f"unknown channel {text!r}: one of hubspot_task, email, event, slack, webhook:NAME "
@@ -286,7 +288,7 @@ class Budgets(_Strict):
 
 # Signing secrets live in Secrets Manager under this prefix, so the webhook sender's role can read
 # exactly these and nothing else (docs/operations.md, "Webhooks").
-WEBHOOK_SECRET_PREFIX = "upswing/webhooks/"
+WEBHOOK_SECRET_PREFIX = "upswing/webhooks/"  # noqa: S105 (a name prefix, not a secret)
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -298,7 +300,9 @@ def _destination_url(url: str) -> str:
         return url
     if scheme == "http" and hostname in _LOOPBACK_HOSTS:
         return url  # the local stack's sink; never a deployed destination
-    raise ValueError(f"a webhook URL is https://host/path (http only for 127.0.0.1 or localhost), not {url!r}")
+    raise ValueError(
+        f"a webhook URL is https://host/path (http only for 127.0.0.1 or localhost), not {url!r}"
+    )
 
 
 class WebhookDestination(_Strict):
@@ -310,13 +314,13 @@ class WebhookDestination(_Strict):
     secret: Annotated[
         str, StringConstraints(pattern=rf"^{WEBHOOK_SECRET_PREFIX}[A-Za-z0-9/_+=.@-]{{1,200}}$")
     ] = Field(
-        description=f"The Secrets Manager secret holding the signing secret, named {WEBHOOK_SECRET_PREFIX}...: "
-        "a name, never the secret itself."
+        description="The Secrets Manager secret holding the signing secret, named "
+        f"{WEBHOOK_SECRET_PREFIX}...: a name, never the secret itself."
     )
     timeout_seconds: float = Field(default=10, ge=1, le=25, description="Per request, connect to last byte.")
 
 
 class Destinations(_Strict):
-    webhooks: dict[Annotated[str, StringConstraints(pattern=rf"^{DESTINATION_NAME}$")], WebhookDestination] = (
-        Field(default_factory=dict, description="Name → destination, for the webhook:NAME channel.")
-    )
+    webhooks: dict[
+        Annotated[str, StringConstraints(pattern=rf"^{DESTINATION_NAME}$")], WebhookDestination
+    ] = Field(default_factory=dict, description="Name → destination, for the webhook:NAME channel.")

@@ -21,9 +21,6 @@ from infra.settings import UpswingSettings
 from shared.http_messages import FORBIDDEN_MESSAGE, UNAUTHORIZED_MESSAGE
 from shared.openapi import openapi_document
 from shared.resources import (
-    WEBHOOK_DLQ_ENV,
-    WEBHOOK_QUEUE,
-    WEBHOOK_SENDER_FUNCTION,
     ACCOUNTS_COMPANY_INDEX,
     ACCOUNTS_PARENT_INDEX,
     ACCOUNTS_TABLE,
@@ -51,6 +48,9 @@ from shared.resources import (
     SERVICE_NAME,
     TABLES,
     USAGE_EVENT_DETAIL_TYPE,
+    WEBHOOK_DLQ_ENV,
+    WEBHOOK_QUEUE,
+    WEBHOOK_SENDER_FUNCTION,
     TableSpec,
 )
 

@@ -249,7 +249,9 @@ def test_given_slack_and_a_webhook_then_the_owner_is_messaged_and_the_destinatio
 def test_given_an_enterprise_account_then_slack_posts_in_the_segments_channel_even_without_an_email(
     aws: Aws, router: Router
 ) -> None:
-    put_account(aws, "acct-e", segment="enterprise", owners={"csm": {"name": "No Mail", "hubspot_owner_id": "5"}})
+    put_account(
+        aws, "acct-e", segment="enterprise", owners={"csm": {"name": "No Mail", "hubspot_owner_id": "5"}}
+    )
 
     router.route_firing(fired("acct-e", trigger="nudge", play="nudge"), WEDNESDAY)
 

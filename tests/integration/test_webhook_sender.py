@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -22,7 +21,7 @@ from shared.routing.messages import PlayDelivery
 from tests.conftest import TEST_RETENTION_DAYS, Aws, _test_client
 
 SECRET_ID = "upswing/webhooks/in-app"
-SIGNING_SECRET = "whsec_upswing_example"  # noqa: S105 (a test value)
+SIGNING_SECRET = "whsec_upswing_example"
 SIGNED_AT = 1764979200  # 2025-12-06T00:00:00Z
 PLAY_ID = "a" * 24
 EVENT = {
@@ -120,7 +119,9 @@ def received(aws: Aws, body: str) -> dict[str, Any]:
     receipt handle, so a hold really changes its visibility)."""
     url = aws.queues[WEBHOOK_QUEUE.env_var]
     aws.sqs.send_message(QueueUrl=url, MessageBody=body)
-    [message] = aws.sqs.receive_message(QueueUrl=url, AttributeNames=["All"], VisibilityTimeout=30)["Messages"]
+    [message] = aws.sqs.receive_message(QueueUrl=url, AttributeNames=["All"], VisibilityTimeout=30)[
+        "Messages"
+    ]
     return {
         "Records": [
             {
@@ -148,7 +149,8 @@ def dead_letters(aws: Aws, dlq: str) -> list[dict[str, Any]]:
 
 def test_given_a_known_vector_then_the_signature_is_stripes_scheme() -> None:
     # The expected digest was computed outside Python, by hand:
-    #   printf '%s' '1764979200.{"type":"play.routed","id":"x"}' | openssl dgst -sha256 -hmac 'whsec_upswing_example'
+    #   printf '%s' '1764979200.{"type":"play.routed","id":"x"}' \
+    #     | openssl dgst -sha256 -hmac 'whsec_upswing_example'
     body = b'{"type":"play.routed","id":"x"}'
 
     assert sign(SIGNING_SECRET, SIGNED_AT, body) == (
@@ -156,7 +158,9 @@ def test_given_a_known_vector_then_the_signature_is_stripes_scheme() -> None:
     )
 
 
-def test_the_destination_gets_play_routed_signed_so_the_documented_check_accepts_it(aws: Aws, dlq: str) -> None:
+def test_the_destination_gets_play_routed_signed_so_the_documented_check_accepts_it(
+    aws: Aws, dlq: str
+) -> None:
     destination = Destination(httpx.Response(204))
     sender, _ = make_sender(aws, dlq, destination)
 
@@ -219,10 +223,12 @@ def test_given_a_timeout_then_it_is_retried_with_a_growing_delay(aws: Aws, dlq: 
     with pytest.raises(BatchProcessingError):
         send_webhooks(event, sender)
 
-    assert sqs.holds == [240]  # 30 s × 2^(4 − 1)
+    assert sqs.holds == [240]  # 30 s * 2^(4 - 1)
 
 
-def test_given_an_accepted_delivery_when_sqs_redelivers_it_then_it_is_not_posted_again(aws: Aws, dlq: str) -> None:
+def test_given_an_accepted_delivery_when_sqs_redelivers_it_then_it_is_not_posted_again(
+    aws: Aws, dlq: str
+) -> None:
     destination = Destination(httpx.Response(200), httpx.Response(200))
     sender, _ = make_sender(aws, dlq, destination)
     body = delivery().model_dump_json()
@@ -238,7 +244,9 @@ def test_given_two_destinations_then_each_gets_its_own_key(aws: Aws, dlq: str) -
     assert idempotency_key(PLAY_ID, "in-app") == idempotency_key(PLAY_ID, "in-app")
 
 
-def test_given_a_400_then_the_delivery_is_dead_lettered_with_the_reason_and_not_retried(aws: Aws, dlq: str) -> None:
+def test_given_a_400_then_the_delivery_is_dead_lettered_with_the_reason_and_not_retried(
+    aws: Aws, dlq: str
+) -> None:
     destination = Destination(httpx.Response(400, json={"error": "unknown account acct-1"}))
     sender, sqs = make_sender(aws, dlq, destination)
     body = delivery().model_dump_json()
@@ -275,7 +283,9 @@ def test_given_a_malformed_message_then_it_is_dead_lettered_alone(aws: Aws, dlq:
     assert destination.requests == []
 
 
-def test_given_an_empty_signing_secret_then_the_delivery_waits_rather_than_being_dropped(aws: Aws, dlq: str) -> None:
+def test_given_an_empty_signing_secret_then_the_delivery_waits_rather_than_being_dropped(
+    aws: Aws, dlq: str
+) -> None:
     destination = Destination()
     sender, sqs = make_sender(aws, dlq, destination)
     _test_client("secretsmanager").put_secret_value(SecretId=SECRET_ID, SecretString="  ")

@@ -412,18 +412,22 @@ def test_given_a_play_mistake_then_the_message_names_file_line_path_and_what_is_
 
 # ── channels: slack and webhook:NAME ────────────────────────────────────────────────────────────
 
-WITH_DESTINATION = VALID + """\
+WITH_DESTINATION = (
+    VALID
+    + """\
 destinations:
   webhooks:
     crm-sync: {url: "https://hooks.example.com/upswing", secret: upswing/webhooks/crm-sync}
 """
+)
 
 
 def test_given_slack_and_a_declared_webhook_then_the_play_keeps_them_in_order():
     ruleset = parse_ruleset(
         WITH_DESTINATION.replace(
             "{channels: [hubspot_task, email]}",
-            "{channels: [slack, webhook:crm-sync], slack: {channels: {enterprise: C0123ABCD, default: '#csm'}}}",
+            "{channels: [slack, webhook:crm-sync], "
+            "slack: {channels: {enterprise: C0123ABCD, default: '#csm'}}}",
         ),
         "rules/x.yaml",
     )
@@ -433,7 +437,10 @@ def test_given_slack_and_a_declared_webhook_then_the_play_keeps_them_in_order():
     assert play.slack.channel_for("enterprise", "ae") == "C0123ABCD"
     assert play.slack.channel_for("smb", "ae") == "#csm"
     destination = ruleset.destinations.webhooks["crm-sync"]
-    assert (destination.url, destination.secret) == ("https://hooks.example.com/upswing", "upswing/webhooks/crm-sync")
+    assert (destination.url, destination.secret) == (
+        "https://hooks.example.com/upswing",
+        "upswing/webhooks/crm-sync",
+    )
 
 
 @pytest.mark.parametrize(
@@ -482,7 +489,8 @@ def test_given_a_channel_mistake_then_the_message_names_its_place(change, expect
 
 def test_given_a_loopback_http_destination_then_it_is_accepted_for_the_local_stack():
     ruleset = parse_ruleset(
-        WITH_DESTINATION.replace("https://hooks.example.com/upswing", "http://127.0.0.1:8123/hook"), "rules/x.yaml"
+        WITH_DESTINATION.replace("https://hooks.example.com/upswing", "http://127.0.0.1:8123/hook"),
+        "rules/x.yaml",
     )
 
     assert ruleset.destinations.webhooks["crm-sync"].url == "http://127.0.0.1:8123/hook"
