@@ -25,6 +25,10 @@ from shared.resources import (
     PLAYS_TABLE,
     RETENTION_DAYS_ENV,
     SENDER_EMAIL_ENV,
+    SLACK_BOT_TOKEN_SECRET_ENV,
+    SLACK_DLQ_ENV,
+    SLACK_QUEUE,
+    SLACK_SENDER_FUNCTION,
     WEBHOOK_DLQ_ENV,
     WEBHOOK_QUEUE,
     WEBHOOK_SENDER_FUNCTION,
@@ -63,6 +67,7 @@ class Delivery(Construct):
         hubspot_queue: QueueWithDlq,
         email_queue: QueueWithDlq,
         webhook_queue: QueueWithDlq,
+        slack_queue: QueueWithDlq,
     ) -> None:
         super().__init__(scope, construct_id)
         deliveries_table = storage.table(DELIVERIES_TABLE)
@@ -185,6 +190,50 @@ class Delivery(Construct):
                 email_queue.queue,
                 batch_size=10,
                 max_batching_window=Duration.seconds(1),
+                report_batch_item_failures=True,
+            )
+        )
+
+        self.slack_token = secretsmanager.Secret(
+            self,
+            "SlackBotToken",
+            secret_name=settings.slack_bot_token_secret,
+            description="Slack bot token (xoxb-...) for the Upswing Slack sender (put the token here)",
+        )
+        acknowledge(
+            self.slack_token,
+            "AwsSolutions-SMG4",
+            "A Slack bot token is rotated in Slack (reinstalling the app), not by a Lambda; the sender "
+            "re-reads the secret every five minutes.",
+        )
+        self.slack_sender = UpswingFunction(
+            self,
+            "SlackSender",
+            spec=SLACK_SENDER_FUNCTION,
+            package=package,
+            description="Messages each play to its owner or channel in Slack",
+            environment={
+                DELIVERIES_TABLE.env_var: deliveries_table.table_name,
+                PLAYS_TABLE.env_var: plays_table.table_name,
+                SLACK_QUEUE.env_var: slack_queue.queue.queue_url,
+                SLACK_DLQ_ENV: slack_queue.dead_letter_queue.queue_url,
+                SLACK_BOT_TOKEN_SECRET_ENV: self.slack_token.secret_arn,
+                RETENTION_DAYS_ENV: str(settings.retention_days),
+                **({"HUBSPOT_PORTAL_ID": settings.hubspot_portal_id} if settings.hubspot_portal_id else {}),
+            },
+        )
+        self.slack_token.grant_read(self.slack_sender.function)
+        self.slack_sender.allow(_DELIVERY_LEDGER_ACTIONS, deliveries_table.table_arn)
+        # On the play: a refusal Slack gave (delivery_problems), nothing else.
+        self.slack_sender.allow(["dynamodb:UpdateItem"], plays_table.table_arn)
+        slack_queue.dead_letter_queue.grant_send_messages(self.slack_sender.function)
+        self.slack_sender.function.add_event_source(
+            event_sources.SqsEventSource(
+                slack_queue.queue,
+                batch_size=10,
+                max_batching_window=Duration.seconds(1),
+                # Two at once: each paces itself to a post a second, Slack's pace per channel.
+                max_concurrency=2,
                 report_batch_item_failures=True,
             )
         )

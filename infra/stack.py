@@ -65,6 +65,7 @@ class UpswingStack(Stack):
             hubspot_queue=routing.hubspot_queue,
             email_queue=routing.email_queue,
             webhook_queue=routing.webhook_queue,
+            slack_queue=routing.slack_queue,
         )
         Observability(
             self,
@@ -83,6 +84,7 @@ class UpswingStack(Stack):
                 "HubSpotPoller": delivery.hubspot_poller.function,
                 "EmailSender": delivery.email_sender.function,
                 "WebhookSender": delivery.webhook_sender.function,
+                "SlackSender": delivery.slack_sender.function,
                 "Attributor": attribution.attributor.function,
             },
             stream_consumers={

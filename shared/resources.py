@@ -201,6 +201,10 @@ EVENT_SOURCE = "upswing"
 # The Secrets Manager secret (name or ARN) holding the HubSpot private-app token; only the
 # HubSpot sender may read it. The token itself is never in the environment.
 HUBSPOT_SECRET_ENV = "HUBSPOT_SECRET_ID"  # noqa: S105 (a variable name, not a secret)
+# The Slack bot token (xoxb-..., only the Slack sender may read it) and the Slack app's signing
+# secret (only the API may read it: it verifies POST /v1/slack/interactions), by secret name or ARN.
+SLACK_BOT_TOKEN_SECRET_ENV = "SLACK_BOT_SECRET_ID"  # noqa: S105 (a variable name, not a secret)
+SLACK_SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET_ID"  # noqa: S105 (a variable name, not a secret)
 # The verified SES identity the email sender sends from.
 SENDER_EMAIL_ENV = "SENDER_EMAIL"
 SERVICE_NAME = "upswing"
@@ -245,6 +249,7 @@ FUNCTIONS = (
     SCHEDULER_FUNCTION,
     HUBSPOT_SENDER_FUNCTION,
     EMAIL_SENDER_FUNCTION,
+    SLACK_SENDER_FUNCTION,
     WEBHOOK_SENDER_FUNCTION,
     HUBSPOT_POLLER_FUNCTION,
     ATTRIBUTOR_FUNCTION,

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
+
+import httpx
 
 # SQS allows a message to stay invisible for at most 12 hours from its receipt.
 LONGEST_HOLD_SECONDS = 12 * 3600 - 120
@@ -50,3 +54,16 @@ class DeliveryQueue:
             MessageBody=body,
             MessageAttributes={"error": {"DataType": "String", "StringValue": reason[:_REASON_LIMIT]}},
         )
+
+
+def retry_after(answer: httpx.Response, now: datetime) -> float | None:
+    """Retry-After in seconds (delta-seconds or an HTTP date), None when absent or unreadable."""
+    value = answer.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+    except (TypeError, ValueError):
+        return None

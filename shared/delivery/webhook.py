@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -36,7 +35,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from shared.delivery.ledger import DeliveryLedger, DeliveryStatus
-from shared.delivery.requeue import Backoff, DeliveryQueue
+from shared.delivery.requeue import Backoff, DeliveryQueue, retry_after
 from shared.delivery.secrets import CachedSecret
 from shared.events.validation import describe_errors
 from shared.observability import logger, metrics
@@ -195,19 +194,6 @@ def _judge(destination: str, answer: httpx.Response, now: datetime) -> None:
         raise WebhookRetry(f"{destination}: HTTP {status}", retry_after(answer, now))
     where = f" to {answer.headers.get('location')}" if 300 <= status < 400 else ""
     raise WebhookRefused(f"{destination}: HTTP {status}{where} (refused for good): {said or 'no body'}")
-
-
-def retry_after(answer: httpx.Response, now: datetime) -> float | None:
-    """Retry-After in seconds (delta-seconds or an HTTP date), None when absent or unreadable."""
-    value = answer.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 def _play_id(record: SQSRecord) -> str | None:

@@ -40,7 +40,7 @@ from botocore.exceptions import ClientError
 from shared.resources import PLAYS_DUE_INDEX
 from shared.routing.budgets import BudgetCharge
 from shared.routing.messages import DeliveryOwner, PlayDelivery
-from shared.storage.dynamo import deserialize, serialize
+from shared.storage.dynamo import deserialize, is_conditional_failure, serialize
 from shared.trigger_metrics import emf
 from shared.trigger_metrics.counters import ArmCount, Cohort, Count, Tally, Trial
 
@@ -134,6 +134,9 @@ class PlayRecord:
     auto_close: dict[str, str] | None = None
     # What the HubSpot sender did about it: {"result": closed | already_completed | task_deleted, "at"}.
     auto_close_result: dict[str, str] | None = None
+    # A person's word on the play (the Slack message's "Not useful"): {"verdict", "by", "via", "at"};
+    # the first one stays.
+    feedback: dict[str, str] | None = None
 
     @property
     def auto_closed(self) -> bool:
@@ -343,6 +346,26 @@ class PlayLedger:
             ExpressionAttributeNames={"#problems": "delivery_problems"},
             ExpressionAttributeValues={":none": {"L": []}, ":new": {"L": [{"M": entry}]}},
         )
+
+    def record_feedback(self, account_id: str, play_id: str, feedback: dict[str, str]) -> bool:
+        """A person's verdict on a routed play; the first one stays (a second click changes nothing).
+        True when this call recorded it; False when the play had feedback already. A play that is not
+        in the ledger raises KeyError."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(account_id, PLAY_PREFIX + play_id),
+                UpdateExpression="SET feedback = :feedback",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(feedback)",
+                ExpressionAttributeValues=serialize({":feedback": feedback}),
+            )
+        except ClientError as error:
+            if not is_conditional_failure(error):
+                raise
+            if self.get(account_id, play_id) is None:
+                raise KeyError(play_id) from None
+            return False
+        return True
 
     def record_task_created(
         self, account_id: str, play_id: str, task_id: str, owner_id: str | None, due: str, at: datetime
@@ -761,6 +784,7 @@ def _record(item: dict[str, Any]) -> PlayRecord:
         task=_task_facts(item),
         auto_close=_strings(item.get("auto_close")),
         auto_close_result=_strings(item.get("auto_close_result")),
+        feedback=_strings(item.get("feedback")),
         expanded={str(k): str(v) for k, v in item["expanded"].items()} if item.get("expanded") else None,
         trial=bool(item.get("experiment_trial")),
         stored_status=PlayStatus(item["status"]),

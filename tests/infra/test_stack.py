@@ -46,6 +46,10 @@ from shared.resources import (
     REJECTS_QUEUE,
     RETENTION_DAYS_ENV,
     SERVICE_NAME,
+    SLACK_BOT_TOKEN_SECRET_ENV,
+    SLACK_DLQ_ENV,
+    SLACK_QUEUE,
+    SLACK_SENDER_FUNCTION,
     TABLES,
     USAGE_EVENT_DETAIL_TYPE,
     WEBHOOK_DLQ_ENV,
@@ -68,6 +72,7 @@ EMAIL_SENDER_HANDLER = "functions.email_sender.handler.handler"
 HUBSPOT_POLLER_HANDLER = "functions.hubspot_poller.handler.handler"
 ATTRIBUTOR_HANDLER = "functions.attributor.handler.handler"
 WEBHOOK_SENDER_HANDLER = "functions.webhook_sender.handler.handler"
+SLACK_SENDER_HANDLER = "functions.slack_sender.handler.handler"
 DYNAMODB_WRITES = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -397,6 +402,7 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         HUBSPOT_POLLER_HANDLER,
         ATTRIBUTOR_HANDLER,
         WEBHOOK_SENDER_HANDLER,
+        SLACK_SENDER_HANDLER,
     }
     own_log_groups = set()
     for function in functions.values():
@@ -806,6 +812,7 @@ def event_source(template: dict[str, Any], handler: str) -> dict[str, Any]:
         (HUBSPOT_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], HUBSPOT_QUEUE.env_var, 10),
         (EMAIL_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], EMAIL_QUEUE.env_var, 5),
         (WEBHOOK_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], WEBHOOK_QUEUE.env_var, 10),
+        (SLACK_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], SLACK_QUEUE.env_var, 10),
     ],
 )
 def test_given_a_play_queue_then_its_producers_send_and_its_consumer_reports_partial_failures(
@@ -870,10 +877,45 @@ def test_given_the_webhook_sender_then_it_reads_only_the_webhook_secrets_and_dea
     assert readers == {sender}
 
 
+def test_given_the_slack_sender_then_only_it_reads_the_bot_token_and_it_dead_letters_itself(
+    template: dict[str, Any],
+) -> None:
+    sender = function_id(template, SLACK_SENDER_HANDLER)
+    statements = role_statements(template, sender)
+    (token,) = [
+        name
+        for name, resource in of_type(template, "AWS::SecretsManager::Secret").items()
+        if resource["Properties"]["Name"] == SETTINGS.slack_bot_token_secret
+    ]
+    readers = {
+        name
+        for name in of_type(template, "AWS::Lambda::Function")
+        if any(
+            a.startswith("secretsmanager:") for a in allowed_actions(role_statements(template, name), token)
+        )
+    }
+    dead_letters = queue_of_env(template, SLACK_SENDER_HANDLER, SLACK_DLQ_ENV)
+    queue = queue_of_env(template, SLACK_SENDER_HANDLER, SLACK_QUEUE.env_var)
+    environment = template["Resources"][sender]["Properties"]["Environment"]["Variables"]
+
+    assert readers == {sender}
+    assert list(referenced_ids(environment[SLACK_BOT_TOKEN_SECRET_ENV])) == [token]
+    assert event_source(template, SLACK_SENDER_HANDLER)["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert "sqs:SendMessage" in allowed_actions(statements, dead_letters)
+    assert "sqs:ChangeMessageVisibility" in allowed_actions(statements, queue)
+    assert allowed_actions(item_statements(statements), table_id(template, PLAYS_TABLE)) == {
+        "dynamodb:UpdateItem"
+    }
+
+
 def test_given_the_hubspot_secret_then_only_the_hubspot_sender_and_poller_can_read_it(
     template: dict[str, Any],
 ) -> None:
-    (secret,) = of_type(template, "AWS::SecretsManager::Secret")
+    (secret,) = [
+        name
+        for name, resource in of_type(template, "AWS::SecretsManager::Secret").items()
+        if resource["Properties"]["Name"] == SETTINGS.hubspot_secret
+    ]
     readers = {
         name
         for name in of_type(template, "AWS::Lambda::Function")
@@ -956,7 +998,10 @@ def test_given_the_play_ledger_then_only_routing_the_hubspot_sender_the_poller_a
         HUBSPOT_SENDER_HANDLER,
         HUBSPOT_POLLER_HANDLER,
         ATTRIBUTOR_HANDLER,
+        SLACK_SENDER_HANDLER,
     }
+    # The Slack sender only notes a refusal on the play (delivery_problems)
+    assert writes[SLACK_SENDER_HANDLER] == {"dynamodb:UpdateItem"}
     # The attributor only updates: a play's `expanded`, its trigger cohort's counters
     assert writes[ATTRIBUTOR_HANDLER] == {"dynamodb:UpdateItem"}
     # The sender records the task on its play (updates) and registers it for the read-back (a put)
@@ -1083,5 +1128,5 @@ def test_a_queue_stays_invisible_six_function_timeouts_of_its_consumer(template:
         for queue in of_type(template, "AWS::SQS::Queue").values()
         if "VisibilityTimeout" in queue["Properties"]
     }
-    senders = (HUBSPOT_SENDER_FUNCTION, EMAIL_SENDER_FUNCTION, WEBHOOK_SENDER_FUNCTION)
+    senders = (HUBSPOT_SENDER_FUNCTION, EMAIL_SENDER_FUNCTION, WEBHOOK_SENDER_FUNCTION, SLACK_SENDER_FUNCTION)
     assert {6 * spec.timeout_seconds for spec in senders} <= timeouts
