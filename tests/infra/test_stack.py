@@ -333,6 +333,11 @@ def test_given_any_api_method_except_options_then_it_requires_the_producer_key_a
         authorizer["Properties"]["AuthorizerUri"]
     )
     assert methods
+    # Slack calls its interactivity route without a key; the function checks Slack's signature.
+    slack = api_routes(template)[("POST", "/v1/slack/interactions")]
+    assert slack["AuthorizationType"] == "NONE"
+    assert "AuthorizerId" not in slack
+    methods = [method for method in methods if method is not slack]
     for method in methods:
         assert method["AuthorizationType"] == "CUSTOM"
         assert authorizer_id in referenced_ids(method["AuthorizerId"])
@@ -511,7 +516,12 @@ def test_given_the_api_function_then_it_gets_exactly_the_item_actions_it_perform
         "dynamodb:GetItem",
         "dynamodb:Query",
     }
-    assert allowed_actions(statements, table_id(template, PLAYS_TABLE)) == {"dynamodb:Query"}
+    # Reads; and POST /v1/slack/interactions records "Not useful" on a play (an update, a read)
+    assert allowed_actions(statements, table_id(template, PLAYS_TABLE)) == {
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+    }
     # POST /v1/outcomes: the conditional put; GET .../outcomes: one account's partition.
     assert allowed_actions(statements, table_id(template, OUTCOMES_TABLE)) == {
         "dynamodb:PutItem",
@@ -992,7 +1002,10 @@ def test_given_the_play_ledger_then_only_routing_the_hubspot_sender_the_poller_a
         for name in of_type(template, "AWS::Lambda::Function")
     }
     writers = {handler for handler, actions in writes.items() if actions}
+    # The API records a person's "Not useful" on a play (Slack's button): an update only
+    assert writes[API_HANDLER] == {"dynamodb:UpdateItem"}
     assert writers == {
+        API_HANDLER,
         ROUTER_HANDLER,
         SCHEDULER_HANDLER,
         HUBSPOT_SENDER_HANDLER,
