@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from typing import Any
 
 import httpx
@@ -296,3 +297,44 @@ def test_given_an_empty_signing_secret_then_the_delivery_waits_rather_than_being
     assert destination.requests == []
     assert sqs.holds == [30]
     assert dead_letters(aws, dlq) == []
+
+
+def test_over_loopback_the_local_webhook_sink_verifies_what_the_sender_signs(aws: Aws, dlq: str) -> None:
+    """The real sender, a real HTTP hop, and a receiver checking the signature as docs/api.md says."""
+    from upswing.local.channel_sinks import WebhookSink
+
+    sink = WebhookSink(SIGNING_SECRET).start()
+    try:
+        sender, _ = make_sender(aws, dlq, Destination())
+        sender.http = httpx.Client(timeout=5)
+        sender.clock = time.time
+        target = {"name": "in-app", "url": f"{sink.endpoint}/hook", "secret": SECRET_ID}
+
+        send_webhooks(received(aws, delivery(webhook=target).model_dump_json()), sender)
+
+        [request] = sink.requests
+        assert request["verified"] is True
+        assert request["idempotency_key"] == f"{PLAY_ID}.in-app"
+        assert request["body"]["detail"] == EVENT
+    finally:
+        sink.stop()
+
+
+def test_a_receiver_with_another_secret_refuses_and_the_delivery_is_dead_lettered(aws: Aws, dlq: str) -> None:
+    from upswing.local.channel_sinks import WebhookSink
+
+    sink = WebhookSink("not-the-same-secret").start()
+    try:
+        sender, _ = make_sender(aws, dlq, Destination())
+        sender.http = httpx.Client(timeout=5)
+        target = {"name": "in-app", "url": f"{sink.endpoint}/hook", "secret": SECRET_ID}
+
+        send_webhooks(received(aws, delivery(webhook=target).model_dump_json()), sender)
+
+        assert [request["verified"] for request in sink.requests] == [False]
+        [dead] = dead_letters(aws, dlq)
+        assert dead["MessageAttributes"]["error"]["StringValue"].startswith(
+            "in-app: HTTP 401 (refused for good)"
+        )
+    finally:
+        sink.stop()
