@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import httpx
@@ -10,23 +9,25 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.delivery.ledger import DeliveryLedger
-from shared.delivery.requeue import DeliveryQueue
+from shared.delivery.queue import DeliveryQueue
 from shared.delivery.secrets import CachedSecret
 from shared.delivery.slack import SlackClient, SlackSender
 from shared.observability import logger, metrics, traced
-from shared.resources import SLACK_SENDER_FUNCTION
+from shared.resources import SLACK_QUEUE, SLACK_SENDER_FUNCTION
 from shared.routing.ledger import PlayLedger
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client, dynamodb_client
+from shared.wiring import Wiring
 
 from .settings import SlackSenderSettings
 
 processor = BatchProcessor(event_type=EventType.SQS)
+wiring = Wiring()
 # Slack answers within seconds; a post that gets no answer in 10 s is retried (its outcome unknown).
 SLACK_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
-@cache
+@wiring.once
 def sender() -> SlackSender:
     settings = load_settings(SlackSenderSettings)
     client = dynamodb_client()
@@ -39,7 +40,13 @@ def sender() -> SlackSender:
         client=SlackClient(httpx.Client(timeout=SLACK_TIMEOUT), token, base_url=settings.base_url),
         ledger=DeliveryLedger(client, settings.deliveries_table, settings.retention_days),
         plays=PlayLedger(client, settings.plays_table, settings.retention_days),
-        queue=DeliveryQueue(aws_client("sqs"), settings.queue_url, settings.dead_letter_queue_url),
+        queue=DeliveryQueue(
+            aws_client("sqs"),
+            settings.queue_url,
+            settings.dead_letter_queue_url,
+            SLACK_SENDER_FUNCTION,
+            SLACK_QUEUE.max_receive_count,
+        ),
         hubspot_portal_id=settings.hubspot_portal_id,
         stale_after=SLACK_SENDER_FUNCTION.timeout,
     )

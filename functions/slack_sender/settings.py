@@ -2,15 +2,14 @@ from pydantic import BaseModel, Field
 
 from shared.accounts.models import HubSpotId
 from shared.delivery.slack import SLACK_API
-from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.resources import (
     DELIVERIES_TABLE,
     PLAYS_TABLE,
-    RETENTION_DAYS_ENV,
     SLACK_BOT_TOKEN_SECRET_ENV,
     SLACK_DLQ_ENV,
     SLACK_QUEUE,
 )
+from shared.settings import RetentionDays
 
 
 class SlackSenderSettings(BaseModel):
@@ -19,7 +18,7 @@ class SlackSenderSettings(BaseModel):
     queue_url: str = Field(min_length=1, validation_alias=SLACK_QUEUE.env_var)
     dead_letter_queue_url: str = Field(min_length=1, validation_alias=SLACK_DLQ_ENV)
     bot_token_secret_id: str = Field(min_length=1, validation_alias=SLACK_BOT_TOKEN_SECRET_ENV)
-    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
+    retention_days: RetentionDays
     # The local stack points this at its Slack sink.
     base_url: str = Field(default=SLACK_API, validation_alias="SLACK_BASE_URL")
     # For the "Open in HubSpot" button (the company's record page); without it, no button.

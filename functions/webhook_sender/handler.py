@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import httpx
@@ -10,18 +9,21 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.delivery.ledger import DeliveryLedger
-from shared.delivery.requeue import DeliveryQueue
+from shared.delivery.queue import DeliveryQueue
 from shared.delivery.webhook import USER_AGENT, WebhookSender
 from shared.observability import logger, metrics, traced
+from shared.resources import WEBHOOK_QUEUE, WEBHOOK_SENDER_FUNCTION
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client, dynamodb_client
+from shared.wiring import Wiring
 
 from .settings import WebhookSenderSettings
 
 processor = BatchProcessor(event_type=EventType.SQS)
+wiring = Wiring()
 
 
-@cache
+@wiring.once
 def sender() -> WebhookSender:
     settings = load_settings(WebhookSenderSettings)
     sqs = aws_client("sqs")
@@ -29,7 +31,13 @@ def sender() -> WebhookSender:
         # Redirects are not followed: a destination that moved is a configuration to fix (the DLQ says so).
         http=httpx.Client(follow_redirects=False, headers={"User-Agent": USER_AGENT}),
         ledger=DeliveryLedger(dynamodb_client(), settings.deliveries_table, settings.retention_days),
-        queue=DeliveryQueue(sqs, settings.queue_url, settings.dead_letter_queue_url),
+        queue=DeliveryQueue(
+            sqs,
+            settings.queue_url,
+            settings.dead_letter_queue_url,
+            WEBHOOK_SENDER_FUNCTION,
+            WEBHOOK_QUEUE.max_receive_count,
+        ),
         secrets_client=aws_client("secretsmanager"),
     )
 

@@ -32,9 +32,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from shared.delivery.backoff import Backoff, retry_after
 from shared.delivery.ledger import Claim, DeliveryInFlight, DeliveryLedger, DeliveryStatus, deliver_once
 from shared.delivery.pacing import Pacer
-from shared.delivery.requeue import Backoff, DeliveryQueue, retry_after
+from shared.delivery.queue import DeliveryQueue
 from shared.events.validation import describe_errors
 from shared.observability import logger, metrics
 from shared.routing.ledger import PlayLedger
@@ -274,7 +275,7 @@ class SlackSender:
             self._dead_letter(record, str(error), delivery.play_id, kind=error.code)
             return
         except SlackRateLimited as error:
-            self.queue.hold(record.receipt_handle, error.wait_seconds)
+            self.queue.hold(record, error.wait_seconds)
             metrics.add_metric(name="SlackThrottled", unit=MetricUnit.Count, value=1)
             raise
         except SlackAuthFailed as error:
@@ -304,7 +305,7 @@ class SlackSender:
 
     def _hold_with_backoff(self, record: SQSRecord) -> None:
         receives = int(record.attributes.approximate_receive_count or 1)
-        self.queue.hold(record.receipt_handle, self.backoff.after(receives))
+        self.queue.hold(record, self.backoff.after(receives))
 
     def _record_problem(self, delivery: PlayDelivery, problem: str, now: datetime) -> None:
         try:
@@ -318,7 +319,7 @@ class SlackSender:
             )
 
     def _dead_letter(self, record: SQSRecord, reason: str, play_id: str | None, *, kind: str) -> None:
-        self.queue.dead_letter(record.body, reason)
+        self.queue.dead_letter(record, reason)
         metrics.add_metric(name="SlackDeadLettered", unit=MetricUnit.Count, value=1)
         logger.error("slack delivery dead-lettered", extra={"play_id": play_id, "kind": kind})
 

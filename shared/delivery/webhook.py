@@ -34,8 +34,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from shared.delivery.backoff import Backoff, retry_after
 from shared.delivery.ledger import DeliveryLedger, DeliveryStatus
-from shared.delivery.requeue import Backoff, DeliveryQueue, retry_after
+from shared.delivery.queue import DeliveryQueue
 from shared.delivery.secrets import CachedSecret
 from shared.events.validation import describe_errors
 from shared.observability import logger, metrics
@@ -142,7 +143,7 @@ class WebhookSender:
         except WebhookRetry as error:
             receives = int(record.attributes.approximate_receive_count or 1)
             wait = error.wait_seconds if error.wait_seconds is not None else self.backoff.after(receives)
-            self.queue.hold(record.receipt_handle, wait)
+            self.queue.hold(record, wait)
             metrics.add_metric(name="WebhookRetried", unit=MetricUnit.Count, value=1)
             logger.warning(
                 "webhook retried",
@@ -178,7 +179,7 @@ class WebhookSender:
             raise WebhookRetry(f"cannot read the webhook signing secret {secret_id}: {code}") from error
 
     def _dead_letter(self, record: SQSRecord, reason: str, *, play_id: str | None) -> None:
-        self.queue.dead_letter(record.body, reason)
+        self.queue.dead_letter(record, reason)
         metrics.add_metric(name="WebhookDeadLettered", unit=MetricUnit.Count, value=1)
         # The reason may quote the destination's answer: the DLQ keeps it, the log does not.
         logger.error("webhook dead-lettered", extra={"play_id": play_id, "kind": reason.split(":", 1)[0]})

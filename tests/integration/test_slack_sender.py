@@ -13,11 +13,12 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from functions.slack_sender.handler import send_slack_messages
+from shared.delivery.backoff import Backoff
 from shared.delivery.ledger import DeliveryLedger
 from shared.delivery.pacing import Pacer
-from shared.delivery.requeue import Backoff, DeliveryQueue
+from shared.delivery.queue import DeliveryQueue
 from shared.delivery.slack import NOT_USEFUL_ACTION, SlackClient, SlackSender
-from shared.resources import DELIVERIES_TABLE, PLAYS_TABLE, SLACK_QUEUE
+from shared.resources import DELIVERIES_TABLE, PLAYS_TABLE, SLACK_QUEUE, SLACK_SENDER_FUNCTION
 from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
 from shared.routing.messages import PlayDelivery
 from tests.conftest import TEST_RETENTION_DAYS, Aws
@@ -121,7 +122,7 @@ def make_sender(aws: Aws, dlq: str, slack: Slack, **options: Any) -> tuple[Slack
         client=client,
         ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
         plays=PlayLedger(aws.dynamodb, aws.tables[PLAYS_TABLE.env_var], TEST_RETENTION_DAYS),
-        queue=DeliveryQueue(sqs, aws.queues[SLACK_QUEUE.env_var], dlq),
+        queue=DeliveryQueue(sqs, aws.queues[SLACK_QUEUE.env_var], dlq, SLACK_SENDER_FUNCTION, 10),
         hubspot_portal_id="4455",
         backoff=Backoff(first_seconds=30, longest_seconds=3600),
         **options,

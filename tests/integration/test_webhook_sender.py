@@ -14,10 +14,11 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from functions.webhook_sender.handler import send_webhooks
+from shared.delivery.backoff import Backoff
 from shared.delivery.ledger import DeliveryLedger
-from shared.delivery.requeue import Backoff, DeliveryQueue
+from shared.delivery.queue import DeliveryQueue
 from shared.delivery.webhook import WebhookSender, idempotency_key, sign
-from shared.resources import DELIVERIES_TABLE, WEBHOOK_QUEUE
+from shared.resources import DELIVERIES_TABLE, WEBHOOK_QUEUE, WEBHOOK_SENDER_FUNCTION
 from shared.routing.messages import PlayDelivery
 from tests.conftest import TEST_RETENTION_DAYS, Aws, _test_client
 
@@ -107,7 +108,7 @@ def make_sender(aws: Aws, dlq: str, destination: Destination) -> tuple[WebhookSe
     sender = WebhookSender(
         http=httpx.Client(transport=httpx.MockTransport(destination)),
         ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
-        queue=DeliveryQueue(sqs, aws.queues[WEBHOOK_QUEUE.env_var], dlq),
+        queue=DeliveryQueue(sqs, aws.queues[WEBHOOK_QUEUE.env_var], dlq, WEBHOOK_SENDER_FUNCTION, 10),
         secrets_client=secrets,
         backoff=Backoff(first_seconds=30, longest_seconds=3600),
         clock=lambda: SIGNED_AT,
