@@ -36,7 +36,8 @@ from shared.resources import (
     SLACK_SIGNING_SECRET_ENV,
     WEBHOOK_QUEUE,
 )
-from shared.routing.ledger import PlayLedger, PlayRecord
+from shared.routing.ledger import PlayLedger
+from shared.routing.models import PlayRecord
 from shared.storage import dynamo
 from shared.wiring import reset_handlers
 from upswing.local.aws import EmulatedAws, LocalResources, create_resources
