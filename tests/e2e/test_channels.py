@@ -1,19 +1,28 @@
 """The demo path of issue 18: a Segment batch (group + track) over HTTP → counters → a firing → the
-play's Slack message, in the local Slack sink, carrying the evidence in plain words."""
+play's Slack message, in the local Slack sink, carrying the evidence in plain words (the stack runs
+tests/fixtures/rulesets/channels-e2e.yaml, whose play's channel is Slack)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningStack
+from tests.e2e.conftest import RunningStack, running_stack
 
 pytestmark = pytest.mark.e2e
 ACCOUNT = "slack-e2e"
+RULESET = "tests/fixtures/rulesets/channels-e2e.yaml"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[RunningStack]:
+    with running_stack({"RULESET_PATH": RULESET}) as running:
+        yield running
 
 
 def test_a_segment_track_batch_fires_a_play_whose_slack_dm_carries_the_evidence(stack: RunningStack) -> None:
