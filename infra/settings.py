@@ -63,6 +63,8 @@ class UpswingSettings:
     hubspot_deal_excluded_types: str = "newbusiness"
     # The portal's company currency (deals without deal_currency_code are in it).
     hubspot_company_currency: str = "USD"
+    # The HubSpot portal (hub) id, for the Slack message's "Open in HubSpot" button; None: no button.
+    hubspot_portal_id: str | None = None
     # The verified SES identity play emails come from.
     sender_email: str = "upswing@example.com"
     # How often the scheduler checks each HubSpot task of a play with auto_close (docs/rules.md).
@@ -74,6 +76,10 @@ class UpswingSettings:
         # The stage ends up in the stack name and the event bus name: keep it to safe characters.
         if not _STAGE_NAME.match(self.stage):
             raise ValueError(f"stage {self.stage!r} must be 1-20 of a-z 0-9 - (starting with a letter)")
+        if self.hubspot_portal_id is not None and not self.hubspot_portal_id.isdigit():
+            raise ValueError(
+                f"hubspot_portal_id {self.hubspot_portal_id!r} is the portal's number, e.g. 4455667"
+            )
         if not _EMAIL.match(self.sender_email):
             raise ValueError(f"sender_email {self.sender_email!r} is not an e-mail address")
         portal_zone(self.hubspot_portal_timezone)  # a ValueError that names the setting's expected form
@@ -143,6 +149,16 @@ class UpswingSettings:
     def hubspot_secret(self) -> str:
         return self.hubspot_secret_name or f"upswing/{self.stage}/hubspot-token"
 
+    @property
+    def slack_bot_token_secret(self) -> str:
+        """The secret the stack creates for the Slack bot token (xoxb-...; put it in after deploying)."""
+        return f"upswing/{self.stage}/slack-bot-token"
+
+    @property
+    def slack_signing_secret(self) -> str:
+        """The secret the stack creates for the Slack app's signing secret."""
+        return f"upswing/{self.stage}/slack-signing-secret"
+
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> UpswingSettings:
         """Settings from `cdk -c key=value` / cdk.json context (CLI values arrive as strings)."""
@@ -184,6 +200,7 @@ class UpswingSettings:
             hubspot_company_currency=str(
                 get("hubspot_company_currency") or defaults.hubspot_company_currency
             ),
+            hubspot_portal_id=str(get("hubspot_portal_id")) if get("hubspot_portal_id") else None,
             sender_email=str(get("sender_email") or defaults.sender_email),
             auto_close_check_hours=_as_int(get("auto_close_check_hours"), defaults.auto_close_check_hours),
             expansion_horizon_days=_as_int(get("expansion_horizon_days"), defaults.expansion_horizon_days),

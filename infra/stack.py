@@ -64,6 +64,8 @@ class UpswingStack(Stack):
             settings=settings,
             hubspot_queue=routing.hubspot_queue,
             email_queue=routing.email_queue,
+            webhook_queue=routing.webhook_queue,
+            slack_queue=routing.slack_queue,
         )
         Observability(
             self,
@@ -81,6 +83,8 @@ class UpswingStack(Stack):
                 "HubSpotSender": delivery.hubspot_sender.function,
                 "HubSpotPoller": delivery.hubspot_poller.function,
                 "EmailSender": delivery.email_sender.function,
+                "WebhookSender": delivery.webhook_sender.function,
+                "SlackSender": delivery.slack_sender.function,
                 "Attributor": attribution.attributor.function,
             },
             stream_consumers={

@@ -311,11 +311,15 @@ def _iso_date(text: str) -> date:
 
 def _local(args: argparse.Namespace) -> int:
     from upswing.local.demo import run_demo
-    from upswing.local.stack import LocalStack
+    from upswing.local.stack import WEBHOOK_SECRET_NAME, LocalStack
 
     with LocalStack(port=args.port) as stack:
         print(f"Upswing local stack\n  API      {stack.endpoint}\n  AWS      {stack.aws_endpoint} (emulated)")
-        print(f"  key      {stack.producer_key}   (producer 'local-dev')\n")
+        print(f"  key      {stack.producer_key}   (producer 'local-dev')")
+        if stack.slack_sink and stack.webhook_sink:
+            print(f"  Slack    {stack.slack_sink.endpoint}   (sink; what it got: /__sink/requests)")
+            print(f"  webhook  {stack.webhook_sink.endpoint}   (sink, secret {WEBHOOK_SECRET_NAME})")
+        print()
         if not args.serve:
             run_demo(stack, sys.stdout)
             failures = stack.pump_failures()

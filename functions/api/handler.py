@@ -1,10 +1,12 @@
 """The HTTP API: events and outcomes in (also as Segment calls), account profiles, counters, signals
-and plays out, and the OpenAPI document.
+and plays out, Slack's button clicks, and the OpenAPI document.
 
-Every route is behind the producer-key authorizer; the producer it names is recorded with each
-accepted event. Each route needs the scope the OpenAPI document declares for it (a middleware
-checks it before the route runs; a route the document does not declare is refused). Domain errors
-become HTTP answers in one place (the exception handlers below).
+Every route but one is behind the producer-key authorizer; the producer it names is recorded with
+each accepted event. The exception is Slack's interactivity endpoint, which Slack calls without a
+key: it verifies Slack's signature itself (shared/delivery/slack_interactions.py). Each route needs
+the scope the OpenAPI document declares for it (a middleware checks it before the route runs; a
+route the document does not declare is refused). Domain errors become HTTP answers in one place
+(the exception handlers below).
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ from shared.accounts.models import AccountProfile, StoredAccount, Writer
 from shared.accounts.store import AccountStore, ConcurrentProfileWrites, HierarchyRefused
 from shared.counters.store import CounterStore
 from shared.counters.view import bucket_view
+from shared.delivery.secrets import CachedSecret
+from shared.delivery.slack_interactions import (
+    NotAnInteraction,
+    SlackRequestRefused,
+    parse_interaction,
+    record_not_useful,
+    verify_slack_request,
+)
 from shared.events.ingest import Ingestor, ingestor_for, summarize
 from shared.events.models import AccountId
 from shared.events.validation import (
@@ -45,7 +55,7 @@ from shared.experiments.report import experiment_report
 from shared.intake import BatchIntake, Channel, ItemResult, Tally
 from shared.model_fields import did_you_mean
 from shared.observability import logger, metrics, traced
-from shared.openapi import allowed_methods, openapi_document, required_scope, takes_scheme
+from shared.openapi import allowed_methods, openapi_document, required_scope, self_verified, takes_scheme
 from shared.outcomes.intake import OutcomeIntake, outcome_intake_for, summarize_outcomes
 from shared.outcomes.models import AccountOutcomes
 from shared.outcomes.store import OutcomeStore
@@ -66,7 +76,7 @@ from shared.segment.intake import (
 )
 from shared.segment.mapping import active_mapping
 from shared.settings import load_settings
-from shared.storage.dynamo import dynamodb_client
+from shared.storage.dynamo import aws_client, dynamodb_client
 from shared.timestamps import utc_stamp
 from shared.trigger_metrics.report import WINDOWS_DAYS, oldest_day, trigger_report
 from shared.trigger_metrics.store import TriggerMetricsStore
@@ -111,6 +121,10 @@ class RejectedCall(Exception):
         self.kind = kind
 
 
+class SlackNotSetUp(Exception):
+    """No Slack signing secret is configured for this deployment."""
+
+
 class InvalidProfile(Exception):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("; ".join(errors))
@@ -147,6 +161,19 @@ def segment_intake() -> SegmentIntake:
 
 
 @wiring.once
+def slack_signing_secret() -> CachedSecret:
+    secret_id = settings().slack_signing_secret_id
+    if not secret_id:
+        raise SlackNotSetUp()
+    return CachedSecret(
+        aws_client("secretsmanager"),
+        secret_id,
+        key="signing_secret",
+        what="the Slack signing secret is empty: store the app's signing secret",
+    )
+
+
+@wiring.once
 def accounts() -> AccountStore:
     return AccountStore(dynamodb_client(), settings().accounts_table)
 
@@ -177,12 +204,15 @@ def require_scope(app: APIGatewayRestResolver, next_middleware: NextMiddleware) 
     route = app.context["_route"]
     if route.rule.pattern == _CATCH_ALL:  # no route matched: the 404 handler answers, whoever calls
         return next_middleware(app)
+    template = route.path.replace("<", "{").replace(">", "}")
     try:
-        needed = required_scope(route.method, route.path.replace("<", "{").replace(">", "}"))
+        if self_verified(route.method, template):  # no key: the route checks its caller's signature
+            return next_middleware(app)
+        needed = required_scope(route.method, template)
     except KeyError:  # served but never declared, so never reviewed: refuse for every key
         logger.error("route missing from the OpenAPI document", extra={"route": route.path})
         raise MissingScope(None) from None
-    if not takes_scheme(route.method, route.path.replace("<", "{").replace(">", "}"), _auth_scheme()):
+    if not takes_scheme(route.method, template, _auth_scheme()):
         raise SchemeNotAccepted()
     if needed is not None and needed not in _scopes():
         raise MissingScope(needed)
@@ -472,6 +502,32 @@ def get_outcomes(account_id: str) -> Response:
     return _json(200, found.model_dump(mode="json"))
 
 
+@app.post("/v1/slack/interactions")
+def post_slack_interactions() -> Response:
+    """Slack's button clicks: verified against the signing secret, then "Not useful" on its play."""
+    request = app.current_event
+    body = request.decoded_body.encode() if request.decoded_body else b""
+    verify_slack_request(
+        slack_signing_secret()(),
+        request.headers.get("x-slack-request-timestamp"),
+        request.headers.get("x-slack-signature"),
+        body,
+        datetime.now(UTC).timestamp(),
+    )
+    click = parse_interaction(body)
+    if click is None:
+        return _message(200, "Not an interaction Upswing acts on; acknowledged.")
+    try:
+        fresh = record_not_useful(play_ledger(), click, datetime.now(UTC))
+    except KeyError:
+        raise NotFound(f"No play {click.play_id} for account {click.account_id}.") from None
+    metrics.add_metric(
+        name="PlaysMarkedNotUseful" if fresh else "PlaysMarkedAgain", unit=MetricUnit.Count, value=1
+    )
+    logger.info("play feedback", extra={"play_id": click.play_id, "fresh": fresh})
+    return _message(200, "Recorded: not useful." if fresh else "This play already has feedback.")
+
+
 @app.get("/v1/openapi.json")
 def get_openapi() -> Response:
     return _json(200, openapi_document())
@@ -511,6 +567,21 @@ def missing_scope(error: MissingScope) -> Response:
         f"This key lacks the scope {error.scope.value!r}, which this route needs. "
         f"An operator can grant it: upswing keys grant KEY_ID --scope {error.scope.value}.",
     )
+
+
+@app.exception_handler(SlackRequestRefused)
+def slack_request_refused(error: SlackRequestRefused) -> Response:
+    return _message(401, f"Not a request from Slack: {error}.")
+
+
+@app.exception_handler(NotAnInteraction)
+def not_an_interaction(error: NotAnInteraction) -> Response:
+    return _message(400, f"Not a Slack interaction: {error}.")
+
+
+@app.exception_handler(SlackNotSetUp)
+def slack_not_set_up(_: SlackNotSetUp) -> Response:
+    return _message(503, "Slack is not set up for this deployment: no signing secret (docs/operations.md).")
 
 
 @app.exception_handler(NotFound)

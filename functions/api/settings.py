@@ -8,6 +8,7 @@ from shared.resources import (
     COUNTERS_TABLE,
     FIRINGS_TABLE,
     PLAYS_TABLE,
+    SLACK_SIGNING_SECRET_ENV,
 )
 from shared.segment.mapping import DEFAULT_MAPPING_PATH, MAPPING_PATH_ENV
 from shared.settings import RulesetPath, ShadowRulesets
@@ -26,3 +27,5 @@ class ApiSettings(IngestSettings):
         default=DEFAULT_HORIZON_DAYS, ge=1, le=DEFAULT_RETENTION_DAYS, validation_alias=HORIZON_ENV
     )
     segment_mapping_path: str = Field(default=DEFAULT_MAPPING_PATH, validation_alias=MAPPING_PATH_ENV)
+    # The Slack app's signing secret (name or ARN), for POST /v1/slack/interactions; None: not set up.
+    slack_signing_secret_id: str | None = Field(default=None, validation_alias=SLACK_SIGNING_SECRET_ENV)

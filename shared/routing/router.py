@@ -23,14 +23,15 @@ from shared.accounts.models import AccountProfile, HubSpotRefs, Owner
 from shared.experiments.assignment import Arm
 from shared.observability import logger
 from shared.routing.budgets import charges, owner_counter, period_of
+from shared.routing.dispatch import routed_event
 from shared.routing.ledger import hand_off_overdue_at
-from shared.routing.messages import DeliveryOwner, PlayDelivery
+from shared.routing.messages import DeliveryOwner, PlayDelivery, WebhookTarget
 from shared.routing.models import FINAL, WAITING, AlreadyTaken, OverBudget, PlayRecord, PlayStatus
 from shared.routing.narrative import due_date, priority, render
 from shared.routing.ports import Accounts, Dispatcher, Plays, Watches
 from shared.rules.durations import days
 from shared.rules.language import Ruleset
-from shared.rules.plays import Channel, Period, Pick, Play, Tier
+from shared.rules.plays import Channel, Period, Pick, Play, Tier, channel_kind, destination_of
 
 # Whether a trigger's condition still holds for an account now (before an escalation tier).
 SignalCheck = Callable[[str, str, datetime], bool]
@@ -203,8 +204,18 @@ class Router:
 
     def _dispatch(self, record: PlayRecord) -> PlayRecord:
         self._watch_for_auto_close(record)
-        self.dispatcher.deliver(list(record.deliveries))
         routed = record.moved(PlayStatus.ROUTED, record.updated_at)
+        # A webhook POSTs the `play.routed` detail itself: the same document the bus gets, the same
+        # on every hand-over of this play (it depends only on the accepted record).
+        event = routed_event(routed)
+        self.dispatcher.deliver(
+            [
+                delivery.model_copy(update={"event": event})
+                if delivery.channel is Channel.WEBHOOK
+                else delivery
+                for delivery in record.deliveries
+            ]
+        )
         self.dispatcher.announce(routed)
         self.ledger.mark_routed(routed)
         return routed
@@ -234,7 +245,8 @@ class Router:
         account's segment."""
         role = tier.role or str(record.firing["owner_role"])
         own = profile.owners.get(role) if profile else None
-        if own and _reachable(own, tier.channels):
+        slack_channel = play.slack.channel_for(profile.segment if profile else None, role)
+        if own and _reachable(own, tier.channels, slack_channel is not None):
             return _delivery_owner(role, own, from_pool=False)
         pool_name, pool = _pool(play, profile)
         if pool:
@@ -264,12 +276,30 @@ class Router:
         owner_model = Owner(name=owner.name, email=owner.email) if owner else None
         subject, body = render(play, record.firing, record.account_id, profile, owner_model, due)
         deliveries, skipped = [], {}
-        for channel in dict.fromkeys(tier.channels):
+        role = tier.role or str(record.firing["owner_role"])
+        for name in dict.fromkeys(tier.channels):
+            channel = channel_kind(name)
+            targets: dict[str, Any] = {}
             if channel is Channel.EVENT:
                 continue  # every routed play is published as `play.routed` anyway
             if channel is Channel.EMAIL and not (owner and owner.email):
-                skipped[channel.value] = "nobody to email: the owner has no e-mail address"
+                skipped[name] = "nobody to email: the owner has no e-mail address"
                 continue
+            if channel is Channel.SLACK:
+                targets["slack_channel"] = play.slack.channel_for(profile.segment if profile else None, role)
+                if targets["slack_channel"] is None and not (owner and owner.email):
+                    skipped[name] = (
+                        "nobody to message on Slack: the owner has no e-mail address to find them by, "
+                        "and the play names no Slack channel for this account's segment or role"
+                    )
+                    continue
+            if channel is Channel.WEBHOOK:
+                destination = str(destination_of(name))
+                declared = self.ruleset.destinations.webhooks.get(destination)
+                if declared is None:  # fired by an older ruleset that declared it
+                    skipped[name] = f"no webhook destination {destination!r} in the active ruleset"
+                    continue
+                targets["webhook"] = WebhookTarget(name=destination, **declared.model_dump())
             deliveries.append(
                 PlayDelivery(
                     play_id=record.play_id,
@@ -293,6 +323,7 @@ class Router:
                     owner=owner,
                     hubspot=profile.hubspot if profile else HubSpotRefs(),
                     routed_at=now,
+                    **targets,
                 )
             )
         return deliveries, skipped
@@ -321,12 +352,15 @@ class Router:
         )
 
 
-def _reachable(owner: Owner, channels: list[Channel]) -> bool:
-    """Whether any of the channels reaches the owner (an event-only tier reaches anyone)."""
+def _reachable(owner: Owner, channels: list[str], slack_channel: bool) -> bool:
+    """Whether any of the channels reaches the owner (an event or webhook tier reaches anyone, and so
+    does Slack when the play posts in a channel; a Slack DM finds the owner by e-mail address)."""
+    kinds = {channel_kind(name) for name in channels}
     return (
-        Channel.EVENT in channels
-        or (Channel.HUBSPOT_TASK in channels and owner.hubspot_owner_id is not None)
-        or (Channel.EMAIL in channels and owner.email is not None)
+        bool(kinds & {Channel.EVENT, Channel.WEBHOOK})
+        or (Channel.HUBSPOT_TASK in kinds and owner.hubspot_owner_id is not None)
+        or (Channel.EMAIL in kinds and owner.email is not None)
+        or (Channel.SLACK in kinds and (slack_channel or owner.email is not None))
     )
 
 

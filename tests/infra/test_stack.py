@@ -46,8 +46,15 @@ from shared.resources import (
     REJECTS_QUEUE,
     RETENTION_DAYS_ENV,
     SERVICE_NAME,
+    SLACK_BOT_TOKEN_SECRET_ENV,
+    SLACK_DLQ_ENV,
+    SLACK_QUEUE,
+    SLACK_SENDER_FUNCTION,
     TABLES,
     USAGE_EVENT_DETAIL_TYPE,
+    WEBHOOK_DLQ_ENV,
+    WEBHOOK_QUEUE,
+    WEBHOOK_SENDER_FUNCTION,
     TableSpec,
 )
 
@@ -64,6 +71,8 @@ HUBSPOT_SENDER_HANDLER = "functions.hubspot_sender.handler.handler"
 EMAIL_SENDER_HANDLER = "functions.email_sender.handler.handler"
 HUBSPOT_POLLER_HANDLER = "functions.hubspot_poller.handler.handler"
 ATTRIBUTOR_HANDLER = "functions.attributor.handler.handler"
+WEBHOOK_SENDER_HANDLER = "functions.webhook_sender.handler.handler"
+SLACK_SENDER_HANDLER = "functions.slack_sender.handler.handler"
 DYNAMODB_WRITES = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -324,6 +333,11 @@ def test_given_any_api_method_except_options_then_it_requires_the_producer_key_a
         authorizer["Properties"]["AuthorizerUri"]
     )
     assert methods
+    # Slack calls its interactivity route without a key; the function checks Slack's signature.
+    slack = api_routes(template)[("POST", "/v1/slack/interactions")]
+    assert slack["AuthorizationType"] == "NONE"
+    assert "AuthorizerId" not in slack
+    methods = [method for method in methods if method is not slack]
     for method in methods:
         assert method["AuthorizationType"] == "CUSTOM"
         assert authorizer_id in referenced_ids(method["AuthorizerId"])
@@ -392,6 +406,8 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         EMAIL_SENDER_HANDLER,
         HUBSPOT_POLLER_HANDLER,
         ATTRIBUTOR_HANDLER,
+        WEBHOOK_SENDER_HANDLER,
+        SLACK_SENDER_HANDLER,
     }
     own_log_groups = set()
     for function in functions.values():
@@ -500,7 +516,12 @@ def test_given_the_api_function_then_it_gets_exactly_the_item_actions_it_perform
         "dynamodb:GetItem",
         "dynamodb:Query",
     }
-    assert allowed_actions(statements, table_id(template, PLAYS_TABLE)) == {"dynamodb:Query"}
+    # Reads; and POST /v1/slack/interactions records "Not useful" on a play (an update, a read)
+    assert allowed_actions(statements, table_id(template, PLAYS_TABLE)) == {
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+    }
     # POST /v1/outcomes: the conditional put; GET .../outcomes: one account's partition.
     assert allowed_actions(statements, table_id(template, OUTCOMES_TABLE)) == {
         "dynamodb:PutItem",
@@ -800,6 +821,8 @@ def event_source(template: dict[str, Any], handler: str) -> dict[str, Any]:
         (ROUTER_HANDLER, [EVALUATOR_HANDLER], FIRED_QUEUE.env_var, FIRED_QUEUE.max_receive_count),
         (HUBSPOT_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], HUBSPOT_QUEUE.env_var, 10),
         (EMAIL_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], EMAIL_QUEUE.env_var, 5),
+        (WEBHOOK_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], WEBHOOK_QUEUE.env_var, 10),
+        (SLACK_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], SLACK_QUEUE.env_var, 10),
     ],
 )
 def test_given_a_play_queue_then_its_producers_send_and_its_consumer_reports_partial_failures(
@@ -834,10 +857,75 @@ def test_given_the_hubspot_sender_then_it_runs_at_most_two_at_once_and_can_dead_
     assert "sqs:ChangeMessageVisibility" in allowed_actions(statements, queue)
 
 
+def test_given_the_webhook_sender_then_it_reads_only_the_webhook_secrets_and_dead_letters_itself(
+    template: dict[str, Any],
+) -> None:
+    sender = function_id(template, WEBHOOK_SENDER_HANDLER)
+    statements = role_statements(template, sender)
+    dead_letters = queue_of_env(template, WEBHOOK_SENDER_HANDLER, WEBHOOK_DLQ_ENV)
+    queue = queue_of_env(template, WEBHOOK_SENDER_HANDLER, WEBHOOK_QUEUE.env_var)
+    secret_statements = [s for s in statements if "secretsmanager:" in json.dumps(s["Action"])]
+
+    (statement,) = secret_statements
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert json.dumps(statement["Resource"]).endswith(':secret:upswing/webhooks/*"]]}')
+    assert list(referenced_ids(template["Resources"][queue]["Properties"]["RedrivePolicy"])) == [dead_letters]
+    assert "sqs:SendMessage" in allowed_actions(statements, dead_letters)
+    assert "sqs:ChangeMessageVisibility" in allowed_actions(statements, queue)
+    deliveries = table_id(template, DELIVERIES_TABLE)
+    assert allowed_actions(item_statements(statements), deliveries) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    }
+    # No other function may read the webhooks' signing secrets
+    readers = {
+        name
+        for name in of_type(template, "AWS::Lambda::Function")
+        if "webhooks/*" in json.dumps(role_statements(template, name))
+    }
+    assert readers == {sender}
+
+
+def test_given_the_slack_sender_then_only_it_reads_the_bot_token_and_it_dead_letters_itself(
+    template: dict[str, Any],
+) -> None:
+    sender = function_id(template, SLACK_SENDER_HANDLER)
+    statements = role_statements(template, sender)
+    (token,) = [
+        name
+        for name, resource in of_type(template, "AWS::SecretsManager::Secret").items()
+        if resource["Properties"]["Name"] == SETTINGS.slack_bot_token_secret
+    ]
+    readers = {
+        name
+        for name in of_type(template, "AWS::Lambda::Function")
+        if any(
+            a.startswith("secretsmanager:") for a in allowed_actions(role_statements(template, name), token)
+        )
+    }
+    dead_letters = queue_of_env(template, SLACK_SENDER_HANDLER, SLACK_DLQ_ENV)
+    queue = queue_of_env(template, SLACK_SENDER_HANDLER, SLACK_QUEUE.env_var)
+    environment = template["Resources"][sender]["Properties"]["Environment"]["Variables"]
+
+    assert readers == {sender}
+    assert list(referenced_ids(environment[SLACK_BOT_TOKEN_SECRET_ENV])) == [token]
+    assert event_source(template, SLACK_SENDER_HANDLER)["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert "sqs:SendMessage" in allowed_actions(statements, dead_letters)
+    assert "sqs:ChangeMessageVisibility" in allowed_actions(statements, queue)
+    assert allowed_actions(item_statements(statements), table_id(template, PLAYS_TABLE)) == {
+        "dynamodb:UpdateItem"
+    }
+
+
 def test_given_the_hubspot_secret_then_only_the_hubspot_sender_and_poller_can_read_it(
     template: dict[str, Any],
 ) -> None:
-    (secret,) = of_type(template, "AWS::SecretsManager::Secret")
+    (secret,) = [
+        name
+        for name, resource in of_type(template, "AWS::SecretsManager::Secret").items()
+        if resource["Properties"]["Name"] == SETTINGS.hubspot_secret
+    ]
     readers = {
         name
         for name in of_type(template, "AWS::Lambda::Function")
@@ -914,13 +1002,19 @@ def test_given_the_play_ledger_then_only_routing_the_hubspot_sender_the_poller_a
         for name in of_type(template, "AWS::Lambda::Function")
     }
     writers = {handler for handler, actions in writes.items() if actions}
+    # The API records a person's "Not useful" on a play (Slack's button): an update only
+    assert writes[API_HANDLER] == {"dynamodb:UpdateItem"}
     assert writers == {
+        API_HANDLER,
         ROUTER_HANDLER,
         SCHEDULER_HANDLER,
         HUBSPOT_SENDER_HANDLER,
         HUBSPOT_POLLER_HANDLER,
         ATTRIBUTOR_HANDLER,
+        SLACK_SENDER_HANDLER,
     }
+    # The Slack sender only notes a refusal on the play (delivery_problems)
+    assert writes[SLACK_SENDER_HANDLER] == {"dynamodb:UpdateItem"}
     # The attributor only updates: a play's `expanded`, its trigger cohort's counters
     assert writes[ATTRIBUTOR_HANDLER] == {"dynamodb:UpdateItem"}
     # The sender records the task on its play (updates) and registers it for the read-back (a put)
@@ -1047,4 +1141,5 @@ def test_a_queue_stays_invisible_six_function_timeouts_of_its_consumer(template:
         for queue in of_type(template, "AWS::SQS::Queue").values()
         if "VisibilityTimeout" in queue["Properties"]
     }
-    assert {6 * spec.timeout_seconds for spec in (HUBSPOT_SENDER_FUNCTION, EMAIL_SENDER_FUNCTION)} <= timeouts
+    senders = (HUBSPOT_SENDER_FUNCTION, EMAIL_SENDER_FUNCTION, WEBHOOK_SENDER_FUNCTION, SLACK_SENDER_FUNCTION)
+    assert {6 * spec.timeout_seconds for spec in senders} <= timeouts

@@ -285,6 +285,10 @@ def render_deliveries(stack: LocalStack) -> str:
         lines.append(f"\nHubSpot: tasks sent to {stack.hubspot_url}")
     lines.append(f"Emails (emulated SES): {len(emails)} sent")
     lines += [f"  to {', '.join(email['to'])}: {email['subject']}" for email in emails]
+    if stack.slack_sink:
+        messages = stack.slack_sink.messages()
+        lines.append(f"Slack (local sink {stack.slack_sink.endpoint}): {len(messages)} messages")
+        lines += [f"  to {message['channel']}: {message['text']}" for message in messages]
     return "\n".join(lines)
 
 
