@@ -339,10 +339,11 @@ class Router:
 
 
 def _reachable(owner: Owner, channels: list[Channel]) -> bool:
-    """Whether any of the channels reaches the owner (an event-only tier reaches anyone)."""
+    """Whether any of the channels reaches the owner (an event-only tier reaches anyone). An e-mail
+    address reaches a HubSpot owner too: the HubSpot sender finds the owner's id by it."""
     return (
         Channel.EVENT in channels
-        or (Channel.HUBSPOT_TASK in channels and owner.hubspot_owner_id is not None)
+        or (Channel.HUBSPOT_TASK in channels and (owner.hubspot_owner_id or owner.email) is not None)
         or (Channel.EMAIL in channels and owner.email is not None)
     )
 
