@@ -973,6 +973,7 @@ def test_given_the_hubspot_poller_then_it_runs_every_five_minutes_with_least_pri
         ("HubSpotTokenRejected", "Put a valid token in the HubSpot secret"),
         ("HubSpotScopeMissing", "Grant the private app the scope"),
         ("HubSpotFallbacks", "Fix the account's owners / hubspot ids"),
+        ("HubSpotUnresolved", "Fix the account's owner e-mail or hubspot.domain"),
     ],
 )
 def test_given_the_hubspot_senders_metrics_then_token_scope_and_fallbacks_raise_alarms_saying_what_to_do(
