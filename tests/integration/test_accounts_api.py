@@ -443,7 +443,11 @@ def test_given_owners_by_email_and_the_company_by_domain_when_put_then_kept_in_l
 
     # Then it is a valid profile; the domain is kept as HubSpot compares it, in lower case
     assert status == 201
-    assert stored["owners"]["csm"] == {"name": "Dana", "email": "dana@upswing.example", "hubspot_owner_id": None}
+    assert stored["owners"]["csm"] == {
+        "name": "Dana",
+        "email": "dana@upswing.example",
+        "hubspot_owner_id": None,
+    }
     assert stored["hubspot"]["domain"] == "northwind.example.com"
     assert stored["hubspot"]["company_id"] is None
 
