@@ -15,6 +15,10 @@ What HubSpot answers decides what happens to the message:
 - a 400 naming the owner or an associated record HubSpot does not know (any more): the task is
   created without it, with a note saying so, and the play records the problem (GET .../signals,
   the HubSpotFallbacks metric);
+- an owner given by e-mail or a company by domain only is resolved first (shared/delivery/
+  hubspot_resolve.py); one that resolves to nobody, an archived owner or several companies leaves the
+  task unassigned or unassociated, with a note, and the play records why (the HubSpotUnresolved
+  metric); a lookup HubSpot cannot answer now (429, 5xx) puts the message back, nothing created;
 - any other permanent 4xx (validation, unknown association target): straight to the DLQ with
   HubSpot's message, correlationId, context and errors[], so the rest of the batch goes on;
 - 429, 423 Locked and 477 Migration in Progress beyond what the client could wait out: the message
@@ -257,6 +261,11 @@ class HubSpotSender:
         resolver = self.resolver or HubSpotResolver(self.client)
         resolution = resolver.resolve(delivery, deadline, now)
         resolutions.append(resolution)
+        # Counted here, whatever becomes of the creation: these requests were made (or saved).
+        if resolution.looked_up:
+            metrics.add_metric(name="HubSpotLookups", unit=MetricUnit.Count, value=resolution.looked_up)
+        if resolution.cached:
+            metrics.add_metric(name="HubSpotLookupCacheHits", unit=MetricUnit.Count, value=resolution.cached)
         attempt = resolution.delivery
         for _ in range(3):  # the owner, then the records: HubSpot may name one problem at a time
             try:
@@ -283,11 +292,7 @@ class HubSpotSender:
         return self.client.create_task(attempt, deadline)
 
     def _record_resolution(self, delivery: PlayDelivery, resolution: Resolution, now: datetime) -> None:
-        """Count the lookups, and put what could not be resolved on the play (GET .../signals)."""
-        if resolution.looked_up:
-            metrics.add_metric(name="HubSpotLookups", unit=MetricUnit.Count, value=resolution.looked_up)
-        if resolution.cached:
-            metrics.add_metric(name="HubSpotLookupCacheHits", unit=MetricUnit.Count, value=resolution.cached)
+        """What could not be resolved, once the task exists: on the play (GET .../signals), counted."""
         if not resolution.problems:
             return
         metrics.add_metric(name="HubSpotUnresolved", unit=MetricUnit.Count, value=len(resolution.problems))
