@@ -11,14 +11,15 @@ What comes back:
 - ARCHIVED (owner): the address is an archived HubSpot owner's, who must not get new work;
 - UNKNOWN (owner) / NONE (company): HubSpot has no such owner or company;
 - SEVERAL (company): more than one company has the domain; none is guessed.
-Anything but FOUND leaves the task unassigned or unassociated, never silently: `Resolution.problem`
-is written on the play (GET .../signals) and `Resolution.note` at the top of the task.
+Anything but FOUND leaves the task unassigned or unassociated, never silently: `Resolution.problems`
+are written on the play (GET .../signals) and `Resolution.note` at the top of the task.
 
 Answers are cached (ResolutionCache, on the deliveries table: docs/storage.md) for FOUND_TTL, and a
 miss for MISS_TTL, so that a fix made in HubSpot is seen within the hour while a portal's CSMs cost
-one lookup a day each. A 429 or 5xx is not an answer: it propagates (HubSpotThrottled, or
-ResolutionUnavailable for a 5xx or a timeout), nothing is cached, no task is created, and the message
-comes back later under the client's pacing. The cache is keyed by a SHA-256 of the address, never the
+one lookup a day each. A 429 or 5xx is not an answer: the client waits it out and retries as for
+any request (shared/delivery/hubspot.py); what it cannot settle before the deadline propagates
+(HubSpotThrottled, or ResolutionUnavailable for a 5xx or a timeout), nothing is cached, no task is
+created, and the message comes back later. The cache is keyed by a SHA-256 of the address, never the
 address itself, and no log line here carries one.
 """
 
