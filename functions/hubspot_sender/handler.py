@@ -55,6 +55,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from shared.accounts.store import AccountStore
 from shared.delivery.hubspot import (
     DAILY,
     MIGRATION,
@@ -116,6 +117,8 @@ class HubSpotSender:
     tasks: TaskRegistry | None = None
     # Finds owner and company ids by e-mail and domain (None: uncached lookups with `client`).
     resolver: HubSpotResolver | None = None
+    # Where a company found by domain is recorded for the deal read-back (None: not recorded).
+    accounts: AccountStore | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
     max_receives: int = HUBSPOT_QUEUE.max_receive_count
     # The fingerprint of the token HubSpot refused last (never the token): while the secret still
@@ -145,6 +148,7 @@ class HubSpotSender:
         )
         if resolutions:
             self._record_resolution(delivery, resolutions[0], now)
+            self._record_company(delivery, resolutions[0])
         if fallbacks:
             self._record_fallback(delivery, fallbacks, now)
         if claim.external_id:
@@ -313,6 +317,20 @@ class HubSpotSender:
                 extra={"play_id": delivery.play_id, "error": error.response.get("Error", {}).get("Code")},
             )
 
+    def _record_company(self, delivery: PlayDelivery, resolution: Resolution) -> None:
+        """A company found by domain goes on the account's item, so the deal read-back finds the
+        account by it (shared/accounts/store.py). A failure here leaves the task as it is."""
+        if self.accounts is None or resolution.company_by_domain is None:
+            return
+        domain, company_id = resolution.company_by_domain
+        try:
+            self.accounts.record_resolved_company(delivery.account_id, domain, company_id)
+        except ClientError as error:  # the next task of the account records it again
+            logger.error(
+                "could not record the company found by domain on the account",
+                extra={"play_id": delivery.play_id, "error": error.response.get("Error", {}).get("Code")},
+            )
+
     def _record_fallback(
         self, delivery: PlayDelivery, fallbacks: list[StaleReferences], now: datetime
     ) -> None:
@@ -403,6 +421,7 @@ def sender() -> HubSpotSender:
         token=token,
         tasks=TaskRegistry(dynamodb, settings.plays_table, settings.retention_days),
         resolver=HubSpotResolver(client, ResolutionCache(dynamodb, settings.deliveries_table)),
+        accounts=AccountStore(dynamodb, settings.accounts_table) if settings.accounts_table else None,
     )
 
 

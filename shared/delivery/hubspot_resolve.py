@@ -70,6 +70,7 @@ class Resolution:
     delivery: PlayDelivery
     problems: list[str] = field(default_factory=list)
     looked_up: int = 0  # answers HubSpot gave (not from the cache)
+    company_by_domain: tuple[str, str] | None = None  # (domain, company id) when found by domain
     cached: int = 0  # answers the cache gave
 
     @property
@@ -151,8 +152,9 @@ class HubSpotResolver:
                 now,
                 resolution,
             )
-            if answer.outcome is Outcome.FOUND:
+            if answer.outcome is Outcome.FOUND and answer.hubspot_id:
                 refs = refs.model_copy(update={"company_id": answer.hubspot_id})
+                resolution.company_by_domain = (domain, answer.hubspot_id)
             else:
                 resolution.problems.append(_company_problem(domain, answer))
         changes: dict[str, Any] = {"owner": owner, "hubspot": refs}

@@ -430,7 +430,7 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         (EVALUATOR_HANDLER, [COUNTERS_TABLE, ACCOUNTS_TABLE, FIRINGS_TABLE]),
         (ROUTER_HANDLER, [PLAYS_TABLE, ACCOUNTS_TABLE]),
         (SCHEDULER_HANDLER, [PLAYS_TABLE, ACCOUNTS_TABLE, COUNTERS_TABLE, FIRINGS_TABLE]),
-        (HUBSPOT_SENDER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE]),
+        (HUBSPOT_SENDER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE, ACCOUNTS_TABLE]),
         (EMAIL_SENDER_HANDLER, [DELIVERIES_TABLE]),
         (HUBSPOT_POLLER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE, ACCOUNTS_TABLE, OUTCOMES_TABLE]),
         (ATTRIBUTOR_HANDLER, [PLAYS_TABLE]),
@@ -832,6 +832,21 @@ def test_given_the_hubspot_sender_then_it_runs_at_most_two_at_once_and_can_dead_
     assert list(referenced_ids(template["Resources"][queue]["Properties"]["RedrivePolicy"])) == [dead_letters]
     assert "sqs:SendMessage" in allowed_actions(statements, dead_letters)
     assert "sqs:ChangeMessageVisibility" in allowed_actions(statements, queue)
+
+
+def test_given_the_hubspot_sender_then_it_may_only_update_account_items_never_read_or_put_profiles(
+    template: dict[str, Any],
+) -> None:
+    # A company found by domain goes on the account's item (a conditional update, decision 44)
+    statements = role_statements(template, function_id(template, HUBSPOT_SENDER_HANDLER))
+    assert allowed_actions(statements, table_id(template, ACCOUNTS_TABLE)) == {"dynamodb:UpdateItem"}
+    assert "/index/" not in json.dumps(
+        [
+            s["Resource"]
+            for s in statements
+            if table_id(template, ACCOUNTS_TABLE) in referenced_ids(s["Resource"])
+        ]
+    )
 
 
 def test_given_the_hubspot_secret_then_only_the_hubspot_sender_and_poller_can_read_it(

@@ -19,6 +19,8 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from functions.hubspot_sender.handler import HubSpotSender, send_tasks
+from shared.accounts.models import AccountProfile
+from shared.accounts.store import AccountStore
 from shared.delivery.hubspot import HubSpotClient, HubSpotSettings
 from shared.delivery.hubspot_resolve import (
     FOUND_TTL,
@@ -36,7 +38,7 @@ from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
 from shared.routing.views import play_state
 from tests.conftest import TEST_RETENTION_DAYS, Aws
-from tests.integration.builders import sqs_event
+from tests.integration.builders import TEST_WRITER, sqs_event
 from tests.integration.test_hubspot_sender import (  # noqa: F401 (routed_play is a fixture)
     TOKEN,
     delivery,
@@ -89,6 +91,7 @@ def make_sender(
         dead_letter_queue_url=aws.sqs.create_queue(QueueName="hubspot-dlq")["QueueUrl"],
         plays=plays,
         resolver=HubSpotResolver(client, ResolutionCache(aws.dynamodb, table)),
+        accounts=AccountStore(aws.dynamodb, aws.accounts_table),
     )
 
 
@@ -146,6 +149,30 @@ def test_given_an_owner_by_email_and_a_company_by_domain_then_the_task_carries_t
     assert record.task.owner_id == "7001"  # the resolved owner is the task's owner on the play too
     assert lookups(sink) == ["/crm/v3/owners", "/crm/v3/objects/companies/search"]
     assert metrics.metric_set["HubSpotLookups"]["Value"] == [2]
+
+
+def test_given_a_company_found_by_domain_then_the_deal_read_back_finds_the_account_by_its_id(
+    aws: Aws, sender: HubSpotSender, sink: HubSpotSink
+) -> None:
+    # Given the account's profile names its company by domain only
+    accounts = AccountStore(aws.dynamodb, aws.accounts_table)
+    profile = AccountProfile(name="Northwind", hubspot={"domain": "northwind.example"})
+    accounts.put("acct-1", profile, TEST_WRITER)
+    assert accounts.accounts_of_company("9001") == []
+
+    send_tasks(sqs_event([by_email_and_domain().model_dump_json()]), sender, deadline())
+
+    # Then the company index answers the id found (as the deal read-back asks), and a later put of
+    # the same domain keeps it, while a put of another domain drops it
+    assert accounts.accounts_of_company("9001") == ["acct-1"]
+    accounts.put("acct-1", profile.model_copy(update={"segment": "smb"}), TEST_WRITER)
+    assert accounts.accounts_of_company("9001") == ["acct-1"]
+    moved = AccountProfile(name="Northwind", hubspot={"domain": "northwind-group.example"})
+    accounts.put("acct-1", moved, TEST_WRITER)
+    assert accounts.accounts_of_company("9001") == []
+    # An answer for a domain the profile no longer names is not written
+    assert accounts.record_resolved_company("acct-1", "northwind.example", "9001") is False
+    assert accounts.accounts_of_company("9001") == []
 
 
 def test_given_ids_in_the_profile_then_nothing_is_looked_up(sender: HubSpotSender, sink: HubSpotSink) -> None:
