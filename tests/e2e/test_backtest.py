@@ -158,7 +158,8 @@ def test_holdout_and_rollout_keys_are_accepted_and_change_no_firing_and_no_score
     experimental.write_text(
         REFERENCE.read_text().replace(
             "      - {signal: usage_decline}\n    cooldown: 30d\n",
-            "      - {signal: usage_decline}\n    cooldown: 30d\n    holdout: 20%\n    rollout: {segments: [smb]}\n",
+            "      - {signal: usage_decline}\n    cooldown: 30d\n"
+            "    holdout: 20%\n    rollout: {segments: [smb]}\n",
             1,
         )
     )
