@@ -38,7 +38,7 @@ from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
 from shared.routing.views import play_state
 from tests.conftest import TEST_RETENTION_DAYS, Aws
-from tests.integration.builders import TEST_WRITER, sqs_event
+from tests.integration.builders import TEST_WRITER, hubspot_queue, sqs_event
 from tests.integration.test_hubspot_sender import (  # noqa: F401 (routed_play is a fixture)
     TOKEN,
     delivery,
@@ -86,9 +86,11 @@ def make_sender(
     return HubSpotSender(
         client=client,
         ledger=DeliveryLedger(aws.dynamodb, table, TEST_RETENTION_DAYS),
-        sqs=aws.sqs,
-        queue_url=aws.queues[HUBSPOT_QUEUE.env_var],
-        dead_letter_queue_url=aws.sqs.create_queue(QueueName="hubspot-dlq")["QueueUrl"],
+        queue=hubspot_queue(
+            aws.sqs,
+            aws.queues[HUBSPOT_QUEUE.env_var],
+            aws.sqs.create_queue(QueueName="hubspot-dlq")["QueueUrl"],
+        ),
         plays=plays,
         resolver=HubSpotResolver(client, ResolutionCache(aws.dynamodb, table)),
         accounts=AccountStore(aws.dynamodb, aws.accounts_table),
