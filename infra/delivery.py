@@ -96,6 +96,7 @@ class Delivery(Construct):
             environment={
                 DELIVERIES_TABLE.env_var: deliveries_table.table_name,
                 PLAYS_TABLE.env_var: plays_table.table_name,
+                ACCOUNTS_TABLE.env_var: accounts_table.table_name,
                 HUBSPOT_QUEUE.env_var: hubspot_queue.queue.queue_url,
                 HUBSPOT_DLQ_ENV: hubspot_queue.dead_letter_queue.queue_url,
                 HUBSPOT_SECRET_ENV: self.hubspot_secret.secret_arn,
@@ -113,6 +114,8 @@ class Delivery(Construct):
         # On the play: the task id, or HubSpot's refusal, and a delivery's problems (updates); the
         # task's entry for the read-back (a conditional put in the `hubspot#tasks` partition).
         self.hubspot_sender.allow(["dynamodb:UpdateItem", "dynamodb:PutItem"], plays_table.table_arn)
+        # A company found by domain, on the account's item (a conditional update; never the profile).
+        self.hubspot_sender.allow(["dynamodb:UpdateItem"], accounts_table.table_arn)
         hubspot_queue.dead_letter_queue.grant_send_messages(self.hubspot_sender.function)
         self.hubspot_sender.function.add_event_source(
             event_sources.SqsEventSource(

@@ -354,11 +354,12 @@ class Router:
 
 def _reachable(owner: Owner, channels: list[str], slack_channel: bool) -> bool:
     """Whether any of the channels reaches the owner (an event or webhook tier reaches anyone, and so
-    does Slack when the play posts in a channel; a Slack DM finds the owner by e-mail address)."""
+    does Slack when the play posts in a channel; a Slack DM finds the owner by e-mail address). An
+    e-mail address reaches a HubSpot owner too: the HubSpot sender finds the owner's id by it."""
     kinds = {channel_kind(name) for name in channels}
     return (
         bool(kinds & {Channel.EVENT, Channel.WEBHOOK})
-        or (Channel.HUBSPOT_TASK in kinds and owner.hubspot_owner_id is not None)
+        or (Channel.HUBSPOT_TASK in kinds and (owner.hubspot_owner_id or owner.email) is not None)
         or (Channel.EMAIL in kinds and owner.email is not None)
         or (Channel.SLACK in kinds and (slack_channel or owner.email is not None))
     )

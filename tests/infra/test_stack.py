@@ -446,7 +446,7 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         (EVALUATOR_HANDLER, [COUNTERS_TABLE, ACCOUNTS_TABLE, FIRINGS_TABLE, REGISTRY_TABLE]),
         (ROUTER_HANDLER, [PLAYS_TABLE, ACCOUNTS_TABLE]),
         (SCHEDULER_HANDLER, [PLAYS_TABLE, ACCOUNTS_TABLE, COUNTERS_TABLE, FIRINGS_TABLE]),
-        (HUBSPOT_SENDER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE]),
+        (HUBSPOT_SENDER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE, ACCOUNTS_TABLE]),
         (EMAIL_SENDER_HANDLER, [DELIVERIES_TABLE]),
         (HUBSPOT_POLLER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE, ACCOUNTS_TABLE, OUTCOMES_TABLE]),
         (ATTRIBUTOR_HANDLER, [PLAYS_TABLE]),
@@ -918,6 +918,21 @@ def test_given_the_slack_sender_then_only_it_reads_the_bot_token_and_it_dead_let
     }
 
 
+def test_given_the_hubspot_sender_then_it_may_only_update_account_items_never_read_or_put_profiles(
+    template: dict[str, Any],
+) -> None:
+    # A company found by domain goes on the account's item (a conditional update, decision 44)
+    statements = role_statements(template, function_id(template, HUBSPOT_SENDER_HANDLER))
+    assert allowed_actions(statements, table_id(template, ACCOUNTS_TABLE)) == {"dynamodb:UpdateItem"}
+    assert "/index/" not in json.dumps(
+        [
+            s["Resource"]
+            for s in statements
+            if table_id(template, ACCOUNTS_TABLE) in referenced_ids(s["Resource"])
+        ]
+    )
+
+
 def test_given_the_hubspot_secret_then_only_the_hubspot_sender_and_poller_can_read_it(
     template: dict[str, Any],
 ) -> None:
@@ -1067,6 +1082,7 @@ def test_given_the_hubspot_poller_then_it_runs_every_five_minutes_with_least_pri
         ("HubSpotTokenRejected", "Put a valid token in the HubSpot secret"),
         ("HubSpotScopeMissing", "Grant the private app the scope"),
         ("HubSpotFallbacks", "Fix the account's owners / hubspot ids"),
+        ("HubSpotUnresolved", "Fix the account's owner e-mail or hubspot.domain"),
     ],
 )
 def test_given_the_hubspot_senders_metrics_then_token_scope_and_fallbacks_raise_alarms_saying_what_to_do(

@@ -354,13 +354,32 @@ def test_an_owner_without_an_email_address_gets_the_task_and_the_email_is_skippe
 
 
 def test_an_owner_no_channel_of_the_tier_reaches_is_replaced_by_the_pool(aws: Aws, router: Router) -> None:
-    # Given a CSM with an e-mail address only, and a play that makes HubSpot tasks only
-    put_account(aws, "acct-1", owners={"csm": {"name": "Casey", "email": "casey@example.com"}})
+    # Given a CSM known by name only, and a play that makes HubSpot tasks only
+    put_account(aws, "acct-1", owners={"csm": {"name": "Casey"}})
 
     record = router.route_firing(fired("acct-1", trigger="seats-desk", play="desk"), WEDNESDAY)
 
     assert record.owner
     assert (record.owner.hubspot_owner_id, record.owner.from_pool) == ("801", True)
+
+
+def test_given_an_owner_known_by_email_only_then_a_hubspot_tier_keeps_them_for_the_sender_to_resolve(
+    aws: Aws, router: Router
+) -> None:
+    # Given a CSM with an e-mail address only (no HubSpot owner id), and a play that makes HubSpot tasks only
+    put_account(aws, "acct-1", owners={"csm": {"name": "Casey", "email": "casey@example.com"}})
+
+    record = router.route_firing(fired("acct-1", trigger="seats-desk", play="desk"), WEDNESDAY)
+
+    # Then the CSM keeps the play: the HubSpot sender finds their owner id by the address
+    assert record.owner
+    assert (record.owner.email, record.owner.hubspot_owner_id, record.owner.from_pool) == (
+        "casey@example.com",
+        None,
+        False,
+    )
+    [task] = deliveries(aws, HUBSPOT_QUEUE)
+    assert task["owner"]["email"] == "casey@example.com"
 
 
 def test_an_owner_without_an_email_address_cannot_get_an_email_only_tier(aws: Aws, router: Router) -> None:

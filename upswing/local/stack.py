@@ -218,6 +218,7 @@ class LocalStack:
         ids its portal does not know, as HubSpot does. (A real portal has them already.)"""
         if not self.hubspot_sink:
             return
+        profiles = list(profiles)  # read twice below
         owners: list[str] = []
         records: dict[str, list[str]] = {"companies": [], "contacts": [], "deals": []}
         for profile in profiles:
@@ -235,6 +236,14 @@ class LocalStack:
                 if refs.get(field):
                     records[kind].append(refs[field])
         self.hubspot_sink.register(owners=owners, **records)
+        # The portal finds them by e-mail and domain too (profiles may name them so instead of ids).
+        for profile in profiles:
+            for owner in (profile.get("owners") or {}).values():
+                if owner.get("hubspot_owner_id") and owner.get("email"):
+                    self.hubspot_sink.register_owner(owner["hubspot_owner_id"], owner["email"])
+            refs = profile.get("hubspot") or {}
+            if refs.get("company_id") and refs.get("domain"):
+                self.hubspot_sink.register_company(refs["company_id"], refs["domain"])
 
     def _register_pool_owners(self) -> None:
         """The fallback pools' owners of the ruleset the stack runs are in the sink's portal."""
