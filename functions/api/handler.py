@@ -31,9 +31,10 @@ from shared.accounts.models import AccountProfile, StoredAccount, Writer
 from shared.accounts.store import AccountStore, ConcurrentProfileWrites, HierarchyRefused
 from shared.counters.store import CounterStore
 from shared.counters.view import bucket_view
+from shared.events.imports import ImportFinish, ImportFinished
 from shared.events.ingest import Ingestor, ingestor_for, summarize
 from shared.events.models import AccountId
-from shared.events.validation import BadRequest, describe_errors, parse_batch_request, parse_json_body
+from shared.events.validation import BadRequest, describe_errors, parse_batch_envelope, parse_json_body
 from shared.experiments.arms import EXPERIMENT_SALT, experiment_salt
 from shared.experiments.report import experiment_report
 from shared.intake import BatchIntake, Channel, ItemResult, Tally
@@ -47,7 +48,7 @@ from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
 from shared.rules.aggregates import DynamoAggregates
 from shared.rules.firings import FiringStore
-from shared.rules.online import OnlineEvaluator, active_ruleset, trigger_view
+from shared.rules.online import OnlineEvaluator, active_ruleset, sqs_publisher, trigger_view
 from shared.segment.intake import (
     Caller,
     CallResult,
@@ -58,7 +59,7 @@ from shared.segment.intake import (
 )
 from shared.segment.mapping import active_mapping
 from shared.settings import load_settings
-from shared.storage.dynamo import dynamodb_client
+from shared.storage.dynamo import aws_client, dynamodb_client
 from shared.timestamps import utc_stamp
 from shared.trigger_metrics.report import WINDOWS_DAYS, oldest_day, trigger_report
 from shared.trigger_metrics.store import TriggerMetricsStore
@@ -172,6 +173,22 @@ def signals() -> OnlineEvaluator:
     )
 
 
+@cache
+def go_live() -> OnlineEvaluator:
+    """The rules as the evaluator runs them (consistent reads, hand-off to the router), for the one
+    evaluation of each imported account at the end of an import (POST /v1/imports/finish)."""
+    config = settings()
+    ruleset, plan = active_ruleset(config.ruleset_path)
+    return OnlineEvaluator(
+        ruleset=ruleset,
+        plan=plan,
+        aggregates=DynamoAggregates(counters(), children=accounts().children_of),
+        accounts=accounts(),
+        firings=FiringStore(dynamodb_client(), config.firings_table, config.retention_days),
+        publish=sqs_publisher(aws_client("sqs"), config.fired_queue_url),
+    )
+
+
 def _never_publish(messages: list[dict[str, Any]]) -> set[str]:
     raise RuntimeError("the API previews rules; it never hands firings off")
 
@@ -198,7 +215,29 @@ app.use(middlewares=[require_scope])
 
 @app.post("/v1/events")
 def post_events() -> Response:
-    return _take_batch(ingestor(), summarize)
+    return _take_batch(ingestor(), summarize, backfill=ingestor().for_backfill())
+
+
+@app.post("/v1/imports/finish")
+def post_imports_finish() -> Response:
+    """Each imported account goes live once (shared/rules/golive.py); again: the same answer."""
+    request = app.current_event
+    document = parse_json_body(request.body, request.is_base64_encoded or False, what="account ids")
+    try:
+        finish = ImportFinish.model_validate(document)
+    except ValidationError as error:
+        problems = describe_errors(error, ImportFinish, noun="body")
+        raise BadRequest(400, "The body is not a valid import finish: " + "; ".join(problems)) from None
+    now = datetime.now(UTC)
+    went_live = [go_live().go_live(account_id, now) for account_id in dict.fromkeys(finish.account_ids)]
+    by_trigger: dict[str, int] = {}
+    for account in went_live:
+        for name in account.pre_existing:
+            by_trigger[name] = by_trigger.get(name, 0) + 1
+    answer = ImportFinished.model_validate(
+        {"accounts": [account.as_view() for account in went_live], "pre_existing_by_trigger": by_trigger}
+    )
+    return _json(200, answer.model_dump(mode="json"))
 
 
 @app.post("/v1/outcomes")
@@ -257,18 +296,26 @@ def _take_segment(route_type: str | None) -> Response:
     return _json(200, summarize_calls(results).model_dump(mode="json"))
 
 
-def _take_batch(intake: BatchIntake, summarize: Callable[[Sequence[ItemResult]], BaseModel]) -> Response:
+def _take_batch(
+    intake: BatchIntake,
+    summarize: Callable[[Sequence[ItemResult]], BaseModel],
+    backfill: BatchIntake | None = None,
+) -> Response:
     """A batch POST: the envelope, then each item through the intake, then 202 with each item's fate
-    (or 503 when storage failed part-way: the whole request is retried and what was stored counts once)."""
+    (or 503 when storage failed part-way: the whole request is retried and what was stored counts once).
+    `backfill`: the intake of a request flagged `"backfill": true` (only routes that take history)."""
     request = app.current_event
     noun = intake.noun
-    raw_items = parse_batch_request(
+    raw_items, flags = parse_batch_envelope(
         request.body,
         request.headers.get("content-type"),
         request.is_base64_encoded or False,
         array=noun.plural,
         noun=noun.singular,
+        flags=("backfill",) if backfill else (),
     )
+    if backfill and flags["backfill"]:
+        intake = backfill
     results = intake.ingest(raw_items, _producer(), Channel.HTTPS, datetime.now(UTC))
     tally = Tally.of(results)
     prefix = noun.plural.capitalize()

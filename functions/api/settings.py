@@ -7,6 +7,7 @@ from shared.resources import (
     ACCOUNTS_TABLE,
     COUNTERS_TABLE,
     DEFAULT_RULESET_PATH,
+    FIRED_QUEUE,
     FIRINGS_TABLE,
     PLAYS_TABLE,
     RULESET_PATH_ENV,
@@ -19,6 +20,8 @@ class ApiSettings(IngestSettings):
     counters_table: str = Field(min_length=1, validation_alias=COUNTERS_TABLE.env_var)
     firings_table: str = Field(min_length=1, validation_alias=FIRINGS_TABLE.env_var)
     plays_table: str = Field(min_length=1, validation_alias=PLAYS_TABLE.env_var)
+    # POST /v1/imports/finish hands the go-live firings to the router, as the evaluator does.
+    fired_queue_url: str = Field(min_length=1, validation_alias=FIRED_QUEUE.env_var)
     ruleset_path: str = Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)
     # How long after a firing an expansion counts: plays' fates and the trigger metrics' maturity.
     horizon_days: int = Field(

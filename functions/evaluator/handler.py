@@ -8,6 +8,10 @@ so Lambda retries the account's records together and bisects around a poison rec
 With family-scope rules, a child's change moves its family's roll-up: the parent (from the
 child's profile) is evaluated too, once per batch like any account, and a failure to evaluate
 it fails the child's records as well, so the retry evaluates both again.
+
+A counter write made only by imported history (`written_by: backfill`) is not evaluated: judging
+history batch by batch, at wall-clock time and half loaded, fires what already held long ago. The
+import's end evaluates each imported account once instead (shared/rules/golive.py).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.evaluator.settings import EvaluatorSettings
 from shared.accounts.store import AccountStore
-from shared.counters.store import CounterStore
+from shared.counters.store import BACKFILL, WRITTEN_BY, CounterStore
 from shared.observability import logger, metrics, traced
 from shared.rules.aggregates import DynamoAggregates
 from shared.rules.firings import FiringStore
@@ -78,6 +82,8 @@ def evaluate_changed_accounts(
         return results[account_id]
 
     def evaluate_record(record: DynamoDBRecord) -> None:
+        if _written_by_backfill(record):
+            return
         account_id = str(record.dynamodb.keys["pk"]) if record.dynamodb and record.dynamodb.keys else None
         if not account_id:
             raise ValueError("a counters stream record without a pk key")
@@ -94,3 +100,8 @@ def evaluate_changed_accounts(
         event=event, record_handler=evaluate_record, processor=processor, context=context
     )
     return dict(answer)
+
+
+def _written_by_backfill(record: DynamoDBRecord) -> bool:
+    image = (record.dynamodb.new_image if record.dynamodb else None) or {}
+    return image.get(WRITTEN_BY) == BACKFILL

@@ -6,6 +6,10 @@ concurrent evaluations of the same account only one can fire (the other re-reads
 trigger cooling down). Firings are handed off after the commit; until then their ids sit in the
 state's `pending` set, and the next evaluation of the account sends them again (an outbox: a
 failed send is retried, never lost; the router deduplicates by firing id).
+
+The state also remembers when the account went live after a history import (`went_live`, written
+once by shared/rules/golive.py and carried forward by every later commit), and a pre-existing
+firing's message carries its `go_live` mark, stored with it so a resend carries it too.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class StoredState:
     state: AccountState
     version: int
     pending: frozenset[str]
+    went_live: dict[str, Any] | None = None  # shared/rules/golive.py: WentLive.as_item()
 
 
 def firing_id(firing: Firing) -> str:
@@ -42,9 +47,13 @@ def firing_id(firing: Firing) -> str:
     return hashlib.sha256(f"{firing.account_id}\n{firing.trigger}\n{moment}".encode()).hexdigest()[:24]
 
 
-def fired_message(firing: Firing) -> dict[str, Any]:
-    """The `trigger.fired` message (docs/rules.md, "Hand-off")."""
-    return {"type": "trigger.fired", "firing_id": firing_id(firing), "firing": firing.as_evidence()}
+def fired_message(firing: Firing, go_live: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `trigger.fired` message (docs/rules.md, "Hand-off"); `go_live`: a pre-existing firing's
+    mark (shared/rules/golive.py), in the firing's evidence."""
+    evidence = firing.as_evidence()
+    if go_live:
+        evidence["go_live"] = go_live
+    return {"type": "trigger.fired", "firing_id": firing_id(firing), "firing": evidence}
 
 
 class FiringStore:
@@ -67,7 +76,9 @@ class FiringStore:
             for name, value in raw.get("triggers", {}).items()
         }
         state = AccountState(triggers=triggers, last_contacted_at=_moment(raw.get("last_contacted_at")))
-        return StoredState(state, int(raw.get("version", 0)), frozenset(raw.get("pending", ())))
+        return StoredState(
+            state, int(raw.get("version", 0)), frozenset(raw.get("pending", ())), raw.get("went_live")
+        )
 
     def commit(
         self,
@@ -76,13 +87,19 @@ class FiringStore:
         state: AccountState,
         firings: list[Firing],
         handed_off: set[str] | frozenset[str] = frozenset(),
+        *,
+        went_live: dict[str, Any] | None = None,
+        marks: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """Store the new state and the firings, unless the state changed since `read`.
 
         `handed_off`: ids of the read state's pending firings sent since; they leave the outbox.
+        `went_live`: the go-live record to keep (once); `marks`: per trigger, a firing's go-live mark.
         """
-        if state == read.state and not firings:
+        if state == read.state and not firings and not went_live:
             return
+        went_live = went_live or read.went_live
+        marks = marks or {}
         pending = (set(read.pending) - set(handed_off)) | {firing_id(firing) for firing in firings}
         state_item: dict[str, Any] = {
             **self._key_values(account_id, STATE_KEY),
@@ -93,6 +110,8 @@ class FiringStore:
             },
             "last_contacted_at": _stamp(state.last_contacted_at),
         }
+        if went_live:
+            state_item["went_live"] = went_live
         if pending:
             state_item["pending"] = pending
         condition = (
@@ -111,7 +130,7 @@ class FiringStore:
                 {
                     "Put": {
                         "TableName": self._table,
-                        "Item": serialize(self._firing_item(firing)),
+                        "Item": serialize(self._firing_item(firing, marks.get(firing.trigger))),
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 }
@@ -168,14 +187,14 @@ class FiringStore:
         )
         return [json.loads(deserialize(raw)["message"])["firing"] for raw in answer.get("Items", [])]
 
-    def _firing_item(self, firing: Firing) -> dict[str, Any]:
+    def _firing_item(self, firing: Firing, go_live: dict[str, Any] | None = None) -> dict[str, Any]:
         moment = utc_stamp(firing.evaluated_at)
         return {
             **self._key_values(firing.account_id, f"{FIRING_PREFIX}{moment}#{firing.trigger}"),
             "firing_id": firing_id(firing),
             "trigger": firing.trigger,
             "ruleset_version": firing.ruleset_version,
-            "message": json.dumps(fired_message(firing), separators=(",", ":"), ensure_ascii=False),
+            "message": json.dumps(fired_message(firing, go_live), separators=(",", ":"), ensure_ascii=False),
             "expires_at": int((firing.evaluated_at + self._retention).timestamp()),
         }
 

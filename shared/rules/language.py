@@ -29,7 +29,7 @@ from shared.counters.slices import MAX_GROUPS_PER_DAY
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.models import AccountId, DimensionKey, DimensionValue, EventKind, MetricName
 from shared.rules.durations import days
-from shared.rules.plays import Budgets, Play
+from shared.rules.plays import Budgets, GoLive, Play
 
 DURATION_PATTERN = r"^[1-9][0-9]{0,3}[dw]$"
 Duration = Annotated[
@@ -554,6 +554,10 @@ class Ruleset(_Strict):
     )
     budgets: Budgets = Field(
         default_factory=Budgets, description="Anti-fatigue: plays per account, new tasks per owner."
+    )
+    go_live: GoLive = Field(
+        default_factory=GoLive,
+        description="What the end of a history import does with the triggers that already held.",
     )
 
 

@@ -196,3 +196,25 @@ class Budgets(_Strict):
     tasks_per_owner_per_day: int | None = Field(
         default=25, ge=1, le=10_000, description="At most this many new HubSpot tasks per owner per day."
     )
+
+
+class PreExisting(StrEnum):
+    """What going live does with the triggers that already held in the imported history."""
+
+    FIRE = "fire"  # route them at go-live, like new firings (the budgets still apply)
+    SPREAD = "spread"  # route them spread over `spread_days`, a share each day (the budgets still apply)
+    SKIP = "skip"  # route none: only what starts holding after go-live fires
+
+
+class GoLive(_Strict):
+    """The end of a history import (docs/operations.md, "Going live"): each imported account is
+    evaluated once with its whole history; what holds then held before go-live ("pre-existing")."""
+
+    pre_existing: PreExisting = Field(
+        default=PreExisting.SPREAD,
+        description="fire: route pre-existing triggers at go-live; spread: over spread_days; "
+        "skip: never (they re-arm when their signal clears).",
+    )
+    spread_days: int = Field(
+        default=7, ge=1, le=90, description="With spread: the days the pre-existing plays are spread over."
+    )

@@ -496,9 +496,13 @@ def test_given_the_api_function_then_it_gets_exactly_the_item_actions_it_perform
         }
     assert_parent_index_query_only(template, statements)
     assert allowed_actions(statements, table_id(template, COUNTERS_TABLE)) == {"dynamodb:Query"}
+    # GET .../signals reads the state and recent firings; POST /v1/imports/finish commits an
+    # imported account's go-live evaluation (state + firings) and clears its outbox, as the evaluator does.
     assert allowed_actions(statements, table_id(template, FIRINGS_TABLE)) == {
         "dynamodb:GetItem",
+        "dynamodb:PutItem",
         "dynamodb:Query",
+        "dynamodb:UpdateItem",
     }
     assert allowed_actions(statements, table_id(template, PLAYS_TABLE)) == {"dynamodb:Query"}
     # POST /v1/outcomes: the conditional put; GET .../outcomes: one account's partition.
@@ -797,7 +801,8 @@ def event_source(template: dict[str, Any], handler: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("consumer", "producers", "env_var", "max_receive_count"),
     [
-        (ROUTER_HANDLER, [EVALUATOR_HANDLER], FIRED_QUEUE.env_var, FIRED_QUEUE.max_receive_count),
+        # The API hands off the go-live firings of an import (POST /v1/imports/finish).
+        (ROUTER_HANDLER, [EVALUATOR_HANDLER, API_HANDLER], FIRED_QUEUE.env_var, FIRED_QUEUE.max_receive_count),
         (HUBSPOT_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], HUBSPOT_QUEUE.env_var, 10),
         (EMAIL_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], EMAIL_QUEUE.env_var, 5),
     ],
