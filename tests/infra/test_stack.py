@@ -802,7 +802,12 @@ def event_source(template: dict[str, Any], handler: str) -> dict[str, Any]:
     ("consumer", "producers", "env_var", "max_receive_count"),
     [
         # The API hands off the go-live firings of an import (POST /v1/imports/finish).
-        (ROUTER_HANDLER, [EVALUATOR_HANDLER, API_HANDLER], FIRED_QUEUE.env_var, FIRED_QUEUE.max_receive_count),
+        (
+            ROUTER_HANDLER,
+            [EVALUATOR_HANDLER, API_HANDLER],
+            FIRED_QUEUE.env_var,
+            FIRED_QUEUE.max_receive_count,
+        ),
         (HUBSPOT_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], HUBSPOT_QUEUE.env_var, 10),
         (EMAIL_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], EMAIL_QUEUE.env_var, 5),
     ],

@@ -199,7 +199,11 @@ def test_given_events_of_two_days_when_one_day_fails_then_the_other_day_is_still
 
     class FailingDay(CounterStore):
         def save(self, bucket: DayBucket, previous_sequence: str, *, backfill: bool = False) -> bool:
-            return False if bucket.day == failing_day else super().save(bucket, previous_sequence, backfill=backfill)
+            return (
+                False
+                if bucket.day == failing_day
+                else super().save(bucket, previous_sequence, backfill=backfill)
+            )
 
     answer = process_stream_batch(
         stream_event(records), FailingDay(aws.dynamodb, aws.counters_table, TEST_RETENTION_DAYS)
