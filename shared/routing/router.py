@@ -220,7 +220,15 @@ class Router:
         creates_task = any(delivery.channel is Channel.HUBSPOT_TASK for delivery in deliveries)
         try:
             self.ledger.accept(
-                accepted, charges(self.ruleset.budgets, record.account_id, owner, creates_task, now)
+                accepted,
+                charges(
+                    self.ruleset.budgets,
+                    record.account_id,
+                    owner,
+                    creates_task,
+                    now,
+                    trigger=record.trigger if record.tier == 0 else None,
+                ),
             )
         except OverBudget as over:
             logger.info("play deferred", extra={"play_id": record.play_id, "budget": str(over)})

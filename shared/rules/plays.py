@@ -196,6 +196,13 @@ class Budgets(_Strict):
     tasks_per_owner_per_day: int | None = Field(
         default=25, ge=1, le=10_000, description="At most this many new HubSpot tasks per owner per day."
     )
+    plays_per_trigger_per_day: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Flood control: at most this many new plays of any one trigger per UTC day, over all "
+        "accounts (the rest wait for the next day); null: no cap.",
+    )
 
 
 class PreExisting(StrEnum):

@@ -9,13 +9,14 @@ and the counters table's own stream records go to the real evaluator handler (mo
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from functions.aggregator.handler import process_stream_batch
 from functions.evaluator.handler import evaluate_changed_accounts
+from functions.router.scheduler import release_due
 from shared.counters.store import CounterStore
 from shared.routing.ledger import PlayStatus
 from shared.routing.router import FiredMessage, Router
@@ -259,3 +260,80 @@ def test_given_a_spread_pre_existing_firing_when_routed_then_it_waits_for_its_re
 
 def _moment(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+# ── flood control: a per-trigger daily cap (issue 15, point 3) ────────────────────────────────
+
+CAPPED_RULES = parse_ruleset(
+    """
+version: flood-test-1
+metrics: {seats.active: gauge}
+signals:
+  busy: {measure: latest, metric: seats.active, window: 1d, at_least: 10}
+triggers:
+  seats: {category: commercial, owner_role: csm, play: seat-expansion, when: busy, cooldown: 30d}
+budgets: {plays_per_account: null, tasks_per_owner_per_day: null, plays_per_trigger_per_day: 2}
+plays:
+  seat-expansion: {channels: [event]}
+""",
+    "flood-test.yaml",
+)
+
+
+def capped_router(aws: Aws, bus: str) -> Router:  # noqa: F811 (the bus fixture's value)
+    from shared.accounts.store import AccountStore
+    from shared.resources import PLAYS_TABLE
+    from shared.routing.dispatch import AwsDispatcher
+    from shared.routing.ledger import PlayLedger
+    from tests.conftest import _test_client
+
+    return Router(
+        ruleset=CAPPED_RULES,
+        accounts=AccountStore(aws.dynamodb, aws.accounts_table),
+        ledger=PlayLedger(aws.dynamodb, aws.tables[PLAYS_TABLE.env_var], TEST_RETENTION_DAYS),
+        dispatcher=AwsDispatcher(aws.sqs, {}, _test_client("events"), "upswing-test-bus"),
+        signal_holds=lambda account, trigger, at: True,
+    )
+
+
+def test_given_a_daily_cap_per_trigger_when_a_flood_fires_then_the_excess_waits_for_the_next_days(
+    aws: Aws,
+    bus: str,  # noqa: F811 (the fixture imported above)
+) -> None:
+    play_router = capped_router(aws, bus)
+    flood = [fired(f"acct-{n}", at=WEDNESDAY - timedelta(minutes=n)) for n in range(5)]
+    thursday = datetime(2026, 11, 26, tzinfo=UTC)
+
+    first_day = [play_router.route_firing(message, WEDNESDAY) for message in flood]
+    redelivered = play_router.route_firing(flood[0], WEDNESDAY)  # charges nothing twice
+    released = release_due(play_router, thursday + timedelta(minutes=5))
+
+    statuses = [record.status for record in first_day]
+    assert statuses.count(PlayStatus.ROUTED) == 2
+    assert statuses.count(PlayStatus.DEFERRED) == 3
+    deferred = [record for record in first_day if record.status is PlayStatus.DEFERRED]
+    assert {record.due_at for record in deferred} == {thursday}
+    assert {record.reason for record in deferred} == {"at most 2 plays of trigger seats per day"}
+    assert redelivered.status is PlayStatus.ROUTED
+    assert released == {"routed": 2, "deferred": 1}  # Thursday's cap: two more, the last on Friday
+
+
+def test_given_a_daily_cap_then_pre_existing_firings_of_go_live_draw_on_it_like_any(
+    aws: Aws,
+    bus: str,  # noqa: F811 (the fixture imported above)
+) -> None:
+    play_router = capped_router(aws, bus)
+    messages = []
+    for n in range(3):
+        message = fired(f"acct-{n}", at=WEDNESDAY - timedelta(minutes=n)).model_dump(mode="json")
+        message["firing"]["go_live"] = {
+            "pre_existing": True,
+            "mode": "fire",
+            "went_live_at": rfc3339(WEDNESDAY),
+            "release_at": rfc3339(WEDNESDAY),
+        }
+        messages.append(FiredMessage.model_validate(message))
+
+    statuses = [play_router.route_firing(message, WEDNESDAY).status for message in messages]
+
+    assert statuses == [PlayStatus.ROUTED, PlayStatus.ROUTED, PlayStatus.DEFERRED]
