@@ -180,6 +180,8 @@ class IngestApi(Construct):
         # The state item's versioned put, the firings' conditional puts (one transaction), the
         # outbox's DELETE of handed-off ids; reads are granted above.
         self.api_function.allow(["dynamodb:PutItem", "dynamodb:UpdateItem"], firings_table.table_arn)
+        # ...once the account's counters hold every event of its ledger partition (a COUNT query).
+        self.api_function.allow(["dynamodb:Query"], storage.table(EVENTS_TABLE).table_arn)
         fired_queue.grant_send_messages(self.api_function.function)
 
     def _stage_options(self, settings: UpswingSettings) -> apigateway.StageOptions:

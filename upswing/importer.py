@@ -33,6 +33,7 @@ Progress = Callable[[int, int, str], None]
 _ATTEMPTS = 6  # per request: 503, 429 and transport errors are retried with a growing pause
 _FIRST_PAUSE = 0.5
 _KEPT_REJECTIONS = 20
+_COUNTING_PAUSE = 2.0  # seconds between finish calls for accounts whose events are still being counted
 
 
 class ImportFailed(Exception):
@@ -139,6 +140,7 @@ class Importer:
         progress: Progress | None = None,
         sleep: Callable[[float], None] = time.sleep,
         batch_size: int = MAX_EVENTS_PER_REQUEST,
+        counting_wait: float = 600.0,
     ) -> None:
         self._http = http
         self._base = endpoint.rstrip("/")
@@ -148,6 +150,7 @@ class Importer:
         self._progress = progress
         self._sleep = sleep
         self._batch_size = batch_size
+        self._counting_wait = counting_wait
 
     @property
     def state(self) -> ImportState:
@@ -170,17 +173,32 @@ class Importer:
             self._progress(total, total, "importing events")
 
     def finish(self) -> None:
-        """Each imported account goes live once (the API's POST /v1/imports/finish)."""
-        pending = [account for account in self._state.accounts if account not in set(self._state.finished)]
+        """Each imported account goes live once (the API's POST /v1/imports/finish). An account whose
+        last events are not counted yet comes back as `still_counting` and is sent again after a
+        pause, until `counting_wait` seconds have passed."""
         total = len(self._state.accounts)
-        for start in range(0, len(pending), MAX_ACCOUNTS_PER_FINISH):
-            chunk = pending[start : start + MAX_ACCOUNTS_PER_FINISH]
-            answer = self._post("/v1/imports/finish", {"account_ids": chunk})
-            self._state.went_live.extend(answer["accounts"])
-            self._state.finished.extend(chunk)
-            self._state.save(self._file)
-            if self._progress:
-                self._progress(len(self._state.finished), total, "going live")
+        waited = 0.0
+        while True:
+            live = set(self._state.finished)
+            pending = [account for account in self._state.accounts if account not in live]
+            if not pending:
+                return
+            if waited > self._counting_wait:
+                raise ImportFailed(
+                    f"{len(pending):,} accounts still have events being counted after "
+                    f"{self._counting_wait:.0f} s; run the same command again to finish them"
+                )
+            for start in range(0, len(pending), MAX_ACCOUNTS_PER_FINISH):
+                chunk = pending[start : start + MAX_ACCOUNTS_PER_FINISH]
+                answer = self._post("/v1/imports/finish", {"account_ids": chunk})
+                self._state.went_live.extend(answer["accounts"])
+                self._state.finished.extend(account["account_id"] for account in answer["accounts"])
+                self._state.save(self._file)
+                if self._progress:
+                    self._progress(len(self._state.finished), total, "going live")
+            if len(self._state.finished) < total:
+                self._sleep(_COUNTING_PAUSE)
+                waited += _COUNTING_PAUSE
 
     def _post_batch(self, batch: list[Line], accounts: set[str]) -> None:
         sendable = [line for line in batch if isinstance(line.event, dict)]

@@ -31,6 +31,7 @@ from shared.accounts.models import AccountProfile, StoredAccount, Writer
 from shared.accounts.store import AccountStore, ConcurrentProfileWrites, HierarchyRefused
 from shared.counters.store import CounterStore
 from shared.counters.view import bucket_view
+from shared.events.counting_lag import CountingLag
 from shared.events.imports import ImportFinish, ImportFinished
 from shared.events.ingest import Ingestor, ingestor_for, summarize
 from shared.events.models import AccountId
@@ -189,6 +190,12 @@ def go_live() -> OnlineEvaluator:
     )
 
 
+@cache
+def counting_lag() -> CountingLag:
+    config = settings()
+    return CountingLag(dynamodb_client(), config.events_table, counters(), config.retention_days)
+
+
 def _never_publish(messages: list[dict[str, Any]]) -> set[str]:
     raise RuntimeError("the API previews rules; it never hands firings off")
 
@@ -229,13 +236,23 @@ def post_imports_finish() -> Response:
         problems = describe_errors(error, ImportFinish, noun="body")
         raise BadRequest(400, "The body is not a valid import finish: " + "; ".join(problems)) from None
     now = datetime.now(UTC)
-    went_live = [go_live().go_live(account_id, now) for account_id in dict.fromkeys(finish.account_ids)]
+    went_live, still_counting = [], []
+    for account_id in dict.fromkeys(finish.account_ids):
+        live = go_live().went_live(account_id)
+        if live is None and counting_lag().uncounted(account_id, now.date()):
+            still_counting.append(account_id)  # judged on part of its history otherwise
+            continue
+        went_live.append(live or go_live().go_live(account_id, now))
     by_trigger: dict[str, int] = {}
     for account in went_live:
         for name in account.pre_existing:
             by_trigger[name] = by_trigger.get(name, 0) + 1
     answer = ImportFinished.model_validate(
-        {"accounts": [account.as_view() for account in went_live], "pre_existing_by_trigger": by_trigger}
+        {
+            "accounts": [account.as_view() for account in went_live],
+            "still_counting": still_counting,
+            "pre_existing_by_trigger": by_trigger,
+        }
     )
     return _json(200, answer.model_dump(mode="json"))
 

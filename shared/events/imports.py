@@ -46,7 +46,11 @@ class AccountWentLive(BaseModel):
 class ImportFinished(BaseModel):
     """The answer of POST /v1/imports/finish."""
 
-    accounts: list[AccountWentLive]
+    accounts: list[AccountWentLive] = Field(description="The accounts that are live (now or before).")
+    still_counting: list[str] = Field(
+        description="Accounts not evaluated yet: some of their stored events are not counted yet (the "
+        "aggregator is seconds behind). Send them again in a few seconds."
+    )
     pre_existing_by_trigger: dict[str, int] = Field(
         description="How many of these accounts each trigger already held for."
     )

@@ -101,6 +101,11 @@ class OnlineEvaluator:
             return decision.went_live
         raise ConcurrentEvaluation(account_id)
 
+    def went_live(self, account_id: str) -> WentLive | None:
+        """What going live decided for the account, if it went live already."""
+        stored = self.firings.load(account_id)
+        return WentLive.from_item(account_id, stored.went_live) if stored.went_live else None
+
     def family_parent(self, account_id: str) -> str | None:
         """The parent to evaluate too when this account's counters changed: its family's roll-up moved.
         None without family-scope rules (no read then) or for an account without a parent."""

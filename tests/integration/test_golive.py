@@ -337,3 +337,45 @@ def test_given_a_daily_cap_then_pre_existing_firings_of_go_live_draw_on_it_like_
     statuses = [play_router.route_firing(message, WEDNESDAY).status for message in messages]
 
     assert statuses == [PlayStatus.ROUTED, PlayStatus.ROUTED, PlayStatus.DEFERRED]
+
+
+# ── POST /v1/imports/finish ───────────────────────────────────────────────────────────────────
+
+
+def finish(*account_ids: str) -> tuple[int, Any]:
+    return call_api(proxy_event("POST", "/v1/imports/finish", json.dumps({"account_ids": list(account_ids)})))
+
+
+def test_given_imported_events_not_counted_yet_when_finishing_then_the_account_waits_until_they_are(aws):
+    pipeline = BackfillPipeline(aws)
+    status, _ = post_history(history())  # stored in the ledger, the aggregator not run yet
+    assert status == 202
+
+    waiting_status, waiting = finish(NORTHWIND)
+    store = CounterStore(aws.dynamodb, aws.counters_table, TEST_RETENTION_DAYS)
+    process_stream_batch(stream_event(pipeline._ledger.new_records()), store)
+    live_status, live = finish(NORTHWIND)
+    again_status, again = finish(NORTHWIND)
+
+    assert (waiting_status, waiting["accounts"], waiting["still_counting"]) == (200, [], [NORTHWIND])
+    assert live_status == 200
+    assert live["still_counting"] == []
+    assert [account["account_id"] for account in live["accounts"]] == [NORTHWIND]
+    assert (again_status, again) == (200, live)  # once per account: the same answer
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"account_ids": []}, "account_ids"),
+        ({"accounts": ["acme"]}, "accounts"),
+        ({"account_ids": ["a" * 200]}, "account_ids.0"),
+        ({"account_ids": [f"acct-{n}" for n in range(101)]}, "account_ids"),
+    ],
+)
+def test_given_a_bad_finish_body_then_400_names_the_problem(aws, body, needle):
+    status, answer = call_api(proxy_event("POST", "/v1/imports/finish", json.dumps(body)))
+
+    assert status == 400
+    assert answer["message"].startswith("The body is not a valid import finish: ")
+    assert needle in answer["message"]

@@ -13,8 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Aws
-from tests.integration.builders import an_hour, call_api, proxy_event, rfc3339, usage_event
+from functions.aggregator.handler import process_stream_batch
+from shared.counters.store import CounterStore
+from tests.conftest import TEST_RETENTION_DAYS, Aws
+from tests.integration.builders import an_hour, call_api, proxy_event, rfc3339, stream_event, usage_event
 from upswing.importer import Importer, ImportFailed, ImportState, files_digest, summary
 
 ENDPOINT = "https://api.example.test/prod"
@@ -22,11 +24,14 @@ ACCOUNTS = ("acct-alpha", "acct-beta", "acct-gamma")
 
 
 class Api:
-    """The API function behind a transport; `fail_after`: requests answered before the link dies."""
+    """The API function behind a transport, the aggregator counting what it stored after each request;
+    `fail_after`: requests answered before the link dies."""
 
-    def __init__(self, fail_after: int | None = None) -> None:
+    def __init__(self, aws: Aws, fail_after: int | None = None) -> None:
         self.fail_after = fail_after
         self.calls: list[str] = []
+        self._ledger = aws.events_stream()
+        self._counters = CounterStore(aws.dynamodb, aws.counters_table, TEST_RETENTION_DAYS)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
@@ -34,6 +39,7 @@ class Api:
         path = request.url.path.removeprefix("/prod")
         self.calls.append(path)
         status, body = call_api(proxy_event(request.method, path, request.content.decode()))
+        process_stream_batch(stream_event(self._ledger.new_records()), self._counters)
         return httpx.Response(status, json=body)
 
     def posts(self, path: str) -> int:
@@ -85,7 +91,7 @@ def test_given_history_files_when_imported_then_every_event_is_judged_once_and_e
     aws: Aws, tmp_path: Path
 ) -> None:
     files = write_history(tmp_path)
-    api = Api()
+    api = Api(aws)
 
     state = run(files, api, tmp_path / "progress.json").state
 
@@ -109,9 +115,9 @@ def test_given_an_import_that_died_half_way_when_run_again_then_it_resumes_and_c
     progress = tmp_path / "progress.json"
 
     with pytest.raises(ImportFailed, match="run the same command to resume"):
-        run(files, Api(fail_after=2), progress)
+        run(files, Api(aws, fail_after=2), progress)
     halfway = json.loads(progress.read_text())
-    resumed_api = Api()
+    resumed_api = Api(aws)
     state = run(files, resumed_api, progress).state
 
     assert halfway["batches_done"] == 2
@@ -125,11 +131,11 @@ def test_given_a_finished_import_when_run_again_without_its_progress_file_then_n
     aws: Aws, tmp_path: Path
 ) -> None:
     files = write_history(tmp_path)
-    first = run(files, Api(), tmp_path / "first.json").state
+    first = run(files, Api(aws), tmp_path / "first.json").state
     stored = stored_events(aws)
     firings = aws.scan(aws.tables["FIRINGS_TABLE"])
 
-    again = run(files, Api(), tmp_path / "second.json").state
+    again = run(files, Api(aws), tmp_path / "second.json").state
 
     assert again.accepted == 0
     assert again.duplicates == first.accepted
@@ -143,8 +149,8 @@ def test_given_a_completed_progress_file_when_run_again_then_nothing_is_sent(
 ) -> None:
     files = write_history(tmp_path)
     progress = tmp_path / "progress.json"
-    run(files, Api(), progress)
-    api = Api()
+    run(files, Api(aws), progress)
+    api = Api(aws)
 
     run(files, api, progress)
 
