@@ -41,12 +41,17 @@ class RunningStack:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[RunningStack]:
+    yield from running_stack()
+
+
+def running_stack(environment: dict[str, str] | None = None) -> Iterator[RunningStack]:
+    """Start `upswing local --serve` (with `environment` on top of ours), yield it, stop it."""
     process = subprocess.Popen(
         [sys.executable, "-m", "upswing.cli", "local", "--serve", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"},
+        env={**{k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}, **(environment or {})},
     )
     try:
         banner = _read_until(process, "Serving until Ctrl-C.", timeout=60)
