@@ -151,7 +151,8 @@ def _post_imports_finish() -> dict[str, Any]:
             },
             **_errors(
                 {
-                    "400": 'The body is not JSON, or not {"account_ids": [...]} with 1 to 100 valid ids.',
+                    "400": 'The body is not JSON, or not {"account_ids": [...]} with 1 to '
+                    f"{MAX_ACCOUNTS_PER_FINISH} valid ids.",
                     "413": f"More than {MAX_BODY_BYTES:,} bytes.",
                     "503": "Storage is unavailable; retry (accounts already live answer the same).",
                 }

@@ -49,6 +49,7 @@ from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
 from shared.rules.aggregates import DynamoAggregates
 from shared.rules.firings import FiringStore
+from shared.rules.golive import WentLive
 from shared.rules.online import OnlineEvaluator, active_ruleset, sqs_publisher, trigger_view
 from shared.segment.intake import (
     Caller,
@@ -67,6 +68,8 @@ from shared.trigger_metrics.store import TriggerMetricsStore
 
 app = APIGatewayRestResolver()
 MAX_COUNTER_DAYS = 400
+# POST /v1/imports/finish: accounts evaluated at once (each a handful of reads and one commit).
+GO_LIVE_IN_PARALLEL = 8
 RECENT_PLAYS = 20
 # GET /v1/triggers reads one partition per trigger; this many at once.
 TRIGGER_READS_IN_PARALLEL = 8
@@ -236,13 +239,18 @@ def post_imports_finish() -> Response:
         problems = describe_errors(error, ImportFinish, noun="body")
         raise BadRequest(400, "The body is not a valid import finish: " + "; ".join(problems)) from None
     now = datetime.now(UTC)
-    went_live, still_counting = [], []
-    for account_id in dict.fromkeys(finish.account_ids):
+
+    def go_live_once(account_id: str) -> WentLive | None:
         live = go_live().went_live(account_id)
         if live is None and counting_lag().uncounted(account_id, now.date()):
-            still_counting.append(account_id)  # judged on part of its history otherwise
-            continue
-        went_live.append(live or go_live().go_live(account_id, now))
+            return None  # judged on part of its history otherwise: the caller asks again
+        return live or go_live().go_live(account_id, now)
+
+    account_ids = list(dict.fromkeys(finish.account_ids))
+    with ThreadPoolExecutor(max_workers=GO_LIVE_IN_PARALLEL) as pool:
+        answers = list(pool.map(go_live_once, account_ids))
+    went_live = [answer for answer in answers if answer is not None]
+    still_counting = [account for account, answer in zip(account_ids, answers, strict=True) if answer is None]
     by_trigger: dict[str, int] = {}
     for account in went_live:
         for name in account.pre_existing:
