@@ -14,7 +14,6 @@ import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -35,7 +34,14 @@ from shared.events.counting_lag import CountingLag
 from shared.events.imports import ImportFinish, ImportFinished
 from shared.events.ingest import Ingestor, ingestor_for, summarize
 from shared.events.models import AccountId
-from shared.events.validation import BadRequest, describe_errors, parse_batch_envelope, parse_json_body
+from shared.events.validation import (
+    BadRequest,
+    TooLarge,
+    UnsupportedMediaType,
+    describe_errors,
+    parse_batch_envelope,
+    parse_json_body,
+)
 from shared.experiments.arms import EXPERIMENT_SALT, experiment_salt
 from shared.experiments.report import experiment_report
 from shared.intake import BatchIntake, Channel, ItemResult, Tally
@@ -47,10 +53,9 @@ from shared.outcomes.store import OutcomeStore
 from shared.producers import Scope
 from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
-from shared.rules.aggregates import DynamoAggregates
-from shared.rules.firings import FiringStore
+from shared.rules.build import build_online_evaluator
 from shared.rules.golive import WentLive
-from shared.rules.online import OnlineEvaluator, active_ruleset, sqs_publisher, trigger_view
+from shared.rules.online import OnlineEvaluator, sqs_publisher, trigger_view
 from shared.segment.intake import (
     Caller,
     CallResult,
@@ -65,6 +70,9 @@ from shared.storage.dynamo import aws_client, dynamodb_client
 from shared.timestamps import utc_stamp
 from shared.trigger_metrics.report import WINDOWS_DAYS, oldest_day, trigger_report
 from shared.trigger_metrics.store import TriggerMetricsStore
+from shared.wiring import Wiring
+
+wiring = Wiring()
 
 app = APIGatewayRestResolver()
 MAX_COUNTER_DAYS = 400
@@ -111,28 +119,28 @@ class InvalidProfile(Exception):
         self.errors = errors
 
 
-@cache
+@wiring.once
 def settings() -> ApiSettings:
     return load_settings(ApiSettings)
 
 
-@cache
+@wiring.once
 def ingestor() -> Ingestor:
     return ingestor_for(dynamodb_client(), settings())
 
 
-@cache
+@wiring.once
 def outcome_store() -> OutcomeStore:
     return OutcomeStore(dynamodb_client(), settings().outcomes_table)
 
 
-@cache
+@wiring.once
 def outcome_intake() -> OutcomeIntake:
     config = settings()
     return outcome_intake_for(dynamodb_client(), config.outcomes_table, config.retention_days)
 
 
-@cache
+@wiring.once
 def segment_intake() -> SegmentIntake:
     config = settings()
     return SegmentIntake(
@@ -140,67 +148,43 @@ def segment_intake() -> SegmentIntake:
     )
 
 
-@cache
+@wiring.once
 def accounts() -> AccountStore:
     return AccountStore(dynamodb_client(), settings().accounts_table)
 
 
-@cache
+@wiring.once
 def counters() -> CounterStore:
     return CounterStore(dynamodb_client(), settings().counters_table, settings().retention_days)
 
 
-@cache
+@wiring.once
 def play_ledger() -> PlayLedger:
     return PlayLedger(dynamodb_client(), settings().plays_table, settings().retention_days)
 
 
-@cache
+@wiring.once
 def trigger_metrics() -> TriggerMetricsStore:
     return TriggerMetricsStore(dynamodb_client(), settings().plays_table)
 
 
-@cache
+@wiring.once
 def signals() -> OnlineEvaluator:
     """The rules, read-only: previews what they say now; firing is the evaluator's job."""
-    config = settings()
-    ruleset, plan = active_ruleset(config.ruleset_path)
-    return OnlineEvaluator(
-        ruleset=ruleset,
-        plan=plan,
-        aggregates=DynamoAggregates(  # a preview: eventual is enough
-            counters(), consistent=False, children=accounts().children_of
-        ),
-        accounts=accounts(),
-        firings=FiringStore(dynamodb_client(), config.firings_table, config.retention_days),
-        publish=_never_publish,
-    )
+    return build_online_evaluator(settings(), consistent_reads=False)  # a preview: eventual is enough
 
 
-@cache
+@wiring.once
 def go_live() -> OnlineEvaluator:
     """The rules as the evaluator runs them (consistent reads, hand-off to the router), for the one
     evaluation of each imported account at the end of an import (POST /v1/imports/finish)."""
-    config = settings()
-    ruleset, plan = active_ruleset(config.ruleset_path)
-    return OnlineEvaluator(
-        ruleset=ruleset,
-        plan=plan,
-        aggregates=DynamoAggregates(counters(), children=accounts().children_of),
-        accounts=accounts(),
-        firings=FiringStore(dynamodb_client(), config.firings_table, config.retention_days),
-        publish=sqs_publisher(aws_client("sqs"), config.fired_queue_url),
-    )
+    return build_online_evaluator(settings(), sqs_publisher(aws_client("sqs"), settings().fired_queue_url))
 
 
-@cache
+@wiring.once
 def counting_lag() -> CountingLag:
     config = settings()
     return CountingLag(dynamodb_client(), config.events_table, counters(), config.retention_days)
-
-
-def _never_publish(messages: list[dict[str, Any]]) -> set[str]:
-    raise RuntimeError("the API previews rules; it never hands firings off")
 
 
 def require_scope(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
@@ -237,7 +221,7 @@ def post_imports_finish() -> Response:
         finish = ImportFinish.model_validate(document)
     except ValidationError as error:
         problems = describe_errors(error, ImportFinish, noun="body")
-        raise BadRequest(400, "The body is not a valid import finish: " + "; ".join(problems)) from None
+        raise BadRequest("The body is not a valid import finish: " + "; ".join(problems)) from None
     now = datetime.now(UTC)
 
     def go_live_once(account_id: str) -> WentLive | None:
@@ -362,7 +346,7 @@ def put_account(account_id: str) -> Response:
     request = app.current_event
     document = parse_json_body(request.body, request.is_base64_encoded or False, what="profile")
     if not isinstance(document, dict):
-        raise BadRequest(400, "The body must be a JSON object with the account profile (at least a name).")
+        raise BadRequest("The body must be a JSON object with the account profile (at least a name).")
     try:
         profile = AccountProfile.model_validate(document)
     except ValidationError as error:
@@ -464,7 +448,6 @@ def get_experiment(name: str) -> Response:
     )
     if not EXPERIMENT_SALT.fullmatch(salt):
         raise BadRequest(
-            400,
             f"salt {salt!r} is not a salt: lower-case letters, digits, '-' and '_', at most 64",
         )
     percent = (trigger.holdout_percent or None) if trigger else None
@@ -517,7 +500,8 @@ def get_openapi() -> Response:
 
 @app.exception_handler(BadRequest)
 def bad_request(error: BadRequest) -> Response:
-    return _message(error.status, error.message)
+    status = 413 if isinstance(error, TooLarge) else 415 if isinstance(error, UnsupportedMediaType) else 400
+    return _message(status, error.message)
 
 
 @app.exception_handler(InvalidProfile)
@@ -641,13 +625,13 @@ def _account_id(raw: str) -> str:
         # that is not UTF-8 (%FF) must not become U+FFFD and collapse two ids into one.
         decoded = unquote(raw, errors="strict")
     except UnicodeDecodeError:
-        raise BadRequest(400, "account_id is not valid percent-encoded UTF-8 (e.g. %FF).") from None
+        raise BadRequest("account_id is not valid percent-encoded UTF-8 (e.g. %FF).") from None
     if decoded in (".", ".."):
-        raise BadRequest(400, "account_id cannot be '.' or '..': such a path names no account.")
+        raise BadRequest("account_id cannot be '.' or '..': such a path names no account.")
     try:
         return _ACCOUNT_ID.validate_python(decoded)
     except ValidationError:
-        raise BadRequest(400, "account_id must be 1-128 printable characters.") from None
+        raise BadRequest("account_id must be 1-128 printable characters.") from None
 
 
 def _day_range(first: str | None, last: str | None, today: date) -> tuple[date, date]:
@@ -663,13 +647,13 @@ def _day_range(first: str | None, last: str | None, today: date) -> tuple[date, 
             date.fromisoformat(first) if first is not None else max(oldest, last_day - timedelta(days=29))
         )
     except (ValueError, OverflowError):
-        raise BadRequest(400, f"from and to must be dates like 2026-11-23, {allowed}.") from None
+        raise BadRequest(f"from and to must be dates like 2026-11-23, {allowed}.") from None
     if not (oldest <= first_day <= newest and oldest <= last_day <= newest):
-        raise BadRequest(400, f"from and to must be {allowed}.")
+        raise BadRequest(f"from and to must be {allowed}.")
     if first_day > last_day:
-        raise BadRequest(400, "from must not be after to.")
+        raise BadRequest("from must not be after to.")
     if (last_day - first_day).days >= MAX_COUNTER_DAYS:
-        raise BadRequest(400, f"Ask for at most {MAX_COUNTER_DAYS} days at a time.")
+        raise BadRequest(f"Ask for at most {MAX_COUNTER_DAYS} days at a time.")
     return first_day, last_day
 
 

@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -76,8 +75,11 @@ from shared.routing.messages import CLOSE_TYPE, PlayDelivery, TaskClose
 from shared.rules.plays import Channel
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client, dynamodb_client, is_conditional_failure
+from shared.wiring import Wiring
 
 from .settings import HubSpotSenderSettings
+
+wiring = Wiring()
 
 processor = BatchProcessor(event_type=EventType.SQS)
 FUNCTION_TIMEOUT = HUBSPOT_SENDER_FUNCTION.timeout  # the stack sets the same (one spec, shared/resources.py)
@@ -323,7 +325,7 @@ class TokenRefused(Exception):
     """The message is held until the HubSpot token is fixed."""
 
 
-@cache
+@wiring.once
 def sender() -> HubSpotSender:
     settings = load_settings(HubSpotSenderSettings)
     dynamodb = dynamodb_client()
