@@ -21,8 +21,9 @@ from typing import Any, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.errors import StorageUnavailable
 from shared.observability import logger
-from shared.storage.dynamo import is_conditional_failure, serialize
+from shared.storage.dynamo import error_code, is_conditional_failure, serialize
 
 PARALLEL_WRITES = 16
 
@@ -98,6 +99,15 @@ class Existing:
     received_at: str
 
 
+class WriteOnce(Protocol):
+    """The port of a ledger whose items are written once (the events', the outcomes')."""
+
+    def put_new(self, item: dict[str, Any]) -> Existing | None:
+        """Store the item unless its key is there; what is there if so. StorageUnavailable when the
+        store cannot answer now (nothing written)."""
+        ...
+
+
 class ConditionalLedger:
     """A DynamoDB table whose items are written once: a put that finds the key there changes nothing."""
 
@@ -116,12 +126,14 @@ class ConditionalLedger:
             )
         except ClientError as error:
             if not is_conditional_failure(error):
-                raise
+                raise StorageUnavailable(f"put to {self._table}: {error_code(error)}") from error
             old = error.response.get("Item", {})
             return Existing(
                 fingerprint=old.get("fingerprint", {}).get("S", ""),
                 received_at=old.get("received_at", {}).get("S", ""),
             )
+        except BotoCoreError as error:
+            raise StorageUnavailable(f"put to {self._table}: {type(error).__name__}") from error
         return None
 
 
@@ -147,7 +159,7 @@ def first_of_each(
 class ParallelPuts:
     """Conditional puts of a batch's items, in parallel, each ending in one result."""
 
-    def __init__(self, ledger: ConditionalLedger, noun: Noun) -> None:
+    def __init__(self, ledger: WriteOnce, noun: Noun) -> None:
         self._ledger = ledger
         self._noun = noun
         self._pool = ThreadPoolExecutor(
@@ -168,7 +180,7 @@ class ParallelPuts:
     def _put(self, item: dict[str, Any]) -> Existing | Exception | None:
         try:
             return self._ledger.put_new(item)
-        except (ClientError, BotoCoreError) as error:
+        except StorageUnavailable as error:
             return error
 
     def _result_of_put(self, index: int, item: Keyed, answer: Existing | Exception | None) -> ItemResult:

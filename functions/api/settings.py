@@ -11,7 +11,7 @@ from shared.resources import (
     PLAYS_TABLE,
 )
 from shared.segment.mapping import DEFAULT_MAPPING_PATH, MAPPING_PATH_ENV
-from shared.settings import RulesetPath
+from shared.settings import RulesetPath, ShadowRulesets
 
 
 class ApiSettings(IngestSettings):
@@ -22,6 +22,8 @@ class ApiSettings(IngestSettings):
     # POST /v1/imports/finish hands the go-live firings to the router, as the evaluator does.
     fired_queue_url: str = Field(min_length=1, validation_alias=FIRED_QUEUE.env_var)
     ruleset_path: RulesetPath
+    # The shadow rulesets deployed beside it (GET /v1/rulesets says which versions run now).
+    shadow_rulesets: ShadowRulesets
     # How long after a firing an expansion counts: plays' fates and the trigger metrics' maturity.
     horizon_days: int = Field(
         default=DEFAULT_HORIZON_DAYS, ge=1, le=DEFAULT_RETENTION_DAYS, validation_alias=HORIZON_ENV

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from shared.rules.engine import AccountState, Firing, TriggerState
+from shared.rules.ports import ConcurrentEvaluation, StoredState
 from shared.storage.dynamo import deserialize, serialize
 from shared.timestamps import utc_stamp
 
@@ -30,21 +30,12 @@ STATE_KEY = "state"
 FIRING_PREFIX = "firing#"
 
 
-class ConcurrentEvaluation(Exception):
-    """Another evaluation of the account committed first; evaluate again from its state."""
-
-
-@dataclass(frozen=True)
-class StoredState:
-    state: AccountState
-    version: int
-    pending: frozenset[str]
-    went_live: dict[str, Any] | None = None  # shared/rules/golive.py: WentLive.as_item()
-
-
 def firing_id(firing: Firing) -> str:
     moment = firing.evaluated_at.isoformat()
-    return hashlib.sha256(f"{firing.account_id}\n{firing.trigger}\n{moment}".encode()).hexdigest()[:24]
+    # A shadow ruleset may name a trigger as the live one does: its firings get their own ids.
+    shadow = f"shadow\n{firing.ruleset_version}\n" if firing.shadow_ruleset else ""
+    text = f"{shadow}{firing.account_id}\n{firing.trigger}\n{moment}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def fired_message(firing: Firing, go_live: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -87,6 +78,7 @@ class FiringStore:
         state: AccountState,
         firings: list[Firing],
         handed_off: set[str] | frozenset[str] = frozenset(),
+        shadow_firings: list[Firing] | tuple[Firing, ...] = (),
         *,
         went_live: dict[str, Any] | None = None,
         marks: dict[str, dict[str, Any]] | None = None,
@@ -94,9 +86,10 @@ class FiringStore:
         """Store the new state and the firings, unless the state changed since `read`.
 
         `handed_off`: ids of the read state's pending firings sent since; they leave the outbox.
+        `shadow_firings`: the shadow rulesets' firings, stored alike but never pending (never sent).
         `went_live`: the go-live record to keep (once); `marks`: per trigger, a firing's go-live mark.
         """
-        if state == read.state and not firings and not went_live:
+        if state == read.state and not firings and not shadow_firings and not went_live:
             return
         went_live = went_live or read.went_live
         marks = marks or {}
@@ -125,12 +118,13 @@ class FiringStore:
         writes: list[dict[str, Any]] = [
             {"Put": {"TableName": self._table, "Item": serialize(state_item), **condition}}
         ]
-        for firing in firings:
+        marked = [(firing, marks.get(firing.trigger)) for firing in firings]
+        for firing, mark in [*marked, *((firing, None) for firing in shadow_firings)]:
             writes.append(
                 {
                     "Put": {
                         "TableName": self._table,
-                        "Item": serialize(self._firing_item(firing, marks.get(firing.trigger))),
+                        "Item": serialize(self._firing_item(firing, mark)),
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 }
@@ -189,8 +183,9 @@ class FiringStore:
 
     def _firing_item(self, firing: Firing, go_live: dict[str, Any] | None = None) -> dict[str, Any]:
         moment = utc_stamp(firing.evaluated_at)
+        shadow = f"#shadow#{firing.ruleset_version}" if firing.shadow_ruleset else ""
         return {
-            **self._key_values(firing.account_id, f"{FIRING_PREFIX}{moment}#{firing.trigger}"),
+            **self._key_values(firing.account_id, f"{FIRING_PREFIX}{moment}#{firing.trigger}{shadow}"),
             "firing_id": firing_id(firing),
             "trigger": firing.trigger,
             "ruleset_version": firing.ruleset_version,

@@ -20,11 +20,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import TypeAdapter, ValidationError
 
 from shared.accounts.models import AccountProfile, StoredAccount, Writer
 from shared.accounts.store import AccountStore, ConcurrentProfileWrites, Revision, SourceMark
+from shared.errors import StorageUnavailable
 from shared.events.contract import FUTURE_TOLERANCE, MAX_EVENTS_PER_REQUEST
 from shared.events.models import AccountId
 from shared.events.validation import (
@@ -277,7 +277,7 @@ class SegmentIntake:
             )
         except InvalidTraits as invalid:
             return _rejected(index, group.messageId, invalid.errors)
-        except (ClientError, BotoCoreError, ConcurrentProfileWrites) as error:
+        except (StorageUnavailable, ConcurrentProfileWrites) as error:
             logger.error("profile write failed", extra={"error": type(error).__name__})
             return CallResult(index, group.messageId, Fate.FAILED, ["storage unavailable"])
         if revision is Revision.DUPLICATE:

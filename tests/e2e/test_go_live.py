@@ -50,7 +50,8 @@ def go_live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
         )
         + "\ngo_live:\n  pre_existing: fire\n"
     )
-    yield from running_stack({"RULESET_PATH": str(rules)})
+    with running_stack({"RULESET_PATH": str(rules)}) as running:
+        yield running
 
 
 def history(now: datetime) -> list[dict[str, Any]]:

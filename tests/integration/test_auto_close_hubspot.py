@@ -22,11 +22,12 @@ from shared.delivery.ledger import DeliveryLedger, DeliveryStatus
 from shared.delivery.task_close import CLOSE_CHANNEL, TASK_BODY_LIMIT, marker, with_note
 from shared.readback.tasks import PollerStateStore, TaskPoller, TaskRegistry
 from shared.resources import DELIVERIES_TABLE, HUBSPOT_QUEUE, PLAYS_TABLE
-from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery, TaskClose
+from shared.routing.models import PlayRecord, PlayStatus
 from shared.routing.views import play_state
 from tests.conftest import TEST_RETENTION_DAYS, Aws
-from tests.integration.builders import sqs_event
+from tests.integration.builders import hubspot_queue, sqs_event
 
 TOKEN = "pat-na1-auto-close-token"
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -87,9 +88,11 @@ def sender(aws: Aws, sink: Any, faults: Faults, plays: PlayLedger, registry: Tas
     return HubSpotSender(
         client=client,
         ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
-        sqs=aws.sqs,
-        queue_url=aws.queues[HUBSPOT_QUEUE.env_var],
-        dead_letter_queue_url=aws.sqs.create_queue(QueueName="hubspot-dlq")["QueueUrl"],
+        queue=hubspot_queue(
+            aws.sqs,
+            aws.queues[HUBSPOT_QUEUE.env_var],
+            aws.sqs.create_queue(QueueName="hubspot-dlq")["QueueUrl"],
+        ),
         plays=plays,
         tasks=registry,
     )
@@ -343,7 +346,7 @@ def test_given_hubspot_refuses_the_token_then_the_close_is_held_not_dead_lettere
     with pytest.raises(BatchProcessingError):
         send_tasks(queued(aws, close_message(task)), sender, far())
 
-    assert aws.sqs.receive_message(QueueUrl=sender.dead_letter_queue_url).get("Messages", []) == []
+    assert aws.sqs.receive_message(QueueUrl=sender.queue.dead_letter_url).get("Messages", []) == []
     assert task_state(plays)["closed"]["result"] is None
     assert patches(sink) == []
 
@@ -356,7 +359,7 @@ def test_given_hubspot_refuses_the_update_for_good_then_it_is_dead_lettered_and_
 
     assert send_tasks(sqs_event([close_message(task)]), sender, far()) == {"batchItemFailures": []}
 
-    [dead] = aws.sqs.receive_message(QueueUrl=sender.dead_letter_queue_url, MessageAttributeNames=["All"])[
+    [dead] = aws.sqs.receive_message(QueueUrl=sender.queue.dead_letter_url, MessageAttributeNames=["All"])[
         "Messages"
     ]
     assert json.loads(dead["Body"])["type"] == "task.close"
@@ -371,7 +374,7 @@ def test_given_a_malformed_close_then_it_is_dead_lettered_with_what_is_wrong(
 
     assert send_tasks(sqs_event([body]), sender, far()) == {"batchItemFailures": []}
 
-    [dead] = aws.sqs.receive_message(QueueUrl=sender.dead_letter_queue_url, MessageAttributeNames=["All"])[
+    [dead] = aws.sqs.receive_message(QueueUrl=sender.queue.dead_letter_url, MessageAttributeNames=["All"])[
         "Messages"
     ]
     reason = dead["MessageAttributes"]["error"]["StringValue"]

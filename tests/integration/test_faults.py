@@ -46,10 +46,11 @@ from shared.resources import (
     PLAYS_TABLE,
 )
 from shared.routing.dispatch import AwsDispatcher
-from shared.routing.ledger import PlayLedger, PlayStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
+from shared.routing.models import PlayStatus
 from shared.routing.router import FiredMessage, Router, play_id
-from shared.rules.aggregates import DynamoAggregates
+from shared.rules.dynamo_aggregates import DynamoAggregates
 from shared.rules.engine import read_plan
 from shared.rules.firings import FiringStore
 from shared.rules.loading import parse_ruleset
@@ -60,6 +61,7 @@ from tests.integration.builders import (
     TEST_WRITER,
     an_hour,
     call_api,
+    hubspot_queue,
     post_events,
     rfc3339,
     sqs_event,
@@ -255,9 +257,7 @@ def deliver_tasks(aws: Aws, hubspot: HubSpotTasks) -> list[str]:
     sender = HubSpotSender(
         client=client,
         ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
-        sqs=aws.sqs,
-        queue_url=aws.queues[HUBSPOT_QUEUE.env_var],
-        dead_letter_queue_url="unused: nothing here is rejected",
+        queue=hubspot_queue(aws.sqs, aws.queues[HUBSPOT_QUEUE.env_var], "unused: nothing here is rejected"),
     )
     bodies = queue_bodies(aws, HUBSPOT_QUEUE)
     for start in range(0, len(bodies), 10):
@@ -691,9 +691,7 @@ def test_given_hubspot_answers_500_for_a_minute_then_recovers_then_every_play_ge
             jitter=lambda: 0.0,
         ),
         ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
-        sqs=queue,
-        queue_url=queue.url,
-        dead_letter_queue_url=queue.dead_letter_url,
+        queue=hubspot_queue(queue, queue.url, queue.dead_letter_url),
         clock=clock,
     )
     plays = [f"{n:024x}" for n in range(1, 41)]

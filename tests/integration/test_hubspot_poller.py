@@ -22,10 +22,12 @@ from shared.delivery.ledger import DeliveryLedger
 from shared.delivery.shared_pacer import SharedPacer
 from shared.readback.tasks import POLLER_STATE_KEY, PollerStateStore, TaskFacts, TaskPoller, TaskRegistry
 from shared.resources import DELIVERIES_TABLE, HUBSPOT_QUEUE, PLAYS_TABLE
-from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus, TaskStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
+from shared.routing.models import PlayRecord, PlayStatus, TaskStatus
 from shared.routing.views import play_state
 from tests.conftest import TEST_RETENTION_DAYS, Aws
+from tests.integration.builders import hubspot_queue
 from upswing.local.hubspot_sink import HubSpotSink
 
 TOKEN = "pat-na1-readback-token"
@@ -125,9 +127,7 @@ def create_play(
     sender = HubSpotSender(
         client=client,
         ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
-        sqs=aws.sqs,
-        queue_url=aws.queues[HUBSPOT_QUEUE.env_var],
-        dead_letter_queue_url="unused",
+        queue=hubspot_queue(aws.sqs, aws.queues[HUBSPOT_QUEUE.env_var], "unused"),
         plays=plays,
         tasks=registry,
     )
