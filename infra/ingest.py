@@ -27,6 +27,7 @@ from shared.resources import (
     BUS_INTAKE_DETAIL_TYPES,
     COUNTERS_TABLE,
     EVENTS_TABLE,
+    FIRED_QUEUE,
     FIRINGS_TABLE,
     OUTCOMES_TABLE,
     PLAYS_TABLE,
@@ -196,6 +197,18 @@ class IngestApi(Construct):
         self._add_gateway_responses()
         self._acknowledge_findings()
 
+    def allow_going_live(self, storage: Storage, fired_queue: sqs.IQueue) -> None:
+        """POST /v1/imports/finish evaluates each imported account once, as the evaluator would:
+        it commits the account's trigger state and firings and hands them to the router."""
+        firings_table = storage.table(FIRINGS_TABLE)
+        self.api_function.function.add_environment(FIRED_QUEUE.env_var, fired_queue.queue_url)
+        # The state item's versioned put, the firings' conditional puts (one transaction), the
+        # outbox's DELETE of handed-off ids; reads are granted above.
+        self.api_function.allow(["dynamodb:PutItem", "dynamodb:UpdateItem"], firings_table.table_arn)
+        # ...once the account's counters hold every event of its ledger partition (a COUNT query).
+        self.api_function.allow(["dynamodb:Query"], storage.table(EVENTS_TABLE).table_arn)
+        fired_queue.grant_send_messages(self.api_function.function)
+
     def _stage_options(self, settings: UpswingSettings) -> apigateway.StageOptions:
         access_logs = logs.LogGroup(
             self, "AccessLogs", retention=logs.RetentionDays.THREE_MONTHS, removal_policy=RemovalPolicy.RETAIN
@@ -227,6 +240,7 @@ class IngestApi(Construct):
         account = v1.add_resource("accounts").add_resource("{account_id}")
         account_id_required = {"method.request.path.account_id": True}
         events = v1.add_resource("events")
+        import_finish = v1.add_resource("imports").add_resource("finish")
         outcomes = v1.add_resource("outcomes")
         counters = account.add_resource("counters")
         signals = account.add_resource("signals")
@@ -243,6 +257,7 @@ class IngestApi(Construct):
         segment_calls = [v1.add_resource(path.removeprefix("/v1/")) for path in SEGMENT_PATHS]
         methods = [
             events.add_method("POST", integration, request_validator=validator),
+            import_finish.add_method("POST", integration, request_validator=validator),
             outcomes.add_method("POST", integration, request_validator=validator),
             account.add_method(
                 "GET", integration, request_validator=validator, request_parameters=account_id_required
@@ -295,6 +310,7 @@ class IngestApi(Construct):
             )
             for resource in (
                 events,
+                import_finish,
                 outcomes,
                 document,
                 triggers,

@@ -46,6 +46,7 @@ class UpswingStack(Stack):
         bus = BusIngest(self, "BusIngest", package=package, storage=storage, settings=settings)
         counting = Counting(self, "Counting", package=package, storage=storage, settings=settings)
         evaluation = Evaluation(self, "Evaluation", package=package, storage=storage, settings=settings)
+        api.allow_going_live(storage, evaluation.fired_queue)
         routing = Routing(
             self,
             "Routing",

@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared.accounts.models import AccountProfile, StoredAccount
 from shared.events.contract import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST
+from shared.events.imports import MAX_ACCOUNTS_PER_FINISH, ImportFinish, ImportFinished
 from shared.events.models import PRINTABLE_ID_FORMAT, EventBatch, IngestResponse, UsageEvent
 from shared.outcomes.models import AccountOutcome, AccountOutcomes, OutcomeBatch, OutcomesResponse
 from shared.producers import Scope
@@ -33,12 +34,12 @@ def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema(
         [
             (model, "validation")
-            for model in (EventBatch, UsageEvent, OutcomeBatch, AccountOutcome, AccountProfile)
+            for model in (EventBatch, UsageEvent, OutcomeBatch, AccountOutcome, AccountProfile, ImportFinish)
         ]
         + [(model, "validation") for model in (TrackCall, GroupCall, IdentifyCall, BatchCall)]
         + [
             (model, "serialization")
-            for model in (IngestResponse, OutcomesResponse, StoredAccount, AccountOutcomes)
+            for model in (IngestResponse, OutcomesResponse, StoredAccount, AccountOutcomes, ImportFinished)
         ]
         + [(SegmentResponse, "serialization")],
         ref_template=_REF,
@@ -70,6 +71,7 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/v1/events": {"post": _post_events()},
             "/v1/outcomes": {"post": _post_outcomes()},
+            "/v1/imports/finish": {"post": _post_imports_finish()},
             "/v1/accounts/{account_id}": {"put": _put_account(), "get": _get_account()},
             "/v1/accounts/{account_id}/counters": {"get": _get_counters()},
             "/v1/accounts/{account_id}/signals": {"get": _get_signals()},
@@ -137,6 +139,36 @@ def _post_events() -> dict[str, Any]:
                     "413": "More than 500 events or more than 1 MiB.",
                     "415": "Content-Type is not application/json.",
                     "503": "Storage is unavailable; retry the whole request (stored events count once).",
+                }
+            ),
+        },
+    }
+
+
+def _post_imports_finish() -> dict[str, Any]:
+    return {
+        "operationId": "postImportsFinish",
+        "security": _needs(Scope.EVENTS_WRITE),
+        "summary": "End a history import: each imported account goes live once.",
+        "description": (
+            'After the history was sent with "backfill": true, each account named is evaluated once '
+            "with its whole history; the triggers that hold then are pre-existing, and the ruleset's "
+            "go_live setting decides whether they are routed now (fire), spread over days (spread) or "
+            f"not at all (skip). 1 to {MAX_ACCOUNTS_PER_FINISH} account ids per request. Calling it "
+            "again for an account changes nothing and answers what its first call decided."
+        ),
+        "requestBody": {"required": True, **_json_body(_ref("ImportFinish"))},
+        "responses": {
+            "200": {
+                "description": "What going live decided, per account.",
+                **_json_body(_ref("ImportFinished")),
+            },
+            **_errors(
+                {
+                    "400": 'The body is not JSON, or not {"account_ids": [...]} with 1 to '
+                    f"{MAX_ACCOUNTS_PER_FINISH} valid ids.",
+                    "413": f"More than {MAX_BODY_BYTES:,} bytes.",
+                    "503": "Storage is unavailable; retry (accounts already live answer the same).",
                 }
             ),
         },

@@ -110,8 +110,77 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_simulate(commands)
     _add_backtest(commands)
+    _add_import(commands)
     _add_experiment(commands)
     return parser
+
+
+def _add_import(commands: Any) -> None:
+    imports = commands.add_parser(
+        "import",
+        help="go live: post history as backfill (counted, not evaluated), then evaluate each account once",
+        description="Posts the files' events (JSONL or CSV, as the backtest reads them) to POST /v1/events "
+        'with "backfill": true, then calls POST /v1/imports/finish for every imported account: each is '
+        "evaluated once with its whole history, and the ruleset's go_live setting decides what happens to "
+        "the triggers that already held (fire, spread, skip). Resumable: a progress file records what the "
+        "API acknowledged; run the same command again to resume. The key (events:write) is read from the "
+        "environment variable named by --key-env (never an argument). See docs/operations.md, Going live.",
+    )
+    imports.add_argument("files", type=Path, nargs="+", help="event files, in order")
+    where = imports.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--endpoint", help="the API's base URL (the stack's ApiUrl output, or the local stack's)"
+    )
+    where.add_argument("--stack", help="read the API's URL from this CloudFormation stack's outputs")
+    imports.add_argument("--key-env", default="UPSWING_API_KEY", help="env var holding the producer key")
+    imports.add_argument(
+        "--progress-file", type=Path, help="where progress is kept (default: .upswing-import-<digest>.json)"
+    )
+    imports.add_argument(
+        "--no-finish", action="store_true", help="import only; go live later by running it again without this"
+    )
+    imports.set_defaults(run=_import)
+
+
+def _import(args: argparse.Namespace) -> None:
+    import httpx
+
+    from upswing.backtest.events import InputError
+    from upswing.backtest.output import terminal_progress
+    from upswing.importer import (
+        Importer,
+        ImportFailed,
+        ImportState,
+        check_files,
+        default_progress_file,
+        files_digest,
+        summary,
+    )
+
+    key = os.environ.get(args.key_env, "").strip()
+    if not key:
+        raise UserError(
+            f"put a producer key with the events:write scope in ${args.key_env} (never an argument)"
+        )
+    try:
+        check_files(args.files)
+    except InputError as error:
+        raise UserError(str(error)) from None
+    endpoint = args.endpoint or _stack_output(args.stack, "ApiUrl")
+    progress_file = args.progress_file or default_progress_file(args.files)
+    try:
+        state = ImportState.load(progress_file, files_digest(args.files))
+        with httpx.Client(timeout=60) as http:
+            importer = Importer(http, endpoint, key, state, progress_file, terminal_progress())
+            importer.send(args.files)
+            if not args.no_finish:
+                importer.finish()
+    except (ImportFailed, InputError) as error:
+        raise UserError(f"{error} (progress kept in {progress_file})") from None
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(summary(importer.state))
+    print(f"Progress kept in {progress_file}: running the same command again sends nothing twice.")
 
 
 def _add_experiment(commands: Any) -> None:

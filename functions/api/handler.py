@@ -40,6 +40,8 @@ from shared.delivery.slack_interactions import (
     record_not_useful,
     verify_slack_request,
 )
+from shared.events.counting_lag import CountingLag
+from shared.events.imports import ImportFinish, ImportFinished
 from shared.events.ingest import Ingestor, ingestor_for, summarize
 from shared.events.models import AccountId
 from shared.events.validation import (
@@ -47,7 +49,7 @@ from shared.events.validation import (
     TooLarge,
     UnsupportedMediaType,
     describe_errors,
-    parse_batch_request,
+    parse_batch_envelope,
     parse_json_body,
 )
 from shared.experiments.arms import EXPERIMENT_SALT, experiment_salt
@@ -64,7 +66,8 @@ from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
 from shared.rules.audit import ruleset_audit
 from shared.rules.build import build_online_evaluator
-from shared.rules.online import OnlineEvaluator, active_ruleset, trigger_view
+from shared.rules.golive import WentLive
+from shared.rules.online import OnlineEvaluator, active_ruleset, sqs_publisher, trigger_view
 from shared.rules.versions import RulesetRecords, shadow_paths
 from shared.segment.intake import (
     Caller,
@@ -86,6 +89,8 @@ wiring = Wiring()
 
 app = APIGatewayRestResolver()
 MAX_COUNTER_DAYS = 400
+# POST /v1/imports/finish: accounts evaluated at once (each a handful of reads and one commit).
+GO_LIVE_IN_PARALLEL = 8
 RECENT_PLAYS = 20
 # GET /v1/triggers reads one partition per trigger; this many at once.
 TRIGGER_READS_IN_PARALLEL = 8
@@ -199,6 +204,19 @@ def signals() -> OnlineEvaluator:
     return build_online_evaluator(settings(), consistent_reads=False)  # a preview: eventual is enough
 
 
+@wiring.once
+def go_live() -> OnlineEvaluator:
+    """The rules as the evaluator runs them (consistent reads, hand-off to the router), for the one
+    evaluation of each imported account at the end of an import (POST /v1/imports/finish)."""
+    return build_online_evaluator(settings(), sqs_publisher(aws_client("sqs"), settings().fired_queue_url))
+
+
+@wiring.once
+def counting_lag() -> CountingLag:
+    config = settings()
+    return CountingLag(dynamodb_client(), config.events_table, counters(), config.retention_days)
+
+
 def require_scope(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
     """Let the call through only if the key holds the scope the document names for this route."""
     route = app.context["_route"]
@@ -224,7 +242,44 @@ app.use(middlewares=[require_scope])
 
 @app.post("/v1/events")
 def post_events() -> Response:
-    return _take_batch(ingestor(), summarize)
+    return _take_batch(ingestor(), summarize, backfill=ingestor().for_backfill())
+
+
+@app.post("/v1/imports/finish")
+def post_imports_finish() -> Response:
+    """Each imported account goes live once (shared/rules/golive.py); again: the same answer."""
+    request = app.current_event
+    document = parse_json_body(request.body, request.is_base64_encoded or False, what="account ids")
+    try:
+        finish = ImportFinish.model_validate(document)
+    except ValidationError as error:
+        problems = describe_errors(error, ImportFinish, noun="body")
+        raise BadRequest("The body is not a valid import finish: " + "; ".join(problems)) from None
+    now = datetime.now(UTC)
+
+    def go_live_once(account_id: str) -> WentLive | None:
+        live = go_live().went_live(account_id)
+        if live is None and counting_lag().uncounted(account_id, now.date()):
+            return None  # judged on part of its history otherwise: the caller asks again
+        return live or go_live().go_live(account_id, now)
+
+    account_ids = list(dict.fromkeys(finish.account_ids))
+    with ThreadPoolExecutor(max_workers=GO_LIVE_IN_PARALLEL) as pool:
+        answers = list(pool.map(go_live_once, account_ids))
+    went_live = [answer for answer in answers if answer is not None]
+    still_counting = [account for account, answer in zip(account_ids, answers, strict=True) if answer is None]
+    by_trigger: dict[str, int] = {}
+    for account in went_live:
+        for name in account.pre_existing:
+            by_trigger[name] = by_trigger.get(name, 0) + 1
+    answer = ImportFinished.model_validate(
+        {
+            "accounts": [account.as_view() for account in went_live],
+            "still_counting": still_counting,
+            "pre_existing_by_trigger": by_trigger,
+        }
+    )
+    return _json(200, answer.model_dump(mode="json"))
 
 
 @app.post("/v1/outcomes")
@@ -283,18 +338,26 @@ def _take_segment(route_type: str | None) -> Response:
     return _json(200, summarize_calls(results).model_dump(mode="json"))
 
 
-def _take_batch(intake: BatchIntake, summarize: Callable[[Sequence[ItemResult]], BaseModel]) -> Response:
+def _take_batch(
+    intake: BatchIntake,
+    summarize: Callable[[Sequence[ItemResult]], BaseModel],
+    backfill: BatchIntake | None = None,
+) -> Response:
     """A batch POST: the envelope, then each item through the intake, then 202 with each item's fate
-    (or 503 when storage failed part-way: the whole request is retried and what was stored counts once)."""
+    (or 503 when storage failed part-way: the whole request is retried and what was stored counts once).
+    `backfill`: the intake of a request flagged `"backfill": true` (only routes that take history)."""
     request = app.current_event
     noun = intake.noun
-    raw_items = parse_batch_request(
+    raw_items, flags = parse_batch_envelope(
         request.body,
         request.headers.get("content-type"),
         request.is_base64_encoded or False,
         array=noun.plural,
         noun=noun.singular,
+        flags=("backfill",) if backfill else (),
     )
+    if backfill and flags["backfill"]:
+        intake = backfill
     results = intake.ingest(raw_items, _producer(), Channel.HTTPS, datetime.now(UTC))
     tally = Tally.of(results)
     prefix = noun.plural.capitalize()

@@ -6,6 +6,7 @@ from shared.horizon import DEFAULT_HORIZON_DAYS, HORIZON_ENV
 from shared.resources import (
     ACCOUNTS_TABLE,
     COUNTERS_TABLE,
+    FIRED_QUEUE,
     FIRINGS_TABLE,
     PLAYS_TABLE,
     SLACK_SIGNING_SECRET_ENV,
@@ -19,6 +20,8 @@ class ApiSettings(IngestSettings):
     counters_table: str = Field(min_length=1, validation_alias=COUNTERS_TABLE.env_var)
     firings_table: str = Field(min_length=1, validation_alias=FIRINGS_TABLE.env_var)
     plays_table: str = Field(min_length=1, validation_alias=PLAYS_TABLE.env_var)
+    # POST /v1/imports/finish hands the go-live firings to the router, as the evaluator does.
+    fired_queue_url: str = Field(min_length=1, validation_alias=FIRED_QUEUE.env_var)
     ruleset_path: RulesetPath
     # The shadow rulesets deployed beside it (GET /v1/rulesets says which versions run now).
     shadow_rulesets: ShadowRulesets

@@ -12,6 +12,9 @@ from shared.counters.bucket import DayBucket
 from shared.storage.dynamo import deserialize, is_conditional_failure, serialize
 
 BucketKey = tuple[str, str]  # (account_id, day)
+# Who moved a bucket last: live events (evaluated on the stream) or an import (evaluated at its end).
+WRITTEN_BY = "written_by"
+LIVE, BACKFILL = "live", "backfill"
 _BATCH_GET_LIMIT = 100
 
 
@@ -46,13 +49,15 @@ class CounterStore:
                 request = answer.get("UnprocessedKeys") or {}
         return found
 
-    def save(self, bucket: DayBucket, previous_sequence: str) -> bool:
-        """Write the bucket if nobody else wrote it since it was read; False when someone did."""
+    def save(self, bucket: DayBucket, previous_sequence: str, *, backfill: bool = False) -> bool:
+        """Write the bucket if nobody else wrote it since it was read; False when someone did.
+        backfill=True: only imported history changed it (the evaluator lets the write pass)."""
         expires = datetime.combine(date.fromisoformat(bucket.day), time(), tzinfo=UTC) + timedelta(
             days=self._retention_days + 1
         )
         item = {**self._key_values(bucket.account_id, bucket.day), **bucket.to_item()}
         item["expires_at"] = int(expires.timestamp())
+        item[WRITTEN_BY] = BACKFILL if backfill else LIVE
         condition: dict[str, Any]
         if previous_sequence:
             condition = {

@@ -7,6 +7,9 @@ budgets are charged, and one `PlayDelivery` per channel goes to that channel's q
 `play.routed` event on the bus. A play over budget is deferred to the end of the budget's period
 and the scheduler routes it then. Every step is recorded in the play ledger, so a redelivered
 message finds its play and does not route it twice.
+
+A pre-existing firing (go-live after a history import, shared/rules/golive.py) whose `release_at`
+is still to come is deferred to it, and its escalation tiers count from it: `spread` this way.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from shared.routing.models import FINAL, WAITING, AlreadyTaken, OverBudget, Play
 from shared.routing.narrative import due_date, priority, render
 from shared.routing.ports import Accounts, Dispatcher, Plays, Watches
 from shared.rules.durations import days
+from shared.rules.golive import go_live_mark
 from shared.rules.language import Ruleset
 from shared.rules.plays import Channel, Period, Pick, Play, Tier, channel_kind, destination_of
 
@@ -85,6 +89,10 @@ class Router:
         unrouted = arm in (Arm.HOLDOUT, Arm.SHADOW)
         tiers = [] if unrouted else self._play(firing).tiers()  # held out or shadow: escalates to no one
         fired_at = message.firing.evaluated_at
+        mark = go_live_mark(firing)
+        release = datetime.fromisoformat(mark["release_at"]) if mark else None
+        if release is not None and release > fired_at:
+            fired_at = release  # a spread pre-existing play: its tiers follow its own first day
         for number, tier in enumerate(tiers[1:], start=1):
             due_at = fired_at + timedelta(days=days(tier.after))
             self.ledger.schedule(self._new_record(message.firing_id, number, firing, now, due_at=due_at))
@@ -109,6 +117,9 @@ class Router:
                 status = PlayStatus.SHADOW
                 reason = f"shadow: outside the rollout ({experiment.get('rollout')})"
             return self._settle(record.moved(status, now, due_at=None, reason=reason))
+        if release is not None and release > now:
+            reason = f"go-live: pre-existing trigger, spread to {release.date().isoformat()}"
+            return self._settle(record.moved(PlayStatus.DEFERRED, now, due_at=release, reason=reason))
         return self._route(record, now)
 
     def release(self, record: PlayRecord, now: datetime) -> PlayRecord:
@@ -193,7 +204,15 @@ class Router:
         creates_task = any(delivery.channel is Channel.HUBSPOT_TASK for delivery in deliveries)
         try:
             self.ledger.accept(
-                accepted, charges(self.ruleset.budgets, record.account_id, owner, creates_task, now)
+                accepted,
+                charges(
+                    self.ruleset.budgets,
+                    record.account_id,
+                    owner,
+                    creates_task,
+                    now,
+                    trigger=record.trigger if record.tier == 0 else None,
+                ),
             )
         except OverBudget as over:
             logger.info("play deferred", extra={"play_id": record.play_id, "budget": str(over)})

@@ -29,7 +29,7 @@ from shared.counters.slices import MAX_GROUPS_PER_DAY
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.models import AccountId, DimensionKey, DimensionValue, EventKind, MetricName
 from shared.rules.durations import days
-from shared.rules.plays import Budgets, Destinations, Play
+from shared.rules.plays import Budgets, Destinations, GoLive, Play
 
 DURATION_PATTERN = r"^[1-9][0-9]{0,3}[dw]$"
 Duration = Annotated[
@@ -557,6 +557,10 @@ class Ruleset(_Strict):
     )
     destinations: Destinations = Field(
         default_factory=Destinations, description="Where the plays' webhook:NAME channels post."
+    )
+    go_live: GoLive = Field(
+        default_factory=GoLive,
+        description="What the end of a history import does with the triggers that already held.",
     )
 
 

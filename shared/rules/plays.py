@@ -284,6 +284,13 @@ class Budgets(_Strict):
     tasks_per_owner_per_day: int | None = Field(
         default=25, ge=1, le=10_000, description="At most this many new HubSpot tasks per owner per day."
     )
+    plays_per_trigger_per_day: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Flood control: at most this many new plays of any one trigger per UTC day, over all "
+        "accounts (the rest wait for the next day); null: no cap.",
+    )
 
 
 # Signing secrets live in Secrets Manager under this prefix, so the webhook sender's role can read
@@ -324,3 +331,25 @@ class Destinations(_Strict):
     webhooks: dict[
         Annotated[str, StringConstraints(pattern=rf"^{DESTINATION_NAME}$")], WebhookDestination
     ] = Field(default_factory=dict, description="Name → destination, for the webhook:NAME channel.")
+
+
+class PreExisting(StrEnum):
+    """What going live does with the triggers that already held in the imported history."""
+
+    FIRE = "fire"  # route them at go-live, like new firings (the budgets still apply)
+    SPREAD = "spread"  # route them spread over `spread_days`, a share each day (the budgets still apply)
+    SKIP = "skip"  # route none: only what starts holding after go-live fires
+
+
+class GoLive(_Strict):
+    """The end of a history import (docs/operations.md, "Going live"): each imported account is
+    evaluated once with its whole history; what holds then held before go-live ("pre-existing")."""
+
+    pre_existing: PreExisting = Field(
+        default=PreExisting.SPREAD,
+        description="fire: route pre-existing triggers at go-live; spread: over spread_days; "
+        "skip: never (they re-arm when their signal clears).",
+    )
+    spread_days: int = Field(
+        default=7, ge=1, le=90, description="With spread: the days the pre-existing plays are spread over."
+    )

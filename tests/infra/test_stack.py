@@ -504,7 +504,11 @@ def test_given_the_api_function_then_it_gets_exactly_the_item_actions_it_perform
 ) -> None:
     statements = role_statements(template, function_id(template, API_HANDLER))
 
-    assert allowed_actions(statements, table_id(template, EVENTS_TABLE)) == {"dynamodb:PutItem"}
+    # Query: POST /v1/imports/finish counts an account's ledger events (are they all counted yet?).
+    assert allowed_actions(statements, table_id(template, EVENTS_TABLE)) == {
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+    }
     for spec in (REGISTRY_TABLE, ACCOUNTS_TABLE):
         assert allowed_actions(item_statements(statements), table_id(template, spec)) == {
             "dynamodb:GetItem",
@@ -512,9 +516,13 @@ def test_given_the_api_function_then_it_gets_exactly_the_item_actions_it_perform
         }
     assert_parent_index_query_only(template, statements)
     assert allowed_actions(statements, table_id(template, COUNTERS_TABLE)) == {"dynamodb:Query"}
+    # GET .../signals reads the state and recent firings; POST /v1/imports/finish commits an
+    # imported account's go-live evaluation (state + firings) and clears its outbox, as the evaluator does.
     assert allowed_actions(statements, table_id(template, FIRINGS_TABLE)) == {
         "dynamodb:GetItem",
+        "dynamodb:PutItem",
         "dynamodb:Query",
+        "dynamodb:UpdateItem",
     }
     # Reads; and POST /v1/slack/interactions records "Not useful" on a play (an update, a read)
     assert allowed_actions(statements, table_id(template, PLAYS_TABLE)) == {
@@ -818,7 +826,13 @@ def event_source(template: dict[str, Any], handler: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("consumer", "producers", "env_var", "max_receive_count"),
     [
-        (ROUTER_HANDLER, [EVALUATOR_HANDLER], FIRED_QUEUE.env_var, FIRED_QUEUE.max_receive_count),
+        # The API hands off the go-live firings of an import (POST /v1/imports/finish).
+        (
+            ROUTER_HANDLER,
+            [EVALUATOR_HANDLER, API_HANDLER],
+            FIRED_QUEUE.env_var,
+            FIRED_QUEUE.max_receive_count,
+        ),
         (HUBSPOT_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], HUBSPOT_QUEUE.env_var, 10),
         (EMAIL_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], EMAIL_QUEUE.env_var, 5),
         (WEBHOOK_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], WEBHOOK_QUEUE.env_var, 10),

@@ -62,6 +62,8 @@ def request_for(method: str, template: str, scopes: frozenset[Scope] | set[Scope
     body = None
     if (method, template) == ("POST", "/v1/events"):
         body = json.dumps({"events": [usage_event()]})
+    elif (method, template) == ("POST", "/v1/imports/finish"):
+        body = json.dumps({"account_ids": [ACCOUNT]})
     elif (method, template) == ("POST", "/v1/outcomes"):
         body = json.dumps({"outcomes": [an_outcome()]})
     elif method == "PUT":

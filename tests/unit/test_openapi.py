@@ -39,6 +39,7 @@ def test_given_the_document_then_it_lists_the_routes_of_the_api():
     assert set(paths) == {
         "/v1/events",
         "/v1/outcomes",
+        "/v1/imports/finish",
         "/v1/accounts/{account_id}",
         "/v1/accounts/{account_id}/counters",
         "/v1/accounts/{account_id}/signals",
