@@ -84,6 +84,10 @@ def _apply_group(store: CounterStore, bucket: Any, group: list[CountedEvent], sl
     for _ in range(_SAVE_ATTEMPTS):
         previous = bucket.applied_sequence
         applied = sum(bucket.apply(event, slicing) for event in group)
+        if applied and not previous:
+            # The account's first bucket for this day: its coverage may start here (docs/rules.md,
+            # "Data coverage"). Written before the bucket, so a failure in between is retried with it.
+            store.note_first_seen(bucket.account_id, bucket.day)
         if applied == 0 or store.save(bucket, previous):
             return applied
         # Someone wrote the bucket since we read it: start again from what is there now.
