@@ -607,8 +607,10 @@ def test_given_the_aggregator_then_it_writes_only_counters(template: dict[str, A
         "dynamodb:BatchGetItem",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "dynamodb:UpdateItem",  # the first_seen marker (data coverage)
+        "dynamodb:Query",  # its earliest bucket, once per account
     }
-    assert not allowed_actions(statements) & (DYNAMODB_WRITES - {"dynamodb:PutItem"})
+    assert not allowed_actions(statements) & (DYNAMODB_WRITES - {"dynamodb:PutItem", "dynamodb:UpdateItem"})
     for spec in (EVENTS_TABLE, REGISTRY_TABLE, ACCOUNTS_TABLE):
         assert not allowed_actions(statements, table_id(template, spec)) & DYNAMODB_WRITES
 
