@@ -165,6 +165,8 @@ EMAIL_QUEUE = QueueSpec(construct_id="EmailQueue", env_var="EMAIL_QUEUE_URL", re
 QUEUES = (BUS_INGEST_QUEUE, REJECTS_QUEUE, FIRED_QUEUE, HUBSPOT_QUEUE, EMAIL_QUEUE)
 
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
+# The Firehose delivery stream the archiver puts accepted events on (the Parquet archive on S3).
+ARCHIVE_STREAM_ENV = "ARCHIVE_DELIVERY_STREAM"
 # How far back events are accepted and how long ledger and counters keep them (days).
 RETENTION_DAYS_ENV = "RETENTION_DAYS"
 # "true" loads Powertools' Tracer (X-Ray SDK) in every function: see shared/observability.py.
@@ -213,6 +215,7 @@ HUBSPOT_SENDER_FUNCTION = FunctionSpec("functions.hubspot_sender.handler.handler
 EMAIL_SENDER_FUNCTION = FunctionSpec("functions.email_sender.handler.handler", 30)
 HUBSPOT_POLLER_FUNCTION = FunctionSpec("functions.hubspot_poller.handler.handler", 120)
 ATTRIBUTOR_FUNCTION = FunctionSpec("functions.attributor.handler.handler", 60)
+ARCHIVER_FUNCTION = FunctionSpec("functions.archiver.handler.handler", 60, memory_mb=256)
 FUNCTIONS = (
     API_FUNCTION,
     AUTHORIZER_FUNCTION,
@@ -225,4 +228,5 @@ FUNCTIONS = (
     EMAIL_SENDER_FUNCTION,
     HUBSPOT_POLLER_FUNCTION,
     ATTRIBUTOR_FUNCTION,
+    ARCHIVER_FUNCTION,
 )
