@@ -119,7 +119,11 @@ def _proxy_event(events: list[dict[str, Any]]) -> dict[str, Any]:
         "headers": {"Content-Type": "application/json"},
         "multiValueHeaders": {"Content-Type": ["application/json"]},
         "queryStringParameters": None,
-        "requestContext": {"authorizer": {"producer_id": "bench", "scopes": "events:write"}, "requestId": "bench", "stage": "api"},
+        "requestContext": {
+            "authorizer": {"producer_id": "bench", "scopes": "events:write"},
+            "requestId": "bench",
+            "stage": "api",
+        },
         "body": json.dumps({"events": events}),
         "isBase64Encoded": False,
     }

@@ -79,7 +79,9 @@ class Archive(Construct):
                     prefix="errors/",
                     expiration=Duration.days(30),
                 ),
-                s3.LifecycleRule(id="incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)),
+                s3.LifecycleRule(
+                    id="incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)
+                ),
             ],
         )
         acknowledge(
@@ -112,7 +114,9 @@ class Archive(Construct):
                 parameters={"classification": "parquet"},
                 partition_keys=[glue.CfnTable.ColumnProperty(name=PARTITION_KEY, type="string")],
                 storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                    columns=[glue.CfnTable.ColumnProperty(name=name, type=kind) for name, kind in ARCHIVE_COLUMNS],
+                    columns=[
+                        glue.CfnTable.ColumnProperty(name=name, type=kind) for name, kind in ARCHIVE_COLUMNS
+                    ],
                     location=self.bucket.s3_url_for_object(EVENTS_PREFIX),
                     input_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
                     output_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
@@ -156,7 +160,9 @@ class Archive(Construct):
                 resources=[
                     stack.format_arn(service="glue", resource="catalog"),
                     stack.format_arn(service="glue", resource="database", resource_name=database.ref),
-                    stack.format_arn(service="glue", resource="table", resource_name=f"{database.ref}/events"),
+                    stack.format_arn(
+                        service="glue", resource="table", resource_name=f"{database.ref}/events"
+                    ),
                 ],
             )
         )
@@ -225,7 +231,9 @@ class Archive(Construct):
                     ),
                     output_format_configuration=firehose.CfnDeliveryStream.OutputFormatConfigurationProperty(
                         serializer=firehose.CfnDeliveryStream.SerializerProperty(
-                            parquet_ser_de=firehose.CfnDeliveryStream.ParquetSerDeProperty(compression="SNAPPY")
+                            parquet_ser_de=firehose.CfnDeliveryStream.ParquetSerDeProperty(
+                                compression="SNAPPY"
+                            )
                         )
                     ),
                     schema_configuration=firehose.CfnDeliveryStream.SchemaConfigurationProperty(

@@ -116,7 +116,7 @@ class UpswingStack(Stack):
             self,
             "ArchiveBucketName",
             value=archive.bucket.bucket_name,
-            description="Accepted events as Parquet under events/day=YYYY-MM-DD/ (upswing backtest --from-stack)",
+            description="Accepted events as Parquet, events/day=YYYY-MM-DD/ (upswing backtest --from-stack)",
         )
         CfnOutput(
             self,

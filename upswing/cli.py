@@ -272,7 +272,9 @@ def _add_backtest(commands: Any) -> None:
 def _backtest(args: argparse.Namespace) -> None:
     if args.events is not None:
         if args.since or args.until:
-            raise UserError("--since and --until choose days of an archive: use them with --from-stack or --from")
+            raise UserError(
+                "--since and --until choose days of an archive: use them with --from-stack or --from"
+            )
         _run_backtest(args, tuple(args.events), args.outcomes, args.accounts)
         return
     from shared.storage.dynamo import aws_client, dynamodb_client
@@ -301,7 +303,10 @@ def _backtest(args: argparse.Namespace) -> None:
                 file=sys.stderr,
             )
             _run_backtest(
-                args, (gathered.events,), args.outcomes or gathered.outcomes, args.accounts or gathered.accounts
+                args,
+                (gathered.events,),
+                args.outcomes or gathered.outcomes,
+                args.accounts or gathered.accounts,
             )
     except InputError as error:
         raise UserError(str(error)) from None

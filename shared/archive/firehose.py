@@ -39,7 +39,9 @@ def _batches(encoded: list[bytes]) -> list[list[int]]:
     batches: list[list[int]] = [[]]
     size = 0
     for index, data in enumerate(encoded):
-        if batches[-1] and (len(batches[-1]) == MAX_RECORDS_PER_CALL or size + len(data) > MAX_BYTES_PER_CALL):
+        if batches[-1] and (
+            len(batches[-1]) == MAX_RECORDS_PER_CALL or size + len(data) > MAX_BYTES_PER_CALL
+        ):
             batches.append([])
             size = 0
         batches[-1].append(index)

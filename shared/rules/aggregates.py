@@ -60,7 +60,9 @@ class DynamoAggregates:
     def history(self, account_id: str, first_day: date, last_day: date) -> History:
         return self._own_history(account_id, first_day, last_day)[0]
 
-    def _own_history(self, account_id: str, first_day: date, last_day: date) -> tuple[History, list[DayBucket]]:
+    def _own_history(
+        self, account_id: str, first_day: date, last_day: date
+    ) -> tuple[History, list[DayBucket]]:
         """The read plan's days and the account's `first_seen` marker, in the same Query."""
         buckets, first_seen = self._store.read_plan_range(
             account_id, first_day.isoformat(), last_day.isoformat(), consistent=self._consistent

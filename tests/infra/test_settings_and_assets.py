@@ -149,3 +149,14 @@ def test_given_a_package_when_compiled_for_lambda_then_bytecode_needs_no_source_
     bytecode = importlib.util.cache_from_source(str(tmp_path / "module.py"))
     flags = int.from_bytes(Path(bytecode).read_bytes()[4:8], "little")
     assert flags == 0b01  # hash-based, unchecked: valid whatever timestamps the asset zip keeps
+
+
+def test_given_an_archive_retention_then_it_is_read_and_must_outlast_the_ledger() -> None:
+    assert UpswingSettings().archive_retention_days == 1825
+    assert UpswingSettings.from_context({"archive_retention_days": "730"}.get).archive_retention_days == 730
+    with pytest.raises(
+        ValueError, match=r"archive_retention_days must be from retention_days \(400\) to 3650"
+    ):
+        UpswingSettings(archive_retention_days=100)
+    with pytest.raises(ValueError, match="archive_retention_days"):
+        UpswingSettings(archive_retention_days=4000)

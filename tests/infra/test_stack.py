@@ -1095,7 +1095,10 @@ def test_given_the_archive_then_events_land_as_day_partitioned_parquet_encrypted
     assert conversion["Enabled"] is True
     assert "ParquetSerDe" in conversion["OutputFormatConfiguration"]["Serializer"]
     assert list(referenced_ids(destination["EncryptionConfiguration"])) == [key_id]
-    assert stream["Properties"]["DeliveryStreamEncryptionConfigurationInput"]["KeyType"] == "CUSTOMER_MANAGED_CMK"
+    assert (
+        stream["Properties"]["DeliveryStreamEncryptionConfigurationInput"]["KeyType"]
+        == "CUSTOMER_MANAGED_CMK"
+    )
     columns = glue_table["Properties"]["TableInput"]["StorageDescriptor"]["Columns"]
     assert [(c["Name"], c["Type"]) for c in columns] == list(ARCHIVE_COLUMNS)
     assert [k["Name"] for k in glue_table["Properties"]["TableInput"]["PartitionKeys"]] == ["day"]

@@ -66,7 +66,8 @@ def archive(aws_s3: Any, events_file: Path) -> int:
             "occurred_at": event["occurred_at"].replace("Z", ".000000Z"),
             "dimensions": event.get("dimensions", {}),
             # the ledger's clock: arrival order is the file's order
-            "received_at": (RECEIVED + timedelta(milliseconds=number)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "received_at": (RECEIVED + timedelta(milliseconds=number)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+            + "Z",
         }
         by_day.setdefault(event["occurred_at"][:10], []).append(row)
     written = 0
@@ -98,7 +99,9 @@ def outcomes_with_api_kinds(folder: Path) -> Path:
         rows = list(csv.DictReader(stream))
     path = folder / "outcomes-api-kinds.csv"
     with path.open("w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=["account_id", "expansion_date", "kind", "amount", "currency"])
+        writer = csv.DictWriter(
+            out, fieldnames=["account_id", "expansion_date", "kind", "amount", "currency"]
+        )
         writer.writeheader()
         writer.writerows({**row, "kind": KINDS.get(row["kind"], row["kind"])} for row in rows)
     return path
@@ -113,8 +116,13 @@ def store_truth(aws: Aws, folder: Path) -> None:
     with outcomes_with_api_kinds(folder).open() as stream:
         rows = list(csv.DictReader(stream))
     rows.append(  # a churn: an outcome, not an expansion
-        {"account_id": rows[0]["account_id"], "expansion_date": "2025-04-01", "kind": "churn", "amount": "0",
-         "currency": "USD"}
+        {
+            "account_id": rows[0]["account_id"],
+            "expansion_date": "2025-04-01",
+            "kind": "churn",
+            "amount": "0",
+            "currency": "USD",
+        }
     )
     for number, row in enumerate(rows):
         outcome = AccountOutcome.model_validate(
@@ -136,18 +144,23 @@ class FakeCloudFormation:
     def __init__(self, outputs: dict[str, str]) -> None:
         self._outputs = outputs
 
-    def describe_stacks(self, StackName: str) -> dict[str, Any]:  # noqa: N803
+    def describe_stacks(self, StackName: str) -> dict[str, Any]:
         if StackName != "Upswing-prod":
             raise RuntimeError(f"Stack with id {StackName} does not exist")
-        return {"Stacks": [{"Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in self._outputs.items()]}]}
+        return {
+            "Stacks": [{"Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in self._outputs.items()]}]
+        }
 
 
 def comparable(result: dict[str, Any]) -> dict[str, Any]:
     """The result without what differs by construction: when, how long, which files, the command."""
-    document = {key: value for key, value in result.items() if key not in ("generated_at", "seconds", "command")}
+    document = {
+        key: value for key, value in result.items() if key not in ("generated_at", "seconds", "command")
+    }
     document["input"] = {key: value for key, value in result["input"].items() if key != "files"}
     document["rulesets"] = [
-        {key: value for key, value in ruleset.items() if key not in ("rules",)} for ruleset in result["rulesets"]
+        {key: value for key, value in ruleset.items() if key not in ("rules",)}
+        for ruleset in result["rulesets"]
     ]
     return document
 
@@ -203,13 +216,19 @@ def test_given_a_date_range_when_gathered_then_only_those_day_folders_are_read(
     archive(s3, history / "events.jsonl")
 
     gathered = gather(
-        source_from_uri(f"s3://{BUCKET}/events/"), tmp_path, s3=s3, since=date(2025, 3, 10), until=date(2025, 3, 11)
+        source_from_uri(f"s3://{BUCKET}/events/"),
+        tmp_path,
+        s3=s3,
+        since=date(2025, 3, 10),
+        until=date(2025, 3, 11),
     )
 
     days = {json.loads(line)["occurred_at"][:10] for line in gathered.events.read_text().splitlines()}
     assert days == {"2025-03-10", "2025-03-11"}
     assert gathered.objects == 4
-    assert gathered.accounts is None and gathered.outcomes is None  # an S3 URI names no tables
+    # an S3 URI names no tables
+    assert gathered.accounts is None
+    assert gathered.outcomes is None
     expected = [
         line
         for line in (history / "events.jsonl").read_text().splitlines()
@@ -225,9 +244,11 @@ def test_given_wrong_sources_then_the_messages_say_what_to_do(aws: Aws, tmp_path
         source_from_uri("https://example.com/archive")
     with pytest.raises(InputError, match="no day= folders from 2025-01-01 to the end"):
         gather(source_from_uri(f"s3://{BUCKET}"), tmp_path, s3=s3, since=date(2025, 1, 1))
-    with pytest.raises(InputError, match="has no ArchiveBucketName output: deploy a version with the events archive"):
+    with pytest.raises(
+        InputError, match="has no ArchiveBucketName output: deploy a version with the events archive"
+    ):
         source_from_stack("Upswing-prod", FakeCloudFormation({"ApiUrl": "https://x"}))
-    with pytest.raises(InputError, match="stack Upswing-dev: .*does not exist"):
+    with pytest.raises(InputError, match=r"stack Upswing-dev: .*does not exist"):
         source_from_stack("Upswing-dev", FakeCloudFormation({}))
     assert source_from_uri(f"s3://{BUCKET}").prefix == "events/"
     assert source_from_uri(f"s3://{BUCKET}/old/events").prefix == "old/events/"
@@ -237,9 +258,14 @@ def test_given_a_value_with_many_digits_then_the_gathered_line_keeps_them(aws: A
     s3 = _s3()
     s3.create_bucket(Bucket=BUCKET)
     row = {
-        "event_id": "e-1", "account_id": "acme", "name": "api.calls", "kind": "count",
-        "value": str(Decimal("0.000001234")), "occurred_at": "2025-03-01T10:00:00.000000Z",
-        "dimensions": [("team", "t-1")], "received_at": "2025-03-01T10:00:01.000Z",
+        "event_id": "e-1",
+        "account_id": "acme",
+        "name": "api.calls",
+        "kind": "count",
+        "value": str(Decimal("0.000001234")),
+        "occurred_at": "2025-03-01T10:00:00.000000Z",
+        "dimensions": [("team", "t-1")],
+        "received_at": "2025-03-01T10:00:01.000Z",
     }
     sink = io.BytesIO()
     parquet.write_table(arrow.Table.from_pylist([row], schema=ARROW_SCHEMA), sink)
@@ -270,8 +296,17 @@ def test_given_the_cli_with_an_s3_uri_when_run_then_it_writes_the_backtest_of_th
 
     code = main(
         [
-            "backtest", "--from", f"s3://{BUCKET}/events/", "--outcomes", str(history / "outcomes.csv"),
-            "--accounts", str(history / "accounts.jsonl"), "--workers", "1", "--out", str(out),
+            "backtest",
+            "--from",
+            f"s3://{BUCKET}/events/",
+            "--outcomes",
+            str(history / "outcomes.csv"),
+            "--accounts",
+            str(history / "accounts.jsonl"),
+            "--workers",
+            "1",
+            "--out",
+            str(out),
         ]
     )
 

@@ -27,9 +27,9 @@ class FakeFirehose:
     def __init__(self, refuse: set[str] = frozenset(), times: int = 1) -> None:  # type: ignore[assignment]
         self.calls: list[list[dict[str, Any]]] = []
         self.delivered: list[dict[str, Any]] = []
-        self._refusals = {account: times for account in refuse}
+        self._refusals = dict.fromkeys(refuse, times)
 
-    def put_record_batch(self, DeliveryStreamName: str, Records: list[dict[str, bytes]]) -> dict[str, Any]:  # noqa: N803
+    def put_record_batch(self, DeliveryStreamName: str, Records: list[dict[str, bytes]]) -> dict[str, Any]:
         assert DeliveryStreamName == "archive"
         rows = [json.loads(record["Data"]) for record in Records]
         self.calls.append(rows)
@@ -65,7 +65,7 @@ def record(number: int, account: str = "acme", **fields: Any) -> dict[str, Any]:
     }
 
 
-def test_given_new_ledger_items_when_archived_then_each_is_one_row_of_the_archive_columns_without_properties():
+def test_given_new_ledger_items_when_archived_then_each_is_one_archive_row_without_properties():
     firehose = FakeFirehose()
     answer = archive_stream_batch({"Records": [record(1), record(2, "globex")]}, firehose, "archive")
 
@@ -88,7 +88,9 @@ def test_given_new_ledger_items_when_archived_then_each_is_one_row_of_the_archiv
 
 def test_given_a_record_firehose_refuses_once_then_it_is_put_again_and_nothing_fails():
     firehose = FakeFirehose(refuse={"globex"}, times=1)
-    answer = archive_stream_batch({"Records": [record(1), record(2, "globex"), record(3)]}, firehose, "archive")
+    answer = archive_stream_batch(
+        {"Records": [record(1), record(2, "globex"), record(3)]}, firehose, "archive"
+    )
 
     assert answer == {"batchItemFailures": []}
     assert [len(call) for call in firehose.calls] == [3, 1]  # only the refused one again

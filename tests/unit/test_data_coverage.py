@@ -51,7 +51,9 @@ AT = datetime.combine(EVALUATED, time(12), UTC)
 WINDOW_START = EVALUATED - timedelta(days=13)  # the first day busy_twice reads
 
 
-def _event(number: int, day: date, name: str = "app.session", kind: EventKind = EventKind.COUNT) -> CountedEvent:
+def _event(
+    number: int, day: date, name: str = "app.session", kind: EventKind = EventKind.COUNT
+) -> CountedEvent:
     raw = str(50_000_000_000_000_000_000 + number)
     return CountedEvent(
         sequence=padded_sequence(raw),
@@ -92,13 +94,14 @@ def test_given_the_first_event_on_the_windows_first_day_when_evaluated_then_the_
     assert "coverage" not in outcome.condition.as_evidence()
 
 
-def test_given_the_first_event_one_day_after_the_windows_start_when_evaluated_then_it_does_not_hold_and_says_why():
+def test_given_the_first_event_a_day_after_the_windows_start_then_it_does_not_hold_and_says_why():
     # Given sessions every day, but starting one day after the first day the signal reads
     evaluation = _evaluate(_sessions_from(WINDOW_START + timedelta(days=1)))
 
     # Then the sustained signal does not hold: its evidence gives the days, and the reason
     outcome = _outcome(evaluation, "busy-twice")
-    assert not outcome.held and not outcome.fired
+    assert not outcome.held
+    assert not outcome.fired
     evidence = outcome.condition.as_evidence()
     assert evidence["held"] is False
     assert evidence["coverage"] == {"data_from": "2026-06-18", "needed_from": "2026-06-17"}
@@ -141,9 +144,7 @@ def test_given_low_and_growth_signals_then_they_require_a_full_window_by_default
     assert _outcome(evaluation, "seats-floor").fired
     growing = _outcome(evaluation, "growing")
     assert not growing.held
-    explained = evaluate_account(
-        RULES, _memory(events), ACCOUNT, None, AccountState(), AT, explain=True
-    )
+    explained = evaluate_account(RULES, _memory(events), ACCOUNT, None, AccountState(), AT, explain=True)
     assert _outcome(explained, "growing").condition.as_evidence()["coverage"]["needed_from"] == "2026-06-17"
 
 

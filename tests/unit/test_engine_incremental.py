@@ -318,7 +318,9 @@ def test_property_given_any_history_when_a_signal_is_held_then_the_generated_cod
         history = memory.history(ACCOUNT, today - timedelta(days=lookback - 1), today)
         context = _Context(compiled, history, profile, exhaustive=True)
         # A signal requiring a full window wraps its compiled rule (the coverage check): the rule inside.
-        compiled_rules = [rule.rule if isinstance(rule, _CoveredRule) else rule for rule in compiled.rules.values()]
+        compiled_rules = [
+            rule.rule if isinstance(rule, _CoveredRule) else rule for rule in compiled.rules.values()
+        ]
         rules = [rule for rule in compiled_rules if isinstance(rule, _MetricRule)]
         # group_by: the signal compiled for each value of the dimension
         rules += [

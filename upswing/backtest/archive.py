@@ -105,7 +105,9 @@ def gather(
     """Write the source's events (and, from a stack, profiles and outcomes) into `folder`."""
     if since and until and since > until:
         raise InputError(f"--since {since} is after --until {until}")
-    days = [day for day in _day_folders(s3, source) if (not since or day >= since) and (not until or day <= until)]
+    days = [
+        day for day in _day_folders(s3, source) if (not since or day >= since) and (not until or day <= until)
+    ]
     if not days:
         raise InputError(
             f"s3://{source.bucket}/{source.prefix}: no {PARTITION_KEY}= folders"
@@ -204,8 +206,7 @@ def _event_line(row: dict[str, Any]) -> str:
 
 def _scan(dynamodb: Any, table: str) -> Iterator[dict[str, Any]]:
     for page in dynamodb.get_paginator("scan").paginate(TableName=table):
-        for raw in page.get("Items", []):
-            yield raw
+        yield from page.get("Items", [])
 
 
 def _write_profiles(dynamodb: Any, table: str, path: Path) -> None:
@@ -232,7 +233,12 @@ def _write_outcomes(dynamodb: Any, table: str, path: Path) -> None:
                 continue
             amount = item.get("amount")
             rows.append(
-                [item["pk"], item["occurred_at"][:10], item["kind"], "" if amount is None else str(amount),
-                 item.get("currency") or ""]
+                [
+                    item["pk"],
+                    item["occurred_at"][:10],
+                    item["kind"],
+                    "" if amount is None else str(amount),
+                    item.get("currency") or "",
+                ]
             )
         writer.writerows(sorted(rows))
