@@ -33,7 +33,8 @@ from shared.intake import (
     unavailable,
 )
 from shared.observability import logger
-from shared.resources import EVENTS_TABLE, OUTCOMES_TABLE, REGISTRY_TABLE, RETENTION_DAYS_ENV
+from shared.resources import EVENTS_TABLE, OUTCOMES_TABLE, REGISTRY_TABLE
+from shared.settings import RetentionDays
 
 EVENT = Noun(singular="event", plural="events", id_field="event_id")
 
@@ -105,7 +106,7 @@ class IngestSettings(BaseModel):
     events_table: str = Field(min_length=1, validation_alias=EVENTS_TABLE.env_var)
     registry_table: str = Field(min_length=1, validation_alias=REGISTRY_TABLE.env_var)
     outcomes_table: str = Field(min_length=1, validation_alias=OUTCOMES_TABLE.env_var)
-    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
+    retention_days: RetentionDays
 
 
 def ingestor_for(client: Any, settings: IngestSettings) -> Ingestor:

@@ -17,7 +17,14 @@ from shared.outcomes.intake import outcome_intake_for
 from shared.resources import OUTCOME_DETAIL_TYPE, USAGE_EVENT_DETAIL_TYPE
 from shared.settings import load_settings
 from tests.conftest import TEST_RETENTION_DAYS, Aws
-from tests.integration.builders import bus_event, call_api, post_events, sqs_event, usage_event
+from tests.integration.builders import (
+    bus_event,
+    call_api,
+    eventbridge_envelope,
+    post_events,
+    sqs_event,
+    usage_event,
+)
 from upswing.local.lambda_runtime import LocalContext
 
 
@@ -211,3 +218,16 @@ def test_given_the_deployed_handler_when_invoked_then_it_reads_its_settings_from
     assert answer == {"batchItemFailures": []}
     assert set(ledger(aws)) == {event["event_id"]}
     assert len(rejects(aws)) == 1
+
+
+def test_given_an_envelope_missing_eventbridge_fields_when_delivered_then_the_reject_names_them(aws):
+    # EventBridge always sends these; a hand-made message without them is not an EventBridge event
+    envelope = eventbridge_envelope(usage_event())
+    del envelope["time"], envelope["id"]
+
+    answer = deliver(aws, sqs_event([json.dumps(envelope)]))
+
+    assert answer == {"batchItemFailures": []}
+    assert ledger(aws) == {}
+    [reject] = rejects(aws)
+    assert reject["errors"] == ["the message is not an EventBridge event: id is required; time is required"]
