@@ -9,7 +9,6 @@ then sends the batch's description to the failures queue (alarmed) rather than b
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -21,9 +20,12 @@ from shared.archive.layout import archive_row
 from shared.observability import logger, metrics, traced
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client
+from shared.wiring import Wiring
+
+wiring = Wiring()
 
 
-@cache
+@wiring.once
 def delivery() -> tuple[Any, str]:
     settings = load_settings(ArchiverSettings)
     return aws_client("firehose"), settings.delivery_stream
