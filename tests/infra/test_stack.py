@@ -1111,3 +1111,20 @@ def test_given_the_archiver_then_it_only_puts_records_on_the_archive_stream(temp
     assert allowed_actions(statements, stream_id) == {"firehose:PutRecordBatch"}
     assert not allowed_actions(statements) & DYNAMODB_WRITES
     assert not {action for action in allowed_actions(statements) if action.startswith("s3:")}
+
+
+def test_given_the_counters_stream_then_the_evaluator_gets_bucket_inserts_and_changes_only(
+    template: dict[str, Any],
+) -> None:
+    evaluator = function_id(template, EVALUATOR_HANDLER)
+    (mapping,) = [
+        m["Properties"]
+        for m in of_type(template, "AWS::Lambda::EventSourceMapping").values()
+        if evaluator in referenced_ids(m["Properties"]["FunctionName"])
+    ]
+
+    assert list(referenced_ids(mapping["EventSourceArn"])) == [table_id(template, COUNTERS_TABLE)]
+    # TTL removals never, and the first_seen marker never (its bucket's own record follows it)
+    assert [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]] == [
+        {"eventName": ["INSERT", "MODIFY"], "dynamodb": {"Keys": {"sk": {"S": [{"prefix": "day#"}]}}}}
+    ]
