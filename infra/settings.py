@@ -71,6 +71,8 @@ class UpswingSettings:
     auto_close_check_hours: int = 6
     # How long after a firing an expansion counts as its result (attribution, fates, trigger metrics).
     expansion_horizon_days: int = DEFAULT_HORIZON_DAYS
+    # How long the S3 events archive keeps events (days; the ledger keeps them retention_days).
+    archive_retention_days: int = 1825
 
     def __post_init__(self) -> None:
         # The stage ends up in the stack name and the event bus name: keep it to safe characters.
@@ -111,6 +113,11 @@ class UpswingSettings:
             raise ValueError(
                 f"expansion_horizon_days must be 1 to retention_days ({self.retention_days}), "
                 f"got {self.expansion_horizon_days}: a firing must still be kept when its horizon ends"
+            )
+        if not self.retention_days <= self.archive_retention_days <= 3650:
+            raise ValueError(
+                f"archive_retention_days must be from retention_days ({self.retention_days}) to 3650, got "
+                f"{self.archive_retention_days}: the archive is what keeps events past the ledger"
             )
         for name in ("api_rate_limit", "api_burst_limit", "retention_days", "hubspot_requests_per_10s"):
             if getattr(self, name) <= 0:
@@ -204,6 +211,7 @@ class UpswingSettings:
             sender_email=str(get("sender_email") or defaults.sender_email),
             auto_close_check_hours=_as_int(get("auto_close_check_hours"), defaults.auto_close_check_hours),
             expansion_horizon_days=_as_int(get("expansion_horizon_days"), defaults.expansion_horizon_days),
+            archive_retention_days=_as_int(get("archive_retention_days"), defaults.archive_retention_days),
         )
 
 

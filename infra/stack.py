@@ -9,6 +9,7 @@ from constructs import Construct
 
 from shared.resources import DETAILED_TRACING_ENV
 
+from .archive import Archive
 from .assets import LambdaAssets
 from .attribution import Attribution
 from .counting import Counting
@@ -57,6 +58,7 @@ class UpswingStack(Stack):
             event_bus=bus.event_bus,
         )
         attribution = Attribution(self, "Attribution", package=package, storage=storage, settings=settings)
+        archive = Archive(self, "Archive", package=package, storage=storage, settings=settings)
         delivery = Delivery(
             self,
             "Delivery",
@@ -87,11 +89,13 @@ class UpswingStack(Stack):
                 "WebhookSender": delivery.webhook_sender.function,
                 "SlackSender": delivery.slack_sender.function,
                 "Attributor": attribution.attributor.function,
+                "Archiver": archive.archiver.function,
             },
             stream_consumers={
                 "Aggregator": counting.aggregator.function,
                 "Evaluator": evaluation.evaluator.function,
                 "Attributor": attribution.attributor.function,
+                "Archiver": archive.archiver.function,
             },
             api_stage=api.rest_api.deployment_stage,
             dead_letter_queues={
@@ -102,6 +106,7 @@ class UpswingStack(Stack):
                     *evaluation.dead_letter_queues,
                     *routing.dead_letter_queues,
                     *attribution.dead_letter_queues,
+                    *archive.dead_letter_queues,
                 )
             },
             rejects_queue=bus.rejects_queue,
@@ -112,6 +117,12 @@ class UpswingStack(Stack):
         for spec, table in storage.named_tables():
             CfnOutput(self, f"{spec.construct_id}TableName", value=table.table_name)
         CfnOutput(self, "RejectsQueueUrl", value=bus.rejects_queue.queue_url)
+        CfnOutput(
+            self,
+            "ArchiveBucketName",
+            value=archive.bucket.bucket_name,
+            description="Accepted events as Parquet, events/day=YYYY-MM-DD/ (upswing backtest --from-stack)",
+        )
         CfnOutput(
             self,
             "FiredQueueUrl",

@@ -185,6 +185,8 @@ QUEUES = (
 )
 
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
+# The Firehose delivery stream the archiver puts accepted events on (the Parquet archive on S3).
+ARCHIVE_STREAM_ENV = "ARCHIVE_DELIVERY_STREAM"
 # How far back events are accepted and how long ledger and counters keep them (days).
 RETENTION_DAYS_ENV = "RETENTION_DAYS"
 # "true" loads Powertools' Tracer (X-Ray SDK) in every function: see shared/observability.py.
@@ -244,6 +246,7 @@ SLACK_SENDER_FUNCTION = FunctionSpec("functions.slack_sender.handler.handler", 3
 WEBHOOK_SENDER_FUNCTION = FunctionSpec("functions.webhook_sender.handler.handler", 60)
 HUBSPOT_POLLER_FUNCTION = FunctionSpec("functions.hubspot_poller.handler.handler", 120)
 ATTRIBUTOR_FUNCTION = FunctionSpec("functions.attributor.handler.handler", 60)
+ARCHIVER_FUNCTION = FunctionSpec("functions.archiver.handler.handler", 60, memory_mb=256)
 FUNCTIONS = (
     API_FUNCTION,
     AUTHORIZER_FUNCTION,
@@ -258,4 +261,5 @@ FUNCTIONS = (
     WEBHOOK_SENDER_FUNCTION,
     HUBSPOT_POLLER_FUNCTION,
     ATTRIBUTOR_FUNCTION,
+    ARCHIVER_FUNCTION,
 )

@@ -316,10 +316,30 @@ def _add_backtest(commands: Any) -> None:
         "scores every trigger against an outcomes file: firings, precision, recall, lift, time to "
         "expansion. Writes backtest.json, triggers.csv, firings.csv and report.html. See docs/backtest.md.",
     )
-    backtest.add_argument(
-        "--events", type=Path, nargs="+", required=True, help="event files, in arrival order"
+    source = backtest.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", type=Path, nargs="+", help="event files, in arrival order")
+    source.add_argument(
+        "--from-stack",
+        metavar="NAME",
+        help="the deployed stack's events archive (S3), profiles and outcomes (its tables)",
     )
-    backtest.add_argument("--outcomes", type=Path, required=True, help="CSV: account_id, expansion_date, …")
+    source.add_argument(
+        "--from",
+        dest="from_uri",
+        metavar="S3_URI",
+        help="an events archive: s3://BUCKET/PREFIX holding day=YYYY-MM-DD/ folders of Parquet",
+    )
+    backtest.add_argument(
+        "--since", type=_iso_date, help="with --from-stack/--from: the first event day read (YYYY-MM-DD)"
+    )
+    backtest.add_argument(
+        "--until", type=_iso_date, help="with --from-stack/--from: the last event day read (YYYY-MM-DD)"
+    )
+    backtest.add_argument(
+        "--outcomes",
+        type=Path,
+        help="CSV: account_id, expansion_date, … (required, except with --from-stack: its outcomes table)",
+    )
     backtest.add_argument("--accounts", type=Path, help="JSONL profiles, as `upswing simulate` writes them")
     backtest.add_argument(
         "--rules", type=Path, default=Path("rules/reference.yaml"), help="default %(default)s"
@@ -343,16 +363,63 @@ def _add_backtest(commands: Any) -> None:
 
 
 def _backtest(args: argparse.Namespace) -> None:
+    if args.events is not None:
+        if args.since or args.until:
+            raise UserError(
+                "--since and --until choose days of an archive: use them with --from-stack or --from"
+            )
+        _run_backtest(args, tuple(args.events), args.outcomes, args.accounts)
+        return
+    from shared.storage.dynamo import aws_client, dynamodb_client
+    from upswing.backtest.archive import gather, scratch_folder, source_from_stack, source_from_uri
+    from upswing.backtest.events import InputError
+
+    try:
+        source = (
+            source_from_stack(args.from_stack, aws_client("cloudformation"))
+            if args.from_stack
+            else source_from_uri(args.from_uri)
+        )
+        with scratch_folder() as scratch:
+            gathered = gather(
+                source,
+                Path(scratch),
+                s3=aws_client("s3"),
+                dynamodb=dynamodb_client() if args.from_stack else None,
+                since=args.since,
+                until=args.until,
+                report=lambda line: print(line, file=sys.stderr),
+            )
+            print(
+                f"archive: {gathered.objects:,} objects, {gathered.rows:,} rows, "
+                f"{gathered.events_kept:,} events (one per account and event id)",
+                file=sys.stderr,
+            )
+            _run_backtest(
+                args,
+                (gathered.events,),
+                args.outcomes or gathered.outcomes,
+                args.accounts or gathered.accounts,
+            )
+    except InputError as error:
+        raise UserError(str(error)) from None
+
+
+def _run_backtest(
+    args: argparse.Namespace, events: tuple[Path, ...], outcomes: Path | None, accounts: Path | None
+) -> None:
     from upswing.backtest import BacktestConfig, BacktestError, backtest
     from upswing.backtest.output import summary, terminal_progress, write_all
 
+    if outcomes is None:
+        raise UserError("give --outcomes FILE (only --from-stack reads a stack's outcomes table)")
     # Left out when not given, so that the config's own default (one per core) applies.
     workers = {"workers": args.workers} if args.workers is not None else {}
     try:
         config = BacktestConfig(
-            events=tuple(args.events),
-            outcomes=args.outcomes,
-            accounts=args.accounts,
+            events=events,
+            outcomes=outcomes,
+            accounts=accounts,
             rules=args.rules,
             compare=args.compare,
             horizon_days=args.horizon,

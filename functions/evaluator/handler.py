@@ -30,7 +30,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.evaluator.settings import EvaluatorSettings
-from shared.counters.store import BACKFILL, WRITTEN_BY
+from shared.counters.store import BACKFILL, FIRST_SEEN_KEY, WRITTEN_BY
 from shared.observability import logger, metrics, traced
 from shared.rules.build import build_online_evaluator
 from shared.rules.online import OnlineEvaluator, active_deployment, sqs_publisher
@@ -104,6 +104,10 @@ def evaluate_changed_accounts(
         account_id = str(record.dynamodb.keys["pk"]) if record.dynamodb and record.dynamodb.keys else None
         if not account_id:
             raise ValueError("a counters stream record without a pk key")
+        if str(record.dynamodb.keys.get("sk", "")) == FIRST_SEEN_KEY:  # type: ignore[union-attr]
+            # The first_seen marker: written just before a new day's bucket, whose own record
+            # evaluates the account (the event-source filter drops these; a local pump may not).
+            return
         failure = evaluate_once(account_id)
         if failure is None:
             if account_id not in parents:

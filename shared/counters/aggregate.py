@@ -89,6 +89,10 @@ def _apply_group(store: CounterStore, bucket: Any, group: list[CountedEvent], sl
     for _ in range(_SAVE_ATTEMPTS):
         previous = bucket.applied_sequence
         fresh = [event for event in group if bucket.apply(event, slicing)]
+        if fresh and not previous:
+            # The account's first bucket for this day: its coverage may start here (docs/rules.md,
+            # "Data coverage"). Written before the bucket, so a failure in between is retried with it.
+            store.note_first_seen(bucket.account_id, bucket.day)
         backfill = all(event.backfill for event in fresh)
         if not fresh or store.save(bucket, previous, backfill=backfill):
             return len(fresh)

@@ -256,6 +256,19 @@ class MetricSignal(_Strict):
     more_than: Threshold | None = None
     at_most: Threshold | None = None
     less_than: Threshold | None = None
+    requires_full_window: bool | None = Field(
+        default=None,
+        description="Hold only when the account's data covers every day the signal reads (its first "
+        "event or its profile's created_at on or before the first of them). Default: true for sustained, "
+        "low and growth (a baseline), false otherwise (docs/rules.md, 'Data coverage').",
+    )
+
+    @property
+    def full_window_required(self) -> bool:
+        """requires_full_window as given, or its default for this kind of signal."""
+        if self.requires_full_window is not None:
+            return self.requires_full_window
+        return bool(self.sustained or self.growth or self.measure is Measure.LOW)
 
     @model_validator(mode="after")
     def _consistent(self) -> MetricSignal:

@@ -73,6 +73,7 @@ HUBSPOT_POLLER_HANDLER = "functions.hubspot_poller.handler.handler"
 ATTRIBUTOR_HANDLER = "functions.attributor.handler.handler"
 WEBHOOK_SENDER_HANDLER = "functions.webhook_sender.handler.handler"
 SLACK_SENDER_HANDLER = "functions.slack_sender.handler.handler"
+ARCHIVER_HANDLER = "functions.archiver.handler.handler"
 DYNAMODB_WRITES = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -408,6 +409,7 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         ATTRIBUTOR_HANDLER,
         WEBHOOK_SENDER_HANDLER,
         SLACK_SENDER_HANDLER,
+        ARCHIVER_HANDLER,
     }
     own_log_groups = set()
     for function in functions.values():
@@ -636,8 +638,10 @@ def test_given_the_aggregator_then_it_writes_only_counters(template: dict[str, A
         "dynamodb:BatchGetItem",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "dynamodb:UpdateItem",  # the first_seen marker (data coverage)
+        "dynamodb:Query",  # its earliest bucket, once per account
     }
-    assert not allowed_actions(statements) & (DYNAMODB_WRITES - {"dynamodb:PutItem"})
+    assert not allowed_actions(statements) & (DYNAMODB_WRITES - {"dynamodb:PutItem", "dynamodb:UpdateItem"})
     for spec in (EVENTS_TABLE, REGISTRY_TABLE, ACCOUNTS_TABLE):
         assert not allowed_actions(statements, table_id(template, spec)) & DYNAMODB_WRITES
 
@@ -756,7 +760,8 @@ def test_given_the_alarms_then_each_function_errors_and_the_aggregator_lag_notif
     template: dict[str, Any],
 ) -> None:
     (topic_id, topic), *others = of_type(template, "AWS::SNS::Topic").items()
-    (key_id, key) = next(iter(of_type(template, "AWS::KMS::Key").items()))
+    (key_id,) = referenced_ids(topic["Properties"]["KmsMasterKeyId"])
+    key = of_type(template, "AWS::KMS::Key")[key_id]
     alarms = [a["Properties"] for a in of_type(template, "AWS::CloudWatch::Alarm").values()]
     errors_watched = {
         function
@@ -772,7 +777,7 @@ def test_given_the_alarms_then_each_function_errors_and_the_aggregator_lag_notif
     assert errors_watched == set(of_type(template, "AWS::Lambda::Function"))
     stream_consumers = {
         function_id(template, handler)
-        for handler in (AGGREGATOR_HANDLER, EVALUATOR_HANDLER, ATTRIBUTOR_HANDLER)
+        for handler in (AGGREGATOR_HANDLER, EVALUATOR_HANDLER, ATTRIBUTOR_HANDLER, ARCHIVER_HANDLER)
     }
     assert {fn for alarm in iterator_ages for fn in referenced_ids(alarm["Dimensions"])} == stream_consumers
     assert {alarm["Threshold"] for alarm in iterator_ages} == {60_000}
@@ -1173,3 +1178,79 @@ def test_a_queue_stays_invisible_six_function_timeouts_of_its_consumer(template:
     }
     senders = (HUBSPOT_SENDER_FUNCTION, EMAIL_SENDER_FUNCTION, WEBHOOK_SENDER_FUNCTION, SLACK_SENDER_FUNCTION)
     assert {6 * spec.timeout_seconds for spec in senders} <= timeouts
+    assert {6 * spec.timeout_seconds for spec in (HUBSPOT_SENDER_FUNCTION, EMAIL_SENDER_FUNCTION)} <= timeouts
+
+
+# --- the events archive (S3, Parquet through Firehose) -----------------------------------------
+
+
+def test_given_the_archive_then_events_land_as_day_partitioned_parquet_encrypted_and_expiring(
+    template: dict[str, Any],
+) -> None:
+    from shared.archive.layout import ARCHIVE_COLUMNS
+
+    (bucket_id,) = referenced_ids(template["Outputs"]["ArchiveBucketName"]["Value"])
+    bucket = template["Resources"][bucket_id]["Properties"]
+    (stream,) = of_type(template, "AWS::KinesisFirehose::DeliveryStream").values()
+    destination = stream["Properties"]["ExtendedS3DestinationConfiguration"]
+    (glue_table,) = of_type(template, "AWS::Glue::Table").values()
+
+    # Encrypted with the archive's own rotating key, never public, TLS only
+    (encryption,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    (key_id,) = referenced_ids(encryption["ServerSideEncryptionByDefault"]["KMSMasterKeyID"])
+    assert template["Resources"][key_id]["Properties"]["EnableKeyRotation"] is True
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    policies = [p["Properties"] for p in of_type(template, "AWS::S3::BucketPolicy").values()]
+    assert any(
+        statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for policy in policies
+        if bucket_id in referenced_ids(policy["Bucket"])
+        for statement in policy["PolicyDocument"]["Statement"]
+    )
+    # Kept for the archive's retention (longer than the ledger's), then expired
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["events-retention"]["ExpirationInDays"] == SETTINGS.archive_retention_days
+    assert rules["events-retention"]["Prefix"] == "events/"
+    assert SETTINGS.archive_retention_days > SETTINGS.retention_days
+    # Parquet, converted with the Glue table's columns, one folder per event day, encrypted in transit
+    # through the stream too
+    assert destination["Prefix"] == "events/day=!{partitionKeyFromQuery:day}/"
+    assert destination["DynamicPartitioningConfiguration"]["Enabled"] is True
+    assert destination["FileExtension"] == ".parquet"
+    conversion = destination["DataFormatConversionConfiguration"]
+    assert conversion["Enabled"] is True
+    assert "ParquetSerDe" in conversion["OutputFormatConfiguration"]["Serializer"]
+    assert list(referenced_ids(destination["EncryptionConfiguration"])) == [key_id]
+    assert (
+        stream["Properties"]["DeliveryStreamEncryptionConfigurationInput"]["KeyType"]
+        == "CUSTOMER_MANAGED_CMK"
+    )
+    columns = glue_table["Properties"]["TableInput"]["StorageDescriptor"]["Columns"]
+    assert [(c["Name"], c["Type"]) for c in columns] == list(ARCHIVE_COLUMNS)
+    assert [k["Name"] for k in glue_table["Properties"]["TableInput"]["PartitionKeys"]] == ["day"]
+
+
+def test_given_the_archiver_then_it_only_puts_records_on_the_archive_stream(template: dict[str, Any]) -> None:
+    statements = role_statements(template, function_id(template, ARCHIVER_HANDLER))
+    (stream_id,) = of_type(template, "AWS::KinesisFirehose::DeliveryStream")
+
+    assert allowed_actions(statements, stream_id) == {"firehose:PutRecordBatch"}
+    assert not allowed_actions(statements) & DYNAMODB_WRITES
+    assert not {action for action in allowed_actions(statements) if action.startswith("s3:")}
+
+
+def test_given_the_counters_stream_then_the_evaluator_gets_bucket_inserts_and_changes_only(
+    template: dict[str, Any],
+) -> None:
+    evaluator = function_id(template, EVALUATOR_HANDLER)
+    (mapping,) = [
+        m["Properties"]
+        for m in of_type(template, "AWS::Lambda::EventSourceMapping").values()
+        if evaluator in referenced_ids(m["Properties"]["FunctionName"])
+    ]
+
+    assert list(referenced_ids(mapping["EventSourceArn"])) == [table_id(template, COUNTERS_TABLE)]
+    # TTL removals never, and the first_seen marker never (its bucket's own record follows it)
+    assert [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]] == [
+        {"eventName": ["INSERT", "MODIFY"], "dynamodb": {"Keys": {"sk": {"S": [{"prefix": "day#"}]}}}}
+    ]
