@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.accounts.models import Writer
+from shared.counters.store import FIRST_SEEN_KEY
 from shared.delivery.queue import DeliveryQueue
 from shared.producers import Scope, scopes_text
 from shared.resources import HUBSPOT_QUEUE, HUBSPOT_SENDER_FUNCTION
@@ -212,3 +213,9 @@ def hubspot_queue(sqs: Any, url: str, dead_letter_url: str) -> DeliveryQueue:
         consumer=HUBSPOT_SENDER_FUNCTION,
         max_receives=HUBSPOT_QUEUE.max_receive_count,
     )
+
+
+def is_marker(record: dict[str, Any]) -> bool:
+    """A counters stream record of the first_seen marker, which the evaluator's event-source filter
+    drops (only day buckets reach it)."""
+    return record["dynamodb"]["Keys"]["sk"]["S"] == FIRST_SEEN_KEY

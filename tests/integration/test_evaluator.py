@@ -25,7 +25,7 @@ from functions.aggregator.handler import process_stream_batch
 from functions.evaluator.handler import evaluate_changed_accounts
 from shared.accounts.models import AccountProfile
 from shared.accounts.store import AccountStore
-from shared.counters.store import FIRST_SEEN_KEY, CounterStore
+from shared.counters.store import CounterStore
 from shared.resources import COUNTERS_TABLE, DEFAULT_RULESET_PATH, FIRINGS_TABLE
 from shared.rules.dynamo_aggregates import DynamoAggregates
 from shared.rules.engine import AccountState, Evaluation, TriggerState, read_plan
@@ -38,6 +38,7 @@ from tests.integration.builders import (
     account_path,
     an_hour,
     call_api,
+    is_marker,
     post_events,
     proxy_event,
     rfc3339,
@@ -109,10 +110,6 @@ class Pipeline:
 
     def every_counter_change(self) -> list[dict[str, Any]]:
         return self._counters.new_records(event_names=("INSERT", "MODIFY"))
-
-
-def is_marker(record: dict[str, Any]) -> bool:
-    return record["dynamodb"]["Keys"]["sk"]["S"] == FIRST_SEEN_KEY
 
 
 def account_of(record: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ import pytest
 from functions.aggregator.handler import process_stream_batch
 from functions.evaluator.handler import evaluate_changed_accounts
 from functions.router.scheduler import release_due
-from shared.counters.store import CounterStore
+from shared.counters.store import FIRST_SEEN_KEY, CounterStore
 from shared.routing.ledger import PlayStatus
 from shared.routing.router import FiredMessage, Router
 from shared.rules.loading import parse_ruleset
@@ -91,7 +91,7 @@ def counter_totals(aws: Aws, account_id: str = NORTHWIND) -> dict[str, Any]:
     return {
         item["sk"]: item["metrics"]["dashboard.created"]["total"]
         for item in aws.scan(aws.counters_table)
-        if item["pk"] == account_id
+        if item["pk"] == account_id and item["sk"] != FIRST_SEEN_KEY
     }
 
 
