@@ -2,7 +2,7 @@
 
 The online engine (shared/rules/engine.py, fed by upswing/backtest/replay.py in the backtest) is
 the reference semantics: one account, one evaluation at a time. This engine is a second one,
-compiled from the same `Ruleset` models into account × day matrices (upswing/columnar/signals.py)
+compiled from the same `Ruleset` models into account x day matrices (upswing/columnar/signals.py)
 and one sequential pass over the cells where a trigger's signal holds
 (upswing/columnar/triggers.py). tests/unit/test_columnar_equality.py proves the two equal:
 random rulesets and histories, held at every evaluation, every firing and its score.

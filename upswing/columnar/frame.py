@@ -1,4 +1,4 @@
-"""A partition's accepted events as columns, laid out on one account × day grid.
+"""A partition's accepted events as columns, laid out on one account x day grid.
 
 The scalar replay (upswing/backtest/replay.py) folds an account's events into day buckets in
 arrival order and evaluates once per batch: for an account whose events arrive in day order,
@@ -195,32 +195,33 @@ def build_frame(
                     eval_days.append(day)
                     eval_stamps.append(clock)
                 day_text = event.day
-                day = ordinals.get(day_text) or ordinals.setdefault(
-                    day_text, date.fromisoformat(day_text).toordinal()
-                )
+                known = ordinals.get(day_text)
+                if known is None:
+                    known = ordinals[day_text] = date.fromisoformat(day_text).toordinal()
+                day = known
                 clock = event.occurred_at
             elif event.occurred_at > clock:
                 clock = event.occurred_at
             name = event.name
-            index = names.get(name)
-            if index is None and name not in slices_of and name not in pairs_of:
+            metric_index = names.get(name)
+            if metric_index is None and name not in slices_of and name not in pairs_of:
                 continue
             gauge = event.kind is gauge_kind
-            if index is not None:
+            if metric_index is not None:
                 rows_.append(row)
                 days_.append(day)
-                names_.append(index)
+                names_.append(metric_index)
                 values_.append(int(event.value))
                 gauge_.append(gauge)
                 stamps_.append(event.occurred_at)
             dimensions = event.dimensions
             if not dimensions:
                 continue
-            for sliced, dimension, wanted in slices_of.get(name, ()):
+            for slice_index, dimension, wanted in slices_of.get(name, ()):
                 if dimensions.get(dimension) in wanted:
                     rows_.append(row)
                     days_.append(day)
-                    names_.append(sliced)
+                    names_.append(slice_index)
                     values_.append(int(event.value))
                     gauge_.append(gauge)
                     stamps_.append(event.occurred_at)

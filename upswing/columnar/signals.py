@@ -1,4 +1,4 @@
-"""Signals as account × day matrices: whether each signal holds for each account on each day.
+"""Signals as account x day matrices: whether each signal holds for each account on each day.
 
 Compiled from the same `MetricSignal` / `CompositeSignal` models as the reference engine
 (shared/rules/engine.py), with the same arithmetic in the same order, so the floats agree to the
@@ -7,7 +7,7 @@ bit:
 - sum, count, active_days: prefix sums along the days, a window a difference of two columns;
 - latest: the index of the latest reading carried forward, kept when inside the window;
 - peak, low: sliding max / min by doubling (log₂ window steps), readings counted by prefix sums;
-- distinct: an interval sweep — a value seen on day x counts in the windows ending x … x+w−1,
+- distinct: an interval sweep — a value seen on day x counts in the windows ending x … x+w-1,
   up to the day it is seen again — summed with a difference array;
 - share: the same intervals for `of` and `among`, a value counting where both cover the day;
 - ratio: two of the above; growth: the measure against itself shifted one window (previous
@@ -22,7 +22,9 @@ the signal does not hold there, as in the reference.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +41,7 @@ from shared.rules.language import (
 from upswing.columnar.frame import Floats, Frame, Ints, MetricDays, Needs, Occurrences
 
 Bools = npt.NDArray[np.bool_]
+_Array = TypeVar("_Array", Floats, Ints, Bools)
 
 _COMPARE: dict[str, Callable[[Floats, Floats | float], Bools]] = {
     "at_least": np.greater_equal,
@@ -135,7 +138,7 @@ class SignalGrid:
             held = ok.copy()
             for period in range(1, signal.rising + 1):
                 held &= self._shift(ok, window * period, False)
-            for earlier, later in zip(values, values[1:], strict=False):
+            for earlier, later in itertools.pairwise(values):
                 held &= earlier < later
             if compare is not None and bound is not None:
                 held &= compare(value, bound)
@@ -228,7 +231,9 @@ class SignalGrid:
             ok = (at >= 0) & (at > self._columns - window)
             return np.take_along_axis(metric.last, np.maximum(at, 0), axis=1), ok
         if measure is Measure.PEAK:
-            return _sliding(np.where(metric.readings > 0, metric.high, -np.inf), window, np.maximum), readings > 0
+            return _sliding(
+                np.where(metric.readings > 0, metric.high, -np.inf), window, np.maximum
+            ), readings > 0
         return _sliding(np.where(metric.readings > 0, metric.low, np.inf), window, np.minimum), readings > 0
 
     @property
@@ -250,7 +255,7 @@ class SignalGrid:
         high = self._columns + 1
         return prefix[:, high] - prefix[:, np.maximum(high - window, 0)]
 
-    def _shift(self, values: npt.NDArray[np.generic], by: int, fill: object) -> npt.NDArray[np.generic]:
+    def _shift(self, values: _Array, by: int, fill: float | bool) -> _Array:
         """[accounts, days]: each day's cell holds the value of `by` days before it."""
         if by == 0:
             return values
@@ -287,12 +292,19 @@ class SignalGrid:
     def _shared(self, of: tuple[str, str], among: tuple[str, str], window: int) -> Floats:
         """[accounts, days]: how many values both pairs saw in the window ending with each day."""
         of_rows, of_values, of_starts, of_ends = self._coverage(self.frame.distinct[of], window)
-        among_rows, among_values, among_starts, among_ends = self._coverage(self.frame.distinct[among], window)
+        among_rows, among_values, among_starts, among_ends = self._coverage(
+            self.frame.distinct[among], window
+        )
         rows = np.concatenate([of_rows, of_rows, among_rows, among_rows])
         values = np.concatenate([of_values, of_values, among_values, among_values])
         points = np.concatenate([of_starts, of_ends, among_starts, among_ends])
         steps = np.concatenate(
-            [np.ones_like(of_starts), -np.ones_like(of_ends), np.ones_like(among_starts), -np.ones_like(among_ends)]
+            [
+                np.ones_like(of_starts),
+                -np.ones_like(of_ends),
+                np.ones_like(among_starts),
+                -np.ones_like(among_ends),
+            ]
         )
         order = np.lexsort((points, values, rows))
         rows, points, steps = rows[order], points[order], steps[order]

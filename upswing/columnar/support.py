@@ -51,7 +51,9 @@ def unsupported_triggers(ruleset: Ruleset) -> dict[str, str]:
         reads = [trigger.when]
         if trigger.score is not None:
             reads += list(trigger.score.weights)
-        reads += [check.signal for check in [*trigger.unless, *trigger.requires] if isinstance(check, SignalHolds)]
+        reads += [
+            check.signal for check in [*trigger.unless, *trigger.requires] if isinstance(check, SignalHolds)
+        ]
         for signal_name in reads:
             gap = _gap_within(ruleset, signal_name, frozenset())
             if gap is not None:
@@ -69,5 +71,5 @@ def _gap_within(ruleset: Ruleset, name: str, seen: frozenset[str]) -> tuple[str,
                 if gap is not None:
                     return gap
         return None
-    gap = signal_gap(signal)
-    return None if gap is None else (name, gap)
+    reason = signal_gap(signal)
+    return None if reason is None else (name, reason)
