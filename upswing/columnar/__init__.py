@@ -29,9 +29,7 @@ from upswing.columnar.signals import needs_of
 from upswing.columnar.support import unsupported_triggers
 from upswing.columnar.triggers import evaluate_frame
 
-ENGINES = ("scalar", "columnar", "auto")
-
-__all__ = ["ENGINES", "replay_columnar", "split_accounts", "unsupported_triggers"]
+__all__ = ["replay_columnar", "split_accounts", "unsupported_triggers"]
 
 AccountInput = tuple[str, Sequence[Accepted], AccountProfile | None]
 
