@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -31,7 +32,8 @@ from shared.rules.engine import AccountState, evaluate_account, read_plan
 from shared.rules.language import Ruleset
 from shared.rules.slicing import ruleset_slicing
 from upswing.backtest.events import Accepted
-from upswing.columnar import unsupported_triggers
+from upswing.backtest.replay import Contender, FiredAt, ReplayStats, replay_account
+from upswing.columnar import replay_columnar, split_accounts, unsupported_triggers
 from upswing.columnar.frame import build_frame, why_scalar
 from upswing.columnar.signals import needs_of
 from upswing.columnar.triggers import evaluate_frame
@@ -320,3 +322,94 @@ def test_property_given_a_random_ruleset_and_histories_when_evaluated_columnar_t
             if firing.account_id == account_id
         ]
         assert sorted(columnar_fired) == sorted(fired), account_id
+
+
+# ── routing ────────────────────────────────────────────────────────────────────────────────────
+
+
+def _account(specs: list[tuple[str, int, int, Any, dict[str, str]]]) -> list[Accepted]:
+    return arrivals_of("acct-routed", specs)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda arrivals: [*arrivals, arrivals[0]], "duplicate event ids"),
+        (lambda arrivals: [*arrivals, *_account([("api.calls", 0, 60, 1, {})])], "late events"),
+        (
+            lambda arrivals: [*arrivals, *_account([("api.calls", 9, 60, Decimal("2.5"), {})])],
+            "fractional values",
+        ),
+        (
+            lambda arrivals: [*arrivals, *_account([("api.calls", 9, 60, 2**40, {})])],
+            "values too large for exact sums",
+        ),
+        (
+            lambda arrivals: [
+                *arrivals,
+                *_account([("app.session", 9, second, 1, {"user": f"u-{second}"}) for second in range(1000)]),
+            ],
+            "a day at the distinct-value bound",
+        ),
+    ],
+)
+def test_given_input_the_matrices_do_not_model_when_routed_then_the_scalar_replay_with_the_reason(
+    change, reason
+):
+    # Given: a clean account, then the same with one irregularity
+    clean = _account([("api.calls", 2, 60, 3, {}), ("seats.active", 5, 0, 12, {"user": "u-1"})])
+    assert why_scalar(clean, 0) is None
+    # When / Then: the irregular one is the scalar replay's, and says why
+    assert why_scalar(change(clean), 0) == reason
+
+
+def test_given_a_partition_when_split_then_each_account_goes_one_way_and_both_are_counted():
+    # Given: one clean account and one with a late event, on the reference-like ruleset of two signals
+    ruleset = Ruleset.model_validate(
+        {
+            "version": "routing",
+            "metrics": {"api.calls": "count"},
+            "signals": {"calls": {"measure": "sum", "metric": "api.calls", "window": "3d", "at_least": 2}},
+            "triggers": {
+                "t": {
+                    "category": "adoption",
+                    "owner_role": "csm",
+                    "play": "p",
+                    "when": "calls",
+                    "cooldown": "2d",
+                }
+            },
+        }
+    )
+    clean = arrivals_of("acct-clean", [("api.calls", day, 60, 2, {}) for day in range(6)])
+    late = arrivals_of("acct-late", [("api.calls", day, 60, 2, {}) for day in (3, 4)])
+    late += arrivals_of("acct-late", [("api.calls", 1, 60, 2, {})])
+    stats = ReplayStats()
+
+    # When: split and replayed, each by its engine
+    columnar, scalar = split_accounts({"acct-clean": clean, "acct-late": late}, {}, [ruleset], stats)
+    contender = Contender("A", ruleset, read_plan(ruleset))
+    fired = replay_columnar(columnar, [contender], stats)
+    fired += replay_account("acct-late", scalar["acct-late"], None, [contender], 400, stats)
+
+    # Then: one account each way, the reason counted, and the firings the scalar replay gives both
+    assert [account for account, _, _ in columnar] == ["acct-clean"]
+    assert list(scalar) == ["acct-late"]
+    assert (stats.columnar_accounts, stats.scalar_accounts, stats.scalar_reasons) == (
+        1,
+        1,
+        {"late events": 1},
+    )
+    reference_stats = ReplayStats()
+    expected = [
+        firing
+        for account, arrivals in (("acct-clean", clean), ("acct-late", late))
+        for firing in replay_account(account, arrivals, None, [contender], 400, reference_stats)
+    ]
+    assert sorted(fired, key=_order) == sorted(expected, key=_order)
+    assert stats.evaluations == reference_stats.evaluations
+    assert {firing.account_id for firing in fired} == {"acct-clean", "acct-late"}
+
+
+def _order(firing: FiredAt) -> tuple[str, str, datetime]:
+    return firing.account_id, firing.trigger, firing.at

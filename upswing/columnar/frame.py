@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Inexact, localcontext
+from operator import gt
 
 import numpy as np
 import numpy.typing as npt
@@ -106,48 +108,44 @@ class _Columns:
 
 
 def why_scalar(arrivals: Sequence[Accepted], slices: int) -> str | None:
-    """Why the account's input needs the scalar replay (None: the columnar engine models it)."""
-    seen: set[str] = set()
-    kinds: dict[str, EventKind] = {}
-    last_day = ""
-    total = 0
-    day_values = 0  # distinct values a day holds, at most (every dimension of every event)
-    exact_day: set[tuple[str, str, str]] | None = None
-    for arrival in arrivals:
-        event = arrival.event
-        if event.event_id in seen:
-            return "duplicate event ids"
-        seen.add(event.event_id)
-        day = event.day
-        if day != last_day:
-            if day < last_day:
-                return "late events"
-            last_day, day_values, exact_day = day, 0, None
-        value = event.value
-        whole = int(value)
-        if whole != value:
-            return "fractional values"
-        total += abs(whole)
-        if abs(whole) > _LARGEST_VALUE or total >= _LARGEST_TOTAL:
-            return "values too large for exact sums"
-        if kinds.setdefault(event.name, event.kind) is not event.kind:
-            return "a metric with two kinds"
-        if event.dimensions:
-            day_values += len(event.dimensions)
-            if day_values >= MAX_DISTINCT_PER_DAY:  # maybe capped: count exactly from here
-                if exact_day is None:
-                    exact_day = set()
-                    for earlier in arrivals:
-                        if earlier.event.day == day and earlier is not arrival:
-                            exact_day.update(
-                                (earlier.event.name, key, text)
-                                for key, text in earlier.event.dimensions.items()
-                            )
-                exact_day.update((event.name, key, text) for key, text in event.dimensions.items())
-                if len(exact_day) >= MAX_DISTINCT_PER_DAY:
-                    return "a day at the distinct-value bound"
+    """Why the account's input needs the scalar replay (None: the columnar engine models it).
+    Whole-list checks, each one pass in C where it can be: this runs for every event."""
+    events = [arrival.event for arrival in arrivals]
+    if not events:
+        return None
+    if len({event.event_id for event in events}) != len(events):
+        return "duplicate event ids"
+    days = [event.day for event in events]
+    if any(map(gt, days, days[1:])):
+        return "late events"
+    values = [event.value for event in events]
+    whole = list(map(int, values))
+    try:
+        with localcontext() as exact:
+            exact.traps[Inexact] = True
+            # int() truncates towards zero: |int(v)| <= |v|, equal only for a whole number.
+            fractional = sum(map(abs, values)) != sum(map(abs, whole))
+    except Inexact:
+        fractional = True
+    if fractional:
+        return "fractional values"
+    if max(map(abs, whole)) > _LARGEST_VALUE or sum(map(abs, whole)) >= _LARGEST_TOTAL:
+        return "values too large for exact sums"
+    kinds = {(event.name, event.kind) for event in events}
+    if len({name for name, _ in kinds}) != len(kinds):
+        return "a metric with two kinds"
     if len(kinds) + slices >= MAX_METRICS_PER_BUCKET:
         return "a day near the metrics-per-bucket bound"
+    if sum(len(event.dimensions) for event in events) >= MAX_DISTINCT_PER_DAY:
+        # Some day may hold that many distinct values: count them day by day.
+        by_day: dict[str, set[tuple[str, str, str]]] = {}
+        for event in events:
+            if event.dimensions:
+                by_day.setdefault(event.day, set()).update(
+                    (event.name, key, text) for key, text in event.dimensions.items()
+                )
+        if any(len(values) >= MAX_DISTINCT_PER_DAY for values in by_day.values()):
+            return "a day at the distinct-value bound"
     return None
 
 
