@@ -101,8 +101,10 @@ def metric_signals(draw: st.DrawFn) -> dict[str, Any]:
             if gauge
             else st.sampled_from(sorted(METRICS))
         )
-        if measure == "distinct":
+        if measure in ("distinct", "new_distinct"):
             signal["dimension"] = "user"
+            if measure == "new_distinct":
+                signal["not_seen_in"] = draw(st.sampled_from(["1d", "2d", "4d", "6d"]))
         elif draw(st.integers(0, 4)) == 0:
             signal["where"] = {"user": draw(st.sampled_from(["u-1", ["u-2", "u-3"]]))}
     modifier = draw(st.sampled_from(["none", "none", "growth", "sustained", "rising"]))

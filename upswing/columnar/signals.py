@@ -206,6 +206,11 @@ class SignalGrid:
             both = self._shared(of, among, window)
             counted = self._distinct_count(among, window)
             return both / counted, counted > 0
+        if signal.measure is Measure.NEW_DISTINCT:
+            assert signal.metric
+            assert signal.dimension
+            before = days(signal.not_seen_in or "1d")
+            return self._new((signal.metric, signal.dimension), window, before), self._all
         if signal.measure is Measure.DISTINCT:
             assert signal.metric
             assert signal.dimension
@@ -264,12 +269,14 @@ class SignalGrid:
         shifted[:, by:] = values[:, :-by]
         return shifted
 
-    def _coverage(self, seen: Occurrences, window: int) -> tuple[Ints, Ints, Ints, Ints]:
-        """Each value's days counted in a window: from a day it is seen to `window` days later, or
-        the day it is seen again; as (row, value, start, end) intervals, disjoint per value."""
-        rows, values, starts = seen.rows, seen.values, seen.cols
+    def _coverage(self, seen: Occurrences, window: int, later: int = 0) -> tuple[Ints, Ints, Ints, Ints]:
+        """The days whose window counts each value: from a day it is seen (`later` days after it) for
+        `window` days, or until it is seen again; as (row, value, start, end) intervals, disjoint per
+        value and sorted."""
+        rows, values, seen_on = seen.rows, seen.values, seen.cols
         again = np.r_[(rows[1:] == rows[:-1]) & (values[1:] == values[:-1]), False]
-        following = np.r_[starts[1:], 0]
+        following = np.r_[seen_on[1:], 0] + later
+        starts = np.minimum(seen_on + later, self.width)
         ends = np.minimum(starts + window, np.where(again, following, self.width))
         return rows, values, starts, np.minimum(ends, self.width)
 
@@ -291,26 +298,31 @@ class SignalGrid:
 
     def _shared(self, of: tuple[str, str], among: tuple[str, str], window: int) -> Floats:
         """[accounts, days]: how many values both pairs saw in the window ending with each day."""
-        of_rows, of_values, of_starts, of_ends = self._coverage(self.frame.distinct[of], window)
-        among_rows, among_values, among_starts, among_ends = self._coverage(
-            self.frame.distinct[among], window
-        )
-        rows = np.concatenate([of_rows, of_rows, among_rows, among_rows])
-        values = np.concatenate([of_values, of_values, among_values, among_values])
-        points = np.concatenate([of_starts, of_ends, among_starts, among_ends])
+        distinct = self.frame.distinct
+        covered = [(self._coverage(distinct[of], window), 1), (self._coverage(distinct[among], window), 1)]
+        return self._level(covered, 2).astype(np.float64)
+
+    def _new(self, pair: tuple[str, str], window: int, before: int) -> Floats:
+        """[accounts, days]: how many values the window ending with each day saw that the `before`
+        days before the window did not (new_distinct)."""
+        seen = self.frame.distinct[pair]
+        covered = [(self._coverage(seen, window), 1), (self._coverage(seen, before, later=window), 2)]
+        return self._level(covered, 1).astype(np.float64)
+
+    def _level(self, covered: list[tuple[tuple[Ints, Ints, Ints, Ints], int]], wanted: int) -> Ints:
+        """[accounts, days]: how many values sit at `wanted` on each day, a value's level being the
+        sum of the weights of the interval sets covering the day (each set disjoint per value)."""
+        rows = np.concatenate([part[0] for part, _ in covered for _ in (0, 1)])
+        values = np.concatenate([part[1] for part, _ in covered for _ in (0, 1)])
+        points = np.concatenate([edge for part, _ in covered for edge in (part[2], part[3])])
         steps = np.concatenate(
-            [
-                np.ones_like(of_starts),
-                -np.ones_like(of_ends),
-                np.ones_like(among_starts),
-                -np.ones_like(among_ends),
-            ]
+            [np.full(len(part[2]), sign * weight) for part, weight in covered for sign in (1, -1)]
         )
         order = np.lexsort((points, values, rows))
         rows, points, steps = rows[order], points[order], steps[order]
-        level = np.cumsum(steps)  # each value's points sum to zero: the running level is per value
-        both = np.flatnonzero(level[:-1] == 2)  # from this point to the next, both cover the day
-        return self._sweep(rows[both], points[both], points[both + 1]).astype(np.float64)
+        level = np.cumsum(steps)  # each value's steps sum to zero: the running level is per value
+        at = np.flatnonzero(level[:-1] == wanted)  # from this point to the next, the value is there
+        return self._sweep(rows[at], points[at], points[at + 1])
 
 
 def _prefix(daily: Ints) -> Ints:

@@ -22,6 +22,7 @@ COLUMNAR_MEASURES = frozenset(
         Measure.PEAK,
         Measure.LOW,
         Measure.DISTINCT,
+        Measure.NEW_DISTINCT,
         Measure.SHARE,
         Measure.RATIO,
     }
