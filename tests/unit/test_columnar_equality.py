@@ -326,6 +326,69 @@ def test_property_given_a_random_ruleset_and_histories_when_evaluated_columnar_t
         assert sorted(columnar_fired) == sorted(fired), account_id
 
 
+# Denser: every event names a user, on the two metrics the distinct signals read.
+_users_seen = st.lists(
+    st.tuples(
+        st.sampled_from(["app.session", "feature.analytics.used"]),
+        st.integers(min_value=0, max_value=DAYS - 1),
+        st.just(0),
+        st.just(1),
+        st.sampled_from(USERS).map(lambda user: {"user": user}),
+    ),
+    min_size=1,
+    max_size=50,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    signal=st.sampled_from(
+        [
+            {"measure": "distinct", "metric": "app.session", "dimension": "user"},
+            {"measure": "new_distinct", "metric": "app.session", "dimension": "user", "not_seen_in": "1d"},
+            {"measure": "new_distinct", "metric": "app.session", "dimension": "user", "not_seen_in": "4d"},
+            {
+                "measure": "share",
+                "of": {"metric": "feature.analytics.used", "dimension": "user"},
+                "among": {"metric": "app.session", "dimension": "user"},
+            },
+        ]
+    ),
+    window=st.sampled_from(["1d", "2d", "3d", "5d"]),
+    comparison=_comparisons,
+    bound=st.sampled_from([0.3, 0.5, 1, 2, 3]),
+    accounts=st.lists(st.tuples(_users_seen, _profiles), min_size=1, max_size=3),
+)
+def test_property_given_distinct_values_when_swept_then_each_window_counts_them_as_the_reference(
+    signal, window, comparison, bound, accounts
+):
+    # Given: one distinct-value signal (the interval sweeps) with a bound random histories cross
+    ruleset = Ruleset.model_validate(
+        {
+            "version": "sweeps",
+            "metrics": {name: kind.value for name, kind in METRICS.items()},
+            "signals": {"s": {**signal, "window": window, comparison: bound}},
+            "triggers": {
+                "t": {"category": "adoption", "owner_role": "csm", "play": "p", "when": "s", "cooldown": "1d"}
+            },
+        }
+    )
+    inputs = [
+        (f"acct-{number}", arrivals_of(f"acct-{number}", specs), profile)
+        for number, (specs, profile) in enumerate(accounts)
+    ]
+
+    # When: evaluated by both engines
+    frame = build_frame(inputs, needs_of(ruleset), read_plan(ruleset).lookback_days)
+    evaluated = evaluate_frame(frame, ruleset)
+
+    # Then: held alike at every evaluation of every account
+    rows = frame.eval_rows.tolist()
+    for row, (account_id, arrivals, profile) in enumerate(inputs):
+        held, _ = reference(ruleset, account_id, arrivals, profile)
+        assert [bool(evaluated.held["t"][index]) for index, at in enumerate(rows) if at == row] == held["t"]
+
+
 # ── routing ────────────────────────────────────────────────────────────────────────────────────
 
 
