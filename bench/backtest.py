@@ -176,7 +176,7 @@ def _print(result: dict[str, Any]) -> None:
         print(
             f"  backtest {engine:<8} {form:<7}: {timed['wall_seconds']} s wall ({TARGET_SECONDS} s target), "
             f"{timed['cpu_seconds']} s CPU, peak {timed['peak_bytes'] / 1024**2:,.0f} MB "
-            f"({TARGET_PEAK_BYTES / 1024**3:.0f} GB target);"
+            f"({TARGET_PEAK_BYTES / 1024**3:.0f} GB target); "
             f"x{scalar / timed['wall_seconds']:.1f} vs scalar; "
             f"{timed['evaluations']:,} evaluations, {timed['firings']:,} firings; accounts "
             f"{timed['columnar_accounts']:,} columnar, {timed['scalar_accounts']:,} scalar"
