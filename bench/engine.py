@@ -205,7 +205,7 @@ def _online_read_units(
         from shared.accounts.models import Writer
         from shared.accounts.store import AccountStore
         from shared.counters.store import CounterStore
-        from shared.rules.aggregates import DynamoAggregates
+        from shared.rules.dynamo_aggregates import DynamoAggregates
         from shared.rules.engine import read_plan
         from shared.rules.firings import FiringStore
         from shared.rules.online import OnlineEvaluator

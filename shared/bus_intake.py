@@ -19,7 +19,10 @@ from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import ValidationError
 
+from shared.events.validation import describe_errors
 from shared.intake import BatchIntake, Channel, ItemResult, Status
 from shared.json_input import JsonInputError, decode_json
 from shared.observability import metrics
@@ -38,20 +41,20 @@ def process_messages(
     records = event.get("Records", [])
     rejects: list[tuple[str, dict[str, Any]]] = []
     failed: list[str] = []
-    groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    groups: dict[tuple[str, str], list[tuple[dict[str, Any], BusEnvelope]]] = {}
 
     for record in records:
         envelope, problem = _envelope(record.get("body", ""), intakes)
-        if problem:
-            rejects.append((record["messageId"], _reject(record.get("body", ""), [problem], None, None, now)))
+        if envelope is None:
+            reasons = [problem or "unreadable"]
+            rejects.append((record["messageId"], _reject(record.get("body", ""), reasons, None, None, now)))
         else:
-            key = (str(envelope["detail-type"]), str(envelope["source"]))
-            groups.setdefault(key, []).append((record, envelope))
+            groups.setdefault((envelope.detail_type, envelope.source), []).append((record, envelope))
 
     for (detail_type, source), items in groups.items():
         intake = intakes[detail_type]
         results = intake.ingest(
-            [envelope["detail"] for _, envelope in items], f"eventbridge:{source}", Channel.EVENTBRIDGE, now
+            [envelope.detail for _, envelope in items], f"eventbridge:{source}", Channel.EVENTBRIDGE, now
         )
         for (record, envelope), result in zip(items, results, strict=True):
             if result.status is Status.FAILED:
@@ -60,7 +63,7 @@ def process_messages(
                 rejects.append(
                     (
                         record["messageId"],
-                        _reject(envelope["detail"], result.errors, source, detail_type, now),
+                        _reject(envelope.detail, result.errors, source, detail_type, now),
                     )
                 )
         _count(intake.noun.plural.capitalize(), results)
@@ -72,17 +75,27 @@ def process_messages(
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
 
 
-def _envelope(body: str, intakes: Mapping[str, BatchIntake]) -> tuple[dict[str, Any], str | None]:
+class BusEnvelope(EventBridgeModel):
+    """Powertools' EventBridge event; its `detail` is judged by the intake, in the API's words."""
+
+    detail: Any
+
+
+def _envelope(body: str, intakes: Mapping[str, BatchIntake]) -> tuple[BusEnvelope | None, str | None]:
     try:
-        envelope = decode_json(body, subject="The message")
+        document = decode_json(body, subject="The message")  # the API's limits on depth and numbers
     except JsonInputError as error:
-        return {}, str(error)
-    if not isinstance(envelope, dict) or "detail" not in envelope or "source" not in envelope:
-        return {}, "the message is not an EventBridge event (no source/detail)"
-    if envelope.get("detail-type") not in intakes:
+        return None, str(error)
+    if not isinstance(document, dict) or "detail" not in document or "source" not in document:
+        return None, "the message is not an EventBridge event (no source/detail)"
+    if document.get("detail-type") not in intakes:
         expected = " or ".join(repr(detail_type) for detail_type in intakes)
-        return {}, f"detail-type must be {expected}, got {envelope.get('detail-type')!r}"
-    return envelope, None
+        return None, f"detail-type must be {expected}, got {document.get('detail-type')!r}"
+    try:
+        return BusEnvelope.model_validate(document), None
+    except ValidationError as error:
+        problems = "; ".join(describe_errors(error, BusEnvelope, noun="message"))
+        return None, f"the message is not an EventBridge event: {problems}"
 
 
 def _reject(

@@ -21,8 +21,9 @@ from typing import Any, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.errors import StorageUnavailable
 from shared.observability import logger
-from shared.storage.dynamo import is_conditional_failure, serialize
+from shared.storage.dynamo import error_code, is_conditional_failure, serialize
 
 PARALLEL_WRITES = 16
 
@@ -116,12 +117,14 @@ class ConditionalLedger:
             )
         except ClientError as error:
             if not is_conditional_failure(error):
-                raise
+                raise StorageUnavailable(f"put to {self._table}: {error_code(error)}") from error
             old = error.response.get("Item", {})
             return Existing(
                 fingerprint=old.get("fingerprint", {}).get("S", ""),
                 received_at=old.get("received_at", {}).get("S", ""),
             )
+        except BotoCoreError as error:
+            raise StorageUnavailable(f"put to {self._table}: {type(error).__name__}") from error
         return None
 
 
@@ -168,7 +171,7 @@ class ParallelPuts:
     def _put(self, item: dict[str, Any]) -> Existing | Exception | None:
         try:
             return self._ledger.put_new(item)
-        except (ClientError, BotoCoreError) as error:
+        except StorageUnavailable as error:
             return error
 
     def _result_of_put(self, index: int, item: Keyed, answer: Existing | Exception | None) -> ItemResult:

@@ -226,11 +226,7 @@ def _test_client(service: str) -> Any:
 
 
 def _forget_cached_handler_clients() -> None:
-    """Handlers cache clients and settings per process; each test gets its own mock and tables."""
-    from functions.aggregator import handler as aggregator
-    from functions.api import handler as api
-    from functions.authorizer import handler as authorizer
-    from functions.bus_ingest import handler as bus_ingest
-    from upswing.local.stack import _forget_cached_clients
+    """Handlers build clients and settings once per process; each test gets its own mock and tables."""
+    from upswing.local.stack import forget_handler_dependencies
 
-    _forget_cached_clients(aggregator, api, authorizer, bus_ingest)
+    forget_handler_dependencies()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,15 +17,18 @@ from shared.rules.online import BUNDLE_ROOT
 from shared.rules.slicing import ruleset_slicing
 from shared.settings import load_settings
 from shared.storage.dynamo import dynamodb_client
+from shared.wiring import Wiring
+
+wiring = Wiring()
 
 
-@cache
+@wiring.once
 def counter_store() -> CounterStore:
     settings = load_settings(AggregatorSettings)
     return CounterStore(dynamodb_client(), settings.counters_table, settings.retention_days)
 
 
-@cache
+@wiring.once
 def slicing() -> Slicing:
     """The slices the active ruleset filters or groups by (the evaluator reads the same file)."""
     settings = load_settings(AggregatorSettings)

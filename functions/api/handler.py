@@ -14,7 +14,6 @@ import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -33,7 +32,14 @@ from shared.counters.store import CounterStore
 from shared.counters.view import bucket_view
 from shared.events.ingest import Ingestor, ingestor_for, summarize
 from shared.events.models import AccountId
-from shared.events.validation import BadRequest, describe_errors, parse_batch_request, parse_json_body
+from shared.events.validation import (
+    BadRequest,
+    TooLarge,
+    UnsupportedMediaType,
+    describe_errors,
+    parse_batch_request,
+    parse_json_body,
+)
 from shared.experiments.arms import EXPERIMENT_SALT, experiment_salt
 from shared.experiments.report import experiment_report
 from shared.intake import BatchIntake, Channel, ItemResult, Tally
@@ -45,9 +51,8 @@ from shared.outcomes.store import OutcomeStore
 from shared.producers import Scope
 from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
-from shared.rules.aggregates import DynamoAggregates
-from shared.rules.firings import FiringStore
-from shared.rules.online import OnlineEvaluator, active_ruleset, trigger_view
+from shared.rules.build import build_online_evaluator
+from shared.rules.online import OnlineEvaluator, trigger_view
 from shared.segment.intake import (
     Caller,
     CallResult,
@@ -62,6 +67,9 @@ from shared.storage.dynamo import dynamodb_client
 from shared.timestamps import utc_stamp
 from shared.trigger_metrics.report import WINDOWS_DAYS, oldest_day, trigger_report
 from shared.trigger_metrics.store import TriggerMetricsStore
+from shared.wiring import Wiring
+
+wiring = Wiring()
 
 app = APIGatewayRestResolver()
 MAX_COUNTER_DAYS = 400
@@ -106,28 +114,28 @@ class InvalidProfile(Exception):
         self.errors = errors
 
 
-@cache
+@wiring.once
 def settings() -> ApiSettings:
     return load_settings(ApiSettings)
 
 
-@cache
+@wiring.once
 def ingestor() -> Ingestor:
     return ingestor_for(dynamodb_client(), settings())
 
 
-@cache
+@wiring.once
 def outcome_store() -> OutcomeStore:
     return OutcomeStore(dynamodb_client(), settings().outcomes_table)
 
 
-@cache
+@wiring.once
 def outcome_intake() -> OutcomeIntake:
     config = settings()
     return outcome_intake_for(dynamodb_client(), config.outcomes_table, config.retention_days)
 
 
-@cache
+@wiring.once
 def segment_intake() -> SegmentIntake:
     config = settings()
     return SegmentIntake(
@@ -135,45 +143,30 @@ def segment_intake() -> SegmentIntake:
     )
 
 
-@cache
+@wiring.once
 def accounts() -> AccountStore:
     return AccountStore(dynamodb_client(), settings().accounts_table)
 
 
-@cache
+@wiring.once
 def counters() -> CounterStore:
     return CounterStore(dynamodb_client(), settings().counters_table, settings().retention_days)
 
 
-@cache
+@wiring.once
 def play_ledger() -> PlayLedger:
     return PlayLedger(dynamodb_client(), settings().plays_table, settings().retention_days)
 
 
-@cache
+@wiring.once
 def trigger_metrics() -> TriggerMetricsStore:
     return TriggerMetricsStore(dynamodb_client(), settings().plays_table)
 
 
-@cache
+@wiring.once
 def signals() -> OnlineEvaluator:
     """The rules, read-only: previews what they say now; firing is the evaluator's job."""
-    config = settings()
-    ruleset, plan = active_ruleset(config.ruleset_path)
-    return OnlineEvaluator(
-        ruleset=ruleset,
-        plan=plan,
-        aggregates=DynamoAggregates(  # a preview: eventual is enough
-            counters(), consistent=False, children=accounts().children_of
-        ),
-        accounts=accounts(),
-        firings=FiringStore(dynamodb_client(), config.firings_table, config.retention_days),
-        publish=_never_publish,
-    )
-
-
-def _never_publish(messages: list[dict[str, Any]]) -> set[str]:
-    raise RuntimeError("the API previews rules; it never hands firings off")
+    return build_online_evaluator(settings(), consistent_reads=False)  # a preview: eventual is enough
 
 
 def require_scope(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
@@ -290,7 +283,7 @@ def put_account(account_id: str) -> Response:
     request = app.current_event
     document = parse_json_body(request.body, request.is_base64_encoded or False, what="profile")
     if not isinstance(document, dict):
-        raise BadRequest(400, "The body must be a JSON object with the account profile (at least a name).")
+        raise BadRequest("The body must be a JSON object with the account profile (at least a name).")
     try:
         profile = AccountProfile.model_validate(document)
     except ValidationError as error:
@@ -392,7 +385,6 @@ def get_experiment(name: str) -> Response:
     )
     if not EXPERIMENT_SALT.fullmatch(salt):
         raise BadRequest(
-            400,
             f"salt {salt!r} is not a salt: lower-case letters, digits, '-' and '_', at most 64",
         )
     percent = (trigger.holdout_percent or None) if trigger else None
@@ -445,7 +437,8 @@ def get_openapi() -> Response:
 
 @app.exception_handler(BadRequest)
 def bad_request(error: BadRequest) -> Response:
-    return _message(error.status, error.message)
+    status = 413 if isinstance(error, TooLarge) else 415 if isinstance(error, UnsupportedMediaType) else 400
+    return _message(status, error.message)
 
 
 @app.exception_handler(InvalidProfile)
@@ -569,13 +562,13 @@ def _account_id(raw: str) -> str:
         # that is not UTF-8 (%FF) must not become U+FFFD and collapse two ids into one.
         decoded = unquote(raw, errors="strict")
     except UnicodeDecodeError:
-        raise BadRequest(400, "account_id is not valid percent-encoded UTF-8 (e.g. %FF).") from None
+        raise BadRequest("account_id is not valid percent-encoded UTF-8 (e.g. %FF).") from None
     if decoded in (".", ".."):
-        raise BadRequest(400, "account_id cannot be '.' or '..': such a path names no account.")
+        raise BadRequest("account_id cannot be '.' or '..': such a path names no account.")
     try:
         return _ACCOUNT_ID.validate_python(decoded)
     except ValidationError:
-        raise BadRequest(400, "account_id must be 1-128 printable characters.") from None
+        raise BadRequest("account_id must be 1-128 printable characters.") from None
 
 
 def _day_range(first: str | None, last: str | None, today: date) -> tuple[date, date]:
@@ -591,13 +584,13 @@ def _day_range(first: str | None, last: str | None, today: date) -> tuple[date, 
             date.fromisoformat(first) if first is not None else max(oldest, last_day - timedelta(days=29))
         )
     except (ValueError, OverflowError):
-        raise BadRequest(400, f"from and to must be dates like 2026-11-23, {allowed}.") from None
+        raise BadRequest(f"from and to must be dates like 2026-11-23, {allowed}.") from None
     if not (oldest <= first_day <= newest and oldest <= last_day <= newest):
-        raise BadRequest(400, f"from and to must be {allowed}.")
+        raise BadRequest(f"from and to must be {allowed}.")
     if first_day > last_day:
-        raise BadRequest(400, "from must not be after to.")
+        raise BadRequest("from must not be after to.")
     if (last_day - first_day).days >= MAX_COUNTER_DAYS:
-        raise BadRequest(400, f"Ask for at most {MAX_COUNTER_DAYS} days at a time.")
+        raise BadRequest(f"Ask for at most {MAX_COUNTER_DAYS} days at a time.")
     return first_day, last_day
 
 

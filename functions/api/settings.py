@@ -6,12 +6,11 @@ from shared.horizon import DEFAULT_HORIZON_DAYS, HORIZON_ENV
 from shared.resources import (
     ACCOUNTS_TABLE,
     COUNTERS_TABLE,
-    DEFAULT_RULESET_PATH,
     FIRINGS_TABLE,
     PLAYS_TABLE,
-    RULESET_PATH_ENV,
 )
 from shared.segment.mapping import DEFAULT_MAPPING_PATH, MAPPING_PATH_ENV
+from shared.settings import RulesetPath
 
 
 class ApiSettings(IngestSettings):
@@ -19,7 +18,7 @@ class ApiSettings(IngestSettings):
     counters_table: str = Field(min_length=1, validation_alias=COUNTERS_TABLE.env_var)
     firings_table: str = Field(min_length=1, validation_alias=FIRINGS_TABLE.env_var)
     plays_table: str = Field(min_length=1, validation_alias=PLAYS_TABLE.env_var)
-    ruleset_path: str = Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)
+    ruleset_path: RulesetPath
     # How long after a firing an expansion counts: plays' fates and the trigger metrics' maturity.
     horizon_days: int = Field(
         default=DEFAULT_HORIZON_DAYS, ge=1, le=DEFAULT_RETENTION_DAYS, validation_alias=HORIZON_ENV

@@ -10,7 +10,6 @@ retries, in the on-failure queue instead of blocking the shard.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -23,13 +22,16 @@ from shared.outcomes.attribution import Attributor, StoredOutcomeFacts
 from shared.routing.ledger import PlayLedger
 from shared.settings import load_settings
 from shared.storage.dynamo import deserialize, dynamodb_client
+from shared.wiring import Wiring
 
 from .settings import AttributorSettings
+
+wiring = Wiring()
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-@cache
+@wiring.once
 def attributor() -> Attributor:
     settings = load_settings(AttributorSettings)
     return Attributor(

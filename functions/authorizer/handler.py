@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -23,9 +22,12 @@ from shared.producers import ProducerKeys, scopes_text
 from shared.segment import SEGMENT_PATHS
 from shared.settings import load_settings
 from shared.storage.dynamo import dynamodb_client
+from shared.wiring import Wiring
+
+wiring = Wiring()
 
 
-@cache
+@wiring.once
 def producer_keys() -> ProducerKeys:
     return ProducerKeys(dynamodb_client(), load_settings(AuthorizerSettings).registry_table)
 

@@ -7,7 +7,6 @@ storage failures come back to SQS as batch item failures.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -21,16 +20,19 @@ from shared.outcomes.intake import outcome_intake_for
 from shared.resources import OUTCOME_DETAIL_TYPE, USAGE_EVENT_DETAIL_TYPE
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client, dynamodb_client
+from shared.wiring import Wiring
+
+wiring = Wiring()
 
 __all__ = ["handler", "process_messages"]
 
 
-@cache
+@wiring.once
 def settings() -> BusIngestSettings:
     return load_settings(BusIngestSettings)
 
 
-@cache
+@wiring.once
 def intakes() -> dict[str, BatchIntake]:
     """The intake for each detail type the bus rule lets through."""
     config = settings()
@@ -42,7 +44,7 @@ def intakes() -> dict[str, BatchIntake]:
     }
 
 
-@cache
+@wiring.once
 def sqs_client() -> Any:
     return aws_client("sqs")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -28,8 +27,11 @@ from shared.routing.messages import PlayDelivery
 from shared.rules.plays import Channel
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client, dynamodb_client
+from shared.wiring import Wiring
 
 from .settings import EmailSenderSettings
+
+wiring = Wiring()
 
 processor = BatchProcessor(event_type=EventType.SQS)
 # The function's timeout: a claim younger than this may belong to an attempt still running.
@@ -57,7 +59,7 @@ class EmailSender:
         return claim.status.value if claim.fresh else f"already {claim.status.value}"
 
 
-@cache
+@wiring.once
 def sender() -> EmailSender:
     settings = load_settings(EmailSenderSettings)
     return EmailSender(

@@ -13,7 +13,6 @@ it fails the child's records as well, so the retry evaluates both again.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -21,35 +20,22 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.evaluator.settings import EvaluatorSettings
-from shared.accounts.store import AccountStore
-from shared.counters.store import CounterStore
 from shared.observability import logger, metrics, traced
-from shared.rules.aggregates import DynamoAggregates
-from shared.rules.firings import FiringStore
-from shared.rules.online import OnlineEvaluator, active_ruleset, sqs_publisher
+from shared.rules.build import build_online_evaluator
+from shared.rules.online import OnlineEvaluator, sqs_publisher
 from shared.settings import load_settings
-from shared.storage.dynamo import aws_client, dynamodb_client
+from shared.storage.dynamo import aws_client
+from shared.wiring import Wiring
+
+wiring = Wiring()
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-@cache
+@wiring.once
 def evaluator() -> OnlineEvaluator:
     settings = load_settings(EvaluatorSettings)
-    ruleset, plan = active_ruleset(settings.ruleset_path)
-    client = dynamodb_client()
-    accounts = AccountStore(client, settings.accounts_table)
-    return OnlineEvaluator(
-        ruleset=ruleset,
-        plan=plan,
-        aggregates=DynamoAggregates(
-            CounterStore(client, settings.counters_table, settings.retention_days),
-            children=accounts.children_of,
-        ),
-        accounts=accounts,
-        firings=FiringStore(client, settings.firings_table, settings.retention_days),
-        publish=sqs_publisher(aws_client("sqs"), settings.fired_queue_url),
-    )
+    return build_online_evaluator(settings, sqs_publisher(aws_client("sqs"), settings.fired_queue_url))
 
 
 @logger.inject_lambda_context

@@ -1,15 +1,12 @@
 from pydantic import BaseModel, Field
 
-from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.resources import (
     ACCOUNTS_TABLE,
     COUNTERS_TABLE,
-    DEFAULT_RULESET_PATH,
     FIRED_QUEUE,
     FIRINGS_TABLE,
-    RETENTION_DAYS_ENV,
-    RULESET_PATH_ENV,
 )
+from shared.settings import RetentionDays, RulesetPath
 
 
 class EvaluatorSettings(BaseModel):
@@ -17,5 +14,5 @@ class EvaluatorSettings(BaseModel):
     accounts_table: str = Field(min_length=1, validation_alias=ACCOUNTS_TABLE.env_var)
     firings_table: str = Field(min_length=1, validation_alias=FIRINGS_TABLE.env_var)
     fired_queue_url: str = Field(min_length=1, validation_alias=FIRED_QUEUE.env_var)
-    ruleset_path: str = Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)
-    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
+    ruleset_path: RulesetPath
+    retention_days: RetentionDays

@@ -22,7 +22,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from functools import cache
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -39,8 +38,11 @@ from shared.readback.watermark import DEALS_STATE_KEY
 from shared.routing.ledger import PlayLedger
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client, dynamodb_client
+from shared.wiring import Wiring
 
 from .settings import HubSpotPollerSettings
+
+wiring = Wiring()
 
 Report = TypeVar("Report", PollReport, DealReport)
 
@@ -48,12 +50,12 @@ Report = TypeVar("Report", PollReport, DealReport)
 DEADLINE_MARGIN_SECONDS = 15.0
 
 
-@cache
+@wiring.once
 def settings() -> HubSpotPollerSettings:
     return load_settings(HubSpotPollerSettings)
 
 
-@cache
+@wiring.once
 def client() -> HubSpotClient:
     """One client for tasks and deals: one token cache, one burst pacer, the shared search budget."""
     chosen = settings()
@@ -67,7 +69,7 @@ def client() -> HubSpotClient:
     return built
 
 
-@cache
+@wiring.once
 def poller() -> TaskPoller:
     settings_ = settings()
     dynamodb = dynamodb_client()
@@ -80,7 +82,7 @@ def poller() -> TaskPoller:
     )
 
 
-@cache
+@wiring.once
 def deal_poller() -> DealPoller | None:
     """None when reading deals back is turned off (HUBSPOT_READ_DEALS=false)."""
     settings_ = settings()

@@ -7,7 +7,6 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from shared.currencies import CurrencyCode
 from shared.delivery.hubspot import DealSearch, HubSpotSettings
-from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.outcomes.models import OutcomeKind
 from shared.readback.deals import NEW_BUSINESS, DealRules
 from shared.resources import (
@@ -16,8 +15,8 @@ from shared.resources import (
     HUBSPOT_SECRET_ENV,
     OUTCOMES_TABLE,
     PLAYS_TABLE,
-    RETENTION_DAYS_ENV,
 )
+from shared.settings import RetentionDays
 from shared.timezones import PORTAL_TIMEZONE_ENV
 
 # The poller's share of the app's burst limit (batch reads only: searches have their own limit).
@@ -33,7 +32,7 @@ class HubSpotPollerSettings(BaseModel):
     plays_table: str = Field(min_length=1, validation_alias=PLAYS_TABLE.env_var)
     deliveries_table: str = Field(min_length=1, validation_alias=DELIVERIES_TABLE.env_var)
     secret_id: str = Field(min_length=1, validation_alias=HUBSPOT_SECRET_ENV)
-    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
+    retention_days: RetentionDays
     base_url: str = Field(default=HubSpotSettings.base_url, validation_alias="HUBSPOT_BASE_URL")
     tasks_path: str = Field(default=HubSpotSettings.tasks_path, validation_alias="HUBSPOT_TASKS_PATH")
     portal_timezone: str = Field(default="UTC", validation_alias=PORTAL_TIMEZONE_ENV)

@@ -36,12 +36,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -65,6 +63,7 @@ from shared.delivery.hubspot import (
 )
 from shared.delivery.hubspot_access import hubspot_client
 from shared.delivery.ledger import Claim, DeliveryLedger, deliver_once
+from shared.delivery.queue import DeliveryQueue
 from shared.delivery.secrets import CachedSecret
 from shared.delivery.task_close import CLOSE_CHANNEL, Closed, CloseResult, close_task
 from shared.events.validation import describe_errors
@@ -76,8 +75,11 @@ from shared.routing.messages import CLOSE_TYPE, PlayDelivery, TaskClose
 from shared.rules.plays import Channel
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client, dynamodb_client, is_conditional_failure
+from shared.wiring import Wiring
 
 from .settings import HubSpotSenderSettings
+
+wiring = Wiring()
 
 processor = BatchProcessor(event_type=EventType.SQS)
 FUNCTION_TIMEOUT = HUBSPOT_SENDER_FUNCTION.timeout  # the stack sets the same (one spec, shared/resources.py)
@@ -85,11 +87,6 @@ FUNCTION_TIMEOUT = HUBSPOT_SENDER_FUNCTION.timeout  # the stack sets the same (o
 AUTH_HOLD = timedelta(minutes=5)
 # Stop starting HubSpot calls this long before Lambda's own deadline.
 _DEADLINE_MARGIN_SECONDS = 5.0
-# SQS caps a message's visibility at 12 hours counted from its receive, not from this call: the
-# message was received at most one function timeout ago, so a hold leaves that much room.
-_LONGEST_HOLD_SECONDS = 12 * 3600 - int(FUNCTION_TIMEOUT.total_seconds())
-_LONGEST_DELAY_SECONDS = 15 * 60  # SQS's maximum message delay
-_ERROR_ATTRIBUTE_LIMIT = 4000  # the DLQ's `error` attribute: HubSpot's details fit, an HTML page does not
 _BATCH_WIDE_POLICIES = (DAILY, MIGRATION)  # limits of the whole portal, not of one request
 
 
@@ -97,15 +94,12 @@ _BATCH_WIDE_POLICIES = (DAILY, MIGRATION)  # limits of the whole portal, not of 
 class HubSpotSender:
     client: HubSpotClient
     ledger: DeliveryLedger
-    sqs: Any
-    queue_url: str
-    dead_letter_queue_url: str
+    queue: DeliveryQueue  # its own queue and DLQ: holds and dead letters
     plays: PlayLedger | None = None  # where a delivery's problems are recorded (GET .../signals)
     token: CachedSecret | None = None  # re-read while HubSpot refuses it
     # Where each created task is registered for the read-back (functions/hubspot_poller).
     tasks: TaskRegistry | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
-    max_receives: int = HUBSPOT_QUEUE.max_receive_count
     # The fingerprint of the token HubSpot refused last (never the token): while the secret still
     # holds it, batches are held without asking HubSpot again.
     _refused_token: str | None = None
@@ -273,36 +267,6 @@ class HubSpotSender:
                 extra={"play_id": delivery.play_id, "error": error.response.get("Error", {}).get("Code")},
             )
 
-    def dead_letter(self, record: SQSRecord, reason: str, correlation_id: str | None = None) -> None:
-        attributes = {"error": {"DataType": "String", "StringValue": reason[:_ERROR_ATTRIBUTE_LIMIT]}}
-        if correlation_id:
-            attributes["hubspot_correlation_id"] = {"DataType": "String", "StringValue": correlation_id}
-        self.sqs.send_message(
-            QueueUrl=self.dead_letter_queue_url, MessageBody=record.body, MessageAttributes=attributes
-        )
-
-    def hold(self, record: SQSRecord, seconds: float) -> None:
-        """Keep the message invisible for `seconds` (then it is delivered again)."""
-        self.sqs.change_message_visibility(
-            QueueUrl=self.queue_url,
-            ReceiptHandle=record.receipt_handle,
-            VisibilityTimeout=min(_LONGEST_HOLD_SECONDS, max(1, math.ceil(seconds))),
-        )
-
-    def hold_without_dead_lettering(self, record: SQSRecord, seconds: float) -> bool:
-        """Hold the message; True when it stays on the queue (the record must fail), False when a fresh
-        copy replaced it because one more receive would send it to the DLQ (the record succeeds)."""
-        receives = int(record.attributes.approximate_receive_count or 1)
-        if receives < self.max_receives - 1:
-            self.hold(record, seconds)
-            return True
-        self.sqs.send_message(
-            QueueUrl=self.queue_url,
-            MessageBody=record.body,
-            DelaySeconds=min(_LONGEST_DELAY_SECONDS, max(0, math.ceil(seconds))),
-        )
-        return False
-
     def token_refused(self, error: HubSpotAuthFailed) -> None:
         """Remember which token HubSpot refused (its fingerprint), so later batches do not ask again."""
         self._refused_token = _fingerprint(self.token()) if self.token else None
@@ -323,7 +287,7 @@ class TokenRefused(Exception):
     """The message is held until the HubSpot token is fixed."""
 
 
-@cache
+@wiring.once
 def sender() -> HubSpotSender:
     settings = load_settings(HubSpotSenderSettings)
     dynamodb = dynamodb_client()
@@ -337,9 +301,13 @@ def sender() -> HubSpotSender:
     return HubSpotSender(
         client=client,
         ledger=DeliveryLedger(dynamodb, settings.deliveries_table, settings.retention_days),
-        sqs=aws_client("sqs"),
-        queue_url=settings.queue_url,
-        dead_letter_queue_url=settings.dead_letter_queue_url,
+        queue=DeliveryQueue(
+            aws_client("sqs"),
+            settings.queue_url,
+            settings.dead_letter_queue_url,
+            consumer=HUBSPOT_SENDER_FUNCTION,
+            max_receives=HUBSPOT_QUEUE.max_receive_count,
+        ),
         plays=PlayLedger(dynamodb, settings.plays_table, settings.retention_days),
         token=token,
         tasks=TaskRegistry(dynamodb, settings.plays_table, settings.retention_days),
@@ -362,7 +330,7 @@ def send_tasks(event: dict[str, Any], hubspot: HubSpotSender, deadline: float) -
     def send_record(record: SQSRecord) -> None:
         nonlocal portal_limit, refused
         if portal_limit is not None:  # no point asking again before it ends
-            hubspot.hold(record, portal_limit.wait_seconds)
+            hubspot.queue.hold(record, portal_limit.wait_seconds)
             raise portal_limit
         if token_still_refused or refused is not None:
             _held_for_token(hubspot, record, refused)
@@ -409,7 +377,7 @@ def send_tasks(event: dict[str, Any], hubspot: HubSpotSender, deadline: float) -
             )
             return
         except HubSpotThrottled as error:
-            hubspot.hold(record, error.wait_seconds)
+            hubspot.queue.hold(record, error.wait_seconds)
             if error.policy in _BATCH_WIDE_POLICIES:
                 portal_limit = error
             metrics.add_metric(name="HubSpotThrottled", unit=MetricUnit.Count, value=1)
@@ -452,7 +420,7 @@ def _close(hubspot: HubSpotSender, message: TaskClose, deadline: float) -> None:
 def _held_for_token(hubspot: HubSpotSender, record: SQSRecord, error: HubSpotAuthFailed | None) -> None:
     """Hold the message until a working token is in the secret (never to the DLQ)."""
     metrics.add_metric(name="HubSpotHeldForToken", unit=MetricUnit.Count, value=1)
-    if hubspot.hold_without_dead_lettering(record, AUTH_HOLD.total_seconds()):
+    if hubspot.queue.hold_without_dead_lettering(record, AUTH_HOLD.total_seconds()):
         raise TokenRefused(error.what_to_fix if error else "HubSpot refuses the token in the secret")
 
 
@@ -468,7 +436,7 @@ def _dead_lettered(
 ) -> None:
     """To the DLQ with the full reason; the log gets its kind and HubSpot's ids, codes and context,
     not its messages (they can quote property values, which may be personal data)."""
-    hubspot.dead_letter(record, reason, correlation_id)
+    hubspot.queue.dead_letter(record, reason, hubspot_correlation_id=correlation_id or "")
     metrics.add_metric(name="HubSpotDeadLettered", unit=MetricUnit.Count, value=1)
     logger.error("delivery dead-lettered", extra={"play_id": play_id, "kind": kind, **(details or {})})
 

@@ -3,15 +3,14 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from shared.delivery.hubspot import HubSpotSettings
-from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.resources import (
     DELIVERIES_TABLE,
     HUBSPOT_DLQ_ENV,
     HUBSPOT_QUEUE,
     HUBSPOT_SECRET_ENV,
     PLAYS_TABLE,
-    RETENTION_DAYS_ENV,
 )
+from shared.settings import RetentionDays
 from shared.timezones import PORTAL_TIMEZONE_ENV, portal_zone
 
 
@@ -21,7 +20,7 @@ class HubSpotSenderSettings(BaseModel):
     queue_url: str = Field(min_length=1, validation_alias=HUBSPOT_QUEUE.env_var)
     dead_letter_queue_url: str = Field(min_length=1, validation_alias=HUBSPOT_DLQ_ENV)
     secret_id: str = Field(min_length=1, validation_alias=HUBSPOT_SECRET_ENV)
-    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
+    retention_days: RetentionDays
     base_url: str = Field(default=HubSpotSettings.base_url, validation_alias="HUBSPOT_BASE_URL")
     tasks_path: str = Field(default=HubSpotSettings.tasks_path, validation_alias="HUBSPOT_TASKS_PATH")
     company_association_type: int = Field(default=192, gt=0, validation_alias="HUBSPOT_COMPANY_ASSOCIATION")

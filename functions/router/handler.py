@@ -7,7 +7,6 @@ fired queue's DLQ after its retries. Redeliveries are harmless: the play ledger 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,9 +17,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.observability import logger, metrics, traced
 from shared.routing.router import FiredMessage, Router
 from shared.settings import load_settings
+from shared.wiring import Wiring
 
+from .build import build_router
 from .settings import RouterSettings
-from .wiring import build_router
+
+wiring = Wiring()
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -29,7 +31,7 @@ def _no_signal_checks(account_id: str, trigger: str, at: datetime) -> bool:
     raise RuntimeError("the router routes first tiers only; escalations are the scheduler's")
 
 
-@cache
+@wiring.once
 def router() -> Router:
     return build_router(load_settings(RouterSettings), _no_signal_checks)
 

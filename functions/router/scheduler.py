@@ -10,26 +10,23 @@ whose signal has not held for its play's `auto_close.after` is handed to the Hub
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.accounts.store import AccountStore
-from shared.counters.store import CounterStore
 from shared.observability import logger, metrics, traced
 from shared.routing.autoclose import AutoCloser
 from shared.routing.dispatch import AwsDispatcher
 from shared.routing.router import Router
-from shared.rules.aggregates import DynamoAggregates
-from shared.rules.firings import FiringStore
-from shared.rules.online import OnlineEvaluator, active_ruleset
+from shared.rules.build import build_online_evaluator
 from shared.settings import load_settings
-from shared.storage.dynamo import dynamodb_client
+from shared.wiring import Wiring
 
+from .build import build_router
 from .settings import SchedulerSettings
-from .wiring import build_router
+
+wiring = Wiring()
 
 # Leave this much of the invocation for the releases in flight to finish.
 _MARGIN_MS = 10_000
@@ -37,33 +34,20 @@ _MARGIN_MS = 10_000
 _NOT_PERSISTING = ("excluded", "other segment")
 
 
-@cache
+@wiring.once
 def router() -> Router:
     return _wired()[0]
 
 
-@cache
+@wiring.once
 def auto_closer() -> AutoCloser:
     return _wired()[1]
 
 
-@cache
+@wiring.once
 def _wired() -> tuple[Router, AutoCloser, int]:
     settings = load_settings(SchedulerSettings)
-    ruleset, plan = active_ruleset(settings.ruleset_path)
-    client = dynamodb_client()
-    accounts = AccountStore(client, settings.accounts_table)
-    rules = OnlineEvaluator(
-        ruleset=ruleset,
-        plan=plan,
-        aggregates=DynamoAggregates(
-            CounterStore(client, settings.counters_table, settings.retention_days),
-            children=accounts.children_of,
-        ),
-        accounts=accounts,
-        firings=FiringStore(client, settings.firings_table, settings.retention_days),
-        publish=lambda messages: set(),  # previews never publish
-    )
+    rules = build_online_evaluator(settings)
 
     def signal_holds(account_id: str, trigger: str, at: datetime) -> bool:
         outcome = next(o for o in rules.preview(account_id, at).outcomes if o.trigger == trigger)

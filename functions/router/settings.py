@@ -1,19 +1,16 @@
 from pydantic import BaseModel, Field, field_validator
 
-from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.resources import (
     ACCOUNTS_TABLE,
     COUNTERS_TABLE,
-    DEFAULT_RULESET_PATH,
     EMAIL_QUEUE,
     EVENT_BUS_ENV,
     FIRINGS_TABLE,
     HUBSPOT_QUEUE,
     PLAYS_TABLE,
-    RETENTION_DAYS_ENV,
-    RULESET_PATH_ENV,
 )
 from shared.routing.watches import AUTO_CLOSE_PER_RUN
+from shared.settings import RetentionDays, RulesetPath
 from shared.timezones import PORTAL_TIMEZONE_ENV, portal_zone
 
 
@@ -23,8 +20,8 @@ class RouterSettings(BaseModel):
     hubspot_queue_url: str = Field(min_length=1, validation_alias=HUBSPOT_QUEUE.env_var)
     email_queue_url: str = Field(min_length=1, validation_alias=EMAIL_QUEUE.env_var)
     event_bus_name: str = Field(min_length=1, validation_alias=EVENT_BUS_ENV)
-    ruleset_path: str = Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)
-    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
+    ruleset_path: RulesetPath
+    retention_days: RetentionDays
     # SLAs count business days from the date in the HubSpot portal's zone, not from UTC's.
     business_timezone: str = Field(default="UTC", validation_alias=PORTAL_TIMEZONE_ENV)
     # How often a HubSpot task of a play with auto_close is checked (a rules evaluation each time).

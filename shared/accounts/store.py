@@ -40,7 +40,7 @@ from shared.accounts.models import (
     Writer,
 )
 from shared.resources import ACCOUNTS_COMPANY_INDEX, ACCOUNTS_PARENT_INDEX, IndexSpec
-from shared.storage.dynamo import is_conditional_failure
+from shared.storage.dynamo import is_conditional_failure, unavailable_on_failure
 from shared.timestamps import utc_stamp
 
 _ATTEMPTS = 3
@@ -115,6 +115,12 @@ class AccountStore:
         half-writes). A profile the revision leaves as it was gets no audit entry.
         """
         stamp = _stamp(now)
+        with unavailable_on_failure("account profile"):
+            return self._revise(account_id, reviser, writer, mark, stamp)
+
+    def _revise(
+        self, account_id: str, reviser: Reviser, writer: Writer, mark: SourceMark, stamp: str
+    ) -> tuple[Revision, StoredAccount | None]:
         for _ in range(_ATTEMPTS):
             item = self._read(account_id)
             previous = StoredAccount.model_validate_json(item["profile"]["S"]) if item else None

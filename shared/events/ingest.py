@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field
 
+from shared.errors import StorageUnavailable
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.ledger import EventLedger, ledger_item
 from shared.events.metric_kinds import MetricKinds, kind_conflict
@@ -33,7 +33,8 @@ from shared.intake import (
     unavailable,
 )
 from shared.observability import logger
-from shared.resources import EVENTS_TABLE, OUTCOMES_TABLE, REGISTRY_TABLE, RETENTION_DAYS_ENV
+from shared.resources import EVENTS_TABLE, OUTCOMES_TABLE, REGISTRY_TABLE
+from shared.settings import RetentionDays
 
 EVENT = Noun(singular="event", plural="events", id_field="event_id")
 
@@ -70,7 +71,7 @@ class Ingestor:
     ) -> list[tuple[int, UsageEvent]]:
         try:
             kinds = self._kinds.resolve((event.name, event.kind) for _, event in candidates)
-        except (ClientError, BotoCoreError) as error:
+        except StorageUnavailable as error:
             logger.error("metric kind lookup failed", extra={"error": type(error).__name__})
             for index, event in candidates:
                 results[index] = unavailable(index, event.event_id)
@@ -105,7 +106,7 @@ class IngestSettings(BaseModel):
     events_table: str = Field(min_length=1, validation_alias=EVENTS_TABLE.env_var)
     registry_table: str = Field(min_length=1, validation_alias=REGISTRY_TABLE.env_var)
     outcomes_table: str = Field(min_length=1, validation_alias=OUTCOMES_TABLE.env_var)
-    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
+    retention_days: RetentionDays
 
 
 def ingestor_for(client: Any, settings: IngestSettings) -> Ingestor:

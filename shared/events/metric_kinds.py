@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared.events.models import EventKind
-from shared.storage.dynamo import is_conditional_failure
+from shared.storage.dynamo import is_conditional_failure, unavailable_on_failure
 
 
 def kind_conflict(name: str, registered: EventKind, given: EventKind) -> str:
@@ -32,9 +32,10 @@ class MetricKinds:
     def resolve(self, proposals: Iterable[tuple[str, EventKind]]) -> dict[str, EventKind]:
         """The registered kind of each name; a name seen for the first time takes the proposed kind."""
         resolved: dict[str, EventKind] = {}
-        for name, kind in proposals:
-            if name not in resolved:
-                resolved[name] = self._known.get(name) or self._register(name, kind)
+        with unavailable_on_failure("metric kind registry"):
+            for name, kind in proposals:
+                if name not in resolved:
+                    resolved[name] = self._known.get(name) or self._register(name, kind)
         return resolved
 
     def _register(self, name: str, kind: EventKind) -> EventKind:

@@ -27,12 +27,20 @@ from shared.model_fields import did_you_mean, fields_at
 
 
 class BadRequest(Exception):
-    """The request as a whole cannot be processed; nothing was written."""
+    """The request as a whole cannot be processed; nothing was written. A domain error: what it
+    means in HTTP (400, or the subclasses' 413 and 415) is the API's to say."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.status = status
         self.message = message
+
+
+class TooLarge(BadRequest):
+    """More bytes or items than one request may carry: split it."""
+
+
+class UnsupportedMediaType(BadRequest):
+    """The body is not declared as JSON."""
 
 
 # An invalid event (kept by this name for the backtest, which reports them).
@@ -52,23 +60,20 @@ def parse_batch_request(
     items, not yet validated."""
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type != "application/json":
-        raise BadRequest(415, f"Content-Type must be application/json (got {content_type or 'none'!r}).")
+        raise UnsupportedMediaType(f"Content-Type must be application/json (got {content_type or 'none'!r}).")
     document = parse_json_body(body, is_base64, what=array)
     if not isinstance(document, dict) or array not in document:
-        raise BadRequest(
-            400, f'The body must be a JSON object with an "{array}" array: {{"{array}": [...]}}.'
-        )
+        raise BadRequest(f'The body must be a JSON object with an "{array}" array: {{"{array}": [...]}}.')
     unknown = sorted(set(document) - {array})
     if unknown:
-        raise BadRequest(400, f'Unknown top-level field(s) {", ".join(map(repr, unknown))}; only "{array}".')
+        raise BadRequest(f'Unknown top-level field(s) {", ".join(map(repr, unknown))}; only "{array}".')
     items = document[array]
     if not isinstance(items, list):
-        raise BadRequest(400, f'"{array}" must be an array of {noun} objects.')
+        raise BadRequest(f'"{array}" must be an array of {noun} objects.')
     if not items:
-        raise BadRequest(400, f'"{array}" is empty: send between 1 and {MAX_EVENTS_PER_REQUEST} {array}.')
+        raise BadRequest(f'"{array}" is empty: send between 1 and {MAX_EVENTS_PER_REQUEST} {array}.')
     if len(items) > MAX_EVENTS_PER_REQUEST:
-        raise BadRequest(
-            413,
+        raise TooLarge(
             f'"{array}" holds {len(items)} {array}; the limit is {MAX_EVENTS_PER_REQUEST} per request. '
             "Split the batch.",
         )
@@ -79,15 +84,14 @@ def parse_json_body(body: str | None, is_base64: bool, what: str) -> Any:
     """A request body's JSON document, within the size, nesting and number-literal limits."""
     raw = _body_bytes(body, is_base64)
     if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(
-            413,
+        raise TooLarge(
             f"The body is {len(raw):,} bytes; the limit is {MAX_BODY_BYTES:,} bytes. "
             f"Split the {what} over several requests.",
         )
     try:
         return decode_json(raw)
     except JsonInputError as error:
-        raise BadRequest(400, str(error)) from None
+        raise BadRequest(str(error)) from None
 
 
 def validate_event(raw: Any, now: datetime, retention_days: int) -> UsageEvent | Invalid:
@@ -175,7 +179,7 @@ def _body_bytes(body: str | None, is_base64: bool) -> bytes:
         try:
             return base64.b64decode(body, validate=True)
         except binascii.Error:
-            raise BadRequest(400, "The body could not be decoded.") from None
+            raise BadRequest("The body could not be decoded.") from None
     return body.encode()
 
 

@@ -1,24 +1,22 @@
-"""Where the engine's counters come from: DynamoDB online, memory in tests and the backtest.
+"""Where the engine's counters come from: the port (`Aggregates`), and memory for tests and the backtest.
 
-Both fold the same events into the same `DayBucket`s (shared/counters/bucket.py) and hand the
-engine a `History` of them, so an evaluation cannot depend on where its counters live.
+Online they come from DynamoDB (shared/rules/dynamo_aggregates.py). Both fold the same events into
+the same `DayBucket`s (shared/counters/bucket.py) and hand the engine a `History` of them, so an
+evaluation cannot depend on where its counters live. This module imports no AWS client: the
+engine depends on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
-
-from aws_lambda_powertools.metrics import MetricUnit
 
 from shared.accounts.models import MAX_CHILDREN
 from shared.counters.bucket import CountedEvent, DayBucket
 from shared.counters.family import fold_family, members_capped
 from shared.counters.slices import NO_SLICING, Slicing
-from shared.counters.store import CounterStore
-from shared.observability import logger, metrics
 from shared.rules.history import History
 
 
@@ -33,67 +31,6 @@ class Aggregates(Protocol):
         """`history`, plus the family's folded days of `family_metrics` (the account and its children:
         shared/counters/family.py) under the family keys."""
         ...
-
-
-class DynamoAggregates:
-    """One Query per account evaluation, for exactly the days the ruleset's read plan needs.
-
-    Strongly consistent by default: the evaluator runs because a bucket just changed, and an
-    eventually consistent read could miss that very change (and with it a firing).
-    """
-
-    def __init__(
-        self,
-        store: CounterStore,
-        *,
-        consistent: bool = True,
-        children: Callable[[str], list[str]] | None = None,
-    ) -> None:
-        self._store = store
-        self._consistent = consistent
-        self._children = children  # AccountStore.children_of: needed by family-scope rules only
-
-    def buckets(self, account_id: str, first_day: date, last_day: date) -> list[DayBucket]:
-        first, last = first_day.isoformat(), last_day.isoformat()
-        return self._store.read_range(account_id, first, last, consistent=self._consistent)
-
-    def history(self, account_id: str, first_day: date, last_day: date) -> History:
-        return History.of(self.buckets(account_id, first_day, last_day), first_day, last_day)
-
-    def family_history(
-        self, account_id: str, first_day: date, last_day: date, family_metrics: frozenset[str]
-    ) -> History:
-        """One Query of the `parent` index, then one counters Query per member (N + 2 for N children)."""
-        if self._children is None:
-            raise RuntimeError(
-                "family-scope rules read the accounts' parent index: give DynamoAggregates children"
-            )
-        own = self.buckets(account_id, first_day, last_day)
-        history = History.of(own, first_day, last_day)
-        children, left_out = members_capped(self._children(account_id), MAX_CHILDREN)
-        if left_out:
-            family_capped(account_id, left_out)
-        by_day: dict[str, list[DayBucket]] = {}
-        for bucket in own:
-            by_day.setdefault(bucket.day, []).append(bucket)
-        for child in children:
-            for bucket in self.buckets(child, first_day, last_day):
-                by_day.setdefault(bucket.day, []).append(bucket)
-        for day in sorted(by_day):
-            history.record_family(
-                date.fromisoformat(day).toordinal(), *fold_family(by_day[day], family_metrics)
-            )
-        return history
-
-
-def family_capped(parent_id: str, left_out: int) -> None:
-    """A family past MAX_CHILDREN (profiles written before the bound, or a race of two writes): read
-    with its first MAX_CHILDREN children by id, loudly."""
-    logger.error(
-        "family larger than the bound: children left out of family-scope rules",
-        extra={"parent_account_id": parent_id, "left_out": left_out, "bound": MAX_CHILDREN},
-    )
-    metrics.add_metric(name="FamilyChildrenLeftOut", unit=MetricUnit.Count, value=left_out)
 
 
 @dataclass

@@ -60,8 +60,8 @@ from shared.rules.language import (
     Ruleset,
     SignalHolds,
     Trigger,
+    lookback_days,
 )
-from shared.rules.loading import lookback_days
 from shared.timestamps import utc_stamp
 
 # ── inputs and outputs ─────────────────────────────────────────────────────────────────────────

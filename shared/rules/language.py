@@ -558,3 +558,22 @@ class Ruleset(_Strict):
 
 
 MAX_LOOKBACK_DAYS = DEFAULT_RETENTION_DAYS
+
+
+def lookback_days(ruleset: Ruleset, name: str, seen: frozenset[str] = frozenset()) -> int | None:
+    """How many days back evaluating the signal reads (None for an unknown name or a cycle)."""
+    signal = ruleset.signals.get(name)
+    if signal is None or name in seen:
+        return None
+    if isinstance(signal, CompositeSignal):
+        members = [lookback_days(ruleset, member, seen | {name}) for member in signal.signals]
+        known = [member for member in members if member is not None]
+        return days(signal.within) - 1 + max(known) if known else None
+    window = days(signal.window)
+    windows = signal.sustained or (signal.rising + 1 if signal.rising else 1)
+    if signal.growth and signal.growth.over == "previous_window":
+        windows += 1
+    baseline = days(signal.growth.baseline_window) if signal.growth and signal.growth.baseline_window else 0
+    # new_distinct reads the not_seen_in days before its oldest window (no growth over average with it).
+    before = days(signal.not_seen_in) if signal.not_seen_in else 0
+    return window * windows + baseline + before

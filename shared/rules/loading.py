@@ -18,7 +18,6 @@ from pydantic import ValidationError
 from shared.events.models import EventKind
 from shared.model_fields import did_you_mean, fields_at
 from shared.rules import language
-from shared.rules.durations import days
 from shared.rules.language import (
     GAUGE_MEASURES,
     MAX_LOOKBACK_DAYS,
@@ -27,6 +26,7 @@ from shared.rules.language import (
     Measure,
     Ruleset,
     SignalHolds,
+    lookback_days,
 )
 
 # libyaml when PyYAML was built with it (the Lambda wheels are): about 10x faster than pure Python.
@@ -168,25 +168,6 @@ def _named(check: language.Condition) -> str:
         return check.value
     ((key, value),) = check.model_dump(exclude_none=True).items()
     return f"{key}: {value}"
-
-
-def lookback_days(ruleset: Ruleset, name: str, seen: frozenset[str] = frozenset()) -> int | None:
-    """How many days back evaluating the signal reads (None for an unknown name or a cycle)."""
-    signal = ruleset.signals.get(name)
-    if signal is None or name in seen:
-        return None
-    if isinstance(signal, CompositeSignal):
-        members = [lookback_days(ruleset, member, seen | {name}) for member in signal.signals]
-        known = [member for member in members if member is not None]
-        return days(signal.within) - 1 + max(known) if known else None
-    window = days(signal.window)
-    windows = signal.sustained or (signal.rising + 1 if signal.rising else 1)
-    if signal.growth and signal.growth.over == "previous_window":
-        windows += 1
-    baseline = days(signal.growth.baseline_window) if signal.growth and signal.growth.baseline_window else 0
-    # new_distinct reads the not_seen_in days before its oldest window (no growth over average with it).
-    before = days(signal.not_seen_in) if signal.not_seen_in else 0
-    return window * windows + baseline + before
 
 
 def _cycles(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:

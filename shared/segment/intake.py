@@ -20,14 +20,22 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import TypeAdapter, ValidationError
 
 from shared.accounts.models import AccountProfile, StoredAccount, Writer
 from shared.accounts.store import AccountStore, ConcurrentProfileWrites, Revision, SourceMark
+from shared.errors import StorageUnavailable
 from shared.events.contract import FUTURE_TOLERANCE, MAX_EVENTS_PER_REQUEST
 from shared.events.models import AccountId
-from shared.events.validation import BadRequest, describe_errors, json_type, parse_json_body, window_problem
+from shared.events.validation import (
+    BadRequest,
+    TooLarge,
+    UnsupportedMediaType,
+    describe_errors,
+    json_type,
+    parse_json_body,
+    window_problem,
+)
 from shared.intake import BatchIntake, Channel, ItemResult, Status
 from shared.model_fields import did_you_mean
 from shared.observability import logger
@@ -84,26 +92,25 @@ def parse_segment_request(
     """The calls of a request and the batch's shared context; a `BadRequest` when the envelope is wrong."""
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type != "application/json":
-        raise BadRequest(415, f"Content-Type must be application/json (got {content_type or 'none'!r}).")
+        raise UnsupportedMediaType(f"Content-Type must be application/json (got {content_type or 'none'!r}).")
     document = parse_json_body(body, is_base64, what="calls")
     if not isinstance(document, dict):
         shape = '{"batch": [...]}' if batch else "a Segment call"
-        raise BadRequest(400, f"The body must be a JSON object: {shape}.")
+        raise BadRequest(f"The body must be a JSON object: {shape}.")
     if not batch:
         return [document], {}
     calls, context = document.get("batch"), document.get("context", {})
     if not isinstance(calls, list):
-        raise BadRequest(400, 'The body must hold a "batch" array of Segment calls: {"batch": [...]}.')
+        raise BadRequest('The body must hold a "batch" array of Segment calls: {"batch": [...]}.')
     if not calls:
-        raise BadRequest(400, f'"batch" is empty: send between 1 and {MAX_EVENTS_PER_REQUEST} calls.')
+        raise BadRequest(f'"batch" is empty: send between 1 and {MAX_EVENTS_PER_REQUEST} calls.')
     if len(calls) > MAX_EVENTS_PER_REQUEST:
-        raise BadRequest(
-            413,
+        raise TooLarge(
             f'"batch" holds {len(calls)} calls; the limit is {MAX_EVENTS_PER_REQUEST} per request. '
             "Split the batch (Segment's libraries send far fewer by default).",
         )
     if not isinstance(context, dict):
-        raise BadRequest(400, '"context" must be an object: it is merged into each call\'s context.')
+        raise BadRequest('"context" must be an object: it is merged into each call\'s context.')
     return calls, context
 
 
@@ -270,7 +277,7 @@ class SegmentIntake:
             )
         except InvalidTraits as invalid:
             return _rejected(index, group.messageId, invalid.errors)
-        except (ClientError, BotoCoreError, ConcurrentProfileWrites) as error:
+        except (StorageUnavailable, ConcurrentProfileWrites) as error:
             logger.error("profile write failed", extra={"error": type(error).__name__})
             return CallResult(index, group.messageId, Fate.FAILED, ["storage unavailable"])
         if revision is Revision.DUPLICATE:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Context, Decimal
 from functools import cache
 from typing import Any
 
 import botocore.session
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.errors import StorageUnavailable
 
 # DynamoDB numbers carry 38 significant digits.
 _DECIMAL_CONTEXT = Context(prec=38)
@@ -116,4 +119,19 @@ def from_attribute(attribute: Mapping[str, Any]) -> Any:
 
 
 def is_conditional_failure(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return error_code(error) == "ConditionalCheckFailedException"
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", "unknown"))
+
+
+@contextmanager
+def unavailable_on_failure(what: str) -> Iterator[None]:
+    """Turn a store failure (any botocore error the caller did not handle) into StorageUnavailable."""
+    try:
+        yield
+    except ClientError as error:
+        raise StorageUnavailable(f"{what}: {error_code(error)}") from error
+    except BotoCoreError as error:
+        raise StorageUnavailable(f"{what}: {type(error).__name__}") from error

@@ -80,10 +80,11 @@ def test_the_cli_writes_the_report_and_the_noise_signal_is_judged_vanity(
     ruleset = result["rulesets"][0]
     rows = {row["trigger"]: row for row in ruleset["triggers"]}
     assert set(rows) >= {"seat-expansion", "upgrade", NOISE}
-    # The planted noise predicts nothing; every judged trigger ranks above it.
+    # The planted noise predicts nothing; every judged trigger ranks above it (the exclusion
+    # signal usage_decline, which predicts *less* expansion, may rank below it).
     assert rows[NOISE]["verdict"] == "vanity", rows[NOISE]
     judged = [row for row in ruleset["triggers"] if row["verdict"] != "too few firings"]
-    assert judged[-1]["trigger"] == NOISE
+    assert all(row["rank"] < rows[NOISE]["rank"] for row in judged if row["kind"] == "trigger")
     assert sum(row["verdict"] == "predictive" for row in judged) >= 3
     assert ruleset["overall"]["lift"] > 1.5
     firings = list(csv.DictReader((out / "firings.csv").open()))
@@ -156,8 +157,9 @@ def test_holdout_and_rollout_keys_are_accepted_and_change_no_firing_and_no_score
     experimental = tmp_path / "experimental.yaml"
     experimental.write_text(
         REFERENCE.read_text().replace(
-            "    cooldown: 30d\n\n  # Its 182-day lookback",
-            "    cooldown: 30d\n    holdout: 20%\n    rollout: {segments: [smb]}\n\n  # Its 182-day lookback",
+            "      - {signal: usage_decline}\n    cooldown: 30d\n",
+            "      - {signal: usage_decline}\n    cooldown: 30d\n"
+            "    holdout: 20%\n    rollout: {segments: [smb]}\n",
             1,
         )
     )

@@ -22,7 +22,8 @@ from shared.accounts.store import AccountStore
 from shared.counters.aggregate import aggregate
 from shared.counters.bucket import CountedEvent, padded_sequence
 from shared.counters.store import CounterStore
-from shared.rules.aggregates import Aggregates, DynamoAggregates, InMemoryAggregates
+from shared.rules.aggregates import Aggregates, InMemoryAggregates
+from shared.rules.dynamo_aggregates import DynamoAggregates
 from shared.rules.engine import AccountState, Evaluation, ReadPlan, evaluate_account
 from shared.rules.language import Ruleset
 from shared.rules.loading import load_ruleset, parse_ruleset

@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from functions.aggregator.handler import process_stream_batch, slicing
+from functions.aggregator.handler import process_stream_batch, slicing, wiring
 from shared.counters.bucket import DayBucket
 from shared.counters.slices import slice_key
 from shared.counters.store import CounterStore
@@ -230,11 +230,11 @@ def test_given_a_ruleset_that_filters_and_groups_when_the_handler_folds_then_the
         "plays: {p: {}}\n"
     )
     monkeypatch.setenv(RULESET_PATH_ENV, str(rules))  # absolute: read as is, not under the bundle
-    slicing.cache_clear()
+    wiring.reset()
     try:
         sliced = slicing()
     finally:
-        slicing.cache_clear()
+        wiring.reset()
     records = send_and_read_stream(aws, 3, name="app.session", dimensions={"team": "t-1", "region": "eu"})
 
     # When the handler's fold runs with it

@@ -19,9 +19,10 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from functions.hubspot_sender.handler import FUNCTION_TIMEOUT, HubSpotSender, send_tasks
 from shared.delivery.hubspot import HubSpotClient, HubSpotSettings
 from shared.delivery.ledger import DeliveryLedger, DeliveryStatus
+from shared.delivery.queue import DeliveryQueue
 from shared.delivery.task_close import CLOSE_CHANNEL, TASK_BODY_LIMIT, marker, with_note
 from shared.readback.tasks import PollerStateStore, TaskPoller, TaskRegistry
-from shared.resources import DELIVERIES_TABLE, HUBSPOT_QUEUE, PLAYS_TABLE
+from shared.resources import DELIVERIES_TABLE, HUBSPOT_QUEUE, HUBSPOT_SENDER_FUNCTION, PLAYS_TABLE
 from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
 from shared.routing.messages import PlayDelivery, TaskClose
 from shared.routing.views import play_state
@@ -87,9 +88,13 @@ def sender(aws: Aws, sink: Any, faults: Faults, plays: PlayLedger, registry: Tas
     return HubSpotSender(
         client=client,
         ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
-        sqs=aws.sqs,
-        queue_url=aws.queues[HUBSPOT_QUEUE.env_var],
-        dead_letter_queue_url=aws.sqs.create_queue(QueueName="hubspot-dlq")["QueueUrl"],
+        queue=DeliveryQueue(
+            aws.sqs,
+            aws.queues[HUBSPOT_QUEUE.env_var],
+            aws.sqs.create_queue(QueueName="hubspot-dlq")["QueueUrl"],
+            consumer=HUBSPOT_SENDER_FUNCTION,
+            max_receives=HUBSPOT_QUEUE.max_receive_count,
+        ),
         plays=plays,
         tasks=registry,
     )
@@ -343,7 +348,7 @@ def test_given_hubspot_refuses_the_token_then_the_close_is_held_not_dead_lettere
     with pytest.raises(BatchProcessingError):
         send_tasks(queued(aws, close_message(task)), sender, far())
 
-    assert aws.sqs.receive_message(QueueUrl=sender.dead_letter_queue_url).get("Messages", []) == []
+    assert aws.sqs.receive_message(QueueUrl=sender.queue.dead_letter_url).get("Messages", []) == []
     assert task_state(plays)["closed"]["result"] is None
     assert patches(sink) == []
 
@@ -356,7 +361,7 @@ def test_given_hubspot_refuses_the_update_for_good_then_it_is_dead_lettered_and_
 
     assert send_tasks(sqs_event([close_message(task)]), sender, far()) == {"batchItemFailures": []}
 
-    [dead] = aws.sqs.receive_message(QueueUrl=sender.dead_letter_queue_url, MessageAttributeNames=["All"])[
+    [dead] = aws.sqs.receive_message(QueueUrl=sender.queue.dead_letter_url, MessageAttributeNames=["All"])[
         "Messages"
     ]
     assert json.loads(dead["Body"])["type"] == "task.close"
@@ -371,7 +376,7 @@ def test_given_a_malformed_close_then_it_is_dead_lettered_with_what_is_wrong(
 
     assert send_tasks(sqs_event([body]), sender, far()) == {"batchItemFailures": []}
 
-    [dead] = aws.sqs.receive_message(QueueUrl=sender.dead_letter_queue_url, MessageAttributeNames=["All"])[
+    [dead] = aws.sqs.receive_message(QueueUrl=sender.queue.dead_letter_url, MessageAttributeNames=["All"])[
         "Messages"
     ]
     reason = dead["MessageAttributes"]["error"]["StringValue"]

@@ -37,7 +37,7 @@ from shared.events.metric_kinds import MetricKinds
 from shared.events.models import UsageEvent
 from shared.events.validation import BadRequest, check_event, parse_events_request
 from shared.resources import FIRINGS_TABLE
-from shared.rules.aggregates import DynamoAggregates
+from shared.rules.dynamo_aggregates import DynamoAggregates
 from shared.rules.engine import read_plan
 from shared.rules.firings import FiringStore
 from shared.rules.loading import load_ruleset

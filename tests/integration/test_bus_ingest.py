@@ -6,9 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from functions.bus_ingest.handler import handler, process_messages
+from shared.errors import StorageUnavailable
 from shared.events.ingest import Ingestor, IngestSettings, ingestor_for
 from shared.events.ledger import EventLedger
 from shared.events.metric_kinds import MetricKinds
@@ -17,7 +16,14 @@ from shared.outcomes.intake import outcome_intake_for
 from shared.resources import OUTCOME_DETAIL_TYPE, USAGE_EVENT_DETAIL_TYPE
 from shared.settings import load_settings
 from tests.conftest import TEST_RETENTION_DAYS, Aws
-from tests.integration.builders import bus_event, call_api, post_events, sqs_event, usage_event
+from tests.integration.builders import (
+    bus_event,
+    call_api,
+    eventbridge_envelope,
+    post_events,
+    sqs_event,
+    usage_event,
+)
 from upswing.local.lambda_runtime import LocalContext
 
 
@@ -154,10 +160,7 @@ class _ThrottledLedger(EventLedger):
 
     def put_new(self, item: dict[str, Any]) -> Any:
         if item["sk"] == self._throttled:
-            raise ClientError(
-                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}},
-                "PutItem",
-            )
+            raise StorageUnavailable("ProvisionedThroughputExceededException")
         return super().put_new(item)
 
 
@@ -211,3 +214,16 @@ def test_given_the_deployed_handler_when_invoked_then_it_reads_its_settings_from
     assert answer == {"batchItemFailures": []}
     assert set(ledger(aws)) == {event["event_id"]}
     assert len(rejects(aws)) == 1
+
+
+def test_given_an_envelope_missing_eventbridge_fields_when_delivered_then_the_reject_names_them(aws):
+    # EventBridge always sends these; a hand-made message without them is not an EventBridge event
+    envelope = eventbridge_envelope(usage_event())
+    del envelope["time"], envelope["id"]
+
+    answer = deliver(aws, sqs_event([json.dumps(envelope)]))
+
+    assert answer == {"batchItemFailures": []}
+    assert ledger(aws) == {}
+    [reject] = rejects(aws)
+    assert reject["errors"] == ["the message is not an EventBridge event: id is required; time is required"]

@@ -27,7 +27,7 @@ from shared.accounts.models import AccountProfile
 from shared.accounts.store import AccountStore
 from shared.counters.store import CounterStore
 from shared.resources import COUNTERS_TABLE, DEFAULT_RULESET_PATH, FIRINGS_TABLE
-from shared.rules.aggregates import DynamoAggregates
+from shared.rules.dynamo_aggregates import DynamoAggregates
 from shared.rules.engine import AccountState, Evaluation, TriggerState, read_plan
 from shared.rules.firings import ConcurrentEvaluation, FiringStore, StoredState
 from shared.rules.loading import parse_ruleset

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from botocore.exceptions import ClientError
 
 from functions.hubspot_poller.handler import poll_deals
 from functions.hubspot_poller.settings import HubSpotPollerSettings
@@ -23,6 +22,7 @@ from shared.accounts.store import AccountStore
 from shared.delivery import hubspot as hubspot_module
 from shared.delivery.hubspot import DealSearch, HubSpotClient, HubSpotSettings
 from shared.delivery.shared_pacer import SharedPacer
+from shared.errors import StorageUnavailable
 from shared.outcomes.intake import OutcomeIntake
 from shared.outcomes.models import OutcomeKind, StoredOutcome
 from shared.outcomes.store import OutcomeStore
@@ -75,7 +75,7 @@ class FlakyStore(OutcomeStore):
     def put_new(self, item: dict[str, Any]) -> Any:
         self.calls += 1
         if self.fail_at is not None and self.calls == self.fail_at:
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "gone"}}, "PutItem")
+            raise StorageUnavailable("InternalServerError")
         return super().put_new(item)
 
 

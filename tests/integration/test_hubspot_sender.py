@@ -19,8 +19,16 @@ from functions.hubspot_sender.handler import FUNCTION_TIMEOUT, HubSpotSender, se
 from functions.hubspot_sender.settings import HubSpotSenderSettings
 from shared.delivery.hubspot import SEARCH_INDEX_LAG, HubSpotClient, HubSpotSettings
 from shared.delivery.ledger import DeliveryInFlight, DeliveryLedger, DeliveryStatus
+from shared.delivery.queue import DeliveryQueue
 from shared.delivery.secrets import CachedSecret
-from shared.resources import DELIVERIES_TABLE, HUBSPOT_DLQ_ENV, HUBSPOT_QUEUE, HUBSPOT_SECRET_ENV, PLAYS_TABLE
+from shared.resources import (
+    DELIVERIES_TABLE,
+    HUBSPOT_DLQ_ENV,
+    HUBSPOT_QUEUE,
+    HUBSPOT_SECRET_ENV,
+    HUBSPOT_SENDER_FUNCTION,
+    PLAYS_TABLE,
+)
 from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
 from shared.routing.messages import PlayDelivery
 from shared.routing.views import play_state
@@ -114,9 +122,13 @@ def sender(aws: Aws, hubspot_api: FakeHubSpot) -> HubSpotSender:
     return HubSpotSender(
         client=client,
         ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
-        sqs=aws.sqs,
-        queue_url=aws.queues[HUBSPOT_QUEUE.env_var],
-        dead_letter_queue_url=dlq,
+        queue=DeliveryQueue(
+            aws.sqs,
+            aws.queues[HUBSPOT_QUEUE.env_var],
+            dlq,
+            consumer=HUBSPOT_SENDER_FUNCTION,
+            max_receives=HUBSPOT_QUEUE.max_receive_count,
+        ),
     )
 
 
@@ -232,7 +244,7 @@ def test_a_rejected_delivery_goes_to_the_dlq_with_hubspots_details_and_the_batch
     assert answer == {"batchItemFailures": []}  # nothing left to retry: two dead-lettered, one done
     assert len(hubspot_api.tasks) == 1
     dead = aws.sqs.receive_message(
-        QueueUrl=sender.dead_letter_queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        QueueUrl=sender.queue.dead_letter_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
     )["Messages"]
     errors = {message["Body"]: message["MessageAttributes"]["error"]["StringValue"] for message in dead}
     # Which property, which id, and the id HubSpot support asks for: all in the DLQ's `error`
@@ -376,7 +388,7 @@ def received_again(aws: Aws) -> dict[str, Any]:
 
 
 def dead_lettered(aws: Aws, sender: HubSpotSender) -> list[dict[str, Any]]:
-    return aws.sqs.receive_message(QueueUrl=sender.dead_letter_queue_url, MaxNumberOfMessages=10).get(
+    return aws.sqs.receive_message(QueueUrl=sender.queue.dead_letter_url, MaxNumberOfMessages=10).get(
         "Messages", []
     )
 

@@ -8,10 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from functions.api import handler as api
 from functions.bus_ingest.handler import handler as bus_handler
+from shared.errors import StorageUnavailable
 from shared.outcomes.intake import OutcomeIntake
 from shared.outcomes.store import OutcomeStore
 from shared.resources import OUTCOMES_TABLE
@@ -388,10 +388,7 @@ def test_given_a_form_content_type_when_posted_then_415(aws):
 class _ThrottledStore(OutcomeStore):
     def put_new(self, item: dict[str, Any]) -> Any:
         if item["sk"].endswith("-throttled"):
-            raise ClientError(
-                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}},
-                "PutItem",
-            )
+            raise StorageUnavailable("ProvisionedThroughputExceededException")
         return super().put_new(item)
 
 

@@ -7,9 +7,9 @@ import unicodedata
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from functions.api import handler as api
+from shared.errors import StorageUnavailable
 from shared.events.ingest import Ingestor
 from shared.events.ledger import EventLedger
 from shared.events.metric_kinds import MetricKinds
@@ -263,10 +263,7 @@ def test_given_bad_input_when_posted_then_the_answer_is_a_4xx_or_a_per_event_rej
 class _ThrottledLedger(EventLedger):
     def put_new(self, item: dict[str, Any]) -> Any:
         if item["sk"].endswith("-throttled"):
-            raise ClientError(
-                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}},
-                "PutItem",
-            )
+            raise StorageUnavailable("ProvisionedThroughputExceededException")
         return super().put_new(item)
 
 

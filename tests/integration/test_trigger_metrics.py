@@ -620,7 +620,7 @@ def test_firings_whose_horizon_has_passed_are_reported_as_matured(
     monkeypatch.setenv("EXPANSION_HORIZON_DAYS", "10")
     from functions.api import handler as api
 
-    api.settings.cache_clear()
+    api.wiring.reset()
     short = Attributor(plays=attributor.plays, horizon_days=10)
     for account, days in (("m1", 20), ("m2", 20), ("m3", 20), ("m4", 20), ("o1", 2)):
         put_account(aws, account)
@@ -629,7 +629,7 @@ def test_firings_whose_horizon_has_passed_are_reported_as_matured(
     short.attribute(expansion("m2", NOW - timedelta(days=5)))  # 15 days after its firing: too late
 
     _, answer = get(f"/v1/triggers/{TRIGGER}")
-    api.settings.cache_clear()
+    api.wiring.reset()
 
     precision = window(answer, 30)["precision"]
     assert precision["matured"]["firings"] == 4

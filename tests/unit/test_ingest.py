@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
+from shared.errors import StorageUnavailable
 from shared.events.ingest import Ingestor, Status, summarize
 from shared.events.ledger import Channel, Existing
 from shared.events.models import EventKind
@@ -25,10 +25,7 @@ class MemoryLedger:
 
     def put_new(self, item: dict[str, Any]) -> Existing | None:
         if item["sk"] in self._failing:
-            raise ClientError(
-                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
-                "PutItem",
-            )
+            raise StorageUnavailable("ProvisionedThroughputExceededException")
         key = (item["pk"], item["sk"])
         if key in self.items:
             return Existing(self.items[key]["fingerprint"], self.items[key]["received_at"])
@@ -43,7 +40,7 @@ class MemoryKinds:
 
     def resolve(self, proposals: Iterable[tuple[str, EventKind]]) -> dict[str, EventKind]:
         if self._failing:
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "GetItem")
+            raise StorageUnavailable("InternalServerError")
         for name, kind in proposals:
             self.registered.setdefault(name, kind)
         return dict(self.registered)

@@ -48,10 +48,13 @@ def test_given_the_reference_ruleset_then_it_loads_with_every_capability():
     measures = {
         signal.measure.value for signal in ruleset.signals.values() if isinstance(signal, MetricSignal)
     }
-    assert measures == {"sum", "distinct", "active_days", "latest", "low", "share"}
+    assert measures == {"sum", "distinct", "new_distinct", "active_days", "latest", "low", "share"}
     modifiers = [s for s in ruleset.signals.values() if isinstance(s, MetricSignal)]
-    for modifier in ("per_limit", "sustained", "rising", "growth"):
+    for modifier in ("per_limit", "sustained", "rising", "growth", "forecast"):
         assert any(getattr(signal, modifier) for signal in modifiers), modifier
+    triggers = ruleset.triggers.values()
+    assert any(trigger.requires for trigger in triggers)
+    assert any(getattr(check, "signal", None) for trigger in triggers for check in trigger.unless)
     assert any(isinstance(s, CompositeSignal) for s in ruleset.signals.values())
     assert {t.category.value for t in ruleset.triggers.values()} >= {
         "commercial",
@@ -349,7 +352,7 @@ def test_given_the_cli_then_validate_exits_non_zero_with_located_errors(tmp_path
     )
 
     assert good.returncode == 0, good.stderr
-    assert "13 signals, 11 triggers" in good.stdout
+    assert "16 signals, 13 triggers" in good.stdout
     assert failed.returncode == 1
     assert f"{bad}:4:63: signals.seats_full.window" in failed.stderr
     assert "Traceback" not in failed.stderr

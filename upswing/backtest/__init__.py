@@ -26,8 +26,8 @@ from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.horizon import DEFAULT_HORIZON_DAYS
 from shared.rules.durations import days
 from shared.rules.engine import read_plan
-from shared.rules.language import Category, Ruleset, Trigger
-from shared.rules.loading import RulesetError, load_ruleset, lookback_days
+from shared.rules.language import Category, Ruleset, Trigger, lookback_days
+from shared.rules.loading import RulesetError, load_ruleset
 from shared.timestamps import utc_stamp
 from upswing.backtest.events import InputError, check_files
 from upswing.backtest.pipeline import Progress, default_workers, run

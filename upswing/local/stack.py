@@ -8,7 +8,6 @@ import time
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
@@ -21,6 +20,7 @@ from shared.resources import (
     EMAIL_QUEUE,
     EVENTS_TABLE,
     FIRED_QUEUE,
+    FUNCTIONS,
     HUBSPOT_QUEUE,
     HUBSPOT_SECRET_ENV,
     OUTCOMES_TABLE,
@@ -32,6 +32,7 @@ from shared.resources import (
 )
 from shared.routing.ledger import PlayLedger, PlayRecord
 from shared.storage import dynamo
+from shared.wiring import reset_handlers
 from upswing.local.aws import EmulatedAws, LocalResources, create_resources
 from upswing.local.gateway import LocalGateway
 from upswing.local.hubspot_sink import HubSpotSink
@@ -100,19 +101,7 @@ class LocalStack:
         from functions.router import handler as router
         from functions.router import scheduler
 
-        _forget_cached_clients(
-            aggregator,
-            api,
-            attributor,
-            authorizer,
-            bus_ingest,
-            evaluator,
-            router,
-            scheduler,
-            hubspot_sender,
-            hubspot_poller,
-            email_sender,
-        )
+        forget_handler_dependencies()
         self._hubspot_poller = LocalFunction("hubspot_poller", hubspot_poller.handler)
         queues = self.resources.queues
         self._gateway = LocalGateway(
@@ -282,10 +271,7 @@ class LocalStack:
         self.stop()
 
 
-def _forget_cached_clients(*modules: ModuleType) -> None:
-    """Handlers cache clients per process; a new local stack has a new endpoint."""
+def forget_handler_dependencies() -> None:
+    """Handlers keep clients per process; a new local stack (or test) has a new endpoint and tables."""
     dynamo.forget_clients()
-    for module in modules:
-        for value in vars(module).values():
-            if callable(getattr(value, "cache_clear", None)):
-                value.cache_clear()
+    reset_handlers([function.handler for function in FUNCTIONS])
