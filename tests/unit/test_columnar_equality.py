@@ -13,10 +13,12 @@ against re-arming, contacts excluding other triggers.
 
 from __future__ import annotations
 
+import ast
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -478,3 +480,24 @@ def test_given_a_partition_when_split_then_each_account_goes_one_way_and_both_ar
 
 def _order(firing: FiredAt) -> tuple[str, str, datetime]:
     return firing.account_id, firing.trigger, firing.at
+
+
+def test_the_columnar_engine_is_cli_side_only():
+    # Given every module the Lambda functions and the shared domain are built from
+    repo = Path(__file__).resolve().parents[2]
+    offenders = []
+    for folder in ("functions", "shared", "infra"):
+        for path in (repo / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                else:
+                    continue
+                offenders += [
+                    f"{path}: {name}" for name in names if name.split(".")[:2] == ["upswing", "columnar"]
+                ]
+                offenders += [f"{path}: {name}" for name in names if name.split(".")[0] == "numpy"]
+    # Then none imports the columnar engine or numpy (a `backtest` extra, not in the Lambda layer)
+    assert offenders == []
