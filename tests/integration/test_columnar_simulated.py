@@ -89,7 +89,9 @@ def test_given_simulated_populations_when_replayed_by_both_engines_then_the_same
     # Given: the reference ruleset and a wider one, both columnar throughout, on 1,000 accounts
     rulesets = [load_ruleset(REFERENCE_RULES), parse_ruleset(WIDER_RULES, "wide.yaml")]
     assert all(unsupported_triggers(ruleset) == {} for ruleset in rulesets)
-    contenders = [Contender(label, ruleset, read_plan(ruleset)) for label, ruleset in zip("AB", rulesets)]
+    contenders = [
+        Contender(label, ruleset, read_plan(ruleset)) for label, ruleset in zip("AB", rulesets, strict=True)
+    ]
 
     # When: replayed by the scalar engine and by the columnar one
     scalar = replayed(population, contenders, "scalar")
