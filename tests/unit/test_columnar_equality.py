@@ -109,6 +109,12 @@ def metric_signals(draw: st.DrawFn) -> dict[str, Any]:
                 signal["not_seen_in"] = draw(st.sampled_from(["1d", "2d", "4d", "6d"]))
         elif draw(st.integers(0, 4)) == 0:
             signal["where"] = {"user": draw(st.sampled_from(["u-1", ["u-2", "u-3"]]))}
+    if measure in ("sum", "latest") and draw(st.integers(0, 3)) == 0:  # a projection is its own threshold
+        signal["window"] = draw(st.sampled_from(["2d", "3d", "5d", "1w"]))
+        signal["forecast"] = {"reaches": draw(_numbers), "within": draw(st.sampled_from(["1d", "3d", "10d"]))}
+        if draw(st.integers(0, 2)) == 0:
+            signal["per_limit"] = draw(st.sampled_from(["seats", "api.calls"]))
+        return signal
     modifier = draw(st.sampled_from(["none", "none", "growth", "sustained", "rising"]))
     if modifier == "growth":
         if gauge and draw(st.booleans()):

@@ -23,6 +23,7 @@ the signal does not hold there, as in the reference.
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -192,6 +193,8 @@ class SignalGrid:
         return self.frame.metrics[signal.metric]
 
     def _measure(self, signal: MetricSignal, window: int) -> tuple[Floats, Bools]:
+        if signal.forecast is not None:
+            return self._forecast(signal, window)
         if signal.measure is Measure.RATIO:
             assert signal.ratio
             numerator, numerator_ok = self._part(signal.ratio.numerator, window)
@@ -217,6 +220,44 @@ class SignalGrid:
             count = self._distinct_count((signal.metric, signal.dimension), window)
             return count.astype(np.float64), self._all
         return self._plain(self._metric_days(signal), signal.measure, window)
+
+    def _forecast(self, signal: MetricSignal, window: int) -> tuple[Floats, Bools]:
+        """The highest point of the least-squares line over the window, between the day and `within`
+        days ahead (the reference's _Forecast): a sum fitted as its running total, a day a point; a
+        gauge as its readings, days without one left out; at least two points. The reference sums
+        with Python's `sum`, so the sums here are `_python_sum`, term by term in the same order."""
+        assert signal.forecast
+        metric = self._metric_days(signal)
+        ahead = days(signal.forecast.within)
+        offsets = range(window - 1, -1, -1)  # the window's days, oldest first, as days back
+        if signal.measure is Measure.SUM:
+            prefix = self._prefix_of(metric, "total")
+            start = self._shift_prefix(prefix, window)  # the running total before the window
+            ys = [(self._shift_prefix(prefix, back) - start).astype(np.float64) for back in offsets]
+            present = [self._all] * window
+        else:
+            ys = [self._shift(metric.last, back, np.nan) for back in offsets]
+            present = [self._shift(metric.readings > 0, back, False) for back in offsets]
+        xs = [float(-back) for back in offsets]
+        points = np.zeros((self.height, self.width), dtype=np.int64)
+        x_total = np.zeros((self.height, self.width), dtype=np.int64)
+        y_total = np.zeros((self.height, self.width), dtype=np.float64)
+        for x, y, here in zip(xs, ys, present, strict=True):
+            points += here
+            x_total += np.where(here, int(x), 0)
+            y_total += np.where(here, y, 0.0)  # whole numbers: every partial sum is exact
+        mean_x = x_total / points
+        mean_y = y_total / points
+        spread = _python_sum([(x - mean_x) * (x - mean_x) for x in xs], present)
+        slope = (
+            _python_sum([(x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)], present) / spread
+        )
+        value = np.maximum(mean_y - slope * mean_x, mean_y + slope * (ahead - mean_x))
+        return value, points >= 2
+
+    def _shift_prefix(self, prefix: Ints, back: int) -> Ints:
+        """[accounts, days]: the running total through the day `back` days before each day."""
+        return prefix[:, np.maximum(self._columns + 1 - back, 0)]
 
     def _part(self, part: RatioPart, window: int) -> tuple[Floats, Bools]:
         if part.measure is Measure.DISTINCT:
@@ -323,6 +364,24 @@ class SignalGrid:
         level = np.cumsum(steps)  # each value's steps sum to zero: the running level is per value
         at = np.flatnonzero(level[:-1] == wanted)  # from this point to the next, the value is there
         return self._sweep(rows[at], points[at], points[at + 1])
+
+
+def _python_sum(terms: list[Floats], present: list[Bools]) -> Floats:
+    """Per cell, Python's `sum` of the terms present, in order: Neumaier's compensated sum from
+    Python 3.12 (what the reference engine's `sum` computes), a plain running sum before it."""
+    total = np.zeros_like(terms[0])
+    if sys.version_info < (3, 12):
+        for term, here in zip(terms, present, strict=True):
+            total = np.where(here, total + term, total)
+        return total
+    compensation = np.zeros_like(total)
+    for term, here in zip(terms, present, strict=True):
+        step = total + term
+        lost = np.where(np.abs(total) >= np.abs(term), (total - step) + term, (term - step) + total)
+        compensation = np.where(here, compensation + lost, compensation)
+        total = np.where(here, step, total)
+    usable = (compensation != 0) & np.isfinite(compensation)
+    return np.where(usable, total + compensation, total)
 
 
 def _prefix(daily: Ints) -> Ints:

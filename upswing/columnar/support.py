@@ -35,8 +35,6 @@ def signal_gap(signal: MetricSignal | CompositeSignal) -> str | None:
         return None
     if signal.measure not in COLUMNAR_MEASURES:
         return f"measure {signal.measure.value}"
-    if signal.forecast is not None:
-        return "forecast"
     if signal.group_by is not None:
         return "group_by"
     if signal.scope == "family":
