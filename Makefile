@@ -75,8 +75,13 @@ synth: install layer
 cfn-lint: synth
 	$(BIN)/cfn-lint cdk.out/*.template.json
 
+# Recorded with each ruleset version the deploy runs (GET /v1/rulesets); the synth never calls git.
+DEPLOYER ?= $(USER)
+GIT_REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+
 deploy: install layer
-	$(CDK) deploy --context stage=$(STAGE) $(CDK_ARGS)
+	$(CDK) deploy --context stage=$(STAGE) $(if $(DEPLOYER),--context deployer=$(DEPLOYER)) \
+		$(if $(GIT_REVISION),--context git_revision=$(GIT_REVISION)) $(CDK_ARGS)
 
 bench: install layer
 	$(BIN)/python -m bench

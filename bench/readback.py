@@ -41,7 +41,8 @@ def run() -> dict[str, Any]:
         from shared.delivery.hubspot import HubSpotClient, HubSpotSettings
         from shared.delivery.shared_pacer import SharedPacer
         from shared.readback.tasks import PollerStateStore, TaskEntry, TaskPoller, TaskRegistry
-        from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
+        from shared.routing.ledger import PlayLedger
+        from shared.routing.models import PlayRecord, PlayStatus
         from shared.storage.dynamo import aws_client, dynamodb_client
         from upswing.local.hubspot_sink import HubSpotSink
 

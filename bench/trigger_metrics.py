@@ -68,7 +68,8 @@ def _units() -> dict[str, float]:
         from shared.accounts.store import AccountStore
         from shared.outcomes.attribution import Attributor, StoredOutcomeFacts
         from shared.outcomes.models import OutcomeKind
-        from shared.routing.ledger import PlayLedger, TaskFacts, TaskStatus
+        from shared.routing.ledger import PlayLedger
+        from shared.routing.models import TaskFacts, TaskStatus
         from shared.routing.router import Router, play_id
         from shared.rules.online import active_ruleset
         from shared.storage.dynamo import aws_client, dynamodb_client
@@ -154,7 +155,8 @@ def _units() -> dict[str, float]:
 
 
 def _latency() -> dict[str, Any]:
-    from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
+    from shared.routing.ledger import PlayLedger
+    from shared.routing.models import PlayRecord, PlayStatus
     from shared.routing.router import play_id
     from shared.rules.online import active_ruleset
     from shared.storage.dynamo import dynamodb_client

@@ -11,6 +11,7 @@ from shared.resources import (
     EVENTS_TABLE,
     RETENTION_DAYS_ENV,
     RULESET_PATH_ENV,
+    SHADOW_RULESETS_ENV,
 )
 
 from .function import LambdaPackage, UpswingFunction
@@ -44,6 +45,7 @@ class Counting(Construct):
                 RETENTION_DAYS_ENV: str(settings.retention_days),
                 # The slices the rules filter or group by are counted too (shared/counters/slices.py).
                 RULESET_PATH_ENV: settings.ruleset_path,
+                SHADOW_RULESETS_ENV: ",".join(settings.shadow_rulesets),
             },
             wildcard_resource_reasons=(
                 "The DynamoDB stream event source also needs dynamodb:ListStreams, which cannot "

@@ -15,11 +15,15 @@ from shared.resources import (
     EVALUATOR_FUNCTION,
     FIRED_QUEUE,
     FIRINGS_TABLE,
+    REGISTRY_TABLE,
     RETENTION_DAYS_ENV,
     ROUTER_FUNCTION,
+    RULESET_DEPLOYER_ENV,
+    RULESET_GIT_REVISION_ENV,
     RULESET_PATH_ENV,
+    SHADOW_RULESETS_ENV,
 )
-from shared.rules.loading import load_ruleset
+from shared.rules.versions import LOCK_FILE, check_locked, deployment, read_lock
 
 from .function import LambdaPackage, UpswingFunction
 from .queues import queue_with_dlq
@@ -41,9 +45,14 @@ class Evaluation(Construct):
         settings: UpswingSettings,
     ) -> None:
         super().__init__(scope, construct_id)
-        # A ruleset with a mistake fails the synth, long before it could fail in Lambda.
-        load_ruleset(_REPO_ROOT / settings.ruleset_path)
+        # A ruleset with a mistake fails the synth, long before it could fail in Lambda; so do two
+        # rulesets with one version, and a version whose content differs from rules/versions.lock.
+        check_locked(
+            deployment(_REPO_ROOT, settings.ruleset_path, settings.shadow_rulesets),
+            read_lock(_REPO_ROOT / LOCK_FILE),
+        )
         counters_table = storage.table(COUNTERS_TABLE)
+        registry_table = storage.table(REGISTRY_TABLE)
         accounts_table = storage.table(ACCOUNTS_TABLE)
         firings_table = storage.table(FIRINGS_TABLE)
         fired = queue_with_dlq(self, FIRED_QUEUE, consumer=ROUTER_FUNCTION)
@@ -61,6 +70,10 @@ class Evaluation(Construct):
                 FIRINGS_TABLE.env_var: firings_table.table_name,
                 FIRED_QUEUE.env_var: fired.queue.queue_url,
                 RULESET_PATH_ENV: settings.ruleset_path,
+                SHADOW_RULESETS_ENV: ",".join(settings.shadow_rulesets),
+                REGISTRY_TABLE.env_var: registry_table.table_name,
+                **({RULESET_DEPLOYER_ENV: settings.deployer} if settings.deployer else {}),
+                **({RULESET_GIT_REVISION_ENV: settings.git_revision} if settings.git_revision else {}),
                 RETENTION_DAYS_ENV: str(settings.retention_days),
             },
             wildcard_resource_reasons=(
@@ -83,6 +96,9 @@ class Evaluation(Construct):
             firings_table.table_arn,
         )
         fired.queue.grant_send_messages(self.evaluator.function)
+        # Each ruleset version it runs, recorded once: conditional writes only, never a read (the
+        # registry also holds the producer keys' hashes, the authorizer's and the API's business).
+        self.evaluator.allow(["dynamodb:PutItem", "dynamodb:UpdateItem"], registry_table.table_arn)
 
         # Counter changes only: TTL expiry (REMOVE) never invokes the rules.
         self.failures = consume_stream(

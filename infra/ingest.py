@@ -33,6 +33,7 @@ from shared.resources import (
     REJECTS_QUEUE,
     RETENTION_DAYS_ENV,
     RULESET_PATH_ENV,
+    SHADOW_RULESETS_ENV,
 )
 from shared.segment import SEGMENT_PATHS
 from shared.segment.mapping import DEFAULT_MAPPING_PATH, load_mapping
@@ -109,6 +110,7 @@ class IngestApi(Construct):
                 PLAYS_TABLE.env_var: plays_table.table_name,
                 OUTCOMES_TABLE.env_var: outcomes_table.table_name,
                 RULESET_PATH_ENV: settings.ruleset_path,
+                SHADOW_RULESETS_ENV: ",".join(settings.shadow_rulesets),
                 RETENTION_DAYS_ENV: str(settings.retention_days),
                 HORIZON_ENV: str(settings.expansion_horizon_days),
             },
@@ -211,6 +213,9 @@ class IngestApi(Construct):
         trigger = triggers.add_resource("{name}")
         experiment = trigger.add_resource("experiment")
         name_required = {"method.request.path.name": True}
+        rulesets = v1.add_resource("rulesets")
+        ruleset_changes = rulesets.add_resource("{version}").add_resource("changes")
+        version_required = {"method.request.path.version": True}
         # Segment's HTTP Tracking API paths (/v1/track, ...): Segment's libraries and destinations post there.
         segment_calls = [v1.add_resource(path.removeprefix("/v1/")) for path in SEGMENT_PATHS]
         methods = [
@@ -239,6 +244,10 @@ class IngestApi(Construct):
             experiment.add_method(
                 "GET", integration, request_validator=validator, request_parameters=name_required
             ),
+            rulesets.add_method("GET", integration, request_validator=validator),
+            ruleset_changes.add_method(
+                "GET", integration, request_validator=validator, request_parameters=version_required
+            ),
             *(call.add_method("POST", integration, request_validator=validator) for call in segment_calls),
         ]
         per_account = (account, counters, signals, account_outcomes)
@@ -254,6 +263,8 @@ class IngestApi(Construct):
                     if resource in per_account
                     else name_required
                     if resource in (trigger, experiment)
+                    else version_required
+                    if resource is ruleset_changes
                     else None
                 ),
             )
@@ -264,6 +275,8 @@ class IngestApi(Construct):
                 triggers,
                 trigger,
                 experiment,
+                rulesets,
+                ruleset_changes,
                 *per_account,
                 *segment_calls,
             )

@@ -14,6 +14,8 @@ from shared.timezones import portal_zone
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_GIT_REVISION = re.compile(r"^[0-9a-f]{7,40}$")
+_DEPLOYER = re.compile(r"^[A-Za-z0-9._@+-]{1,64}$")
 _PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 # Comma-separated HubSpot internal values (pipeline ids, deal stage ids, dealtype options).
 _INTERNAL_VALUES = re.compile(r"^([A-Za-z0-9_.:-]{1,100}(,[A-Za-z0-9_.:-]{1,100})*)?$")
@@ -30,6 +32,11 @@ class UpswingSettings:
     detailed_tracing: bool = False
     # The ruleset the evaluator runs, a file under rules/ (packaged with the code).
     ruleset_path: str = "rules/reference.yaml"
+    # Shadow rulesets, files under rules/: evaluated on the same stream, recorded, never routed.
+    shadow_rulesets: tuple[str, ...] = ()
+    # Recorded with each ruleset version the deployment runs (context only: synth never calls git).
+    deployer: str | None = None
+    git_revision: str | None = None
     # The Secrets Manager secret the stack creates for the HubSpot private-app token (you put the
     # token in after the first deploy); default upswing/<stage>/hubspot-token.
     hubspot_secret_name: str | None = None
@@ -80,6 +87,16 @@ class UpswingSettings:
                 "(lower-case letters, digits and _, starting with a letter), e.g. upswing_play_id"
             )
         self._check_deal_settings()
+        if self.git_revision is not None and not _GIT_REVISION.match(self.git_revision):
+            raise ValueError(
+                f"git_revision {self.git_revision!r} is not a git commit id (7-40 hex digits), "
+                "e.g. -c git_revision=$(git rev-parse HEAD)"
+            )
+        if self.deployer is not None and not _DEPLOYER.match(self.deployer):
+            raise ValueError(
+                f"deployer {self.deployer!r} must be 1-64 of letters, digits and . _ @ + - "
+                "(a user or pipeline name)"
+            )
         if not 1 <= self.auto_close_check_hours <= 168:
             raise ValueError(
                 f"auto_close_check_hours must be 1-168 (an hour to a week), got {self.auto_close_check_hours}"
@@ -138,6 +155,9 @@ class UpswingSettings:
             retention_days=_as_int(get("retention_days"), defaults.retention_days),
             detailed_tracing=str(get("detailed_tracing")).lower() == "true",
             ruleset_path=str(get("ruleset") or defaults.ruleset_path),
+            shadow_rulesets=_as_paths(get("shadow_rulesets")),
+            deployer=str(get("deployer")) if get("deployer") else None,
+            git_revision=str(get("git_revision")) if get("git_revision") else None,
             hubspot_secret_name=str(get("hubspot_secret_name")) if get("hubspot_secret_name") else None,
             hubspot_requests_per_10s=_as_int(
                 get("hubspot_requests_per_10s"), defaults.hubspot_requests_per_10s
@@ -168,6 +188,14 @@ class UpswingSettings:
             auto_close_check_hours=_as_int(get("auto_close_check_hours"), defaults.auto_close_check_hours),
             expansion_horizon_days=_as_int(get("expansion_horizon_days"), defaults.expansion_horizon_days),
         )
+
+
+def _as_paths(value: Any) -> tuple[str, ...]:
+    """A list in cdk.json, or comma-separated on the command line (-c shadow_rulesets=a.yaml,b.yaml)."""
+    if not value:
+        return ()
+    parts = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(str(part).strip() for part in parts if str(part).strip())
 
 
 def _as_int(value: Any, default: int) -> int:

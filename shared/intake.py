@@ -99,6 +99,15 @@ class Existing:
     received_at: str
 
 
+class WriteOnce(Protocol):
+    """The port of a ledger whose items are written once (the events', the outcomes')."""
+
+    def put_new(self, item: dict[str, Any]) -> Existing | None:
+        """Store the item unless its key is there; what is there if so. StorageUnavailable when the
+        store cannot answer now (nothing written)."""
+        ...
+
+
 class ConditionalLedger:
     """A DynamoDB table whose items are written once: a put that finds the key there changes nothing."""
 
@@ -150,7 +159,7 @@ def first_of_each(
 class ParallelPuts:
     """Conditional puts of a batch's items, in parallel, each ending in one result."""
 
-    def __init__(self, ledger: ConditionalLedger, noun: Noun) -> None:
+    def __init__(self, ledger: WriteOnce, noun: Noun) -> None:
         self._ledger = ledger
         self._noun = noun
         self._pool = ThreadPoolExecutor(

@@ -75,6 +75,8 @@ def openapi_document() -> dict[str, Any]:
             "/v1/triggers/{name}": {"get": _get_trigger()},
             **_segment_paths(),
             "/v1/triggers/{name}/experiment": {"get": _get_experiment()},
+            "/v1/rulesets": {"get": _get_rulesets()},
+            "/v1/rulesets/{version}/changes": {"get": _get_ruleset_changes()},
             "/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -403,6 +405,58 @@ def _get_experiment() -> dict[str, Any]:
                     "400": "The salt is not a salt (the message says what one looks like).",
                     "404": "No such trigger in the active ruleset and no firings of it kept; the message "
                     "lists the known triggers (and the closest name).",
+                    "503": _UNAVAILABLE,
+                }
+            ),
+        },
+    }
+
+
+def _get_rulesets() -> dict[str, Any]:
+    return {
+        "operationId": "getRulesets",
+        "security": _needs(Scope.ACCOUNTS_READ),
+        "summary": "Every ruleset version deployed: live, shadow or retired, who deployed it and when.",
+        "description": (
+            "Each version as first recorded (oldest first): its content hash, file, git revision and "
+            "deployer (as the deployment was told), when it first ran (`deployed_at`) and first ran live "
+            "(`live_from`), and its status now. Firings name their version (`ruleset_version`). "
+            "One read per call (docs/api.md, 'Ruleset versions')."
+        ),
+        "responses": {
+            "200": {
+                "description": "The live and shadow versions, and every version recorded.",
+                **_json_body({"type": "object"}),
+            },
+            **_errors({"503": _UNAVAILABLE}),
+        },
+    }
+
+
+def _get_ruleset_changes() -> dict[str, Any]:
+    return {
+        "operationId": "getRulesetChanges",
+        "security": _needs(Scope.ACCOUNTS_READ),
+        "summary": "The audit of one ruleset version: which triggers it added, removed or changed.",
+        "description": (
+            "A structural diff of the version's rules against the version recorded before it, trigger by "
+            "trigger, in plain words (a trigger changed when its keys, the signals it reads or its play "
+            "changed), with who deployed it and when (docs/api.md, 'Ruleset versions')."
+        ),
+        "parameters": [
+            {
+                "name": "version",
+                "in": "path",
+                "required": True,
+                "description": "A recorded ruleset version, as GET /v1/rulesets lists it.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+            }
+        ],
+        "responses": {
+            "200": {"description": "The version's changes.", **_json_body({"type": "object"})},
+            **_errors(
+                {
+                    "404": "No such version recorded (the message names the closest one).",
                     "503": _UNAVAILABLE,
                 }
             ),

@@ -172,6 +172,11 @@ DETAILED_TRACING_ENV = "UPSWING_DETAILED_TRACING"
 # The ruleset file the evaluator runs, relative to the bundle (rules/ is packaged with the code).
 RULESET_PATH_ENV = "RULESET_PATH"
 DEFAULT_RULESET_PATH = "rules/reference.yaml"
+# The shadow rulesets, comma-separated files under rules/ (evaluated and recorded, never routed).
+SHADOW_RULESETS_ENV = "SHADOW_RULESETS"
+# Who deployed and from which git revision, as the synth was told (recorded with each version).
+RULESET_DEPLOYER_ENV = "RULESET_DEPLOYER"
+RULESET_GIT_REVISION_ENV = "RULESET_GIT_REVISION"
 USAGE_EVENT_DETAIL_TYPE = "usage.event"
 OUTCOME_DETAIL_TYPE = "outcome"
 # What the bus ingest function takes from the bus: the rule's pattern (CDK and local stack).

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.validation import describe_errors
-from shared.resources import DEFAULT_RULESET_PATH, RETENTION_DAYS_ENV, RULESET_PATH_ENV
+from shared.resources import DEFAULT_RULESET_PATH, RETENTION_DAYS_ENV, RULESET_PATH_ENV, SHADOW_RULESETS_ENV
 
 # Settings several functions share, declared once: the ledger's and counters' retention (the
 # counters' TTL and the firings' are derived from it) and the bundled ruleset file.
@@ -17,6 +17,8 @@ RetentionDays = Annotated[
     int, Field(default=DEFAULT_RETENTION_DAYS, gt=0, validation_alias=RETENTION_DAYS_ENV)
 ]
 RulesetPath = Annotated[str, Field(default=DEFAULT_RULESET_PATH, validation_alias=RULESET_PATH_ENV)]
+# The shadow rulesets beside it: comma-separated files under rules/ (shared/rules/versions.py).
+ShadowRulesets = Annotated[str, Field(default="", validation_alias=SHADOW_RULESETS_ENV)]
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 

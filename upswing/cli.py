@@ -71,6 +71,24 @@ def _parser() -> argparse.ArgumentParser:
     schema = rule_actions.add_parser("schema", help="the JSON Schema of rules files (write it with --out)")
     schema.add_argument("--out", type=Path)
     schema.set_defaults(run=_rules_schema)
+    lock = rule_actions.add_parser(
+        "lock", help="add new ruleset versions to rules/versions.lock (a locked version never changes)"
+    )
+    lock.add_argument("path", type=Path, nargs="?", default=Path("rules"), help="file or folder (rules/)")
+    lock.add_argument("--check", action="store_true", help="change nothing: fail if the lock is not current")
+    lock.set_defaults(run=_rules_lock)
+    audit = rule_actions.add_parser(
+        "audit",
+        help="which triggers each deployed ruleset version added, removed or changed, by whom and when",
+        description="Reads the version records from the registry table with your AWS credentials (one "
+        "GetItem, and one per version for its file), or diffs two local rules files with --diff.",
+    )
+    source = audit.add_mutually_exclusive_group(required=True)
+    source.add_argument("--registry-table", help="the registry table's name")
+    source.add_argument("--stack", help="read the table name from this CloudFormation stack's outputs")
+    source.add_argument("--diff", nargs=2, type=Path, metavar=("OLD", "NEW"), help="two rules files")
+    audit.add_argument("--json", action="store_true", help="JSON instead of text")
+    audit.set_defaults(run=_rules_audit)
 
     openapi = commands.add_parser("openapi", help="print the OpenAPI document (or write it with --out)")
     openapi.add_argument("--out", type=Path)
@@ -112,6 +130,9 @@ def _add_experiment(commands: Any) -> None:
     report.add_argument("--salt", help="another experiment of the trigger (default: its current one)")
     report.add_argument("--key-env", default="UPSWING_API_KEY", help="env var holding the reader key")
     report.add_argument("--json", action="store_true", help="print the API's JSON instead of text")
+    report.add_argument(
+        "--html", type=Path, metavar="OUT", help="also write the report as a self-contained HTML page"
+    )
     report.set_defaults(run=_experiment_report)
     export = actions.add_parser(
         "export",
@@ -130,7 +151,7 @@ def _add_experiment(commands: Any) -> None:
 def _experiment_report(args: argparse.Namespace) -> None:
     import httpx
 
-    from upswing.experiment import ReportError, fetch_report, render
+    from upswing.experiment import ReportError, fetch_report, render, render_html
 
     key = os.environ.get(args.key_env, "").strip()
     if not key:
@@ -142,6 +163,9 @@ def _experiment_report(args: argparse.Namespace) -> None:
     except ReportError as error:
         raise UserError(str(error)) from None
     print(json.dumps(report, indent=2) if args.json else render(report))
+    if args.html:
+        args.html.write_text(render_html(report), encoding="utf-8")
+        print(f"HTML report written to {args.html}", file=sys.stderr)
 
 
 def _experiment_export(args: argparse.Namespace) -> None:
@@ -431,6 +455,69 @@ def _rules_validate(args: argparse.Namespace) -> int:
         counts = f"{len(ruleset.signals)} signals, {len(ruleset.triggers)} triggers"
         print(f"{file}: ruleset {ruleset.version}: {counts}")
     return 1 if failed else 0
+
+
+def _rules_lock(args: argparse.Namespace) -> int:
+    from shared.rules.loading import RulesetError
+    from shared.rules.versions import (
+        LOCK_FILE,
+        VersionError,
+        folder_entries,
+        lock_problems,
+        lock_text,
+        read_lock,
+        relocked,
+    )
+
+    root = Path.cwd()
+    lock_path = root / LOCK_FILE
+    try:
+        entries = folder_entries(args.path.resolve(), root)
+        lock = read_lock(lock_path)
+        if args.check:
+            problems = lock_problems(entries, lock)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            return 1 if problems else 0
+        updated = relocked(entries, lock)
+    except (RulesetError, VersionError, FileNotFoundError) as error:
+        raise UserError(str(error)) from None
+    added = sorted(set(updated) - set(lock))
+    lock_path.write_text(lock_text(updated), encoding="utf-8")
+    print(
+        f"{LOCK_FILE}: {len(updated)} versions" + (f", added {', '.join(added)}" if added else ", no change")
+    )
+    return 0
+
+
+def _rules_audit(args: argparse.Namespace) -> None:
+    from shared.rules.audit import ruleset_audit, ruleset_changes, summary
+    from shared.rules.loading import RulesetError, load_ruleset
+    from shared.rules.versions import RulesetRecords
+    from shared.storage.dynamo import dynamodb_client
+
+    if args.diff:
+        old, new = args.diff
+        try:
+            changes = ruleset_changes(load_ruleset(old), load_ruleset(new))
+        except (RulesetError, FileNotFoundError) as error:
+            raise UserError(str(error)) from None
+        if args.json:
+            print(json.dumps([change.as_view() for change in changes], indent=2, ensure_ascii=False))
+            return
+        print(f"{old} → {new}: {summary(changes)}")
+        for change in changes:
+            print("\n".join(change.lines()))
+        return
+    table = args.registry_table or _stack_output(args.stack, "RegistryTableName")
+    store = RulesetRecords(dynamodb_client(), table)
+    audit = ruleset_audit(store.records(), store.text)
+    if not audit:
+        raise UserError(f"no ruleset version is recorded in {table} yet (the evaluator records them)")
+    if args.json:
+        print(json.dumps([entry.as_view() for entry in audit], indent=2, ensure_ascii=False))
+        return
+    print("\n\n".join(str(entry) for entry in audit))
 
 
 def _rules_schema(args: argparse.Namespace) -> None:

@@ -15,6 +15,7 @@ from shared.observability import logger, metrics, traced
 from shared.rules.loading import load_ruleset
 from shared.rules.online import BUNDLE_ROOT
 from shared.rules.slicing import ruleset_slicing
+from shared.rules.versions import shadow_paths
 from shared.settings import load_settings
 from shared.storage.dynamo import dynamodb_client
 from shared.wiring import Wiring
@@ -30,9 +31,10 @@ def counter_store() -> CounterStore:
 
 @wiring.once
 def slicing() -> Slicing:
-    """The slices the active ruleset filters or groups by (the evaluator reads the same file)."""
+    """The slices the live and shadow rulesets filter or group by (the evaluator reads the same files)."""
     settings = load_settings(AggregatorSettings)
-    return ruleset_slicing(load_ruleset(BUNDLE_ROOT / settings.ruleset_path))
+    paths = [settings.ruleset_path, *shadow_paths(settings.shadow_rulesets)]
+    return ruleset_slicing(*(load_ruleset(BUNDLE_ROOT / path) for path in paths))
 
 
 @logger.inject_lambda_context

@@ -43,6 +43,7 @@ from shared.events.validation import (
 from shared.experiments.arms import EXPERIMENT_SALT, experiment_salt
 from shared.experiments.report import experiment_report
 from shared.intake import BatchIntake, Channel, ItemResult, Tally
+from shared.model_fields import did_you_mean
 from shared.observability import logger, metrics, traced
 from shared.openapi import allowed_methods, openapi_document, required_scope, takes_scheme
 from shared.outcomes.intake import OutcomeIntake, outcome_intake_for, summarize_outcomes
@@ -51,8 +52,10 @@ from shared.outcomes.store import OutcomeStore
 from shared.producers import Scope
 from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
+from shared.rules.audit import ruleset_audit
 from shared.rules.build import build_online_evaluator
-from shared.rules.online import OnlineEvaluator, trigger_view
+from shared.rules.online import OnlineEvaluator, active_ruleset, trigger_view
+from shared.rules.versions import RulesetRecords, shadow_paths
 from shared.segment.intake import (
     Caller,
     CallResult,
@@ -390,6 +393,45 @@ def get_experiment(name: str) -> Response:
     percent = (trigger.holdout_percent or None) if trigger else None
     report = experiment_report(name, salt, percent, cohorts, now, settings().horizon_days)
     return _json(200, {**_metrics_context(now), "in_active_ruleset": trigger is not None, **report})
+
+
+@app.get("/v1/rulesets")
+def get_rulesets() -> Response:
+    """Every ruleset version the deployment ever ran (as the evaluator recorded it), oldest first,
+    each with its status now: live, shadow, or retired."""
+    config = settings()
+    live = signals().ruleset.version
+    shadows = [active_ruleset(path)[0].version for path in shadow_paths(config.shadow_rulesets)]
+    records = RulesetRecords(dynamodb_client(), config.registry_table).records()
+
+    def status(version: str) -> str:
+        return "live" if version == live else "shadow" if version in shadows else "retired"
+
+    return _json(
+        200,
+        {
+            "live": live,
+            "shadow": shadows,
+            "rulesets": [{**record.as_view(), "status": status(record.version)} for record in records],
+        },
+    )
+
+
+@app.get("/v1/rulesets/<version>/changes")
+def get_ruleset_changes(version: str) -> Response:
+    """The triggers added, removed or changed by a recorded version, against the one recorded before it."""
+    version = unquote(version)
+    store = RulesetRecords(dynamodb_client(), settings().registry_table)
+    records = store.records()
+    index = next((i for i, record in enumerate(records) if record.version == version), None)
+    if index is None:
+        known = [record.version for record in records]
+        raise NotFound(
+            f"no ruleset version {version!r} was recorded{did_you_mean(version, known)}; "
+            "GET /v1/rulesets lists them"
+        )
+    (changes,) = ruleset_audit(records[max(index - 1, 0) : index + 1], store.text)[-1:]
+    return _json(200, changes.as_view())
 
 
 def _trigger(name: str, now: datetime) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from shared.resources import (
     PLAYS_TABLE,
 )
 from shared.segment.mapping import DEFAULT_MAPPING_PATH, MAPPING_PATH_ENV
-from shared.settings import RulesetPath
+from shared.settings import RulesetPath, ShadowRulesets
 
 
 class ApiSettings(IngestSettings):
@@ -19,6 +19,8 @@ class ApiSettings(IngestSettings):
     firings_table: str = Field(min_length=1, validation_alias=FIRINGS_TABLE.env_var)
     plays_table: str = Field(min_length=1, validation_alias=PLAYS_TABLE.env_var)
     ruleset_path: RulesetPath
+    # The shadow rulesets deployed beside it (GET /v1/rulesets says which versions run now).
+    shadow_rulesets: ShadowRulesets
     # How long after a firing an expansion counts: plays' fates and the trigger metrics' maturity.
     horizon_days: int = Field(
         default=DEFAULT_HORIZON_DAYS, ge=1, le=DEFAULT_RETENTION_DAYS, validation_alias=HORIZON_ENV

@@ -8,6 +8,10 @@ so Lambda retries the account's records together and bisects around a poison rec
 With family-scope rules, a child's change moves its family's roll-up: the parent (from the
 child's profile) is evaluated too, once per batch like any account, and a failure to evaluate
 it fails the child's records as well, so the retry evaluates both again.
+
+Shadow rulesets are evaluated in the same pass and their firings recorded, never handed off
+(shared/rules/online.py). On a cold start the evaluator records the versions it runs, once each
+(shared/rules/versions.py): GET /v1/rulesets lists them.
 """
 
 from __future__ import annotations
@@ -15,16 +19,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.evaluator.settings import EvaluatorSettings
 from shared.observability import logger, metrics, traced
 from shared.rules.build import build_online_evaluator
-from shared.rules.online import OnlineEvaluator, sqs_publisher
+from shared.rules.online import OnlineEvaluator, active_deployment, sqs_publisher
+from shared.rules.versions import DeployedRuleset, Role, RulesetRecords, shadow_paths
 from shared.settings import load_settings
-from shared.storage.dynamo import aws_client
+from shared.storage.dynamo import aws_client, dynamodb_client
 from shared.wiring import Wiring
 
 wiring = Wiring()
@@ -35,7 +42,30 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 @wiring.once
 def evaluator() -> OnlineEvaluator:
     settings = load_settings(EvaluatorSettings)
-    return build_online_evaluator(settings, sqs_publisher(aws_client("sqs"), settings.fired_queue_url))
+    deployed = active_deployment(settings.ruleset_path, shadow_paths(settings.shadow_rulesets))
+    records = RulesetRecords(dynamodb_client(), settings.registry_table)
+    record_versions(deployed, records, settings, datetime.now(UTC))
+    return build_online_evaluator(
+        settings,
+        sqs_publisher(aws_client("sqs"), settings.fired_queue_url),
+        shadows=[one.ruleset for one in deployed if one.role is Role.SHADOW],
+    )
+
+
+def record_versions(
+    deployed: tuple[DeployedRuleset, ...], records: RulesetRecords, settings: EvaluatorSettings, at: datetime
+) -> None:
+    """Record each version run, once. Bookkeeping must not stop the rules: a failed write is logged
+    and counted (`RulesetRecordFailed`), and the next cold start records it."""
+    for one in deployed:
+        try:
+            recorded = records.record(one, at, deployer=settings.deployer, git_revision=settings.git_revision)
+        except (ClientError, BotoCoreError):
+            logger.exception("ruleset version not recorded", extra={"ruleset_version": one.version})
+            metrics.add_metric(name="RulesetRecordFailed", unit=MetricUnit.Count, value=1)
+            continue
+        if recorded:
+            logger.info("ruleset version recorded", extra={"ruleset_version": one.version, "role": one.role})
 
 
 @logger.inject_lambda_context

@@ -70,8 +70,9 @@ from shared.events.validation import describe_errors
 from shared.observability import logger, metrics, traced
 from shared.readback.tasks import TaskEntry, TaskRegistry
 from shared.resources import HUBSPOT_QUEUE, HUBSPOT_SENDER_FUNCTION
-from shared.routing.ledger import PlayLedger, TaskFacts, TaskStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import CLOSE_TYPE, PlayDelivery, TaskClose
+from shared.routing.models import TaskFacts, TaskStatus
 from shared.rules.plays import Channel
 from shared.settings import load_settings
 from shared.storage.dynamo import aws_client, dynamodb_client, is_conditional_failure

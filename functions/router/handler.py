@@ -19,7 +19,7 @@ from shared.routing.router import FiredMessage, Router
 from shared.settings import load_settings
 from shared.wiring import Wiring
 
-from .build import build_router
+from .build import build_routing
 from .settings import RouterSettings
 
 wiring = Wiring()
@@ -33,7 +33,7 @@ def _no_signal_checks(account_id: str, trigger: str, at: datetime) -> bool:
 
 @wiring.once
 def router() -> Router:
-    return build_router(load_settings(RouterSettings), _no_signal_checks)
+    return build_routing(load_settings(RouterSettings), _no_signal_checks).router
 
 
 @logger.inject_lambda_context

@@ -17,13 +17,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.observability import logger, metrics, traced
 from shared.routing.autoclose import AutoCloser
-from shared.routing.dispatch import AwsDispatcher
 from shared.routing.router import Router
 from shared.rules.build import build_online_evaluator
 from shared.settings import load_settings
 from shared.wiring import Wiring
 
-from .build import build_router
+from .build import build_routing
 from .settings import SchedulerSettings
 
 wiring = Wiring()
@@ -53,17 +52,15 @@ def _wired() -> tuple[Router, AutoCloser, int]:
         outcome = next(o for o in rules.preview(account_id, at).outcomes if o.trigger == trigger)
         return outcome.held and outcome.reason not in _NOT_PERSISTING
 
-    play_router = build_router(settings, signal_holds)
-    assert isinstance(play_router.dispatcher, AwsDispatcher)
-    assert play_router.watches is not None
+    routing = build_routing(settings, signal_holds)
     closer = AutoCloser(
-        ruleset=play_router.ruleset,
-        plays=play_router.ledger,
-        watches=play_router.watches,
+        ruleset=routing.router.ruleset,
+        plays=routing.plays,
+        watches=routing.watches,
         signal_holds=signal_holds,
-        sender=play_router.dispatcher,
+        sender=routing.dispatcher,
     )
-    return play_router, closer, settings.auto_close_per_run
+    return routing.router, closer, settings.auto_close_per_run
 
 
 @logger.inject_lambda_context

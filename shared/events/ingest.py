@@ -9,9 +9,9 @@ already stored).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -19,7 +19,7 @@ from shared.errors import StorageUnavailable
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.ledger import EventLedger, ledger_item
 from shared.events.metric_kinds import MetricKinds, kind_conflict
-from shared.events.models import IngestResponse, Rejection, UsageEvent
+from shared.events.models import EventKind, IngestResponse, Rejection, UsageEvent
 from shared.events.validation import validate_event
 from shared.intake import (
     Channel,
@@ -28,6 +28,7 @@ from shared.intake import (
     ParallelPuts,
     Status,
     Tally,
+    WriteOnce,
     first_of_each,
     in_order,
     unavailable,
@@ -39,11 +40,18 @@ from shared.settings import RetentionDays
 EVENT = Noun(singular="event", plural="events", id_field="event_id")
 
 
+class KindRegistry(Protocol):
+    def resolve(self, proposals: Iterable[tuple[str, EventKind]]) -> dict[str, EventKind]:
+        """Each metric's registered kind (the first proposal registers it); StorageUnavailable
+        when the registry cannot answer now."""
+        ...
+
+
 class Ingestor:
     noun = EVENT
 
     def __init__(
-        self, ledger: EventLedger, kinds: MetricKinds, retention_days: int = DEFAULT_RETENTION_DAYS
+        self, ledger: WriteOnce, kinds: KindRegistry, retention_days: int = DEFAULT_RETENTION_DAYS
     ) -> None:
         self._kinds = kinds
         self._retention_days = retention_days

@@ -12,7 +12,7 @@ import csv
 from collections.abc import Iterable
 from typing import IO, Any
 
-from shared.routing.ledger import PlayRecord
+from shared.routing.models import PlayRecord
 
 COLUMNS = (
     "firing_id",

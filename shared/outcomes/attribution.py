@@ -25,7 +25,8 @@ from typing import Any
 from shared.horizon import within_horizon
 from shared.observability import logger
 from shared.outcomes.models import OutcomeKind
-from shared.routing.ledger import Expansion, PlayLedger
+from shared.routing.ledger import PlayLedger
+from shared.routing.models import Expansion
 from shared.timestamps import utc_stamp
 from shared.trigger_metrics.counters import fired_at
 

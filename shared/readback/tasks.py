@@ -57,7 +57,8 @@ from shared.readback.watermark import (
 from shared.readback.watermark import TASKS_STATE_KEY as POLLER_STATE_KEY
 from shared.readback.watermark import iso_ms as _iso_ms
 from shared.readback.watermark import stamp as _stamp
-from shared.routing.ledger import PlayLedger, TaskFacts, TaskStatus
+from shared.routing.ledger import PlayLedger
+from shared.routing.models import TaskFacts, TaskStatus
 from shared.storage.dynamo import deserialize, is_conditional_failure, serialize
 
 __all__ = ["POLLER_STATE_KEY", "PollerStateStore", "TaskEntry", "TaskPoller", "TaskRegistry", "epoch_ms"]

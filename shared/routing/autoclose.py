@@ -22,8 +22,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from shared.observability import logger
-from shared.routing.ledger import PlayLedger, PlayRecord, TaskStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import TaskClose
+from shared.routing.models import PlayRecord, TaskStatus
 from shared.routing.router import SignalCheck
 from shared.routing.watches import AUTO_CLOSE_PER_RUN, AutoCloseWatches, Watch
 from shared.rules.durations import days

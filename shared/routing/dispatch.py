@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from shared.resources import EVENT_SOURCE, PLAY_ROUTED_DETAIL_TYPE
-from shared.routing.ledger import PlayRecord
 from shared.routing.messages import PlayDelivery, TaskClose
+from shared.routing.models import PlayRecord
 from shared.routing.views import play_summary, stamp
 from shared.rules.plays import Channel
 from shared.sqs import Outgoing, send_batch

@@ -15,28 +15,19 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from shared.accounts.models import AccountProfile, HubSpotRefs, Owner
-from shared.accounts.store import AccountStore
 from shared.experiments.assignment import Arm
 from shared.observability import logger
 from shared.routing.budgets import charges, owner_counter, period_of
-from shared.routing.ledger import (
-    FINAL,
-    WAITING,
-    AlreadyTaken,
-    OverBudget,
-    PlayLedger,
-    PlayRecord,
-    PlayStatus,
-    hand_off_overdue_at,
-)
+from shared.routing.ledger import hand_off_overdue_at
 from shared.routing.messages import DeliveryOwner, PlayDelivery
+from shared.routing.models import FINAL, WAITING, AlreadyTaken, OverBudget, PlayRecord, PlayStatus
 from shared.routing.narrative import due_date, priority, render
-from shared.routing.watches import AutoCloseWatches
+from shared.routing.ports import Accounts, Dispatcher, Plays, Watches
 from shared.rules.durations import days
 from shared.rules.language import Ruleset
 from shared.rules.plays import Channel, Period, Pick, Play, Tier
@@ -70,14 +61,6 @@ class FiredMessage(BaseModel):
     firing: FiringEvidence
 
 
-class Dispatcher(Protocol):
-    def deliver(self, deliveries: list[PlayDelivery]) -> None:
-        """Put each delivery on its channel's queue (raises when any could not be sent)."""
-
-    def announce(self, record: PlayRecord) -> None:
-        """Publish `play.routed` for a routed play."""
-
-
 def play_id(firing_id: str, tier: int) -> str:
     return hashlib.sha256(f"{firing_id}\n{tier}".encode()).hexdigest()[:24]
 
@@ -85,14 +68,14 @@ def play_id(firing_id: str, tier: int) -> str:
 @dataclass
 class Router:
     ruleset: Ruleset
-    accounts: AccountStore
-    ledger: PlayLedger
+    accounts: Accounts
+    ledger: Plays
     dispatcher: Dispatcher
     signal_holds: SignalCheck
     # The business calendar (the HubSpot portal's zone): SLAs count business days from its date.
     business_zone: tzinfo = UTC
     # Where HubSpot tasks of plays with `auto_close` are watched (shared/routing/autoclose.py).
-    watches: AutoCloseWatches | None = None
+    watches: Watches | None = None
 
     def route_firing(self, message: FiredMessage, now: datetime) -> PlayRecord:
         """Schedule the play's escalation tiers and route its first; the first tier's record."""

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.horizon import DEFAULT_HORIZON_DAYS
-from shared.routing.ledger import WAITING, PlayRecord, TaskStatus
+from shared.routing.models import WAITING, PlayRecord, TaskStatus
 from shared.rules.plays import Channel
 from shared.timestamps import utc_stamp
 from shared.trigger_metrics.counters import fired_at

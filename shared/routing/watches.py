@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared.resources import PLAYS_DUE_INDEX
-from shared.routing.ledger import PlayRecord
+from shared.routing.models import PlayRecord
 from shared.storage.dynamo import deserialize, is_conditional_failure, serialize
 
 WATCH_PREFIX = "autoclose#"

@@ -8,13 +8,15 @@ settings, which all have the fields of `EvaluatorSettings` below.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from shared.accounts.store import AccountStore
 from shared.counters.store import CounterStore
 from shared.rules.dynamo_aggregates import DynamoAggregates
 from shared.rules.firings import FiringStore
-from shared.rules.online import OnlineEvaluator, Publisher, active_ruleset
+from shared.rules.language import Ruleset
+from shared.rules.online import OnlineEvaluator, Publisher, ShadowRuleset, active_ruleset
 from shared.storage.dynamo import dynamodb_client
 
 
@@ -37,9 +39,14 @@ def read_only(messages: list[dict[str, Any]]) -> set[str]:
 
 
 def build_online_evaluator(
-    settings: EvaluatorSettings, publish: Publisher = read_only, *, consistent_reads: bool = True
+    settings: EvaluatorSettings,
+    publish: Publisher = read_only,
+    *,
+    consistent_reads: bool = True,
+    shadows: Sequence[Ruleset] = (),
 ) -> OnlineEvaluator:
-    """`consistent_reads=False` for previews (GET .../signals): eventual reads cost half."""
+    """`consistent_reads=False` for previews (GET .../signals): eventual reads cost half. `shadows`:
+    rulesets evaluated beside the live one, recorded, never handed off (the evaluator function's)."""
     ruleset, plan = active_ruleset(settings.ruleset_path)
     client = dynamodb_client()
     accounts = AccountStore(client, settings.accounts_table)
@@ -51,4 +58,5 @@ def build_online_evaluator(
         accounts=accounts,
         firings=FiringStore(client, settings.firings_table, settings.retention_days),
         publish=publish,
+        shadows=tuple(ShadowRuleset.of(shadow) for shadow in shadows),
     )

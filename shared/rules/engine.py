@@ -128,9 +128,13 @@ class Firing:
     exclusions: tuple[ExclusionCheck, ...]
     # The account's group in the trigger's experiment (None: no holdout on the trigger: treated).
     experiment: Assignment | None = None
+    # Made by a shadow ruleset (shared/rules/versions.py): recorded, never routed, whatever the arm.
+    shadow_ruleset: bool = False
 
     @property
     def arm(self) -> Arm:
+        if self.shadow_ruleset:
+            return Arm.SHADOW
         return self.experiment.arm if self.experiment else Arm.TREATED
 
     def as_evidence(self) -> dict[str, Any]:
@@ -152,6 +156,8 @@ class Firing:
             "condition": self.condition.as_evidence(),
             "exclusions_checked": [check.as_evidence() for check in self.exclusions],
             "arm": self.arm.value,
+            # Only on a shadow ruleset's firings (a live firing's evidence is unchanged).
+            **({"ruleset_role": "shadow"} if self.shadow_ruleset else {}),
             **experiment,
         }
 

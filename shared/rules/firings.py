@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from shared.rules.engine import AccountState, Firing, TriggerState
+from shared.rules.ports import ConcurrentEvaluation, StoredState
 from shared.storage.dynamo import deserialize, serialize
 from shared.timestamps import utc_stamp
 
@@ -26,20 +26,12 @@ STATE_KEY = "state"
 FIRING_PREFIX = "firing#"
 
 
-class ConcurrentEvaluation(Exception):
-    """Another evaluation of the account committed first; evaluate again from its state."""
-
-
-@dataclass(frozen=True)
-class StoredState:
-    state: AccountState
-    version: int
-    pending: frozenset[str]
-
-
 def firing_id(firing: Firing) -> str:
     moment = firing.evaluated_at.isoformat()
-    return hashlib.sha256(f"{firing.account_id}\n{firing.trigger}\n{moment}".encode()).hexdigest()[:24]
+    # A shadow ruleset may name a trigger as the live one does: its firings get their own ids.
+    shadow = f"shadow\n{firing.ruleset_version}\n" if firing.shadow_ruleset else ""
+    text = f"{shadow}{firing.account_id}\n{firing.trigger}\n{moment}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def fired_message(firing: Firing) -> dict[str, Any]:
@@ -76,12 +68,14 @@ class FiringStore:
         state: AccountState,
         firings: list[Firing],
         handed_off: set[str] | frozenset[str] = frozenset(),
+        shadow_firings: list[Firing] | tuple[Firing, ...] = (),
     ) -> None:
         """Store the new state and the firings, unless the state changed since `read`.
 
         `handed_off`: ids of the read state's pending firings sent since; they leave the outbox.
+        `shadow_firings`: the shadow rulesets' firings, stored alike but never pending (never sent).
         """
-        if state == read.state and not firings:
+        if state == read.state and not firings and not shadow_firings:
             return
         pending = (set(read.pending) - set(handed_off)) | {firing_id(firing) for firing in firings}
         state_item: dict[str, Any] = {
@@ -106,7 +100,7 @@ class FiringStore:
         writes: list[dict[str, Any]] = [
             {"Put": {"TableName": self._table, "Item": serialize(state_item), **condition}}
         ]
-        for firing in firings:
+        for firing in [*firings, *shadow_firings]:
             writes.append(
                 {
                     "Put": {
@@ -170,8 +164,9 @@ class FiringStore:
 
     def _firing_item(self, firing: Firing) -> dict[str, Any]:
         moment = utc_stamp(firing.evaluated_at)
+        shadow = f"#shadow#{firing.ruleset_version}" if firing.shadow_ruleset else ""
         return {
-            **self._key_values(firing.account_id, f"{FIRING_PREFIX}{moment}#{firing.trigger}"),
+            **self._key_values(firing.account_id, f"{FIRING_PREFIX}{moment}#{firing.trigger}{shadow}"),
             "firing_id": firing_id(firing),
             "trigger": firing.trigger,
             "ruleset_version": firing.ruleset_version,

@@ -1,37 +1,48 @@
 """Evaluating an account online: read, evaluate, commit once, hand off — safe to run twice.
 
 Used by the evaluator function (on counter changes) and by the API's signals route (read-only).
+
+Shadow rulesets (shared/rules/versions.py) are evaluated in the same pass, after the live one, and
+committed in the same transaction: their firings are stored with their evidence (arm `shadow`)
+but never put in the outbox, so they never reach the router. Each keeps its own trigger state
+(cooldowns, arming) in the account's state item under `shadow:<version>:<trigger>`, so a shadow
+trigger of the same name never cools down or disarms the live one; they see the live contacts
+(`contacted_within`) and never add one.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from shared.accounts.store import AccountStore
+from shared.accounts.models import AccountProfile
 from shared.observability import logger
 from shared.rules.aggregates import Aggregates
 from shared.rules.engine import (
     AccountState,
     Evaluation,
+    Firing,
     ReadPlan,
     TriggerOutcome,
     compiled_ruleset,
     evaluate_account,
     read_plan,
 )
-from shared.rules.firings import ConcurrentEvaluation, FiringStore, fired_message, firing_id
+from shared.rules.firings import fired_message, firing_id
 from shared.rules.language import Ruleset
 from shared.rules.loading import load_ruleset
+from shared.rules.ports import ConcurrentEvaluation, FiringLedger, Profiles
+from shared.rules.versions import DeployedRuleset, deployment
 from shared.sqs import Outgoing, send_batch
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[2]  # functions/, shared/ and rules/ live here
 _COMMIT_ATTEMPTS = 3
+SHADOW_STATE_PREFIX = "shadow:"
 
 # Sends `trigger.fired` messages; returns the firing ids it could send.
 Publisher = Callable[[list[dict[str, Any]]], set[str]]
@@ -44,23 +55,53 @@ def active_ruleset(path: str) -> tuple[Ruleset, ReadPlan]:
     return ruleset, read_plan(ruleset)
 
 
+@cache
+def active_deployment(live_path: str, shadow_paths: tuple[str, ...]) -> tuple[DeployedRuleset, ...]:
+    """The live ruleset and the shadow ones the deployment runs, as deployed (checked at synth)."""
+    return tuple(deployment(BUNDLE_ROOT, live_path, shadow_paths))
+
+
+@dataclass(frozen=True)
+class ShadowRuleset:
+    ruleset: Ruleset
+    plan: ReadPlan
+
+    @classmethod
+    def of(cls, ruleset: Ruleset) -> ShadowRuleset:
+        return cls(ruleset, read_plan(ruleset))
+
+    @property
+    def state_prefix(self) -> str:
+        return f"{SHADOW_STATE_PREFIX}{self.ruleset.version}:"
+
+
 @dataclass
 class OnlineEvaluator:
     ruleset: Ruleset
     plan: ReadPlan
     aggregates: Aggregates
-    accounts: AccountStore
-    firings: FiringStore
+    accounts: Profiles
+    firings: FiringLedger
     publish: Publisher
+    shadows: tuple[ShadowRuleset, ...] = ()
 
     def evaluate(self, account_id: str, at: datetime) -> Evaluation:
         """Evaluate, commit the state and firings once, then hand the firings off."""
         for _ in range(_COMMIT_ATTEMPTS):
             stored = self.firings.load(account_id)
             sent = self._hand_off(account_id, self.firings.pending_firings(account_id, stored.pending))
-            evaluation = self._evaluate(account_id, at, stored.state, explain=False)
+            profile = self.accounts.get(account_id)
+            evaluation = self._evaluate(account_id, at, stored.state, profile, explain=False)
+            state, shadow_firings = self._evaluate_shadows(account_id, at, stored.state, evaluation, profile)
             try:
-                self.firings.commit(account_id, stored, evaluation.state, evaluation.firings, handed_off=sent)
+                self.firings.commit(
+                    account_id,
+                    stored,
+                    state,
+                    evaluation.firings,
+                    handed_off=sent,
+                    shadow_firings=shadow_firings,
+                )
             except ConcurrentEvaluation:
                 logger.info("concurrent evaluation: evaluating again", extra={"attempt": _})
                 continue
@@ -78,13 +119,51 @@ class OnlineEvaluator:
 
     def preview(self, account_id: str, at: datetime) -> Evaluation:
         """What the rules say now, every condition explained, committing nothing (GET .../signals)."""
-        return self._evaluate(account_id, at, self.firings.load(account_id).state, explain=True)
+        state = self.firings.load(account_id).state
+        return self._evaluate(account_id, at, state, self.accounts.get(account_id), explain=True)
 
-    def _evaluate(self, account_id: str, at: datetime, state: AccountState, *, explain: bool) -> Evaluation:
-        profile = self.accounts.get(account_id)
+    def _evaluate(
+        self,
+        account_id: str,
+        at: datetime,
+        state: AccountState,
+        profile: AccountProfile | None,
+        *,
+        explain: bool,
+    ) -> Evaluation:
         return evaluate_account(
             self.ruleset, self.aggregates, account_id, profile, state, at, self.plan, explain=explain
         )
+
+    def _evaluate_shadows(
+        self,
+        account_id: str,
+        at: datetime,
+        before: AccountState,
+        live: Evaluation,
+        profile: AccountProfile | None,
+    ) -> tuple[AccountState, list[Firing]]:
+        """The live evaluation's state with each shadow ruleset's trigger states, and their firings."""
+        if not self.shadows:
+            return live.state, []
+        triggers = dict(live.state.triggers)
+        firings = []
+        for shadow in self.shadows:
+            prefix = shadow.state_prefix
+            own = {k.removeprefix(prefix): v for k, v in before.triggers.items() if k.startswith(prefix)}
+            evaluation = evaluate_account(
+                shadow.ruleset,
+                self.aggregates,
+                account_id,
+                profile,
+                AccountState(own, before.last_contacted_at),
+                at,
+                shadow.plan,
+                explain=False,
+            )
+            triggers.update({prefix + name: value for name, value in evaluation.state.triggers.items()})
+            firings += [replace(firing, shadow_ruleset=True) for firing in evaluation.firings]
+        return AccountState(triggers, live.state.last_contacted_at), firings
 
     def _hand_off(self, account_id: str, messages: list[dict[str, Any]]) -> set[str]:
         """Send the messages; the ids of those sent (all of them, or HandOffFailed)."""
@@ -136,6 +215,8 @@ __all__ = [
     "ConcurrentEvaluation",
     "HandOffFailed",
     "OnlineEvaluator",
+    "ShadowRuleset",
+    "active_deployment",
     "active_ruleset",
     "firing_id",
     "sqs_publisher",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -28,8 +29,13 @@ class RunningStack:
             base_url=self.api, headers={"Authorization": f"Bearer {key or self.key}"}, timeout=30
         )
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        environment = {**os.environ, **FAKE_AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": self.aws}
+    def cli(self, *args: str, environment: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        environment = {
+            **os.environ,
+            **FAKE_AWS_ENVIRONMENT,
+            "AWS_ENDPOINT_URL": self.aws,
+            **(environment or {}),
+        }
         return subprocess.run(
             [sys.executable, "-m", "upswing.cli", *args],
             env=environment,
@@ -41,12 +47,20 @@ class RunningStack:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[RunningStack]:
+    with running_stack() as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_stack(environment: dict[str, str] | None = None) -> Iterator[RunningStack]:
+    """`upswing local --serve` in its own process; `environment` adds to (or overrides) ours, e.g. the
+    ruleset it runs (RULESET_PATH)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "upswing.cli", "local", "--serve", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"},
+        env={**{k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}, **(environment or {})},
     )
     try:
         banner = _read_until(process, "Serving until Ctrl-C.", timeout=60)

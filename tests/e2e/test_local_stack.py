@@ -238,7 +238,8 @@ def test_given_a_firings_play_when_an_expansion_is_posted_then_the_local_attribu
     stack: RunningStack,
 ) -> None:
     from shared.resources import PLAYS_TABLE
-    from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
+    from shared.routing.ledger import PlayLedger
+    from shared.routing.models import PlayRecord, PlayStatus
     from shared.storage.dynamo import aws_client
 
     # Given a firing of seat-expansion yesterday, its play in the stack's ledger (suppressed: final)

@@ -149,3 +149,23 @@ def test_given_a_package_when_compiled_for_lambda_then_bytecode_needs_no_source_
     bytecode = importlib.util.cache_from_source(str(tmp_path / "module.py"))
     flags = int.from_bytes(Path(bytecode).read_bytes()[4:8], "little")
     assert flags == 0b01  # hash-based, unchecked: valid whatever timestamps the asset zip keeps
+
+
+def test_given_shadow_rulesets_deployer_and_revision_in_context_then_they_are_read_and_validated() -> None:
+    settings = UpswingSettings.from_context(
+        {
+            "shadow_rulesets": "rules/a.yaml, rules/b.yaml",
+            "deployer": "ci@example",
+            "git_revision": "abc1234",
+        }.get
+    )
+    assert settings.shadow_rulesets == ("rules/a.yaml", "rules/b.yaml")
+    assert (settings.deployer, settings.git_revision) == ("ci@example", "abc1234")
+    assert UpswingSettings.from_context({"shadow_rulesets": ["rules/a.yaml"]}.get).shadow_rulesets == (
+        "rules/a.yaml",
+    )
+    assert UpswingSettings.from_context(lambda key: None).shadow_rulesets == ()
+    with pytest.raises(ValueError, match="is not a git commit id"):
+        UpswingSettings.from_context({"git_revision": "HEAD"}.get)
+    with pytest.raises(ValueError, match="deployer 'a b' must be"):
+        UpswingSettings.from_context({"deployer": "a b"}.get)

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.accounts.models import Writer
+from shared.delivery.queue import DeliveryQueue
 from shared.producers import Scope, scopes_text
+from shared.resources import HUBSPOT_QUEUE, HUBSPOT_SENDER_FUNCTION
 from upswing.local.lambda_runtime import LocalContext
 
 API_ID = "a1b2c3d4e5"
@@ -199,3 +201,14 @@ def bus_event(
 
 def stream_event(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"Records": records}
+
+
+def hubspot_queue(sqs: Any, url: str, dead_letter_url: str) -> DeliveryQueue:
+    """The HubSpot sender's queue as the stack declares it (its consumer's timeout, its receive count)."""
+    return DeliveryQueue(
+        sqs,
+        url,
+        dead_letter_url,
+        consumer=HUBSPOT_SENDER_FUNCTION,
+        max_receives=HUBSPOT_QUEUE.max_receive_count,
+    )

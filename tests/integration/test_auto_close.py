@@ -18,8 +18,9 @@ from shared.accounts.store import AccountStore
 from shared.resources import EMAIL_QUEUE, HUBSPOT_QUEUE, PLAYS_TABLE
 from shared.routing.autoclose import AutoCloser
 from shared.routing.dispatch import AwsDispatcher
-from shared.routing.ledger import PlayLedger, PlayStatus, TaskFacts, TaskStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import TaskClose
+from shared.routing.models import PlayStatus, TaskFacts, TaskStatus
 from shared.routing.router import Router, play_id
 from shared.routing.watches import AutoCloseWatches
 from shared.rules.loading import parse_ruleset

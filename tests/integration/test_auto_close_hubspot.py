@@ -19,15 +19,15 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from functions.hubspot_sender.handler import FUNCTION_TIMEOUT, HubSpotSender, send_tasks
 from shared.delivery.hubspot import HubSpotClient, HubSpotSettings
 from shared.delivery.ledger import DeliveryLedger, DeliveryStatus
-from shared.delivery.queue import DeliveryQueue
 from shared.delivery.task_close import CLOSE_CHANNEL, TASK_BODY_LIMIT, marker, with_note
 from shared.readback.tasks import PollerStateStore, TaskPoller, TaskRegistry
-from shared.resources import DELIVERIES_TABLE, HUBSPOT_QUEUE, HUBSPOT_SENDER_FUNCTION, PLAYS_TABLE
-from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
+from shared.resources import DELIVERIES_TABLE, HUBSPOT_QUEUE, PLAYS_TABLE
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery, TaskClose
+from shared.routing.models import PlayRecord, PlayStatus
 from shared.routing.views import play_state
 from tests.conftest import TEST_RETENTION_DAYS, Aws
-from tests.integration.builders import sqs_event
+from tests.integration.builders import hubspot_queue, sqs_event
 
 TOKEN = "pat-na1-auto-close-token"
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -88,12 +88,10 @@ def sender(aws: Aws, sink: Any, faults: Faults, plays: PlayLedger, registry: Tas
     return HubSpotSender(
         client=client,
         ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
-        queue=DeliveryQueue(
+        queue=hubspot_queue(
             aws.sqs,
             aws.queues[HUBSPOT_QUEUE.env_var],
             aws.sqs.create_queue(QueueName="hubspot-dlq")["QueueUrl"],
-            consumer=HUBSPOT_SENDER_FUNCTION,
-            max_receives=HUBSPOT_QUEUE.max_receive_count,
         ),
         plays=plays,
         tasks=registry,

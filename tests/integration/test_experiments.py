@@ -9,11 +9,14 @@ assignment (shared/experiments/arms.py) from a ruleset with `holdout: 10%`.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from html import escape
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,8 @@ from shared.outcomes.attribution import Attributor, StoredOutcomeFacts
 from shared.outcomes.models import OutcomeKind
 from shared.resources import EMAIL_QUEUE, HUBSPOT_QUEUE, PLAYS_TABLE
 from shared.routing.dispatch import AwsDispatcher
-from shared.routing.ledger import PlayLedger, PlayStatus
+from shared.routing.ledger import PlayLedger
+from shared.routing.models import PlayStatus
 from shared.routing.router import FiredMessage, Router, play_id
 from shared.rules.language import Experiment, Rollout
 from shared.rules.loading import parse_ruleset
@@ -39,9 +43,10 @@ from shared.rules.plays import Channel
 from shared.trigger_metrics.counters import Count
 from shared.trigger_metrics.store import TriggerMetricsStore
 from tests.conftest import TEST_RETENTION_DAYS, Aws
+from tests.firings import fired_message
 from tests.integration.builders import TEST_WRITER, account_path, call_api, proxy_event, sqs_event
 from upswing.cli import main
-from upswing.experiment import ReportError, fetch_report, render
+from upswing.experiment import ReportError, fetch_report, figures, render, render_html
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TRIGGER = "seat-expansion"  # a trigger of the reference ruleset, which the API runs in tests
@@ -89,30 +94,15 @@ def fired(account_id: str, at: datetime, *, salt: str | None = None) -> FiredMes
         trigger = trigger.model_copy(update={"experiment": Experiment(salt=salt)})
     assignment = assign(TRIGGER, trigger, account_id)
     assert assignment is not None
-    firing = {
-        "ruleset_version": "v1",
-        "trigger": TRIGGER,
-        "account_id": account_id,
-        "evaluated_at": at.isoformat().replace("+00:00", "Z"),
-        "category": "commercial",
-        "owner_role": "csm",
-        "play": "seat-expansion",
-        "score": {"total": 75, "base": 0, "parts": []},
-        "condition": {
-            "signal": "busy",
-            "detail": "latest seats.active = 12",
-            "held": True,
-            "observed": 12,
-            "threshold": 10,
-            "comparison": "at_least",
-            "window": {"from": "2026-11-24", "to": "2026-11-24"},
-        },
-        "exclusions_checked": [],
-        "arm": assignment.arm.value,
-        "experiment": assignment.as_evidence(),
-    }
-    firing_id = hashlib.sha256(f"{account_id}|{at.isoformat()}".encode()).hexdigest()[:24]
-    return FiredMessage.model_validate({"type": "trigger.fired", "firing_id": firing_id, "firing": firing})
+    return fired_message(
+        account_id,
+        at,
+        trigger=TRIGGER,
+        version="v1",
+        firing_id=hashlib.sha256(f"{account_id}|{at.isoformat()}".encode()).hexdigest()[:24],
+        arm=assignment.arm.value,
+        experiment=assignment.as_evidence(),
+    )
 
 
 def put_account(aws: Aws, account_id: str, **profile: Any) -> None:
@@ -463,6 +453,75 @@ def test_the_report_command_says_the_verdict_and_each_arm_in_plain_words(
     assert "Relative lift: x4.00" in text
     assert "50 trials are still within their horizon: rates are to date." in text
     assert "Power: the held-out group (20 accounts) is too small" in text
+
+
+def test_the_html_report_shows_the_same_figures_as_the_text_one_offline(
+    aws: Aws, fast_router: Router, ledger: PlayLedger, tmp_path, monkeypatch, capsys
+) -> None:
+    # Given the experiment of the text report above
+    run_experiment(fast_router, ledger, {Arm.TREATED: (30, 12), Arm.HOLDOUT: (20, 2)})
+    monkeypatch.setenv("UPSWING_API_KEY", "upk_reader")
+    monkeypatch.setattr(httpx, "Client", functools.partial(httpx.Client, transport=api_transport()))
+    fetched: list[dict[str, Any]] = []
+
+    def fetch(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        fetched.append(fetch_report(*args, **kwargs))
+        return fetched[-1]
+
+    monkeypatch.setattr("upswing.experiment.fetch_report", fetch)
+    out = tmp_path / "experiment.html"
+
+    # When RevOps asks for it as HTML too
+    assert (
+        main(
+            [
+                "experiment",
+                "report",
+                TRIGGER,
+                "--endpoint",
+                "https://api.example.test/prod",
+                "--html",
+                str(out),
+            ]
+        )
+        == 0
+    )
+
+    # Then the page holds every figure of the text report, in the same words, and loads nothing
+    text = capsys.readouterr().out
+    page = out.read_text()
+    (report,) = fetched
+    assert text.strip() == render(report)
+    shown = figures(report)
+    for arm in shown.arms:
+        for value in (arm.accounts, arm.expanded, arm.rate, arm.interval, arm.amount_per_account):
+            assert f">{escape(value)}<" in page
+    for line in (shown.verdict, shown.absolute, shown.relative, shown.open_trials, shown.power, shown.method):
+        assert line
+        assert escape(line) in page
+    assert page == render_html(report)
+    assert 'class="badge good"' in page  # the play works
+    assert "<script" not in page
+    assert "http" not in page.replace("http-equiv", "")
+    parser = _StrictParser()
+    parser.feed(page)
+    assert parser.open == []  # every element closed
+
+
+class _StrictParser(HTMLParser):
+    VOID = frozenset({"meta", "br", "img", "hr", "link", "input"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.open[-1:] == [tag], f"</{tag}> closes {self.open[-1:]}"
+        self.open.pop()
 
 
 def test_the_report_command_passes_the_apis_message_on(aws: Aws) -> None:

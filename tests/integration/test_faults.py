@@ -37,19 +37,18 @@ from shared.counters.store import CounterStore
 from shared.counters.view import bucket_view
 from shared.delivery.hubspot import HubSpotClient, HubSpotSettings
 from shared.delivery.ledger import DeliveryLedger
-from shared.delivery.queue import DeliveryQueue
 from shared.resources import (
     COUNTERS_TABLE,
     DELIVERIES_TABLE,
     EMAIL_QUEUE,
     FIRINGS_TABLE,
     HUBSPOT_QUEUE,
-    HUBSPOT_SENDER_FUNCTION,
     PLAYS_TABLE,
 )
 from shared.routing.dispatch import AwsDispatcher
-from shared.routing.ledger import PlayLedger, PlayStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
+from shared.routing.models import PlayStatus
 from shared.routing.router import FiredMessage, Router, play_id
 from shared.rules.dynamo_aggregates import DynamoAggregates
 from shared.rules.engine import read_plan
@@ -62,6 +61,7 @@ from tests.integration.builders import (
     TEST_WRITER,
     an_hour,
     call_api,
+    hubspot_queue,
     post_events,
     rfc3339,
     sqs_event,
@@ -257,13 +257,7 @@ def deliver_tasks(aws: Aws, hubspot: HubSpotTasks) -> list[str]:
     sender = HubSpotSender(
         client=client,
         ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
-        queue=DeliveryQueue(
-            aws.sqs,
-            aws.queues[HUBSPOT_QUEUE.env_var],
-            "unused: nothing here is rejected",
-            consumer=HUBSPOT_SENDER_FUNCTION,
-            max_receives=HUBSPOT_QUEUE.max_receive_count,
-        ),
+        queue=hubspot_queue(aws.sqs, aws.queues[HUBSPOT_QUEUE.env_var], "unused: nothing here is rejected"),
     )
     bodies = queue_bodies(aws, HUBSPOT_QUEUE)
     for start in range(0, len(bodies), 10):
@@ -697,13 +691,7 @@ def test_given_hubspot_answers_500_for_a_minute_then_recovers_then_every_play_ge
             jitter=lambda: 0.0,
         ),
         ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
-        queue=DeliveryQueue(
-            queue,
-            queue.url,
-            queue.dead_letter_url,
-            consumer=HUBSPOT_SENDER_FUNCTION,
-            max_receives=HUBSPOT_QUEUE.max_receive_count,
-        ),
+        queue=hubspot_queue(queue, queue.url, queue.dead_letter_url),
         clock=clock,
     )
     plays = [f"{n:024x}" for n in range(1, 41)]

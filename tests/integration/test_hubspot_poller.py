@@ -19,14 +19,15 @@ from functions.hubspot_sender.handler import HubSpotSender
 from shared.delivery import hubspot as hubspot_module
 from shared.delivery.hubspot import HubSpotClient, HubSpotSettings
 from shared.delivery.ledger import DeliveryLedger
-from shared.delivery.queue import DeliveryQueue
 from shared.delivery.shared_pacer import SharedPacer
 from shared.readback.tasks import POLLER_STATE_KEY, PollerStateStore, TaskFacts, TaskPoller, TaskRegistry
-from shared.resources import DELIVERIES_TABLE, HUBSPOT_QUEUE, HUBSPOT_SENDER_FUNCTION, PLAYS_TABLE
-from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus, TaskStatus
+from shared.resources import DELIVERIES_TABLE, HUBSPOT_QUEUE, PLAYS_TABLE
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
+from shared.routing.models import PlayRecord, PlayStatus, TaskStatus
 from shared.routing.views import play_state
 from tests.conftest import TEST_RETENTION_DAYS, Aws
+from tests.integration.builders import hubspot_queue
 from upswing.local.hubspot_sink import HubSpotSink
 
 TOKEN = "pat-na1-readback-token"
@@ -126,13 +127,7 @@ def create_play(
     sender = HubSpotSender(
         client=client,
         ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
-        queue=DeliveryQueue(
-            aws.sqs,
-            aws.queues[HUBSPOT_QUEUE.env_var],
-            "unused",
-            consumer=HUBSPOT_SENDER_FUNCTION,
-            max_receives=HUBSPOT_QUEUE.max_receive_count,
-        ),
+        queue=hubspot_queue(aws.sqs, aws.queues[HUBSPOT_QUEUE.env_var], "unused"),
         plays=plays,
         tasks=registry,
     )

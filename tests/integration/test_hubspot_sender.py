@@ -19,22 +19,21 @@ from functions.hubspot_sender.handler import FUNCTION_TIMEOUT, HubSpotSender, se
 from functions.hubspot_sender.settings import HubSpotSenderSettings
 from shared.delivery.hubspot import SEARCH_INDEX_LAG, HubSpotClient, HubSpotSettings
 from shared.delivery.ledger import DeliveryInFlight, DeliveryLedger, DeliveryStatus
-from shared.delivery.queue import DeliveryQueue
 from shared.delivery.secrets import CachedSecret
 from shared.resources import (
     DELIVERIES_TABLE,
     HUBSPOT_DLQ_ENV,
     HUBSPOT_QUEUE,
     HUBSPOT_SECRET_ENV,
-    HUBSPOT_SENDER_FUNCTION,
     PLAYS_TABLE,
 )
-from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
+from shared.routing.models import PlayRecord, PlayStatus
 from shared.routing.views import play_state
 from shared.settings import load_settings
 from tests.conftest import TEST_RETENTION_DAYS, Aws
-from tests.integration.builders import sqs_event
+from tests.integration.builders import hubspot_queue, sqs_event
 
 TOKEN = "pat-na1-00000000-secret-token"
 Reply = Callable[[httpx.Request], httpx.Response]
@@ -122,13 +121,7 @@ def sender(aws: Aws, hubspot_api: FakeHubSpot) -> HubSpotSender:
     return HubSpotSender(
         client=client,
         ledger=DeliveryLedger(aws.dynamodb, aws.tables[DELIVERIES_TABLE.env_var], TEST_RETENTION_DAYS),
-        queue=DeliveryQueue(
-            aws.sqs,
-            aws.queues[HUBSPOT_QUEUE.env_var],
-            dlq,
-            consumer=HUBSPOT_SENDER_FUNCTION,
-            max_receives=HUBSPOT_QUEUE.max_receive_count,
-        ),
+        queue=hubspot_queue(aws.sqs, aws.queues[HUBSPOT_QUEUE.env_var], dlq),
     )
 
 

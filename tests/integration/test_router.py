@@ -18,11 +18,13 @@ from shared.accounts.models import AccountProfile
 from shared.accounts.store import AccountStore
 from shared.resources import EMAIL_QUEUE, HUBSPOT_QUEUE, PLAYS_TABLE
 from shared.routing.dispatch import AwsDispatcher
-from shared.routing.ledger import AlreadyTaken, PlayLedger, PlayStatus, TaskFacts, TaskStatus
+from shared.routing.ledger import PlayLedger
+from shared.routing.models import AlreadyTaken, PlayStatus, TaskFacts, TaskStatus
 from shared.routing.router import FiredMessage, Router, play_id
 from shared.rules.loading import parse_ruleset
 from shared.rules.plays import Channel
 from tests.conftest import TEST_RETENTION_DAYS, Aws
+from tests.firings import fired_message
 from tests.integration.builders import TEST_WRITER, account_path, call_api, proxy_event, sqs_event
 
 WEDNESDAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -94,28 +96,16 @@ def fired(
     account_id: str, trigger: str = "seats", play: str = "seat-expansion", **changes: Any
 ) -> FiredMessage:
     at = changes.pop("at", WEDNESDAY - timedelta(hours=1))
-    firing = {
-        "ruleset_version": "router-test-1",
-        "trigger": trigger,
-        "account_id": account_id,
-        "evaluated_at": at.isoformat().replace("+00:00", "Z"),
-        "category": "expansion",
-        "owner_role": "csm",
-        "play": play,
-        "score": {"total": changes.pop("score", 75), "base": 0, "parts": []},
-        "condition": {
-            "signal": "busy",
-            "detail": "latest seats.active = 12",
-            "held": True,
-            "observed": 12,
-            "threshold": 10,
-            "comparison": "at_least",
-            "window": {"from": "2026-11-24", "to": "2026-11-24"},
-        },
-        "exclusions_checked": [],
-    }
-    firing_id = (account_id + trigger + "0" * 24).encode().hex()[:24]
-    return FiredMessage.model_validate({"type": "trigger.fired", "firing_id": firing_id, "firing": firing})
+    return fired_message(
+        account_id,
+        at,
+        trigger=trigger,
+        play=play,
+        version="router-test-1",
+        category="expansion",
+        firing_id=(account_id + trigger + "0" * 24).encode().hex()[:24],
+        **changes,
+    )
 
 
 def put_account(aws: Aws, account_id: str, **profile: Any) -> None:

@@ -8,7 +8,6 @@ Times are relative to the real clock: the API answers "the last 7/30/90 days" fr
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,13 +23,15 @@ from shared.outcomes.attribution import Attributor, StoredOutcomeFacts
 from shared.outcomes.intake import outcome_intake_for
 from shared.outcomes.models import OutcomeKind
 from shared.resources import OUTCOMES_TABLE, PLAYS_TABLE
-from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus, TaskFacts, TaskStatus
+from shared.routing.ledger import PlayLedger
 from shared.routing.messages import PlayDelivery
+from shared.routing.models import PlayRecord, PlayStatus, TaskFacts, TaskStatus
 from shared.routing.router import FiredMessage, Router, play_id
 from shared.rules.loading import parse_ruleset
 from shared.trigger_metrics.counters import Count
 from shared.trigger_metrics.store import CohortCounts, TriggerMetricsStore
 from tests.conftest import TEST_RETENTION_DAYS, Aws, StreamReader
+from tests.firings import fired_message
 from tests.integration.builders import TEST_WRITER, call_api, proxy_event
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -105,28 +106,7 @@ def put_account(aws: Aws, account_id: str, **profile: Any) -> None:
 
 
 def fired(account_id: str, at: datetime, *, version: str = "v1", trigger: str = TRIGGER) -> FiredMessage:
-    firing = {
-        "ruleset_version": version,
-        "trigger": trigger,
-        "account_id": account_id,
-        "evaluated_at": at.isoformat().replace("+00:00", "Z"),
-        "category": "commercial",
-        "owner_role": "csm",
-        "play": "seat-expansion",
-        "score": {"total": 75, "base": 0, "parts": []},
-        "condition": {
-            "signal": "busy",
-            "detail": "latest seats.active = 12",
-            "held": True,
-            "observed": 12,
-            "threshold": 10,
-            "comparison": "at_least",
-            "window": {"from": "2026-11-24", "to": "2026-11-24"},
-        },
-        "exclusions_checked": [],
-    }
-    firing_id = hashlib.sha256(f"{account_id}|{at.isoformat()}|{trigger}|{version}".encode()).hexdigest()[:24]
-    return FiredMessage.model_validate({"type": "trigger.fired", "firing_id": firing_id, "firing": firing})
+    return fired_message(account_id, at, trigger=trigger, version=version)
 
 
 def expansion(

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from shared.events.models import EventKind, UsageEvent
 from shared.events.validation import InvalidEvent, check_event
+from shared.json_input import JsonInputError, decode_json
 from shared.storage.dynamo import to_decimal
 from upswing.backtest.events import (
     Accepted,
@@ -50,8 +51,14 @@ def judged(raw: Any) -> Accepted | Rejected:
 
 
 def assert_same_as_contract(raw: Any) -> None:
-    """What judge_line makes of a line is what POST /v1/events' contract makes of it."""
+    """What judge_line makes of a line is what POST /v1/events' contract makes of it: first the
+    body's JSON limits (a number past 38 digits refuses the whole request), then the event's checks."""
     verdict = judged(raw)
+    limit = _json_limit(raw)
+    if limit is not None:
+        assert isinstance(verdict, Rejected), raw
+        assert (verdict.malformed, verdict.message) == (True, limit)
+        return
     contract = check_event(raw)
     if isinstance(contract, InvalidEvent):
         assert isinstance(verdict, Rejected), raw
@@ -60,6 +67,15 @@ def assert_same_as_contract(raw: Any) -> None:
         return
     assert isinstance(verdict, Accepted), (raw, verdict)
     assert_counts_like(verdict, contract)
+
+
+def _json_limit(raw: Any) -> str | None:
+    """The API's message when the JSON itself is past its limits (None: within them)."""
+    try:
+        decode_json(json.dumps(raw).encode(), subject="The line")
+    except JsonInputError as error:
+        return str(error)
+    return None
 
 
 def assert_counts_like(verdict: Accepted, contract: UsageEvent) -> None:
@@ -351,3 +367,9 @@ def test_the_format_comes_from_the_file_name(name: str, expected: str) -> None:
 def test_an_unknown_format_is_refused_with_the_known_ones(name: str) -> None:
     with pytest.raises(InputError, match=r"use \.csv, \.jsonl|do not gzip"):
         format_of(Path(name))
+
+
+@pytest.mark.parametrize("raw", [an_event(dimensions={"team": 10**40}), an_event(value=-(10**39))])
+def test_a_number_past_the_json_limit_is_a_malformed_line_as_the_api_refuses_the_body(raw: Any) -> None:
+    assert_same_as_contract(raw)
+    assert judged(raw).message.startswith("The line holds an integer of")  # type: ignore[union-attr]

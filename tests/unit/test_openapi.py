@@ -40,6 +40,8 @@ def test_given_the_document_then_it_lists_the_routes_of_the_api():
         "/v1/triggers",
         "/v1/triggers/{name}",
         "/v1/triggers/{name}/experiment",
+        "/v1/rulesets",
+        "/v1/rulesets/{version}/changes",
         "/v1/openapi.json",
         *SEGMENT_PATHS,
     }

@@ -94,7 +94,11 @@ def render_report(result: Mapping[str, Any]) -> str:
 
 
 def _page(rulesets_title: str, body: str) -> str:
-    title = "Upswing backtest" + (f" — {rulesets_title}" if rulesets_title else "")
+    return page("Upswing backtest" + (f" — {rulesets_title}" if rulesets_title else ""), body)
+
+
+def page(title: str, body: str) -> str:
+    """A self-contained page around `body` (markup): the report's head, style and policy."""
     head = "".join(
         (
             '<meta charset="utf-8">',
@@ -224,6 +228,11 @@ def _headline_cards(ruleset: Mapping[str, Any]) -> str:
             _verdict_badge(verdict) if verdict else "",
         ),
     )
+    return cards_markup(cards)
+
+
+def cards_markup(cards: Iterable[tuple[str, str, str, str]]) -> str:
+    """Cards of (key, value, sub-line, extra markup such as a badge), for a `cards` div."""
     return "".join(
         _el(
             "div",
@@ -986,6 +995,21 @@ def _name(m: Mapping[str, Any]) -> str:
 
 def _label(ruleset: Mapping[str, Any], index: int) -> str:
     return _str(ruleset.get("label")) or ("AB"[index] if index < 2 else str(index + 1))
+
+
+# --- Shared with the experiment report (upswing/experiment.py): one look, one escaping discipline --
+
+element = _el
+text_element = _t
+section = _section
+table = _table
+header_row = _header_row
+svg = _svg
+rect = _rect
+line = _line
+text_at = _text_at
+x_ticks = _x_ticks
+Scale = _Scale
 
 
 CSS = """

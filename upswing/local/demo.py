@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from shared.resources import REJECTS_QUEUE, USAGE_EVENT_DETAIL_TYPE
-from shared.routing.ledger import PlayRecord, PlayStatus
+from shared.routing.models import PlayRecord, PlayStatus
 from shared.storage.dynamo import aws_client
 from shared.timestamps import utc_stamp
 from upswing.local.stack import LocalStack

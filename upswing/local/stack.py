@@ -30,7 +30,8 @@ from shared.resources import (
     RULESET_PATH_ENV,
     SENDER_EMAIL_ENV,
 )
-from shared.routing.ledger import PlayLedger, PlayRecord
+from shared.routing.ledger import PlayLedger
+from shared.routing.models import PlayRecord
 from shared.storage import dynamo
 from shared.wiring import reset_handlers
 from upswing.local.aws import EmulatedAws, LocalResources, create_resources
