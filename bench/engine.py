@@ -219,6 +219,10 @@ def _online_read_units(
             accounts.put(account.account_id, account.profile, Writer(producer_id="bench", key_id="direct"))
             for bucket in memory.buckets(account.account_id, plan.first_day(at), at.date()):
                 counters.save(bucket, "")
+            # The first_seen marker the aggregator keeps (data coverage), read by the same Query.
+            first = memory.history(account.account_id, plan.first_day(at), at.date()).first_seen
+            if first is not None:
+                counters.note_first_seen(account.account_id, date.fromordinal(first).isoformat())
         metered = dynamodb_client()
         meter = Meter()
         meter.attach(metered, aws_client("dynamodb"))

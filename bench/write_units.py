@@ -21,7 +21,8 @@ def run() -> dict[str, Any]:
         from functions.api import handler as api
         from shared.storage.dynamo import aws_client, dynamodb_client
 
-        meter = Meter()
+        # UpdateItem metered: the aggregator's first_seen marker (shared/counters/store.py) is one.
+        meter = Meter(count_updates=True)
         meter.attach(dynamodb_client(), aws_client("dynamodb"))
         streams = StreamReader(aws_client("dynamodb"), aws_client("dynamodbstreams"))
         now = datetime.now(UTC).replace(microsecond=0)
@@ -118,7 +119,11 @@ def _proxy_event(events: list[dict[str, Any]]) -> dict[str, Any]:
         "headers": {"Content-Type": "application/json"},
         "multiValueHeaders": {"Content-Type": ["application/json"]},
         "queryStringParameters": None,
-        "requestContext": {"authorizer": {"producer_id": "bench"}, "requestId": "bench", "stage": "api"},
+        "requestContext": {
+            "authorizer": {"producer_id": "bench", "scopes": "events:write"},
+            "requestId": "bench",
+            "stage": "api",
+        },
         "body": json.dumps({"events": events}),
         "isBase64Encoded": False,
     }

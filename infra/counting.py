@@ -53,9 +53,18 @@ class Counting(Construct):
                 "events table's stream.",
             ),
         )
-        # Load the day buckets (BatchGetItem/GetItem), write them back with a conditional put.
+        # Load the day buckets (BatchGetItem/GetItem), write them back with a conditional put; keep
+        # each account's first_seen marker (a conditional UpdateItem, and once per account a Query
+        # for its earliest bucket: shared/counters/store.py).
         self.aggregator.allow(
-            ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem"], counters_table.table_arn
+            [
+                "dynamodb:BatchGetItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:Query",
+            ],
+            counters_table.table_arn,
         )
 
         # Only new ledger items count: MODIFY and TTL-expiry REMOVE records must not invoke it.

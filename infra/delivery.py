@@ -1,9 +1,10 @@
 """Delivery: the HubSpot sender and the HubSpot read-back poller (the only readers of the HubSpot
-token) and the email sender (SES)."""
+token), the email sender (SES) and the webhook sender (the only reader of the webhooks' signing
+secrets)."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -24,7 +25,15 @@ from shared.resources import (
     PLAYS_TABLE,
     RETENTION_DAYS_ENV,
     SENDER_EMAIL_ENV,
+    SLACK_BOT_TOKEN_SECRET_ENV,
+    SLACK_DLQ_ENV,
+    SLACK_QUEUE,
+    SLACK_SENDER_FUNCTION,
+    WEBHOOK_DLQ_ENV,
+    WEBHOOK_QUEUE,
+    WEBHOOK_SENDER_FUNCTION,
 )
+from shared.rules.plays import WEBHOOK_SECRET_PREFIX
 from shared.timezones import PORTAL_TIMEZONE_ENV
 
 from .acknowledge import acknowledge
@@ -57,6 +66,8 @@ class Delivery(Construct):
         settings: UpswingSettings,
         hubspot_queue: QueueWithDlq,
         email_queue: QueueWithDlq,
+        webhook_queue: QueueWithDlq,
+        slack_queue: QueueWithDlq,
     ) -> None:
         super().__init__(scope, construct_id)
         deliveries_table = storage.table(DELIVERIES_TABLE)
@@ -85,6 +96,7 @@ class Delivery(Construct):
             environment={
                 DELIVERIES_TABLE.env_var: deliveries_table.table_name,
                 PLAYS_TABLE.env_var: plays_table.table_name,
+                ACCOUNTS_TABLE.env_var: accounts_table.table_name,
                 HUBSPOT_QUEUE.env_var: hubspot_queue.queue.queue_url,
                 HUBSPOT_DLQ_ENV: hubspot_queue.dead_letter_queue.queue_url,
                 HUBSPOT_SECRET_ENV: self.hubspot_secret.secret_arn,
@@ -102,6 +114,8 @@ class Delivery(Construct):
         # On the play: the task id, or HubSpot's refusal, and a delivery's problems (updates); the
         # task's entry for the read-back (a conditional put in the `hubspot#tasks` partition).
         self.hubspot_sender.allow(["dynamodb:UpdateItem", "dynamodb:PutItem"], plays_table.table_arn)
+        # A company found by domain, on the account's item (a conditional update; never the profile).
+        self.hubspot_sender.allow(["dynamodb:UpdateItem"], accounts_table.table_arn)
         hubspot_queue.dead_letter_queue.grant_send_messages(self.hubspot_sender.function)
         self.hubspot_sender.function.add_event_source(
             event_sources.SqsEventSource(
@@ -177,6 +191,92 @@ class Delivery(Construct):
         self.email_sender.function.add_event_source(
             event_sources.SqsEventSource(
                 email_queue.queue,
+                batch_size=10,
+                max_batching_window=Duration.seconds(1),
+                report_batch_item_failures=True,
+            )
+        )
+
+        self.slack_token = secretsmanager.Secret(
+            self,
+            "SlackBotToken",
+            secret_name=settings.slack_bot_token_secret,
+            description="Slack bot token (xoxb-...) for the Upswing Slack sender (put the token here)",
+        )
+        acknowledge(
+            self.slack_token,
+            "AwsSolutions-SMG4",
+            "A Slack bot token is rotated in Slack (reinstalling the app), not by a Lambda; the sender "
+            "re-reads the secret every five minutes.",
+        )
+        self.slack_sender = UpswingFunction(
+            self,
+            "SlackSender",
+            spec=SLACK_SENDER_FUNCTION,
+            package=package,
+            description="Messages each play to its owner or channel in Slack",
+            environment={
+                DELIVERIES_TABLE.env_var: deliveries_table.table_name,
+                PLAYS_TABLE.env_var: plays_table.table_name,
+                SLACK_QUEUE.env_var: slack_queue.queue.queue_url,
+                SLACK_DLQ_ENV: slack_queue.dead_letter_queue.queue_url,
+                SLACK_BOT_TOKEN_SECRET_ENV: self.slack_token.secret_arn,
+                RETENTION_DAYS_ENV: str(settings.retention_days),
+                **({"HUBSPOT_PORTAL_ID": settings.hubspot_portal_id} if settings.hubspot_portal_id else {}),
+            },
+        )
+        self.slack_token.grant_read(self.slack_sender.function)
+        self.slack_sender.allow(_DELIVERY_LEDGER_ACTIONS, deliveries_table.table_arn)
+        # On the play: a refusal Slack gave (delivery_problems), nothing else.
+        self.slack_sender.allow(["dynamodb:UpdateItem"], plays_table.table_arn)
+        slack_queue.dead_letter_queue.grant_send_messages(self.slack_sender.function)
+        self.slack_sender.function.add_event_source(
+            event_sources.SqsEventSource(
+                slack_queue.queue,
+                batch_size=10,
+                max_batching_window=Duration.seconds(1),
+                # Two at once: each paces itself to a post a second, Slack's pace per channel.
+                max_concurrency=2,
+                report_batch_item_failures=True,
+            )
+        )
+
+        self.webhook_sender = UpswingFunction(
+            self,
+            "WebhookSender",
+            spec=WEBHOOK_SENDER_FUNCTION,
+            package=package,
+            description="POSTs each play, signed, to its webhook destinations",
+            environment={
+                DELIVERIES_TABLE.env_var: deliveries_table.table_name,
+                WEBHOOK_QUEUE.env_var: webhook_queue.queue.queue_url,
+                WEBHOOK_DLQ_ENV: webhook_queue.dead_letter_queue.queue_url,
+                RETENTION_DAYS_ENV: str(settings.retention_days),
+            },
+        )
+        # Claim, then record what the destination accepted: no deletes (a claim is never released).
+        self.webhook_sender.allow(
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], deliveries_table.table_arn
+        )
+        # The signing secrets the rules file names: all under one prefix (docs/decisions.md, 40).
+        webhook_secrets = Stack.of(self).format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=f"{WEBHOOK_SECRET_PREFIX}*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.webhook_sender.allow(["secretsmanager:GetSecretValue"], webhook_secrets)
+        acknowledge(
+            self.webhook_sender.role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
+            f"secret:{WEBHOOK_SECRET_PREFIX}*]",
+            "The webhook destinations and their signing secrets are declared in the rules file, which "
+            "changes without a deploy; the sender may read the secrets under upswing/webhooks/ only.",
+        )
+        webhook_queue.dead_letter_queue.grant_send_messages(self.webhook_sender.function)
+        self.webhook_sender.function.add_event_source(
+            event_sources.SqsEventSource(
+                webhook_queue.queue,
                 batch_size=10,
                 max_batching_window=Duration.seconds(1),
                 report_batch_item_failures=True,

@@ -8,6 +8,7 @@ from pathlib import Path
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from shared.counters.store import sort_key
 from shared.resources import (
     ACCOUNTS_PARENT_INDEX,
     ACCOUNTS_TABLE,
@@ -109,5 +110,8 @@ class Evaluation(Construct):
             event_names=("INSERT", "MODIFY"),
             batch_size=100,
             used_by="on-failure destination of the evaluator's stream mapping",
+            # Day buckets only: an account's first_seen marker changes just before a new bucket,
+            # whose own record evaluates the account (docs/storage.md).
+            sort_key_prefix=sort_key(""),
         )
         self.dead_letter_queues: list[sqs.IQueue] = [self.failures, fired.dead_letter_queue]

@@ -11,6 +11,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -26,6 +27,7 @@ from shared.resources import (
     BUS_INTAKE_DETAIL_TYPES,
     COUNTERS_TABLE,
     EVENTS_TABLE,
+    FIRED_QUEUE,
     FIRINGS_TABLE,
     OUTCOMES_TABLE,
     PLAYS_TABLE,
@@ -34,6 +36,7 @@ from shared.resources import (
     RETENTION_DAYS_ENV,
     RULESET_PATH_ENV,
     SHADOW_RULESETS_ENV,
+    SLACK_SIGNING_SECRET_ENV,
 )
 from shared.segment import SEGMENT_PATHS
 from shared.segment.mapping import DEFAULT_MAPPING_PATH, load_mapping
@@ -72,7 +75,9 @@ _ACCESS_LOG_FIELDS = {
 class IngestApi(Construct):
     """REST API: the routes of the OpenAPI document (shared/openapi.py), all served by one api function.
 
-    Every method is behind the producer-key TOKEN authorizer and proxies to one api function.
+    Every method is behind the producer-key TOKEN authorizer and proxies to one api function, but
+    POST /v1/slack/interactions: Slack calls it without a key, and the function checks Slack's
+    signature with the app's signing secret (the only reader of that secret).
     """
 
     def __init__(
@@ -135,6 +140,25 @@ class IngestApi(Construct):
         # ...and the plays those firings became (routed, waiting, suppressed), and GET /v1/triggers
         # the trigger cohorts' counters (a partition per trigger): read only.
         self.api_function.allow(["dynamodb:Query"], plays_table.table_arn)
+        # POST /v1/slack/interactions: "Not useful" on a play (one conditional update; a read to tell
+        # a repeated click from an unknown play).
+        self.api_function.allow(["dynamodb:UpdateItem", "dynamodb:GetItem"], plays_table.table_arn)
+        self.slack_signing_secret = secretsmanager.Secret(
+            self,
+            "SlackSigningSecret",
+            secret_name=settings.slack_signing_secret,
+            description="The Upswing Slack app's signing secret (put it here; Basic Information in Slack)",
+        )
+        acknowledge(
+            self.slack_signing_secret,
+            "AwsSolutions-SMG4",
+            "A Slack app's signing secret is regenerated in Slack, not by a Lambda; the API re-reads "
+            "the secret every five minutes.",
+        )
+        self.slack_signing_secret.grant_read(self.api_function.function)
+        self.api_function.function.add_environment(
+            SLACK_SIGNING_SECRET_ENV, self.slack_signing_secret.secret_arn
+        )
 
         self.authorizer_function = UpswingFunction(
             self,
@@ -173,6 +197,18 @@ class IngestApi(Construct):
         self._add_gateway_responses()
         self._acknowledge_findings()
 
+    def allow_going_live(self, storage: Storage, fired_queue: sqs.IQueue) -> None:
+        """POST /v1/imports/finish evaluates each imported account once, as the evaluator would:
+        it commits the account's trigger state and firings and hands them to the router."""
+        firings_table = storage.table(FIRINGS_TABLE)
+        self.api_function.function.add_environment(FIRED_QUEUE.env_var, fired_queue.queue_url)
+        # The state item's versioned put, the firings' conditional puts (one transaction), the
+        # outbox's DELETE of handed-off ids; reads are granted above.
+        self.api_function.allow(["dynamodb:PutItem", "dynamodb:UpdateItem"], firings_table.table_arn)
+        # ...once the account's counters hold every event of its ledger partition (a COUNT query).
+        self.api_function.allow(["dynamodb:Query"], storage.table(EVENTS_TABLE).table_arn)
+        fired_queue.grant_send_messages(self.api_function.function)
+
     def _stage_options(self, settings: UpswingSettings) -> apigateway.StageOptions:
         access_logs = logs.LogGroup(
             self, "AccessLogs", retention=logs.RetentionDays.THREE_MONTHS, removal_policy=RemovalPolicy.RETAIN
@@ -204,6 +240,7 @@ class IngestApi(Construct):
         account = v1.add_resource("accounts").add_resource("{account_id}")
         account_id_required = {"method.request.path.account_id": True}
         events = v1.add_resource("events")
+        import_finish = v1.add_resource("imports").add_resource("finish")
         outcomes = v1.add_resource("outcomes")
         counters = account.add_resource("counters")
         signals = account.add_resource("signals")
@@ -220,6 +257,7 @@ class IngestApi(Construct):
         segment_calls = [v1.add_resource(path.removeprefix("/v1/")) for path in SEGMENT_PATHS]
         methods = [
             events.add_method("POST", integration, request_validator=validator),
+            import_finish.add_method("POST", integration, request_validator=validator),
             outcomes.add_method("POST", integration, request_validator=validator),
             account.add_method(
                 "GET", integration, request_validator=validator, request_parameters=account_id_required
@@ -250,6 +288,8 @@ class IngestApi(Construct):
             ),
             *(call.add_method("POST", integration, request_validator=validator) for call in segment_calls),
         ]
+        slack_interactions = v1.add_resource("slack").add_resource("interactions")
+        methods.append(self._slack_interactions(slack_interactions, integration, validator))
         per_account = (account, counters, signals, account_outcomes)
         # Any other method on a route's path reaches the API too, which answers 405 with an Allow
         # header (API Gateway alone would answer 403 "Missing Authentication Token").
@@ -270,6 +310,7 @@ class IngestApi(Construct):
             )
             for resource in (
                 events,
+                import_finish,
                 outcomes,
                 document,
                 triggers,
@@ -279,6 +320,7 @@ class IngestApi(Construct):
                 ruleset_changes,
                 *per_account,
                 *segment_calls,
+                slack_interactions,
             )
         ]
         for method in methods:
@@ -288,6 +330,29 @@ class IngestApi(Construct):
                 "Producers are services, not users: this method uses the producer-key TOKEN Lambda "
                 "authorizer (AuthorizationType CUSTOM) instead of a Cognito user pool.",
             )
+
+    @staticmethod
+    def _slack_interactions(
+        resource: apigateway.Resource,
+        integration: apigateway.LambdaIntegration,
+        validator: apigateway.RequestValidator,
+    ) -> apigateway.Method:
+        """POST without the producer-key authorizer: Slack cannot send a key; the function verifies
+        Slack's signature (HMAC with the signing secret, timestamp within 5 minutes) before anything."""
+        method = resource.add_method("POST", integration, request_validator=validator)
+        # The API's default method options carry the authorizer, and CDK refuses NONE beside it.
+        cfn = method.node.default_child
+        assert isinstance(cfn, apigateway.CfnMethod)
+        cfn.add_property_override("AuthorizationType", "NONE")
+        cfn.add_property_deletion_override("AuthorizerId")
+        acknowledge(
+            method,
+            "AwsSolutions-APIG4",
+            "Slack's interactivity requests carry no credential API Gateway can check; the api function "
+            "verifies Slack's v0 HMAC signature with the app's signing secret and a 5-minute timestamp "
+            "window before acting, and answers 401 otherwise.",
+        )
+        return method
 
     def _add_gateway_responses(self) -> None:
         self.rest_api.add_gateway_response(

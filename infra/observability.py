@@ -40,6 +40,12 @@ HUBSPOT_ALARMS = {
         "or unassociated, with a note. Fix the account's owners / hubspot ids (PUT /v1/accounts/{id}); "
         "GET /v1/accounts/{id}/signals shows the play's delivery_problems."
     ),
+    "HubSpotUnresolved": (
+        "A profile's owner e-mail or company domain resolved to no current HubSpot owner (unknown or "
+        "archived) or to no single company: the task was created unassigned or unassociated, with a "
+        "note. Fix the account's owner e-mail or hubspot.domain, or give the id (PUT /v1/accounts/{id}); "
+        "GET /v1/accounts/{id}/signals shows the play's delivery_problems."
+    ),
 }
 
 

@@ -1,5 +1,5 @@
 """Routing: the play router on the fired queue, the scheduler that releases waiting plays, and one
-delivery queue per channel (HubSpot tasks, email)."""
+delivery queue per channel (HubSpot tasks, email, Slack, webhooks)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ from shared.resources import (
     ROUTER_FUNCTION,
     RULESET_PATH_ENV,
     SCHEDULER_FUNCTION,
+    SLACK_QUEUE,
+    SLACK_SENDER_FUNCTION,
+    WEBHOOK_QUEUE,
+    WEBHOOK_SENDER_FUNCTION,
 )
 from shared.timezones import PORTAL_TIMEZONE_ENV
 
@@ -61,13 +65,19 @@ class Routing(Construct):
         accounts_table = storage.table(ACCOUNTS_TABLE)
         hubspot = queue_with_dlq(self, HUBSPOT_QUEUE, consumer=HUBSPOT_SENDER_FUNCTION)
         email = queue_with_dlq(self, EMAIL_QUEUE, consumer=EMAIL_SENDER_FUNCTION)
+        slack = queue_with_dlq(self, SLACK_QUEUE, consumer=SLACK_SENDER_FUNCTION)
+        webhook = queue_with_dlq(self, WEBHOOK_QUEUE, consumer=WEBHOOK_SENDER_FUNCTION)
         self.hubspot_queue = hubspot
         self.email_queue = email
+        self.slack_queue = slack
+        self.webhook_queue = webhook
         environment = {
             PLAYS_TABLE.env_var: plays_table.table_name,
             ACCOUNTS_TABLE.env_var: accounts_table.table_name,
             HUBSPOT_QUEUE.env_var: hubspot.queue.queue_url,
             EMAIL_QUEUE.env_var: email.queue.queue_url,
+            SLACK_QUEUE.env_var: slack.queue.queue_url,
+            WEBHOOK_QUEUE.env_var: webhook.queue.queue_url,
             EVENT_BUS_ENV: event_bus.event_bus_name,
             RULESET_PATH_ENV: settings.ruleset_path,
             RETENTION_DAYS_ENV: str(settings.retention_days),
@@ -127,8 +137,10 @@ class Routing(Construct):
         for function in (self.router, self.scheduler):
             function.allow(_PLAY_LEDGER_ACTIONS, plays_table.table_arn)
             function.allow(["dynamodb:GetItem"], accounts_table.table_arn)
-            hubspot.queue.grant_send_messages(function.function)
-            email.queue.grant_send_messages(function.function)
+            for channel_queue in (hubspot, email, slack, webhook):
+                channel_queue.queue.grant_send_messages(function.function)
             event_bus.grant_put_events_to(function.function)
 
-        self.dead_letter_queues: list[sqs.IQueue] = [hubspot.dead_letter_queue, email.dead_letter_queue]
+        self.dead_letter_queues: list[sqs.IQueue] = [
+            channel_queue.dead_letter_queue for channel_queue in (hubspot, email, slack, webhook)
+        ]

@@ -63,17 +63,25 @@ class UpswingSettings:
     hubspot_deal_excluded_types: str = "newbusiness"
     # The portal's company currency (deals without deal_currency_code are in it).
     hubspot_company_currency: str = "USD"
+    # The HubSpot portal (hub) id, for the Slack message's "Open in HubSpot" button; None: no button.
+    hubspot_portal_id: str | None = None
     # The verified SES identity play emails come from.
     sender_email: str = "upswing@example.com"
     # How often the scheduler checks each HubSpot task of a play with auto_close (docs/rules.md).
     auto_close_check_hours: int = 6
     # How long after a firing an expansion counts as its result (attribution, fates, trigger metrics).
     expansion_horizon_days: int = DEFAULT_HORIZON_DAYS
+    # How long the S3 events archive keeps events (days; the ledger keeps them retention_days).
+    archive_retention_days: int = 1825
 
     def __post_init__(self) -> None:
         # The stage ends up in the stack name and the event bus name: keep it to safe characters.
         if not _STAGE_NAME.match(self.stage):
             raise ValueError(f"stage {self.stage!r} must be 1-20 of a-z 0-9 - (starting with a letter)")
+        if self.hubspot_portal_id is not None and not self.hubspot_portal_id.isdigit():
+            raise ValueError(
+                f"hubspot_portal_id {self.hubspot_portal_id!r} is the portal's number, e.g. 4455667"
+            )
         if not _EMAIL.match(self.sender_email):
             raise ValueError(f"sender_email {self.sender_email!r} is not an e-mail address")
         portal_zone(self.hubspot_portal_timezone)  # a ValueError that names the setting's expected form
@@ -105,6 +113,11 @@ class UpswingSettings:
             raise ValueError(
                 f"expansion_horizon_days must be 1 to retention_days ({self.retention_days}), "
                 f"got {self.expansion_horizon_days}: a firing must still be kept when its horizon ends"
+            )
+        if not self.retention_days <= self.archive_retention_days <= 3650:
+            raise ValueError(
+                f"archive_retention_days must be from retention_days ({self.retention_days}) to 3650, got "
+                f"{self.archive_retention_days}: the archive is what keeps events past the ledger"
             )
         for name in ("api_rate_limit", "api_burst_limit", "retention_days", "hubspot_requests_per_10s"):
             if getattr(self, name) <= 0:
@@ -142,6 +155,16 @@ class UpswingSettings:
     @property
     def hubspot_secret(self) -> str:
         return self.hubspot_secret_name or f"upswing/{self.stage}/hubspot-token"
+
+    @property
+    def slack_bot_token_secret(self) -> str:
+        """The secret the stack creates for the Slack bot token (xoxb-...; put it in after deploying)."""
+        return f"upswing/{self.stage}/slack-bot-token"
+
+    @property
+    def slack_signing_secret(self) -> str:
+        """The secret the stack creates for the Slack app's signing secret."""
+        return f"upswing/{self.stage}/slack-signing-secret"
 
     @classmethod
     def from_context(cls, get: Callable[[str], Any]) -> UpswingSettings:
@@ -184,9 +207,11 @@ class UpswingSettings:
             hubspot_company_currency=str(
                 get("hubspot_company_currency") or defaults.hubspot_company_currency
             ),
+            hubspot_portal_id=str(get("hubspot_portal_id")) if get("hubspot_portal_id") else None,
             sender_email=str(get("sender_email") or defaults.sender_email),
             auto_close_check_hours=_as_int(get("auto_close_check_hours"), defaults.auto_close_check_hours),
             expansion_horizon_days=_as_int(get("expansion_horizon_days"), defaults.expansion_horizon_days),
+            archive_retention_days=_as_int(get("archive_retention_days"), defaults.archive_retention_days),
         )
 
 

@@ -9,6 +9,7 @@ from constructs import Construct
 
 from shared.resources import DETAILED_TRACING_ENV
 
+from .archive import Archive
 from .assets import LambdaAssets
 from .attribution import Attribution
 from .counting import Counting
@@ -46,6 +47,7 @@ class UpswingStack(Stack):
         bus = BusIngest(self, "BusIngest", package=package, storage=storage, settings=settings)
         counting = Counting(self, "Counting", package=package, storage=storage, settings=settings)
         evaluation = Evaluation(self, "Evaluation", package=package, storage=storage, settings=settings)
+        api.allow_going_live(storage, evaluation.fired_queue)
         routing = Routing(
             self,
             "Routing",
@@ -56,6 +58,7 @@ class UpswingStack(Stack):
             event_bus=bus.event_bus,
         )
         attribution = Attribution(self, "Attribution", package=package, storage=storage, settings=settings)
+        archive = Archive(self, "Archive", package=package, storage=storage, settings=settings)
         delivery = Delivery(
             self,
             "Delivery",
@@ -64,6 +67,8 @@ class UpswingStack(Stack):
             settings=settings,
             hubspot_queue=routing.hubspot_queue,
             email_queue=routing.email_queue,
+            webhook_queue=routing.webhook_queue,
+            slack_queue=routing.slack_queue,
         )
         Observability(
             self,
@@ -81,12 +86,16 @@ class UpswingStack(Stack):
                 "HubSpotSender": delivery.hubspot_sender.function,
                 "HubSpotPoller": delivery.hubspot_poller.function,
                 "EmailSender": delivery.email_sender.function,
+                "WebhookSender": delivery.webhook_sender.function,
+                "SlackSender": delivery.slack_sender.function,
                 "Attributor": attribution.attributor.function,
+                "Archiver": archive.archiver.function,
             },
             stream_consumers={
                 "Aggregator": counting.aggregator.function,
                 "Evaluator": evaluation.evaluator.function,
                 "Attributor": attribution.attributor.function,
+                "Archiver": archive.archiver.function,
             },
             api_stage=api.rest_api.deployment_stage,
             dead_letter_queues={
@@ -97,6 +106,7 @@ class UpswingStack(Stack):
                     *evaluation.dead_letter_queues,
                     *routing.dead_letter_queues,
                     *attribution.dead_letter_queues,
+                    *archive.dead_letter_queues,
                 )
             },
             rejects_queue=bus.rejects_queue,
@@ -107,6 +117,12 @@ class UpswingStack(Stack):
         for spec, table in storage.named_tables():
             CfnOutput(self, f"{spec.construct_id}TableName", value=table.table_name)
         CfnOutput(self, "RejectsQueueUrl", value=bus.rejects_queue.queue_url)
+        CfnOutput(
+            self,
+            "ArchiveBucketName",
+            value=archive.bucket.bucket_name,
+            description="Accepted events as Parquet, events/day=YYYY-MM-DD/ (upswing backtest --from-stack)",
+        )
         CfnOutput(
             self,
             "FiredQueueUrl",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
@@ -21,6 +23,7 @@ def consume_stream(
     event_names: tuple[str, ...],
     batch_size: int,
     used_by: str,
+    sort_key_prefix: str | None = None,
 ) -> sqs.IQueue:
     """Attach `function` to the table's stream; return the queue for batches that keep failing.
 
@@ -34,6 +37,9 @@ def consume_stream(
         if len(event_names) == 1
         else lambda_.FilterRule.or_(*event_names)
     )
+    pattern: dict[str, Any] = {"eventName": names}
+    if sort_key_prefix is not None:  # only items whose sort key starts so (a table's other items never)
+        pattern["dynamodb"] = {"Keys": {"sk": {"S": lambda_.FilterRule.begins_with(sort_key_prefix)}}}
     function.add_event_source(
         event_sources.DynamoEventSource(
             table,
@@ -44,7 +50,7 @@ def consume_stream(
             retry_attempts=5,
             report_batch_item_failures=True,
             on_failure=event_sources.SqsDlq(failures),
-            filters=[lambda_.FilterCriteria.filter({"eventName": names})],
+            filters=[lambda_.FilterCriteria.filter(pattern)],
         )
     )
     return failures

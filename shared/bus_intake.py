@@ -76,9 +76,11 @@ def process_messages(
 
 
 class BusEnvelope(EventBridgeModel):
-    """Powertools' EventBridge event; its `detail` is judged by the intake, in the API's words."""
+    """Powertools' EventBridge event; its `detail` is judged by the intake, in the API's words.
+    `account` is not read, and moto's bus-to-SQS target leaves it out (the local stack's path)."""
 
     detail: Any
+    account: str | None = None  # type: ignore[assignment]
 
 
 def _envelope(body: str, intakes: Mapping[str, BatchIntake]) -> tuple[BusEnvelope | None, str | None]:

@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared.accounts.models import AccountProfile, StoredAccount
 from shared.events.contract import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST
+from shared.events.imports import MAX_ACCOUNTS_PER_FINISH, ImportFinish, ImportFinished
 from shared.events.models import PRINTABLE_ID_FORMAT, EventBatch, IngestResponse, UsageEvent
 from shared.outcomes.models import AccountOutcome, AccountOutcomes, OutcomeBatch, OutcomesResponse
 from shared.producers import Scope
@@ -22,6 +23,9 @@ from shared.segment.messages import BatchCall, GroupCall, IdentifyCall, SegmentR
 API_VERSION = "1.0.0"
 _REF = "#/components/schemas/{model}"
 SEGMENT_SCHEME = "segmentWriteKey"
+# Slack's interactivity requests carry no producer key: the route verifies Slack's signature itself.
+SLACK_SCHEME = "slackSignature"
+SLACK_INTERACTIONS_PATH = "/v1/slack/interactions"
 _UNAVAILABLE = "Storage is unavailable; retry in a few seconds (nothing was half-written)."
 
 
@@ -30,12 +34,12 @@ def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema(
         [
             (model, "validation")
-            for model in (EventBatch, UsageEvent, OutcomeBatch, AccountOutcome, AccountProfile)
+            for model in (EventBatch, UsageEvent, OutcomeBatch, AccountOutcome, AccountProfile, ImportFinish)
         ]
         + [(model, "validation") for model in (TrackCall, GroupCall, IdentifyCall, BatchCall)]
         + [
             (model, "serialization")
-            for model in (IngestResponse, OutcomesResponse, StoredAccount, AccountOutcomes)
+            for model in (IngestResponse, OutcomesResponse, StoredAccount, AccountOutcomes, ImportFinished)
         ]
         + [(SegmentResponse, "serialization")],
         ref_template=_REF,
@@ -67,6 +71,7 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/v1/events": {"post": _post_events()},
             "/v1/outcomes": {"post": _post_outcomes()},
+            "/v1/imports/finish": {"post": _post_imports_finish()},
             "/v1/accounts/{account_id}": {"put": _put_account(), "get": _get_account()},
             "/v1/accounts/{account_id}/counters": {"get": _get_counters()},
             "/v1/accounts/{account_id}/signals": {"get": _get_signals()},
@@ -77,6 +82,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/triggers/{name}/experiment": {"get": _get_experiment()},
             "/v1/rulesets": {"get": _get_rulesets()},
             "/v1/rulesets/{version}/changes": {"get": _get_ruleset_changes()},
+            SLACK_INTERACTIONS_PATH: {"post": _post_slack_interactions()},
             "/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -98,6 +104,14 @@ def openapi_document() -> dict[str, Any]:
                     "scheme": "basic",
                     "description": "A producer key as a Segment write key: the user name, with an empty "
                     "password (base64 of '<key>:'). Only on the Segment routes.",
+                },
+                SLACK_SCHEME: {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Slack-Signature",
+                    "description": "Slack's v0 request signature (HMAC-SHA256 with the app's signing secret "
+                    "over 'v0:<X-Slack-Request-Timestamp>:<body>'), checked by the route itself. Only on "
+                    f"{SLACK_INTERACTIONS_PATH}.",
                 },
             },
         },
@@ -125,6 +139,36 @@ def _post_events() -> dict[str, Any]:
                     "413": "More than 500 events or more than 1 MiB.",
                     "415": "Content-Type is not application/json.",
                     "503": "Storage is unavailable; retry the whole request (stored events count once).",
+                }
+            ),
+        },
+    }
+
+
+def _post_imports_finish() -> dict[str, Any]:
+    return {
+        "operationId": "postImportsFinish",
+        "security": _needs(Scope.EVENTS_WRITE),
+        "summary": "End a history import: each imported account goes live once.",
+        "description": (
+            'After the history was sent with "backfill": true, each account named is evaluated once '
+            "with its whole history; the triggers that hold then are pre-existing, and the ruleset's "
+            "go_live setting decides whether they are routed now (fire), spread over days (spread) or "
+            f"not at all (skip). 1 to {MAX_ACCOUNTS_PER_FINISH} account ids per request. Calling it "
+            "again for an account changes nothing and answers what its first call decided."
+        ),
+        "requestBody": {"required": True, **_json_body(_ref("ImportFinish"))},
+        "responses": {
+            "200": {
+                "description": "What going live decided, per account.",
+                **_json_body(_ref("ImportFinished")),
+            },
+            **_errors(
+                {
+                    "400": 'The body is not JSON, or not {"account_ids": [...]} with 1 to '
+                    f"{MAX_ACCOUNTS_PER_FINISH} valid ids.",
+                    "413": f"More than {MAX_BODY_BYTES:,} bytes.",
+                    "503": "Storage is unavailable; retry (accounts already live answer the same).",
                 }
             ),
         },
@@ -498,6 +542,62 @@ def _close_pattern_maps(schemas: dict[str, Any]) -> None:
             pending.extend(node)
 
 
+def _post_slack_interactions() -> dict[str, Any]:
+    return {
+        "operationId": "postSlackInteractions",
+        "summary": "Slack's interactivity requests: a click on a play message's 'Not useful' button.",
+        "description": "Configure this URL as the Slack app's Interactivity Request URL. No producer key: "
+        "the request must carry Slack's signature (X-Slack-Signature, X-Slack-Request-Timestamp within 5 "
+        "minutes). 'Not useful' records feedback on the play (GET .../signals shows it); other "
+        "interactions are acknowledged and ignored. See docs/api.md, 'Slack interactivity'.",
+        "security": [{SLACK_SCHEME: []}],
+        "parameters": [
+            {
+                "name": "X-Slack-Request-Timestamp",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "Unix seconds when Slack sent the request.",
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "payload": {"type": "string", "description": "A JSON block_actions document."}
+                        },
+                        "required": ["payload"],
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "Recorded, or already recorded, or ignored.",
+                **_json_body(_ref("Message")),
+            },
+            **{
+                status: {"description": text, **_json_body(_ref("Message"))}
+                for status, text in {
+                    "400": "Signed, but not an interaction this endpoint understands.",
+                    "401": "Not signed by Slack with the app's signing secret, or older than 5 minutes.",
+                    "404": "The button names a play Upswing does not have.",
+                    "503": "Slack is not set up here (no signing secret), or storage is unavailable.",
+                }.items()
+            },
+        },
+    }
+
+
+def self_verified(method: str, path: str) -> bool:
+    """Whether the operation takes no producer key and checks its caller itself (Slack's signature)."""
+    requirements = openapi_document()["paths"][path][method.lower()]["security"]
+    return [name for requirement in requirements for name in requirement] == [SLACK_SCHEME]
+
+
 def required_scope(method: str, path: str) -> Scope | None:
     """The scope an operation needs (None: any valid key), as this document declares it.
 
@@ -505,7 +605,7 @@ def required_scope(method: str, path: str) -> Scope | None:
     Every way to authenticate an operation (a bearer key, a Segment write key) needs the same scope.
     """
     requirement = openapi_document()["paths"][path][method.lower()]["security"][0]
-    (scope,) = requirement["producerKey"] or [None]
+    (scope,) = requirement.get("producerKey") or [None]
     return Scope(scope) if scope else None
 
 

@@ -161,10 +161,32 @@ HUBSPOT_QUEUE = QueueSpec(
 # The HubSpot sender dead-letters a message HubSpot rejects for good itself, with HubSpot's message.
 HUBSPOT_DLQ_ENV = "HUBSPOT_DLQ_URL"
 EMAIL_QUEUE = QueueSpec(construct_id="EmailQueue", env_var="EMAIL_QUEUE_URL", retention_days=14)
+# Slack messages; Slack's rate limits and Retry-After can hold one back for a while.
+SLACK_QUEUE = QueueSpec(
+    construct_id="SlackQueue", env_var="SLACK_QUEUE_URL", retention_days=14, max_receive_count=10
+)
+# Signed webhooks: a destination that answers 5xx or times out is retried with a growing delay
+# (the sender sets the message's visibility), up to 10 receives, then the DLQ; the sender
+# dead-letters a refusal for good (4xx other than 408 and 429) itself, with the reason.
+WEBHOOK_QUEUE = QueueSpec(
+    construct_id="WebhookQueue", env_var="WEBHOOK_QUEUE_URL", retention_days=14, max_receive_count=10
+)
+SLACK_DLQ_ENV = "SLACK_DLQ_URL"
+WEBHOOK_DLQ_ENV = "WEBHOOK_DLQ_URL"
 
-QUEUES = (BUS_INGEST_QUEUE, REJECTS_QUEUE, FIRED_QUEUE, HUBSPOT_QUEUE, EMAIL_QUEUE)
+QUEUES = (
+    BUS_INGEST_QUEUE,
+    REJECTS_QUEUE,
+    FIRED_QUEUE,
+    HUBSPOT_QUEUE,
+    EMAIL_QUEUE,
+    SLACK_QUEUE,
+    WEBHOOK_QUEUE,
+)
 
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
+# The Firehose delivery stream the archiver puts accepted events on (the Parquet archive on S3).
+ARCHIVE_STREAM_ENV = "ARCHIVE_DELIVERY_STREAM"
 # How far back events are accepted and how long ledger and counters keep them (days).
 RETENTION_DAYS_ENV = "RETENTION_DAYS"
 # "true" loads Powertools' Tracer (X-Ray SDK) in every function: see shared/observability.py.
@@ -186,6 +208,10 @@ EVENT_SOURCE = "upswing"
 # The Secrets Manager secret (name or ARN) holding the HubSpot private-app token; only the
 # HubSpot sender may read it. The token itself is never in the environment.
 HUBSPOT_SECRET_ENV = "HUBSPOT_SECRET_ID"  # noqa: S105 (a variable name, not a secret)
+# The Slack bot token (xoxb-..., only the Slack sender may read it) and the Slack app's signing
+# secret (only the API may read it: it verifies POST /v1/slack/interactions), by secret name or ARN.
+SLACK_BOT_TOKEN_SECRET_ENV = "SLACK_BOT_SECRET_ID"  # noqa: S105 (a variable name, not a secret)
+SLACK_SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET_ID"  # noqa: S105 (a variable name, not a secret)
 # The verified SES identity the email sender sends from.
 SENDER_EMAIL_ENV = "SENDER_EMAIL"
 SERVICE_NAME = "upswing"
@@ -216,8 +242,11 @@ ROUTER_FUNCTION = FunctionSpec("functions.router.handler.handler", 30)
 SCHEDULER_FUNCTION = FunctionSpec("functions.router.scheduler.handler", 120)
 HUBSPOT_SENDER_FUNCTION = FunctionSpec("functions.hubspot_sender.handler.handler", 60)
 EMAIL_SENDER_FUNCTION = FunctionSpec("functions.email_sender.handler.handler", 30)
+SLACK_SENDER_FUNCTION = FunctionSpec("functions.slack_sender.handler.handler", 30)
+WEBHOOK_SENDER_FUNCTION = FunctionSpec("functions.webhook_sender.handler.handler", 60)
 HUBSPOT_POLLER_FUNCTION = FunctionSpec("functions.hubspot_poller.handler.handler", 120)
 ATTRIBUTOR_FUNCTION = FunctionSpec("functions.attributor.handler.handler", 60)
+ARCHIVER_FUNCTION = FunctionSpec("functions.archiver.handler.handler", 60, memory_mb=256)
 FUNCTIONS = (
     API_FUNCTION,
     AUTHORIZER_FUNCTION,
@@ -228,6 +257,9 @@ FUNCTIONS = (
     SCHEDULER_FUNCTION,
     HUBSPOT_SENDER_FUNCTION,
     EMAIL_SENDER_FUNCTION,
+    SLACK_SENDER_FUNCTION,
+    WEBHOOK_SENDER_FUNCTION,
     HUBSPOT_POLLER_FUNCTION,
     ATTRIBUTOR_FUNCTION,
+    ARCHIVER_FUNCTION,
 )

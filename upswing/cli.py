@@ -110,8 +110,77 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_simulate(commands)
     _add_backtest(commands)
+    _add_import(commands)
     _add_experiment(commands)
     return parser
+
+
+def _add_import(commands: Any) -> None:
+    imports = commands.add_parser(
+        "import",
+        help="go live: post history as backfill (counted, not evaluated), then evaluate each account once",
+        description="Posts the files' events (JSONL or CSV, as the backtest reads them) to POST /v1/events "
+        'with "backfill": true, then calls POST /v1/imports/finish for every imported account: each is '
+        "evaluated once with its whole history, and the ruleset's go_live setting decides what happens to "
+        "the triggers that already held (fire, spread, skip). Resumable: a progress file records what the "
+        "API acknowledged; run the same command again to resume. The key (events:write) is read from the "
+        "environment variable named by --key-env (never an argument). See docs/operations.md, Going live.",
+    )
+    imports.add_argument("files", type=Path, nargs="+", help="event files, in order")
+    where = imports.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--endpoint", help="the API's base URL (the stack's ApiUrl output, or the local stack's)"
+    )
+    where.add_argument("--stack", help="read the API's URL from this CloudFormation stack's outputs")
+    imports.add_argument("--key-env", default="UPSWING_API_KEY", help="env var holding the producer key")
+    imports.add_argument(
+        "--progress-file", type=Path, help="where progress is kept (default: .upswing-import-<digest>.json)"
+    )
+    imports.add_argument(
+        "--no-finish", action="store_true", help="import only; go live later by running it again without this"
+    )
+    imports.set_defaults(run=_import)
+
+
+def _import(args: argparse.Namespace) -> None:
+    import httpx
+
+    from upswing.backtest.events import InputError
+    from upswing.backtest.output import terminal_progress
+    from upswing.importer import (
+        Importer,
+        ImportFailed,
+        ImportState,
+        check_files,
+        default_progress_file,
+        files_digest,
+        summary,
+    )
+
+    key = os.environ.get(args.key_env, "").strip()
+    if not key:
+        raise UserError(
+            f"put a producer key with the events:write scope in ${args.key_env} (never an argument)"
+        )
+    try:
+        check_files(args.files)
+    except InputError as error:
+        raise UserError(str(error)) from None
+    endpoint = args.endpoint or _stack_output(args.stack, "ApiUrl")
+    progress_file = args.progress_file or default_progress_file(args.files)
+    try:
+        state = ImportState.load(progress_file, files_digest(args.files))
+        with httpx.Client(timeout=60) as http:
+            importer = Importer(http, endpoint, key, state, progress_file, terminal_progress())
+            importer.send(args.files)
+            if not args.no_finish:
+                importer.finish()
+    except (ImportFailed, InputError) as error:
+        raise UserError(f"{error} (progress kept in {progress_file})") from None
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(summary(importer.state))
+    print(f"Progress kept in {progress_file}: running the same command again sends nothing twice.")
 
 
 def _add_experiment(commands: Any) -> None:
@@ -247,10 +316,30 @@ def _add_backtest(commands: Any) -> None:
         "scores every trigger against an outcomes file: firings, precision, recall, lift, time to "
         "expansion. Writes backtest.json, triggers.csv, firings.csv and report.html. See docs/backtest.md.",
     )
-    backtest.add_argument(
-        "--events", type=Path, nargs="+", required=True, help="event files, in arrival order"
+    source = backtest.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", type=Path, nargs="+", help="event files, in arrival order")
+    source.add_argument(
+        "--from-stack",
+        metavar="NAME",
+        help="the deployed stack's events archive (S3), profiles and outcomes (its tables)",
     )
-    backtest.add_argument("--outcomes", type=Path, required=True, help="CSV: account_id, expansion_date, …")
+    source.add_argument(
+        "--from",
+        dest="from_uri",
+        metavar="S3_URI",
+        help="an events archive: s3://BUCKET/PREFIX holding day=YYYY-MM-DD/ folders of Parquet",
+    )
+    backtest.add_argument(
+        "--since", type=_iso_date, help="with --from-stack/--from: the first event day read (YYYY-MM-DD)"
+    )
+    backtest.add_argument(
+        "--until", type=_iso_date, help="with --from-stack/--from: the last event day read (YYYY-MM-DD)"
+    )
+    backtest.add_argument(
+        "--outcomes",
+        type=Path,
+        help="CSV: account_id, expansion_date, … (required, except with --from-stack: its outcomes table)",
+    )
     backtest.add_argument("--accounts", type=Path, help="JSONL profiles, as `upswing simulate` writes them")
     backtest.add_argument(
         "--rules", type=Path, default=Path("rules/reference.yaml"), help="default %(default)s"
@@ -282,16 +371,63 @@ def _add_backtest(commands: Any) -> None:
 
 
 def _backtest(args: argparse.Namespace) -> None:
+    if args.events is not None:
+        if args.since or args.until:
+            raise UserError(
+                "--since and --until choose days of an archive: use them with --from-stack or --from"
+            )
+        _run_backtest(args, tuple(args.events), args.outcomes, args.accounts)
+        return
+    from shared.storage.dynamo import aws_client, dynamodb_client
+    from upswing.backtest.archive import gather, scratch_folder, source_from_stack, source_from_uri
+    from upswing.backtest.events import InputError
+
+    try:
+        source = (
+            source_from_stack(args.from_stack, aws_client("cloudformation"))
+            if args.from_stack
+            else source_from_uri(args.from_uri)
+        )
+        with scratch_folder() as scratch:
+            gathered = gather(
+                source,
+                Path(scratch),
+                s3=aws_client("s3"),
+                dynamodb=dynamodb_client() if args.from_stack else None,
+                since=args.since,
+                until=args.until,
+                report=lambda line: print(line, file=sys.stderr),
+            )
+            print(
+                f"archive: {gathered.objects:,} objects, {gathered.rows:,} rows, "
+                f"{gathered.events_kept:,} events (one per account and event id)",
+                file=sys.stderr,
+            )
+            _run_backtest(
+                args,
+                (gathered.events,),
+                args.outcomes or gathered.outcomes,
+                args.accounts or gathered.accounts,
+            )
+    except InputError as error:
+        raise UserError(str(error)) from None
+
+
+def _run_backtest(
+    args: argparse.Namespace, events: tuple[Path, ...], outcomes: Path | None, accounts: Path | None
+) -> None:
     from upswing.backtest import BacktestConfig, BacktestError, backtest
     from upswing.backtest.output import summary, terminal_progress, write_all
 
+    if outcomes is None:
+        raise UserError("give --outcomes FILE (only --from-stack reads a stack's outcomes table)")
     # Left out when not given, so that the config's own default (one per core) applies.
     workers = {"workers": args.workers} if args.workers is not None else {}
     try:
         config = BacktestConfig(
-            events=tuple(args.events),
-            outcomes=args.outcomes,
-            accounts=args.accounts,
+            events=events,
+            outcomes=outcomes,
+            accounts=accounts,
             rules=args.rules,
             compare=args.compare,
             horizon_days=args.horizon,
@@ -320,11 +456,15 @@ def _iso_date(text: str) -> date:
 
 def _local(args: argparse.Namespace) -> int:
     from upswing.local.demo import run_demo
-    from upswing.local.stack import LocalStack
+    from upswing.local.stack import WEBHOOK_SECRET_NAME, LocalStack
 
     with LocalStack(port=args.port) as stack:
         print(f"Upswing local stack\n  API      {stack.endpoint}\n  AWS      {stack.aws_endpoint} (emulated)")
-        print(f"  key      {stack.producer_key}   (producer 'local-dev')\n")
+        print(f"  key      {stack.producer_key}   (producer 'local-dev')")
+        if stack.slack_sink and stack.webhook_sink:
+            print(f"  Slack    {stack.slack_sink.endpoint}   (sink; what it got: /__sink/requests)")
+            print(f"  webhook  {stack.webhook_sink.endpoint}   (sink, secret {WEBHOOK_SECRET_NAME})")
+        print()
         if not args.serve:
             run_demo(stack, sys.stdout)
             failures = stack.pump_failures()

@@ -1,10 +1,12 @@
 """The HTTP API: events and outcomes in (also as Segment calls), account profiles, counters, signals
-and plays out, and the OpenAPI document.
+and plays out, Slack's button clicks, and the OpenAPI document.
 
-Every route is behind the producer-key authorizer; the producer it names is recorded with each
-accepted event. Each route needs the scope the OpenAPI document declares for it (a middleware
-checks it before the route runs; a route the document does not declare is refused). Domain errors
-become HTTP answers in one place (the exception handlers below).
+Every route but one is behind the producer-key authorizer; the producer it names is recorded with
+each accepted event. The exception is Slack's interactivity endpoint, which Slack calls without a
+key: it verifies Slack's signature itself (shared/delivery/slack_interactions.py). Each route needs
+the scope the OpenAPI document declares for it (a middleware checks it before the route runs; a
+route the document does not declare is refused). Domain errors become HTTP answers in one place
+(the exception handlers below).
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ from shared.accounts.models import AccountProfile, StoredAccount, Writer
 from shared.accounts.store import AccountStore, ConcurrentProfileWrites, HierarchyRefused
 from shared.counters.store import CounterStore
 from shared.counters.view import bucket_view
+from shared.delivery.secrets import CachedSecret
+from shared.delivery.slack_interactions import (
+    NotAnInteraction,
+    SlackRequestRefused,
+    parse_interaction,
+    record_not_useful,
+    verify_slack_request,
+)
+from shared.events.counting_lag import CountingLag
+from shared.events.imports import ImportFinish, ImportFinished
 from shared.events.ingest import Ingestor, ingestor_for, summarize
 from shared.events.models import AccountId
 from shared.events.validation import (
@@ -37,7 +49,7 @@ from shared.events.validation import (
     TooLarge,
     UnsupportedMediaType,
     describe_errors,
-    parse_batch_request,
+    parse_batch_envelope,
     parse_json_body,
 )
 from shared.experiments.arms import EXPERIMENT_SALT, experiment_salt
@@ -45,7 +57,7 @@ from shared.experiments.report import experiment_report
 from shared.intake import BatchIntake, Channel, ItemResult, Tally
 from shared.model_fields import did_you_mean
 from shared.observability import logger, metrics, traced
-from shared.openapi import allowed_methods, openapi_document, required_scope, takes_scheme
+from shared.openapi import allowed_methods, openapi_document, required_scope, self_verified, takes_scheme
 from shared.outcomes.intake import OutcomeIntake, outcome_intake_for, summarize_outcomes
 from shared.outcomes.models import AccountOutcomes
 from shared.outcomes.store import OutcomeStore
@@ -54,7 +66,8 @@ from shared.routing.ledger import PlayLedger
 from shared.routing.views import play_state
 from shared.rules.audit import ruleset_audit
 from shared.rules.build import build_online_evaluator
-from shared.rules.online import OnlineEvaluator, active_ruleset, trigger_view
+from shared.rules.golive import WentLive
+from shared.rules.online import OnlineEvaluator, active_ruleset, sqs_publisher, trigger_view
 from shared.rules.versions import RulesetRecords, shadow_paths
 from shared.segment.intake import (
     Caller,
@@ -66,7 +79,7 @@ from shared.segment.intake import (
 )
 from shared.segment.mapping import active_mapping
 from shared.settings import load_settings
-from shared.storage.dynamo import dynamodb_client
+from shared.storage.dynamo import aws_client, dynamodb_client
 from shared.timestamps import utc_stamp
 from shared.trigger_metrics.report import WINDOWS_DAYS, oldest_day, trigger_report
 from shared.trigger_metrics.store import TriggerMetricsStore
@@ -76,6 +89,8 @@ wiring = Wiring()
 
 app = APIGatewayRestResolver()
 MAX_COUNTER_DAYS = 400
+# POST /v1/imports/finish: accounts evaluated at once (each a handful of reads and one commit).
+GO_LIVE_IN_PARALLEL = 8
 RECENT_PLAYS = 20
 # GET /v1/triggers reads one partition per trigger; this many at once.
 TRIGGER_READS_IN_PARALLEL = 8
@@ -109,6 +124,10 @@ class RejectedCall(Exception):
         super().__init__("; ".join(result.reasons))
         self.result = result
         self.kind = kind
+
+
+class SlackNotSetUp(Exception):
+    """No Slack signing secret is configured for this deployment."""
 
 
 class InvalidProfile(Exception):
@@ -147,6 +166,19 @@ def segment_intake() -> SegmentIntake:
 
 
 @wiring.once
+def slack_signing_secret() -> CachedSecret:
+    secret_id = settings().slack_signing_secret_id
+    if not secret_id:
+        raise SlackNotSetUp()
+    return CachedSecret(
+        aws_client("secretsmanager"),
+        secret_id,
+        key="signing_secret",
+        what="the Slack signing secret is empty: store the app's signing secret",
+    )
+
+
+@wiring.once
 def accounts() -> AccountStore:
     return AccountStore(dynamodb_client(), settings().accounts_table)
 
@@ -172,17 +204,33 @@ def signals() -> OnlineEvaluator:
     return build_online_evaluator(settings(), consistent_reads=False)  # a preview: eventual is enough
 
 
+@wiring.once
+def go_live() -> OnlineEvaluator:
+    """The rules as the evaluator runs them (consistent reads, hand-off to the router), for the one
+    evaluation of each imported account at the end of an import (POST /v1/imports/finish)."""
+    return build_online_evaluator(settings(), sqs_publisher(aws_client("sqs"), settings().fired_queue_url))
+
+
+@wiring.once
+def counting_lag() -> CountingLag:
+    config = settings()
+    return CountingLag(dynamodb_client(), config.events_table, counters(), config.retention_days)
+
+
 def require_scope(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
     """Let the call through only if the key holds the scope the document names for this route."""
     route = app.context["_route"]
     if route.rule.pattern == _CATCH_ALL:  # no route matched: the 404 handler answers, whoever calls
         return next_middleware(app)
+    template = route.path.replace("<", "{").replace(">", "}")
     try:
-        needed = required_scope(route.method, route.path.replace("<", "{").replace(">", "}"))
+        if self_verified(route.method, template):  # no key: the route checks its caller's signature
+            return next_middleware(app)
+        needed = required_scope(route.method, template)
     except KeyError:  # served but never declared, so never reviewed: refuse for every key
         logger.error("route missing from the OpenAPI document", extra={"route": route.path})
         raise MissingScope(None) from None
-    if not takes_scheme(route.method, route.path.replace("<", "{").replace(">", "}"), _auth_scheme()):
+    if not takes_scheme(route.method, template, _auth_scheme()):
         raise SchemeNotAccepted()
     if needed is not None and needed not in _scopes():
         raise MissingScope(needed)
@@ -194,7 +242,44 @@ app.use(middlewares=[require_scope])
 
 @app.post("/v1/events")
 def post_events() -> Response:
-    return _take_batch(ingestor(), summarize)
+    return _take_batch(ingestor(), summarize, backfill=ingestor().for_backfill())
+
+
+@app.post("/v1/imports/finish")
+def post_imports_finish() -> Response:
+    """Each imported account goes live once (shared/rules/golive.py); again: the same answer."""
+    request = app.current_event
+    document = parse_json_body(request.body, request.is_base64_encoded or False, what="account ids")
+    try:
+        finish = ImportFinish.model_validate(document)
+    except ValidationError as error:
+        problems = describe_errors(error, ImportFinish, noun="body")
+        raise BadRequest("The body is not a valid import finish: " + "; ".join(problems)) from None
+    now = datetime.now(UTC)
+
+    def go_live_once(account_id: str) -> WentLive | None:
+        live = go_live().went_live(account_id)
+        if live is None and counting_lag().uncounted(account_id, now.date()):
+            return None  # judged on part of its history otherwise: the caller asks again
+        return live or go_live().go_live(account_id, now)
+
+    account_ids = list(dict.fromkeys(finish.account_ids))
+    with ThreadPoolExecutor(max_workers=GO_LIVE_IN_PARALLEL) as pool:
+        answers = list(pool.map(go_live_once, account_ids))
+    went_live = [answer for answer in answers if answer is not None]
+    still_counting = [account for account, answer in zip(account_ids, answers, strict=True) if answer is None]
+    by_trigger: dict[str, int] = {}
+    for account in went_live:
+        for name in account.pre_existing:
+            by_trigger[name] = by_trigger.get(name, 0) + 1
+    answer = ImportFinished.model_validate(
+        {
+            "accounts": [account.as_view() for account in went_live],
+            "still_counting": still_counting,
+            "pre_existing_by_trigger": by_trigger,
+        }
+    )
+    return _json(200, answer.model_dump(mode="json"))
 
 
 @app.post("/v1/outcomes")
@@ -253,18 +338,26 @@ def _take_segment(route_type: str | None) -> Response:
     return _json(200, summarize_calls(results).model_dump(mode="json"))
 
 
-def _take_batch(intake: BatchIntake, summarize: Callable[[Sequence[ItemResult]], BaseModel]) -> Response:
+def _take_batch(
+    intake: BatchIntake,
+    summarize: Callable[[Sequence[ItemResult]], BaseModel],
+    backfill: BatchIntake | None = None,
+) -> Response:
     """A batch POST: the envelope, then each item through the intake, then 202 with each item's fate
-    (or 503 when storage failed part-way: the whole request is retried and what was stored counts once)."""
+    (or 503 when storage failed part-way: the whole request is retried and what was stored counts once).
+    `backfill`: the intake of a request flagged `"backfill": true` (only routes that take history)."""
     request = app.current_event
     noun = intake.noun
-    raw_items = parse_batch_request(
+    raw_items, flags = parse_batch_envelope(
         request.body,
         request.headers.get("content-type"),
         request.is_base64_encoded or False,
         array=noun.plural,
         noun=noun.singular,
+        flags=("backfill",) if backfill else (),
     )
+    if backfill and flags["backfill"]:
+        intake = backfill
     results = intake.ingest(raw_items, _producer(), Channel.HTTPS, datetime.now(UTC))
     tally = Tally.of(results)
     prefix = noun.plural.capitalize()
@@ -472,6 +565,32 @@ def get_outcomes(account_id: str) -> Response:
     return _json(200, found.model_dump(mode="json"))
 
 
+@app.post("/v1/slack/interactions")
+def post_slack_interactions() -> Response:
+    """Slack's button clicks: verified against the signing secret, then "Not useful" on its play."""
+    request = app.current_event
+    body = request.decoded_body.encode() if request.decoded_body else b""
+    verify_slack_request(
+        slack_signing_secret()(),
+        request.headers.get("x-slack-request-timestamp"),
+        request.headers.get("x-slack-signature"),
+        body,
+        datetime.now(UTC).timestamp(),
+    )
+    click = parse_interaction(body)
+    if click is None:
+        return _message(200, "Not an interaction Upswing acts on; acknowledged.")
+    try:
+        fresh = record_not_useful(play_ledger(), click, datetime.now(UTC))
+    except KeyError:
+        raise NotFound(f"No play {click.play_id} for account {click.account_id}.") from None
+    metrics.add_metric(
+        name="PlaysMarkedNotUseful" if fresh else "PlaysMarkedAgain", unit=MetricUnit.Count, value=1
+    )
+    logger.info("play feedback", extra={"play_id": click.play_id, "fresh": fresh})
+    return _message(200, "Recorded: not useful." if fresh else "This play already has feedback.")
+
+
 @app.get("/v1/openapi.json")
 def get_openapi() -> Response:
     return _json(200, openapi_document())
@@ -511,6 +630,21 @@ def missing_scope(error: MissingScope) -> Response:
         f"This key lacks the scope {error.scope.value!r}, which this route needs. "
         f"An operator can grant it: upswing keys grant KEY_ID --scope {error.scope.value}.",
     )
+
+
+@app.exception_handler(SlackRequestRefused)
+def slack_request_refused(error: SlackRequestRefused) -> Response:
+    return _message(401, f"Not a request from Slack: {error}.")
+
+
+@app.exception_handler(NotAnInteraction)
+def not_an_interaction(error: NotAnInteraction) -> Response:
+    return _message(400, f"Not a Slack interaction: {error}.")
+
+
+@app.exception_handler(SlackNotSetUp)
+def slack_not_set_up(_: SlackNotSetUp) -> Response:
+    return _message(503, "Slack is not set up for this deployment: no signing secret (docs/operations.md).")
 
 
 @app.exception_handler(NotFound)

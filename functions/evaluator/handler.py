@@ -9,6 +9,10 @@ With family-scope rules, a child's change moves its family's roll-up: the parent
 child's profile) is evaluated too, once per batch like any account, and a failure to evaluate
 it fails the child's records as well, so the retry evaluates both again.
 
+A counter write made only by imported history (`written_by: backfill`) is not evaluated: judging
+history batch by batch, at wall-clock time and half loaded, fires what already held long ago. The
+import's end evaluates each imported account once instead (shared/rules/golive.py).
+
 Shadow rulesets are evaluated in the same pass and their firings recorded, never handed off
 (shared/rules/online.py). On a cold start the evaluator records the versions it runs, once each
 (shared/rules/versions.py): GET /v1/rulesets lists them.
@@ -26,6 +30,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.evaluator.settings import EvaluatorSettings
+from shared.counters.store import BACKFILL, FIRST_SEEN_KEY, WRITTEN_BY
 from shared.observability import logger, metrics, traced
 from shared.rules.build import build_online_evaluator
 from shared.rules.online import OnlineEvaluator, active_deployment, sqs_publisher
@@ -94,9 +99,15 @@ def evaluate_changed_accounts(
         return results[account_id]
 
     def evaluate_record(record: DynamoDBRecord) -> None:
+        if _written_by_backfill(record):
+            return
         account_id = str(record.dynamodb.keys["pk"]) if record.dynamodb and record.dynamodb.keys else None
         if not account_id:
             raise ValueError("a counters stream record without a pk key")
+        if str(record.dynamodb.keys.get("sk", "")) == FIRST_SEEN_KEY:  # type: ignore[union-attr]
+            # The first_seen marker: written just before a new day's bucket, whose own record
+            # evaluates the account (the event-source filter drops these; a local pump may not).
+            return
         failure = evaluate_once(account_id)
         if failure is None:
             if account_id not in parents:
@@ -110,3 +121,8 @@ def evaluate_changed_accounts(
         event=event, record_handler=evaluate_record, processor=processor, context=context
     )
     return dict(answer)
+
+
+def _written_by_backfill(record: DynamoDBRecord) -> bool:
+    image = (record.dynamodb.new_image if record.dynamodb else None) or {}
+    return image.get(WRITTEN_BY) == BACKFILL

@@ -15,6 +15,10 @@ What HubSpot answers decides what happens to the message:
 - a 400 naming the owner or an associated record HubSpot does not know (any more): the task is
   created without it, with a note saying so, and the play records the problem (GET .../signals,
   the HubSpotFallbacks metric);
+- an owner given by e-mail or a company by domain only is resolved first (shared/delivery/
+  hubspot_resolve.py); one that resolves to nobody, an archived owner or several companies leaves the
+  task unassigned or unassociated, with a note, and the play records why (the HubSpotUnresolved
+  metric); a lookup HubSpot cannot answer now (429, 5xx) puts the message back, nothing created;
 - any other permanent 4xx (validation, unknown association target): straight to the DLQ with
   HubSpot's message, correlationId, context and errors[], so the rest of the batch goes on;
 - 429, 423 Locked and 477 Migration in Progress beyond what the client could wait out: the message
@@ -49,6 +53,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from shared.accounts.store import AccountStore
 from shared.delivery.hubspot import (
     DAILY,
     MIGRATION,
@@ -62,6 +67,12 @@ from shared.delivery.hubspot import (
     without_stale_references,
 )
 from shared.delivery.hubspot_access import hubspot_client
+from shared.delivery.hubspot_resolve import (
+    HubSpotResolver,
+    Resolution,
+    ResolutionCache,
+    ResolutionUnavailable,
+)
 from shared.delivery.ledger import Claim, DeliveryLedger, deliver_once
 from shared.delivery.queue import DeliveryQueue
 from shared.delivery.secrets import CachedSecret
@@ -100,6 +111,10 @@ class HubSpotSender:
     token: CachedSecret | None = None  # re-read while HubSpot refuses it
     # Where each created task is registered for the read-back (functions/hubspot_poller).
     tasks: TaskRegistry | None = None
+    # Finds owner and company ids by e-mail and domain (None: uncached lookups with `client`).
+    resolver: HubSpotResolver | None = None
+    # Where a company found by domain is recorded for the deal read-back (None: not recorded).
+    accounts: AccountStore | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
     # The fingerprint of the token HubSpot refused last (never the token): while the secret still
     # holds it, batches are held without asking HubSpot again.
@@ -109,24 +124,32 @@ class HubSpotSender:
         if delivery.channel is not Channel.HUBSPOT_TASK:
             raise ValueError(f"play {delivery.play_id}: a {delivery.channel} delivery on the HubSpot queue")
         fallbacks: list[StaleReferences] = []
+        resolutions: list[Resolution] = []
         claim = deliver_once(
             self.ledger,
             Channel.HUBSPOT_TASK.value,
             delivery.play_id,
             now,
-            lambda: self._create(delivery, deadline, fallbacks),
-            # Refused for sure: no task was created (create_task stops at an ambiguous failure).
-            definite_failure=lambda error: isinstance(error, HubSpotRejected | HubSpotThrottled),
+            lambda: self._create(delivery, deadline, now, fallbacks, resolutions),
+            # Refused for sure: no task was created (create_task stops at an ambiguous failure; a
+            # failed lookup comes before any creation).
+            definite_failure=lambda error: isinstance(
+                error, HubSpotRejected | HubSpotThrottled | ResolutionUnavailable
+            ),
             find=lambda: self.client.find_task(delivery.play_id, deadline),
             # The claiming attempt may send until it times out; its task shows in search only
             # SEARCH_INDEX_LAG later. A lookup any sooner could miss it and create a second task.
             stale_after=FUNCTION_TIMEOUT + SEARCH_INDEX_LAG,
         )
+        if resolutions:
+            self._record_resolution(delivery, resolutions[0], now)
+            self._record_company(delivery, resolutions[0])
         if fallbacks:
             self._record_fallback(delivery, fallbacks, now)
         if claim.external_id:
             # Idempotent: a redelivery (or a retry after this write failed) writes the same again.
-            owner = delivery.owner.hubspot_owner_id if delivery.owner else None
+            sent = resolutions[0].delivery if resolutions else delivery
+            owner = sent.owner.hubspot_owner_id if sent.owner else None
             if any(stale.owner_id for stale in fallbacks):
                 owner = None  # created unassigned
             self._register_task(delivery, claim.external_id, owner, now)
@@ -223,10 +246,26 @@ class HubSpotSender:
                 extra={"play_id": delivery.play_id, "error": failure.response.get("Error", {}).get("Code")},
             )
 
-    def _create(self, delivery: PlayDelivery, deadline: float, fallbacks: list[StaleReferences]) -> str:
-        """Create the task; when HubSpot refuses an owner or record it does not know, create it without
+    def _create(
+        self,
+        delivery: PlayDelivery,
+        deadline: float,
+        now: datetime,
+        fallbacks: list[StaleReferences],
+        resolutions: list[Resolution],
+    ) -> str:
+        """Resolve the owner and company named by e-mail and domain (shared/delivery/hubspot_resolve.py),
+        then create the task; when HubSpot refuses an owner or record it does not know, create it without
         them (each refusal is definite: no task was created), with a note saying so."""
-        attempt = delivery
+        resolver = self.resolver or HubSpotResolver(self.client)
+        resolution = resolver.resolve(delivery, deadline, now)
+        resolutions.append(resolution)
+        # Counted here, whatever becomes of the creation: these requests were made (or saved).
+        if resolution.looked_up:
+            metrics.add_metric(name="HubSpotLookups", unit=MetricUnit.Count, value=resolution.looked_up)
+        if resolution.cached:
+            metrics.add_metric(name="HubSpotLookupCacheHits", unit=MetricUnit.Count, value=resolution.cached)
+        attempt = resolution.delivery
         for _ in range(3):  # the owner, then the records: HubSpot may name one problem at a time
             try:
                 return self.client.create_task(attempt, deadline)
@@ -246,8 +285,46 @@ class HubSpotSender:
                     },
                 )
                 fallbacks.append(stale)
+                # An id found by e-mail or domain that HubSpot refuses now: ask HubSpot again next time.
+                resolver.forget(delivery, attempt, stale)
                 attempt = without_stale_references(attempt, stale)
         return self.client.create_task(attempt, deadline)
+
+    def _record_resolution(self, delivery: PlayDelivery, resolution: Resolution, now: datetime) -> None:
+        """What could not be resolved, once the task exists: on the play (GET .../signals), counted."""
+        if not resolution.problems:
+            return
+        metrics.add_metric(name="HubSpotUnresolved", unit=MetricUnit.Count, value=len(resolution.problems))
+        logger.warning(
+            "HubSpot task created without an owner or company named by e-mail or domain",
+            extra={"play_id": delivery.play_id, "problems": len(resolution.problems)},
+        )
+        if self.plays is None:
+            return
+        try:
+            for problem in resolution.problems:
+                self.plays.record_delivery_problem(
+                    delivery.account_id, delivery.play_id, Channel.HUBSPOT_TASK.value, problem, now
+                )
+        except ClientError as error:  # the task exists and says so; the metric and the log still tell
+            logger.error(
+                "could not record the delivery problem on the play",
+                extra={"play_id": delivery.play_id, "error": error.response.get("Error", {}).get("Code")},
+            )
+
+    def _record_company(self, delivery: PlayDelivery, resolution: Resolution) -> None:
+        """A company found by domain goes on the account's item, so the deal read-back finds the
+        account by it (shared/accounts/store.py). A failure here leaves the task as it is."""
+        if self.accounts is None or resolution.company_by_domain is None:
+            return
+        domain, company_id = resolution.company_by_domain
+        try:
+            self.accounts.record_resolved_company(delivery.account_id, domain, company_id)
+        except ClientError as error:  # the next task of the account records it again
+            logger.error(
+                "could not record the company found by domain on the account",
+                extra={"play_id": delivery.play_id, "error": error.response.get("Error", {}).get("Code")},
+            )
 
     def _record_fallback(
         self, delivery: PlayDelivery, fallbacks: list[StaleReferences], now: datetime
@@ -312,6 +389,8 @@ def sender() -> HubSpotSender:
         plays=PlayLedger(dynamodb, settings.plays_table, settings.retention_days),
         token=token,
         tasks=TaskRegistry(dynamodb, settings.plays_table, settings.retention_days),
+        resolver=HubSpotResolver(client, ResolutionCache(dynamodb, settings.deliveries_table)),
+        accounts=AccountStore(dynamodb, settings.accounts_table) if settings.accounts_table else None,
     )
 
 

@@ -4,6 +4,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from shared.delivery.hubspot import HubSpotSettings
 from shared.resources import (
+    ACCOUNTS_TABLE,
     DELIVERIES_TABLE,
     HUBSPOT_DLQ_ENV,
     HUBSPOT_QUEUE,
@@ -16,6 +17,8 @@ from shared.timezones import PORTAL_TIMEZONE_ENV, portal_zone
 
 class HubSpotSenderSettings(BaseModel):
     deliveries_table: str = Field(min_length=1, validation_alias=DELIVERIES_TABLE.env_var)
+    # Companies found by domain are recorded on the account (for the deal read-back); None: not.
+    accounts_table: str | None = Field(default=None, min_length=1, validation_alias=ACCOUNTS_TABLE.env_var)
     plays_table: str = Field(min_length=1, validation_alias=PLAYS_TABLE.env_var)
     queue_url: str = Field(min_length=1, validation_alias=HUBSPOT_QUEUE.env_var)
     dead_letter_queue_url: str = Field(min_length=1, validation_alias=HUBSPOT_DLQ_ENV)

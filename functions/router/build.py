@@ -40,7 +40,12 @@ def build_routing(settings: RouterSettings, signal_holds: SignalCheck) -> Routin
     )
     dispatcher = AwsDispatcher(
         aws_client("sqs"),
-        {Channel.HUBSPOT_TASK: settings.hubspot_queue_url, Channel.EMAIL: settings.email_queue_url},
+        {
+            Channel.HUBSPOT_TASK: settings.hubspot_queue_url,
+            Channel.EMAIL: settings.email_queue_url,
+            Channel.SLACK: settings.slack_queue_url,
+            Channel.WEBHOOK: settings.webhook_queue_url,
+        },
         aws_client("events"),
         settings.event_bus_name,
     )

@@ -8,6 +8,8 @@ from shared.resources import (
     FIRINGS_TABLE,
     HUBSPOT_QUEUE,
     PLAYS_TABLE,
+    SLACK_QUEUE,
+    WEBHOOK_QUEUE,
 )
 from shared.routing.watches import AUTO_CLOSE_PER_RUN
 from shared.settings import RetentionDays, RulesetPath
@@ -19,6 +21,8 @@ class RouterSettings(BaseModel):
     accounts_table: str = Field(min_length=1, validation_alias=ACCOUNTS_TABLE.env_var)
     hubspot_queue_url: str = Field(min_length=1, validation_alias=HUBSPOT_QUEUE.env_var)
     email_queue_url: str = Field(min_length=1, validation_alias=EMAIL_QUEUE.env_var)
+    slack_queue_url: str = Field(min_length=1, validation_alias=SLACK_QUEUE.env_var)
+    webhook_queue_url: str = Field(min_length=1, validation_alias=WEBHOOK_QUEUE.env_var)
     event_bus_name: str = Field(min_length=1, validation_alias=EVENT_BUS_ENV)
     ruleset_path: RulesetPath
     retention_days: RetentionDays

@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -35,6 +36,25 @@ Email = Annotated[
     ),
 ]
 HubSpotId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
+# A company's web domain as HubSpot keeps it in the company's `domain` property: a host name, no
+# scheme, path or port ("acme.com", "eu.acme.co.uk"). Letters of either case are accepted (the
+# document's pattern says so, for every reader); it is stored in lower case, as HubSpot compares it.
+DOMAIN_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+
+
+def _domain(value: Any) -> Any:
+    """Say what a domain looks like rather than quote the pattern (the constraints still check it)."""
+    if isinstance(value, str) and not re.fullmatch(DOMAIN_PATTERN, value):
+        raise ValueError("must be a web domain like acme.com: no scheme (https://), path, port or spaces")
+    return value
+
+
+Domain = Annotated[
+    str,
+    StringConstraints(pattern=DOMAIN_PATTERN, max_length=253),
+    BeforeValidator(_domain),
+    AfterValidator(str.lower),
+]
 
 
 # Bounds no real account reaches (the largest employer has about 2.3 million people): a number
@@ -132,12 +152,26 @@ class Plan(_Strict):
 
 class Owner(_Strict):
     name: str | None = Field(default=None, max_length=256)
-    email: Email | None = None
-    hubspot_owner_id: HubSpotId | None = None
+    email: Email | None = Field(
+        default=None,
+        description="Enough for a HubSpot task too: without hubspot_owner_id, the HubSpot sender finds the "
+        "owner by this e-mail address (HubSpot's Owners API) before the first task.",
+    )
+    hubspot_owner_id: HubSpotId | None = Field(
+        default=None, description="The HubSpot owner id; when given, it wins over the e-mail address."
+    )
 
 
 class HubSpotRefs(_Strict):
-    company_id: HubSpotId | None = None
+    company_id: HubSpotId | None = Field(
+        default=None, description="The HubSpot company id; when given, it wins over the domain."
+    )
+    domain: Domain | None = Field(
+        default=None,
+        description="The company's web domain (e.g. acme.com: no scheme, path or port), instead of "
+        "company_id: the HubSpot sender finds the one company with this domain before the first task "
+        "(none or several: the task is not associated, and the play says why).",
+    )
     contact_id: HubSpotId | None = None
     deal_id: HubSpotId | None = None
 

@@ -7,7 +7,9 @@ second one's conditional put fails, re-reads and tries again.
 A profile that names a HubSpot company also carries the id as a top-level `hubspot_company_id`,
 written by the same put as the profile: the keys-only `hubspot_company` index (ACCOUNTS_COMPANY_INDEX)
 answers "which accounts is this company?" for the deal read-back with a Query, never a scan. A put
-without the company drops the attribute, and the index entry with it.
+without the company drops the attribute, and the index entry with it. A profile that names its
+company by `hubspot.domain` only gets the id the HubSpot sender finds for it
+(`record_resolved_company`), kept by later puts while the domain stays, and indexed the same way.
 `put` replaces the profile (PUT /v1/accounts/{id}); `revise` changes part of it from what is
 stored (a Segment `group` call's traits), in the same read → conditional write loop, so a revision
 is never built on a profile another writer has replaced meanwhile. A revision from an outside source
@@ -44,6 +46,10 @@ from shared.storage.dynamo import is_conditional_failure, unavailable_on_failure
 from shared.timestamps import utc_stamp
 
 _ATTEMPTS = 3
+# A profile naming its company by domain only carries the domain here (the condition of
+# record_resolved_company), and, once the HubSpot sender found it, {domain, company_id} there.
+DOMAIN_ATTRIBUTE = "hubspot_domain"
+RESOLVED_COMPANY_ATTRIBUTE = "resolved_company"
 _PROFILE_FIELDS = set(AccountProfile.model_fields)
 
 
@@ -171,17 +177,52 @@ class AccountStore:
             "profile": {"S": stored.model_dump_json()},
             "revision": {"N": str(revision_read + 1)},
         }
-        if stored.hubspot.company_id:
-            item[ACCOUNTS_COMPANY_INDEX.partition_key] = {"S": stored.hubspot.company_id}
+        company_id = stored.hubspot.company_id or _resolved_company(item_read, stored.hubspot.domain)
+        if company_id:
+            item[ACCOUNTS_COMPANY_INDEX.partition_key] = {"S": company_id}
+        if stored.hubspot.domain and not stored.hubspot.company_id:
+            item[DOMAIN_ATTRIBUTE] = {"S": stored.hubspot.domain}
         if stored.parent_account_id:
             item[ACCOUNTS_PARENT_INDEX.partition_key] = {"S": stored.parent_account_id}
         try:
             # Attributes written beside the profile (a Segment source's mark) are kept; the index
             # keys follow the profile being written (dropped when it names no company or parent).
-            index_keys = {ACCOUNTS_COMPANY_INDEX.partition_key, ACCOUNTS_PARENT_INDEX.partition_key}
+            index_keys = {
+                ACCOUNTS_COMPANY_INDEX.partition_key,
+                ACCOUNTS_PARENT_INDEX.partition_key,
+                DOMAIN_ATTRIBUTE,
+            }
             kept = {name: value for name, value in (item_read or {}).items() if name not in index_keys}
             mark_attribute = {mark.attribute: _mark_attribute(mark)} if mark else {}
             self._client.put_item(TableName=self._table, Item={**kept, **mark_attribute, **item}, **guard)
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def record_resolved_company(self, account_id: str, domain: str, company_id: str) -> bool:
+        """The HubSpot sender found the company the profile names by `domain`: the item carries its id
+        in the company index (as if the profile named it), so the deal read-back finds the account.
+        Written only while the profile still names that domain and no company id (a put since that
+        changed either wins); later puts keep it while the domain stays. False when not written."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": account_id}},
+                UpdateExpression="SET #index = :id, #resolved = :resolved",
+                ConditionExpression="#domain = :domain AND (attribute_not_exists(#index) OR #index <> :id)",
+                ExpressionAttributeNames={
+                    "#index": ACCOUNTS_COMPANY_INDEX.partition_key,
+                    "#resolved": RESOLVED_COMPANY_ATTRIBUTE,
+                    "#domain": DOMAIN_ATTRIBUTE,
+                },
+                ExpressionAttributeValues={
+                    ":id": {"S": company_id},
+                    ":domain": {"S": domain},
+                    ":resolved": {"M": {"domain": {"S": domain}, "company_id": {"S": company_id}}},
+                },
+            )
         except ClientError as error:
             if is_conditional_failure(error):
                 return False
@@ -244,6 +285,14 @@ class AccountStore:
             if "LastEvaluatedKey" not in page:
                 return sorted(found)
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _resolved_company(item: dict[str, Any] | None, domain: str | None) -> str | None:
+    """The company id found for `domain` (record_resolved_company), if the item holds one for it."""
+    resolved = (item or {}).get(RESOLVED_COMPANY_ATTRIBUTE, {}).get("M")
+    if not domain or not resolved or resolved["domain"]["S"] != domain:
+        return None
+    return str(resolved["company_id"]["S"])
 
 
 def _stamp(now: datetime | None) -> str:

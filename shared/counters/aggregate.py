@@ -6,6 +6,10 @@ has absorbed; the stream keeps one account's records in order (the account is th
 partition key), so "sequence ≤ applied" means "already counted" and a replay changes nothing.
 Each bucket is written with a condition on the sequence it was read at, so a concurrent writer
 can never be overwritten: the loser re-reads and re-applies.
+
+A write whose newly applied events are all imported history (`backfill` ledger items) says so
+(`written_by: backfill`), and the evaluator does not evaluate it: an import evaluates each account
+once, at its end, with the whole history (shared/rules/golive.py).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ def counted_event(sequence_number: str, new_image: Mapping[str, Any]) -> Counted
         occurred_at=item["occurred_at"],
         day=item["day"],
         dimensions=dict(item.get("dimensions", {})),
+        backfill=bool(item.get("backfill", False)),
     )
 
 
@@ -83,9 +88,14 @@ def aggregate(
 def _apply_group(store: CounterStore, bucket: Any, group: list[CountedEvent], slicing: Slicing) -> int:
     for _ in range(_SAVE_ATTEMPTS):
         previous = bucket.applied_sequence
-        applied = sum(bucket.apply(event, slicing) for event in group)
-        if applied == 0 or store.save(bucket, previous):
-            return applied
+        fresh = [event for event in group if bucket.apply(event, slicing)]
+        if fresh and not previous:
+            # The account's first bucket for this day: its coverage may start here (docs/rules.md,
+            # "Data coverage"). Written before the bucket, so a failure in between is retried with it.
+            store.note_first_seen(bucket.account_id, bucket.day)
+        backfill = all(event.backfill for event in fresh)
+        if not fresh or store.save(bucket, previous, backfill=backfill):
+            return len(fresh)
         # Someone wrote the bucket since we read it: start again from what is there now.
         bucket = store.load_many([(bucket.account_id, bucket.day)])[(bucket.account_id, bucket.day)]
     raise BucketContention(f"bucket {bucket.day} kept changing after {_SAVE_ATTEMPTS} attempts")

@@ -69,6 +69,7 @@ class CountedEvent(NamedTuple):
     occurred_at: str  # ISO 8601 UTC, fixed width, so string order is time order
     day: str
     dimensions: dict[str, str]
+    backfill: bool = False  # imported history (docs/operations.md, "Going live")
 
 
 @dataclass

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -84,6 +85,8 @@ DEAL_READBACK_PROPERTIES = (
 ASSOCIATIONS_READ_LIMIT = 1000  # ids per associations batch read (HubSpot's limit since 2025-02-10)
 # deal → company, the "Primary" label (HUBSPOT_DEFINED); 341 is the unlabelled deal → company type.
 PRIMARY_COMPANY_ASSOCIATION_TYPE = 5
+# Companies read per domain search: one is the answer, a second says the domain is ambiguous.
+COMPANY_MATCHES_READ = 5
 # How long after a creation HubSpot's search surely finds the task. HubSpot documents no figure and
 # a lag of a few seconds is what is seen; the margin costs only a later lookup of a lost attempt.
 SEARCH_INDEX_LAG = timedelta(seconds=30)
@@ -108,6 +111,8 @@ class HubSpotSettings:
     tasks_path: str = "/crm/v3/objects/tasks"  # configurable: date-versioned paths exist
     deals_path: str = "/crm/v3/objects/deals"
     associations_path: str = "/crm/v4/associations"
+    owners_path: str = "/crm/v3/owners"  # owners by e-mail (shared/delivery/hubspot_resolve.py)
+    companies_path: str = "/crm/v3/objects/companies"  # companies by domain (a search)
     company_association_type: int = 192
     contact_association_type: int = 204
     deal_association_type: int = 216
@@ -320,6 +325,38 @@ class HubSpotClient:
         call = _Call("find_task", play_id, f"{self._settings.tasks_path}/search", body)
         results = self._call(call, deadline, search=True).get("results") or []
         return _object_id(results[0]) if results else None
+
+    def owners_by_email(self, email: str, deadline: float, *, archived: bool, play_id: str = "") -> list[str]:
+        """The ids of the HubSpot owners with this e-mail address (usually one, or none): the active
+        ones, or with `archived` the archived ones only (HubSpot's Owners API answers one or the other).
+        A plain GET, paced like every request; the address travels in the query, never in a log line."""
+        query = urlencode({"email": email, "archived": "true" if archived else "false", "limit": 10})
+        call = _Call("owners_by_email", play_id, f"{self._settings.owners_path}?{query}", None, method="GET")
+        document = self._call(call, deadline)
+        return [
+            str(owner["id"])
+            for owner in document.get("results") or []
+            if isinstance(owner, dict) and owner.get("id") is not None
+        ]
+
+    def companies_by_domain(self, domain: str, deadline: float, play_id: str = "") -> tuple[list[str], int]:
+        """The ids of (at most COMPANY_MATCHES_READ) companies whose `domain` is EQ `domain`, oldest
+        first, and how many HubSpot says match in all: a search, paced by the shared search pacer."""
+        body = {
+            "filterGroups": [{"filters": [{"propertyName": "domain", "operator": "EQ", "value": domain}]}],
+            "sorts": [{"propertyName": "createdate", "direction": "ASCENDING"}],
+            "properties": ["domain", "name"],
+            "limit": COMPANY_MATCHES_READ,
+        }
+        call = _Call("companies_by_domain", play_id, f"{self._settings.companies_path}/search", body)
+        document = self._call(call, deadline, search=True)
+        ids = [
+            str(company["id"])
+            for company in document.get("results") or []
+            if isinstance(company, dict) and company.get("id") is not None
+        ]
+        total = document.get("total")
+        return ids, total if isinstance(total, int) and total >= len(ids) else len(ids)
 
     def due_instant(self, delivery: PlayDelivery) -> str:
         """The task's hs_timestamp for this delivery (the instant it falls due), as create_task sends it."""

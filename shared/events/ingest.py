@@ -58,8 +58,17 @@ class Ingestor:
         self._puts = ParallelPuts(ledger, EVENT)
 
     def ingest(
-        self, raw_events: Sequence[Any], producer: str, channel: Channel, now: datetime
+        self,
+        raw_events: Sequence[Any],
+        producer: str,
+        channel: Channel,
+        now: datetime,
+        *,
+        backfill: bool = False,
     ) -> list[ItemResult]:
+        """backfill=True: history being imported before go-live (docs/operations.md, "Going live"):
+        stored and counted exactly like live events, but the evaluator does not evaluate the counter
+        writes they cause; the import's end evaluates each imported account once."""
         results: dict[int, ItemResult] = {}
         candidates = first_of_each(
             ((index, validate_event(raw, now, self._retention_days)) for index, raw in enumerate(raw_events)),
@@ -69,10 +78,13 @@ class Ingestor:
         writable = self._check_kinds(candidates, results)
         self._puts.put_all(
             writable,
-            lambda event: ledger_item(event, producer, channel, now, self._retention_days),
+            lambda event: ledger_item(event, producer, channel, now, self._retention_days, backfill=backfill),
             results,
         )
         return in_order(results, len(raw_events))
+
+    def for_backfill(self) -> BackfillIntake:
+        return BackfillIntake(self)
 
     def _check_kinds(
         self, candidates: list[tuple[int, UsageEvent]], results: dict[int, ItemResult]
@@ -97,6 +109,20 @@ class Ingestor:
             else:
                 writable.append((index, event))
         return writable
+
+
+class BackfillIntake:
+    """The same intake for a request flagged `"backfill": true` (the channel sees one more intake)."""
+
+    noun = EVENT
+
+    def __init__(self, ingestor: Ingestor) -> None:
+        self._ingestor = ingestor
+
+    def ingest(
+        self, raw_events: Sequence[Any], producer: str, channel: Channel, now: datetime
+    ) -> list[ItemResult]:
+        return self._ingestor.ingest(raw_events, producer, channel, now, backfill=True)
 
 
 def summarize(results: Sequence[ItemResult]) -> IngestResponse:

@@ -24,10 +24,19 @@ def day_of(moment: datetime) -> str:
 
 
 def ledger_item(
-    event: UsageEvent, producer: str, channel: Channel, received_at: datetime, retention_days: int
+    event: UsageEvent,
+    producer: str,
+    channel: Channel,
+    received_at: datetime,
+    retention_days: int,
+    *,
+    backfill: bool = False,
 ) -> dict[str, Any]:
+    """The event's ledger item; `backfill` marks imported history (the counters it moves are not
+    evaluated per batch, shared/counters/aggregate.py). Not part of the fingerprint: the same event
+    sent live and in an import is one event."""
     expires = event.occurred_at + timedelta(days=retention_days + 1)
-    return {
+    item = {
         "pk": event.account_id,
         "sk": event.event_id,
         "name": event.name,
@@ -44,6 +53,9 @@ def ledger_item(
         "fingerprint": event.fingerprint(),
         "expires_at": int(expires.timestamp()),
     }
+    if backfill:
+        item["backfill"] = True
+    return item
 
 
 class EventLedger(ConditionalLedger):

@@ -207,3 +207,8 @@ class EventBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     events: list[UsageEvent] = Field(min_length=1, max_length=500)
+    backfill: bool = Field(
+        default=False,
+        description="History being imported before go-live: stored and counted like any event, but "
+        "not evaluated batch by batch; POST /v1/imports/finish evaluates each imported account once.",
+    )

@@ -58,15 +58,36 @@ def parse_batch_request(
 ) -> list[Any]:
     """Check the envelope of a batch POST ({"<array>": [...]}, 1 to 500 items) and return the raw
     items, not yet validated."""
+    return parse_batch_envelope(body, content_type, is_base64, array=array, noun=noun)[0]
+
+
+def parse_batch_envelope(
+    body: str | None,
+    content_type: str | None,
+    is_base64: bool,
+    *,
+    array: str,
+    noun: str,
+    flags: tuple[str, ...] = (),
+) -> tuple[list[Any], dict[str, bool]]:
+    """`parse_batch_request`, plus the request-wide boolean `flags` the route allows beside the
+    array (POST /v1/events: "backfill"); a flag not sent is False."""
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMediaType(f"Content-Type must be application/json (got {content_type or 'none'!r}).")
     document = parse_json_body(body, is_base64, what=array)
     if not isinstance(document, dict) or array not in document:
         raise BadRequest(f'The body must be a JSON object with an "{array}" array: {{"{array}": [...]}}.')
-    unknown = sorted(set(document) - {array})
+    unknown = sorted(set(document) - {array, *flags})
     if unknown:
-        raise BadRequest(f'Unknown top-level field(s) {", ".join(map(repr, unknown))}; only "{array}".')
+        allowed = ", ".join(f'"{name}"' for name in (array, *flags))
+        raise BadRequest(f"Unknown top-level field(s) {', '.join(map(repr, unknown))}; only {allowed}.")
+    chosen = {}
+    for flag in flags:
+        value = document.get(flag, False)
+        if not isinstance(value, bool):
+            raise BadRequest(f'"{flag}" must be true or false (got {json_type(value)}).')
+        chosen[flag] = value
     items = document[array]
     if not isinstance(items, list):
         raise BadRequest(f'"{array}" must be an array of {noun} objects.')
@@ -77,7 +98,7 @@ def parse_batch_request(
             f'"{array}" holds {len(items)} {array}; the limit is {MAX_EVENTS_PER_REQUEST} per request. '
             "Split the batch.",
         )
-    return items
+    return items, chosen
 
 
 def parse_json_body(body: str | None, is_base64: bool, what: str) -> Any:

@@ -25,10 +25,28 @@ class BudgetCharge:
 
 
 def charges(
-    budgets: Budgets, account_id: str, owner: DeliveryOwner | None, creates_task: bool, at: datetime
+    budgets: Budgets,
+    account_id: str,
+    owner: DeliveryOwner | None,
+    creates_task: bool,
+    at: datetime,
+    trigger: str | None = None,
 ) -> list[BudgetCharge]:
-    """The budgets a play routed at `at` draws on: the account's, and its owner's when it makes a task."""
+    """The budgets a play routed at `at` draws on: the account's, its owner's when it makes a task,
+    and — for a firing's first play (`trigger` given; escalation tiers pass None) — its trigger's
+    daily cap, the flood control of a whole ruleset (say, 91 days after go-live)."""
     found = []
+    if trigger is not None and budgets.plays_per_trigger_per_day is not None:
+        period, ends = period_of(Period.DAY, at)
+        found.append(
+            BudgetCharge(
+                counter=f"budget#trigger#{trigger}",
+                period=period,
+                limit=budgets.plays_per_trigger_per_day,
+                resets_at=ends,
+                rule=f"at most {budgets.plays_per_trigger_per_day} plays of trigger {trigger} per day",
+            )
+        )
     if budgets.plays_per_account is not None:
         period, ends = period_of(budgets.account_period, at)
         found.append(

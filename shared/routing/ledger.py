@@ -47,7 +47,7 @@ from shared.routing.models import (
     TaskFacts,
     TaskStatus,
 )
-from shared.storage.dynamo import deserialize, serialize
+from shared.storage.dynamo import deserialize, is_conditional_failure, serialize
 from shared.trigger_metrics import emf
 from shared.trigger_metrics.counters import ArmCount, Cohort, Count, Tally, Trial
 
@@ -194,6 +194,26 @@ class PlayLedger:
             ExpressionAttributeNames={"#problems": "delivery_problems"},
             ExpressionAttributeValues={":none": {"L": []}, ":new": {"L": [{"M": entry}]}},
         )
+
+    def record_feedback(self, account_id: str, play_id: str, feedback: dict[str, str]) -> bool:
+        """A person's verdict on a routed play; the first one stays (a second click changes nothing).
+        True when this call recorded it; False when the play had feedback already. A play that is not
+        in the ledger raises KeyError."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(account_id, PLAY_PREFIX + play_id),
+                UpdateExpression="SET feedback = :feedback",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(feedback)",
+                ExpressionAttributeValues=serialize({":feedback": feedback}),
+            )
+        except ClientError as error:
+            if not is_conditional_failure(error):
+                raise
+            if self.get(account_id, play_id) is None:
+                raise KeyError(play_id) from None
+            return False
+        return True
 
     def record_task_created(
         self, account_id: str, play_id: str, task_id: str, owner_id: str | None, due: str, at: datetime
@@ -612,6 +632,7 @@ def _record(item: dict[str, Any]) -> PlayRecord:
         task=_task_facts(item),
         auto_close=_strings(item.get("auto_close")),
         auto_close_result=_strings(item.get("auto_close_result")),
+        feedback=_strings(item.get("feedback")),
         expanded={str(k): str(v) for k, v in item["expanded"].items()} if item.get("expanded") else None,
         trial=bool(item.get("experiment_trial")),
         stored_status=PlayStatus(item["status"]),

@@ -1,21 +1,21 @@
 """The messages the router sends each channel's sender: everything a sender needs, nothing to look up.
 
 A `PlayDelivery` is one play tier on one channel. The router writes it to the channel's queue
-(HubSpot tasks, email); the sender parses it at its edge and delivers it at most once per
-`play_id` and channel (its own ledger). Owner e-mail addresses travel in the message body, never
-in logs or events.
+(HubSpot tasks, email, Slack, webhooks); the sender parses it at its edge and delivers it once per
+`play_id` and channel name (its own ledger; `webhook:NAME` per destination). Owner e-mail
+addresses travel in the message body, never in logs or events.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.accounts.models import Email, HubSpotId, HubSpotRefs, Label
 from shared.routing.narrative import TaskPriority
-from shared.rules.plays import Channel
+from shared.rules.plays import Channel, SlackChannel, WebhookDestination
 
 PlayId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{24}$")]
 DELIVERY_TYPE: Literal["play.deliver"] = "play.deliver"
@@ -31,6 +31,12 @@ class DeliveryOwner(_Message):
     email: Email | None = None
     hubspot_owner_id: HubSpotId | None = None
     from_pool: bool = Field(default=False, description="Picked from the play's fallback pool.")
+
+
+class WebhookTarget(WebhookDestination):
+    """A destination as the router found it in the ruleset (the sender looks nothing up)."""
+
+    name: str
 
 
 class PlayDelivery(_Message):
@@ -54,6 +60,19 @@ class PlayDelivery(_Message):
     )
     hubspot: HubSpotRefs = Field(default_factory=HubSpotRefs)
     routed_at: datetime
+    slack_channel: SlackChannel | None = Field(
+        default=None, description="Slack: the channel to post in; None: a DM to the owner's e-mail address."
+    )
+    webhook: WebhookTarget | None = Field(default=None, description="Webhook: where to POST.")
+    event: dict[str, Any] | None = Field(
+        default=None,
+        description="Webhook: the `play.routed` detail to POST, set when the play is handed over.",
+    )
+
+    @property
+    def channel_name(self) -> str:
+        """The channel as the play names it: `webhook:NAME` for a webhook."""
+        return f"{self.channel.value}:{self.webhook.name}" if self.webhook else self.channel.value
 
 
 CLOSE_TYPE: Literal["task.close"] = "task.close"

@@ -93,6 +93,9 @@ class PlayRecord:
     auto_close: dict[str, str] | None = None
     # What the HubSpot sender did about it: {"result": closed | already_completed | task_deleted, "at"}.
     auto_close_result: dict[str, str] | None = None
+    # A person's word on the play (the Slack message's "Not useful"): {"verdict", "by", "via", "at"};
+    # the first one stays.
+    feedback: dict[str, str] | None = None
 
     @property
     def auto_closed(self) -> bool:

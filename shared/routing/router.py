@@ -7,6 +7,9 @@ budgets are charged, and one `PlayDelivery` per channel goes to that channel's q
 `play.routed` event on the bus. A play over budget is deferred to the end of the budget's period
 and the scheduler routes it then. Every step is recorded in the play ledger, so a redelivered
 message finds its play and does not route it twice.
+
+A pre-existing firing (go-live after a history import, shared/rules/golive.py) whose `release_at`
+is still to come is deferred to it, and its escalation tiers count from it: `spread` this way.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ from shared.accounts.models import AccountProfile, HubSpotRefs, Owner
 from shared.experiments.assignment import Arm
 from shared.observability import logger
 from shared.routing.budgets import charges, owner_counter, period_of
+from shared.routing.dispatch import routed_event
 from shared.routing.ledger import hand_off_overdue_at
-from shared.routing.messages import DeliveryOwner, PlayDelivery
+from shared.routing.messages import DeliveryOwner, PlayDelivery, WebhookTarget
 from shared.routing.models import FINAL, WAITING, AlreadyTaken, OverBudget, PlayRecord, PlayStatus
 from shared.routing.narrative import due_date, priority, render
 from shared.routing.ports import Accounts, Dispatcher, Plays, Watches
 from shared.rules.durations import days
+from shared.rules.golive import go_live_mark
 from shared.rules.language import Ruleset
-from shared.rules.plays import Channel, Period, Pick, Play, Tier
+from shared.rules.plays import Channel, Period, Pick, Play, Tier, channel_kind, destination_of
 
 # Whether a trigger's condition still holds for an account now (before an escalation tier).
 SignalCheck = Callable[[str, str, datetime], bool]
@@ -84,6 +89,10 @@ class Router:
         unrouted = arm in (Arm.HOLDOUT, Arm.SHADOW)
         tiers = [] if unrouted else self._play(firing).tiers()  # held out or shadow: escalates to no one
         fired_at = message.firing.evaluated_at
+        mark = go_live_mark(firing)
+        release = datetime.fromisoformat(mark["release_at"]) if mark else None
+        if release is not None and release > fired_at:
+            fired_at = release  # a spread pre-existing play: its tiers follow its own first day
         for number, tier in enumerate(tiers[1:], start=1):
             due_at = fired_at + timedelta(days=days(tier.after))
             self.ledger.schedule(self._new_record(message.firing_id, number, firing, now, due_at=due_at))
@@ -108,6 +117,9 @@ class Router:
                 status = PlayStatus.SHADOW
                 reason = f"shadow: outside the rollout ({experiment.get('rollout')})"
             return self._settle(record.moved(status, now, due_at=None, reason=reason))
+        if release is not None and release > now:
+            reason = f"go-live: pre-existing trigger, spread to {release.date().isoformat()}"
+            return self._settle(record.moved(PlayStatus.DEFERRED, now, due_at=release, reason=reason))
         return self._route(record, now)
 
     def release(self, record: PlayRecord, now: datetime) -> PlayRecord:
@@ -192,7 +204,15 @@ class Router:
         creates_task = any(delivery.channel is Channel.HUBSPOT_TASK for delivery in deliveries)
         try:
             self.ledger.accept(
-                accepted, charges(self.ruleset.budgets, record.account_id, owner, creates_task, now)
+                accepted,
+                charges(
+                    self.ruleset.budgets,
+                    record.account_id,
+                    owner,
+                    creates_task,
+                    now,
+                    trigger=record.trigger if record.tier == 0 else None,
+                ),
             )
         except OverBudget as over:
             logger.info("play deferred", extra={"play_id": record.play_id, "budget": str(over)})
@@ -203,8 +223,18 @@ class Router:
 
     def _dispatch(self, record: PlayRecord) -> PlayRecord:
         self._watch_for_auto_close(record)
-        self.dispatcher.deliver(list(record.deliveries))
         routed = record.moved(PlayStatus.ROUTED, record.updated_at)
+        # A webhook POSTs the `play.routed` detail itself: the same document the bus gets, the same
+        # on every hand-over of this play (it depends only on the accepted record).
+        event = routed_event(routed)
+        self.dispatcher.deliver(
+            [
+                delivery.model_copy(update={"event": event})
+                if delivery.channel is Channel.WEBHOOK
+                else delivery
+                for delivery in record.deliveries
+            ]
+        )
         self.dispatcher.announce(routed)
         self.ledger.mark_routed(routed)
         return routed
@@ -234,7 +264,8 @@ class Router:
         account's segment."""
         role = tier.role or str(record.firing["owner_role"])
         own = profile.owners.get(role) if profile else None
-        if own and _reachable(own, tier.channels):
+        slack_channel = play.slack.channel_for(profile.segment if profile else None, role)
+        if own and _reachable(own, tier.channels, slack_channel is not None):
             return _delivery_owner(role, own, from_pool=False)
         pool_name, pool = _pool(play, profile)
         if pool:
@@ -264,12 +295,30 @@ class Router:
         owner_model = Owner(name=owner.name, email=owner.email) if owner else None
         subject, body = render(play, record.firing, record.account_id, profile, owner_model, due)
         deliveries, skipped = [], {}
-        for channel in dict.fromkeys(tier.channels):
+        role = tier.role or str(record.firing["owner_role"])
+        for name in dict.fromkeys(tier.channels):
+            channel = channel_kind(name)
+            targets: dict[str, Any] = {}
             if channel is Channel.EVENT:
                 continue  # every routed play is published as `play.routed` anyway
             if channel is Channel.EMAIL and not (owner and owner.email):
-                skipped[channel.value] = "nobody to email: the owner has no e-mail address"
+                skipped[name] = "nobody to email: the owner has no e-mail address"
                 continue
+            if channel is Channel.SLACK:
+                targets["slack_channel"] = play.slack.channel_for(profile.segment if profile else None, role)
+                if targets["slack_channel"] is None and not (owner and owner.email):
+                    skipped[name] = (
+                        "nobody to message on Slack: the owner has no e-mail address to find them by, "
+                        "and the play names no Slack channel for this account's segment or role"
+                    )
+                    continue
+            if channel is Channel.WEBHOOK:
+                destination = str(destination_of(name))
+                declared = self.ruleset.destinations.webhooks.get(destination)
+                if declared is None:  # fired by an older ruleset that declared it
+                    skipped[name] = f"no webhook destination {destination!r} in the active ruleset"
+                    continue
+                targets["webhook"] = WebhookTarget(name=destination, **declared.model_dump())
             deliveries.append(
                 PlayDelivery(
                     play_id=record.play_id,
@@ -293,6 +342,7 @@ class Router:
                     owner=owner,
                     hubspot=profile.hubspot if profile else HubSpotRefs(),
                     routed_at=now,
+                    **targets,
                 )
             )
         return deliveries, skipped
@@ -321,12 +371,16 @@ class Router:
         )
 
 
-def _reachable(owner: Owner, channels: list[Channel]) -> bool:
-    """Whether any of the channels reaches the owner (an event-only tier reaches anyone)."""
+def _reachable(owner: Owner, channels: list[str], slack_channel: bool) -> bool:
+    """Whether any of the channels reaches the owner (an event or webhook tier reaches anyone, and so
+    does Slack when the play posts in a channel; a Slack DM finds the owner by e-mail address). An
+    e-mail address reaches a HubSpot owner too: the HubSpot sender finds the owner's id by it."""
+    kinds = {channel_kind(name) for name in channels}
     return (
-        Channel.EVENT in channels
-        or (Channel.HUBSPOT_TASK in channels and owner.hubspot_owner_id is not None)
-        or (Channel.EMAIL in channels and owner.email is not None)
+        bool(kinds & {Channel.EVENT, Channel.WEBHOOK})
+        or (Channel.HUBSPOT_TASK in kinds and (owner.hubspot_owner_id or owner.email) is not None)
+        or (Channel.EMAIL in kinds and owner.email is not None)
+        or (Channel.SLACK in kinds and (slack_channel or owner.email is not None))
     )
 
 

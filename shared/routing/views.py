@@ -24,7 +24,7 @@ def play_summary(record: PlayRecord) -> dict[str, Any]:
         "play": record.play,
         "tier": record.tier,
         "ruleset_version": record.firing["ruleset_version"],
-        "channels": [delivery.channel.value for delivery in record.deliveries],
+        "channels": [delivery.channel_name for delivery in record.deliveries],
         "skipped": record.skipped,
         "owner": (
             {
@@ -59,6 +59,8 @@ def play_state(
         "updated_at": stamp(record.updated_at),
         # A routed play whose delivery fell back (an owner HubSpot does not know, say) says so here.
         "delivery_problems": list(record.delivery_problems),
+        # A person's verdict (the Slack message's "Not useful"): {"verdict", "by", "via", "at"}.
+        "feedback": record.feedback,
         "hubspot_task": hubspot_task_state(record),
         "expanded": expanded,
         "fate": play_fate(record, now or datetime.now(UTC), horizon_days, expanded),

@@ -95,6 +95,8 @@ class InMemoryAggregates:
         sliced = self._slicing.metrics()
         for account, bucket, day, names in touched.values():
             history = account.history
+            if names:  # an event was counted that day (a new bucket online writes first_seen)
+                history.seen(day)
             for name in names:
                 metric = bucket.metrics.get(name)
                 if metric is None:  # past the bucket's metric bound: counted as overflow only

@@ -38,7 +38,19 @@ class DynamoAggregates:
         return self._store.read_range(account_id, first, last, consistent=self._consistent)
 
     def history(self, account_id: str, first_day: date, last_day: date) -> History:
-        return History.of(self.buckets(account_id, first_day, last_day), first_day, last_day)
+        return self._own_history(account_id, first_day, last_day)[0]
+
+    def _own_history(
+        self, account_id: str, first_day: date, last_day: date
+    ) -> tuple[History, list[DayBucket]]:
+        """The read plan's days and the account's `first_seen` marker, in the same Query."""
+        buckets, first_seen = self._store.read_plan_range(
+            account_id, first_day.isoformat(), last_day.isoformat(), consistent=self._consistent
+        )
+        history = History.of(buckets, first_day, last_day)
+        if first_seen is not None:
+            history.seen(date.fromisoformat(first_seen).toordinal())
+        return history, buckets
 
     def family_history(
         self, account_id: str, first_day: date, last_day: date, family_metrics: frozenset[str]
@@ -48,8 +60,7 @@ class DynamoAggregates:
             raise RuntimeError(
                 "family-scope rules read the accounts' parent index: give DynamoAggregates children"
             )
-        own = self.buckets(account_id, first_day, last_day)
-        history = History.of(own, first_day, last_day)
+        history, own = self._own_history(account_id, first_day, last_day)
         children, left_out = members_capped(self._children(account_id), MAX_CHILDREN)
         if left_out:
             family_capped(account_id, left_out)

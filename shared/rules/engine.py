@@ -94,6 +94,9 @@ class Observation:
     window_to: date
     detail: str
     members: tuple[Observation, ...] = ()
+    # Set when a signal that requires a full window did not hold for lack of data coverage:
+    # (the day the account's data starts, the first day the signal reads); docs/rules.md.
+    uncovered: tuple[date | None, date] | None = None
 
     def as_evidence(self) -> dict[str, Any]:
         evidence: dict[str, Any] = {
@@ -107,6 +110,12 @@ class Observation:
         }
         if self.members:
             evidence["members"] = [member.as_evidence() for member in self.members]
+        if self.uncovered:
+            data_from, needed_from = self.uncovered
+            evidence["coverage"] = {
+                "data_from": data_from.isoformat() if data_from else None,
+                "needed_from": needed_from.isoformat(),
+            }
         return evidence
 
 
@@ -358,7 +367,10 @@ class CompiledRuleset:
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
         self.plan = read_plan(ruleset)
-        self.rules: dict[str, _Rule] = {name: _rule(name, signal) for name, signal in ruleset.signals.items()}
+        self.rules: dict[str, _Rule] = {
+            name: _rule(name, signal, lookback_days(ruleset, name) or 1)
+            for name, signal in ruleset.signals.items()
+        }
         self.triggers = [
             _CompiledTrigger(ruleset, name, trigger) for name, trigger in ruleset.triggers.items()
         ]
@@ -401,15 +413,17 @@ def compiled_ruleset(ruleset: Ruleset) -> CompiledRuleset:
     return entry[1]
 
 
-def _rule(name: str, signal: CompositeSignal | MetricSignal) -> _Rule:
+def _rule(name: str, signal: CompositeSignal | MetricSignal, lookback: int) -> _Rule:
     if isinstance(signal, CompositeSignal):
         return _CompositeRule(name, signal)
     description = _describe(signal)
+    full_window = signal.full_window_required
     if signal.scope == "family":
         signal = _family_view(signal)
-    if signal.group_by:
-        return _GroupRule(name, signal, description)
-    return _MetricRule(name, signal, description)
+    rule: _MetricRule | _GroupRule = (
+        _GroupRule(name, signal, description) if signal.group_by else _MetricRule(name, signal, description)
+    )
+    return _CoveredRule(rule, lookback) if full_window else rule
 
 
 def _family_view(signal: MetricSignal) -> MetricSignal:
@@ -601,7 +615,7 @@ class _Memo:
     within the history's readable days.
     """
 
-    __slots__ = ("firmographics", "latest", "limits", "quiet", "readers", "segment", "signals")
+    __slots__ = ("coverage", "firmographics", "latest", "limits", "quiet", "readers", "segment", "signals")
 
     def __init__(
         self,
@@ -609,8 +623,10 @@ class _Memo:
         segment: str | None,
         limits: dict[str, float],
         firmographics: tuple[str | None, int | None],
+        coverage: int,
     ) -> None:
         self.segment, self.limits, self.firmographics = segment, dict(limits), firmographics
+        self.coverage = coverage
         self.signals = {
             name: _SignalMemo(rule, compiled.lookback[name] - 1) for name, rule in compiled.rules.items()
         }
@@ -682,7 +698,9 @@ class _SignalMemo:
 _MEMOS_PER_HISTORY = 8
 
 
-def _memo_for(history: History, compiled: CompiledRuleset, profile: AccountProfile | None) -> _Memo:
+def _memo_for(
+    history: History, compiled: CompiledRuleset, profile: AccountProfile | None, coverage: int
+) -> _Memo:
     changes = history.take_changes()
     memos = history.memos
     if changes:
@@ -697,10 +715,11 @@ def _memo_for(history: History, compiled: CompiledRuleset, profile: AccountProfi
         or memo.segment != segment
         or memo.limits != limits
         or memo.firmographics != firmographics
+        or memo.coverage != coverage
     ):
         if len(memos) >= _MEMOS_PER_HISTORY:
             memos.clear()
-        memo = memos[compiled] = _Memo(compiled, segment, limits, firmographics)
+        memo = memos[compiled] = _Memo(compiled, segment, limits, firmographics, coverage)
     memo.latest = max(memo.latest, history.last)
     return memo
 
@@ -716,6 +735,7 @@ class _Context:
         "_observed",
         "_signals",
         "child",
+        "coverage",
         "employees",
         "exhaustive",
         "first",
@@ -744,11 +764,12 @@ class _Context:
         self.employees = profile.employees if profile else None
         self.limits = profile.plan.limits if profile and profile.plan else {}
         self.child = profile is not None and profile.parent_account_id is not None
+        self.coverage = coverage_start(history, profile)
         # exhaustive is the reference the skipping is checked against: it starts from nothing.
         memo = (
-            _Memo(compiled, self.segment, self.limits, (self.industry, self.employees))
+            _Memo(compiled, self.segment, self.limits, (self.industry, self.employees), self.coverage)
             if exhaustive
-            else _memo_for(history, compiled, profile)
+            else _memo_for(history, compiled, profile, self.coverage)
         )
         self.memo = memo
         self._signals = memo.signals
@@ -858,6 +879,15 @@ class _Context:
     def window(self, end: int, length: int) -> tuple[int, int]:
         """The readable part of the `length` days ending with `end`."""
         return max(end - length + 1, self.first), min(end, self.last)
+
+
+def coverage_start(history: History, profile: AccountProfile | None) -> int:
+    """The first day (ordinal) the account's data covers: the earlier of its first event and its
+    profile's created_at; never (the largest day) without either."""
+    starts = [history.first_seen] if history.first_seen is not None else []
+    if profile is not None and profile.created_at is not None:
+        starts.append(profile.created_at.toordinal())
+    return min(starts, default=_FOREVER)
 
 
 class Missing(NamedTuple):
@@ -1681,7 +1711,62 @@ class _GroupRule:
         return True
 
 
-_Rule = _MetricRule | _CompositeRule | _GroupRule
+class _CoveredRule:
+    """A signal that requires a full window (`requires_full_window`, docs/rules.md "Data coverage"):
+    on a day whose lookback starts before the account's data coverage, it does not hold, whatever
+    its measure says; from the first covered day on, it is the wrapped signal.
+
+    Coverage is one day per account (`_Context.coverage`), so the answer changes at most once, on
+    that day plus the lookback: runs and change days add that day, nothing else.
+    """
+
+    def __init__(self, rule: _MetricRule | _GroupRule, lookback: int) -> None:
+        self.rule = rule
+        self.name = rule.name
+        self.back = lookback - 1  # the signal for a day reads from `back` days before it
+
+    def __getattr__(self, name: str) -> Any:  # source, template, reference_held…: the wrapped rule's
+        return getattr(self.rule, name)
+
+    def held(self, context: _Context, day: int) -> bool:
+        return day - self.back >= context.coverage and self.rule.held(context, day)
+
+    def observe(self, context: _Context, day: int) -> Observation:
+        observation = self.rule.observe(context, day)
+        needed_from = day - self.back
+        if needed_from >= context.coverage:
+            return observation
+        data_from = date.fromordinal(context.coverage) if context.coverage < _FOREVER else None
+        since = f"starts {data_from.isoformat()}" if data_from else "has no first event or created_at"
+        return replace(
+            observation,
+            held=False,
+            detail=f"not enough history: the account's data {since}, the signal reads from "
+            f"{date.fromordinal(needed_from).isoformat()} (requires_full_window); {observation.detail}",
+            uncovered=(data_from, date.fromordinal(needed_from)),
+        )
+
+    def first_covered(self, context: _Context) -> int:
+        return min(context.coverage + self.back, _FOREVER)
+
+    def change_days(self, context: _Context, first: int, last: int) -> list[int]:
+        found = self.rule.change_days(context, first, last)
+        covered = self.first_covered(context)
+        if first < covered <= last and covered not in found:
+            found = sorted([*found, covered])
+        return found
+
+    def stable_until(self, context: _Context, day: int) -> int:
+        covered = self.first_covered(context)
+        if day < covered:
+            return covered - 1  # not held until the first covered day, data or not
+        return self.rule.stable_until(context, day)
+
+    def could_hold(self, context: _Context, first: int, last: int) -> bool:
+        return last >= self.first_covered(context) and self.rule.could_hold(context, first, last)
+
+
+_Rule = _MetricRule | _CompositeRule | _GroupRule | _CoveredRule
 _ZERO_BASELINE = Missing("the baseline is zero: growth is undefined (from_zero: fire would count a rise)")
 _INF = float("inf")
 

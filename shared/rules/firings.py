@@ -6,6 +6,10 @@ concurrent evaluations of the same account only one can fire (the other re-reads
 trigger cooling down). Firings are handed off after the commit; until then their ids sit in the
 state's `pending` set, and the next evaluation of the account sends them again (an outbox: a
 failed send is retried, never lost; the router deduplicates by firing id).
+
+The state also remembers when the account went live after a history import (`went_live`, written
+once by shared/rules/golive.py and carried forward by every later commit), and a pre-existing
+firing's message carries its `go_live` mark, stored with it so a resend carries it too.
 """
 
 from __future__ import annotations
@@ -34,9 +38,13 @@ def firing_id(firing: Firing) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def fired_message(firing: Firing) -> dict[str, Any]:
-    """The `trigger.fired` message (docs/rules.md, "Hand-off")."""
-    return {"type": "trigger.fired", "firing_id": firing_id(firing), "firing": firing.as_evidence()}
+def fired_message(firing: Firing, go_live: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `trigger.fired` message (docs/rules.md, "Hand-off"); `go_live`: a pre-existing firing's
+    mark (shared/rules/golive.py), in the firing's evidence."""
+    evidence = firing.as_evidence()
+    if go_live:
+        evidence["go_live"] = go_live
+    return {"type": "trigger.fired", "firing_id": firing_id(firing), "firing": evidence}
 
 
 class FiringStore:
@@ -59,7 +67,9 @@ class FiringStore:
             for name, value in raw.get("triggers", {}).items()
         }
         state = AccountState(triggers=triggers, last_contacted_at=_moment(raw.get("last_contacted_at")))
-        return StoredState(state, int(raw.get("version", 0)), frozenset(raw.get("pending", ())))
+        return StoredState(
+            state, int(raw.get("version", 0)), frozenset(raw.get("pending", ())), raw.get("went_live")
+        )
 
     def commit(
         self,
@@ -69,14 +79,20 @@ class FiringStore:
         firings: list[Firing],
         handed_off: set[str] | frozenset[str] = frozenset(),
         shadow_firings: list[Firing] | tuple[Firing, ...] = (),
+        *,
+        went_live: dict[str, Any] | None = None,
+        marks: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """Store the new state and the firings, unless the state changed since `read`.
 
         `handed_off`: ids of the read state's pending firings sent since; they leave the outbox.
         `shadow_firings`: the shadow rulesets' firings, stored alike but never pending (never sent).
+        `went_live`: the go-live record to keep (once); `marks`: per trigger, a firing's go-live mark.
         """
-        if state == read.state and not firings and not shadow_firings:
+        if state == read.state and not firings and not shadow_firings and not went_live:
             return
+        went_live = went_live or read.went_live
+        marks = marks or {}
         pending = (set(read.pending) - set(handed_off)) | {firing_id(firing) for firing in firings}
         state_item: dict[str, Any] = {
             **self._key_values(account_id, STATE_KEY),
@@ -87,6 +103,8 @@ class FiringStore:
             },
             "last_contacted_at": _stamp(state.last_contacted_at),
         }
+        if went_live:
+            state_item["went_live"] = went_live
         if pending:
             state_item["pending"] = pending
         condition = (
@@ -100,12 +118,13 @@ class FiringStore:
         writes: list[dict[str, Any]] = [
             {"Put": {"TableName": self._table, "Item": serialize(state_item), **condition}}
         ]
-        for firing in [*firings, *shadow_firings]:
+        marked = [(firing, marks.get(firing.trigger)) for firing in firings]
+        for firing, mark in [*marked, *((firing, None) for firing in shadow_firings)]:
             writes.append(
                 {
                     "Put": {
                         "TableName": self._table,
-                        "Item": serialize(self._firing_item(firing)),
+                        "Item": serialize(self._firing_item(firing, mark)),
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 }
@@ -162,7 +181,7 @@ class FiringStore:
         )
         return [json.loads(deserialize(raw)["message"])["firing"] for raw in answer.get("Items", [])]
 
-    def _firing_item(self, firing: Firing) -> dict[str, Any]:
+    def _firing_item(self, firing: Firing, go_live: dict[str, Any] | None = None) -> dict[str, Any]:
         moment = utc_stamp(firing.evaluated_at)
         shadow = f"#shadow#{firing.ruleset_version}" if firing.shadow_ruleset else ""
         return {
@@ -170,7 +189,7 @@ class FiringStore:
             "firing_id": firing_id(firing),
             "trigger": firing.trigger,
             "ruleset_version": firing.ruleset_version,
-            "message": json.dumps(fired_message(firing), separators=(",", ":"), ensure_ascii=False),
+            "message": json.dumps(fired_message(firing, go_live), separators=(",", ":"), ensure_ascii=False),
             "expires_at": int((firing.evaluated_at + self._retention).timestamp()),
         }
 

@@ -384,7 +384,17 @@ class History:
     days of which metrics were recorded since it last asked, so it can forget what they affect.
     """
 
-    __slots__ = ("_bits", "_changes", "_distinct", "_groups", "first", "last", "memos", "series")
+    __slots__ = (
+        "_bits",
+        "_changes",
+        "_distinct",
+        "_groups",
+        "first",
+        "first_seen",
+        "last",
+        "memos",
+        "series",
+    )
 
     def __init__(self, first: int = 1, last: int = date.max.toordinal()) -> None:
         self.series: dict[str, MetricSeries] = {}  # by metric name
@@ -396,6 +406,11 @@ class History:
         self.last = last
         self._changes: dict[str, int] = {}  # metric → the earliest day recorded since take_changes
         self.memos: dict[object, Any] = {}  # owned by the engine
+        # The account's earliest day with data, whatever the view shows: where its data coverage
+        # starts (docs/rules.md, "Data coverage"). Folded in memory, the earliest day recorded; read
+        # from DynamoDB, the counters' `first_seen` marker (shared/counters/store.py). A family's
+        # folded days do not move it: coverage is the account's own.
+        self.first_seen: int | None = None
 
     @classmethod
     def of(cls, buckets: Iterable[DayBucket], first_day: date, last_day: date) -> History:
@@ -417,12 +432,25 @@ class History:
     ) -> None:
         """The family's folded day (shared/counters/family.py), under the family keys."""
         for key, metric in metrics.items():
-            self.record_metric(family_key(key), day, metric)
+            self._record_metric(family_key(key), day, metric)
         for name, dimensions in distinct.items():
             for dimension, values in dimensions.items():
-                self.record_distinct(family_key(name), dimension, day, values)
+                self._record_distinct(family_key(name), dimension, day, values)
 
     def record_metric(self, name: str, day: int, metric: MetricDay) -> None:
+        self.seen(day)
+        self._record_metric(name, day, metric)
+
+    def record_distinct(self, name: str, dimension: str, day: int, values: set[str]) -> None:
+        self.seen(day)
+        self._record_distinct(name, dimension, day, values)
+
+    def seen(self, day: int) -> None:
+        """The account has data on `day` (ordinal): its coverage starts no later."""
+        if self.first_seen is None or day < self.first_seen:
+            self.first_seen = day
+
+    def _record_metric(self, name: str, day: int, metric: MetricDay) -> None:
         self._changed(name, day)
         series = self.series.get(name)
         if series is None:
@@ -431,7 +459,7 @@ class History:
                 self._new_slice(name)
         series.record(day, metric)
 
-    def record_distinct(self, name: str, dimension: str, day: int, values: set[str]) -> None:
+    def _record_distinct(self, name: str, dimension: str, day: int, values: set[str]) -> None:
         self._changed(name, day)
         series = self._distinct.get((name, dimension))
         if series is None:
@@ -454,6 +482,7 @@ class History:
         view.series, view._distinct, view._bits = self.series, self._distinct, self._bits
         view._groups = self._groups
         view._changes, view.memos = self._changes, self.memos
+        view.first_seen = self.first_seen
         view.first, view.last = first.toordinal(), last.toordinal()
         return view
 

@@ -29,7 +29,7 @@ from shared.counters.slices import MAX_GROUPS_PER_DAY
 from shared.events.contract import DEFAULT_RETENTION_DAYS
 from shared.events.models import AccountId, DimensionKey, DimensionValue, EventKind, MetricName
 from shared.rules.durations import days
-from shared.rules.plays import Budgets, Play
+from shared.rules.plays import Budgets, Destinations, GoLive, Play
 
 DURATION_PATTERN = r"^[1-9][0-9]{0,3}[dw]$"
 Duration = Annotated[
@@ -256,6 +256,19 @@ class MetricSignal(_Strict):
     more_than: Threshold | None = None
     at_most: Threshold | None = None
     less_than: Threshold | None = None
+    requires_full_window: bool | None = Field(
+        default=None,
+        description="Hold only when the account's data covers every day the signal reads (its first "
+        "event or its profile's created_at on or before the first of them). Default: true for sustained, "
+        "low and growth (a baseline), false otherwise (docs/rules.md, 'Data coverage').",
+    )
+
+    @property
+    def full_window_required(self) -> bool:
+        """requires_full_window as given, or its default for this kind of signal."""
+        if self.requires_full_window is not None:
+            return self.requires_full_window
+        return bool(self.sustained or self.growth or self.measure is Measure.LOW)
 
     @model_validator(mode="after")
     def _consistent(self) -> MetricSignal:
@@ -554,6 +567,13 @@ class Ruleset(_Strict):
     )
     budgets: Budgets = Field(
         default_factory=Budgets, description="Anti-fatigue: plays per account, new tasks per owner."
+    )
+    destinations: Destinations = Field(
+        default_factory=Destinations, description="Where the plays' webhook:NAME channels post."
+    )
+    go_live: GoLive = Field(
+        default_factory=GoLive,
+        description="What the end of a history import does with the triggers that already held.",
     )
 
 

@@ -28,6 +28,7 @@ from shared.rules.language import (
     SignalHolds,
     lookback_days,
 )
+from shared.rules.plays import destination_of
 
 # libyaml when PyYAML was built with it (the Lambda wheels are): about 10x faster than pure Python.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -160,6 +161,27 @@ def check_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
                 ("triggers", name, "play"),
                 f"no play named {trigger.play!r} under plays{did_you_mean(trigger.play, ruleset.plays)}",
             )
+    yield from _webhook_references(ruleset)
+
+
+def _webhook_references(ruleset: Ruleset) -> Iterator[tuple[Location, str]]:
+    """Every `webhook:NAME` channel names a destination declared under destinations.webhooks."""
+    declared = ruleset.destinations.webhooks
+    for name, play in ruleset.plays.items():
+        places: list[tuple[Location, list[str]]] = [(("plays", name, "channels"), play.channels)]
+        places += [
+            (("plays", name, "escalation", index, "channels"), tier.channels)
+            for index, tier in enumerate(play.escalation)
+        ]
+        for at, channels in places:
+            for index, channel in enumerate(channels):
+                destination = destination_of(channel)
+                if destination is not None and destination not in declared:
+                    yield (
+                        (*at, index),
+                        f"no webhook destination named {destination!r} under destinations.webhooks"
+                        + (did_you_mean(destination, declared) or " (declare its url and secret there)"),
+                    )
 
 
 def _named(check: language.Condition) -> str:

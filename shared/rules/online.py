@@ -34,6 +34,7 @@ from shared.rules.engine import (
     read_plan,
 )
 from shared.rules.firings import fired_message, firing_id
+from shared.rules.golive import WentLive, decide
 from shared.rules.language import Ruleset
 from shared.rules.loading import load_ruleset
 from shared.rules.ports import ConcurrentEvaluation, FiringLedger, Profiles
@@ -108,6 +109,45 @@ class OnlineEvaluator:
             self._hand_off(account_id, [fired_message(firing) for firing in evaluation.firings])
             return evaluation
         raise ConcurrentEvaluation(account_id)
+
+    def go_live(self, account_id: str, at: datetime) -> WentLive:
+        """The end of a history import for the account: evaluate it once with its whole history,
+        commit per the ruleset's `go_live` setting (shared/rules/golive.py), hand off what it routes.
+        Once per account: a second call answers what the first decided and changes nothing."""
+        for _ in range(_COMMIT_ATTEMPTS):
+            stored = self.firings.load(account_id)
+            if stored.went_live:
+                self._hand_off(account_id, self.firings.pending_firings(account_id, stored.pending))
+                return WentLive.from_item(account_id, stored.went_live)
+            sent = self._hand_off(account_id, self.firings.pending_firings(account_id, stored.pending))
+            # The live ruleset only: shadow rulesets' states carry over untouched (never routed anyway).
+            profile = self.accounts.get(account_id)
+            evaluation = self._evaluate(account_id, at, stored.state, profile, explain=False)
+            decision = decide(evaluation, stored.state, self.ruleset.go_live)
+            try:
+                self.firings.commit(
+                    account_id,
+                    stored,
+                    decision.state,
+                    decision.firings,
+                    handed_off=sent,
+                    went_live=decision.went_live.as_item(),
+                    marks=decision.marks,
+                )
+            except ConcurrentEvaluation:
+                logger.info("concurrent evaluation: going live again", extra={"attempt": _})
+                continue
+            self._hand_off(
+                account_id,
+                [fired_message(firing, decision.marks.get(firing.trigger)) for firing in decision.firings],
+            )
+            return decision.went_live
+        raise ConcurrentEvaluation(account_id)
+
+    def went_live(self, account_id: str) -> WentLive | None:
+        """What going live decided for the account, if it went live already."""
+        stored = self.firings.load(account_id)
+        return WentLive.from_item(account_id, stored.went_live) if stored.went_live else None
 
     def family_parent(self, account_id: str) -> str | None:
         """The parent to evaluate too when this account's counters changed: its family's roll-up moved.

@@ -10,11 +10,20 @@ escalation tiers, and whether a stale HubSpot task is closed by itself (`auto_cl
 from __future__ import annotations
 
 import itertools
+import re
 import string
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 from shared.accounts.models import Label, Owner
 from shared.rules.durations import days
@@ -30,6 +39,52 @@ class Channel(StrEnum):
     HUBSPOT_TASK = "hubspot_task"  # a task in HubSpot for the owner, associated to the company
     EMAIL = "email"  # an email to the owner (SES)
     EVENT = "event"  # `play.routed` on the EventBridge bus only (every play is published there anyway)
+    SLACK = "slack"  # a Slack message: a DM to the owner (by e-mail) or a channel the play names
+    WEBHOOK = "webhook"  # `play.routed`, signed, POSTed to a declared destination (`webhook:NAME`)
+
+
+DESTINATION_NAME = r"[a-z0-9][a-z0-9_-]{0,62}"
+_CHANNEL_NAME = rf"^(hubspot_task|email|event|slack|webhook:{DESTINATION_NAME})$"
+
+
+def _channel_name(text: str) -> str:
+    kind, _, destination = text.partition(":")
+    if kind == Channel.WEBHOOK and not destination:
+        raise ValueError(
+            "a webhook channel names its destination: webhook:NAME (declared under destinations)"
+        )
+    if re.fullmatch(_CHANNEL_NAME, text) is None:
+        raise ValueError(
+            f"unknown channel {text!r}: one of hubspot_task, email, event, slack, webhook:NAME "
+            "(NAME: lowercase letters, digits, - and _)"
+        )
+    return text
+
+
+# A channel as a play writes it; `channel_kind` and `destination_of` read it.
+ChannelName = Annotated[
+    str,
+    AfterValidator(_channel_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _CHANNEL_NAME,
+            "description": "hubspot_task, email, event, slack, or webhook:NAME (a destination under "
+            "destinations.webhooks)",
+        }
+    ),
+]
+
+
+def channel_kind(name: str) -> Channel:
+    """The channel a name is: `webhook:crm-sync` is Channel.WEBHOOK."""
+    return Channel(name.partition(":")[0])
+
+
+def destination_of(name: str) -> str | None:
+    """The destination a `webhook:NAME` channel names (None for the other channels)."""
+    kind, _, destination = name.partition(":")
+    return destination if kind == Channel.WEBHOOK else None
 
 
 class Pick(StrEnum):
@@ -126,7 +181,30 @@ class Tier(_Strict):
 
     after: Wait = Field(description="0d for the first tier; 7d: a week later if the signal persists.")
     role: Label | None = Field(default=None, description="Default: the trigger's owner role.")
-    channels: list[Channel] = Field(min_length=1)
+    channels: list[ChannelName] = Field(min_length=1)
+
+
+# A Slack channel: its id (C0123ABCD; private channels G...) or its name (#csm-expansion).
+SlackChannel = Annotated[str, StringConstraints(pattern=r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CG][A-Z0-9]{6,20})$")]
+
+
+class SlackTargets(_Strict):
+    """Where a play's Slack message goes: the channel for the account's segment, else the one for
+    the tier's role, else `default`; with none of them, a direct message to the owner, found by
+    their e-mail address (an owner without one: the Slack delivery is skipped, visibly)."""
+
+    channels: dict[Label, SlackChannel] = Field(
+        default_factory=dict, description="Segment → channel; the key `default` serves every other account."
+    )
+    roles: dict[Label, SlackChannel] = Field(
+        default_factory=dict, description="Owner role → channel, for accounts whose segment has none."
+    )
+
+    def channel_for(self, segment: str | None, role: str) -> str | None:
+        """The channel to post in; None: a DM to the owner."""
+        if segment and segment in self.channels:
+            return self.channels[segment]
+        return self.roles.get(role) or self.channels.get("default")
 
 
 class AutoClose(_Strict):
@@ -147,8 +225,10 @@ class AutoClose(_Strict):
 
 class Play(_Strict):
     description: str | None = None
-    channels: list[Channel] = Field(
-        default_factory=lambda: [Channel.HUBSPOT_TASK], min_length=1, description="Without escalation tiers."
+    channels: list[ChannelName] = Field(
+        default_factory=lambda: [Channel.HUBSPOT_TASK.value],
+        min_length=1,
+        description="Without escalation tiers.",
     )
     sla_business_days: int = Field(
         default=2, ge=0, le=60, description="The due date: this many business days after routing."
@@ -160,6 +240,10 @@ class Play(_Strict):
     task_type: Literal["TODO", "CALL", "EMAIL"] = "TODO"
     auto_close: AutoClose | None = Field(
         default=None, description="Close the play's HubSpot tasks once the signal is gone; off when absent."
+    )
+    slack: SlackTargets = Field(
+        default_factory=SlackTargets,
+        description="For the slack channel: a channel per segment or role; without one, a DM to the owner.",
     )
 
     @model_validator(mode="after")
@@ -173,6 +257,10 @@ class Play(_Strict):
         if self.auto_close and not any(Channel.HUBSPOT_TASK in tier.channels for tier in self.tiers()):
             raise ValueError("auto_close closes HubSpot tasks: the play has no hubspot_task channel")
         return self
+
+    def channels_used(self) -> list[str]:
+        """Every channel name the play's tiers use, each once, in order."""
+        return list(dict.fromkeys(name for tier in self.tiers() for name in tier.channels))
 
     def tiers(self) -> list[Tier]:
         """The escalation tiers; a play without them is one tier, now, on its channels."""
@@ -195,4 +283,73 @@ class Budgets(_Strict):
     account_period: Period = Period.WEEK
     tasks_per_owner_per_day: int | None = Field(
         default=25, ge=1, le=10_000, description="At most this many new HubSpot tasks per owner per day."
+    )
+    plays_per_trigger_per_day: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Flood control: at most this many new plays of any one trigger per UTC day, over all "
+        "accounts (the rest wait for the next day); null: no cap.",
+    )
+
+
+# Signing secrets live in Secrets Manager under this prefix, so the webhook sender's role can read
+# exactly these and nothing else (docs/operations.md, "Webhooks").
+WEBHOOK_SECRET_PREFIX = "upswing/webhooks/"  # noqa: S105 (a name prefix, not a secret)
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _destination_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    hostname = host if host.startswith("[") else host.split(":", 1)[0]
+    if scheme == "https" and hostname:
+        return url
+    if scheme == "http" and hostname in _LOOPBACK_HOSTS:
+        return url  # the local stack's sink; never a deployed destination
+    raise ValueError(
+        f"a webhook URL is https://host/path (http only for 127.0.0.1 or localhost), not {url!r}"
+    )
+
+
+class WebhookDestination(_Strict):
+    """Where `webhook:NAME` posts: the URL and the Secrets Manager name of the signing secret."""
+
+    url: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_destination_url)] = Field(
+        description="https://... (http://127.0.0.1:... only on the local stack)."
+    )
+    secret: Annotated[
+        str, StringConstraints(pattern=rf"^{WEBHOOK_SECRET_PREFIX}[A-Za-z0-9/_+=.@-]{{1,200}}$")
+    ] = Field(
+        description="The Secrets Manager secret holding the signing secret, named "
+        f"{WEBHOOK_SECRET_PREFIX}...: a name, never the secret itself."
+    )
+    timeout_seconds: float = Field(default=10, ge=1, le=25, description="Per request, connect to last byte.")
+
+
+class Destinations(_Strict):
+    webhooks: dict[
+        Annotated[str, StringConstraints(pattern=rf"^{DESTINATION_NAME}$")], WebhookDestination
+    ] = Field(default_factory=dict, description="Name → destination, for the webhook:NAME channel.")
+
+
+class PreExisting(StrEnum):
+    """What going live does with the triggers that already held in the imported history."""
+
+    FIRE = "fire"  # route them at go-live, like new firings (the budgets still apply)
+    SPREAD = "spread"  # route them spread over `spread_days`, a share each day (the budgets still apply)
+    SKIP = "skip"  # route none: only what starts holding after go-live fires
+
+
+class GoLive(_Strict):
+    """The end of a history import (docs/operations.md, "Going live"): each imported account is
+    evaluated once with its whole history; what holds then held before go-live ("pre-existing")."""
+
+    pre_existing: PreExisting = Field(
+        default=PreExisting.SPREAD,
+        description="fire: route pre-existing triggers at go-live; spread: over spread_days; "
+        "skip: never (they re-arm when their signal clears).",
+    )
+    spread_days: int = Field(
+        default=7, ge=1, le=90, description="With spread: the days the pre-existing plays are spread over."
     )

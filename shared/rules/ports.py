@@ -20,6 +20,7 @@ class StoredState:
     state: AccountState
     version: int
     pending: frozenset[str]
+    went_live: dict[str, Any] | None = None  # shared/rules/golive.py: WentLive.as_item()
 
 
 class Profiles(Protocol):
@@ -41,9 +42,13 @@ class FiringLedger(Protocol):
         firings: list[Firing],
         handed_off: set[str] | frozenset[str] = frozenset(),
         shadow_firings: list[Firing] | tuple[Firing, ...] = (),
+        *,
+        went_live: dict[str, Any] | None = None,
+        marks: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """Store the state and firings (a shadow ruleset's too, never handed off) unless the state
-        changed since `read` (ConcurrentEvaluation)."""
+        changed since `read` (ConcurrentEvaluation); `went_live`: the account's go-live record, kept
+        from then on; `marks`: per trigger, a pre-existing firing's go-live mark (shared/rules/golive.py)."""
         ...
 
     def pending_firings(self, account_id: str, ids: frozenset[str]) -> list[dict[str, Any]]:

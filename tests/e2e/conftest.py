@@ -23,6 +23,7 @@ class RunningStack:
     api: str
     aws: str
     key: str
+    slack: str  # the Slack sink: GET {slack}/__sink/requests
 
     def client(self, key: str | None = None) -> httpx.Client:
         return httpx.Client(
@@ -70,6 +71,7 @@ def running_stack(environment: dict[str, str] | None = None) -> Iterator[Running
             api=re.search(r"API\s+(http://127\.0\.0\.1:\d+)", banner).group(1),
             aws=re.search(r"AWS\s+(http://127\.0\.0\.1:\d+)", banner).group(1),
             key=re.search(r"key\s+(upk_\S+)", banner).group(1),
+            slack=re.search(r"Slack\s+(http://127\.0\.0\.1:\d+)", banner).group(1),
         )
     finally:
         process.terminate()

@@ -169,3 +169,14 @@ def test_given_shadow_rulesets_deployer_and_revision_in_context_then_they_are_re
         UpswingSettings.from_context({"git_revision": "HEAD"}.get)
     with pytest.raises(ValueError, match="deployer 'a b' must be"):
         UpswingSettings.from_context({"deployer": "a b"}.get)
+
+
+def test_given_an_archive_retention_then_it_is_read_and_must_outlast_the_ledger() -> None:
+    assert UpswingSettings().archive_retention_days == 1825
+    assert UpswingSettings.from_context({"archive_retention_days": "730"}.get).archive_retention_days == 730
+    with pytest.raises(
+        ValueError, match=r"archive_retention_days must be from retention_days \(400\) to 3650"
+    ):
+        UpswingSettings(archive_retention_days=100)
+    with pytest.raises(ValueError, match="archive_retention_days"):
+        UpswingSettings(archive_retention_days=4000)

@@ -46,8 +46,15 @@ from shared.resources import (
     REJECTS_QUEUE,
     RETENTION_DAYS_ENV,
     SERVICE_NAME,
+    SLACK_BOT_TOKEN_SECRET_ENV,
+    SLACK_DLQ_ENV,
+    SLACK_QUEUE,
+    SLACK_SENDER_FUNCTION,
     TABLES,
     USAGE_EVENT_DETAIL_TYPE,
+    WEBHOOK_DLQ_ENV,
+    WEBHOOK_QUEUE,
+    WEBHOOK_SENDER_FUNCTION,
     TableSpec,
 )
 
@@ -64,6 +71,9 @@ HUBSPOT_SENDER_HANDLER = "functions.hubspot_sender.handler.handler"
 EMAIL_SENDER_HANDLER = "functions.email_sender.handler.handler"
 HUBSPOT_POLLER_HANDLER = "functions.hubspot_poller.handler.handler"
 ATTRIBUTOR_HANDLER = "functions.attributor.handler.handler"
+WEBHOOK_SENDER_HANDLER = "functions.webhook_sender.handler.handler"
+SLACK_SENDER_HANDLER = "functions.slack_sender.handler.handler"
+ARCHIVER_HANDLER = "functions.archiver.handler.handler"
 DYNAMODB_WRITES = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -324,6 +334,11 @@ def test_given_any_api_method_except_options_then_it_requires_the_producer_key_a
         authorizer["Properties"]["AuthorizerUri"]
     )
     assert methods
+    # Slack calls its interactivity route without a key; the function checks Slack's signature.
+    slack = api_routes(template)[("POST", "/v1/slack/interactions")]
+    assert slack["AuthorizationType"] == "NONE"
+    assert "AuthorizerId" not in slack
+    methods = [method for method in methods if method is not slack]
     for method in methods:
         assert method["AuthorizationType"] == "CUSTOM"
         assert authorizer_id in referenced_ids(method["AuthorizerId"])
@@ -392,6 +407,9 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         EMAIL_SENDER_HANDLER,
         HUBSPOT_POLLER_HANDLER,
         ATTRIBUTOR_HANDLER,
+        WEBHOOK_SENDER_HANDLER,
+        SLACK_SENDER_HANDLER,
+        ARCHIVER_HANDLER,
     }
     own_log_groups = set()
     for function in functions.values():
@@ -430,7 +448,7 @@ def test_given_any_function_then_it_runs_python_3_12_on_arm64_traced_with_its_ow
         (EVALUATOR_HANDLER, [COUNTERS_TABLE, ACCOUNTS_TABLE, FIRINGS_TABLE, REGISTRY_TABLE]),
         (ROUTER_HANDLER, [PLAYS_TABLE, ACCOUNTS_TABLE]),
         (SCHEDULER_HANDLER, [PLAYS_TABLE, ACCOUNTS_TABLE, COUNTERS_TABLE, FIRINGS_TABLE]),
-        (HUBSPOT_SENDER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE]),
+        (HUBSPOT_SENDER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE, ACCOUNTS_TABLE]),
         (EMAIL_SENDER_HANDLER, [DELIVERIES_TABLE]),
         (HUBSPOT_POLLER_HANDLER, [DELIVERIES_TABLE, PLAYS_TABLE, ACCOUNTS_TABLE, OUTCOMES_TABLE]),
         (ATTRIBUTOR_HANDLER, [PLAYS_TABLE]),
@@ -488,7 +506,11 @@ def test_given_the_api_function_then_it_gets_exactly_the_item_actions_it_perform
 ) -> None:
     statements = role_statements(template, function_id(template, API_HANDLER))
 
-    assert allowed_actions(statements, table_id(template, EVENTS_TABLE)) == {"dynamodb:PutItem"}
+    # Query: POST /v1/imports/finish counts an account's ledger events (are they all counted yet?).
+    assert allowed_actions(statements, table_id(template, EVENTS_TABLE)) == {
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+    }
     for spec in (REGISTRY_TABLE, ACCOUNTS_TABLE):
         assert allowed_actions(item_statements(statements), table_id(template, spec)) == {
             "dynamodb:GetItem",
@@ -496,11 +518,20 @@ def test_given_the_api_function_then_it_gets_exactly_the_item_actions_it_perform
         }
     assert_parent_index_query_only(template, statements)
     assert allowed_actions(statements, table_id(template, COUNTERS_TABLE)) == {"dynamodb:Query"}
+    # GET .../signals reads the state and recent firings; POST /v1/imports/finish commits an
+    # imported account's go-live evaluation (state + firings) and clears its outbox, as the evaluator does.
     assert allowed_actions(statements, table_id(template, FIRINGS_TABLE)) == {
         "dynamodb:GetItem",
+        "dynamodb:PutItem",
         "dynamodb:Query",
+        "dynamodb:UpdateItem",
     }
-    assert allowed_actions(statements, table_id(template, PLAYS_TABLE)) == {"dynamodb:Query"}
+    # Reads; and POST /v1/slack/interactions records "Not useful" on a play (an update, a read)
+    assert allowed_actions(statements, table_id(template, PLAYS_TABLE)) == {
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+    }
     # POST /v1/outcomes: the conditional put; GET .../outcomes: one account's partition.
     assert allowed_actions(statements, table_id(template, OUTCOMES_TABLE)) == {
         "dynamodb:PutItem",
@@ -607,8 +638,10 @@ def test_given_the_aggregator_then_it_writes_only_counters(template: dict[str, A
         "dynamodb:BatchGetItem",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "dynamodb:UpdateItem",  # the first_seen marker (data coverage)
+        "dynamodb:Query",  # its earliest bucket, once per account
     }
-    assert not allowed_actions(statements) & (DYNAMODB_WRITES - {"dynamodb:PutItem"})
+    assert not allowed_actions(statements) & (DYNAMODB_WRITES - {"dynamodb:PutItem", "dynamodb:UpdateItem"})
     for spec in (EVENTS_TABLE, REGISTRY_TABLE, ACCOUNTS_TABLE):
         assert not allowed_actions(statements, table_id(template, spec)) & DYNAMODB_WRITES
 
@@ -727,7 +760,8 @@ def test_given_the_alarms_then_each_function_errors_and_the_aggregator_lag_notif
     template: dict[str, Any],
 ) -> None:
     (topic_id, topic), *others = of_type(template, "AWS::SNS::Topic").items()
-    (key_id, key) = next(iter(of_type(template, "AWS::KMS::Key").items()))
+    (key_id,) = referenced_ids(topic["Properties"]["KmsMasterKeyId"])
+    key = of_type(template, "AWS::KMS::Key")[key_id]
     alarms = [a["Properties"] for a in of_type(template, "AWS::CloudWatch::Alarm").values()]
     errors_watched = {
         function
@@ -743,7 +777,7 @@ def test_given_the_alarms_then_each_function_errors_and_the_aggregator_lag_notif
     assert errors_watched == set(of_type(template, "AWS::Lambda::Function"))
     stream_consumers = {
         function_id(template, handler)
-        for handler in (AGGREGATOR_HANDLER, EVALUATOR_HANDLER, ATTRIBUTOR_HANDLER)
+        for handler in (AGGREGATOR_HANDLER, EVALUATOR_HANDLER, ATTRIBUTOR_HANDLER, ARCHIVER_HANDLER)
     }
     assert {fn for alarm in iterator_ages for fn in referenced_ids(alarm["Dimensions"])} == stream_consumers
     assert {alarm["Threshold"] for alarm in iterator_ages} == {60_000}
@@ -797,9 +831,17 @@ def event_source(template: dict[str, Any], handler: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("consumer", "producers", "env_var", "max_receive_count"),
     [
-        (ROUTER_HANDLER, [EVALUATOR_HANDLER], FIRED_QUEUE.env_var, FIRED_QUEUE.max_receive_count),
+        # The API hands off the go-live firings of an import (POST /v1/imports/finish).
+        (
+            ROUTER_HANDLER,
+            [EVALUATOR_HANDLER, API_HANDLER],
+            FIRED_QUEUE.env_var,
+            FIRED_QUEUE.max_receive_count,
+        ),
         (HUBSPOT_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], HUBSPOT_QUEUE.env_var, 10),
         (EMAIL_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], EMAIL_QUEUE.env_var, 5),
+        (WEBHOOK_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], WEBHOOK_QUEUE.env_var, 10),
+        (SLACK_SENDER_HANDLER, [ROUTER_HANDLER, SCHEDULER_HANDLER], SLACK_QUEUE.env_var, 10),
     ],
 )
 def test_given_a_play_queue_then_its_producers_send_and_its_consumer_reports_partial_failures(
@@ -834,10 +876,90 @@ def test_given_the_hubspot_sender_then_it_runs_at_most_two_at_once_and_can_dead_
     assert "sqs:ChangeMessageVisibility" in allowed_actions(statements, queue)
 
 
+def test_given_the_webhook_sender_then_it_reads_only_the_webhook_secrets_and_dead_letters_itself(
+    template: dict[str, Any],
+) -> None:
+    sender = function_id(template, WEBHOOK_SENDER_HANDLER)
+    statements = role_statements(template, sender)
+    dead_letters = queue_of_env(template, WEBHOOK_SENDER_HANDLER, WEBHOOK_DLQ_ENV)
+    queue = queue_of_env(template, WEBHOOK_SENDER_HANDLER, WEBHOOK_QUEUE.env_var)
+    secret_statements = [s for s in statements if "secretsmanager:" in json.dumps(s["Action"])]
+
+    (statement,) = secret_statements
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert json.dumps(statement["Resource"]).endswith(':secret:upswing/webhooks/*"]]}')
+    assert list(referenced_ids(template["Resources"][queue]["Properties"]["RedrivePolicy"])) == [dead_letters]
+    assert "sqs:SendMessage" in allowed_actions(statements, dead_letters)
+    assert "sqs:ChangeMessageVisibility" in allowed_actions(statements, queue)
+    deliveries = table_id(template, DELIVERIES_TABLE)
+    assert allowed_actions(item_statements(statements), deliveries) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    }
+    # No other function may read the webhooks' signing secrets
+    readers = {
+        name
+        for name in of_type(template, "AWS::Lambda::Function")
+        if "webhooks/*" in json.dumps(role_statements(template, name))
+    }
+    assert readers == {sender}
+
+
+def test_given_the_slack_sender_then_only_it_reads_the_bot_token_and_it_dead_letters_itself(
+    template: dict[str, Any],
+) -> None:
+    sender = function_id(template, SLACK_SENDER_HANDLER)
+    statements = role_statements(template, sender)
+    (token,) = [
+        name
+        for name, resource in of_type(template, "AWS::SecretsManager::Secret").items()
+        if resource["Properties"]["Name"] == SETTINGS.slack_bot_token_secret
+    ]
+    readers = {
+        name
+        for name in of_type(template, "AWS::Lambda::Function")
+        if any(
+            a.startswith("secretsmanager:") for a in allowed_actions(role_statements(template, name), token)
+        )
+    }
+    dead_letters = queue_of_env(template, SLACK_SENDER_HANDLER, SLACK_DLQ_ENV)
+    queue = queue_of_env(template, SLACK_SENDER_HANDLER, SLACK_QUEUE.env_var)
+    environment = template["Resources"][sender]["Properties"]["Environment"]["Variables"]
+
+    assert readers == {sender}
+    assert list(referenced_ids(environment[SLACK_BOT_TOKEN_SECRET_ENV])) == [token]
+    assert event_source(template, SLACK_SENDER_HANDLER)["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert "sqs:SendMessage" in allowed_actions(statements, dead_letters)
+    assert "sqs:ChangeMessageVisibility" in allowed_actions(statements, queue)
+    assert allowed_actions(item_statements(statements), table_id(template, PLAYS_TABLE)) == {
+        "dynamodb:UpdateItem"
+    }
+
+
+def test_given_the_hubspot_sender_then_it_may_only_update_account_items_never_read_or_put_profiles(
+    template: dict[str, Any],
+) -> None:
+    # A company found by domain goes on the account's item (a conditional update, decision 44)
+    statements = role_statements(template, function_id(template, HUBSPOT_SENDER_HANDLER))
+    assert allowed_actions(statements, table_id(template, ACCOUNTS_TABLE)) == {"dynamodb:UpdateItem"}
+    assert "/index/" not in json.dumps(
+        [
+            s["Resource"]
+            for s in statements
+            if table_id(template, ACCOUNTS_TABLE) in referenced_ids(s["Resource"])
+        ]
+    )
+
+
 def test_given_the_hubspot_secret_then_only_the_hubspot_sender_and_poller_can_read_it(
     template: dict[str, Any],
 ) -> None:
-    (secret,) = of_type(template, "AWS::SecretsManager::Secret")
+    (secret,) = [
+        name
+        for name, resource in of_type(template, "AWS::SecretsManager::Secret").items()
+        if resource["Properties"]["Name"] == SETTINGS.hubspot_secret
+    ]
     readers = {
         name
         for name in of_type(template, "AWS::Lambda::Function")
@@ -914,13 +1036,19 @@ def test_given_the_play_ledger_then_only_routing_the_hubspot_sender_the_poller_a
         for name in of_type(template, "AWS::Lambda::Function")
     }
     writers = {handler for handler, actions in writes.items() if actions}
+    # The API records a person's "Not useful" on a play (Slack's button): an update only
+    assert writes[API_HANDLER] == {"dynamodb:UpdateItem"}
     assert writers == {
+        API_HANDLER,
         ROUTER_HANDLER,
         SCHEDULER_HANDLER,
         HUBSPOT_SENDER_HANDLER,
         HUBSPOT_POLLER_HANDLER,
         ATTRIBUTOR_HANDLER,
+        SLACK_SENDER_HANDLER,
     }
+    # The Slack sender only notes a refusal on the play (delivery_problems)
+    assert writes[SLACK_SENDER_HANDLER] == {"dynamodb:UpdateItem"}
     # The attributor only updates: a play's `expanded`, its trigger cohort's counters
     assert writes[ATTRIBUTOR_HANDLER] == {"dynamodb:UpdateItem"}
     # The sender records the task on its play (updates) and registers it for the read-back (a put)
@@ -973,6 +1101,7 @@ def test_given_the_hubspot_poller_then_it_runs_every_five_minutes_with_least_pri
         ("HubSpotTokenRejected", "Put a valid token in the HubSpot secret"),
         ("HubSpotScopeMissing", "Grant the private app the scope"),
         ("HubSpotFallbacks", "Fix the account's owners / hubspot ids"),
+        ("HubSpotUnresolved", "Fix the account's owner e-mail or hubspot.domain"),
     ],
 )
 def test_given_the_hubspot_senders_metrics_then_token_scope_and_fallbacks_raise_alarms_saying_what_to_do(
@@ -1047,4 +1176,81 @@ def test_a_queue_stays_invisible_six_function_timeouts_of_its_consumer(template:
         for queue in of_type(template, "AWS::SQS::Queue").values()
         if "VisibilityTimeout" in queue["Properties"]
     }
+    senders = (HUBSPOT_SENDER_FUNCTION, EMAIL_SENDER_FUNCTION, WEBHOOK_SENDER_FUNCTION, SLACK_SENDER_FUNCTION)
+    assert {6 * spec.timeout_seconds for spec in senders} <= timeouts
     assert {6 * spec.timeout_seconds for spec in (HUBSPOT_SENDER_FUNCTION, EMAIL_SENDER_FUNCTION)} <= timeouts
+
+
+# --- the events archive (S3, Parquet through Firehose) -----------------------------------------
+
+
+def test_given_the_archive_then_events_land_as_day_partitioned_parquet_encrypted_and_expiring(
+    template: dict[str, Any],
+) -> None:
+    from shared.archive.layout import ARCHIVE_COLUMNS
+
+    (bucket_id,) = referenced_ids(template["Outputs"]["ArchiveBucketName"]["Value"])
+    bucket = template["Resources"][bucket_id]["Properties"]
+    (stream,) = of_type(template, "AWS::KinesisFirehose::DeliveryStream").values()
+    destination = stream["Properties"]["ExtendedS3DestinationConfiguration"]
+    (glue_table,) = of_type(template, "AWS::Glue::Table").values()
+
+    # Encrypted with the archive's own rotating key, never public, TLS only
+    (encryption,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    (key_id,) = referenced_ids(encryption["ServerSideEncryptionByDefault"]["KMSMasterKeyID"])
+    assert template["Resources"][key_id]["Properties"]["EnableKeyRotation"] is True
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    policies = [p["Properties"] for p in of_type(template, "AWS::S3::BucketPolicy").values()]
+    assert any(
+        statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for policy in policies
+        if bucket_id in referenced_ids(policy["Bucket"])
+        for statement in policy["PolicyDocument"]["Statement"]
+    )
+    # Kept for the archive's retention (longer than the ledger's), then expired
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["events-retention"]["ExpirationInDays"] == SETTINGS.archive_retention_days
+    assert rules["events-retention"]["Prefix"] == "events/"
+    assert SETTINGS.archive_retention_days > SETTINGS.retention_days
+    # Parquet, converted with the Glue table's columns, one folder per event day, encrypted in transit
+    # through the stream too
+    assert destination["Prefix"] == "events/day=!{partitionKeyFromQuery:day}/"
+    assert destination["DynamicPartitioningConfiguration"]["Enabled"] is True
+    assert destination["FileExtension"] == ".parquet"
+    conversion = destination["DataFormatConversionConfiguration"]
+    assert conversion["Enabled"] is True
+    assert "ParquetSerDe" in conversion["OutputFormatConfiguration"]["Serializer"]
+    assert list(referenced_ids(destination["EncryptionConfiguration"])) == [key_id]
+    assert (
+        stream["Properties"]["DeliveryStreamEncryptionConfigurationInput"]["KeyType"]
+        == "CUSTOMER_MANAGED_CMK"
+    )
+    columns = glue_table["Properties"]["TableInput"]["StorageDescriptor"]["Columns"]
+    assert [(c["Name"], c["Type"]) for c in columns] == list(ARCHIVE_COLUMNS)
+    assert [k["Name"] for k in glue_table["Properties"]["TableInput"]["PartitionKeys"]] == ["day"]
+
+
+def test_given_the_archiver_then_it_only_puts_records_on_the_archive_stream(template: dict[str, Any]) -> None:
+    statements = role_statements(template, function_id(template, ARCHIVER_HANDLER))
+    (stream_id,) = of_type(template, "AWS::KinesisFirehose::DeliveryStream")
+
+    assert allowed_actions(statements, stream_id) == {"firehose:PutRecordBatch"}
+    assert not allowed_actions(statements) & DYNAMODB_WRITES
+    assert not {action for action in allowed_actions(statements) if action.startswith("s3:")}
+
+
+def test_given_the_counters_stream_then_the_evaluator_gets_bucket_inserts_and_changes_only(
+    template: dict[str, Any],
+) -> None:
+    evaluator = function_id(template, EVALUATOR_HANDLER)
+    (mapping,) = [
+        m["Properties"]
+        for m in of_type(template, "AWS::Lambda::EventSourceMapping").values()
+        if evaluator in referenced_ids(m["Properties"]["FunctionName"])
+    ]
+
+    assert list(referenced_ids(mapping["EventSourceArn"])) == [table_id(template, COUNTERS_TABLE)]
+    # TTL removals never, and the first_seen marker never (its bucket's own record follows it)
+    assert [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]] == [
+        {"eventName": ["INSERT", "MODIFY"], "dynamodb": {"Keys": {"sk": {"S": [{"prefix": "day#"}]}}}}
+    ]

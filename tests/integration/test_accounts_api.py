@@ -429,3 +429,35 @@ def test_given_too_many_owner_roles_when_put_then_400(aws):
 
     assert status == 400
     assert any("owners" in error for error in body["errors"])
+
+
+def test_given_owners_by_email_and_the_company_by_domain_when_put_then_kept_in_lower_case(aws):
+    # Given a profile that names its CSM by e-mail only and its HubSpot company by domain, no ids
+    profile = {
+        "name": "Northwind",
+        "owners": {"csm": {"name": "Dana", "email": "dana@upswing.example"}},
+        "hubspot": {"domain": "Northwind.Example.com"},
+    }
+
+    status, stored = put_account("acct-northwind", profile)
+
+    # Then it is a valid profile; the domain is kept as HubSpot compares it, in lower case
+    assert status == 201
+    assert stored["owners"]["csm"] == {
+        "name": "Dana",
+        "email": "dana@upswing.example",
+        "hubspot_owner_id": None,
+    }
+    assert stored["hubspot"]["domain"] == "northwind.example.com"
+    assert stored["hubspot"]["company_id"] is None
+
+
+@pytest.mark.parametrize(
+    "domain", ["https://acme.com", "acme.com/about", "acme", "acme.com:443", "-acme.com", "acme .com", ""]
+)
+def test_given_a_domain_that_is_not_a_host_name_when_put_then_400_names_the_field(aws, domain):
+    status, answer = put_account("acct-northwind", {"name": "N", "hubspot": {"domain": domain}})
+
+    assert status == 400
+    assert any("hubspot.domain" in error for error in answer["errors"]), answer["errors"]
+    assert get(account_path("acct-northwind"))[0] == 404

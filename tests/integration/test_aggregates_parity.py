@@ -1,5 +1,10 @@
 """Online and backtest see the same counters: DynamoDB buckets (via the aggregator) = in-memory buckets.
 
+Data coverage too: online the account's first day comes from the counters' `first_seen` marker (kept
+by the aggregator, whatever order the days arrive in), in memory from the earliest day folded; every
+signal that requires a full window (sustained, low, growth by default; one opted in, one out) must
+answer alike on both.
+
 For random histories (a few accounts, counts and gauges with dimensions over ~120 days, arriving
 out of event-time order in random batches), the same events are folded (i) in memory and (ii) into
 the moto counters table by the real aggregator; the engine must then evaluate every account the
@@ -74,6 +79,11 @@ _EVERY_MEASURE_SIGNALS = {
     "denominator: {measure: distinct, metric: app.session, dimension: user}}, window: 14d, at_least: 4}",
     "api_from_zero": "{measure: sum, metric: api.calls, window: 7d, growth: {over: previous_window, "
     "from_zero: fire}, at_least: 0.5}",
+    # Data coverage (docs/rules.md): opted in on a plain sum, opted out of on a sustained signal.
+    "sessions_covered": "{measure: sum, metric: app.session, window: 30d, at_least: 5, "
+    "requires_full_window: true}",
+    "api_sustained_partial": "{measure: sum, metric: api.calls, window: 14d, sustained: 3, at_least: 10, "
+    "requires_full_window: false}",
     "busy": "{signals: [sessions_sum, session_users, seats_growth, api_growth, paywall_rising], "
     "n_of: 2, within: 14d}",
 }
@@ -270,6 +280,10 @@ def test_property_given_any_history_when_evaluated_over_dynamodb_and_memory_then
     at = [datetime.combine(FIRST_DAY + timedelta(days=day), time(hour), UTC) for day, hour in moments]
     for account_id, profile in profiles.items():
         assert dynamo.buckets(account_id, first, last) == memory.buckets(account_id, first, last)
+        # the first_seen marker is the earliest day, however the days arrived
+        assert dynamo.history(account_id, at[0].date(), at[0].date()).first_seen == (
+            memory.history(account_id, first, last).first_seen
+        )
         for name, ruleset in RULESETS.items():
             online = evaluations(ruleset, dynamo, account_id, profile, at)
             backtest = evaluations(ruleset, memory, account_id, profile, at)

@@ -106,11 +106,11 @@ class SaveLosesOnce(CounterStore):
         super().__init__(*args)
         self.refused = 0
 
-    def save(self, bucket: DayBucket, previous_sequence: str) -> bool:
+    def save(self, bucket: DayBucket, previous_sequence: str, *, backfill: bool = False) -> bool:
         if not self.refused:
             self.refused += 1
             return False
-        return super().save(bucket, previous_sequence)
+        return super().save(bucket, previous_sequence, backfill=backfill)
 
 
 def test_given_a_save_refused_once_then_the_bucket_is_reloaded_and_events_count_exactly_once(aws):
@@ -133,11 +133,11 @@ class RivalWritesFirst(CounterStore):
         self._rival_records = rival_records
         self.outcomes: list[bool] = []
 
-    def save(self, bucket: DayBucket, previous_sequence: str) -> bool:
+    def save(self, bucket: DayBucket, previous_sequence: str, *, backfill: bool = False) -> bool:
         if not self.outcomes:
             rival = CounterStore(self._client, self._table, self._retention_days)
             assert process_stream_batch(stream_event(self._rival_records), rival) == {"batchItemFailures": []}
-        saved = super().save(bucket, previous_sequence)
+        saved = super().save(bucket, previous_sequence, backfill=backfill)
         self.outcomes.append(saved)
         return saved
 
@@ -154,7 +154,7 @@ def test_given_a_concurrent_writer_saves_first_then_the_conditional_write_fails_
 
 
 class AlwaysContended(CounterStore):
-    def save(self, bucket: DayBucket, previous_sequence: str) -> bool:
+    def save(self, bucket: DayBucket, previous_sequence: str, *, backfill: bool = False) -> bool:
         return False
 
 
@@ -173,7 +173,7 @@ def test_given_a_bucket_that_keeps_changing_then_its_events_are_reported_for_ret
 
 
 class ThrottledStore(CounterStore):
-    def save(self, bucket: DayBucket, previous_sequence: str) -> bool:
+    def save(self, bucket: DayBucket, previous_sequence: str, *, backfill: bool = False) -> bool:
         raise ClientError(
             {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}},
             "PutItem",
@@ -198,8 +198,12 @@ def test_given_events_of_two_days_when_one_day_fails_then_the_other_day_is_still
     failing_day = an_hour(-1, 9).date().isoformat()
 
     class FailingDay(CounterStore):
-        def save(self, bucket: DayBucket, previous_sequence: str) -> bool:
-            return False if bucket.day == failing_day else super().save(bucket, previous_sequence)
+        def save(self, bucket: DayBucket, previous_sequence: str, *, backfill: bool = False) -> bool:
+            return (
+                False
+                if bucket.day == failing_day
+                else super().save(bucket, previous_sequence, backfill=backfill)
+            )
 
     answer = process_stream_batch(
         stream_event(records), FailingDay(aws.dynamodb, aws.counters_table, TEST_RETENTION_DAYS)

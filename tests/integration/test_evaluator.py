@@ -25,7 +25,7 @@ from functions.aggregator.handler import process_stream_batch
 from functions.evaluator.handler import evaluate_changed_accounts
 from shared.accounts.models import AccountProfile
 from shared.accounts.store import AccountStore
-from shared.counters.store import CounterStore
+from shared.counters.store import FIRST_SEEN_KEY, CounterStore
 from shared.resources import COUNTERS_TABLE, DEFAULT_RULESET_PATH, FIRINGS_TABLE
 from shared.rules.dynamo_aggregates import DynamoAggregates
 from shared.rules.engine import AccountState, Evaluation, TriggerState, read_plan
@@ -103,8 +103,16 @@ class Pipeline:
         }
 
     def counter_changes(self) -> list[dict[str, Any]]:
-        """The counters stream records written since the last call (what the evaluator is sent)."""
+        """The counters stream records written since the last call (what the evaluator is sent: the
+        event-source filter passes day buckets only, not the first_seen marker)."""
+        return [record for record in self.every_counter_change() if not is_marker(record)]
+
+    def every_counter_change(self) -> list[dict[str, Any]]:
         return self._counters.new_records(event_names=("INSERT", "MODIFY"))
+
+
+def is_marker(record: dict[str, Any]) -> bool:
+    return record["dynamodb"]["Keys"]["sk"]["S"] == FIRST_SEEN_KEY
 
 
 def account_of(record: dict[str, Any]) -> str:
@@ -768,3 +776,19 @@ def test_given_a_parent_whose_evaluation_fails_when_a_child_changes_then_the_chi
     assert answer["batchItemFailures"] == [
         {"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in contoso
     ]
+
+
+def test_given_first_seen_marker_records_in_a_batch_then_they_evaluate_nothing_and_never_fail(aws):
+    # Given: a local pump that passes every counters record, the first_seen markers included
+    pipeline = Pipeline(aws)
+    pipeline.post(dashboard_created(NORTHWIND, -1), dashboard_created(NORTHWIND))
+    records = pipeline.every_counter_change()
+    markers = [record for record in records if is_marker(record)]
+    assert markers  # the aggregator wrote the account's marker with its first day
+    spy = spy_evaluator(aws)
+
+    # When only the markers are handed over, nothing is evaluated; with the buckets, once
+    assert evaluate_changed_accounts({"Records": markers}, spy, AT) == {"batchItemFailures": []}
+    assert spy.calls == []
+    assert evaluate_changed_accounts({"Records": records}, spy, AT) == {"batchItemFailures": []}
+    assert Counter(spy.calls) == {NORTHWIND: 1}

@@ -407,3 +407,40 @@ def test_given_no_token_when_creating_the_property_then_the_cli_says_where_to_pu
 
     assert cli.main(["hubspot", "create-property"]) == 2
     assert "$HUBSPOT_TOKEN" in capsys.readouterr().err
+
+
+def test_given_owners_and_companies_registered_by_email_and_domain_then_the_client_finds_them(
+    sink, client, clock, http
+):
+    # Given the portal's owners by e-mail (one archived) and companies by domain (two share one)
+    raw_post(
+        http,
+        sink,
+        "/__sink/records",
+        {
+            "owner_emails": [
+                {"id": "7001", "email": "Dana@Northwind.example"},
+                {"id": "7002", "email": "gone@northwind.example", "archived": True},
+            ],
+            "company_domains": [
+                {"id": "9001", "domain": "northwind.example"},
+                {"id": "9101", "domain": "twins.example"},
+                {"id": "9102", "domain": "twins.example"},
+            ],
+        },
+    ).raise_for_status()
+
+    # Then the Owners API answers the active owners, or the archived ones, as HubSpot does
+    assert client.owners_by_email("dana@northwind.example", deadline(clock), archived=False) == ["7001"]
+    assert client.owners_by_email("dana@northwind.example", deadline(clock), archived=True) == []
+    assert client.owners_by_email("gone@northwind.example", deadline(clock), archived=False) == []
+    assert client.owners_by_email("gone@northwind.example", deadline(clock), archived=True) == ["7002"]
+    # and the company search by domain, with HubSpot's total
+    assert client.companies_by_domain("northwind.example", deadline(clock)) == (["9001"], 1)
+    assert client.companies_by_domain("twins.example", deadline(clock)) == (["9101", "9102"], 2)
+    assert client.companies_by_domain("nowhere.example", deadline(clock)) == ([], 0)
+    # An archived owner cannot be given a task, as in HubSpot; the active one can
+    owner = {"role": "csm", "hubspot_owner_id": "7002"}
+    with pytest.raises(HubSpotRejected, match=r"INVALID_OWNER_ID|not a valid owner"):
+        client.create_task(a_delivery(owner=owner), deadline(clock))
+    assert client.create_task(a_delivery(owner=owner | {"hubspot_owner_id": "7001"}), deadline(clock))

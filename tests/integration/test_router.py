@@ -16,7 +16,7 @@ from functions.router.handler import route_fired
 from functions.router.scheduler import release_due
 from shared.accounts.models import AccountProfile
 from shared.accounts.store import AccountStore
-from shared.resources import EMAIL_QUEUE, HUBSPOT_QUEUE, PLAYS_TABLE
+from shared.resources import EMAIL_QUEUE, HUBSPOT_QUEUE, PLAYS_TABLE, SLACK_QUEUE, WEBHOOK_QUEUE
 from shared.routing.dispatch import AwsDispatcher
 from shared.routing.ledger import PlayLedger
 from shared.routing.models import AlreadyTaken, PlayStatus, TaskFacts, TaskStatus
@@ -40,6 +40,10 @@ triggers:
   seats: {category: commercial, owner_role: csm, play: seat-expansion, when: busy, cooldown: 30d}
   seats-desk: {category: commercial, owner_role: csm, play: desk, when: busy, cooldown: 30d}
   upgrade: {category: commercial, owner_role: csm, play: upgrade-proposal, when: busy, cooldown: 30d}
+  nudge: {category: commercial, owner_role: csm, play: nudge, when: busy, cooldown: 30d}
+destinations:
+  webhooks:
+    in-app: {url: "https://hooks.example.com/in-app", secret: upswing/webhooks/in-app}
 budgets: {plays_per_account: 2, account_period: week, tasks_per_owner_per_day: 2}
 plays:
   seat-expansion:
@@ -66,6 +70,9 @@ plays:
           - {name: One, hubspot_owner_id: "801"}
           - {name: Two, hubspot_owner_id: "802"}
           - {name: Three, hubspot_owner_id: "803"}
+  nudge:
+    channels: [slack, webhook:in-app]
+    slack: {channels: {enterprise: C0ENTERPR1}}
   upgrade-proposal:
     escalation:
       - {after: 0d, channels: [email]}
@@ -146,6 +153,8 @@ def router(aws: Aws, bus: str, signals: Signals) -> Router:
             {
                 Channel.HUBSPOT_TASK: aws.queues[HUBSPOT_QUEUE.env_var],
                 Channel.EMAIL: aws.queues[EMAIL_QUEUE.env_var],
+                Channel.SLACK: aws.queues[SLACK_QUEUE.env_var],
+                Channel.WEBHOOK: aws.queues[WEBHOOK_QUEUE.env_var],
             },
             _test_client("events"),
             BUS,
@@ -198,6 +207,61 @@ def test_a_play_reaches_the_accounts_owner_on_every_channel_and_the_bus(
     assert event["owner"] == {"role": "csm", "hubspot_owner_id": "501", "from_pool": False}
     assert event["channels"] == ["hubspot_task", "email"]
     assert "casey@example.com" not in json.dumps(event)
+
+
+def test_given_slack_and_a_webhook_then_the_owner_is_messaged_and_the_destination_gets_play_routed(
+    aws: Aws, router: Router, bus: str
+) -> None:
+    # Given an SMB account whose CSM has an e-mail address (the play names a channel for enterprise only)
+    put_account(aws, "acct-s", segment="smb", owners={"csm": CSM})
+
+    # When its firing of the nudge play is routed
+    router.route_firing(fired("acct-s", trigger="nudge", play="nudge"), WEDNESDAY)
+
+    # Then Slack gets a DM delivery to the CSM (found by e-mail), no channel
+    [slack] = deliveries(aws, SLACK_QUEUE)
+    assert slack["channel"] == "slack"
+    assert slack["slack_channel"] is None
+    assert slack["owner"]["email"] == "casey@example.com"
+    # And the webhook delivery names its destination and carries exactly the bus's play.routed detail
+    [hook] = deliveries(aws, WEBHOOK_QUEUE)
+    assert hook["webhook"] == {
+        "name": "in-app",
+        "url": "https://hooks.example.com/in-app",
+        "secret": "upswing/webhooks/in-app",
+        "timeout_seconds": 10.0,
+    }
+    [event] = routed_events(aws, bus)
+    assert hook["event"] == event
+    assert event["channels"] == ["slack", "webhook:in-app"]
+
+
+def test_given_an_enterprise_account_then_slack_posts_in_the_segments_channel_even_without_an_email(
+    aws: Aws, router: Router
+) -> None:
+    put_account(
+        aws, "acct-e", segment="enterprise", owners={"csm": {"name": "No Mail", "hubspot_owner_id": "5"}}
+    )
+
+    router.route_firing(fired("acct-e", trigger="nudge", play="nudge"), WEDNESDAY)
+
+    [slack] = deliveries(aws, SLACK_QUEUE)
+    assert slack["slack_channel"] == "C0ENTERPR1"
+    assert slack["owner"]["name"] == "No Mail"
+
+
+def test_given_no_slack_channel_and_an_owner_without_email_then_slack_is_skipped_visibly(
+    aws: Aws, router: Router, bus: str
+) -> None:
+    put_account(aws, "acct-n", segment="smb", owners={"csm": {"name": "No Mail", "hubspot_owner_id": "5"}})
+
+    record = router.route_firing(fired("acct-n", trigger="nudge", play="nudge"), WEDNESDAY)
+
+    assert deliveries(aws, SLACK_QUEUE) == []
+    assert "no e-mail address" in record.skipped["slack"]
+    [event] = routed_events(aws, bus)
+    assert event["channels"] == ["webhook:in-app"]
+    assert "slack" in event["skipped"]
 
 
 def test_a_redelivered_firing_routes_nothing_twice(aws: Aws, router: Router, bus: str) -> None:
@@ -290,13 +354,32 @@ def test_an_owner_without_an_email_address_gets_the_task_and_the_email_is_skippe
 
 
 def test_an_owner_no_channel_of_the_tier_reaches_is_replaced_by_the_pool(aws: Aws, router: Router) -> None:
-    # Given a CSM with an e-mail address only, and a play that makes HubSpot tasks only
-    put_account(aws, "acct-1", owners={"csm": {"name": "Casey", "email": "casey@example.com"}})
+    # Given a CSM known by name only, and a play that makes HubSpot tasks only
+    put_account(aws, "acct-1", owners={"csm": {"name": "Casey"}})
 
     record = router.route_firing(fired("acct-1", trigger="seats-desk", play="desk"), WEDNESDAY)
 
     assert record.owner
     assert (record.owner.hubspot_owner_id, record.owner.from_pool) == ("801", True)
+
+
+def test_given_an_owner_known_by_email_only_then_a_hubspot_tier_keeps_them_for_the_sender_to_resolve(
+    aws: Aws, router: Router
+) -> None:
+    # Given a CSM with an e-mail address only (no HubSpot owner id), and a play that makes HubSpot tasks only
+    put_account(aws, "acct-1", owners={"csm": {"name": "Casey", "email": "casey@example.com"}})
+
+    record = router.route_firing(fired("acct-1", trigger="seats-desk", play="desk"), WEDNESDAY)
+
+    # Then the CSM keeps the play: the HubSpot sender finds their owner id by the address
+    assert record.owner
+    assert (record.owner.email, record.owner.hubspot_owner_id, record.owner.from_pool) == (
+        "casey@example.com",
+        None,
+        False,
+    )
+    [task] = deliveries(aws, HUBSPOT_QUEUE)
+    assert task["owner"]["email"] == "casey@example.com"
 
 
 def test_an_owner_without_an_email_address_cannot_get_an_email_only_tier(aws: Aws, router: Router) -> None:

@@ -30,6 +30,7 @@ from shared.rules.engine import (
     Evaluation,
     ReadPlan,
     _Context,
+    _CoveredRule,
     _GroupRule,
     _MetricRule,
     compiled_ruleset,
@@ -223,7 +224,12 @@ class FreshAggregates:
         self._memory = memory
 
     def history(self, account_id: str, first_day: date, last_day: date) -> History:
-        return History.of(self._memory.buckets(account_id, first_day, last_day), first_day, last_day)
+        history = History.of(self._memory.buckets(account_id, first_day, last_day), first_day, last_day)
+        # The counters' first_seen marker: the account's earliest bucket, whatever the read plan.
+        every = self._memory.buckets(account_id, date.min, date.max)
+        if every:
+            history.seen(date.fromisoformat(every[0].day).toordinal())
+        return history
 
 
 def seen(evaluation: Evaluation) -> list[Any]:
@@ -311,11 +317,15 @@ def test_property_given_any_history_when_a_signal_is_held_then_the_generated_cod
         today = FIRST_DAY + timedelta(days=offset)
         history = memory.history(ACCOUNT, today - timedelta(days=lookback - 1), today)
         context = _Context(compiled, history, profile, exhaustive=True)
-        rules = [rule for rule in compiled.rules.values() if isinstance(rule, _MetricRule)]
+        # A signal requiring a full window wraps its compiled rule (the coverage check): the rule inside.
+        compiled_rules = [
+            rule.rule if isinstance(rule, _CoveredRule) else rule for rule in compiled.rules.values()
+        ]
+        rules = [rule for rule in compiled_rules if isinstance(rule, _MetricRule)]
         # group_by: the signal compiled for each value of the dimension
         rules += [
             group.group(key)
-            for group in compiled.rules.values()
+            for group in compiled_rules
             if isinstance(group, _GroupRule)
             for key in history.groups(group.metric, group.dimension)
         ]
@@ -428,7 +438,9 @@ def test_given_a_history_when_days_are_recorded_then_the_engine_is_told_the_earl
 def test_given_a_compiled_signal_then_its_generated_source_is_inspectable_and_shown_in_tracebacks():
     import linecache
 
-    rule = compiled_ruleset(RULESET).rules["seats_low_sustained"]
+    covered = compiled_ruleset(RULESET).rules["seats_low_sustained"]
+    assert isinstance(covered, _CoveredRule)  # sustained: requires a full window by default
+    rule = covered.rule
     assert isinstance(rule, _MetricRule)
     assert "def held(context, day):" in rule.source
     assert "def stable_until(context, day):" in rule.source

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from shared.events.contract import MAX_EVENTS_PER_REQUEST
-from shared.openapi import SEGMENT_SCHEME, openapi_document
+from shared.openapi import (
+    SEGMENT_SCHEME,
+    SLACK_INTERACTIONS_PATH,
+    SLACK_SCHEME,
+    openapi_document,
+    self_verified,
+)
 from shared.segment import SEGMENT_PATHS
 
 COMMITTED_COPY = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -33,6 +39,7 @@ def test_given_the_document_then_it_lists_the_routes_of_the_api():
     assert set(paths) == {
         "/v1/events",
         "/v1/outcomes",
+        "/v1/imports/finish",
         "/v1/accounts/{account_id}",
         "/v1/accounts/{account_id}/counters",
         "/v1/accounts/{account_id}/signals",
@@ -43,6 +50,7 @@ def test_given_the_document_then_it_lists_the_routes_of_the_api():
         "/v1/rulesets",
         "/v1/rulesets/{version}/changes",
         "/v1/openapi.json",
+        "/v1/slack/interactions",
         *SEGMENT_PATHS,
     }
     assert set(paths["/v1/events"]) == {"post"}
@@ -59,12 +67,29 @@ def test_given_the_document_then_every_call_needs_a_bearer_producer_key():
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
+            if path == SLACK_INTERACTIONS_PATH:
+                continue  # Slack calls it without a key (below)
             # Each operation names the scope it needs; none opts out of the key (an empty list).
             requirement, *alternatives = operation["security"]
             assert list(requirement) == ["producerKey"], f"{method.upper()} {path} must need a producer key"
             # The Segment routes also take the key as a Segment write key, for the same scope.
             expected = [{SEGMENT_SCHEME: requirement["producerKey"]}] if path in SEGMENT_PATHS else []
             assert alternatives == expected, f"{method.upper()} {path}"
+
+
+def test_given_slacks_interactivity_route_then_it_alone_takes_no_key_and_says_it_checks_slacks_signature():
+    document = openapi_document()
+    keyless = [
+        (method, path)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if self_verified(method, path)
+    ]
+    scheme = document["components"]["securitySchemes"][SLACK_SCHEME]
+
+    assert keyless == [("post", SLACK_INTERACTIONS_PATH)]
+    assert document["paths"][SLACK_INTERACTIONS_PATH]["post"]["security"] == [{SLACK_SCHEME: []}]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-Slack-Signature")
 
 
 def test_given_the_segment_write_key_scheme_then_it_is_http_basic():
@@ -77,7 +102,9 @@ def test_given_every_operation_then_it_has_an_id_and_documents_the_auth_failures
     for path, operations in openapi_document()["paths"].items():
         for method, operation in operations.items():
             assert operation.get("operationId"), f"{method.upper()} {path} has no operationId"
-            if path != "/v1/openapi.json":
+            if path == SLACK_INTERACTIONS_PATH:  # no key, so no scope: a bad signature is the 401
+                assert "401" in operation["responses"]
+            elif path != "/v1/openapi.json":
                 assert {"401", "403"} <= set(operation["responses"]), f"{method.upper()} {path}"
 
 

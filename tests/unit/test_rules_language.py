@@ -371,7 +371,8 @@ def test_given_the_cli_then_validate_exits_non_zero_with_located_errors(tmp_path
         ),
         (
             ("{channels: [hubspot_task, email]}", "{channels: [fax]}"),
-            "plays.upgrade-proposal.channels[0]: 'fax' is not one of",
+            "plays.upgrade-proposal.channels[0]: unknown channel 'fax': one of hubspot_task, email, event, "
+            "slack, webhook:NAME",
         ),
         (
             ("{channels: [hubspot_task, email]}", "{message: {subject: 'Hi $account.nme'}}"),
@@ -410,6 +411,92 @@ def test_given_a_play_mistake_then_the_message_names_file_line_path_and_what_is_
     found = problems(VALID.replace(*change))
 
     assert any(expected in problem for problem in found), found
+
+
+# ── channels: slack and webhook:NAME ────────────────────────────────────────────────────────────
+
+WITH_DESTINATION = (
+    VALID
+    + """\
+destinations:
+  webhooks:
+    crm-sync: {url: "https://hooks.example.com/upswing", secret: upswing/webhooks/crm-sync}
+"""
+)
+
+
+def test_given_slack_and_a_declared_webhook_then_the_play_keeps_them_in_order():
+    ruleset = parse_ruleset(
+        WITH_DESTINATION.replace(
+            "{channels: [hubspot_task, email]}",
+            "{channels: [slack, webhook:crm-sync], "
+            "slack: {channels: {enterprise: C0123ABCD, default: '#csm'}}}",
+        ),
+        "rules/x.yaml",
+    )
+
+    play = ruleset.plays["upgrade-proposal"]
+    assert play.channels == ["slack", "webhook:crm-sync"]
+    assert play.slack.channel_for("enterprise", "ae") == "C0123ABCD"
+    assert play.slack.channel_for("smb", "ae") == "#csm"
+    destination = ruleset.destinations.webhooks["crm-sync"]
+    assert (destination.url, destination.secret) == (
+        "https://hooks.example.com/upswing",
+        "upswing/webhooks/crm-sync",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("{channels: [hubspot_task, email]}", "{channels: [email, webhook:crm-synk]}"),
+            "rules/x.yaml:16:40: plays.upgrade-proposal.channels[1]: no webhook destination named 'crm-synk' "
+            "under destinations.webhooks (did you mean 'crm-sync'?)",
+        ),
+        (
+            (
+                "{channels: [hubspot_task, email]}",
+                "{escalation: [{after: 0d, channels: [email]}, {after: 7d, channels: [webhook:billing]}]}",
+            ),
+            "plays.upgrade-proposal.escalation[1].channels[0]: no webhook destination named 'billing' under "
+            "destinations.webhooks (declare its url and secret there)",
+        ),
+        (
+            ("{channels: [hubspot_task, email]}", "{channels: [webhook]}"),
+            "plays.upgrade-proposal.channels[0]: a webhook channel names its destination: webhook:NAME",
+        ),
+        (
+            ("{channels: [hubspot_task, email]}", "{channels: [webhook:Crm Sync]}"),
+            "plays.upgrade-proposal.channels[0]: unknown channel 'webhook:Crm Sync'",
+        ),
+        (
+            ("https://hooks.example.com/upswing", "http://hooks.example.com/upswing"),
+            "destinations.webhooks.crm-sync.url: a webhook URL is https://host/path (http only for 127.0.0.1",
+        ),
+        (
+            ("secret: upswing/webhooks/crm-sync", "secret: whsec_5WbX5kEWLlfzsGNjH64I8lOOqUB6e8FH"),
+            "destinations.webhooks.crm-sync.secret: ",
+        ),
+        (
+            ("{channels: [hubspot_task, email]}", "{channels: [slack], slack: {channels: {smb: general}}}"),
+            "plays.upgrade-proposal.slack.channels.smb: ",
+        ),
+    ],
+)
+def test_given_a_channel_mistake_then_the_message_names_its_place(change, expected):
+    found = problems(WITH_DESTINATION.replace(*change))
+
+    assert any(expected in problem for problem in found), found
+
+
+def test_given_a_loopback_http_destination_then_it_is_accepted_for_the_local_stack():
+    ruleset = parse_ruleset(
+        WITH_DESTINATION.replace("https://hooks.example.com/upswing", "http://127.0.0.1:8123/hook"),
+        "rules/x.yaml",
+    )
+
+    assert ruleset.destinations.webhooks["crm-sync"].url == "http://127.0.0.1:8123/hook"
 
 
 @pytest.mark.parametrize(

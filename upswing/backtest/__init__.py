@@ -30,6 +30,7 @@ from shared.rules.language import Category, Ruleset, Trigger, lookback_days
 from shared.rules.loading import RulesetError, load_ruleset
 from shared.timestamps import utc_stamp
 from upswing.backtest.events import InputError, check_files
+from upswing.backtest.flood import flood
 from upswing.backtest.pipeline import Progress, default_workers, run
 from upswing.backtest.replay import Contender, FiredAt, StrictStop
 from upswing.backtest.scoring import Outcomes, Score, Subject, monday_of, overlap, rank, score
@@ -261,6 +262,8 @@ def _ruleset_result(
         "overall": overall.as_dict(),
         "triggers": [row.as_dict() for row in rank(scores)],
         "firings_by_week": _by_week(firings, {subject.trigger: subject for subject in subjects}, outcomes),
+        # The busiest day per trigger and what the ruleset's daily cap would hold back (flood.py).
+        "flood": flood(firings, list(routed), ruleset.budgets.plays_per_trigger_per_day),
     }
 
 

@@ -156,7 +156,31 @@ def summary(result: dict[str, Any]) -> str:
                 f"{numbers.lift(row['lift']):>6} "
                 f"{numbers.days(row['median_days_to_expansion']):>5}  {row['verdict']}"
             )
+        lines += flood_lines(ruleset.get("flood"))
     return "\n".join(lines)
+
+
+def flood_lines(flood: dict[str, Any] | None, shown: int = 5) -> list[str]:
+    """The busiest days: the flood going live would cause, and what the daily cap holds back."""
+    if not flood or not flood["triggers"]:
+        return []
+    cap = flood["cap"]
+    heading = (
+        f"  Busiest day per trigger (budgets.plays_per_trigger_per_day: {cap}):"
+        if cap
+        else "  Busiest day per trigger (no budgets.plays_per_trigger_per_day cap set):"
+    )
+    lines = [heading]
+    worst = sorted(flood["triggers"].items(), key=lambda item: -item[1]["peak_firings"])
+    for name, figures in worst[:shown]:
+        line = f"    {name[:32]:<32} {figures['peak_firings']:>6,} firings on {figures['peak_day']}"
+        if cap:
+            line += (
+                f"; the cap holds back {figures['held_back']:,} "
+                f"(up to {figures['longest_wait_days']} days) over {figures['days_over_cap']} days"
+            )
+        lines.append(line)
+    return lines
 
 
 def terminal_progress() -> Callable[[int, int, str], None] | None:

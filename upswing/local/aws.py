@@ -15,7 +15,11 @@ from shared.resources import (
     HUBSPOT_DLQ_ENV,
     HUBSPOT_QUEUE,
     QUEUES,
+    SLACK_DLQ_ENV,
+    SLACK_QUEUE,
     TABLES,
+    WEBHOOK_DLQ_ENV,
+    WEBHOOK_QUEUE,
     QueueSpec,
     TableSpec,
 )
@@ -95,6 +99,8 @@ class LocalResources:
             **self.queues,
             EVENT_BUS_ENV: self.bus_name,
             HUBSPOT_DLQ_ENV: self.dead_letter_queues[HUBSPOT_QUEUE.env_var],
+            SLACK_DLQ_ENV: self.dead_letter_queues[SLACK_QUEUE.env_var],
+            WEBHOOK_DLQ_ENV: self.dead_letter_queues[WEBHOOK_QUEUE.env_var],
         }
 
 

@@ -96,9 +96,10 @@ def run_demo(stack: LocalStack, out: Any) -> dict[str, Any]:
         _put_on_bus(stack, [{**bus_events[0], "event_id": "bad-bus-1", "occurred_at": "yesterday"}])
         stack.settle()
         for reject in _rejects(stack):
+            rejected = reject["event"]
+            event_id = rejected.get("event_id") if isinstance(rejected, dict) else "(not an event)"
             print(
-                f"  rejects queue: {reject['event']['event_id']} from {reject['source']}: "
-                f"{'; '.join(reject['errors'])}",
+                f"  rejects queue: {event_id} from {reject['source']}: {'; '.join(reject['errors'])}",
                 file=out,
             )
 
@@ -284,6 +285,10 @@ def render_deliveries(stack: LocalStack) -> str:
         lines.append(f"\nHubSpot: tasks sent to {stack.hubspot_url}")
     lines.append(f"Emails (emulated SES): {len(emails)} sent")
     lines += [f"  to {', '.join(email['to'])}: {email['subject']}" for email in emails]
+    if stack.slack_sink:
+        messages = stack.slack_sink.messages()
+        lines.append(f"Slack (local sink {stack.slack_sink.endpoint}): {len(messages)} messages")
+        lines += [f"  to {message['channel']}: {message['text']}" for message in messages]
     return "\n".join(lines)
 
 

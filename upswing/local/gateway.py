@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from shared.http_messages import UNAUTHORIZED_MESSAGE
+from shared.openapi import SLACK_INTERACTIONS_PATH
 from upswing.local.lambda_runtime import LocalFunction
 
 _API_GATEWAY_PAYLOAD_LIMIT = 10 * 1024 * 1024  # REST APIs refuse bigger bodies before any Lambda runs
@@ -63,7 +64,10 @@ class LocalGateway:
         body = request.rfile.read(length) if length else b""
         url = urlsplit(request.path)
         path = url.path  # REST APIs hand Lambda the path still percent-encoded; so do we
-        context = self._authorize(request, path)
+        # Like the deployed API: Slack's interactivity route has no authorizer (the function checks
+        # Slack's signature); every other route does.
+        keyless = request.command == "POST" and path == SLACK_INTERACTIONS_PATH
+        context = {} if keyless else self._authorize(request, path)
         if context is None:
             _reply(request, 401, {"message": UNAUTHORIZED_MESSAGE})
             return

@@ -8,7 +8,10 @@ CONTAINS_TOKEN, HAS_PROPERTY and GT/GTE/LT/LTE filters; dates compare as instant
 hs_task_completion_date, as HubSpot does: how the auto-close completes a task), DELETE archives it
 (gone from search and reads), POST {tasks_path}/batch/read?archived=false|true reads up to 100 by id
 (207 with OBJECT_NOT_FOUND errors for the missing ones), POST /crm/v3/properties/tasks creates a
-custom task property. A bearer token is required and never kept. A test or the demo completes a task
+custom task property. GET /crm/v3/owners?email=...&archived=false|true finds owners by e-mail and
+POST /crm/v3/objects/companies/search companies by `domain` EQ (`register_owner`, `register_company`,
+or POST /__sink/records with {"owner_emails": [{"id", "email", "archived"}], "company_domains":
+[{"id", "domain"}]}). A bearer token is required and never kept. A test or the demo completes a task
 as its owner would with `complete()` or POST /__sink/tasks/{id}/complete ({"owner_id": ...} optional:
 completed by someone else, i.e. reassigned).
 
@@ -52,7 +55,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from shared.timestamps import utc_stamp
 
@@ -82,6 +85,8 @@ _DEAL_READ_ONLY_PROPERTIES = frozenset(
 )
 _PRIMARY_COMPANY = 5  # deal → company, Primary (HUBSPOT_DEFINED)
 _DEAL_COMPANY = 341  # deal → company, unlabelled
+OWNERS_PATH = "/crm/v3/owners"
+COMPANIES_SEARCH_PATH = "/crm/v3/objects/companies/search"
 PROPERTIES_PATH = "/crm/v3/properties/tasks"
 RATE_LIMIT_WINDOW_SECONDS = 10.0
 # HubSpot's own task properties (the ones a client may set; a subset of what HubSpot has).
@@ -180,6 +185,8 @@ class HubSpotSink:
         self._owners: set[str] = set()
         self._records: dict[str, set[str]] = {kind: set() for kind in _ASSOCIATED_TYPES.values()}
         self._custom_properties: dict[str, dict[str, Any]] = {}
+        self._owner_emails: dict[str, tuple[str, bool]] = {}  # e-mail (lower case) → (owner id, archived)
+        self._company_domains: dict[str, list[str]] = {}  # domain (lower case) → company ids, oldest first
         self.register(owners=owners, companies=companies, contacts=contacts, deals=deals)
         self._tasks: dict[str, _Task] = {}
         self._deals: dict[str, _Task] = {}
@@ -262,6 +269,21 @@ class HubSpotSink:
             self._records["CONTACT"].update(map(str, contacts))
             self._records["DEAL"].update(map(str, deals))
 
+    def register_owner(self, owner_id: str, email: str, *, archived: bool = False) -> None:
+        """An owner the Owners API finds by `email`; an archived one cannot be given tasks."""
+        with self._lock:
+            self._owner_emails[email.lower()] = (str(owner_id), archived)
+            if archived:
+                self._owners.discard(str(owner_id))
+            else:
+                self._owners.add(str(owner_id))
+
+    def register_company(self, company_id: str, domain: str) -> None:
+        """A company the search finds by `domain` (several may share one, as in HubSpot)."""
+        with self._lock:
+            self._records["COMPANY"].add(str(company_id))
+            self._company_domains.setdefault(domain.lower(), []).append(str(company_id))
+
     def properties(self) -> list[str]:
         """The custom task properties created so far."""
         with self._lock:
@@ -301,6 +323,12 @@ class HubSpotSink:
             self.register(
                 **{kind: body.get(kind) or () for kind in ("owners", "companies", "contacts", "deals")}
             )
+            for owner in body.get("owner_emails") or []:  # {"id", "email", "archived"?}
+                self.register_owner(
+                    str(owner["id"]), str(owner["email"]), archived=bool(owner.get("archived"))
+                )
+            for company in body.get("company_domains") or []:  # {"id", "domain"}
+                self.register_company(str(company["id"]), str(company["domain"]))
             _reply(request, _Answer(200, {"registered": True}))
             return
         if path.startswith(SINK_DEALS_PATH) and request.command == "POST":
@@ -321,6 +349,10 @@ class HubSpotSink:
             return _error(401, "Authentication credentials not found.")
         if self._rate and not self._rate.admit():  # like HubSpot: no Retry-After, only the policy
             return _Answer(429, _rate_limit_body())
+        if method == "GET" and path == OWNERS_PATH:
+            return self._owners_by_email(parse_qs(query))
+        if method == "POST" and path == COMPANIES_SEARCH_PATH:
+            return self._companies_by_domain(body)
         if method == "POST" and path == PROPERTIES_PATH:
             return self._create_property(body)
         if method == "GET" and path.startswith(f"{PROPERTIES_PATH}/"):
@@ -366,6 +398,38 @@ class HubSpotSink:
             self._next_id += 1
             self._tasks[task.id] = task
         return fault.answer() if fault else _Answer(201, task.document())
+
+    def _owners_by_email(self, query: dict[str, list[str]]) -> _Answer:
+        """GET /crm/v3/owners?email=...&archived=true|false: the active owners, or the archived ones."""
+        email = (query.get("email") or [""])[0].lower()
+        archived = (query.get("archived") or ["false"])[0] == "true"
+        with self._lock:
+            found = self._owner_emails.get(email)
+        results = (
+            [{"id": found[0], "email": email, "type": "PERSON", "archived": archived}]
+            if found and found[1] == archived
+            else []
+        )
+        return _Answer(200, {"results": results})
+
+    def _companies_by_domain(self, body: Any) -> _Answer:
+        """POST /crm/v3/objects/companies/search with `domain` EQ: the companies with that domain."""
+        query = body if isinstance(body, dict) else {}
+        domains = [
+            str(condition.get("value") or "").lower()
+            for group in query.get("filterGroups") or []
+            for condition in group.get("filters") or []
+            if condition.get("propertyName") == "domain" and condition.get("operator") == "EQ"
+        ]
+        if len(domains) != 1:
+            return _error(400, "This sink searches companies by one `domain` EQ filter only.")
+        limit = query.get("limit", 10)
+        if not isinstance(limit, int) or not 0 < limit <= _SEARCH_LIMIT_MAX:
+            return _error(400, f"limit must be between 1 and {_SEARCH_LIMIT_MAX}.")
+        with self._lock:
+            ids = list(self._company_domains.get(domains[0], []))
+        results = [{"id": company_id, "properties": {"domain": domains[0]}} for company_id in ids[:limit]]
+        return _Answer(200, {"total": len(ids), "results": results})
 
     def _create_property(self, body: Any) -> _Answer:
         definition = body if isinstance(body, dict) else {}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import secrets as secrets_module
 import time
 import warnings
 from collections.abc import Iterable, Mapping
@@ -29,12 +31,17 @@ from shared.resources import (
     RETENTION_DAYS_ENV,
     RULESET_PATH_ENV,
     SENDER_EMAIL_ENV,
+    SLACK_BOT_TOKEN_SECRET_ENV,
+    SLACK_QUEUE,
+    SLACK_SIGNING_SECRET_ENV,
+    WEBHOOK_QUEUE,
 )
 from shared.routing.ledger import PlayLedger
 from shared.routing.models import PlayRecord
 from shared.storage import dynamo
 from shared.wiring import reset_handlers
 from upswing.local.aws import EmulatedAws, LocalResources, create_resources
+from upswing.local.channel_sinks import SlackSink, WebhookSink
 from upswing.local.gateway import LocalGateway
 from upswing.local.hubspot_sink import HubSpotSink
 from upswing.local.lambda_runtime import LocalFunction
@@ -54,6 +61,13 @@ HUBSPOT_SECRET_NAME = "upswing/local/hubspot-token"  # noqa: S105 (a name, not a
 REAL_HUBSPOT_TOKEN_ENV = "UPSWING_HUBSPOT_TOKEN"  # noqa: S105 (a variable name)
 REAL_HUBSPOT_URL_ENV = "UPSWING_HUBSPOT_BASE_URL"
 SINK_LOG = Path(".local/hubspot-requests.jsonl")
+SLACK_SINK_LOG = Path(".local/slack-requests.jsonl")
+WEBHOOK_SINK_LOG = Path(".local/webhook-requests.jsonl")
+SLACK_BOT_SECRET_NAME = "upswing/local/slack-bot-token"  # noqa: S105 (a name, not a secret)
+SLACK_SIGNING_SECRET_NAME = "upswing/local/slack-signing-secret"  # noqa: S105 (a name, not a secret)
+# A rules file can post to the local webhook sink: webhook:local-sink with this secret and the URL
+# the stack prints (docs/operations.md, "The local stack").
+WEBHOOK_SECRET_NAME = "upswing/webhooks/local-sink"  # noqa: S105 (a name, not a secret)
 SCHEDULER_EVERY_SECONDS = 60.0
 HUBSPOT_POLLER_EVERY_SECONDS = 60.0  # 5 minutes in AWS; a minute here, like the scheduler
 
@@ -66,6 +80,10 @@ class LocalStack:
         self._pumps: list[Pump] = []
         self._gateway: LocalGateway | None = None
         self.hubspot_sink: HubSpotSink | None = None
+        self.slack_sink: SlackSink | None = None
+        self.webhook_sink: WebhookSink | None = None
+        # The local Slack app's signing secret: sign a Slack interaction with it to try the route.
+        self.slack_signing_secret = ""
         self._hubspot_poller: LocalFunction | None = None
         self.hubspot_url = ""
         self.resources: LocalResources | None = None
@@ -101,6 +119,8 @@ class LocalStack:
         from functions.hubspot_sender import handler as hubspot_sender
         from functions.router import handler as router
         from functions.router import scheduler
+        from functions.slack_sender import handler as slack_sender
+        from functions.webhook_sender import handler as webhook_sender
 
         forget_handler_dependencies()
         self._hubspot_poller = LocalFunction("hubspot_poller", hubspot_poller.handler)
@@ -131,6 +151,8 @@ class LocalStack:
             ),
             QueuePump(queues[HUBSPOT_QUEUE.env_var], LocalFunction("hubspot_sender", hubspot_sender.handler)),
             QueuePump(queues[EMAIL_QUEUE.env_var], LocalFunction("email_sender", email_sender.handler)),
+            QueuePump(queues[SLACK_QUEUE.env_var], LocalFunction("slack_sender", slack_sender.handler)),
+            QueuePump(queues[WEBHOOK_QUEUE.env_var], LocalFunction("webhook_sender", webhook_sender.handler)),
             SchedulePump(
                 LocalFunction("scheduler", scheduler.handler), every_seconds=SCHEDULER_EVERY_SECONDS
             ),
@@ -159,6 +181,7 @@ class LocalStack:
             Name=HUBSPOT_SECRET_NAME, SecretString=token
         )
         dynamo.aws_client("sesv2").create_email_identity(EmailIdentity=LOCAL_SENDER_EMAIL)
+        self._start_channel_sinks()
         os.environ.update(
             {
                 HUBSPOT_SECRET_ENV: secret["ARN"],
@@ -169,11 +192,33 @@ class LocalStack:
             }
         )
 
+    def _start_channel_sinks(self) -> None:
+        """Slack and a webhook receiver on 127.0.0.1, with the secrets the senders and the API read."""
+        secrets = dynamo.aws_client("secretsmanager")
+        self.slack_sink = SlackSink(SLACK_SINK_LOG).start()
+        bot = secrets.create_secret(Name=SLACK_BOT_SECRET_NAME, SecretString="xoxb-local-sink")
+        self.slack_signing_secret = secrets_module.token_hex(16)
+        signing = secrets.create_secret(
+            Name=SLACK_SIGNING_SECRET_NAME,
+            SecretString=json.dumps({"signing_secret": self.slack_signing_secret}),
+        )
+        webhook_secret = "whsec_" + secrets_module.token_hex(16)
+        self.webhook_sink = WebhookSink(webhook_secret, WEBHOOK_SINK_LOG).start()
+        secrets.create_secret(Name=WEBHOOK_SECRET_NAME, SecretString=webhook_secret)
+        os.environ.update(
+            {
+                SLACK_BOT_TOKEN_SECRET_ENV: bot["ARN"],
+                "SLACK_BASE_URL": f"{self.slack_sink.endpoint}/api",
+                SLACK_SIGNING_SECRET_ENV: signing["ARN"],
+            }
+        )
+
     def register_in_hubspot(self, profiles: Iterable[Mapping[str, Any]]) -> None:
         """Tell the local sink about the owners and records these account profiles name: it refuses
         ids its portal does not know, as HubSpot does. (A real portal has them already.)"""
         if not self.hubspot_sink:
             return
+        profiles = list(profiles)  # read twice below
         owners: list[str] = []
         records: dict[str, list[str]] = {"companies": [], "contacts": [], "deals": []}
         for profile in profiles:
@@ -191,6 +236,14 @@ class LocalStack:
                 if refs.get(field):
                     records[kind].append(refs[field])
         self.hubspot_sink.register(owners=owners, **records)
+        # The portal finds them by e-mail and domain too (profiles may name them so instead of ids).
+        for profile in profiles:
+            for owner in (profile.get("owners") or {}).values():
+                if owner.get("hubspot_owner_id") and owner.get("email"):
+                    self.hubspot_sink.register_owner(owner["hubspot_owner_id"], owner["email"])
+            refs = profile.get("hubspot") or {}
+            if refs.get("company_id") and refs.get("domain"):
+                self.hubspot_sink.register_company(refs["company_id"], refs["domain"])
 
     def _register_pool_owners(self) -> None:
         """The fallback pools' owners of the ruleset the stack runs are in the sink's portal."""
@@ -261,8 +314,9 @@ class LocalStack:
             pump.join(timeout=5)
         if self._gateway:
             self._gateway.stop()
-        if self.hubspot_sink:
-            self.hubspot_sink.stop()
+        for sink in (self.hubspot_sink, self.slack_sink, self.webhook_sink):
+            if sink:
+                sink.stop()
         self._aws.stop()
 
     def __enter__(self) -> LocalStack:
