@@ -131,6 +131,9 @@ def metric_signals(draw: st.DrawFn) -> dict[str, Any]:
         signal["per_limit"] = draw(st.sampled_from(["seats", "api.calls"]))
     if modifier != "rising" or draw(st.booleans()):
         signal[draw(_comparisons)] = draw(_thresholds)
+    coverage = draw(st.sampled_from([None, None, True, False]))  # data coverage: the default, or given
+    if coverage is not None:
+        signal["requires_full_window"] = coverage
     return signal
 
 

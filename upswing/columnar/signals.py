@@ -25,12 +25,14 @@ from __future__ import annotations
 import itertools
 import sys
 from collections.abc import Callable
+from datetime import date
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from shared.rules.durations import days
+from shared.rules.engine import compiled_ruleset
 from shared.rules.language import (
     BySegment,
     CompositeSignal,
@@ -42,6 +44,7 @@ from shared.rules.language import (
 from upswing.columnar.frame import Floats, Frame, Ints, MetricDays, Needs, Occurrences
 
 Bools = npt.NDArray[np.bool_]
+_FOREVER = date.max.toordinal()
 _Array = TypeVar("_Array", Floats, Ints, Bools)
 
 _COMPARE: dict[str, Callable[[Floats, Floats | float], Bools]] = {
@@ -108,6 +111,8 @@ class SignalGrid:
                     found = self._composite(signal)
                 else:
                     found = self._metric(signal)
+                    if signal.full_window_required:
+                        found = found & self._covered(name)
             self._held[name] = found
         return found
 
@@ -116,6 +121,20 @@ class SignalGrid:
         if within == 1:
             return self.held(name)
         return self._window(_prefix(self.held(name).astype(np.int64)), within) > 0
+
+    def _covered(self, name: str) -> Bools:
+        """[accounts, days]: whether the account's data covers every day the signal reads for the
+        day (requires_full_window: the reference's _CoveredRule and coverage_start): its first event
+        or its profile's created_at on or before the first of them."""
+        back = compiled_ruleset(self.ruleset).lookback[name] - 1
+        starts = []
+        for account, profile in zip(self.frame.accounts, self.frame.profiles, strict=True):
+            known = [self.frame.spans[account][0]] if account in self.frame.spans else []
+            if profile is not None and profile.created_at is not None:
+                known.append(profile.created_at.toordinal())
+            starts.append(min(known, default=_FOREVER))
+        coverage = np.asarray(starts, dtype=np.int64)[:, None]
+        return self._columns + self.frame.base - back >= coverage
 
     # composites
 
