@@ -3,7 +3,7 @@
 ledger stream (INSERT) → archiver fn → Firehose (JSON → Parquet with the Glue table's schema,
 partitioned by the event's day) → S3 `events/day=YYYY-MM-DD/*.parquet`, KMS-encrypted with a key
 of its own, expired by a lifecycle rule after `archive_retention_days`. `upswing backtest
---from-stack` reads it (docs/backtest.md); docs/decisions.md (53) says why Firehose.
+--from-stack` reads it (docs/backtest.md); docs/decisions.md (52) says why Firehose.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ from shared.counters.aggregate import aggregate
 from shared.counters.bucket import CountedEvent, DayBucket, padded_sequence
 from shared.counters.store import CounterStore
 from shared.events.models import EventKind
-from shared.rules.aggregates import DynamoAggregates, InMemoryAggregates
+from shared.rules.aggregates import InMemoryAggregates
+from shared.rules.dynamo_aggregates import DynamoAggregates
 from shared.rules.engine import AccountState, Evaluation, evaluate_account
 from shared.rules.loading import parse_ruleset
 from tests.conftest import TEST_RETENTION_DAYS, Aws
