@@ -25,7 +25,12 @@ TARGET_SECONDS = 60
 TARGET_PEAK_BYTES = 2 * 1024**3
 
 
+ENGINES = ("scalar", "columnar")
+FORMATS = ("jsonl", "parquet")
+
+
 def run() -> dict[str, Any]:
+    """One simulated history; the backtest of it by each engine from each format, side by side."""
     with tempfile.TemporaryDirectory(prefix="upswing-bench-") as folder:
         history = Path(folder) / "history"
         simulated = _timed(
@@ -36,35 +41,56 @@ def run() -> dict[str, Any]:
                 "--days",
                 str(DAYS),
                 "--format",
-                "jsonl",
+                ",".join(FORMATS),
                 "--out",
                 str(history),
             ]
         )
-        replayed = _timed(
-            [
-                "backtest",
-                "--events",
-                str(history / "events.jsonl"),
-                "--outcomes",
-                str(history / "outcomes.csv"),
-                "--accounts",
-                str(history / "accounts.jsonl"),
-                "--out",
-                str(Path(folder) / "report"),
-            ]
-        )
-        report = json.loads((Path(folder) / "report" / "backtest.json").read_text())
-    source = report["input"]
+        runs: dict[str, dict[str, Any]] = {}
+        firings: dict[str, list[str]] = {}
+        for form in FORMATS:
+            for engine in ENGINES:
+                report = Path(folder) / f"report-{engine}-{form}"
+                timed = _timed(
+                    [
+                        "backtest",
+                        "--events",
+                        str(history / f"events.{form}"),
+                        "--outcomes",
+                        str(history / "outcomes.csv"),
+                        "--accounts",
+                        str(history / "accounts.jsonl"),
+                        "--engine",
+                        engine,
+                        "--out",
+                        str(report),
+                    ]
+                )
+                result = json.loads((report / "backtest.json").read_text())
+                routed = result["input"]["engine"]
+                timed |= {
+                    "events": result["input"]["events"],
+                    "evaluations": result["rulesets"][0]["evaluations"],
+                    "firings": result["rulesets"][0]["firings"],
+                    "columnar_accounts": routed["columnar_accounts"],
+                    "scalar_accounts": routed["scalar_accounts"],
+                }
+                runs[f"{engine}-{form}"] = timed
+                firings[f"{engine}-{form}"] = (report / "firings.csv").read_text().splitlines()
+    reference = firings["scalar-jsonl"]
     result = {
         "accounts": ACCOUNTS,
         "days": DAYS,
-        "events": source["events"],
+        "events": runs["scalar-jsonl"]["events"],
         "cores": os.cpu_count(),
         "simulate": simulated,
-        "backtest": replayed,
-        "evaluations": report["rulesets"][0]["evaluations"],
-        "firings": report["rulesets"][0]["firings"],
+        "backtests": runs,
+        # Firings (firings.csv lines) of each run not in the scalar JSONL run's, and the reverse.
+        "differences": {
+            name: len(set(lines) ^ set(reference))
+            for name, lines in firings.items()
+            if name != "scalar-jsonl"
+        },
         "target_seconds": TARGET_SECONDS,
         "target_peak_bytes": TARGET_PEAK_BYTES,
     }
@@ -134,7 +160,7 @@ def _rss(pid: int) -> int:
 
 
 def _print(result: dict[str, Any]) -> None:
-    simulated, replayed = result["simulate"], result["backtest"]
+    simulated = result["simulate"]
     print(
         f"\nBacktest, reference ruleset: {result['accounts']:,} accounts x {result['days']} days, "
         f"{result['events']:,} events, {result['cores']} cores"
@@ -143,9 +169,21 @@ def _print(result: dict[str, Any]) -> None:
         f"  simulate: {simulated['wall_seconds']} s wall, {simulated['cpu_seconds']} s CPU, "
         f"peak {simulated['peak_bytes'] / 1024**2:,.0f} MB"
     )
+    runs = result["backtests"]
+    for name, timed in runs.items():
+        engine, form = name.split("-")
+        scalar = runs[f"scalar-{form}"]["wall_seconds"]
+        print(
+            f"  backtest {engine:<8} {form:<7}: {timed['wall_seconds']} s wall ({TARGET_SECONDS} s target), "
+            f"{timed['cpu_seconds']} s CPU, peak {timed['peak_bytes'] / 1024**2:,.0f} MB "
+            f"({TARGET_PEAK_BYTES / 1024**3:.0f} GB target); "
+            f"x{scalar / timed['wall_seconds']:.1f} vs scalar; "
+            f"{timed['evaluations']:,} evaluations, {timed['firings']:,} firings; accounts "
+            f"{timed['columnar_accounts']:,} columnar, {timed['scalar_accounts']:,} scalar"
+        )
+    differences = result["differences"]
     print(
-        f"  backtest: {replayed['wall_seconds']} s wall ({TARGET_SECONDS} s target), "
-        f"{replayed['cpu_seconds']} s CPU, peak {replayed['peak_bytes'] / 1024**2:,.0f} MB "
-        f"({TARGET_PEAK_BYTES / 1024**3:.0f} GB target); {result['evaluations']:,} evaluations, "
-        f"{result['firings']:,} firings; {result['events'] / replayed['wall_seconds']:,.0f} events/s"
+        "  differences from the scalar JSONL run's firings: "
+        + ", ".join(f"{name} {count}" for name, count in differences.items())
+        + (" (none)" if not any(differences.values()) else " — THE ENGINES DIFFER")
     )

@@ -358,6 +358,14 @@ def _add_backtest(commands: Any) -> None:
         "--strict", action="store_true", help="stop at the first bad line (default: skip it and count it)"
     )
     backtest.add_argument("--workers", type=int, help="processes replaying accounts (default: one per core)")
+    backtest.add_argument(
+        "--engine",
+        choices=("auto", "columnar", "scalar"),
+        default="auto",
+        help="auto (default): the columnar engine for every account and ruleset it models, the online "
+        "engine for the rest; columnar: fail if a ruleset needs the online engine; scalar: the online "
+        "engine throughout (docs/backtest.md, 'Engines')",
+    )
     backtest.add_argument("--out", type=Path, default=Path("backtest-results"), help="folder (%(default)s)")
     backtest.set_defaults(run=_backtest)
 
@@ -426,6 +434,7 @@ def _run_backtest(
             signals=args.signals,
             strict=args.strict,
             command=" ".join(["upswing", *sys.argv[1:]]),
+            engine=args.engine,
             **workers,
         )
         run = backtest(config, progress=terminal_progress())

@@ -162,18 +162,28 @@ def moment(event: dict[str, Any]) -> datetime:
 
 @pytest.fixture(scope="module")
 def backtested(history: History) -> tuple[BacktestRun, BacktestRun]:
-    """The backtest with one worker and with two (run before moto starts, as it forks)."""
-    return backtest(config(history, workers=1)), backtest(config(history, workers=2))
+    """The backtest with one worker on the scalar engine, and with two routing accounts to the
+    columnar engine where it can (run before moto starts, as it forks)."""
+    return backtest(config(history, workers=1, engine="scalar")), backtest(config(history, workers=2))
 
 
 def test_given_one_history_when_backtested_and_run_online_then_the_firings_are_identical(
     aws: Aws, history: History, backtested: tuple[BacktestRun, BacktestRun]
 ) -> None:
-    # Given the backtest's firings and counts (the same with two workers as with one)
+    # Given the backtest's firings and counts (the same with two workers as with one, and with the
+    # clean accounts on the columnar engine, the irregular ones on the scalar one)
     run, parallel = backtested
     assert parallel.firings == run.firings
     counted = run.result["input"]
     assert {name: counted[name] for name in history.expected} == history.expected
+    assert {name: parallel.result["input"][name] for name in history.expected} == history.expected
+    assert parallel.result["rulesets"][0]["evaluations"] == run.result["rulesets"][0]["evaluations"]
+    routed = parallel.result["input"]["engine"]
+    assert routed["used"] == "columnar"
+    assert routed["columnar_accounts"] >= 1
+    assert routed["scalar_accounts"] >= 1
+    assert set(routed["scalar_reasons"]) <= {"duplicate event ids", "late events"}
+    assert run.result["input"]["engine"]["columnar_accounts"] == 0
     assert counted["accounts_without_profile"] == 1
     offline = firings_of(run)
     # Not vacuous: several triggers fired, for most accounts, the unprofiled one among them.
@@ -251,7 +261,7 @@ def tally_of(run: BacktestRun) -> Counter[str]:
     )
 
 
-def config(history: History, workers: int) -> BacktestConfig:
+def config(history: History, workers: int, engine: str = "auto") -> BacktestConfig:
     return BacktestConfig(
         events=(history.events,),
         outcomes=history.outcomes,
@@ -260,6 +270,7 @@ def config(history: History, workers: int) -> BacktestConfig:
         workers=workers,
         partitions=4,
         retention_days=TEST_RETENTION_DAYS,
+        engine=engine,
     )
 
 

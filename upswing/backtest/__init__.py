@@ -37,6 +37,7 @@ from upswing.backtest.scoring import Outcomes, Score, Subject, monday_of, overla
 from upswing.backtest.truth import read_outcomes, read_profiles
 
 DEFAULT_PARTITIONS = 64
+ENGINES = ("auto", "columnar", "scalar")  # docs/backtest.md, "Engines"
 SIGNAL_COOLDOWN = "30d"  # a signal scored as a trigger fires at most monthly
 SIGNAL_PREFIX = "signal:"
 
@@ -60,6 +61,9 @@ class BacktestConfig:
     retention_days: int = DEFAULT_RETENTION_DAYS
     spill_dir: Path | None = None
     command: str = ""
+    # scalar: every account on the online engine; columnar: the columnar engine for every account
+    # it models (an error if a ruleset uses a capability it lacks); auto: columnar where it can.
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.events:
@@ -68,6 +72,8 @@ class BacktestConfig:
             raise BacktestError(f"--horizon must be at least 1 day (got {self.horizon_days})")
         if self.workers < 1 or self.partitions < 1:
             raise BacktestError("--workers and the number of partitions must be at least 1")
+        if self.engine not in ENGINES:
+            raise BacktestError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,7 @@ def backtest(config: BacktestConfig, progress: Progress | None = None) -> Backte
     contenders = [
         Contender(label, ruleset, read_plan(ruleset)) for label, ruleset in zip(labels, rulesets, strict=True)
     ]
+    engine, scalar_triggers = _engine(config, contenders)
     try:
         check_files(config.events)
         profiles = read_profiles(config.accounts) if config.accounts else {}
@@ -100,6 +107,7 @@ def backtest(config: BacktestConfig, progress: Progress | None = None) -> Backte
             partitions=config.partitions,
             spill_dir=config.spill_dir,
             progress=progress,
+            engine=engine,
         )
     except InputError as error:
         raise BacktestError(str(error)) from None
@@ -140,6 +148,14 @@ def backtest(config: BacktestConfig, progress: Progress | None = None) -> Backte
             "outcomes_unknown_accounts": sum(
                 1 for expansion in expansions if expansion.account_id not in known
             ),
+            "engine": {
+                "requested": config.engine,
+                "used": engine,
+                "columnar_accounts": stats.columnar_accounts,
+                "scalar_accounts": stats.scalar_accounts,
+                "scalar_reasons": dict(sorted(stats.scalar_reasons.items())),
+                "scalar_triggers": scalar_triggers,
+            },
             "problems": [
                 {"file": str(config.events[problem.file]), "line": problem.line, "message": problem.message}
                 for problem in stats.problems
@@ -157,6 +173,29 @@ def backtest(config: BacktestConfig, progress: Progress | None = None) -> Backte
         for fired in replayed.firings
     ]
     return BacktestRun(result, firings)
+
+
+def _engine(config: BacktestConfig, contenders: Sequence[Contender]) -> tuple[str, dict[str, str]]:
+    """The engine the replay uses, and each trigger that keeps a ruleset on the scalar engine
+    ("A/trigger" → the capability the columnar engine lacks)."""
+    if config.engine == "scalar":
+        return "scalar", {}
+    from upswing.columnar import unsupported_triggers  # numpy: only when the columnar engine may run
+
+    gaps = {
+        f"{contender.label}/{trigger}": reason
+        for contender in contenders
+        for trigger, reason in unsupported_triggers(contender.ruleset).items()
+    }
+    if not gaps:
+        return "columnar", {}
+    if config.engine == "columnar":
+        named = "; ".join(f"{trigger}: {reason}" for trigger, reason in gaps.items())
+        raise BacktestError(
+            f"--engine columnar: the columnar engine does not compute {named} yet; "
+            "use --engine auto (the scalar engine for such rulesets) or --engine scalar"
+        )
+    return "scalar", gaps
 
 
 def _load(path: Path, signals: bool) -> Ruleset:

@@ -124,6 +124,15 @@ def summary(result: dict[str, Any]) -> str:
         f"{source['rejected']:,} rejected, {source['malformed']:,} malformed, {source['late']:,} late; "
         f"{source['outcomes']:,} expansions ({source['outcomes_unknown_accounts']:,} of unknown accounts)",
     ]
+    engine = source.get("engine")
+    if engine:
+        reasons = ", ".join(f"{count:,} {reason}" for reason, count in engine["scalar_reasons"].items())
+        lines.append(
+            f"  engine: {engine['used']} ({engine['requested']} asked); {engine['columnar_accounts']:,} "
+            f"accounts columnar, {engine['scalar_accounts']:,} scalar" + (f" ({reasons})" if reasons else "")
+        )
+        for trigger, reason in engine["scalar_triggers"].items():
+            lines.append(f"  scalar for {trigger}: {reason}")
     for problem in source["problems"][:5]:
         lines.append(f"  {problem['file']}:{problem['line']}: {problem['message']}")
     if len(source["problems"]) > 5:

@@ -78,6 +78,8 @@ class _Job:
     retention_days: int
     strict: bool
     kinds: dict[str, EventKind] = field(default_factory=dict)  # the kind each metric name registered
+    # columnar: accounts the columnar engine models take it (upswing/columnar/), the rest replay here.
+    engine: str = "scalar"
 
 
 def run(
@@ -91,13 +93,18 @@ def run(
     partitions: int,
     spill_dir: Path | None = None,
     progress: Progress | None = None,
+    engine: str = "scalar",
 ) -> Replayed:
+    """engine: "scalar" replays every account with the online engine; "columnar" routes each account
+    whose input the columnar engine models to it (the rulesets must be columnar throughout:
+    upswing/columnar/support.py)."""
     check_files(files)
     job = _Job(
         tuple((contender.label, contender.ruleset) for contender in contenders),
         profiles,
         retention_days,
         strict,
+        engine=engine,
     )
     with tempfile.TemporaryDirectory(prefix="upswing-backtest-", dir=spill_dir) as folder:
         parents = {
@@ -305,13 +312,21 @@ def replay_spill(partition: Path) -> Replayed:
                     stats.reject(arrival)
                 else:
                     by_account.setdefault(arrival.event.account_id, []).append(arrival)
+    firings: list[FiredAt] = []
+    if job.engine == "columnar":
+        from upswing.columnar import replay_columnar, split_accounts
+
+        rulesets = [contender.ruleset for contender in _worker_contenders]
+        columnar, by_account = split_accounts(by_account, job.profiles, rulesets, stats)
+        firings.extend(replay_columnar(columnar, _worker_contenders, stats))
+    else:
+        stats.scalar_accounts += len(by_account)
     # A family (its root's partition holds every member's lines) is replayed together.
     families: dict[str, dict[str, list[Accepted]]] = {}
     for account_id, arrivals in by_account.items():
         profile = job.profiles.get(account_id)
         root = profile.parent_account_id if profile and profile.parent_account_id else account_id
         families.setdefault(root, {})[account_id] = arrivals
-    firings: list[FiredAt] = []
     for members in families.values():
         profiles = {account: job.profiles[account] for account in members if account in job.profiles}
         for account in members:

@@ -82,6 +82,10 @@ class ReplayStats:
     malformed: int = 0
     late: int = 0
     evaluations: int = 0
+    # Accounts replayed by the columnar engine (upswing/columnar/) and by this one, with why.
+    columnar_accounts: int = 0
+    scalar_accounts: int = 0
+    scalar_reasons: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     # Per account: the first and last day (ordinals) with an accepted event.
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -100,8 +104,20 @@ class ReplayStats:
             self.problems.append(problem)
 
     def merge(self, other: ReplayStats) -> None:
-        for name in ("lines", "accepted", "duplicates", "rejected", "malformed", "late", "evaluations"):
+        for name in (
+            "lines",
+            "accepted",
+            "duplicates",
+            "rejected",
+            "malformed",
+            "late",
+            "evaluations",
+            "columnar_accounts",
+            "scalar_accounts",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, count in other.scalar_reasons.items():
+            self.scalar_reasons[reason] = self.scalar_reasons.get(reason, 0) + count
         room = MAX_PROBLEMS_KEPT - len(self.problems)
         self.problems.extend(other.problems[:room])
         self.spans.update(other.spans)
