@@ -68,7 +68,7 @@ def test_given_a_shadow_ruleset_missing_from_the_lock_then_the_synth_refuses_it(
 def test_given_a_live_ruleset_changed_without_a_new_version_then_the_synth_refuses_it(
     tiny_asset_dirs, cdk_context, tmp_path
 ):
-    with pytest.raises(VersionError, match=r"its content changed but its version is still '2026-12-06\.2'"):
+    with pytest.raises(VersionError, match=r"its content changed but its version is still '2026-12-06\.3'"):
         synth(
             tiny_asset_dirs,
             cdk_context,
@@ -80,7 +80,7 @@ def test_given_a_live_ruleset_changed_without_a_new_version_then_the_synth_refus
 def test_given_a_shadow_ruleset_with_the_live_version_then_the_synth_refuses_it(
     tiny_asset_dirs, cdk_context, tmp_path
 ):
-    with pytest.raises(VersionError, match=r"both say version '2026-12-06\.2'"):
+    with pytest.raises(VersionError, match=r"both say version '2026-12-06\.3'"):
         synth(
             tiny_asset_dirs,
             cdk_context,

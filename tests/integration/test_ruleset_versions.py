@@ -140,8 +140,8 @@ def test_given_a_deployment_when_the_evaluator_starts_twice_then_each_version_is
     records = RulesetRecords(aws.dynamodb, aws.registry_table).records()
     assert records == first
     by_version = {record.version: record for record in records}
-    assert set(by_version) == {"2026-12-06.2", "2026-12-06.paywall-earlier.1"}
-    live, shadow = by_version["2026-12-06.2"], by_version["2026-12-06.paywall-earlier.1"]
+    assert set(by_version) == {"2026-12-06.3", "2026-12-06.paywall-earlier.1"}
+    live, shadow = by_version["2026-12-06.3"], by_version["2026-12-06.paywall-earlier.1"]
     assert (live.first_role, live.file, live.deployer, live.git_revision) == (
         "live",
         "rules/reference.yaml",
@@ -171,11 +171,11 @@ def test_given_recorded_versions_when_get_rulesets_then_each_is_listed_with_its_
     status, answer = call_api(proxy_event("GET", "/v1/rulesets", None, content_type=None))
 
     assert status == 200
-    assert answer["live"] == "2026-12-06.2"
+    assert answer["live"] == "2026-12-06.3"
     assert answer["shadow"] == ["2026-12-06.paywall-earlier.1"]
     listed = [(entry["version"], entry["status"]) for entry in answer["rulesets"]]
     assert listed[0] == ("test-unlocked.1", "retired")  # oldest first
-    assert sorted(listed[1:]) == [("2026-12-06.2", "live"), ("2026-12-06.paywall-earlier.1", "shadow")]
+    assert sorted(listed[1:]) == [("2026-12-06.3", "live"), ("2026-12-06.paywall-earlier.1", "shadow")]
     live = next(entry for entry in answer["rulesets"] if entry["status"] == "live")
     assert set(live) == {
         "version",
@@ -202,7 +202,7 @@ def record_two_versions(aws: Aws) -> RulesetRecords:
     text = REFERENCE.read_text()
     first = DeployedRuleset("rules/reference.yaml", Role.LIVE, parse_ruleset(text, "a.yaml"), text)
     store.record(first, datetime(2026, 12, 6, 9, tzinfo=UTC), deployer="bo", git_revision="aaaaaaa")
-    edited = text.replace('version: "2026-12-06.2"', 'version: "2026-12-07.1"').replace(
+    edited = text.replace('version: "2026-12-06.3"', 'version: "2026-12-07.1"').replace(
         "    at_least: 3\n", "    at_least: 2\n", 1
     )
     second = DeployedRuleset("rules/reference.yaml", Role.LIVE, parse_ruleset(edited, "b.yaml"), edited)
@@ -220,7 +220,7 @@ def test_given_two_recorded_versions_when_the_changes_of_the_second_are_asked_th
     assert status == 200
     assert answer == {
         "version": "2026-12-07.1",
-        "previous": "2026-12-06.2",
+        "previous": "2026-12-06.3",
         "deployed_at": "2026-12-07T09:00:00Z",
         "deployer": "ana",
         "git_revision": "bbbbbbb",
@@ -239,7 +239,7 @@ def test_given_two_recorded_versions_when_the_changes_of_the_second_are_asked_th
             },
         ],
     }
-    status, first = call_api(proxy_event("GET", "/v1/rulesets/2026-12-06.2/changes", None, content_type=None))
+    status, first = call_api(proxy_event("GET", "/v1/rulesets/2026-12-06.3/changes", None, content_type=None))
     assert (status, first["previous"], first["changes"]) == (200, None, [])
 
 
@@ -264,11 +264,11 @@ def test_given_recorded_versions_when_rules_audit_runs_then_it_prints_who_change
 
     out = capsys.readouterr().out
     assert out.splitlines() == [
-        "2026-12-06.2 — deployed 2026-12-06T09:00:00Z by bo (git aaaaaaa), first live",
+        "2026-12-06.3 — deployed 2026-12-06T09:00:00Z by bo (git aaaaaaa), first live",
         "  the first version recorded",
         "",
         "2026-12-07.1 — deployed 2026-12-07T09:00:00Z by ana (git bbbbbbb), first live",
-        "  since 2026-12-06.2: 2 triggers: 2 changed",
+        "  since 2026-12-06.3: 2 triggers: 2 changed",
         "  - changed trigger paywall-intent",
         "      signal paywall_attempts: at_least: 3.0 → 2.0",
         "  - changed trigger upgrade",
@@ -291,4 +291,4 @@ def test_given_a_registry_that_refuses_when_the_evaluator_starts_then_it_still_e
     evaluator_function.record_versions(deployed, Refusing(aws.dynamodb, aws.registry_table), settings, AT)
 
     assert RulesetRecords(aws.dynamodb, aws.registry_table).records() == []  # the next cold start records
-    assert deployed_evaluator().ruleset.version == "2026-12-06.2"
+    assert deployed_evaluator().ruleset.version == "2026-12-06.3"
