@@ -335,15 +335,7 @@ def _get_trigger() -> dict[str, Any]:
         "security": _needs(Scope.ACCOUNTS_READ),
         "summary": "Live metrics of one trigger (also one no longer in the active ruleset).",
         "description": _TRIGGER_METRICS,
-        "parameters": [
-            {
-                "name": "name",
-                "in": "path",
-                "required": True,
-                "description": "The trigger's name, as in the ruleset.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-            }
-        ],
+        "parameters": [_path_parameter("name", "The trigger's name, as in the ruleset.")],
         "responses": {
             "200": {"description": "The trigger's windows.", **_json_body({"type": "object"})},
             **_errors(
@@ -427,13 +419,7 @@ def _get_experiment() -> dict[str, Any]:
             "(docs/api.md, 'Experiments')."
         ),
         "parameters": [
-            {
-                "name": "name",
-                "in": "path",
-                "required": True,
-                "description": "The trigger's name, as in the ruleset.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-            },
+            _path_parameter("name", "The trigger's name, as in the ruleset."),
             {
                 "name": "salt",
                 "in": "query",
@@ -488,13 +474,7 @@ def _get_ruleset_changes() -> dict[str, Any]:
             "changed), with who deployed it and when (docs/api.md, 'Ruleset versions')."
         ),
         "parameters": [
-            {
-                "name": "version",
-                "in": "path",
-                "required": True,
-                "description": "A recorded ruleset version, as GET /v1/rulesets lists it.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-            }
+            _path_parameter("version", "A recorded ruleset version, as GET /v1/rulesets lists it.")
         ],
         "responses": {
             "200": {"description": "The version's changes.", **_json_body({"type": "object"})},
@@ -509,18 +489,27 @@ def _get_ruleset_changes() -> dict[str, Any]:
 
 
 def _account_parameter() -> dict[str, Any]:
-    return {
-        "name": "account_id",
-        "in": "path",
-        "required": True,
-        "description": "Percent-encoded UTF-8; decoded strictly and normalized to NFC (docs/api.md).",
-        "schema": {
+    return _path_parameter(
+        "account_id",
+        "Percent-encoded UTF-8; decoded strictly and normalized to NFC (docs/api.md).",
+        {
             "type": "string",
             "minLength": 1,
             "maxLength": 128,
             "format": PRINTABLE_ID_FORMAT,
             "not": {"enum": [".", ".."]},
         },
+    )
+
+
+def _path_parameter(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A required path parameter; by default a name of 1 to 64 characters."""
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema or {"type": "string", "minLength": 1, "maxLength": 64},
     }
 
 
