@@ -219,3 +219,28 @@ def is_marker(record: dict[str, Any]) -> bool:
     """A counters stream record of the first_seen marker, which the evaluator's event-source filter
     drops (only day buckets reach it)."""
     return record["dynamodb"]["Keys"]["sk"]["S"] == FIRST_SEEN_KEY
+
+
+def received_from(aws: Any, queue: Any, body: str) -> dict[str, Any]:
+    """The Lambda event for one message put on `queue` (a QueueSpec) and received from it: a real
+    receipt handle, so a sender's hold really changes its visibility."""
+    url = aws.queues[queue.env_var]
+    aws.sqs.send_message(QueueUrl=url, MessageBody=body)
+    [message] = aws.sqs.receive_message(QueueUrl=url, AttributeNames=["All"], VisibilityTimeout=30)[
+        "Messages"
+    ]
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message["Attributes"],
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{url.rsplit('/', 1)[-1]}",
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }

@@ -22,6 +22,7 @@ from shared.resources import DELIVERIES_TABLE, PLAYS_TABLE, SLACK_QUEUE, SLACK_S
 from shared.routing.ledger import PlayLedger, PlayRecord, PlayStatus
 from shared.routing.messages import PlayDelivery
 from tests.conftest import TEST_RETENTION_DAYS, Aws
+from tests.integration.builders import received_from
 
 BOT_TOKEN = "xoxb-test-token"
 PLAY_ID = "b" * 24
@@ -131,26 +132,7 @@ def make_sender(aws: Aws, dlq: str, slack: Slack, **options: Any) -> tuple[Slack
 
 
 def received(aws: Aws, body: str) -> dict[str, Any]:
-    url = aws.queues[SLACK_QUEUE.env_var]
-    aws.sqs.send_message(QueueUrl=url, MessageBody=body)
-    [message] = aws.sqs.receive_message(QueueUrl=url, AttributeNames=["All"], VisibilityTimeout=30)[
-        "Messages"
-    ]
-    return {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": message["Attributes"],
-                "messageAttributes": {},
-                "md5OfBody": message["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:upswing-test-slackqueue",
-                "awsRegion": "us-east-1",
-            }
-        ]
-    }
+    return received_from(aws, SLACK_QUEUE, body)
 
 
 def routed_play(aws: Aws, play_id: str = PLAY_ID) -> PlayLedger:

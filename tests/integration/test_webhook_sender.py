@@ -21,6 +21,7 @@ from shared.delivery.webhook import WebhookSender, idempotency_key, sign
 from shared.resources import DELIVERIES_TABLE, WEBHOOK_QUEUE, WEBHOOK_SENDER_FUNCTION
 from shared.routing.messages import PlayDelivery
 from tests.conftest import TEST_RETENTION_DAYS, Aws, _test_client
+from tests.integration.builders import received_from
 
 SECRET_ID = "upswing/webhooks/in-app"
 SIGNING_SECRET = "whsec_upswing_example"
@@ -117,28 +118,7 @@ def make_sender(aws: Aws, dlq: str, destination: Destination) -> tuple[WebhookSe
 
 
 def received(aws: Aws, body: str) -> dict[str, Any]:
-    """The Lambda event for one message put on the webhook queue and received from it (a real
-    receipt handle, so a hold really changes its visibility)."""
-    url = aws.queues[WEBHOOK_QUEUE.env_var]
-    aws.sqs.send_message(QueueUrl=url, MessageBody=body)
-    [message] = aws.sqs.receive_message(QueueUrl=url, AttributeNames=["All"], VisibilityTimeout=30)[
-        "Messages"
-    ]
-    return {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": message["Attributes"],
-                "messageAttributes": {},
-                "md5OfBody": message["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:upswing-test-webhookqueue",
-                "awsRegion": "us-east-1",
-            }
-        ]
-    }
+    return received_from(aws, WEBHOOK_QUEUE, body)
 
 
 def dead_letters(aws: Aws, dlq: str) -> list[dict[str, Any]]:
